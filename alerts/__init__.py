@@ -1,0 +1,1 @@
+"""Alerts: a streaming rule engine that raises, dedupes, updates and resolves alerts."""

@@ -1,0 +1,108 @@
+"""The alert service: subscribes to device messages, validates them, feeds the engine.
+
+paho's network thread only enqueues; one engine thread does all rule work, so the engine needs
+no locks. Its subscription is a persistent QoS 1 session of its own, apart from ingest's.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from alerts.engine import Engine
+from alerts.publisher import publish_alert
+from alerts.rules import load_rules
+from alerts.store import AlertStore, store_path
+from geodata.registry import RegistryWatcher, ensure_registry
+from smartcommunity import heartbeat
+from smartcommunity.contract import TOPIC_ROOT
+from smartcommunity.mqtt import connect, make_client
+from smartcommunity.settings import Settings
+from smartcommunity.validation import Rejected, validate
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = [(f"{TOPIC_ROOT}/+/+/+/{t}", 1) for t in ("telemetry", "status", "event")]
+SILENCE_CHECK_S = 5.0
+
+
+class AlertService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        ensure_registry(settings)
+        self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
+        self.store = AlertStore(store_path(settings.data_path))
+        rules_path = Path(settings.alerts_rules_file) if settings.alerts_rules_file else None
+        self.client = make_client(settings, client_id=settings.alerts_client_id, persistent=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.engine = Engine(
+            load_rules(rules_path), self.store, self._publish, settings.alert_holdoff_s,
+            settings.alerts_update_min_s,
+        )
+        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
+        self.counters = {"received": 0, "invalid": 0, "published": 0}
+        self.mqtt_ok = False
+        self._stop = threading.Event()
+
+    def _publish(self, alert) -> None:  # type: ignore[no-untyped-def]
+        publish_alert(self.client, alert)
+        self.counters["published"] += 1
+
+    def _on_connect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
+        if not rc.is_failure:
+            self.mqtt_ok = True
+            client.subscribe(SUBSCRIPTIONS)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+        self.inbox.put((msg.topic, bytes(msg.payload)))
+
+    def step(self, timeout_s: float) -> None:
+        """Drain the inbox for up to `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                topic, payload = self.inbox.get(timeout=left)
+            except queue.Empty:
+                return
+            self.counters["received"] += 1
+            try:
+                rec = validate(topic, payload, self.registry.current(), int(time.time() * 1000))
+            except Rejected:
+                self.counters["invalid"] += 1  # ingest dead-letters it; nothing to evaluate
+                continue
+            self.engine.handle(rec)
+
+    def run_forever(self) -> None:
+        connect(self.client, self.settings, persistent=True)
+        last_silence = last_beat = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self.step(self.settings.alerts_tick_s)
+                self.engine.tick()
+                now = time.monotonic()
+                if now - last_silence >= SILENCE_CHECK_S:
+                    self.engine.check_silence(self.registry.current())
+                    last_silence = now
+                if now - last_beat >= 1.0:
+                    heartbeat.write(self.settings.data_path, "alerts", self.snapshot())
+                    last_beat = now
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.store.close()
+
+    def snapshot(self) -> dict[str, object]:
+        return {"counters": dict(self.counters), "open_alerts": len(self.engine.open),
+                "queue": self.inbox.qsize(), "mqtt": "ok" if self.mqtt_ok else "down"}
+
+    def stop(self) -> None:
+        self._stop.set()

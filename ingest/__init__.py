@@ -1,0 +1,1 @@
+"""Ingest: MQTT telemetry → contract validation → InfluxDB, with a dead-letter store."""

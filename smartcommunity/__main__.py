@@ -1,0 +1,5 @@
+import sys
+
+from smartcommunity.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""paho-mqtt 2.x clients built from `SC_MQTT_URL` (mqtt:// or mqtts://, credentials in the URL)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import uuid
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from smartcommunity.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+def make_client(
+    settings: Settings,
+    client_id: str | None = None,
+    persistent: bool = False,
+    manual_ack: bool = False,
+    protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
+) -> mqtt.Client:
+    """A client not yet connected. `persistent`: fixed id, clean start off, long session expiry."""
+    url = settings.mqtt
+    cid = client_id or f"sc-{uuid.uuid4().hex[:12]}"
+    kwargs: dict[str, object] = {}
+    if protocol != mqtt.MQTTv5:
+        kwargs["clean_session"] = not persistent
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=protocol,
+        manual_ack=manual_ack, reconnect_on_failure=True, **kwargs,  # type: ignore[arg-type]
+    )
+    if url.username:
+        client.username_pw_set(url.username, url.password)
+    if url.scheme in ("mqtts", "ssl", "tls"):
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.max_queued_messages_set(0)
+    return client
+
+
+def connect_properties(persistent: bool, receive_maximum: int = 65535) -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
+    props.ReceiveMaximum = receive_maximum
+    return props
+
+
+def connect(
+    client: mqtt.Client,
+    settings: Settings,
+    persistent: bool = False,
+    receive_maximum: int = 65535,
+    wait_s: float | None = 10.0,
+) -> None:
+    """Connect asynchronously (the loop retries with backoff); wait up to `wait_s` for CONNACK."""
+    url = settings.mqtt
+    connected = threading.Event()
+    prev = client.on_connect
+
+    def _on_connect(c, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
+        if not rc.is_failure:
+            connected.set()
+        if prev is not None:
+            prev(c, userdata, flags, rc, props)
+
+    client.on_connect = _on_connect
+    if client.protocol == mqtt.MQTTv5:
+        client.connect_async(
+            url.host, url.port, keepalive=settings.mqtt_keepalive_s,
+            clean_start=not persistent, properties=connect_properties(persistent, receive_maximum),
+        )
+    else:
+        client.connect_async(url.host, url.port, keepalive=settings.mqtt_keepalive_s)
+    client.loop_start()
+    if wait_s and not connected.wait(wait_s):
+        log.warning("MQTT broker %s:%d not reachable yet; retrying in the background", url.host, url.port)

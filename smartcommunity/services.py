@@ -1,0 +1,254 @@
+"""Local Mosquitto and InfluxDB 1.x: find or install the binary, write its config, run it.
+
+A service is only started when its URL points at loopback and nothing answers there; it then
+listens on loopback only, with its data under `SC_DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from smartcommunity.influx import InfluxClient
+from smartcommunity.settings import Settings, UrlParts
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    binary: str
+    package: str
+    variable: str
+
+
+MOSQUITTO = ServiceSpec("mosquitto", "mosquitto", "mosquitto", "SC_MQTT_URL")
+INFLUXDB = ServiceSpec("influxdb", "influxd", "influxdb", "SC_INFLUX_URL")
+
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def _set_pdeathsig() -> None:
+    """Children die with their parent even if it is killed with SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def find_binary(binary: str) -> str | None:
+    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(_SBIN)
+    return shutil.which(binary, path=path)
+
+
+def ensure_binary(spec: ServiceSpec, settings: Settings) -> str:
+    found = find_binary(spec.binary)
+    if found:
+        return found
+    can_apt = os.geteuid() == 0 and shutil.which("apt-get") is not None
+    if settings.auto_install and can_apt:
+        log.warning("%s not found: installing Debian package %s", spec.binary, spec.package)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        cmd = ["apt-get", "install", "-y", "-q", spec.package]
+        if subprocess.run(cmd, env=env, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
+            subprocess.run(cmd, env=env, check=False)
+        found = find_binary(spec.binary)
+        if found:
+            return found
+    raise ServiceError(
+        f"{spec.binary} is not installed. Install the Debian/Ubuntu package '{spec.package}' "
+        f"(sudo apt-get install {spec.package}), or point {spec.variable} at a running {spec.name}."
+    )
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mosquitto_conf(port: int, data: Path, max_queued: int) -> str:
+    return f"""# Written by smartcommunity; edits are overwritten at the next start.
+listener {port} 127.0.0.1
+# Loopback only, so anonymous clients are allowed (as Mosquitto 2 does by default on localhost).
+allow_anonymous true
+persistence true
+persistence_location {data}/
+autosave_interval 10
+# Ingest keeps a persistent session: while it is away the broker must hold everything.
+max_queued_messages {max_queued}
+max_queued_bytes 0
+# No cap on unacknowledged QoS 1 deliveries: ingest acknowledges only after a batch is durable.
+max_inflight_messages 0
+persistent_client_expiration 14d
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+connection_messages false
+"""
+
+
+def influxdb_conf(port: int, rpc_port: int, data: Path) -> str:
+    return f"""# Written by smartcommunity; edits are overwritten at the next start.
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{data}/meta"
+
+[data]
+  dir = "{data}/data"
+  wal-dir = "{data}/wal"
+  query-log-enabled = false
+  index-version = "tsi1"
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+  write-tracing = false
+
+[logging]
+  level = "warn"
+
+[continuous_queries]
+  log-enabled = false
+"""
+
+
+@dataclass
+class RunningService:
+    spec: ServiceSpec
+    proc: subprocess.Popen[bytes]
+    url: UrlParts
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs: killing", self.spec.name, timeout_s)
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _launch(
+    spec: ServiceSpec, argv: list[str], log_path: Path, url: UrlParts, detached: bool
+) -> RunningService:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as logf:
+        proc = subprocess.Popen(
+            argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=None if detached else _set_pdeathsig,
+        )
+    return RunningService(spec, proc, url, log_path)
+
+
+def _wait_ready(svc: RunningService, ready: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if svc.proc.poll() is not None:
+            tail = svc.log_path.read_text(errors="replace")[-2000:]
+            raise ServiceError(f"{svc.spec.name} exited with code {svc.proc.returncode}:\n{tail}")
+        if ready():
+            return
+        time.sleep(0.1)
+    svc.stop()
+    raise ServiceError(f"{svc.spec.name} did not answer on {svc.url.host}:{svc.url.port} in {timeout_s:.0f}s")
+
+
+def start_mosquitto(
+    settings: Settings, max_queued: int = 5_000_000, detached: bool = False
+) -> RunningService:
+    url = settings.mqtt
+    binary = ensure_binary(MOSQUITTO, settings)
+    root = settings.data_path / "mosquitto"
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    conf = root / "mosquitto.conf"
+    conf.write_text(mosquitto_conf(url.port, root / "data", max_queued))
+    svc = _launch(MOSQUITTO, [binary, "-c", str(conf)], root / "mosquitto.log", url, detached)
+    _wait_ready(svc, lambda: port_open("127.0.0.1", url.port), 20)
+    log.info("started mosquitto on 127.0.0.1:%d (pid %d)", url.port, svc.proc.pid)
+    return svc
+
+
+def start_influxdb(settings: Settings, detached: bool = False) -> RunningService:
+    url = settings.influx
+    binary = ensure_binary(INFLUXDB, settings)
+    root = settings.data_path / "influxdb"
+    root.mkdir(parents=True, exist_ok=True)
+    conf = root / "influxdb.conf"
+    conf.write_text(influxdb_conf(url.port, free_port(), root))
+    svc = _launch(INFLUXDB, [binary, "-config", str(conf)], root / "influxd.log", url, detached)
+    client = InfluxClient(f"http://127.0.0.1:{url.port}", settings.influx_db)
+    try:
+        _wait_ready(svc, lambda: client.ping(0.5), 60)
+    finally:
+        client.close()
+    log.info("started influxd on 127.0.0.1:%d (pid %d)", url.port, svc.proc.pid)
+    return svc
+
+
+def needs_start(url: UrlParts) -> bool:
+    """True when we should start our own service: loopback URL and nothing listening."""
+    if port_open(url.host if url.host != "localhost" else "127.0.0.1", url.port):
+        return False
+    if not url.is_loopback:
+        raise ServiceError(
+            f"nothing answers at {url.host}:{url.port}, and it is not on this machine: "
+            "start that service or fix the URL"
+        )
+    return True
+
+
+def start_missing(settings: Settings, detached: bool = False) -> list[RunningService]:
+    """Start Mosquitto and/or InfluxDB where their URLs point at loopback and nothing answers."""
+    started: list[RunningService] = []
+    try:
+        if needs_start(settings.mqtt):
+            started.append(start_mosquitto(settings, detached=detached))
+        else:
+            log.info("using the MQTT broker at %s:%d", settings.mqtt.host, settings.mqtt.port)
+        if needs_start(settings.influx):
+            started.append(start_influxdb(settings, detached=detached))
+        else:
+            log.info("using InfluxDB at %s:%d", settings.influx.host, settings.influx.port)
+    except BaseException:
+        for svc in reversed(started):
+            svc.stop()
+        raise
+    return started

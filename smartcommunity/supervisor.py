@@ -1,0 +1,125 @@
+"""`smartcommunity up`: start what is missing, run the parts as child processes, watch them.
+
+A child that dies is reported on stderr with its exit code and restarted with backoff; on
+SIGINT/SIGTERM the parts stop first (so ingest flushes and acknowledges), then the services
+this process started, and every port is free again when `up` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from smartcommunity.services import RunningService, _set_pdeathsig, start_missing
+from smartcommunity.settings import Settings
+
+log = logging.getLogger("smartcommunity.up")
+
+MAX_BACKOFF_S = 30.0
+STABLE_S = 60.0  # a child that ran this long has its backoff reset
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    backoff: float = 1.0
+    restart_at: float | None = None
+    crashes: int = 0
+    history: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                                     start_new_session=True, preexec_fn=_set_pdeathsig)
+        self.started = time.monotonic()
+        self.restart_at = None
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("%s did not stop within %.0fs: killing it", self.name, timeout_s)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def part_argv(verb: list[str]) -> list[str]:
+    return [sys.executable, "-m", "smartcommunity", *verb]
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, parts: list[tuple[str, list[str]]]) -> None:
+        import os
+
+        self.settings = settings
+        env = dict(os.environ)
+        env.update(settings.env())
+        self.children = [Child(name, part_argv(verb), env) for name, verb in parts]
+        self.services: list[RunningService] = []
+        self._stop = threading.Event()
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def _watch_once(self) -> None:
+        now = time.monotonic()
+        for svc in self.services:
+            if not svc.alive():
+                log.error("%s exited unexpectedly with code %s (log: %s); restarting it",
+                          svc.spec.name, svc.proc.returncode, svc.log_path)
+                print(f"smartcommunity up: {svc.spec.name} crashed (exit {svc.proc.returncode})",
+                      file=sys.stderr, flush=True)
+                restarted = start_missing(self.settings)
+                self.services = [s for s in self.services if s.alive()] + restarted
+                break
+        for ch in self.children:
+            assert ch.proc is not None
+            if ch.restart_at is not None:
+                if now >= ch.restart_at:
+                    ch.start()
+                continue
+            code = ch.proc.poll()
+            if code is None:
+                if now - ch.started > STABLE_S:
+                    ch.backoff = 1.0
+                continue
+            ch.crashes += 1
+            ch.history.append(code)
+            print(f"smartcommunity up: {ch.name} exited with code {code}; "
+                  f"restarting in {ch.backoff:.0f}s (crash {ch.crashes})", file=sys.stderr, flush=True)
+            ch.restart_at = now + ch.backoff
+            ch.backoff = min(ch.backoff * 2, MAX_BACKOFF_S)
+
+    def run(self) -> int:
+        old_int = signal.signal(signal.SIGINT, self.request_stop)
+        old_term = signal.signal(signal.SIGTERM, self.request_stop)
+        try:
+            self.services = start_missing(self.settings)
+            for ch in self.children:
+                ch.start()
+            print(f"smartcommunity is up: dashboard http://127.0.0.1:{self.settings.http_port}/ "
+                  f"(Ctrl-C stops everything)", file=sys.stderr, flush=True)
+            while not self._stop.wait(0.5):
+                self._watch_once()
+            return 0
+        finally:
+            log.info("stopping")
+            for ch in reversed(self.children):
+                ch.stop()
+            for svc in reversed(self.services):
+                svc.stop()
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+            log.info("stopped")

@@ -1,0 +1,149 @@
+"""Shared fixtures: a real Mosquitto and a real InfluxDB 1.x on free loopback ports.
+
+They are started through the project's own service code (smartcommunity.services), so the
+tests also exercise what `smartcommunity up` does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+
+from smartcommunity.influx import InfluxClient
+from smartcommunity.services import RunningService, free_port, start_influxdb, start_mosquitto
+from smartcommunity.settings import Settings, load_settings
+
+CONTRACT_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples"
+
+
+def make_settings(data_dir: Path, **over: Any) -> Settings:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
+    return load_settings(env, data_dir=str(data_dir), **over)
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def broker(services_dir: Path) -> Iterator[RunningService]:
+    s = make_settings(services_dir, mqtt_url=f"mqtt://127.0.0.1:{free_port()}")
+    svc = start_mosquitto(s)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd(services_dir: Path) -> Iterator[RunningService]:
+    s = make_settings(services_dir, influx_url=f"http://127.0.0.1:{free_port()}")
+    svc = start_influxdb(s)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, broker: RunningService, influxd: RunningService) -> Settings:
+    """Settings for one test: shared services, its own database, data dir and client ids."""
+    tag = uuid.uuid4().hex[:8]
+    return make_settings(
+        tmp_path / "var",
+        mqtt_url=f"mqtt://127.0.0.1:{broker.url.port}",
+        influx_url=f"http://127.0.0.1:{influxd.url.port}",
+        influx_db=f"test_{tag}",
+        ingest_client_id=f"sc-ingest-{tag}",
+        alerts_client_id=f"sc-alerts-{tag}",
+        alert_holdoff_s=2.0,
+        ingest_flush_ms=50,
+        registry_poll_s=0.2,
+    )
+
+
+@pytest.fixture
+def influx(settings: Settings) -> Iterator[InfluxClient]:
+    client = InfluxClient(settings.influx_url, settings.influx_db)
+    client.create_database()
+    yield client
+    client.close()
+
+
+class Collector:
+    """A real MQTT subscriber that records what arrives."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._cv = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.connect(settings.mqtt.host, settings.mqtt.port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        with self._cv:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self._cv.notify_all()
+
+    def wait_for(self, pred: Callable[[list[tuple[str, bytes, bool]]], bool], timeout: float = 10) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while not pred(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
+
+    def json(self) -> list[dict[str, Any]]:
+        return [orjson.loads(p) for _, p, _ in self.messages if p]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def collector(settings: Settings) -> Iterator[Callable[[str], Collector]]:
+    made: list[Collector] = []
+
+    def make(topic: str) -> Collector:
+        c = Collector(settings, topic)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def publisher(settings: Settings) -> Iterator[mqtt.Client]:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:8]}")
+    client.connect(settings.mqtt.host, settings.mqtt.port)
+    client.loop_start()
+    yield client
+    client.loop_stop()
+    client.disconnect()
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 10, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            return v
+        time.sleep(every)
