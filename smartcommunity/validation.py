@@ -178,6 +178,8 @@ def lookup_device(topic: Topic, registry: Mapping[str, Device]) -> Device:
 def validate(topic: str, payload: bytes, registry: Mapping[str, Device], now_ms: int) -> Record:
     """Accept one device message or raise `Rejected` with the contract's reason."""
     t = parse_topic(topic)
+    # Identity before content: an unregistered sender is unknown_device whatever it sent.
+    dev = lookup_device(t, registry)
     doc = parse_json(payload)
     if not isinstance(doc, dict):
         raise Rejected(Reason.BAD_PAYLOAD, "payload is not a JSON object")
@@ -191,7 +193,7 @@ def validate(topic: str, payload: bytes, registry: Mapping[str, Device], now_ms:
         if "m" not in doc:
             raise Rejected(Reason.BAD_PAYLOAD, "m missing")
         metrics = check_metrics(t.kind, doc["m"])
-        return Telemetry(lookup_device(t, registry), ts, seq, metrics)
+        return Telemetry(dev, ts, seq, metrics)
 
     if t.msg_type == "status":
         state = doc.get("state")
@@ -203,7 +205,7 @@ def validate(topic: str, payload: bytes, registry: Mapping[str, Device], now_ms:
             will = False
         else:
             ts, will = now_ms, True
-        return Status(lookup_device(t, registry), ts, str(state), will)
+        return Status(dev, ts, str(state), will)
 
     ts = parse_ts(doc.get("ts"))
     check_window(ts, now_ms)
@@ -215,4 +217,4 @@ def validate(topic: str, payload: bytes, registry: Mapping[str, Device], now_ms:
         detail = ""
     if not isinstance(detail, str) or len(detail) > MAX_DETAIL_CHARS:
         raise Rejected(Reason.BAD_PAYLOAD, "detail must be a string of at most 4096 characters")
-    return Event(lookup_device(t, registry), ts, event, detail)
+    return Event(dev, ts, event, detail)

@@ -1,0 +1,155 @@
+"""The rule engine's logic for every default rule, on a controlled clock and a real SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alerts.engine import Engine
+from alerts.rules import RuleError, load_rules
+from alerts.store import AlertStore
+from smartcommunity.contract import Alert, Device
+from smartcommunity.validation import Event, Status, Telemetry
+
+GAS = Device("G-1", "gas", "yanling", "YL-01", 10, 110.79, 32.65)
+POWER = Device("P-1", "power", "yanling", "YL-01", 15, 110.79, 32.65)
+WATER = Device("W-1", "water", "yanhu", "YH-01", 30, 110.79, 32.65)
+CAM = Device("C-1", "camera", "yanhu", "YH-01", 30, 110.79, 32.65)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
+    clock = Clock()
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    published: list[Alert] = []
+    engine = Engine(load_rules(), store, published.append, holdoff_s=60, update_min_s=0, clock=clock)
+    yield engine, clock, published, store
+    store.close()
+
+
+def tel(dev: Device, clock: Clock, **m: float | bool) -> Telemetry:
+    return Telemetry(dev, int(clock.t * 1000), None, dict(m))
+
+
+def test_gas_warn_needs_30_seconds_of_device_time(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    for _ in range(3):  # 0, 10, 20 s: not yet
+        engine.handle(tel(GAS, clock, lel_pct=12.0))
+        clock.t += 10
+    assert not [a for a in published if a.rule == "gas_lel_warn"]
+    engine.handle(tel(GAS, clock, lel_pct=12.0))  # 30 s
+    warn = [a for a in published if a.rule == "gas_lel_warn"]
+    assert len(warn) == 1 and warn[0].severity == "yellow"
+
+
+def test_gas_warn_timer_restarts_when_it_dips(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    for v in (12, 12, 5, 12, 12, 12):
+        engine.handle(tel(GAS, clock, lel_pct=float(v)))
+        clock.t += 10
+    assert not [a for a in published if a.rule == "gas_lel_warn"]
+
+
+@pytest.mark.parametrize(("dev", "metrics", "rule", "severity"), [
+    (POWER, {"leakage_ma": 350.0}, "power_leakage_high", "orange"),
+    (POWER, {"temp_c": 71.0}, "power_temp_high", "orange"),
+    (WATER, {"leak": True}, "water_leak", "orange"),
+    (CAM, {"online": False}, "camera_offline", "yellow"),
+])
+def test_threshold_rules(rig, dev, metrics, rule, severity) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    engine.handle(tel(dev, clock, **metrics))
+    got = [a for a in published if a.rule == rule]
+    assert len(got) == 1 and got[0].severity == severity and got[0].device_id == dev.device_id
+
+
+def test_below_threshold_raises_nothing(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    engine.handle(tel(POWER, clock, leakage_ma=299.0, temp_c=69.9))
+    engine.handle(tel(WATER, clock, leak=False))
+    engine.handle(tel(CAM, clock, online=True))
+    assert published == []
+
+
+def test_camera_offline_by_status_then_back(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    engine.handle(Status(CAM, int(clock.t * 1000), "offline", from_will=True))
+    assert [a.rule for a in published] == ["camera_offline"]
+    engine.handle(Status(CAM, int(clock.t * 1000), "online", from_will=False))
+    clock.t += 59
+    engine.tick()
+    assert published[-1].state == "active"
+    clock.t += 2
+    engine.tick()
+    assert published[-1].state == "resolved"
+
+
+def test_camera_tamper_event(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    engine.handle(Event(CAM, int(clock.t * 1000), "tamper", "镜头被遮挡"))
+    engine.handle(Event(CAM, int(clock.t * 1000), "motion", ""))
+    assert [a.rule for a in published] == ["camera_tamper"]
+    assert "镜头被遮挡" in published[0].message
+
+
+def test_device_silent_after_three_intervals(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    registry = {GAS.device_id: GAS}
+    engine.handle(tel(GAS, clock, lel_pct=0.0))
+    clock.t += 29
+    engine.check_silence(registry)
+    assert published == []
+    clock.t += 2
+    engine.check_silence(registry)
+    engine.check_silence(registry)  # still one alert
+    silent = [a for a in published if a.rule == "device_silent"]
+    assert len(silent) == 1 and silent[0].severity == "blue"
+    engine.handle(tel(GAS, clock, lel_pct=0.0))  # it talks again
+    clock.t += 61
+    engine.tick()
+    assert published[-1].rule == "device_silent" and published[-1].state == "resolved"
+
+
+def test_ack_by_hand_survives_engine_updates(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, store = rig
+    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    alert_id = published[0].alert_id
+    assert store.acknowledge(alert_id, "值班员张", "已派人", "2026-11-25T03:00:00Z") is not None
+    engine.tick()
+    clock.t += 1
+    engine.handle(tel(GAS, clock, lel_pct=35.0))
+    assert published[-1].alert_id == alert_id
+    assert published[-1].state == "acknowledged" and published[-1].value == 35.0
+    assert published[-1].acked_by == "值班员张"
+
+
+def test_resolved_by_hand_while_still_high_raises_a_new_alert(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, store = rig
+    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    first = published[0].alert_id
+    store.resolve(first, "2026-11-25T03:00:00Z")
+    engine.tick()
+    clock.t += 1
+    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    assert published[-1].alert_id != first and published[-1].state == "active"
+
+
+def test_bad_rules_file_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "rules.yaml"
+    p.write_text("rules:\n  - name: x\n    kind: gas\n    metric: voltage_v\n    op: '>='\n"
+                 "    threshold: 1\n    severity: red\n    message: m\n")
+    with pytest.raises(RuleError, match="not a gas metric"):
+        load_rules(p)
+    p.write_text("rules:\n  - name: x\n    kind: gas\n    metric: lel_pct\n    op: '>='\n"
+                 "    threshold: 1\n    severity: purple\n    message: m\n")
+    with pytest.raises(RuleError, match="severity"):
+        load_rules(p)
