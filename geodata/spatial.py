@@ -1,0 +1,208 @@
+"""Spatial questions, answered in one place: point-in-place, radius search, line crossings, risk roll-up.
+
+Point-in-polygon runs on lon/lat (topology does not care about the projection); anything in metres
+is computed in METRIC_CRS (EPSG:4546, CGCS2000 3-degree Gauss-Kruger CM 111E).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString, Point
+
+from geodata.layers import Layers, lonlat_to_metric, to_metric
+from smartcommunity.contract import SEVERITY_RANK
+
+ContainerLayer = Literal["communities", "compounds", "buildings"]
+_ID_COL: dict[str, str] = {"communities": "community", "compounds": "compound_id", "buildings": "building_id"}
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    community: str | None
+    compound_id: str | None
+    building_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    name: str
+    category: str
+    distance_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class Nearby:
+    units: list[Hit]
+    shops: list[Hit]
+    compounds: list[Hit]  # compounds whose polygon comes within the radius (distance 0 = inside)
+    households: int  # households of those compounds
+    households_in_radius: float  # estimate: each compound's households x share of its area in the circle
+
+
+class SpatialIndex:
+    """STRtrees and projected coordinates built once per Layers; every query reuses them."""
+
+    def __init__(self, layers: Layers) -> None:
+        self.layers = layers
+        self._geoms = {name: np.asarray(layers.layer(name).geometry.values) for name in _ID_COL}
+        self._ids = {name: np.asarray(layers.layer(name)[col].astype(str)) for name, col in _ID_COL.items()}
+        self._trees = {name: shapely.STRtree(g) for name, g in self._geoms.items()}
+        cp = layers.compounds
+        self._cp_metric = to_metric(self._geoms["compounds"])
+        self._cp_tree_m = shapely.STRtree(self._cp_metric)
+        self._cp_households = np.asarray(cp["households"].fillna(0), dtype=float)
+        self._cp_area = shapely.area(self._cp_metric)
+        self._points: dict[str, tuple[np.ndarray, np.ndarray, list[str], list[str], list[str]]] = {}
+        for name, id_col in (("units", "unit_id"), ("shops", "shop_id")):
+            frame = layers.layer(name)
+            x, y = lonlat_to_metric(frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy())
+            self._points[name] = (x, y, list(frame[id_col]), list(frame["name"]), list(frame["category"]))
+
+    # --- which place contains a point ------------------------------------------------------------
+    def assign(self, lons: Sequence[float] | np.ndarray, lats: Sequence[float] | np.ndarray,
+               layer: ContainerLayer = "compounds") -> np.ndarray:  # fmt: skip
+        """Vectorised: the id of the `layer` polygon containing each point, None where there is none.
+
+        A point on a shared edge belongs to the polygon listed first in the layer (deterministic).
+        """
+        pts = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
+        out = np.full(len(pts), None, dtype=object)
+        inp, hit = self._trees[layer].query(pts, predicate="intersects")
+        if len(inp):
+            order = np.lexsort((hit, inp))
+            inp, hit = inp[order], hit[order]
+            first = np.unique(inp, return_index=True)[1]
+            out[inp[first]] = self._ids[layer][hit[first]]
+        return out
+
+    def locate(self, lon: float, lat: float) -> Location:
+        def one(layer: ContainerLayer) -> str | None:
+            v = self.assign([lon], [lat], layer)[0]
+            return None if v is None else str(v)
+
+        return Location(one("communities"), one("compounds"), one("buildings"))
+
+    # --- what is near a point ----------------------------------------------------------------------
+    def nearby(self, lon: float, lat: float, radius_m: float) -> Nearby:
+        """Units, shops and compounds within radius_m of (lon, lat), nearest first."""
+        px, py = lonlat_to_metric(np.array([lon]), np.array([lat]))
+        found: dict[str, list[Hit]] = {}
+        for name, (x, y, ids, names, cats) in self._points.items():
+            d = np.hypot(x - px[0], y - py[0])
+            idx = np.flatnonzero(d <= radius_m)
+            found[name] = sorted((Hit(ids[i], names[i], cats[i], float(d[i])) for i in idx), key=lambda h: h.distance_m)
+        centre = shapely.points(px[0], py[0])
+        idx = self._cp_tree_m.query(centre, predicate="dwithin", distance=radius_m)
+        dist = shapely.distance(self._cp_metric[idx], centre)
+        cp = self.layers.compounds
+        hits = sorted(
+            (Hit(str(cp["compound_id"].iat[i]), str(cp["name"].iat[i]), "compound", float(d))
+             for i, d in zip(idx, dist, strict=True)),
+            key=lambda h: h.distance_m,
+        )  # fmt: skip
+        circle = shapely.buffer(centre, radius_m, quad_segs=16)
+        share = shapely.area(shapely.intersection(self._cp_metric[idx], circle)) / self._cp_area[idx]
+        return Nearby(
+            units=found["units"],
+            shops=found["shops"],
+            compounds=hits,
+            households=int(self._cp_households[idx].sum()),
+            households_in_radius=float((self._cp_households[idx] * share).sum()),
+        )
+
+    # --- which compounds a line crosses -------------------------------------------------------------
+    def compounds_crossed(self, line: LineString | Sequence[tuple[float, float]]) -> list[str]:
+        """Compounds a lon/lat line (pipe, road, route) passes through, in order along the line."""
+        geom = line if isinstance(line, LineString) else LineString(line)
+        idx = self._trees["compounds"].query(geom, predicate="intersects")
+        if not len(idx):
+            return []
+        parts = shapely.intersection(self._geoms["compounds"][idx], geom)
+        along = [geom.project(Point(shapely.get_coordinates(p)[0])) for p in parts]
+        return [str(self._ids["compounds"][i]) for _, i in sorted(zip(along, idx, strict=True))]
+
+
+@functools.lru_cache(maxsize=4)
+def _index_for(layers: Layers) -> SpatialIndex:
+    return SpatialIndex(layers)
+
+
+def spatial_index(layers: Layers | None = None) -> SpatialIndex:
+    """The SpatialIndex of the given (default: effective) layers, built once per Layers object."""
+    if layers is None:
+        from geodata.layers import load_layers
+
+        layers = load_layers()
+    return _index_for(layers)
+
+
+# --- the 4-colour risk scheme (红橙黄蓝) ----------------------------------------------------------------
+RISK_LEVELS: tuple[str, ...] = ("red", "orange", "yellow", "blue", "normal")
+
+
+@dataclass(frozen=True, slots=True)
+class RiskStyle:
+    level: str
+    label: str  # 红 / 橙 / 黄 / 蓝 / 正常
+    colour: str  # fill colour for maps
+    rank: int  # 4 = red ... 1 = blue, 0 = normal
+
+
+RISK_STYLES: dict[str, RiskStyle] = {
+    "red": RiskStyle("red", "红", "#e53935", 4),
+    "orange": RiskStyle("orange", "橙", "#fb8c00", 3),
+    "yellow": RiskStyle("yellow", "黄", "#fdd835", 2),
+    "blue": RiskStyle("blue", "蓝", "#1e88e5", 1),
+    "normal": RiskStyle("normal", "正常", "#43a047", 0),
+}
+
+
+def worst(severities: Iterable[str | None]) -> str:
+    """The highest severity present ('red' > 'orange' > 'yellow' > 'blue'); 'normal' if none.
+
+    None and "" mean "no alert"; any other unknown string is an error, not silently green.
+    """
+    best, rank = "normal", 0
+    for s in severities:
+        if not s:
+            continue
+        r = SEVERITY_RANK.get(s)
+        if r is None:
+            raise ValueError(f"unknown severity {s!r}")
+        if r > rank:
+            best, rank = s, r
+    return best
+
+
+def rollup(items: Iterable[tuple[str, str | None]], keys: Iterable[str] = ()) -> dict[str, str]:
+    """(key, severity) pairs -> key -> worst level; every key in `keys` present (default 'normal').
+
+    Keys are compound ids for the compound map, community slugs for the overview: the caller chooses.
+    """
+    out: dict[str, str] = dict.fromkeys(keys, "normal")
+    for key, sev in items:
+        cur = out.get(key, "normal")
+        out[key] = worst((None if cur == "normal" else cur, sev))
+    return out
+
+
+def compound_risk(alerts: Iterable[Any], layers: Layers | None = None) -> dict[str, str]:
+    """Roll up alert-like objects/dicts with `compound_id` and `severity` to every compound's level."""
+    if layers is None:
+        from geodata.layers import load_layers
+
+        layers = load_layers()
+
+    def pair(a: Any) -> tuple[str, str | None]:
+        if isinstance(a, dict):
+            return str(a["compound_id"]), a.get("severity")
+        return str(a.compound_id), a.severity
+
+    return rollup((pair(a) for a in alerts), keys=layers.compounds["compound_id"].astype(str))
