@@ -15,7 +15,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from alerts.context import summary
 from alerts.rules import Rule
 from alerts.store import AlertStore, AlreadyOpen
 from smartcommunity.contract import Alert, AlertState, Device
@@ -24,6 +26,10 @@ from smartcommunity.validation import Record
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Alert], None]
+Surround = Callable[[float, float], dict[str, Any]]
+# Only the serious alerts carry their surroundings: a dispatcher needs them, and a burst of
+# blue silence alerts should not cost a spatial query each.
+SURROUNDED = frozenset({"red", "orange"})
 
 
 def iso(t: float) -> str:
@@ -52,6 +58,7 @@ class Engine:
         holdoff_s: float,
         update_min_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        surroundings: Surround | None = None,
     ) -> None:
         self.rules = rules
         self.by_kind: dict[str | None, list[Rule]] = {}
@@ -64,6 +71,7 @@ class Engine:
         self.holdoff_s = holdoff_s
         self.update_min_s = update_min_s
         self.clock = clock
+        self.surroundings = surroundings
         self.conditions: dict[tuple[str, str], Condition] = {}
         self.open: dict[tuple[str, str], Alert] = {}
         self.last_seen: dict[str, float] = {}
@@ -135,12 +143,20 @@ class Engine:
         thr = rule.threshold if threshold is None else threshold
         alert = self.open.get(key)
         if alert is None:
+            nearby = None
+            if self.surroundings is not None and rule.severity in SURROUNDED:
+                try:
+                    nearby = self.surroundings(dev.lon, dev.lat)
+                    if summary(nearby):
+                        message = f"{message}; {summary(nearby)}"
+                except Exception:  # an alert without context beats no alert
+                    log.exception("no surroundings for %s", dev.device_id)
             alert = Alert(
                 alert_id=new_alert_id(), rule=rule.name, severity=rule.severity,
                 state=str(AlertState.ACTIVE), community=dev.community, compound_id=dev.compound_id,
                 device_id=dev.device_id, kind=dev.kind, metric=rule.metric, value=value,  # type: ignore[arg-type]
                 threshold=thr, lon=dev.lon, lat=dev.lat,  # type: ignore[arg-type]
-                started_at=iso(now), updated_at=iso(now), message=message,
+                started_at=iso(now), updated_at=iso(now), message=message, nearby=nearby,
             )
             try:
                 self.store.insert(alert, subject=dev.device_id)
@@ -155,6 +171,8 @@ class Engine:
             return
         if now - c.last_published < self.update_min_s:
             return
+        if alert.nearby and summary(alert.nearby):
+            message = f"{message}; {summary(alert.nearby)}"
         updated = self.store.update(alert.alert_id, value=value, updated_at=iso(now), message=message)
         if updated is None:  # resolved by hand meanwhile: a condition still true raises anew
             self.open.pop(key, None)

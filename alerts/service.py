@@ -14,6 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from alerts.context import Surroundings
 from alerts.engine import Engine
 from alerts.publisher import publish_alert
 from alerts.rules import load_rules
@@ -44,6 +45,7 @@ class AlertService:
         self.engine = Engine(
             load_rules(rules_path), self.store, self._publish, settings.alert_holdoff_s,
             settings.alerts_update_min_s,
+            surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
         )
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
         self.counters = {"received": 0, "invalid": 0, "published": 0}

@@ -17,7 +17,7 @@ import orjson
 from smartcommunity.contract import Alert, AlertState
 
 _FIELDS = list(Alert.__dataclass_fields__)
-_JSON_FIELDS = {"value", "threshold"}
+_JSON_FIELDS = {"value", "threshold", "nearby"}
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS alerts (
@@ -60,6 +60,11 @@ class AlertStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        # Stores made by an older version lack the newer optional fields.
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(alerts)")}
+        for f in _FIELDS:
+            if f not in have:
+                self._db.execute(f"ALTER TABLE alerts ADD COLUMN {f} TEXT")
 
     def close(self) -> None:
         with self._lock:

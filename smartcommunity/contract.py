@@ -196,6 +196,8 @@ class Alert:
     resolved_at: str | None = None
     acked_by: str | None = None
     note: str | None = None
+    # Who is near: units (schools, clinics...), shops and households within a radius.
+    nearby: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

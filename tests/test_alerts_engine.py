@@ -153,3 +153,25 @@ def test_bad_rules_file_is_refused(tmp_path: Path) -> None:
                  "    threshold: 1\n    severity: purple\n    message: m\n")
     with pytest.raises(RuleError, match="severity"):
         load_rules(p)
+
+
+def test_serious_alerts_name_what_is_near(tmp_path: Path) -> None:
+    """A leak next to a unit names it, from the real sample layers."""
+    from alerts.context import Surroundings
+    from geodata.layers import load_bundled_layers
+    from geodata.spatial import spatial_index
+
+    layers = load_bundled_layers()
+    unit = layers.units.iloc[0]
+    dev = Device("G-9", "gas", str(unit["community"]), "X", 10, unit.geometry.x, unit.geometry.y)
+    store = AlertStore(tmp_path / "a.sqlite")
+    published: list[Alert] = []
+    around = Surroundings(200, spatial_index(layers)).around
+    engine = Engine(load_rules(), store, published.append, 60, 0, clock=Clock(), surroundings=around)
+    engine.handle(Telemetry(dev, 1, None, {"lel_pct": 40.0}))
+    alert = published[0]
+    assert alert.nearby is not None
+    assert alert.nearby["units"][0]["name"] == unit["name"] and alert.nearby["units"][0]["distance_m"] == 0
+    assert unit["name"] in alert.message
+    assert store.get(alert.alert_id).nearby == alert.nearby  # type: ignore[union-attr]
+    store.close()
