@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts.context import summary
+from alerts.notify import Escalation
 from alerts.rules import Rule
 from alerts.store import AlertStore, AlreadyOpen
 from smartcommunity.contract import Alert, AlertState, Device
@@ -59,6 +60,7 @@ class Engine:
         update_min_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         surroundings: Surround | None = None,
+        escalation: Escalation | None = None,
     ) -> None:
         self.rules = rules
         self.by_kind: dict[str | None, list[Rule]] = {}
@@ -72,6 +74,7 @@ class Engine:
         self.update_min_s = update_min_s
         self.clock = clock
         self.surroundings = surroundings
+        self.escalation = escalation
         self.conditions: dict[tuple[str, str], Condition] = {}
         self.open: dict[tuple[str, str], Alert] = {}
         self.last_seen: dict[str, float] = {}
@@ -116,6 +119,15 @@ class Engine:
             c = self.conditions.get(key)
             if c is not None and c.clear_since is not None and now - c.clear_since >= self.holdoff_s:
                 self._resolve(key, alert, now)
+            elif self.escalation is not None:
+                tier = self.escalation.due_tier(alert, now)
+                if tier is not None:
+                    up = self.store.update(alert.alert_id, escalation_tier=tier, updated_at=iso(now))
+                    if up is not None and up.state == "active":
+                        self.open[key] = up
+                        log.warning("escalated %s to tier %d: nobody acknowledged it", up.alert_id, tier)
+                        self.publish(up)
+                        self.escalation.escalated(up)
 
     def check_silence(self, registry: Mapping[str, Device]) -> None:
         now = self.clock()
@@ -157,6 +169,7 @@ class Engine:
                 device_id=dev.device_id, kind=dev.kind, metric=rule.metric, value=value,  # type: ignore[arg-type]
                 threshold=thr, lon=dev.lon, lat=dev.lat,  # type: ignore[arg-type]
                 started_at=iso(now), updated_at=iso(now), message=message, nearby=nearby,
+                escalation_tier=1,
             )
             try:
                 self.store.insert(alert, subject=dev.device_id)
@@ -168,6 +181,8 @@ class Engine:
             c.last_published = now
             log.info("raised %s %s on %s: %s", alert.alert_id, rule.name, dev.device_id, message)
             self.publish(alert)
+            if self.escalation is not None:
+                self.escalation.raised(alert)
             return
         if now - c.last_published < self.update_min_s:
             return
@@ -195,6 +210,8 @@ class Engine:
         if done is not None:
             log.info("resolved %s (%s on %s)", alert.alert_id, alert.rule, alert.device_id)
             self.publish(done)
+            if self.escalation is not None:
+                self.escalation.resolved(done)
 
     def resync(self) -> None:
         """Adopt the store's view: acknowledgements and resolutions made by hand."""

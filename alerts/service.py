@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 
 from alerts.context import Surroundings
 from alerts.engine import Engine
+from alerts.notify import Escalation, Notifier, load_roster
 from alerts.publisher import publish_alert
 from alerts.rules import load_rules
 from alerts.store import AlertStore, store_path
@@ -46,6 +47,10 @@ class AlertService:
             load_rules(rules_path), self.store, self._publish, settings.alert_holdoff_s,
             settings.alerts_update_min_s,
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
+            escalation=Escalation(
+                load_roster(Path(settings.alerts_roster_file) if settings.alerts_roster_file else None),
+                Notifier(settings.data_path / "alerts" / "outbox.jsonl", settings.alerts_webhook_url),
+            ),
         )
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
         self.counters = {"received": 0, "invalid": 0, "published": 0}

@@ -17,7 +17,7 @@ import orjson
 from smartcommunity.contract import Alert, AlertState
 
 _FIELDS = list(Alert.__dataclass_fields__)
-_JSON_FIELDS = {"value", "threshold", "nearby"}
+_JSON_FIELDS = {"value", "threshold", "nearby", "escalation_tier"}
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS alerts (

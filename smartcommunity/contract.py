@@ -198,6 +198,7 @@ class Alert:
     note: str | None = None
     # Who is near: units (schools, clinics...), shops and households within a radius.
     nearby: dict[str, Any] | None = None
+    escalation_tier: int | None = None  # which tier of the on-call roster has been told
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

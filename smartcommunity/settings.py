@@ -41,6 +41,8 @@ class Settings:
     alerts_update_min_s: float = 1.0  # publish value updates of one alert at most this often
     alerts_tick_s: float = 1.0
     alerts_nearby_radius_m: float = 200.0  # units, shops, households named in an alert
+    alerts_roster_file: str | None = None  # default: bundled alerts/oncall.yaml
+    alerts_webhook_url: str | None = None  # notifications are also POSTed here (SMS/voice gateway)
     dashboard_refresh_ms: int = 2000
     mqtt_keepalive_s: int = 30
 

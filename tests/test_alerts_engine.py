@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from alerts.engine import Engine
@@ -174,4 +175,46 @@ def test_serious_alerts_name_what_is_near(tmp_path: Path) -> None:
     assert alert.nearby["units"][0]["name"] == unit["name"] and alert.nearby["units"][0]["distance_m"] == 0
     assert unit["name"] in alert.message
     assert store.get(alert.alert_id).nearby == alert.nearby  # type: ignore[union-attr]
+    store.close()
+
+
+def test_unacknowledged_red_alert_escalates_tier_by_tier(tmp_path: Path) -> None:
+    from alerts.notify import Escalation, Notifier, load_roster
+
+    clock = Clock()
+    store = AlertStore(tmp_path / "a.sqlite")
+    published: list[Alert] = []
+    outbox = tmp_path / "outbox.jsonl"
+    esc = Escalation(load_roster(), Notifier(outbox))
+    engine = Engine(load_rules(), store, published.append, 60, 0, clock=clock, escalation=esc)
+    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    clock.t += 119
+    engine.tick()
+    clock.t += 2  # 121 s unacknowledged: red escalates after 120 s
+    engine.tick()
+    assert published[-1].escalation_tier == 2
+    clock.t += 120
+    engine.tick()
+    assert published[-1].escalation_tier == 3
+    notes = [orjson.loads(line) for line in outbox.read_bytes().splitlines()]
+    assert [(n["event"], n["tier"]) for n in notes] == [("raised", 1), ("escalated", 2), ("escalated", 3)]
+    assert notes[0]["to"][0]["name"] == "岩岭社区值班员"
+    assert notes[1]["to"][0]["name"] == "车城路街道指挥中心值班长"
+    assert "一级" in notes[0]["text"]
+    store.close()
+
+
+def test_acknowledged_alert_does_not_escalate(tmp_path: Path) -> None:
+    from alerts.notify import Escalation, Notifier, load_roster
+
+    clock = Clock()
+    store = AlertStore(tmp_path / "a.sqlite")
+    published: list[Alert] = []
+    esc = Escalation(load_roster(), Notifier(tmp_path / "outbox.jsonl"))
+    engine = Engine(load_rules(), store, published.append, 60, 0, clock=clock, escalation=esc)
+    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    store.acknowledge(published[0].alert_id, "张三", None, "2026-11-25T03:00:00Z")
+    clock.t += 600
+    engine.tick()
+    assert all((a.escalation_tier or 1) == 1 for a in published)
     store.close()
