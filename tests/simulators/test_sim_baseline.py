@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tests.simulators.conftest import NOW_MS
-
 from simulators.fleet import Fleet, Realism
 from simulators.model import baseline, cooking, local_hour, make_profile
 from smartcommunity.contract import KINDS, Device
 from smartcommunity.validation import Status, Telemetry, validate
+from tests.simulators.conftest import NOW_MS
 
 
 def _sample(registry: Mapping[str, Device], per_kind: int = 60) -> list[Device]:

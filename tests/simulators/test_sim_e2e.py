@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.simulators.conftest import Subscriber
 
 from smartcommunity.cli import main
 from smartcommunity.contract import KINDS, Device
 from smartcommunity.validation import validate
+from tests.simulators.conftest import Subscriber
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, broker: Any, tmp_path: Path) -> None:
@@ -49,10 +49,9 @@ def test_per_device_connections_have_real_wills(
 ) -> None:
     import socket
 
-    from tests.simulators.conftest import sim_settings
-
     from simulators.fleet import Fleet
     from simulators.publisher import Sink
+    from tests.simulators.conftest import sim_settings
 
     devs = [registry["C-000010"], registry["G-000010"]]
     settings = sim_settings(tmp_path, mqtt_url=f"mqtt://127.0.0.1:{broker.url.port}")

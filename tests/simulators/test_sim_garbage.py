@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
-from tests.simulators.conftest import NOW_MS
 
 from simulators.fleet import Fleet
 from simulators.garbage import GENERATORS, GarbageMixer, generate, pick_other
 from smartcommunity.contract import KINDS, MAX_PAYLOAD_BYTES, Device, Reason
 from smartcommunity.validation import Rejected, validate
+from tests.simulators.conftest import NOW_MS
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.simulators.conftest import Subscriber, sim_settings
 
 from simulators.garbage import GENERATORS
 from simulators.sim import SimOptions, simulate
 from smartcommunity.contract import Device
 from smartcommunity.validation import Rejected, validate
+from tests.simulators.conftest import Subscriber, sim_settings
 
 
 def test_simulate_with_garbage_mixes_rejects(

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tests.simulators.conftest import NOW_MS, sim_settings
 
 from simulators.fleet import Fleet
 from simulators.scenarios import (
@@ -24,6 +23,7 @@ from simulators.scenarios import (
 from simulators.sim import SimOptions, build, write_truth
 from smartcommunity.contract import Device
 from smartcommunity.validation import Event, Status, Telemetry, validate
+from tests.simulators.conftest import NOW_MS, sim_settings
 
 
 def _run(registry: Mapping[str, Device], spec: str, seconds: int, seed: int = 1) -> tuple[Fleet, list, list]:
