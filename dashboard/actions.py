@@ -1,0 +1,96 @@
+"""Acknowledge and resolve by hand, for both the /api and the console buttons.
+
+The store decides (it refuses to touch a resolved alert); the new state is then published on MQTT
+(contract §4) through one long-lived client, so on-call tools hear of a hand-made change too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from alerts.store import AlertStore
+from smartcommunity.contract import Alert
+from smartcommunity.settings import Settings
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """`alert` on success; else `status` (404 unknown, 409 already resolved) and `error`."""
+
+    alert: Alert | None
+    status: int
+    error: str | None = None
+
+
+class Publisher:
+    """A lazily connected paho client; a broker that is down only delays the message (QoS 1 queue)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: mqtt.Client | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, alert: Alert) -> bool:
+        from alerts.publisher import publish_alert
+        from smartcommunity.mqtt import connect, make_client
+
+        try:
+            with self._lock:
+                if self._client is None:
+                    client = make_client(self.settings, client_id=f"sc-dashboard-{int(time.time() * 1000) % 10**9}")
+                    connect(client, self.settings, wait_s=2.0)
+                    self._client = client
+                info = publish_alert(self._client, alert)
+            return bool(info.rc == 0)
+        except Exception:
+            log.exception("could not publish alert %s", alert.alert_id)
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.disconnect()
+                self._client.loop_stop()
+                self._client = None
+
+
+class AlertActions:
+    def __init__(self, store: AlertStore, publisher: Publisher) -> None:
+        self.store = store
+        self.publisher = publisher
+
+    def _refused(self, alert_id: str) -> Outcome:
+        cur = self.store.get(alert_id)
+        if cur is None:
+            return Outcome(None, 404, f"no alert {alert_id}")
+        return Outcome(cur, 409, f"alert {alert_id} is already {cur.state}")
+
+    def acknowledge(self, alert_id: str, by: str, note: str | None) -> Outcome:
+        alert = self.store.acknowledge(alert_id, by, note, now_iso())
+        if alert is None:
+            return self._refused(alert_id)
+        self.publisher.publish(alert)
+        log.info("alert %s acknowledged by %s", alert_id, by)
+        return Outcome(alert, 200)
+
+    def resolve(self, alert_id: str, by: str | None, note: str | None) -> Outcome:
+        alert = self.store.resolve(alert_id, now_iso(), note=note, by=by)
+        if alert is None:
+            return self._refused(alert_id)
+        self.publisher.publish(alert)
+        log.info("alert %s resolved by hand (%s)", alert_id, by or "unknown")
+        return Outcome(alert, 200)

@@ -1,0 +1,142 @@
+"""The JSON /api of contract §4, as Flask routes on the Dash app's server.
+
+With SC_API_TOKEN set, every /api request but /api/health needs `Authorization: Bearer <token>`
+(compared in constant time). Errors are JSON: {"error": "..."} with 400/401/404/409.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from alerts.store import AlertStore
+from dashboard.actions import AlertActions
+from dashboard.health import HealthChecker
+from dashboard.metrics import CONTENT_TYPE, render_metrics
+from smartcommunity.contract import COMMUNITIES, AlertState
+from smartcommunity.settings import Settings
+
+STATES = frozenset(str(s) for s in AlertState)
+MAX_TEXT = 2000
+MAX_LIMIT = 5000
+
+
+def error(status: int, message: str) -> tuple[Response, int]:
+    return jsonify({"error": message, "status": status}), status
+
+
+def token_ok(header: str | None, token: str) -> bool:
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+
+def _body(required_by: bool) -> tuple[dict[str, str | None], str | None]:
+    """({"by", "note"}, None) or ({}, error message)."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required_by:
+            return {}, 'body must be a JSON object {"by": "...", "note": "..."}'
+        return {"by": None, "note": None}, None
+    doc: Any = request.get_json(force=True, silent=True)
+    if not isinstance(doc, dict):
+        return {}, "body is not a JSON object"
+    out: dict[str, str | None] = {}
+    for key in ("by", "note"):
+        v = doc.get(key)
+        if v is not None and not isinstance(v, str):
+            return {}, f'"{key}" must be a string'
+        if v is not None and len(v) > MAX_TEXT:
+            return {}, f'"{key}" is longer than {MAX_TEXT} characters'
+        out[key] = v.strip() if isinstance(v, str) else None
+    if required_by and not out["by"]:
+        return {}, '"by" (who acknowledges) is required'
+    return out, None
+
+
+def make_api(settings: Settings, store: AlertStore, actions: AlertActions, checker: HealthChecker) -> Blueprint:
+    api = Blueprint("sc_api", __name__, url_prefix="/api")
+
+    @api.before_request
+    def _auth() -> tuple[Response, int] | None:
+        if not settings.api_token or request.endpoint == "sc_api.health":
+            return None
+        if token_ok(request.headers.get("Authorization"), settings.api_token):
+            return None
+        resp, status = error(401, "missing or wrong bearer token")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="smartcommunity"'
+        return resp, status
+
+    @api.get("/health")
+    def health() -> tuple[Response, int]:
+        ok, body = checker.report()
+        resp = jsonify(body)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp, 200 if ok else 503
+
+    @api.get("/alerts")
+    def list_alerts() -> tuple[Response, int]:
+        states: list[str] = []
+        for raw in request.args.getlist("state"):  # ?state=a&state=b and ?state=a,b both work
+            states += [s.strip() for s in raw.split(",") if s.strip()]
+        bad = sorted(set(states) - STATES)
+        if bad:
+            return error(400, f"unknown state {', '.join(bad)}; use {', '.join(sorted(STATES))}")
+        community = request.args.get("community") or None
+        if community is not None and community not in COMMUNITIES:
+            return error(400, f"unknown community {community!r}; use {', '.join(COMMUNITIES)}")
+        try:
+            limit = int(request.args.get("limit", "500"))
+        except ValueError:
+            return error(400, "limit must be an integer")
+        if not 1 <= limit <= MAX_LIMIT:
+            return error(400, f"limit must be 1..{MAX_LIMIT}")
+        alerts = store.list(state=",".join(dict.fromkeys(states)) or None, community=community, limit=limit)
+        return jsonify([a.as_json() for a in alerts]), 200
+
+    @api.get("/alerts/<alert_id>")
+    def get_alert(alert_id: str) -> tuple[Response, int]:
+        alert = store.get(alert_id)
+        if alert is None:
+            return error(404, f"no alert {alert_id}")
+        return jsonify(alert.as_json()), 200
+
+    @api.post("/alerts/<alert_id>/ack")
+    def ack(alert_id: str) -> tuple[Response, int]:
+        body, problem = _body(required_by=True)
+        if problem:
+            return error(400, problem)
+        out = actions.acknowledge(alert_id, body["by"] or "", body["note"])
+        if out.alert is None or out.status != 200:
+            return error(out.status, out.error or "refused")
+        return jsonify(out.alert.as_json()), 200
+
+    @api.post("/alerts/<alert_id>/resolve")
+    def resolve(alert_id: str) -> tuple[Response, int]:
+        body, problem = _body(required_by=False)
+        if problem:
+            return error(400, problem)
+        out = actions.resolve(alert_id, body["by"], body["note"])
+        if out.alert is None or out.status != 200:
+            return error(out.status, out.error or "refused")
+        return jsonify(out.alert.as_json()), 200
+
+    # Without this, Dash's catch-all page route would answer unknown /api paths with HTML.
+    @api.route("/", defaults={"_rest": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @api.route("/<path:_rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def unknown(_rest: str) -> tuple[Response, int]:
+        return error(404, f"no such API endpoint: {request.method} {request.path}")
+
+    return api
+
+
+def register_api(
+    server: Flask, settings: Settings, store: AlertStore, actions: AlertActions, health: HealthChecker
+) -> None:
+    server.register_blueprint(make_api(settings, store, actions, health))
+
+    @server.get("/metrics")
+    def metrics() -> Response:
+        return Response(render_metrics(settings.data_path), content_type=CONTENT_TYPE)

@@ -1,0 +1,160 @@
+"""The map's data: GIS layers as GeoJSON dicts for MapLibre, and the live device registry.
+
+Layers are read once per change of their files (geodata caches by mtime); the registry is watched
+so that `devices import` shows on the map within a few seconds, without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from smartcommunity.contract import COMMUNITIES
+
+if TYPE_CHECKING:
+    from geodata.layers import Layers
+    from geodata.registry import Registry, RegistryWatcher
+    from smartcommunity.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Sub-district extent used until the layers load (around 110.79 E, 32.65 N).
+DEFAULT_BOUNDS = (110.780, 32.640, 110.800, 32.660)
+
+
+@dataclass(frozen=True)
+class Place:
+    """What the dashboard needs of a compound, unit or shop: a name and a point for its label/halo."""
+
+    name: str
+    community: str
+    lon: float
+    lat: float
+    compound_id: str = ""  # the compound it lies in (itself for a compound), "" when none
+
+
+@dataclass(frozen=True)
+class BaseLayers:
+    """Plain-dict GeoJSON of every static layer, plus lookups; empty when geodata cannot load."""
+
+    communities: dict[str, Any]
+    compounds: dict[str, Any]
+    buildings: dict[str, Any]
+    roads: dict[str, Any]
+    water: dict[str, Any]
+    community_centres: dict[str, tuple[float, float]]
+    compound_ids: list[str]
+    compound_info: list[tuple[str, str, int]]  # (name, community name, households) per compound_id
+    units: list[dict[str, Any]]  # {"name","category","lon","lat"}
+    shops: list[dict[str, Any]]
+    places: dict[str, Place]
+    bounds: tuple[float, float, float, float]
+    key: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def _fc(frame: Any) -> dict[str, Any]:
+    """GeoDataFrame -> GeoJSON dict with only JSON-safe properties (NaN -> None)."""
+    doc: dict[str, Any] = orjson.loads(frame.to_json(drop_id=True, na="null"))
+    return doc
+
+
+def empty_layers(error: str) -> BaseLayers:
+    empty = {"type": "FeatureCollection", "features": []}
+    return BaseLayers(empty, empty, empty, empty, empty, {}, [], [], [], [], {}, DEFAULT_BOUNDS, "empty", [error])
+
+
+def _points(frame: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": str(n), "category": str(c), "lon": float(g.x), "lat": float(g.y)}
+        for n, c, g in zip(frame["name"], frame["category"], frame.geometry, strict=True)
+    ]
+
+
+def build_layers(layers: Layers) -> BaseLayers:
+    comm = layers.communities
+    centres: dict[str, tuple[float, float]] = {}
+    for slug, geom in zip(comm["community"], comm.geometry, strict=True):
+        p = geom.representative_point()
+        centres[str(slug)] = (float(p.x), float(p.y))
+    places: dict[str, Place] = {}
+    comp = layers.compounds
+    info: list[tuple[str, str, int]] = []
+    for cid, name, c, hh, g in zip(
+        comp["compound_id"], comp["name"], comp["community"], comp["households"], comp.geometry, strict=True
+    ):
+        p = g.representative_point()
+        places[str(cid)] = Place(str(name), str(c), float(p.x), float(p.y), str(cid))
+        households = 0 if hh is None or (isinstance(hh, float) and math.isnan(hh)) else int(hh)
+        info.append((str(name), COMMUNITIES.get(str(c), str(c)), households))
+    for frame, id_col in ((layers.units, "unit_id"), (layers.shops, "shop_id")):
+        inside = frame["compound_id"] if "compound_id" in frame.columns else [None] * len(frame)
+        for pid, name, c, g, cid in zip(
+            frame[id_col], frame["name"], frame["community"], frame.geometry, inside, strict=True
+        ):
+            host = str(cid) if isinstance(cid, str) and cid else ""
+            places.setdefault(str(pid), Place(str(name), str(c), float(g.x), float(g.y), host))
+    minx, miny, maxx, maxy = (float(v) for v in comm.total_bounds)
+    compounds = _fc(comp[["compound_id", "name", "community", "geometry"]])
+    for f in compounds["features"]:
+        f["id"] = f["properties"]["compound_id"]  # Choroplethmap matches locations on feature id
+    key = ",".join(f"{n}:{p.stat().st_mtime_ns}" for n, p in sorted(layers.sources.items()))
+    return BaseLayers(
+        communities=_fc(comm[["community", "name", "geometry"]]),
+        compounds=compounds,
+        buildings=_fc(layers.buildings[["building_id", "geometry"]]),
+        roads=_fc(layers.roads[["road_id", "name", "geometry"]]),
+        water=_fc(layers.water[["water_id", "name", "geometry"]]),
+        community_centres=centres,
+        compound_ids=[str(c) for c in comp["compound_id"]],
+        compound_info=info,
+        units=_points(layers.units),
+        shops=_points(layers.shops),
+        places=places,
+        bounds=(minx, miny, maxx, maxy),
+        key=key,
+    )
+
+
+class MapData:
+    """Static layers (reloaded when their files change) and the current device registry."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._layers: BaseLayers | None = None
+        self._layers_key: tuple[tuple[str, int], ...] | None = None
+        self._watcher: RegistryWatcher | None = None
+
+    def layers(self) -> BaseLayers:
+        try:
+            from geodata.layers import layer_sources, layers_dir, load_layers
+
+            d = layers_dir(self.settings)
+            key = tuple((str(p), p.stat().st_mtime_ns) for p in layer_sources(d).values())
+            if self._layers is None or key != self._layers_key:
+                self._layers = build_layers(load_layers(d))
+                self._layers_key = key
+        except Exception as exc:  # the console must keep working without a map
+            log.exception("GIS layers not loaded; the map shows devices and alerts only")
+            if self._layers is None:
+                self._layers = empty_layers(f"GIS layers not loaded: {exc}")
+        return self._layers
+
+    def registry(self) -> Registry | dict[str, Any]:
+        try:
+            if self._watcher is None:
+                from geodata.registry import RegistryWatcher, ensure_registry
+
+                self._watcher = RegistryWatcher(ensure_registry(self.settings), self.settings.registry_poll_s)
+            return self._watcher.current()
+        except Exception:
+            log.exception("device registry not loaded")
+            return {}
+
+    def registry_version(self) -> str:
+        reg = self.registry()
+        return str(getattr(reg, "version", "none"))

@@ -1,0 +1,152 @@
+"""Health of the parts the dashboard depends on: broker, database, ingest and alert workers.
+
+The broker check is a real MQTT CONNECT/CONNACK (a TCP accept alone would pass a hung broker or
+one refusing our credentials). Checks run in parallel, each bounded by a short timeout, and the
+result is cached briefly so a scraping monitor cannot make the dashboard hammer the services.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from smartcommunity import heartbeat
+from smartcommunity.influx import InfluxClient
+from smartcommunity.settings import Settings
+
+OK, DOWN = "ok", "down"
+CONNACK_REASONS = {
+    1: "unacceptable protocol version",
+    2: "client id rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+def _utf8(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def mqtt_connect_packet(client_id: str, username: str | None, password: str | None) -> bytes:
+    """An MQTT 3.1.1 CONNECT with clean session (no state left on the broker)."""
+    flags = 0x02
+    payload = _utf8(client_id)
+    if username is not None:
+        flags |= 0x80
+        payload += _utf8(username)
+        if password is not None:
+            flags |= 0x40
+            payload += _utf8(password)
+    body = _utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", 10) + payload
+    return b"\x10" + _remaining_length(len(body)) + body
+
+
+def check_mqtt(settings: Settings, timeout_s: float = 2.0) -> tuple[str, dict[str, Any]]:
+    url = settings.mqtt
+    detail: dict[str, Any] = {"broker": f"{url.host}:{url.port}"}
+    t0 = time.monotonic()
+    try:
+        with socket.create_connection((url.host, url.port), timeout=timeout_s) as raw:
+            sock: socket.socket = raw
+            if url.scheme in ("mqtts", "ssl", "tls"):
+                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=url.host)
+            sock.settimeout(timeout_s)
+            cid = f"sc-health-{os.getpid()}-{threading.get_ident() % 100000}"
+            sock.sendall(mqtt_connect_packet(cid, url.username, url.password))
+            ack = b""
+            while len(ack) < 4:
+                chunk = sock.recv(4 - len(ack))
+                if not chunk:
+                    break
+                ack += chunk
+            if len(ack) < 4 or ack[0] != 0x20:
+                return DOWN, detail | {"error": "no CONNACK from broker"}
+            if ack[3] != 0:
+                return DOWN, detail | {"error": f"connect refused: {CONNACK_REASONS.get(ack[3], ack[3])}"}
+            sock.sendall(b"\xe0\x00")  # DISCONNECT
+    except OSError as exc:
+        return DOWN, detail | {"error": f"{exc.__class__.__name__}: {exc}"}
+    return OK, detail | {"latency_ms": round((time.monotonic() - t0) * 1000, 1)}
+
+
+def check_influx(settings: Settings, timeout_s: float = 2.0) -> tuple[str, dict[str, Any]]:
+    client = InfluxClient(settings.influx_url, settings.influx_db, timeout_s=timeout_s)
+    parts = settings.influx
+    detail: dict[str, Any] = {"url": f"{parts.scheme}://{parts.host}:{parts.port}", "db": settings.influx_db}
+    t0 = time.monotonic()
+    try:
+        ok = client.ping(timeout_s=timeout_s)
+    finally:
+        client.close()
+    if not ok:
+        return DOWN, detail | {"error": "no answer to /ping"}
+    return OK, detail | {"latency_ms": round((time.monotonic() - t0) * 1000, 1)}
+
+
+def check_workers(data_path: Path, prefix: str) -> tuple[str, dict[str, Any]]:
+    """OK when at least one worker of this kind has a fresh heartbeat and has not stopped."""
+    now = time.time()
+    workers = []
+    for hb in heartbeat.read_all(data_path, prefix):
+        alive = bool(hb.get("fresh")) and not hb.get("stopped")
+        workers.append(
+            {
+                "name": hb.get("name"),
+                "pid": hb.get("pid"),
+                "alive": alive,
+                "age_s": round(now - float(hb.get("at", 0)), 1),
+            }
+        )
+    alive = sum(1 for w in workers if w["alive"])
+    detail: dict[str, Any] = {"workers": workers, "alive": alive}
+    if not alive:
+        detail["error"] = "no fresh heartbeat" if workers else "no heartbeat found"
+    return (OK if alive else DOWN), detail
+
+
+class HealthChecker:
+    def __init__(self, settings: Settings, cache_s: float = 1.0) -> None:
+        self.settings = settings
+        self.cache_s = cache_s
+        self._lock = threading.Lock()
+        self._cached: tuple[float, bool, dict[str, Any]] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sc-health")
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """(all ok, body): body has one "ok"/"down" per part plus `details`."""
+        with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < self.cache_s:
+                return self._cached[1], self._cached[2]
+            mqtt_f = self._pool.submit(check_mqtt, self.settings)
+            influx_f = self._pool.submit(check_influx, self.settings)
+            results = {
+                "mqtt": mqtt_f.result(),
+                "influxdb": influx_f.result(),
+                "ingest": check_workers(self.settings.data_path, "ingest"),
+                "alerts": check_workers(self.settings.data_path, "alerts"),
+            }
+            body: dict[str, Any] = {k: v[0] for k, v in results.items()}
+            ok = all(v == OK for v in body.values())
+            body["status"] = OK if ok else "degraded"
+            body["details"] = {k: v[1] for k, v in results.items()}
+            body["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self._cached = (time.monotonic(), ok, body)
+            return ok, body

@@ -1,0 +1,127 @@
+"""The live picture at one moment: open alerts joined with the map's compounds and devices.
+
+Everything the refresh callback sends is derived here once per tick, with a signature so that an
+unchanged picture costs the browser nothing (no Patch, no list re-render).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dashboard.geo import BaseLayers
+from dashboard.theme import risk_code
+from smartcommunity.contract import SEVERITY_RANK, Alert, AlertState, Device
+
+OPEN_STATES = f"{AlertState.ACTIVE},{AlertState.ACKNOWLEDGED}"
+
+
+def order_alerts(alerts: list[Alert]) -> list[Alert]:
+    """Worst first; among equals, not yet acknowledged first; then newest first."""
+    # Two stable sorts: newest first, then by (severity, state) so ties keep the newest on top.
+    newest = sorted(alerts, key=lambda a: a.started_at or "", reverse=True)
+    return sorted(newest, key=lambda a: (-SEVERITY_RANK.get(a.severity, 0), 0 if a.state == AlertState.ACTIVE else 1))
+
+
+@dataclass(frozen=True)
+class Halo:
+    alert_id: str
+    severity: str
+    state: str
+    lon: float
+    lat: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Live:
+    alerts: list[Alert]  # open alerts, worst/newest first
+    compound_codes: list[int]  # risk 0..4 per BaseLayers.compound_ids
+    device_ids: list[str]
+    device_codes: list[int]  # risk 0..4 per device_ids
+    halos: list[Halo]
+    signature: str  # changes whenever anything drawn from alerts changes
+    registry_version: str
+
+
+def alert_point(a: Alert, base: BaseLayers, devices: Mapping[str, Device]) -> tuple[float, float] | None:
+    """Where to draw an alert: its own lon/lat, else its device, compound or community."""
+    if a.lon is not None and a.lat is not None:
+        return float(a.lon), float(a.lat)
+    dev = devices.get(a.device_id) if a.device_id else None
+    if dev is not None:
+        return dev.lon, dev.lat
+    place = base.places.get(a.compound_id or "")
+    if place is not None:
+        return place.lon, place.lat
+    return base.community_centres.get(a.community)
+
+
+def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, Device], registry_version: str) -> Live:
+    ordered = order_alerts(alerts)
+    compound_worst: dict[str, int] = {}
+    device_worst: dict[str, int] = {}
+    halos: list[Halo] = []
+    for a in ordered:
+        code = risk_code(a.severity)
+        cid = a.compound_id or ""
+        # A unit or shop inside a compound colours that compound too.
+        dev = devices.get(a.device_id) if a.device_id else None
+        keys = {cid, dev.compound_id if dev else ""} - {""}
+        keys |= {base.places[k].compound_id for k in list(keys) if k in base.places}
+        for key in keys - {""}:
+            compound_worst[key] = max(compound_worst.get(key, 0), code)
+        if a.device_id:
+            device_worst[a.device_id] = max(device_worst.get(a.device_id, 0), code)
+        pt = alert_point(a, base, devices)
+        if pt is not None:
+            halos.append(Halo(a.alert_id, a.severity, a.state, pt[0], pt[1], a.message or a.rule))
+    device_ids = list(devices.keys())
+    h = hashlib.blake2b(digest_size=12)
+    for a in ordered:
+        h.update(f"{a.alert_id}|{a.state}|{a.severity}|{a.updated_at}|{a.value}\n".encode())
+    h.update(registry_version.encode())
+    return Live(
+        alerts=ordered,
+        compound_codes=[compound_worst.get(c, 0) for c in base.compound_ids],
+        device_ids=device_ids,
+        device_codes=[device_worst.get(d, 0) for d in device_ids],
+        halos=halos,
+        signature=h.hexdigest(),
+        registry_version=registry_version,
+    )
+
+
+def counts_by_community(live: Live, devices: Mapping[str, Device]) -> dict[str, dict[str, Any]]:
+    """Per community: open alerts by severity, by state, devices and devices in alert."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def slot(c: str) -> dict[str, Any]:
+        return out.setdefault(
+            c,
+            {
+                "red": 0,
+                "orange": 0,
+                "yellow": 0,
+                "blue": 0,
+                "active": 0,
+                "acknowledged": 0,
+                "devices": 0,
+                "alerting": 0,
+            },
+        )
+
+    for a in live.alerts:
+        s = slot(a.community)
+        if a.severity in ("red", "orange", "yellow", "blue"):
+            s[a.severity] += 1
+        if a.state in ("active", "acknowledged"):
+            s[a.state] += 1
+    for dev in devices.values():
+        slot(dev.community)["devices"] += 1
+    for did, code in zip(live.device_ids, live.device_codes, strict=True):
+        if code:
+            slot(devices[did].community)["alerting"] += 1
+    return out

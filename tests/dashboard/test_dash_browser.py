@@ -1,0 +1,191 @@
+"""The one map in real Chromium: it draws offline, shows the four communities, and live alerts
+appear (and can be acknowledged) without a reload. Screenshots go to /tmp/dash_*.png."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerts.store import AlertStore, store_path
+from dashboard.app import create_app
+from dashboard.mapfig import T_COMPOUNDS, T_HALO
+from smartcommunity.contract import COMMUNITIES, Alert
+from smartcommunity.settings import Settings
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MAP_IDLE_JS = """() => { const gd = document.querySelector('#onemap .js-plotly-plot');
+  const sp = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
+  return !!(sp && sp.map && sp.map.loaded()); }"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NoPublish:
+    def publish(self, alert: Alert) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    from waitress import create_server
+
+    s = make_settings(
+        tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9", dashboard_refresh_ms=1000
+    )
+    app = create_app(s)
+    app.server.config["SC_DASHBOARD"].actions.publisher = NoPublish()
+    port = free_port()
+    srv = create_server(app.server, host="127.0.0.1", port=port, threads=6)
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{port}", s
+    srv.close()
+    app.server.config["SC_DASHBOARD"].close()
+
+
+def red_alert(store: AlertStore, settings: Settings) -> Alert:
+    """A gas alert on a real registry device in 蓝山郡, placed (no lon/lat) by its device."""
+    from geodata.registry import ensure_registry, load_registry
+
+    dev = next(d for d in load_registry(ensure_registry(settings)).values() if d.community == "lanshanjun")
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    a = Alert(
+        f"a-{uuid.uuid4().hex[:12]}",
+        "gas_lel_high",
+        "red",
+        "active",
+        dev.community,
+        dev.compound_id,
+        dev.device_id,
+        "gas",
+        "lel_pct",
+        31.0,
+        25.0,
+        None,
+        None,
+        now,
+        now,
+        "燃气浓度 31.0 %LEL ≥ 25 %LEL",
+    )
+    store.insert(a, dev.device_id)
+    return a
+
+
+def wait_with(page: Any, pred: Any, timeout: float = 10) -> bool:
+    """Poll `pred` while letting Playwright dispatch page events (time.sleep would block them)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        page.wait_for_timeout(100)
+    return True
+
+
+def external(urls: list[str]) -> list[str]:
+    return [u for u in urls if not u.startswith(("http://127.0.0.1", "data:", "blob:http://127.0.0.1"))]
+
+
+def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> None:
+    base_url, settings = served
+    net_log = tmp_path / "net.json"
+    store = AlertStore(store_path(settings.data_path))  # a second writer, like the alert engine
+    requests: list[str] = []
+    timings: dict[str, float] = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--log-net-log={net_log}"])
+        ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
+        page = ctx.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        t0 = time.monotonic()
+        page.goto(base_url + "/")
+        page.wait_for_selector("#onemap .maplibregl-canvas", timeout=60_000)
+        timings["canvas"] = time.monotonic() - t0
+        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        timings["map_loaded"] = time.monotonic() - t0
+
+        body = page.inner_text("body")
+        for name in COMMUNITIES.values():
+            assert name in body
+        labels = page.evaluate("() => document.querySelector('#onemap .js-plotly-plot').data.slice(-1)[0].text")
+        assert sorted(labels) == sorted(COMMUNITIES.values())  # the map's own labels, drawn last
+        assert "当前无未解除告警" in body
+        page.screenshot(path="/tmp/dash_quiet.png")
+
+        alert = red_alert(store, settings)
+        t1 = time.monotonic()
+        page.wait_for_selector(f"text={alert.message}", timeout=15_000)
+        timings["alert_in_list"] = time.monotonic() - t1
+        page.wait_for_function(
+            f"() => (document.querySelector('#onemap .js-plotly-plot').data[{T_HALO}].lon || []).length === 1",
+            timeout=15_000,
+        )
+        z = page.evaluate(f"() => document.querySelector('#onemap .js-plotly-plot').data[{T_COMPOUNDS}].z")
+        assert max(z) == 4  # the compound turned red
+        timings["alert_on_map"] = time.monotonic() - t1
+        assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1  # no reload
+        page.wait_for_timeout(2000)
+        page.screenshot(path="/tmp/dash_alert.png")
+
+        page.click(".btn-ack")
+        assert wait_with(page, lambda: store.get(alert.alert_id).state == "acknowledged")  # type: ignore[union-attr]
+        assert store.get(alert.alert_id).acked_by == "值班员"  # type: ignore[union-attr]
+
+        wall = ctx.new_page()
+        wall.on("request", lambda r: requests.append(r.url))
+        wall.goto(base_url + "/wall")
+        wall.wait_for_selector(f"text={alert.message}", timeout=30_000)
+        wall.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        assert wall.locator(".btn-ack:visible, .btn-resolve:visible").count() == 0
+        wall.screenshot(path="/tmp/dash_wall.png")
+        wall.close()
+
+        # Resolve asks for confirmation first (a browser confirm dialog), then clears the list.
+        page.on("dialog", lambda d: d.accept())
+        page.click(".btn-resolve")
+        assert wait_with(page, lambda: store.get(alert.alert_id).state == "resolved")  # type: ignore[union-attr]
+        page.wait_for_selector("text=当前无未解除告警", timeout=15_000)
+        browser.close()
+    store.close()
+
+    assert external(requests) == [], external(requests)
+    logged = net_log.read_text(errors="replace")
+    try:  # Chromium may leave the JSON unterminated; the URLs are what matter
+        urls = [u for u in (e.get("params", {}).get("url") for e in json.loads(logged)["events"]) if u]
+    except ValueError:
+        urls = [seg.split('"', 1)[0] for seg in logged.split('"url":"')[1:]]
+    offenders = [
+        u
+        for u in external(urls)
+        if any(h in u for h in ("openmaptiles", "jsdelivr", "unpkg", "plot.ly", "mapbox", "carto", "openstreetmap"))
+    ]
+    assert offenders == []
+    print("timings", {k: round(v, 2) for k, v in timings.items()})

@@ -1,0 +1,141 @@
+"""The one-map figure: offline-safe (no internet URL anywhere), labels drawn last, live colouring."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboard.app import create_app
+from dashboard.geo import MapData
+from dashboard.live import compute_live
+from dashboard.mapfig import T_COMPOUNDS, T_CORE, T_DEVICES, T_HALO, T_LABELS, patch_figure
+from smartcommunity.contract import COMMUNITIES, Alert
+from tests.conftest import make_settings
+
+
+def find_figure(node: Any) -> dict[str, Any] | None:
+    if isinstance(node, dict):
+        if node.get("type") == "Graph" and node.get("props", {}).get("id") == "onemap":
+            fig: dict[str, Any] = node["props"]["figure"]
+            return fig
+        for v in node.values():
+            found = find_figure(v)
+            if found:
+                return found
+    elif isinstance(node, list):
+        for v in node:
+            found = find_figure(v)
+            if found:
+                return found
+    return None
+
+
+@pytest.fixture
+def layout_figure(tmp_path: Path) -> dict[str, Any]:
+    s = make_settings(tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9")
+    app = create_app(s)
+    client = app.server.test_client()
+    r = client.get("/_dash-layout", base_url="http://127.0.0.1:8123/")
+    assert r.status_code == 200
+    fig = find_figure(r.json)
+    assert fig is not None
+    app.server.config["SC_DASHBOARD"].close()
+    return fig
+
+
+def test_figure_needs_nothing_from_the_internet(layout_figure: dict[str, Any]) -> None:
+    text = json.dumps(layout_figure, ensure_ascii=False)
+    urls = set(re.findall(r"https?://[^\"' ]+", text))
+    assert urls == {"http://127.0.0.1:8123/map/style.json"}
+    for layer in layout_figure["layout"]["map"]["layers"]:
+        if layer["type"] == "symbol":
+            assert layer["symbol"]["icon"] == ""  # a named icon would be fetched from a CDN
+    for trace in layout_figure["data"]:
+        assert trace.get("marker", {}).get("symbol") in (None, "circle")
+
+
+def test_community_labels_last_and_layers_present(layout_figure: dict[str, Any]) -> None:
+    data = layout_figure["data"]
+    assert len(data) == T_LABELS + 1
+    labels = data[T_LABELS]
+    assert labels["mode"] == "text" and sorted(labels["text"]) == sorted(COMMUNITIES.values())
+    assert data[T_COMPOUNDS]["type"] == "choroplethmap" and len(data[T_COMPOUNDS]["locations"]) >= 4
+    assert len(data[T_DEVICES]["lon"]) > 100
+    kinds = [(layer["type"], len(layer["source"]["features"])) for layer in layout_figure["layout"]["map"]["layers"]]
+    assert all(n > 0 for _, n in kinds) and {"fill", "line", "symbol"} <= {k for k, _ in kinds}
+    assert layout_figure["layout"]["uirevision"]
+
+
+def test_local_style_and_glyphs(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9")
+    app = create_app(s)
+    c = app.server.test_client()
+    style = c.get("/map/style.json", base_url="http://127.0.0.1:8123/").json
+    assert style["version"] == 8 and style["sources"] == {}
+    assert style["glyphs"].startswith("http://127.0.0.1:8123/map/glyphs/")
+    assert c.get("/map/glyphs/Open%20Sans%20Regular/0-255.pbf").status_code == 404
+    for page in ("/", "/wall"):
+        r = c.get(page)
+        assert r.status_code == 200 and "车城路街道 综合一张图" in r.data.decode()
+        assert "https://" not in r.data.decode()  # every script and stylesheet is served locally
+    app.server.config["SC_DASHBOARD"].close()
+
+
+def test_live_colours_compound_device_and_halo(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "var")
+    md = MapData(s)
+    base, reg = md.layers(), md.registry()
+    dev = next(d for d in reg.values() if d.compound_id in base.compound_ids)
+    other = next(d for d in reg.values() if d.compound_id in base.compound_ids and d.compound_id != dev.compound_id)
+    t = "2026-11-25T03:12:00.000Z"
+
+    def alert(d: Any, sev: str, state: str, started: str = t) -> Alert:
+        return Alert(
+            f"a-{d.device_id}-{sev}",
+            "r",
+            sev,
+            state,
+            d.community,
+            d.compound_id,
+            d.device_id,
+            d.kind,
+            None,
+            None,
+            None,
+            None,
+            None,
+            started,
+            started,
+            "测试",
+        )
+
+    live = compute_live(
+        [
+            alert(dev, "yellow", "active"),
+            alert(dev, "red", "active", "2026-11-25T01:00:00.000Z"),
+            alert(other, "blue", "acknowledged"),
+        ],
+        base,
+        reg,
+        "v1",
+    )
+    assert [a.severity for a in live.alerts] == ["red", "yellow", "blue"]  # worst first
+    assert live.compound_codes[base.compound_ids.index(dev.compound_id)] == 4
+    assert live.compound_codes[base.compound_ids.index(other.compound_id)] == 1
+    assert live.device_codes[live.device_ids.index(dev.device_id)] == 4
+    assert sum(1 for c in live.device_codes if c) == 2
+    assert len(live.halos) == 3 and (live.halos[0].lon, live.halos[0].lat) == (dev.lon, dev.lat)
+
+    patch = patch_figure(live, reg, base, devices_changed=False).to_plotly_json()
+    ops = {tuple(op["location"]): op["params"]["value"] for op in patch["operations"]}
+    assert ops[("data", T_COMPOUNDS, "z")] == live.compound_codes
+    assert len(ops[("data", T_HALO, "lon")]) == 2  # acknowledged alerts do not pulse
+    assert len(ops[("data", T_CORE, "lon")]) == 3
+    assert ("data", T_DEVICES, "lon") not in ops  # unchanged registry: device positions not resent
+
+    quiet = compute_live([], base, reg, "v1")
+    assert not any(quiet.compound_codes) and quiet.signature != live.signature
