@@ -154,7 +154,10 @@ class Engine:
         c.clear_since = None
         thr = rule.threshold if threshold is None else threshold
         alert = self.open.get(key)
+        if alert is None and any((r, dev.device_id) in self.open for r in rule.suppressed_by):
+            return
         if alert is None:
+            self._supersede(rule, dev.device_id, now)
             nearby = None
             if self.surroundings is not None and rule.severity in SURROUNDED:
                 try:
@@ -197,14 +200,21 @@ class Engine:
         c.last_published = now
         self.publish(updated)
 
+    def _supersede(self, rule: Rule, device_id: str, now: float) -> None:
+        """Close the open alerts this rule's alert makes redundant on the same device."""
+        for other in self.rules:
+            key = (other.name, device_id)
+            if rule.name in other.suppressed_by and key in self.open:
+                self._resolve(key, self.open[key], now, note=f"由 {rule.name} 取代 (superseded)")
+
     def _clear(self, key: tuple[str, str], now: float) -> None:
         if key in self.open:
             c = self.conditions.setdefault(key, Condition())
             if c.clear_since is None:
                 c.clear_since = now
 
-    def _resolve(self, key: tuple[str, str], alert: Alert, now: float) -> None:
-        done = self.store.resolve(alert.alert_id, iso(now))
+    def _resolve(self, key: tuple[str, str], alert: Alert, now: float, note: str | None = None) -> None:
+        done = self.store.resolve(alert.alert_id, iso(now), note=note)
         self.open.pop(key, None)
         self.conditions.pop(key, None)
         if done is not None:

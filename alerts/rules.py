@@ -38,6 +38,9 @@ class Rule:
     status: str | None = None
     event: str | None = None
     silent_factor: float | None = None
+    # Rules of the same device whose open alert makes this one redundant (a warning under a
+    # critical alarm): it is not raised while they are open, and is closed when they are raised.
+    suppressed_by: tuple[str, ...] = ()
 
     def check(self, rec: Record) -> tuple[bool | None, Any]:
         """(condition, value) for one record; condition None when the record says nothing here."""
@@ -68,6 +71,10 @@ def _rule_from(d: dict[str, Any], where: str) -> Rule:
     unknown = set(d) - known
     if unknown:
         raise RuleError(f"{where}: unknown keys {sorted(unknown)}")
+    if not isinstance(d, dict):
+        raise RuleError(f"{where}: a rule is a mapping")
+    if "suppressed_by" in d:
+        d = {**d, "suppressed_by": tuple(d["suppressed_by"] or ())}
     try:
         rule = Rule(**d)
     except TypeError as exc:
@@ -103,6 +110,10 @@ def load_rules(path: Path | None = None) -> list[Rule]:
         raise RuleError(f"{p}: expected a mapping with a non-empty list `rules`")
     rules = [_rule_from(d, f"{p}: rule {i + 1}") for i, d in enumerate(items)]
     names = [r.name for r in rules]
+    for r in rules:
+        unknown_refs = set(r.suppressed_by) - set(names)
+        if unknown_refs:
+            raise RuleError(f"{p}: rule {r.name}: suppressed_by names unknown rules {sorted(unknown_refs)}")
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise RuleError(f"{p}: duplicate rule names {sorted(dup)}")

@@ -134,7 +134,10 @@ def make_layout(dash_ctx: Dashboard) -> html.Div:
                                 id="onemap",
                                 figure=fig,
                                 className="onemap",
-                                config={"displayModeBar": False, "scrollZoom": True, "displaylogo": False},
+                                style={"height": "100%", "width": "100%"},
+                                # Responsive: the map follows the wall display's size, not the first paint's.
+                                config={"displayModeBar": False, "scrollZoom": True, "displaylogo": False,
+                                        "responsive": True},
                             ),
                             legend(),
                             *warn,

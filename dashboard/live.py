@@ -88,7 +88,7 @@ def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, De
         compound_codes=[compound_worst.get(c, 0) for c in base.compound_ids],
         device_ids=device_ids,
         device_codes=[device_worst.get(d, 0) for d in device_ids],
-        halos=halos,
+        halos=halos[::-1],  # plotly draws later points on top: the worst alert must be last
         signature=h.hexdigest(),
         registry_version=registry_version,
     )

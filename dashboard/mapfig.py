@@ -40,7 +40,12 @@ HALO_SIZES = (44, 84)  # the pulse toggles the halo between these (clientside)
 UIREVISION = "onemap"  # keeps the operator's pan/zoom across every update
 
 
-def fit_view(bounds: tuple[float, float, float, float], px: tuple[int, int] = (1300, 1000)) -> dict[str, Any]:
+# The smallest map area we design for (a 1600×900 browser beside the console): the whole
+# district must be in view there; larger wall displays just show more margin.
+FIT_PX = (1000, 760)
+
+
+def fit_view(bounds: tuple[float, float, float, float], px: tuple[int, int] = FIT_PX) -> dict[str, Any]:
     """Centre and zoom that fit the district into a map of about `px` pixels."""
     minx, miny, maxx, maxy = bounds
     lat_c = (miny + maxy) / 2

@@ -218,3 +218,19 @@ def test_acknowledged_alert_does_not_escalate(tmp_path: Path) -> None:
     engine.tick()
     assert all((a.escalation_tier or 1) == 1 for a in published)
     store.close()
+
+
+def test_warning_is_superseded_by_the_critical_alarm(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    for _ in range(4):  # 30 s at 12 %LEL: the yellow warning
+        engine.handle(tel(GAS, clock, lel_pct=12.0))
+        clock.t += 10
+    warn = [a for a in published if a.rule == "gas_lel_warn"]
+    assert len(warn) == 1
+    engine.handle(tel(GAS, clock, lel_pct=30.0))  # now critical: the warning is closed, not doubled
+    last_warn = [a for a in published if a.rule == "gas_lel_warn"][-1]
+    assert last_warn.state == "resolved" and "gas_lel_high" in (last_warn.note or "")
+    for _ in range(5):  # still above 10 and 25 for a long time: only the red alarm stays open
+        clock.t += 10
+        engine.handle(tel(GAS, clock, lel_pct=30.0))
+    assert {k[0] for k in engine.open} == {"gas_lel_high"}

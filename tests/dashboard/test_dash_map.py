@@ -128,7 +128,8 @@ def test_live_colours_compound_device_and_halo(tmp_path: Path) -> None:
     assert live.compound_codes[base.compound_ids.index(other.compound_id)] == 1
     assert live.device_codes[live.device_ids.index(dev.device_id)] == 4
     assert sum(1 for c in live.device_codes if c) == 2
-    assert len(live.halos) == 3 and (live.halos[0].lon, live.halos[0].lat) == (dev.lon, dev.lat)
+    assert len(live.halos) == 3 and (live.halos[-1].lon, live.halos[-1].lat) == (dev.lon, dev.lat)
+    assert [h.severity for h in live.halos] == ["blue", "yellow", "red"]  # the worst drawn last, on top
 
     patch = patch_figure(live, reg, base, devices_changed=False).to_plotly_json()
     ops = {tuple(op["location"]): op["params"]["value"] for op in patch["operations"]}
