@@ -21,6 +21,7 @@ from dashboard.api import register_api
 from dashboard.geo import BaseLayers, MapData
 from dashboard.health import HealthChecker
 from dashboard.live import OPEN_STATES, Live, compute_live, counts_by_community
+from dashboard.login import current_user, register_login
 from dashboard.offline import register_offline_routes, style_url
 from dashboard.theme import DEVICE_NORMAL, SEVERITY_COLOR, severity_label
 from smartcommunity.settings import Settings
@@ -191,6 +192,7 @@ def create_app(settings: Settings) -> Dash:
     )
     app.layout = lambda: make_layout(dctx)
     register_offline_routes(app.server)
+    register_login(app.server, settings)
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
     app.server.config["SC_DASHBOARD"] = dctx
     app.server.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -265,7 +267,7 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
         trig = ctx.triggered_id
         if not trig or not ctx.triggered or not ctx.triggered[0].get("value"):
             return no_update, no_update  # a re-rendered list, not a click
-        out = dctx.actions.acknowledge(trig["index"], (duty or "").strip() or DEFAULT_DUTY, None)
+        out = dctx.actions.acknowledge(trig["index"], current_user() or (duty or "").strip() or DEFAULT_DUTY, None)
         msg = "已确认" if out.status == 200 else f"未能确认: {out.error}"
         return {"t": time.time(), "id": trig["index"]}, msg
 
@@ -295,6 +297,6 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
     def resolve(_n: int | None, alert_id: str | None, duty: str | None) -> tuple:
         if not alert_id:
             return no_update, no_update
-        out = dctx.actions.resolve(alert_id, (duty or "").strip() or DEFAULT_DUTY, None)
+        out = dctx.actions.resolve(alert_id, current_user() or (duty or "").strip() or DEFAULT_DUTY, None)
         msg = "已解除" if out.status == 200 else f"未能解除: {out.error}"
         return {"t": time.time(), "id": alert_id}, msg

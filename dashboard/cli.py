@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
+import sys
 from typing import Any
 
+from dashboard.accounts import Accounts, accounts_path
 from smartcommunity.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,51 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default SC_HTTP_PORT)")
     p.set_defaults(func=run)
+
+    u = sub.add_parser("users", help="staff accounts that sign in to the dashboard pages")
+    usub = u.add_subparsers(dest="action", required=True)
+    add = usub.add_parser("add", help="add an account or set its password (read from stdin or a prompt)")
+    add.add_argument("username")
+    add.add_argument("--name", default="", help="display name, e.g. 张三 (signs acknowledgements)")
+    add.set_defaults(func=users_add)
+    usub.add_parser("list", help="list accounts").set_defaults(func=users_list)
+    rm = usub.add_parser("remove", help="remove an account")
+    rm.add_argument("username")
+    rm.set_defaults(func=users_remove)
+
+
+def _accounts(settings: Settings) -> Accounts:
+    return Accounts(accounts_path(settings.data_path))
+
+
+def users_add(args: argparse.Namespace, settings: Settings) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        _accounts(settings).add(args.username, args.name, password)
+    except ValueError as exc:
+        print(f"smartcommunity users add: {exc}", file=sys.stderr)
+        return 2
+    print(f"account {args.username} saved")
+    return 0
+
+
+def users_list(args: argparse.Namespace, settings: Settings) -> int:
+    for username, name in _accounts(settings).list():
+        print(f"{username}\t{name}")
+    return 0
+
+
+def users_remove(args: argparse.Namespace, settings: Settings) -> int:
+    if not _accounts(settings).remove(args.username):
+        print(f"no account {args.username}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def serve(app: Any, host: str, port: int) -> None:
