@@ -72,13 +72,13 @@ class DeadLetterStore:
                 "INSERT INTO deadletter(received_at, topic, payload, reason, detail) VALUES (?,?,?,?,?)",
                 rows,
             )
-            (count,) = self._db.execute("SELECT count(*) FROM deadletter").fetchone()
-            excess = count - self.max_rows
+            # Ids only grow and the oldest go first, so the newest max_rows are those above
+            # max(id) - max_rows: an index range delete, not a count(*) over the table per batch.
+            (top,) = self._db.execute("SELECT max(id) FROM deadletter").fetchone()
+            excess = self._db.execute(
+                "DELETE FROM deadletter WHERE id <= ?", (int(top) - self.max_rows,)
+            ).rowcount
             if excess > 0:
-                self._db.execute(
-                    "DELETE FROM deadletter WHERE id IN (SELECT id FROM deadletter ORDER BY id LIMIT ?)",
-                    (excess,),
-                )
                 self._db.execute(
                     "INSERT INTO counters(name, value) VALUES ('dropped', ?) "
                     "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",

@@ -1,17 +1,24 @@
-"""MQTT → validation → InfluxDB, acknowledging each message only once it is durably stored.
+"""MQTT → validation → InfluxDB (or the disk spool), acknowledging each message only once durable.
 
-The paho network thread validates and appends to the open batch; a writer thread flushes the
-batch by size or age, writes it, stores its dead letters, and only then sends the PUBACKs.
-A crash anywhere before that leaves the messages with the broker (persistent session), and a
-re-delivery is harmless because a point is identified by (series, ts).
+Threads of one ingest process:
+- paho's network thread: `_on_message` validates, renders line protocol and appends to the open
+  batch; a full batch (or, via the flusher thread, an old one) goes on the write queue.
+- writers (`SC_INGEST_WRITERS`): write a batch to InfluxDB (bisecting out refused points), or, when
+  InfluxDB is down, append it to the fsync'd spool; store its dead letters; only then send the
+  PUBACKs. If neither InfluxDB nor the spool can take it (disk full), they hold it, unacknowledged,
+  and say so: the broker keeps everything, and its receive-maximum stops the flow.
+- the replayer: probes InfluxDB while it is down, sets up retention, and replays the spool in order
+  while live batches keep going straight to InfluxDB.
+A crash anywhere leaves unacknowledged messages with the broker (persistent session); re-delivery
+is harmless because a point is identified by (series, ts).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -19,9 +26,14 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from geodata.registry import RegistryWatcher, ensure_registry
 from ingest.deadletter import DeadLetter, DeadLetterStore, store_path
+from ingest.fastmqtt import make_fast
+from ingest.retention import ensure_retention
+from ingest.spool import Spool, SpoolFull
+from ingest.stats import Stats
+from ingest.writer import write_isolating
 from smartcommunity import heartbeat
 from smartcommunity.contract import ALERT_TOPIC_ROOT, TOPIC_ROOT, Reason
-from smartcommunity.influx import InfluxClient, InfluxRejected, InfluxUnavailable
+from smartcommunity.influx import InfluxClient, InfluxUnavailable
 from smartcommunity.lineprotocol import to_line
 from smartcommunity.mqtt import connect, make_client
 from smartcommunity.settings import Settings
@@ -31,14 +43,20 @@ log = logging.getLogger(__name__)
 
 SUBSCRIPTION = f"{TOPIC_ROOT}/#"
 SHARE_GROUP = "ingest"
+_ALERT_PREFIX = ALERT_TOPIC_ROOT + "/"
+_HOLD_LOG_EVERY_S = 30.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Batch:
+    gen: int  # MQTT connection generation: acks from an older connection are not sent
     lines: list[str] = field(default_factory=list)
+    sources: list[tuple[str, bytes]] = field(default_factory=list)  # (topic, payload) per line
     dead: list[DeadLetter] = field(default_factory=list)
-    acks: list[int] = field(default_factory=list)
-    min_ts: int | None = None
+    mids: list[int] = field(default_factory=list)
+    ts_min: int = 0
+    ts_sum: int = 0
+    ts_n: int = 0
     opened: float = field(default_factory=time.monotonic)
 
     def __len__(self) -> int:
@@ -54,27 +72,45 @@ class Ingestor:
         ensure_registry(settings)
         self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
         self.deadletters = DeadLetterStore(store_path(settings.data_path), settings.deadletter_max)
-        self.influx = InfluxClient(settings.influx_url, settings.influx_db)
-        self.counters: Counter[str] = Counter()
-        self.dead_by_reason: Counter[str] = Counter()
-        self.lag_ms = 0
+        self.spool = Spool(settings.data_path / "spool" / self.name, settings.spool_max_bytes)
+        self.influx = InfluxClient(settings.influx_url, settings.influx_db)  # replayer/probe thread
+        self.stats = Stats()
+        self.dead_by_reason = self.stats.dead_by_reason
         self.influx_ok = True
         self.mqtt_ok = False
-        self._batch = Batch()
-        self._lock = threading.Condition()
+        self.hold_reason: str | None = None  # set while a batch can be neither written nor spooled
+        self._hold_logged = 0.0
+        self._retention_done = False
+        self._gen = 0
+        self._ack_lock = threading.Lock()
+        self._batch = Batch(0)
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[Batch | None] = queue.Queue()
         self._stop = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._wake_replayer = threading.Event()
+        self._threads = [threading.Thread(target=self._flush_loop, name="ingest-flusher", daemon=True),
+                         threading.Thread(target=self._replay_loop, name="ingest-replayer", daemon=True)]
+        self._writers = [threading.Thread(target=self._write_loop, name=f"ingest-writer-{i}", daemon=True)
+                         for i in range(max(1, settings.ingest_writers))]
+        # One persistent session per worker: its own fixed client id, so each resumes its share.
         cid = settings.ingest_client_id if workers == 1 else f"{settings.ingest_client_id}-{worker}"
-        self.client = make_client(settings, client_id=cid, persistent=True, manual_ack=True)
+        self.client = make_fast(make_client(settings, client_id=cid, persistent=True, manual_ack=True))
+        self.client.reconnect_delay_set(min_delay=1, max_delay=8)  # resume quickly after a broker restart
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
-    # -- MQTT side (paho's network thread) -------------------------------------------------
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.stats.counters
+
+    # -- MQTT side (paho's network thread) -----------------------------------------------------
     def _on_connect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
         if rc.is_failure:
             log.error("broker refused the connection: %s", rc)
             return
+        with self._ack_lock:
+            self._gen += 1
         self.mqtt_ok = True
         topic = f"$share/{SHARE_GROUP}/{SUBSCRIPTION}" if self.shared else SUBSCRIPTION
         # Retained status copies are old news to a store; the live ones are queued in our session.
@@ -84,141 +120,269 @@ class Ingestor:
                  flags.session_present, topic)
 
     def _on_disconnect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
+        with self._ack_lock:
+            self._gen += 1  # unacked messages of this connection will be re-delivered
         self.mqtt_ok = False
         if not self._stop.is_set():
             log.warning("lost the broker (%s); reconnecting", rc)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
-        topic = msg.topic
-        if topic.startswith(ALERT_TOPIC_ROOT + "/"):
+        payload = msg.payload
+        now_ms = int(time.time() * 1000)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = repr(msg._topic)
+        rec = line = dead = None
+        if topic.startswith(_ALERT_PREFIX):  # our own alert output shares the sc/ root
             if msg.qos:
                 client.ack(msg.mid, msg.qos)
             return
-        now_ms = int(time.time() * 1000)
-        line = None
-        dead = None
         try:
-            rec = validate(topic, msg.payload, self.registry.current(), now_ms)
+            rec = validate(topic, payload, self.registry.current(), now_ms)
             line = to_line(rec)
         except Rejected as r:
-            dead = DeadLetter(topic, bytes(msg.payload), str(r.reason), r.detail, now_ms)
+            dead = DeadLetter(topic, bytes(payload), str(r.reason), r.detail, now_ms)
+        full = None
         with self._lock:
             b = self._batch
+            if b.gen != self._gen:  # first message of a new connection: never mix generations
+                full, b = b, Batch(self._gen)
+                self._batch = b
             if line is not None:
                 b.lines.append(line)
-                if isinstance(rec, Telemetry) and (b.min_ts is None or rec.ts_ms < b.min_ts):
-                    b.min_ts = rec.ts_ms
+                b.sources.append((topic, payload))
+                if type(rec) is Telemetry:
+                    ts = rec.ts_ms
+                    if not b.ts_n or ts < b.ts_min:
+                        b.ts_min = ts
+                    b.ts_sum += ts
+                    b.ts_n += 1
             else:
                 b.dead.append(dead)  # type: ignore[arg-type]
             if msg.qos:
-                b.acks.append(msg.mid)
-            self.counters["received"] += 1
+                b.mids.append(msg.mid)
+            self.stats.received += 1
             if len(b) >= self.settings.ingest_batch_size:
-                self._lock.notify()
+                self._queue.put(b)
+                self._batch = Batch(self._gen)
+        if full is not None and len(full):
+            self._queue.put(full)
 
-    # -- writer thread ----------------------------------------------------------------------
-    def _take(self) -> Batch | None:
+    # -- batching by time ------------------------------------------------------------------------
+    def _flush_loop(self) -> None:
         flush_s = self.settings.ingest_flush_ms / 1000
+        while not self._stop.wait(flush_s / 4):
+            self._close_batch(flush_s)
+        self._close_batch(0.0)
+
+    def _close_batch(self, older_than_s: float) -> None:
         with self._lock:
-            while not self._stop.is_set():
-                b = self._batch
-                age = time.monotonic() - b.opened
-                if len(b) >= self.settings.ingest_batch_size or (len(b) and age >= flush_s):
-                    break
-                self._lock.wait(flush_s if not len(b) else max(0.001, flush_s - age))
             b = self._batch
-            self._batch = Batch()
-            return b if len(b) else None
-
-    def _write_loop(self) -> None:
-        while True:
-            b = self._take()
-            if b is not None:
-                self._flush(b)
-            if self._stop.is_set():
-                with self._lock:
-                    leftover, self._batch = self._batch, Batch()
-                if len(leftover):
-                    self._flush(leftover)
+            if not len(b) or time.monotonic() - b.opened < older_than_s:
+                if not len(b):
+                    b.opened = time.monotonic()
                 return
+            self._batch = Batch(self._gen)
+        self._queue.put(b)
 
-    def _write_lines(self, lines: list[str]) -> list[tuple[str, str]]:
-        """Write; on a 4xx, bisect to find the lines InfluxDB refuses. Returns those with errors."""
-        backoff = 0.5
-        while True:
-            try:
-                self.influx.write("\n".join(lines).encode())
-                if not self.influx_ok:
-                    log.warning("InfluxDB is back")
-                self.influx_ok = True
-                return []
-            except InfluxUnavailable as exc:
-                if self.influx_ok:
-                    log.error("InfluxDB unavailable, holding the batch (not acknowledging): %s", exc)
-                self.influx_ok = False
-                self.counters["write_retries"] += 1
-                # Unacknowledged messages stay with the broker; its receive-maximum is our bound.
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except InfluxRejected as exc:
-                if len(lines) == 1:
-                    return [(lines[0], exc.error)]
-                mid = len(lines) // 2
-                return self._write_lines(lines[:mid]) + self._write_lines(lines[mid:])
+    # -- writers ---------------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        influx = InfluxClient(self.settings.influx_url, self.settings.influx_db)
+        try:
+            while True:
+                b = self._queue.get()
+                if b is None:
+                    return
+                try:
+                    self._flush(influx, b)
+                except Exception:  # a bug must not kill the writer: the batch stays unacked
+                    log.exception("ingest: batch of %d messages not stored (will be re-delivered)", len(b))
+        finally:
+            influx.close()
 
-    def _flush(self, b: Batch) -> None:
-        refused: list[tuple[str, str]] = []
+    def _flush(self, influx: InfluxClient, b: Batch) -> None:
+        refused: list[tuple[int, str]] = []
+        spooled = False
         if b.lines:
-            refused = self._write_lines(b.lines)
-        dead = list(b.dead)
+            body = "\n".join(b.lines).encode()
+            result = self._store(influx, b.lines, body)
+            if result is None:
+                return  # stopping while held: leave the messages with the broker
+            spooled, refused = result
         now_ms = int(time.time() * 1000)
-        for line, err in refused:
-            # The store refused a point the contract accepted (e.g. a field type conflict).
-            dead.append(DeadLetter("", line.encode(), str(Reason.BAD_VALUE), f"influxdb: {err}", now_ms))
-        self.deadletters.add_many(dead)
-        for mid in b.acks:
-            self.client.ack(mid, 1)
-        for d in dead:
-            self.dead_by_reason[d.reason] += 1
-        self.counters["stored"] += len(b.lines) - len(refused)
-        self.counters["deadlettered"] += len(dead)
-        if b.min_ts is not None:
-            self.lag_ms = now_ms - b.min_ts
+        dead = list(b.dead)
+        for i, err in refused:
+            # InfluxDB refused a point the contract accepts (e.g. a field type conflict).
+            topic, payload = b.sources[i]
+            dead.append(DeadLetter(topic, bytes(payload), str(Reason.BAD_VALUE), f"influxdb: {err}", now_ms))
+        if dead:
+            self.deadletters.add_many(dead)
+        self._ack(b)
+        lag = (now_ms - b.ts_min, now_ms - b.ts_sum // b.ts_n) if b.ts_n and not spooled else None
+        self.stats.batch_done(len(b.lines) - len(refused), spooled, dead, len(refused), lag)
 
-    # -- lifecycle --------------------------------------------------------------------------
+    def _store(self, influx: InfluxClient, lines: list[str], body: bytes
+               ) -> tuple[bool, list[tuple[int, str]]] | None:
+        """(spooled?, refused lines), holding (retrying) while neither InfluxDB nor the spool can take it."""
+        while True:
+            if self.influx_ok:
+                try:
+                    refused = write_isolating(influx, lines, body, self.settings.ingest_gzip)
+                    self._release_hold()
+                    return False, refused
+                except InfluxUnavailable as exc:
+                    self._influx_down(exc)
+            try:
+                self.spool.append(body)
+                self._release_hold()
+                self._wake_replayer.set()
+                return True, []
+            except SpoolFull as exc:
+                self._hold(exc)
+            if self._stop.wait(1.0):
+                return None
+            if not self.influx_ok and influx.ping(1.0):
+                self._influx_up()
+
+    def _ack(self, b: Batch) -> None:
+        if not b.mids:
+            return
+        with self._ack_lock:
+            if b.gen == self._gen:
+                self.client.ack_many(b.mids)
+                return
+        # The connection changed: the broker re-delivers these, and the new copies get acked.
+        self.stats.add("acks_skipped_reconnect", len(b.mids))
+
+    # -- health transitions ------------------------------------------------------------------------
+    def _influx_down(self, exc: Exception) -> None:
+        if self.influx_ok:
+            log.error("InfluxDB unavailable: spooling to %s until it is back: %s", self.spool.dir, exc)
+        self.influx_ok = False
+
+    def _influx_up(self) -> None:
+        if not self.influx_ok:
+            log.warning("InfluxDB is back: writing live data and replaying the spool")
+        self.influx_ok = True
+
+    def _hold(self, exc: SpoolFull) -> None:
+        now = time.monotonic()
+        if self.hold_reason != exc.reason or now - self._hold_logged > _HOLD_LOG_EVERY_S:
+            log.critical("INGEST HOLDING: InfluxDB is down and the spool cannot take more (%s). "
+                         "Messages are NOT acknowledged; the broker keeps them. Free disk space or "
+                         "raise SC_SPOOL_MAX_BYTES.", exc)
+            self._hold_logged = now
+        self.hold_reason = exc.reason
+
+    def _release_hold(self) -> None:
+        if self.hold_reason is not None:
+            log.warning("ingest no longer holding (%s cleared): acknowledging again", self.hold_reason)
+            self.hold_reason = None
+
+    # -- replayer ----------------------------------------------------------------------------------
+    def _replay_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self._replay_step():
+                    self._wake_replayer.wait(0.5 if self.influx_ok else 1.0)
+                    self._wake_replayer.clear()
+            except Exception:
+                log.exception("ingest: replayer error")
+                self._stop.wait(1.0)
+
+    def _replay_step(self) -> bool:
+        """One unit of background work; False when there was nothing to do."""
+        if not self.influx_ok:
+            if not self.influx.ping(1.0):
+                return False
+            self._influx_up()
+        try:
+            if not self._retention_done:
+                s = self.settings
+                ensure_retention(self.influx, s.influx_raw_days, s.influx_rollup_days)
+                self._retention_done = True
+            rec = self.spool.peek()
+            if rec is None:
+                return False
+            lines = rec.payload.decode().split("\n")
+            refused = write_isolating(self.influx, lines, rec.payload, self.settings.ingest_gzip)
+        except InfluxUnavailable as exc:
+            self._influx_down(exc)
+            return False
+        now_ms = int(time.time() * 1000)
+        dead = [DeadLetter(_topic_of(lines[i]), lines[i].encode(), str(Reason.BAD_VALUE),
+                           f"influxdb (replay): {err}", now_ms) for i, err in refused]
+        if dead:
+            self.deadletters.add_many(dead)
+        self.spool.commit(rec)
+        self.stats.replayed_done(len(lines) - len(refused), dead)
+        return True
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def state(self) -> str:
+        if self.hold_reason:
+            return "holding"
+        if not self.influx_ok:
+            return "spooling"
+        return "replaying" if not self.spool.empty() else "ok"
+
     def snapshot(self) -> dict[str, object]:
-        return {
-            "counters": dict(self.counters),
-            "deadlettered_by_reason": dict(self.dead_by_reason),
-            "deadletter_dropped": self.deadletters.dropped(),
-            "lag_ms": self.lag_ms,
-            "mqtt": "ok" if self.mqtt_ok else "down",
-            "influxdb": "ok" if self.influx_ok else "down",
-            "registry_devices": len(self.registry.current()),
-        }
+        snap = self.stats.snapshot()
+        snap.update(
+            state=self.state(),
+            acking=self.hold_reason is None,
+            holding_reason=self.hold_reason,
+            mqtt="ok" if self.mqtt_ok else "down",
+            influxdb="ok" if self.influx_ok else "down",
+            spool_bytes=self.spool.pending_bytes(),
+            spool_disk_bytes=self.spool.bytes,
+            spool_skipped_bytes=self.spool.skipped_bytes,
+            deadletter_dropped=self.deadletters.dropped(),
+            registry_devices=len(self.registry.current()),
+            registry_reloads=self.registry.reload_count,
+            queued_batches=self._queue.qsize(),
+            worker=self.worker,
+        )
+        return snap
 
     def start(self) -> None:
-        self._writer.start()
-        connect(self.client, self.settings, persistent=True)
+        for t in self._threads + self._writers:
+            t.start()
+        connect(self.client, self.settings, persistent=True,
+                receive_maximum=min(65535, self.settings.ingest_max_inflight))
 
     def run_forever(self) -> None:
         self.start()
         try:
-            while not self._stop.wait(1.0):
+            while not self._stop.wait(self.settings.ingest_heartbeat_s):
                 heartbeat.write(self.settings.data_path, self.name, self.snapshot())
         finally:
             self.close()
 
     def stop(self) -> None:
         self._stop.set()
-        with self._lock:
-            self._lock.notify_all()
+        self._wake_replayer.set()
 
     def close(self) -> None:
         self.stop()
-        self._writer.join(timeout=30)
+        for t in self._threads:
+            t.join(timeout=30)
+        for _ in self._writers:
+            self._queue.put(None)
+        for t in self._writers:
+            t.join(timeout=30)
         self.client.disconnect()
         self.client.loop_stop()
         heartbeat.write(self.settings.data_path, self.name, self.snapshot() | {"stopped": True})
         self.deadletters.close()
+        self.spool.close()
         self.influx.close()
+
+
+def _topic_of(line: str) -> str:
+    """The device topic a spooled telemetry line came from (for dead letters found on replay)."""
+    head = line.split(" ", 1)[0].split(",")
+    tags = dict(t.split("=", 1) for t in head[1:] if "=" in t)
+    kind = {"device_status": "status", "device_event": "event"}.get(head[0], "telemetry")
+    return f"{TOPIC_ROOT}/{tags.get('community', '?')}/{tags.get('kind', '?')}/{tags.get('device_id', '?')}/{kind}"

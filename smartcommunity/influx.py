@@ -126,7 +126,9 @@ class InfluxClient:
             if "error" in result:
                 raise InfluxRejected(400, result["error"])
             for s in result.get("series", []):
-                out.append(Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s["values"]))
+                # A series may come without values (e.g. SHOW CONTINUOUS QUERIES of a db with none).
+                out.append(Series(s.get("name", ""), s.get("tags") or {}, s.get("columns") or [],
+                                  s.get("values") or []))
         return out
 
     def rows(self, q: str) -> list[dict[str, Any]]:

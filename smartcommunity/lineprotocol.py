@@ -50,11 +50,42 @@ def _tags(rec: Record, extra: str = "") -> str:
     )
 
 
+# Hot path (ingest renders tens of thousands of lines a second): the measurement + tag prefix of a
+# device is the same for every message, so it is built once per Device object (keyed by identity,
+# so a reloaded registry's new Device objects get fresh entries; bounded by a periodic clear).
+_PREFIX_CACHE: dict[int, tuple[object, str]] = {}
+_PREFIX_CACHE_MAX = 1_000_000
+_FIELD_KEYS: dict[str, str] = {}  # metric name -> escaped field key
+
+
+def _telemetry_prefix(rec: Telemetry) -> str:
+    d = rec.device
+    hit = _PREFIX_CACHE.get(id(d))
+    if hit is not None and hit[0] is d:
+        return hit[1]
+    if len(_PREFIX_CACHE) >= _PREFIX_CACHE_MAX:
+        _PREFIX_CACHE.clear()
+    prefix = escape_measurement(d.kind) + _tags(rec)
+    _PREFIX_CACHE[id(d)] = (d, prefix)
+    return prefix
+
+
+def _field(k: str, v: float | bool | int | str) -> str:
+    key = _FIELD_KEYS.get(k)
+    if key is None:
+        key = escape_key(k)
+        if len(_FIELD_KEYS) < 10_000:
+            _FIELD_KEYS[k] = key
+    if v.__class__ is float:
+        return f"{key}={v!r}"
+    return f"{key}={field_value(v)}"
+
+
 def to_line(rec: Record) -> str:
     """One line of line protocol (no trailing newline) for an accepted record."""
     if isinstance(rec, Telemetry):
-        fields = ",".join(f"{escape_key(k)}={field_value(v)}" for k, v in rec.metrics.items())
-        return f"{escape_measurement(rec.device.kind)}{_tags(rec)} {fields} {rec.ts_ms}"
+        fields = ",".join([_field(k, v) for k, v in rec.metrics.items()])
+        return f"{_telemetry_prefix(rec)} {fields} {rec.ts_ms}"
     if isinstance(rec, Status):
         return (
             f"{STATUS_MEASUREMENT}{_tags(rec)} state={escape_string_field(rec.state)},"

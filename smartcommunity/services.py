@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -92,8 +93,12 @@ def free_port() -> int:
 
 
 def mosquitto_conf(port: int, data: Path, max_queued: int) -> str:
+    # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write into a
+    # data dir under root's home or a 0700 temp dir: persistence (sessions, queued messages)
+    # would silently fail. It listens on loopback only, so it keeps the invoking user.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
     return f"""# Written by smartcommunity; edits are overwritten at the next start.
-listener {port} 127.0.0.1
+{user}listener {port} 127.0.0.1
 # Loopback only, so anonymous clients are allowed (as Mosquitto 2 does by default on localhost).
 allow_anonymous true
 persistence true

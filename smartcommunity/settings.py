@@ -45,6 +45,11 @@ class Settings:
     alerts_webhook_url: str | None = None  # notifications are also POSTed here (SMS/voice gateway)
     dashboard_refresh_ms: int = 2000
     mqtt_keepalive_s: int = 30
+    ingest_writers: int = 2  # writer threads per ingest process
+    ingest_gzip: bool = False  # gzip write bodies (saves bandwidth to a remote InfluxDB, costs CPU)
+    ingest_heartbeat_s: float = 1.0
+    influx_raw_days: int = 30  # raw points kept (default policy autogen)
+    influx_rollup_days: int = 400  # 1-minute aggregates kept (policy rollup_1m)
 
     @property
     def data_path(self) -> Path:

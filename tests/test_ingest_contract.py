@@ -138,7 +138,8 @@ def test_deadletter_cli_lists_json(settings: Settings, ingestor: Ingestor, publi
                                    capsys) -> None:  # type: ignore[no-untyped-def]
     from smartcommunity.cli import main
 
-    publisher.publish("sc/yanling/gas/G-1/telemetry", b"\xff\xfe garbage", qos=1).wait_for_publish(5)
+    dev = device_map(settings)[("yanling", "gas")]  # registered: identity is checked before content
+    publisher.publish(f"sc/yanling/gas/{dev.device_id}/telemetry", b"\xff\xfe garbage", qos=1).wait_for_publish(5)
     assert wait_until(lambda: ingestor.counters["deadlettered"] >= 1, 10)
     for k, v in settings.env().items():
         monkeypatch.setenv(k, v)

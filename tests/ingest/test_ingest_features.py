@@ -1,0 +1,174 @@
+"""Ingest features against the real broker and InfluxDB: partial writes, registry reload, dead-letter
+bound, retention/CQs, metrics, and a storm of invalid messages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from geodata.registry import ensure_registry, load_registry, write_registry
+from ingest.deadletter import DeadLetter, DeadLetterStore, store_path
+from ingest.metrics import render_prometheus
+from ingest.retention import ROLLUP_POLICY, ensure_retention
+from ingest.service import Ingestor
+from smartcommunity.influx import InfluxClient
+from smartcommunity.settings import Settings
+from tests.conftest import wait_until
+from tests.ingest.conftest import count_gas, gas_devices, gas_messages
+
+
+@pytest.fixture
+def ingestor(settings: Settings, influx: InfluxClient) -> Iterator[Ingestor]:
+    ing = Ingestor(settings)
+    ing.start()
+    assert wait_until(lambda: ing.mqtt_ok, 10)
+    time.sleep(0.3)
+    yield ing
+    ing.close()
+
+
+def test_field_type_conflict_deadletters_only_the_offender(settings: Settings, influx: InfluxClient,
+                                                          ingestor: Ingestor, publisher) -> None:  # type: ignore[no-untyped-def]
+    devs = gas_devices(settings, 50)
+    bad = devs[0]
+    now = int(time.time() * 1000)
+    # Someone wrote co_ppm as an integer first: in InfluxDB 1.x a field's type is fixed per shard and
+    # measurement, so any float co_ppm now conflicts. Only a few messages below carry co_ppm.
+    influx.write(f"gas,community={bad.community},compound_id={bad.compound_id},device_id={bad.device_id},"
+                 f"kind=gas co_ppm=5i {now - 10_000}".encode())
+    msgs = gas_messages(devs, 200, now - 5_000)
+    offenders = set(range(7, 200, 50))
+    for i in offenders:
+        topic, payload = msgs[i]
+        body = orjson.loads(payload)
+        body["m"]["co_ppm"] = 12.5
+        msgs[i] = (topic, orjson.dumps(body))
+    for topic, payload in msgs:
+        publisher.publish(topic, payload, qos=1)
+    assert wait_until(lambda: ingestor.counters["stored"] + ingestor.counters["deadlettered"] >= 200, 20)
+    assert ingestor.counters["deadlettered"] == len(offenders)
+    assert ingestor.counters["stored"] == 200 - len(offenders)
+    assert count_gas(influx) == 200 - len(offenders)  # every good point of the same batches is stored
+    store = DeadLetterStore(store_path(settings.data_path), 1000)
+    letters = store.list()
+    store.close()
+    assert {d["reason"] for d in letters} == {"bad_value"}
+    assert all("field type conflict" in d["detail"] for d in letters)
+    assert sorted(d["payload"].encode() for d in letters) == sorted(msgs[i][1] for i in offenders)
+
+
+def test_registry_reload_picks_up_imports(settings: Settings, influx: InfluxClient, ingestor: Ingestor,
+                                          publisher) -> None:  # type: ignore[no-untyped-def]
+    reg = dict(load_registry(ensure_registry(settings)))
+    dev = gas_devices(settings, 1)[0]
+    topic = f"sc/{dev.community}/gas/{dev.device_id}/telemetry"
+    ts = int(time.time() * 1000)
+    write_registry(settings.registry_path, [d for k, d in reg.items() if k != dev.device_id])
+    assert wait_until(lambda: dev.device_id not in ingestor.registry.current(), 5)
+    publisher.publish(topic, orjson.dumps({"ts": ts, "m": {"lel_pct": 1.0}}), qos=1)
+    assert wait_until(lambda: ingestor.dead_by_reason["unknown_device"] == 1, 10)
+    moved = replace(dev, compound_id="MOVED-01")
+    write_registry(settings.registry_path, [*[d for k, d in reg.items() if k != dev.device_id], moved])
+    assert wait_until(lambda: dev.device_id in ingestor.registry.current(), 5)
+    publisher.publish(topic, orjson.dumps({"ts": ts + 1, "m": {"lel_pct": 2.0}}), qos=1)
+    assert wait_until(lambda: ingestor.counters["stored"] >= 1, 10)
+    rows = influx.rows(f"SELECT lel_pct, compound_id FROM gas WHERE device_id = '{dev.device_id}'")
+    assert [(r["lel_pct"], r["compound_id"]) for r in rows] == [(2.0, "MOVED-01")]
+
+
+def test_deadletter_store_is_bounded_oldest_first(settings: Settings) -> None:
+    store = DeadLetterStore(store_path(settings.data_path), 10)
+    for i in range(25):
+        store.add_many([DeadLetter(f"t/{i}", b"x", "bad_json", "", 1_700_000_000_000 + i)])
+    rows = store.list()
+    assert [r["topic"] for r in rows] == [f"t/{i}" for i in range(24, 14, -1)]
+    assert store.dropped() == 15
+    store.close()
+
+
+def test_retention_and_rollups_idempotent(settings: Settings, influx: InfluxClient, ingestor: Ingestor) -> None:
+    assert wait_until(lambda: ingestor._retention_done, 10)
+    assert ensure_retention(influx, settings.influx_raw_days, settings.influx_rollup_days)  # again: no error
+    pols = {r["name"]: r for r in influx.rows(f"SHOW RETENTION POLICIES ON {influx.db}")}
+    assert pols["autogen"]["duration"] == f"{settings.influx_raw_days * 24}h0m0s" and pols["autogen"]["default"]
+    assert pols[ROLLUP_POLICY]["duration"] == f"{settings.influx_rollup_days * 24}h0m0s"
+    cqs = [r["name"] for s in influx.query("SHOW CONTINUOUS QUERIES") if s.name == influx.db for r in s.rows()]
+    assert sorted(cqs) == sorted(f"cq_rollup_1m_{k}" for k in ("gas", "water", "power", "camera"))
+    # The CQ's SELECT is valid on this server: run it by hand into the rollup policy.
+    dev = gas_devices(settings, 1)[0]
+    t = (int(time.time()) // 60 - 2) * 60_000
+    influx.write(f"gas,community={dev.community},compound_id={dev.compound_id},device_id={dev.device_id},"
+                 f"kind=gas lel_pct=2.0,valve_open=true {t}\n"
+                 f"gas,community={dev.community},compound_id={dev.compound_id},device_id={dev.device_id},"
+                 f"kind=gas lel_pct=4.0,valve_open=false {t + 1000}".encode())
+    influx.query(f"SELECT mean(*), min(*), max(*) INTO {influx.db}.{ROLLUP_POLICY}.gas FROM {influx.db}.autogen.gas "
+                 f"WHERE time >= {t}ms AND time < {t + 60_000}ms GROUP BY time(1m), *", epoch=None)
+    rows = influx.rows(f"SELECT * FROM {ROLLUP_POLICY}.gas")
+    assert rows and rows[0]["mean_lel_pct"] == 3.0 and rows[0]["max_lel_pct"] == 4.0
+
+
+def test_metrics_render(ingestor: Ingestor) -> None:
+    text = render_prometheus([ingestor.snapshot() | {"name": "ingest-0", "fresh": True}])
+    for name in ("sc_ingest_received_total", "sc_ingest_spooled_total", "sc_ingest_replayed_total",
+                 "sc_ingest_spool_bytes", "sc_ingest_lag_seconds", 'sc_ingest_state{worker="ingest-0",state="ok"} 1'):
+        assert name in text
+
+
+INVALID = [  # (topic template, payload, reason): one of every contract reason
+    ("sc/{c}/gas/{d}/nonsense", b'{"ts":1}', "bad_topic"),
+    ("sc/{c}/gas/{d}/telemetry", b"{not json", "bad_json"),
+    ("sc/{c}/gas/{d}/telemetry", b"[1,2]", "bad_payload"),
+    ("sc/{c}/gas/{d}/telemetry", b'{"ts":"yesterday","m":{"lel_pct":1}}', "bad_timestamp"),
+    ("sc/{c}/gas/{d}/telemetry", b'{"ts":%d,"m":{"lel_pct":500}}', "bad_value"),
+    ("sc/{c}/gas/{d}/telemetry", b'{"ts":%d,"m":{"volts":1}}', "unknown_metric"),
+    ("sc/atlantis/gas/{d}/telemetry", b'{"ts":%d,"m":{"lel_pct":1}}', "unknown_community"),
+    ("sc/{c}/toaster/{d}/telemetry", b'{"ts":%d,"m":{"lel_pct":1}}', "unknown_kind"),
+    ("sc/{c}/gas/NOPE-{d}/telemetry", b'{"ts":%d,"m":{"lel_pct":1}}', "unknown_device"),
+]
+
+
+def _drain_time(settings: Settings, msgs: list[tuple[str, bytes]], publisher, want: int) -> float:  # type: ignore[no-untyped-def]
+    """Pre-fill the ingestor's session while it is away, then time how long it takes to drain."""
+    ing = Ingestor(settings)
+    ing.start()
+    assert wait_until(lambda: ing.mqtt_ok, 10)
+    time.sleep(0.3)
+    ing.close()
+    infos = [publisher.publish(t, p, qos=1) for t, p in msgs]
+    for info in infos:
+        info.wait_for_publish(30)
+    ing = Ingestor(settings)
+    t0 = time.monotonic()
+    ing.start()
+    try:
+        assert wait_until(lambda: ing.counters["stored"] + ing.counters["deadlettered"] >= want, 60, 0.01)
+        return time.monotonic() - t0
+    finally:
+        ing.close()
+
+
+def test_storm_of_invalid_messages(settings: Settings, influx: InfluxClient, publisher) -> None:  # type: ignore[no-untyped-def]
+    devs = gas_devices(settings, 100)
+    n = 6000
+    now = int(time.time() * 1000)
+    valid = gas_messages(devs, n, now - 60_000)
+    t_clean = _drain_time(settings, valid[: n // 2], publisher, n // 2)
+    invalid = []
+    for i in range(n // 2):
+        tmpl, payload, _ = INVALID[i % len(INVALID)]
+        d = devs[i % len(devs)]
+        body = payload % (now - i) if b"%d" in payload else payload
+        invalid.append((tmpl.format(c=d.community, d=d.device_id), body))
+    mixed = [m for pair in zip(valid[n // 2 :], invalid, strict=True) for m in pair]  # 50 % invalid
+    t_storm = _drain_time(settings, mixed, publisher, n)
+    valid_rate_clean, valid_rate_storm = (n // 2) / t_clean, (n // 2) / t_storm
+    assert valid_rate_storm > 0.5 * valid_rate_clean, (valid_rate_clean, valid_rate_storm)
+    assert count_gas(influx) == n  # every valid one stored, no invalid one
+    store = DeadLetterStore(store_path(settings.data_path), settings.deadletter_max)
+    counts = store.counts()
+    store.close()
+    assert counts == {r: sum(1 for i in range(n // 2) if INVALID[i % len(INVALID)][2] == r) for _, _, r in INVALID}
