@@ -6,9 +6,10 @@ returns them (each with `name`). One series per worker (label `worker`); sum in 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from smartcommunity.prometheus import Exposition, number
 
 _COUNTERS = {
     "received": "MQTT messages received",
@@ -30,29 +31,9 @@ _GAUGES = {
 }
 
 
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return float(v)
-    if isinstance(v, int | float) and math.isfinite(v):
-        return float(v)
-    return None
-
-
-def _esc(v: Any) -> str:
-    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt(v: float) -> str:
-    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
-
-
-def render_prometheus(snapshots: Iterable[Mapping[str, Any]]) -> str:
-    fams: dict[str, tuple[str, str, list[str]]] = {}
-
-    def add(name: str, mtype: str, help_: str, labels: dict[str, Any], v: float) -> None:
-        lab = ",".join(f'{k}="{_esc(x)}"' for k, x in labels.items())
-        fams.setdefault(name, (mtype, help_, []))[2].append(f"{name}{{{lab}}} {_fmt(v)}")
-
+def add_ingest(out: Exposition, snapshots: Iterable[Mapping[str, Any]]) -> None:
+    """Add the ingest workers' series to `out`."""
+    add = out.add
     for snap in snapshots:
         w = {"worker": snap.get("name", "ingest")}
         add("sc_ingest_up", "gauge", "1 when the worker's heartbeat is fresh and it has not stopped", w,
@@ -64,19 +45,21 @@ def render_prometheus(snapshots: Iterable[Mapping[str, Any]]) -> str:
                 1.0 if snap.get("state") == state else 0.0)
         counters = snap.get("counters") or {}
         for key in sorted(set(_COUNTERS) | set(counters)):
-            v = _num(counters.get(key, 0))
+            v = number(counters.get(key, 0))
             if v is not None:
                 add(f"sc_ingest_{key}_total", "counter", _COUNTERS.get(key, f"ingest counter {key}"), w, v)
         for reason, raw in sorted((snap.get("deadlettered_by_reason") or {}).items()):
-            v = _num(raw)
+            v = number(raw)
             if v is not None:
                 add("sc_ingest_deadlettered_by_reason_total", "counter", "messages dead-lettered, by reason",
                     w | {"reason": reason}, v)
         for key, (name, help_, scale) in _GAUGES.items():
-            v = _num(snap.get(key))
+            v = number(snap.get(key))
             if v is not None:
                 add(name, "counter" if name.endswith("_total") else "gauge", help_, w, v * scale)
-    lines: list[str] = []
-    for name, (mtype, help_, samples) in fams.items():
-        lines += [f"# HELP {name} {help_}", f"# TYPE {name} {mtype}", *samples]
-    return "\n".join(lines) + "\n" if lines else ""
+
+
+def render_prometheus(snapshots: Iterable[Mapping[str, Any]]) -> str:
+    out = Exposition()
+    add_ingest(out, snapshots)
+    return out.text()
