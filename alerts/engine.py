@@ -79,6 +79,9 @@ class Engine:
         self.open: dict[tuple[str, str], Alert] = {}
         self.last_seen: dict[str, float] = {}
         self.started = clock()
+        # Silence is measured from when our own feed was last restored: a broker outage is not
+        # thousands of silent devices.
+        self.feed_since = self.started
         self.resync()
         # After a restart nothing is known of the conditions: count them clear from now, so an
         # alert whose device no longer confirms it resolves after the hold-off.
@@ -139,10 +142,14 @@ class Engine:
                 limit = factor * dev.interval_s
                 if (rule.name, dev.device_id) in self.open:
                     continue  # already raised; its value is the silence at raise time
-                silent_s = now - self.last_seen.get(dev.device_id, self.started)
+                silent_s = now - max(self.last_seen.get(dev.device_id, self.started), self.feed_since)
                 if silent_s >= limit:
                     msg = rule.render(value=round(silent_s), silent_s=silent_s, interval_s=dev.interval_s)
                     self._fire(rule, dev, round(silent_s, 1), now, msg, threshold=limit)
+
+    def feed_restored(self) -> None:
+        """Our subscription is back after an outage: restart every silence clock from now."""
+        self.feed_since = self.clock()
 
     # -- state changes ----------------------------------------------------------------------
     def _fire(

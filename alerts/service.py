@@ -43,6 +43,8 @@ class AlertService:
         self.client = make_client(settings, client_id=settings.alerts_client_id, persistent=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self._feed_restored = threading.Event()
         self.engine = Engine(
             load_rules(rules_path), self.store, self._publish, settings.alert_holdoff_s,
             settings.alerts_update_min_s,
@@ -64,7 +66,13 @@ class AlertService:
     def _on_connect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
         if not rc.is_failure:
             self.mqtt_ok = True
+            self._feed_restored.set()
             client.subscribe(SUBSCRIPTIONS)
+
+    def _on_disconnect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
+        self.mqtt_ok = False
+        if not self._stop.is_set():
+            log.warning("lost the broker (%s): silence checks paused until it is back", rc)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
         self.inbox.put((msg.topic, bytes(msg.payload)))
@@ -96,7 +104,10 @@ class AlertService:
                 self.step(self.settings.alerts_tick_s)
                 self.engine.tick()
                 now = time.monotonic()
-                if now - last_silence >= SILENCE_CHECK_S:
+                if self._feed_restored.is_set():
+                    self._feed_restored.clear()
+                    self.engine.feed_restored()
+                if self.mqtt_ok and now - last_silence >= SILENCE_CHECK_S:
                     self.engine.check_silence(self.registry.current())
                     last_silence = now
                 if now - last_beat >= 1.0:

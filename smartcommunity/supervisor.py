@@ -15,13 +15,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from smartcommunity.services import RunningService, _set_pdeathsig, start_missing
+from smartcommunity.services import RunningService, ServiceError, _set_pdeathsig, start_missing
 from smartcommunity.settings import Settings
 
 log = logging.getLogger("smartcommunity.up")
 
 MAX_BACKOFF_S = 30.0
 STABLE_S = 60.0  # a child that ran this long has its backoff reset
+SERVICE_CHECK_S = 5.0  # how often `up` checks that the broker and the database still answer
 
 
 @dataclass
@@ -69,21 +70,37 @@ class Supervisor:
         self.children = [Child(name, part_argv(verb), env) for name, verb in parts]
         self.services: list[RunningService] = []
         self._stop = threading.Event()
+        self._last_service_check = time.monotonic()
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
 
+    def _watch_services(self) -> None:
+        """Restart a crashed service of ours; and if a service we were only using goes away
+        from a loopback URL, start our own in its place rather than leave the parts blind."""
+        dead = [s for s in self.services if not s.alive()]
+        for svc in dead:
+            log.error("%s exited unexpectedly with code %s (log: %s); restarting it",
+                      svc.spec.name, svc.proc.returncode, svc.log_path)
+            print(f"smartcommunity up: {svc.spec.name} crashed (exit {svc.proc.returncode})",
+                  file=sys.stderr, flush=True)
+        self.services = [s for s in self.services if s.alive()]
+        try:
+            started = start_missing(self.settings)
+        except ServiceError as exc:
+            log.error("cannot restore a service: %s", exc)
+            return
+        for svc in started:
+            if not any(d.spec == svc.spec for d in dead):
+                print(f"smartcommunity up: nothing answered at {svc.url.host}:{svc.url.port} any more; "
+                      f"started our own {svc.spec.name}", file=sys.stderr, flush=True)
+        self.services += started
+
     def _watch_once(self) -> None:
         now = time.monotonic()
-        for svc in self.services:
-            if not svc.alive():
-                log.error("%s exited unexpectedly with code %s (log: %s); restarting it",
-                          svc.spec.name, svc.proc.returncode, svc.log_path)
-                print(f"smartcommunity up: {svc.spec.name} crashed (exit {svc.proc.returncode})",
-                      file=sys.stderr, flush=True)
-                restarted = start_missing(self.settings)
-                self.services = [s for s in self.services if s.alive()] + restarted
-                break
+        if now - self._last_service_check >= SERVICE_CHECK_S or any(not s.alive() for s in self.services):
+            self._last_service_check = now
+            self._watch_services()
         for ch in self.children:
             assert ch.proc is not None
             if ch.restart_at is not None:

@@ -234,3 +234,18 @@ def test_warning_is_superseded_by_the_critical_alarm(rig) -> None:  # type: igno
         clock.t += 10
         engine.handle(tel(GAS, clock, lel_pct=30.0))
     assert {k[0] for k in engine.open} == {"gas_lel_high"}
+
+
+def test_silence_clock_restarts_when_our_feed_is_restored(rig) -> None:  # type: ignore[no-untyped-def]
+    """After a broker outage the devices are not silent: our subscription was."""
+    engine, clock, published, _ = rig
+    registry = {GAS.device_id: GAS}
+    engine.handle(tel(GAS, clock, lel_pct=0.0))
+    clock.t += 100  # the broker was down all this time
+    engine.feed_restored()
+    clock.t += 25
+    engine.check_silence(registry)
+    assert published == []
+    clock.t += 6  # 31 s after the feed came back: now it is the device
+    engine.check_silence(registry)
+    assert [a.rule for a in published] == ["device_silent"]

@@ -103,3 +103,31 @@ def test_up_reports_a_crashed_part(up) -> None:  # type: ignore[no-untyped-def]
                                   for c in psutil.Process(proc.pid).children()), 10)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0
+
+
+def test_up_replaces_a_service_that_goes_away(tmp_path: Path) -> None:
+    """`up` used a broker it found; when that broker dies, `up` starts its own on the same port."""
+    from smartcommunity.services import start_mosquitto
+
+    ports = {"mqtt": free_port(), "influx": free_port(), "http": free_port()}
+    ext = start_mosquitto(make_settings(tmp_path / "ext", mqtt_url=f"mqtt://127.0.0.1:{ports['mqtt']}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
+    env.update(SC_MQTT_URL=f"mqtt://127.0.0.1:{ports['mqtt']}", SC_INFLUX_URL=f"http://127.0.0.1:{ports['influx']}",
+               SC_HTTP_PORT=str(ports["http"]), SC_DATA_DIR=str(tmp_path / "var"))
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "smartcommunity", "up"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: port_open("127.0.0.1", ports["http"]), 60, every=0.5)
+        kids = " ".join(" ".join(c.cmdline()) for c in psutil.Process(proc.pid).children())
+        assert "mosquitto" not in kids  # it used the one it found
+        ext.stop()
+        assert wait_until(lambda: "started our own mosquitto" in log_path.read_text(errors="replace"), 20)
+        assert wait_until(lambda: any("mosquitto" in " ".join(c.cmdline())
+                                      for c in psutil.Process(proc.pid).children()), 5)
+        assert port_open("127.0.0.1", ports["mqtt"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        ext.stop()
