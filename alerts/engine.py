@@ -22,7 +22,7 @@ from alerts.notify import Escalation
 from alerts.rules import Rule
 from alerts.store import AlertStore, AlreadyOpen
 from smartcommunity.contract import Alert, AlertState, Device
-from smartcommunity.validation import Record
+from smartcommunity.validation import Record, Status
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,12 @@ class Engine:
     def handle(self, rec: Record) -> None:
         now = self.clock()
         dev = rec.device
-        self.last_seen[dev.device_id] = now
-        for rule in self.silent_rules:
-            self._clear((rule.name, dev.device_id), now)
+        # An `offline` status (often the broker delivering the device's last will) is not the
+        # device talking: it must not end, or restart, a silence.
+        if not (isinstance(rec, Status) and rec.state != "online"):
+            self.last_seen[dev.device_id] = now
+            for rule in self.silent_rules:
+                self._clear((rule.name, dev.device_id), now)
         for rule in self.by_kind.get(dev.kind, ()) + self.by_kind.get(None, []):
             cond, value = rule.check(rec)
             if cond is None:
@@ -142,6 +145,8 @@ class Engine:
                 limit = factor * dev.interval_s
                 if (rule.name, dev.device_id) in self.open:
                     continue  # already raised; its value is the silence at raise time
+                if any((r, dev.device_id) in self.open for r in rule.suppressed_by):
+                    continue
                 silent_s = now - max(self.last_seen.get(dev.device_id, self.started), self.feed_since)
                 if silent_s >= limit:
                     msg = rule.render(value=round(silent_s), silent_s=silent_s, interval_s=dev.interval_s)

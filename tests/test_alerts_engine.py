@@ -249,3 +249,27 @@ def test_silence_clock_restarts_when_our_feed_is_restored(rig) -> None:  # type:
     clock.t += 6  # 31 s after the feed came back: now it is the device
     engine.check_silence(registry)
     assert [a.rule for a in published] == ["device_silent"]
+
+
+def test_offline_will_does_not_end_a_silence(rig) -> None:  # type: ignore[no-untyped-def]
+    """A network cut: silence raised, then the broker's offline will arrives; still silent."""
+    engine, clock, published, _ = rig
+    registry = {GAS.device_id: GAS}
+    engine.handle(tel(GAS, clock, lel_pct=0.0))
+    clock.t += 31
+    engine.check_silence(registry)
+    engine.handle(Status(GAS, int(clock.t * 1000), "offline", from_will=True))
+    for _ in range(10):  # well past the hold-off
+        clock.t += 10
+        engine.tick()
+        engine.check_silence(registry)
+    silent = [a for a in published if a.rule == "device_silent"]
+    assert len({a.alert_id for a in silent}) == 1 and silent[-1].state == "active"
+
+
+def test_offline_camera_is_one_alert_not_two(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, clock, published, _ = rig
+    engine.handle(Status(CAM, int(clock.t * 1000), "offline", from_will=True))
+    clock.t += 200
+    engine.check_silence({CAM.device_id: CAM})
+    assert [a.rule for a in published] == ["camera_offline"]
