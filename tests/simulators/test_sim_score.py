@@ -77,3 +77,17 @@ def test_alerts_from_file_json_and_jsonl(tmp_path: Path) -> None:
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(x) for x in a * 2))
     assert fetch_alerts(str(tmp_path / "a.json")) == a
     assert len(fetch_alerts(str(tmp_path / "b.jsonl"))) == 2
+
+
+def test_silence_after_the_run_ends_is_not_a_false_alarm() -> None:
+    """When the simulator stops, every device goes silent: those alerts are outside the experiment."""
+    from simulators.score import Truth, score
+
+    run = {"type": "run", "start_ms": 1_000_000, "end_ms": 2_000_000, "max_interval_s": 30}
+    truth = Truth(run=run, scenarios=[])
+    after = {"alert_id": "a-1", "rule": "device_silent", "severity": "blue", "device_id": "G-000001",
+             "started_at": "1970-01-01T00:33:40.000Z"}  # 2,020,000 ms: after the run
+    during = dict(after, alert_id="a-2", started_at="1970-01-01T00:25:00.000Z")  # 1,500,000 ms
+    res = score([after, during], truth)
+    assert res["false_positives"] == 1
+    assert res["alerts_in_scope"] == 1 and res["precision"] == 0.0
