@@ -95,3 +95,13 @@ def test_line_protocol_round_trips_through_influxdb(influx: InfluxClient, detail
     rows = influx.rows(f"SELECT * FROM device_event WHERE time = {ts}ms AND compound_id = '{compound}'")
     assert rows and rows[0]["detail"] == detail and rows[0]["event"] == "tamper"
     influx.query("DROP SERIES FROM device_event", epoch=None)
+
+
+def test_gzip_write_is_stored_like_plain(influx: InfluxClient) -> None:
+    """SC_INGEST_GZIP: a compressed body is accepted by the real InfluxDB and stores the same points."""
+    dev = Device("G-7", "gas", "yanling", "YL-01", 10, 110.79, 32.65)
+    ts = int(time.time() * 1000)
+    lines = [to_line(Telemetry(dev, ts - i, None, {"lel_pct": float(i % 100)})) for i in range(500)]
+    influx.write("\n".join(lines).encode(), gzip=True)
+    rows = influx.rows("SELECT count(lel_pct), sum(lel_pct) FROM gas WHERE device_id = 'G-7'")
+    assert rows[0]["count"] == 500 and rows[0]["sum"] == sum(float(i % 100) for i in range(500))
