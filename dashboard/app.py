@@ -162,6 +162,9 @@ def make_layout(dash_ctx: Dashboard) -> html.Div:
                                         persistence_type="local",
                                         maxLength=40,
                                     ),
+                                    # Recorded with the next acknowledgement or resolution, then cleared.
+                                    dcc.Input(id="action-note", type="text", placeholder="处置备注(可选)",
+                                              value="", maxLength=200, className="action-note"),
                                     html.Div(id="action-msg", className="action-msg"),
                                 ],
                             ),
@@ -259,17 +262,20 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
     @app.callback(
         Output("action-done", "data"),
         Output("action-msg", "children"),
+        Output("action-note", "value"),
         Input({"type": "ack-btn", "index": ALL}, "n_clicks"),
         State("duty-name", "value"),
+        State("action-note", "value"),
         prevent_initial_call=True,
     )
-    def ack(_clicks: list[int | None], duty: str | None) -> tuple:
+    def ack(_clicks: list[int | None], duty: str | None, note: str | None) -> tuple:
         trig = ctx.triggered_id
         if not trig or not ctx.triggered or not ctx.triggered[0].get("value"):
-            return no_update, no_update  # a re-rendered list, not a click
-        out = dctx.actions.acknowledge(trig["index"], current_user() or (duty or "").strip() or DEFAULT_DUTY, None)
+            return no_update, no_update, no_update  # a re-rendered list, not a click
+        who = current_user() or (duty or "").strip() or DEFAULT_DUTY
+        out = dctx.actions.acknowledge(trig["index"], who, (note or "").strip() or None)
         msg = "已确认" if out.status == 200 else f"未能确认: {out.error}"
-        return {"t": time.time(), "id": trig["index"]}, msg
+        return {"t": time.time(), "id": trig["index"]}, msg, ("" if out.status == 200 else no_update)
 
     @app.callback(
         Output("pending-resolve", "data"),
@@ -289,14 +295,17 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
     @app.callback(
         Output("action-done", "data", allow_duplicate=True),
         Output("action-msg", "children", allow_duplicate=True),
+        Output("action-note", "value", allow_duplicate=True),
         Input("confirm-resolve", "submit_n_clicks"),
         State("pending-resolve", "data"),
         State("duty-name", "value"),
+        State("action-note", "value"),
         prevent_initial_call=True,
     )
-    def resolve(_n: int | None, alert_id: str | None, duty: str | None) -> tuple:
+    def resolve(_n: int | None, alert_id: str | None, duty: str | None, note: str | None) -> tuple:
         if not alert_id:
-            return no_update, no_update
-        out = dctx.actions.resolve(alert_id, current_user() or (duty or "").strip() or DEFAULT_DUTY, None)
+            return no_update, no_update, no_update
+        who = current_user() or (duty or "").strip() or DEFAULT_DUTY
+        out = dctx.actions.resolve(alert_id, who, (note or "").strip() or None)
         msg = "已解除" if out.status == 200 else f"未能解除: {out.error}"
-        return {"t": time.time(), "id": alert_id}, msg
+        return {"t": time.time(), "id": alert_id}, msg, ("" if out.status == 200 else no_update)

@@ -155,9 +155,12 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
         page.wait_for_timeout(2000)
         page.screenshot(path="/tmp/dash_alert.png")
 
+        page.fill("#action-note", "已派人到场")
         page.click(".btn-ack")
         assert wait_with(page, lambda: store.get(alert.alert_id).state == "acknowledged")  # type: ignore[union-attr]
         assert store.get(alert.alert_id).acked_by == "值班员"  # type: ignore[union-attr]
+        assert store.get(alert.alert_id).note == "已派人到场"  # type: ignore[union-attr]
+        assert wait_with(page, lambda: page.input_value("#action-note") == "")  # cleared for the next one
 
         wall = ctx.new_page()
         wall.on("request", lambda r: requests.append(r.url))
