@@ -21,7 +21,7 @@ from alerts.context import summary
 from alerts.notify import Escalation
 from alerts.rules import Rule
 from alerts.store import AlertStore, AlreadyOpen
-from smartcommunity.contract import Alert, AlertState, Device
+from smartcommunity.contract import KINDS, Alert, AlertState, Device
 from smartcommunity.validation import Record, Status
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,11 @@ SURROUNDED = frozenset({"red", "orange"})
 
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def with_surroundings(message: str, nearby: dict[str, Any] | None) -> str:
+    line = summary(nearby) if nearby else ""
+    return f"{message}; {line}" if line else message
 
 
 def new_alert_id() -> str:
@@ -63,10 +68,11 @@ class Engine:
         escalation: Escalation | None = None,
     ) -> None:
         self.rules = rules
-        self.by_kind: dict[str | None, list[Rule]] = {}
-        for r in rules:
-            if r.silent_factor is None:
-                self.by_kind.setdefault(r.kind, []).append(r)
+        # Per kind, every message rule that applies to it (its own and the kind-less ones), built
+        # once: the lookup on each message allocates nothing and never misses a kind.
+        self.by_kind: dict[str, list[Rule]] = {
+            k: [r for r in rules if r.silent_factor is None and r.kind in (k, None)] for k in KINDS
+        }
         self.silent_rules = [r for r in rules if r.silent_factor is not None]
         self.store = store
         self.publish = publish
@@ -98,7 +104,7 @@ class Engine:
             self.last_seen[dev.device_id] = now
             for rule in self.silent_rules:
                 self._clear((rule.name, dev.device_id), now)
-        for rule in self.by_kind.get(dev.kind, ()) + self.by_kind.get(None, []):
+        for rule in self.by_kind[dev.kind]:
             cond, value = rule.check(rec)
             if cond is None:
                 continue
@@ -174,10 +180,9 @@ class Engine:
             if self.surroundings is not None and rule.severity in SURROUNDED:
                 try:
                     nearby = self.surroundings(dev.lon, dev.lat)
-                    if summary(nearby):
-                        message = f"{message}; {summary(nearby)}"
                 except Exception:  # an alert without context beats no alert
                     log.exception("no surroundings for %s", dev.device_id)
+                message = with_surroundings(message, nearby)
             alert = Alert(
                 alert_id=new_alert_id(), rule=rule.name, severity=rule.severity,
                 state=str(AlertState.ACTIVE), community=dev.community, compound_id=dev.compound_id,
@@ -201,8 +206,7 @@ class Engine:
             return
         if now - c.last_published < self.update_min_s:
             return
-        if alert.nearby and summary(alert.nearby):
-            message = f"{message}; {summary(alert.nearby)}"
+        message = with_surroundings(message, alert.nearby)
         updated = self.store.update(alert.alert_id, value=value, updated_at=iso(now), message=message)
         if updated is None:  # resolved by hand meanwhile: a condition still true raises anew
             self.open.pop(key, None)

@@ -273,3 +273,17 @@ def test_offline_camera_is_one_alert_not_two(rig) -> None:  # type: ignore[no-un
     clock.t += 200
     engine.check_silence({CAM.device_id: CAM})
     assert [a.rule for a in published] == ["camera_offline"]
+
+
+def test_a_kind_without_rules_is_simply_not_evaluated(tmp_path: Path) -> None:
+    """A rules file with gas rules only: a water message must pass through, not crash the engine."""
+    p = tmp_path / "rules.yaml"
+    p.write_text("rules:\n  - name: g\n    kind: gas\n    metric: lel_pct\n    op: '>='\n"
+                 "    threshold: 25\n    severity: red\n    message: m\n")
+    store = AlertStore(tmp_path / "a.sqlite")
+    published: list[Alert] = []
+    engine = Engine(load_rules(p), store, published.append, 60, 0, clock=Clock())
+    engine.handle(Telemetry(WATER, 1, None, {"leak": True}))
+    engine.handle(Telemetry(GAS, 1, None, {"lel_pct": 30.0}))
+    assert [a.rule for a in published] == ["g"]
+    store.close()
