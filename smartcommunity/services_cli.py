@@ -79,6 +79,12 @@ def _pidfile(settings: Settings) -> Path:
     return settings.data_path / "run" / "services.json"
 
 
+def _started(settings: Settings) -> dict[str, dict[str, int]]:
+    """The services `services start` started: name → pid and port."""
+    pf = _pidfile(settings)
+    return json.loads(pf.read_text()) if pf.exists() else {}
+
+
 def services_start(args: argparse.Namespace, settings: Settings) -> int:
     try:
         started = start_missing(settings, detached=True)
@@ -87,7 +93,7 @@ def services_start(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     pf = _pidfile(settings)
     pf.parent.mkdir(parents=True, exist_ok=True)
-    known = json.loads(pf.read_text()) if pf.exists() else {}
+    known = _started(settings)
     for s in started:
         known[s.spec.name] = {"pid": s.proc.pid, "port": s.url.port}
         print(f"started {s.spec.name} on 127.0.0.1:{s.url.port} (pid {s.proc.pid})")
@@ -98,8 +104,7 @@ def services_start(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def services_stop(args: argparse.Namespace, settings: Settings) -> int:
-    pf = _pidfile(settings)
-    known = json.loads(pf.read_text()) if pf.exists() else {}
+    known = _started(settings)
     for name, info in known.items():
         try:
             os.kill(info["pid"], signal.SIGTERM)
@@ -112,13 +117,12 @@ def services_stop(args: argparse.Namespace, settings: Settings) -> int:
                 break
             time.sleep(0.1)
         print(f"stopped {name} (pid {info['pid']})")
-    pf.unlink(missing_ok=True)
+    _pidfile(settings).unlink(missing_ok=True)
     return 0
 
 
 def services_status(args: argparse.Namespace, settings: Settings) -> int:
-    pf = _pidfile(settings)
-    known = json.loads(pf.read_text()) if pf.exists() else {}
+    known = _started(settings)
     out = {}
     for name, url in (("mosquitto", settings.mqtt), ("influxdb", settings.influx)):
         out[name] = {

@@ -8,6 +8,7 @@ this process started, and every port is free again when `up` returns.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -62,8 +63,6 @@ def part_argv(verb: list[str]) -> list[str]:
 
 class Supervisor:
     def __init__(self, settings: Settings, parts: list[tuple[str, list[str]]]) -> None:
-        import os
-
         self.settings = settings
         env = dict(os.environ)
         env.update(settings.env())

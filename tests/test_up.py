@@ -21,20 +21,26 @@ from smartcommunity.services import free_port, port_open
 from tests.conftest import Collector, make_settings, wait_until
 
 
-@pytest.fixture
-def up(tmp_path: Path):  # type: ignore[no-untyped-def]
-    ports = {"mqtt": free_port(), "influx": free_port(), "http": free_port()}
+def launch_up(tmp_path: Path, ports: dict[str, int], **extra: str) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """`smartcommunity up` as a user starts it, on the given ports; its output goes to up.log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
     env.update(
         SC_MQTT_URL=f"mqtt://127.0.0.1:{ports['mqtt']}",
         SC_INFLUX_URL=f"http://127.0.0.1:{ports['influx']}",
         SC_HTTP_PORT=str(ports["http"]),
         SC_DATA_DIR=str(tmp_path / "var"),
-        SC_ALERT_HOLDOFF_S="5",
+        **extra,
     )
-    log = (tmp_path / "up.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "smartcommunity", "up"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    with (tmp_path / "up.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "smartcommunity", "up"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    return proc, env
+
+
+@pytest.fixture
+def up(tmp_path: Path):  # type: ignore[no-untyped-def]
+    ports = {"mqtt": free_port(), "influx": free_port(), "http": free_port()}
+    proc, env = launch_up(tmp_path, ports, SC_ALERT_HOLDOFF_S="5")
     yield proc, ports, env, tmp_path / "up.log"
     if proc.poll() is None:
         proc.kill()
@@ -111,13 +117,8 @@ def test_up_replaces_a_service_that_goes_away(tmp_path: Path) -> None:
 
     ports = {"mqtt": free_port(), "influx": free_port(), "http": free_port()}
     ext = start_mosquitto(make_settings(tmp_path / "ext", mqtt_url=f"mqtt://127.0.0.1:{ports['mqtt']}"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
-    env.update(SC_MQTT_URL=f"mqtt://127.0.0.1:{ports['mqtt']}", SC_INFLUX_URL=f"http://127.0.0.1:{ports['influx']}",
-               SC_HTTP_PORT=str(ports["http"]), SC_DATA_DIR=str(tmp_path / "var"))
+    proc, _env = launch_up(tmp_path, ports)
     log_path = tmp_path / "up.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "smartcommunity", "up"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
     try:
         assert wait_until(lambda: port_open("127.0.0.1", ports["http"]), 60, every=0.5)
         kids = " ".join(" ".join(c.cmdline()) for c in psutil.Process(proc.pid).children())
