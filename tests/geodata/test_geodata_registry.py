@@ -116,7 +116,8 @@ def test_watcher_is_safe_across_threads(tmp_path: Path) -> None:
     assert not errors
 
 
-def test_load_100k_is_fast(tmp_path: Path) -> None:
+def test_load_100k(tmp_path: Path) -> None:
+    """100,000 devices load whole; how fast is bench/bench_geodata.py's figure, not a timed test."""
     feat = orjson.loads(bundled_registry_path().read_bytes())["features"][0]
     feats = []
     for i in range(100_000):
@@ -124,8 +125,5 @@ def test_load_100k_is_fast(tmp_path: Path) -> None:
         feats.append(f)
     path = tmp_path / "big.geojson"
     path.write_bytes(orjson.dumps({"type": "FeatureCollection", "features": feats}))
-    t0 = time.perf_counter()
     reg = load_registry(path)
-    elapsed = time.perf_counter() - t0
-    assert len(reg) == 100_000
-    assert elapsed < 3.0, elapsed  # ~0.5 s on a quiet 2-core box; slack for a busy shared CI machine
+    assert len(reg) == 100_000 and reg["G-099999"].device_id == "G-099999"

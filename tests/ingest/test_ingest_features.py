@@ -131,8 +131,8 @@ INVALID = [  # (topic template, payload, reason): one of every contract reason
 ]
 
 
-def _drain_time(settings: Settings, msgs: list[tuple[str, bytes]], publisher, want: int) -> float:  # type: ignore[no-untyped-def]
-    """Pre-fill the ingestor's session while it is away, then time how long it takes to drain."""
+def _drain(settings: Settings, msgs: list[tuple[str, bytes]], publisher, want: int) -> None:  # type: ignore[no-untyped-def]
+    """Pre-fill the ingestor's session while it is away (as after an outage), then let it drain."""
     ing = Ingestor(settings)
     ing.start()
     assert wait_until(lambda: ing.mqtt_ok, 10)
@@ -142,11 +142,9 @@ def _drain_time(settings: Settings, msgs: list[tuple[str, bytes]], publisher, wa
     for info in infos:
         info.wait_for_publish(30)
     ing = Ingestor(settings)
-    t0 = time.monotonic()
     ing.start()
     try:
         assert wait_until(lambda: ing.counters["stored"] + ing.counters["deadlettered"] >= want, 60, 0.01)
-        return time.monotonic() - t0
     finally:
         ing.close()
 
@@ -156,7 +154,7 @@ def test_storm_of_invalid_messages(settings: Settings, influx: InfluxClient, pub
     n = 6000
     now = int(time.time() * 1000)
     valid = gas_messages(devs, n, now - 60_000)
-    t_clean = _drain_time(settings, valid[: n // 2], publisher, n // 2)
+    _drain(settings, valid[: n // 2], publisher, n // 2)
     invalid = []
     for i in range(n // 2):
         tmpl, payload, _ = INVALID[i % len(INVALID)]
@@ -164,9 +162,8 @@ def test_storm_of_invalid_messages(settings: Settings, influx: InfluxClient, pub
         body = payload % (now - i) if b"%d" in payload else payload
         invalid.append((tmpl.format(c=d.community, d=d.device_id), body))
     mixed = [m for pair in zip(valid[n // 2 :], invalid, strict=True) for m in pair]  # 50 % invalid
-    t_storm = _drain_time(settings, mixed, publisher, n)
-    valid_rate_clean, valid_rate_storm = (n // 2) / t_clean, (n // 2) / t_storm
-    assert valid_rate_storm > 0.5 * valid_rate_clean, (valid_rate_clean, valid_rate_storm)
+    # How much valid throughput the storm costs is a speed figure: bench/bench_ingest.py phase (g).
+    _drain(settings, mixed, publisher, n)
     assert count_gas(influx) == n  # every valid one stored, no invalid one
     store = DeadLetterStore(store_path(settings.data_path), settings.deadletter_max)
     counts = store.counts()
