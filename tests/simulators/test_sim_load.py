@@ -33,12 +33,15 @@ def test_simulate_with_garbage_mixes_rejects(
     assert len(reasons) >= 5  # several kinds of violation actually crossed the broker
 
 
-def test_load_mode_meets_a_modest_rate(broker: Any, tmp_path: Path, registry: Mapping[str, Device]) -> None:
+def test_load_mode_is_paced_and_acknowledged(broker: Any, tmp_path: Path, registry: Mapping[str, Device]) -> None:
+    """The pacing holds the rate down and every QoS 1 message is acknowledged; how fast the
+    publisher can go flat out is the slow test below and bench/bench_publisher.py, not a timed test."""
     from simulators.load import measure
 
     s = sim_settings(tmp_path, mqtt_url=f"mqtt://127.0.0.1:{broker.url.port}")
-    res = measure(s, 2000, processes=2, duration_s=2, qos=1, registry=registry)
-    assert res["met"] and res["acked"] >= 3800
+    res = measure(s, 500, processes=2, duration_s=2, qos=1, registry=registry)
+    assert res["acked"] == res["sent"] > 0
+    assert res["rate"] <= 500 * 1.1, res["summary"]  # not flat out: the pacing works
 
 
 @pytest.mark.slow
