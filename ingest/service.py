@@ -28,7 +28,7 @@ from geodata.registry import RegistryWatcher, ensure_registry
 from ingest.deadletter import DeadLetter, DeadLetterStore, store_path
 from ingest.fastmqtt import make_fast
 from ingest.retention import ensure_retention
-from ingest.spool import Spool, SpoolFull
+from ingest.spool import Spool, SpoolFull, adopt_orphan_spools, release_orphan
 from ingest.stats import Stats
 from ingest.writer import write_isolating
 from smartcommunity import heartbeat
@@ -73,6 +73,9 @@ class Ingestor:
         self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
         self.deadletters = DeadLetterStore(store_path(settings.data_path), settings.deadletter_max)
         self.spool = Spool(settings.data_path / "spool" / self.name, settings.spool_max_bytes)
+        # Spools of workers that no longer exist (the worker count went down): worker 0 replays them.
+        self.orphans = adopt_orphan_spools(settings.data_path / "spool", workers, settings.spool_max_bytes
+                                           ) if worker == 0 else []
         self.influx = InfluxClient(settings.influx_url, settings.influx_db)  # replayer/probe thread
         self.stats = Stats()
         self.dead_by_reason = self.stats.dead_by_reason
@@ -302,7 +305,13 @@ class Ingestor:
                 s = self.settings
                 ensure_retention(self.influx, s.influx_raw_days, s.influx_rollup_days)
                 self._retention_done = True
-            rec = self.spool.peek()
+            spool = self.spool
+            rec = spool.peek()
+            while rec is None and self.orphans:
+                spool = self.orphans[0]
+                rec = spool.peek()
+                if rec is None:
+                    release_orphan(self.orphans.pop(0))
             if rec is None:
                 return False
             lines = rec.payload.decode().split("\n")
@@ -315,7 +324,7 @@ class Ingestor:
                            f"influxdb (replay): {err}", now_ms) for i, err in refused]
         if dead:
             self.deadletters.add_many(dead)
-        self.spool.commit(rec)
+        spool.commit(rec)
         self.stats.replayed_done(len(lines) - len(refused), dead)
         return True
 
@@ -325,7 +334,7 @@ class Ingestor:
             return "holding"
         if not self.influx_ok:
             return "spooling"
-        return "replaying" if not self.spool.empty() else "ok"
+        return "replaying" if not self.spool.empty() or self.orphans else "ok"
 
     def snapshot(self) -> dict[str, object]:
         snap = self.stats.snapshot()
@@ -335,7 +344,7 @@ class Ingestor:
             holding_reason=self.hold_reason,
             mqtt="ok" if self.mqtt_ok else "down",
             influxdb="ok" if self.influx_ok else "down",
-            spool_bytes=self.spool.pending_bytes(),
+            spool_bytes=self.spool.pending_bytes() + sum(o.pending_bytes() for o in self.orphans),
             spool_disk_bytes=self.spool.bytes,
             spool_skipped_bytes=self.spool.skipped_bytes,
             deadletter_dropped=self.deadletters.dropped(),
@@ -377,6 +386,8 @@ class Ingestor:
         heartbeat.write(self.settings.data_path, self.name, self.snapshot() | {"stopped": True})
         self.deadletters.close()
         self.spool.close()
+        for orphan in self.orphans:
+            orphan.close()
         self.influx.close()
 
 

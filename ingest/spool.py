@@ -20,6 +20,7 @@ import fcntl
 import logging
 import os
 import re
+import shutil
 import struct
 import threading
 import zlib
@@ -32,6 +33,7 @@ MAGIC = b"SCSP"
 HEADER = struct.Struct("<4sII")
 SEGMENT_MAX_BYTES = 16 * 1024 * 1024
 _SEG_RE = re.compile(r"^seg-(\d{12})\.spool$")
+_WORKER_RE = re.compile(r"ingest-(\d+)")  # one spool folder per ingest worker (Ingestor.name)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -263,3 +265,33 @@ class Spool:
                 if self._committed == 0:
                     self._unlink(self._active)
             self._lockf.close()
+
+
+def adopt_orphan_spools(root: Path, workers: int, max_bytes: int) -> list[Spool]:
+    """Open the spools left by workers `ingest-K`, K >= workers (after `--workers` went down), so
+    that their points are replayed rather than stranded. A spool still locked by a live process
+    is left to it."""
+    out: list[Spool] = []
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        m = _WORKER_RE.fullmatch(d.name)
+        if not m or int(m.group(1)) < workers or not d.is_dir():
+            continue
+        try:
+            spool = Spool(d, max_bytes)
+        except SpoolLocked:
+            continue
+        if spool.empty():
+            release_orphan(spool)
+        else:
+            log.warning("spool: replaying %d bytes left by %s (a worker that no longer runs)",
+                        spool.pending_bytes(), d.name)
+            out.append(spool)
+    return out
+
+
+def release_orphan(spool: Spool) -> None:
+    """Close a drained orphan spool and remove its folder."""
+    spool.close()
+    shutil.rmtree(spool.dir, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Ingest features against the real broker and InfluxDB: partial writes, registry reload, dead-letter
-bound, retention/CQs, metrics, and a storm of invalid messages."""
+bound, retention/CQs, metrics, a storm of invalid messages, spools left by a retired worker."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ from ingest.deadletter import DeadLetter, DeadLetterStore, store_path
 from ingest.metrics import render_prometheus
 from ingest.retention import ROLLUP_POLICY, ensure_retention
 from ingest.service import Ingestor
+from ingest.spool import Spool
 from smartcommunity.influx import InfluxClient
+from smartcommunity.lineprotocol import to_line
 from smartcommunity.settings import Settings
+from smartcommunity.validation import validate
 from tests.conftest import wait_until
 from tests.ingest.conftest import count_gas, gas_devices, gas_messages
 
@@ -169,3 +172,28 @@ def test_storm_of_invalid_messages(settings: Settings, influx: InfluxClient, pub
     counts = store.counts()
     store.close()
     assert counts == {r: sum(1 for i in range(n // 2) if INVALID[i % len(INVALID)][2] == r) for _, _, r in INVALID}
+
+
+def test_spool_of_a_worker_that_no_longer_runs_is_replayed(settings: Settings, influx: InfluxClient) -> None:
+    """Went from --workers 3 to 1 while ingest-1 still had points spooled: worker 0 replays them; a
+    spool still locked by a live process (ingest-2) is left to that process."""
+    devs = gas_devices(settings, 20)
+    registry = load_registry(settings.registry_path)
+    now = int(time.time() * 1000)
+    lines = [to_line(validate(t, p, registry, now)) for t, p in gas_messages(devs, 60, now - 60_000)]
+    root = settings.data_path / "spool"
+    left = Spool(root / "ingest-1", settings.spool_max_bytes)
+    for i in range(0, 60, 20):
+        left.append("\n".join(lines[i:i + 20]).encode())
+    left.close()
+    busy = Spool(root / "ingest-2", settings.spool_max_bytes)
+    busy.append(b"gas,community=x,compound_id=x,device_id=x,kind=gas lel_pct=1 1")
+    ing = Ingestor(settings, worker=0, workers=1)
+    ing.start()
+    try:
+        assert wait_until(lambda: count_gas(influx) == 60 and not (root / "ingest-1").exists(), 20)
+        assert ing.counters["replayed"] == 60
+        assert not busy.empty() and (root / "ingest-2").exists()
+    finally:
+        ing.close()
+        busy.close()
