@@ -98,9 +98,11 @@ def parse_json(payload: bytes) -> object:
         raise Rejected(Reason.BAD_JSON, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
         return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        pass
-    # orjson refuses NaN/Infinity literals; the contract calls those bad_value, not bad_json.
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN/Infinity literals; the contract calls those bad_value, not bad_json.
+        # Only payloads that could hold one take the slow second parse (a storm of junk is cheap).
+        if b"NaN" not in payload and b"Infinity" not in payload:
+            raise Rejected(Reason.BAD_JSON, str(exc)[:200]) from None
     try:
         return json.loads(payload.decode("utf-8"), parse_constant=_nonfinite)
     except (UnicodeDecodeError, ValueError) as exc:
