@@ -131,19 +131,20 @@ class Progress:
     def __init__(self, total: int) -> None:
         self.total, self.n = total, 0
         self.t10 = self.t90 = 0.0
+        self.n10 = self.n90 = 0  # the counts actually seen then: polled counters move in steps
         self.done = threading.Event()
 
     def add(self, k: int = 1) -> None:
         self.n += k
         if not self.t10 and self.n >= 0.1 * self.total:
-            self.t10 = time.perf_counter()
+            self.t10, self.n10 = time.perf_counter(), self.n
         if not self.t90 and self.n >= 0.9 * self.total:
-            self.t90 = time.perf_counter()
+            self.t90, self.n90 = time.perf_counter(), self.n
         if self.n >= self.total:
             self.done.set()
 
     def rate(self) -> float:
-        return 0.8 * self.total / (self.t90 - self.t10) if self.t90 > self.t10 else 0.0
+        return (self.n90 - self.n10) / (self.t90 - self.t10) if self.t90 > self.t10 else 0.0
 
 
 def make_messages(devices: list[Device], n: int, base_ms: int) -> list[Msg]:
