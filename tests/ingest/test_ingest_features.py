@@ -197,3 +197,32 @@ def test_spool_of_a_worker_that_no_longer_runs_is_replayed(settings: Settings, i
     finally:
         ing.close()
         busy.close()
+
+
+@pytest.mark.slow
+def test_rollup_is_filled_by_the_cq_scheduler(settings: Settings, influx: InfluxClient, ingestor: Ingestor,
+                                              publisher) -> None:  # type: ignore[no-untyped-def]
+    """End to end: readings published through ingest land in `rollup_1m` by InfluxDB's own CQ
+    scheduler, not by a query run by hand: first for a minute already past, then for the current
+    minute, which only the next run at a minute boundary can cover."""
+    dev = gas_devices(settings, 1)[0]
+    topic = f"sc/{dev.community}/gas/{dev.device_id}/telemetry"
+    assert wait_until(lambda: ingestor._retention_done, 20)  # the CQs exist
+
+    def rolled(minute_ms: int) -> list[dict[str, object]]:
+        return influx.rows(f"SELECT mean_lel_pct, max_lel_pct FROM {ROLLUP_POLICY}.gas "
+                           f"WHERE device_id = '{dev.device_id}' AND time = {minute_ms}ms")
+
+    now = int(time.time() * 1000)
+    for minute, (a, b) in ((now // 60_000 * 60_000 - 60_000, (2.0, 6.0)), (None, (10.0, 20.0))):
+        if minute is None:  # the current minute: both readings in it, the newest one second old
+            now = int(time.time() * 1000)
+            minute = (now - 1_000) // 60_000 * 60_000
+            stamps = (minute, now - 1_000)
+        else:
+            stamps = (minute + 1_000, minute + 30_000)
+        for ts, lel in zip(stamps, (a, b), strict=True):
+            publisher.publish(topic, orjson.dumps({"ts": ts, "m": {"lel_pct": lel}}), qos=1).wait_for_publish(5)
+        want = [{"time": minute, "mean_lel_pct": (a + b) / 2, "max_lel_pct": b}]
+        # Equality, not presence: a run that fell between the two writes is corrected by the next one.
+        assert wait_until(lambda m=minute, w=want: rolled(m) == w, 150, 2.0), (minute, rolled(minute))
