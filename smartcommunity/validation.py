@@ -43,9 +43,13 @@ class Rejected(Exception):
     """A message the contract does not accept; `reason` is a contract dead-letter reason."""
 
     def __init__(self, reason: Reason, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        # The message text is built only when shown: in a storm of junk most never are.
+        super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else str(self.reason)
 
 
 @dataclass(frozen=True, slots=True)
