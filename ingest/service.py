@@ -88,7 +88,10 @@ class Ingestor:
         self._ack_lock = threading.Lock()
         self._batch = Batch(0)
         self._lock = threading.Lock()
-        self._queue: queue.Queue[Batch | None] = queue.Queue()
+        # Bounded: when the writers fall behind (a backlog after an outage, a storm of junk, InfluxDB
+        # slow), the network thread waits here instead of pulling the broker's whole backlog into
+        # memory and starving the writers of the GIL; the broker keeps what is not yet read.
+        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2 * max(1, settings.ingest_writers))
         self._stop = threading.Event()
         self._wake_replayer = threading.Event()
         self._threads = [threading.Thread(target=self._flush_loop, name="ingest-flusher", daemon=True),
@@ -146,7 +149,7 @@ class Ingestor:
             line = to_line(rec)
         except Rejected as r:
             dead = DeadLetter(topic, bytes(payload), str(r.reason), r.detail, now_ms)
-        full = None
+        full = ready = None
         with self._lock:
             b = self._batch
             if b.gen != self._gen:  # first message of a new connection: never mix generations
@@ -166,11 +169,26 @@ class Ingestor:
             if msg.qos:
                 b.mids.append(msg.mid)
             self.stats.received += 1
-            if len(b) >= self.settings.ingest_batch_size:
-                self._queue.put(b)
+            # Points and dead letters fill a batch separately: junk interleaved with valid data must
+            # not halve the InfluxDB write size (a storm would then cost twice the writes per point).
+            if max(len(b.lines), len(b.dead)) >= self.settings.ingest_batch_size:
+                ready = b
                 self._batch = Batch(self._gen)
         if full is not None and len(full):
-            self._queue.put(full)
+            self._enqueue(full)
+        if ready is not None:
+            self._enqueue(ready)
+
+    def _enqueue(self, b: Batch) -> None:
+        """Hand a batch to the writers, waiting while they are behind (never under `_lock`)."""
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                self._queue.put(b, block=not stopping, timeout=0.5)
+                return
+            except queue.Full:
+                if stopping:
+                    return  # shutting down: never acknowledged, so the broker delivers it again
 
     # -- batching by time ------------------------------------------------------------------------
     def _flush_loop(self) -> None:
@@ -187,7 +205,7 @@ class Ingestor:
                     b.opened = time.monotonic()
                 return
             self._batch = Batch(self._gen)
-        self._queue.put(b)
+        self._enqueue(b)
 
     # -- writers ---------------------------------------------------------------------------------
     def _write_loop(self) -> None:

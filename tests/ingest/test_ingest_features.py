@@ -18,6 +18,7 @@ from ingest.service import Ingestor
 from ingest.spool import Spool
 from smartcommunity.influx import InfluxClient
 from smartcommunity.lineprotocol import to_line
+from smartcommunity.services import free_port
 from smartcommunity.settings import Settings
 from smartcommunity.validation import validate
 from tests.conftest import wait_until
@@ -226,3 +227,26 @@ def test_rollup_is_filled_by_the_cq_scheduler(settings: Settings, influx: Influx
         want = [{"time": minute, "mean_lel_pct": (a + b) / 2, "max_lel_pct": b}]
         # Equality, not presence: a run that fell between the two writes is corrected by the next one.
         assert wait_until(lambda m=minute, w=want: rolled(m) == w, 150, 2.0), (minute, rolled(minute))
+
+
+def test_a_stalled_writer_holds_the_backlog_at_the_broker(settings: Settings, publisher) -> None:  # type: ignore[no-untyped-def]
+    """Neither InfluxDB nor the spool can take anything: ingest reads a bounded amount and leaves the
+    rest queued at the broker, instead of pulling a whole backlog into memory."""
+    s = replace(settings, influx_url=f"http://127.0.0.1:{free_port()}", spool_max_bytes=1,  # nothing there
+                ingest_batch_size=100, ingest_writers=1)
+    devs = gas_devices(s, 50)
+    ing = Ingestor(s)
+    ing.start()
+    try:
+        assert wait_until(lambda: ing.mqtt_ok, 10)
+        infos = [publisher.publish(t, p, qos=1) for t, p in gas_messages(devs, 5000, int(time.time() * 1000))]
+        for info in infos:
+            info.wait_for_publish(30)
+        assert wait_until(lambda: ing.hold_reason is not None, 10)
+        time.sleep(1.0)
+        # one batch in the writer, two queued, one filling: a few hundred, not 5,000
+        assert 100 <= ing.counters["received"] <= 600, ing.counters
+        assert ing.counters["stored"] == ing.counters["spooled"] == 0
+    finally:
+        ing.stop()
+        ing.close()
