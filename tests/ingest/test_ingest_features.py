@@ -244,8 +244,9 @@ def test_a_stalled_writer_holds_the_backlog_at_the_broker(settings: Settings, pu
             info.wait_for_publish(30)
         assert wait_until(lambda: ing.hold_reason is not None, 10)
         time.sleep(1.0)
-        # one batch in the writer, two queued, one filling: a few hundred, not 5,000
-        assert 100 <= ing.counters["received"] <= 600, ing.counters
+        # At most a batch (100) in the writer, two queued, one waiting in the network thread and one
+        # in the flusher: 500 at most, not 5,000.
+        assert 0 < ing.counters["received"] <= 500, ing.counters
         assert ing.counters["stored"] == ing.counters["spooled"] == 0
     finally:
         ing.stop()
