@@ -31,15 +31,21 @@ def paced_messages(settings: Settings, seconds: float) -> list[tuple[str, bytes]
     return out
 
 
+def start_load(s: Settings, ingest_proc: list[IngestProcess], seconds: float, **env: str
+               ) -> tuple[list[tuple[str, bytes]], IngestProcess, Publisher]:
+    """The common start of a drill: an ingestor connected, then RATE msg/s for `seconds` flowing."""
+    msgs = paced_messages(s, seconds)
+    ing = IngestProcess(s, **env).start()
+    ingest_proc.append(ing)
+    ing.wait_connected()
+    return msgs, ing, Publisher(s, msgs, RATE).start()
+
+
 @pytest.mark.parametrize("down_s", [pytest.param(3, id="short"),
                                     pytest.param(10, id="slow", marks=pytest.mark.slow)])
 def test_kill9_ingestor(settings: Settings, influx: InfluxClient, ingest_proc: list[IngestProcess],
                         down_s: float) -> None:
-    msgs = paced_messages(settings, down_s + 6)
-    ing = IngestProcess(settings).start()
-    ingest_proc.append(ing)
-    ing.wait_connected()
-    pub = Publisher(settings, msgs, RATE).start()
+    msgs, ing, pub = start_load(settings, ingest_proc, down_s + 6)
     try:
         time.sleep(2)
         ing.kill9()
@@ -61,11 +67,7 @@ def test_influxdb_down(settings: Settings, ingest_proc: list[IngestProcess], dow
     db = start_influxdb(s)  # dedicated: this test stops it
     influx = InfluxClient(s.influx_url, s.influx_db)
     try:
-        msgs = paced_messages(s, down_s + 10)
-        ing = IngestProcess(s).start()
-        ingest_proc.append(ing)
-        ing.wait_connected()
-        pub = Publisher(s, msgs, RATE).start()
+        msgs, ing, pub = start_load(s, ingest_proc, down_s + 10)
         time.sleep(2)
         db.stop()
         assert wait_until(lambda: (hb := ing.heartbeats()) and hb[0]["influxdb"] == "down"
@@ -94,11 +96,7 @@ def test_broker_restart(settings: Settings, influx: InfluxClient, ingest_proc: l
     s = replace(settings, mqtt_url=f"mqtt://127.0.0.1:{free_port()}")
     broker = start_mosquitto(s)  # dedicated, with persistence: this test restarts it
     try:
-        msgs = paced_messages(s, down_s + 8)
-        ing = IngestProcess(s).start()
-        ingest_proc.append(ing)
-        ing.wait_connected()
-        pub = Publisher(s, msgs, RATE).start()
+        msgs, ing, pub = start_load(s, ingest_proc, down_s + 8)
         time.sleep(2)
         broker.stop()
         time.sleep(down_s)
@@ -128,11 +126,7 @@ def test_disk_full_stops_acknowledging(settings: Settings, ingest_proc: list[Ing
     s = replace(settings, influx_url=f"http://127.0.0.1:{free_port()}")  # InfluxDB down from the start
     extra = {} if tiny_spool else {"SC_SPOOL_MAX_BYTES": "262144"}  # fallback: the byte bound
     want_reason = "disk_full" if tiny_spool else "spool_full"
-    msgs = paced_messages(s, 4)  # ~8,000 lines, ~1.3 MB: far more than fits
-    ing = IngestProcess(s, **extra).start()
-    ingest_proc.append(ing)
-    ing.wait_connected()
-    pub = Publisher(s, msgs, RATE).start()
+    msgs, ing, pub = start_load(s, ingest_proc, 4, **extra)  # ~8,000 lines, ~1.3 MB: far more than fits
     assert wait_until(lambda: (hb := ing.heartbeats()) and hb[0]["state"] == "holding", 20), ing.log()
     hb = ing.heartbeats()[0]
     assert hb["holding_reason"] == want_reason and hb["acking"] is False
