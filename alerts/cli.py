@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from smartcommunity.settings import Settings
+from core.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -14,15 +14,15 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from alerts.context import summary
 from alerts.notify import Escalation
 from alerts.rules import Rule
 from alerts.store import AlertStore, AlreadyOpen
-from smartcommunity.contract import KINDS, Alert, AlertState, Device
-from smartcommunity.validation import Record, Status
+from core.contract import KINDS, Alert, AlertState, Device
+from core.timebase import iso
+from core.validation import Record, Status
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ Surround = Callable[[float, float], dict[str, Any]]
 # Only the serious alerts carry their surroundings: a dispatcher needs them, and a burst of
 # blue silence alerts should not cost a spatial query each.
 SURROUNDED = frozenset({"red", "orange"})
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def with_surroundings(message: str, nearby: dict[str, Any] | None) -> str:

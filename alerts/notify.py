@@ -19,7 +19,9 @@ import orjson
 import requests
 import yaml
 
-from smartcommunity.contract import SEVERITY_LABEL, Alert
+from core.contract import Alert
+from core.severity import label as severity_label
+from core.timebase import epoch
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class Notifier:
             "at": time.time(), "event": event, "tier": tier, "to": contacts,
             "alert_id": alert.alert_id, "severity": alert.severity, "state": alert.state,
             "community": alert.community, "compound_id": alert.compound_id,
-            "text": f"[{SEVERITY_LABEL.get(alert.severity, alert.severity)}预警] {alert.message}"
+            "text": f"[{severity_label(alert.severity)}预警] {alert.message}"
                     f" ({alert.community}/{alert.compound_id}, {alert.device_id})",
         }
         with self.outbox.open("ab") as fh:
@@ -96,12 +98,6 @@ class Notifier:
                           note["alert_id"], self.outbox)
 
 
-def _epoch(iso_ts: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso_ts.replace("Z", "+00:00")).timestamp()
-
-
 class Escalation:
     """Tier 1 is told when an alert is raised; while nobody acknowledges it, the next tier is
     told every `escalate_after_s[severity]`; everyone told hears of the resolution."""
@@ -119,7 +115,7 @@ class Escalation:
         tier = alert.escalation_tier or 1
         if after is None or alert.state != "active" or tier >= self.roster.max_tier(alert.community):
             return None
-        return tier + 1 if now - _epoch(alert.started_at) >= after * tier else None
+        return tier + 1 if now - epoch(alert.started_at) >= after * tier else None
 
     def escalated(self, alert: Alert) -> None:
         tier = alert.escalation_tier or 1

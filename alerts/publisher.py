@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 import paho.mqtt.client as mqtt
 
-from smartcommunity.contract import Alert, AlertState, alert_topic
+from core.contract import Alert, AlertState, alert_topic
 
 
 def publish_alert(client: mqtt.Client, alert: Alert) -> mqtt.MQTTMessageInfo:

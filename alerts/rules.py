@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-from smartcommunity.contract import KIND_EVENTS, KINDS, METRICS, STATUS_STATES, Severity
-from smartcommunity.validation import Event, Record, Status, Telemetry
+from core.contract import KIND_EVENTS, KINDS, METRICS, STATUS_STATES
+from core.severity import Severity
+from core.validation import Event, Record, Status, Telemetry
 
 BUNDLED_RULES = Path(__file__).with_name("rules.yaml")
 

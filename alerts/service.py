@@ -20,12 +20,12 @@ from alerts.notify import Escalation, Notifier, load_roster
 from alerts.publisher import publish_alert
 from alerts.rules import load_rules
 from alerts.store import AlertStore, store_path
-from geodata.registry import RegistryWatcher, ensure_registry
-from smartcommunity import heartbeat
-from smartcommunity.contract import TOPIC_ROOT
-from smartcommunity.mqtt import connect, make_client
-from smartcommunity.settings import Settings
-from smartcommunity.validation import Rejected, validate
+from core import heartbeat
+from core.contract import TOPIC_ROOT
+from core.mqtt import connect, make_client
+from core.registry import RegistryWatcher, ensure_registry
+from core.settings import Settings
+from core.validation import Rejected, validate
 
 log = logging.getLogger(__name__)
 

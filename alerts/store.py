@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from smartcommunity.contract import Alert, AlertState
+from core.contract import Alert, AlertState
 
 _FIELDS = list(Alert.__dataclass_fields__)
 _JSON_FIELDS = {"value", "threshold", "nearby", "escalation_tier"}

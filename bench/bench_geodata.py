@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 def cold_load(registry: str) -> dict[str, float]:
     """Run in a fresh interpreter: imports + all layers + the registry, as a starting service sees it."""
     t0 = time.perf_counter()
+    from core.registry import load_registry
     from geodata.layers import load_bundled_layers
-    from geodata.registry import load_registry
 
     t1 = time.perf_counter()
     layers = load_bundled_layers()
@@ -48,10 +48,10 @@ def main() -> int:
 
     import numpy as np
 
+    from core.geojson_io import write_feature_collection
+    from core.registry import load_registry
     from geodata.devplan import synth_features
-    from geodata.geojson_io import write_feature_collection
     from geodata.layers import load_bundled_layers
-    from geodata.registry import load_registry
     from geodata.spatial import SpatialIndex
 
     layers = load_bundled_layers()

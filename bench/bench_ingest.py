@@ -40,16 +40,16 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from geodata.registry import load_registry, write_registry  # noqa: E402
+from core import heartbeat  # noqa: E402
+from core.contract import Device  # noqa: E402
+from core.influx import InfluxClient  # noqa: E402
+from core.lineprotocol import to_line  # noqa: E402
+from core.registry import load_registry, write_registry  # noqa: E402
+from core.settings import Settings, load_settings  # noqa: E402
+from core.validation import validate  # noqa: E402
 from ingest.fastmqtt import make_fast  # noqa: E402
 from simulators.garbage import GENERATORS, generate, pick_other  # noqa: E402
-from smartcommunity import heartbeat  # noqa: E402
-from smartcommunity.contract import Device  # noqa: E402
-from smartcommunity.influx import InfluxClient  # noqa: E402
-from smartcommunity.lineprotocol import to_line  # noqa: E402
 from smartcommunity.services import free_port, start_influxdb, start_mosquitto  # noqa: E402
-from smartcommunity.settings import Settings, load_settings  # noqa: E402
-from smartcommunity.validation import validate  # noqa: E402
 
 PRIMARY = {"gas": "lel_pct", "water": "pressure_mpa", "power": "voltage_v", "camera": "fps"}
 SCALE = {"gas": 1.0, "water": 0.02, "power": 5.0, "camera": 1.0}  # i % 90 * scale stays in range
@@ -399,7 +399,7 @@ def ensure_big_registry(path: Path, data_dir: Path, n: int) -> str:
     comms = ["yanling", "gongyixincun", "lanshanjun", "yanhu"]
     devs = [Device(f"B-{i:06d}", kinds[i % 4], comms[i % 4], "YL-01", 60.0, 110.78, 32.65) for i in range(n)]
     write_registry(path, devs)
-    return "geodata.registry.write_registry (synth unavailable)"
+    return "core.registry.write_registry (synth unavailable)"
 
 
 def storm(env: dict[str, str], base: Settings, devices: list[Device], n: int, tmp: Path) -> None:

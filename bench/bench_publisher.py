@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as mqtt
 
+from core.settings import load_settings
 from simulators.load import measure
-from smartcommunity.settings import load_settings
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 

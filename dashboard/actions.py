@@ -10,21 +10,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from alerts.store import AlertStore
-from smartcommunity.contract import Alert
-from smartcommunity.settings import Settings
+from core.contract import Alert
+from core.settings import Settings
+from core.timebase import now_iso
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
 log = logging.getLogger(__name__)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,7 @@ class Publisher:
 
     def publish(self, alert: Alert) -> bool:
         from alerts.publisher import publish_alert
-        from smartcommunity.mqtt import connect, make_client
+        from core.mqtt import connect, make_client
 
         try:
             with self._lock:

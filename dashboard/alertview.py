@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from dash import html
 
+from core.contract import COMMUNITIES, Alert
+from core.severity import SEVERITIES
+from core.timebase import local_time
 from dashboard.geo import BaseLayers
 from dashboard.live import Live
 from dashboard.theme import KIND_LABEL, SEVERITY_COLOR, STATE_LABEL, severity_label
-from smartcommunity.contract import COMMUNITIES, Alert
 
-CST = timezone(timedelta(hours=8), "CST")  # China Standard Time, no DST: the wall shows local time
 MAX_ITEMS = 200  # more would not be read on a wall; the API lists them all
-
-
-def parse_iso(s: str | None) -> datetime | None:
-    if not s:
-        return None
-    try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def local_time(s: str | None, now: datetime | None = None) -> str:
-    """HH:MM:SS today (China time), else MM-DD HH:MM."""
-    dt = parse_iso(s)
-    if dt is None:
-        return s or ""
-    loc = dt.astimezone(CST)
-    today = (now or datetime.now(UTC)).astimezone(CST).date()
-    return loc.strftime("%H:%M:%S") if loc.date() == today else loc.strftime("%m-%d %H:%M")
 
 
 def _compound_name(a: Alert, base: BaseLayers) -> str:
@@ -124,9 +104,9 @@ def counters(counts: Mapping[str, Mapping[str, int]], live: Live) -> list[Any]:
                 style={"color": SEVERITY_COLOR[s]},
                 title=f"{severity_label(s)}告警",
             )
-            for s in ("red", "orange", "yellow", "blue")
+            for s in SEVERITIES
         ]
-        worst = next((s for s in ("red", "orange", "yellow", "blue") if c.get(s)), None)
+        worst = next((s for s in SEVERITIES if c.get(s)), None)
         cards.append(
             html.Div(
                 className="community-card",

@@ -12,11 +12,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from alerts.store import AlertStore
+from core.contract import COMMUNITIES, AlertState
+from core.settings import Settings
 from dashboard.actions import AlertActions
 from dashboard.health import HealthChecker
 from dashboard.metrics import CONTENT_TYPE, render_metrics
-from smartcommunity.contract import COMMUNITIES, AlertState
-from smartcommunity.settings import Settings
 
 STATES = frozenset(str(s) for s in AlertState)
 MAX_TEXT = 2000

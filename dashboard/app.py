@@ -15,6 +15,9 @@ import flask
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from alerts.store import AlertStore, store_path
+from core.settings import Settings
+from core.severity import SEVERITIES
+from core.timebase import beijing_hms
 from dashboard import alertview, mapfig
 from dashboard.actions import AlertActions, Publisher
 from dashboard.api import register_api
@@ -24,7 +27,6 @@ from dashboard.live import OPEN_STATES, Live, compute_live, counts_by_community
 from dashboard.login import current_user, register_login
 from dashboard.offline import register_offline_routes, style_url
 from dashboard.theme import DEVICE_NORMAL, SEVERITY_COLOR, severity_label
-from smartcommunity.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def _base_url(settings: Settings) -> str:
 
 def legend() -> html.Div:
     rows: list[Any] = [html.Div("风险等级", className="legend-title")]
-    for s in ("red", "orange", "yellow", "blue"):
+    for s in SEVERITIES:
         rows.append(
             html.Div(
                 [html.Span(className="swatch", style={"backgroundColor": SEVERITY_COLOR[s]}), f"{severity_label(s)}"],
@@ -242,7 +244,7 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
         wall = is_wall(pathname, search)
         base, reg, live = dctx.snapshot()
         now = time.time()
-        updated = "更新 " + time.strftime("%H:%M:%S", time.gmtime(now + 8 * 3600))
+        updated = "更新 " + beijing_hms(now)
         new_sig = {"sig": live.signature, "reg": live.registry_version, "base": base.key, "wall": wall, "at": now}
         if new_sig["sig"] == sig.get("sig") and base.key == sig.get("base") and wall == sig.get("wall"):
             return no_update, no_update, no_update, no_update, new_sig, updated

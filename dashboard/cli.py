@@ -8,8 +8,8 @@ import logging
 import sys
 from typing import Any
 
+from core.settings import Settings
 from dashboard.accounts import Accounts, accounts_path
-from smartcommunity.settings import Settings
 
 log = logging.getLogger(__name__)
 

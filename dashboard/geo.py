@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from smartcommunity.contract import COMMUNITIES
+from core.contract import COMMUNITIES
 
 if TYPE_CHECKING:
+    from core.registry import Registry, RegistryWatcher
+    from core.settings import Settings
     from geodata.layers import Layers
-    from geodata.registry import Registry, RegistryWatcher
-    from smartcommunity.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class MapData:
     def registry(self) -> Registry | dict[str, Any]:
         try:
             if self._watcher is None:
-                from geodata.registry import RegistryWatcher, ensure_registry
+                from core.registry import RegistryWatcher, ensure_registry
 
                 self._watcher = RegistryWatcher(ensure_registry(self.settings), self.settings.registry_poll_s)
             return self._watcher.current()

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from smartcommunity import heartbeat
-from smartcommunity.influx import InfluxClient
-from smartcommunity.settings import Settings
+from core import heartbeat
+from core.influx import InfluxClient
+from core.settings import Settings
 
 OK, DOWN = "ok", "down"
 CONNACK_REASONS = {

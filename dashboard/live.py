@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.contract import Alert, AlertState, Device
+from core.severity import SEVERITIES, rank, rollup
 from dashboard.geo import BaseLayers
-from dashboard.theme import risk_code
-from smartcommunity.contract import SEVERITY_RANK, Alert, AlertState, Device
 
 OPEN_STATES = f"{AlertState.ACTIVE},{AlertState.ACKNOWLEDGED}"
 
@@ -22,7 +22,7 @@ def order_alerts(alerts: list[Alert]) -> list[Alert]:
     """Worst first; among equals, not yet acknowledged first; then newest first."""
     # Two stable sorts: newest first, then by (severity, state) so ties keep the newest on top.
     newest = sorted(alerts, key=lambda a: a.started_at or "", reverse=True)
-    return sorted(newest, key=lambda a: (-SEVERITY_RANK.get(a.severity, 0), 0 if a.state == AlertState.ACTIVE else 1))
+    return sorted(newest, key=lambda a: (-rank(a.severity), 0 if a.state == AlertState.ACTIVE else 1))
 
 
 @dataclass(frozen=True)
@@ -61,33 +61,33 @@ def alert_point(a: Alert, base: BaseLayers, devices: Mapping[str, Device]) -> tu
 
 def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, Device], registry_version: str) -> Live:
     ordered = order_alerts(alerts)
-    compound_worst: dict[str, int] = {}
-    device_worst: dict[str, int] = {}
+    compound_pairs: list[tuple[str, str]] = []
+    device_pairs: list[tuple[str, str]] = []
     halos: list[Halo] = []
     for a in ordered:
-        code = risk_code(a.severity)
         cid = a.compound_id or ""
         # A unit or shop inside a compound colours that compound too.
         dev = devices.get(a.device_id) if a.device_id else None
         keys = {cid, dev.compound_id if dev else ""} - {""}
         keys |= {base.places[k].compound_id for k in list(keys) if k in base.places}
-        for key in keys - {""}:
-            compound_worst[key] = max(compound_worst.get(key, 0), code)
+        compound_pairs += [(key, a.severity) for key in keys - {""}]
         if a.device_id:
-            device_worst[a.device_id] = max(device_worst.get(a.device_id, 0), code)
+            device_pairs.append((a.device_id, a.severity))
         pt = alert_point(a, base, devices)
         if pt is not None:
             halos.append(Halo(a.alert_id, a.severity, a.state, pt[0], pt[1], a.message or a.rule))
     device_ids = list(devices.keys())
+    compound_worst = rollup(compound_pairs)
+    device_worst = rollup(device_pairs)
     h = hashlib.blake2b(digest_size=12)
     for a in ordered:
         h.update(f"{a.alert_id}|{a.state}|{a.severity}|{a.updated_at}|{a.value}\n".encode())
     h.update(registry_version.encode())
     return Live(
         alerts=ordered,
-        compound_codes=[compound_worst.get(c, 0) for c in base.compound_ids],
+        compound_codes=[rank(compound_worst.get(c)) for c in base.compound_ids],
         device_ids=device_ids,
-        device_codes=[device_worst.get(d, 0) for d in device_ids],
+        device_codes=[rank(device_worst.get(d)) for d in device_ids],
         halos=halos[::-1],  # plotly draws later points on top: the worst alert must be last
         signature=h.hexdigest(),
         registry_version=registry_version,
@@ -102,10 +102,7 @@ def counts_by_community(live: Live, devices: Mapping[str, Device]) -> dict[str, 
         return out.setdefault(
             c,
             {
-                "red": 0,
-                "orange": 0,
-                "yellow": 0,
-                "blue": 0,
+                **dict.fromkeys(SEVERITIES, 0),
                 "active": 0,
                 "acknowledged": 0,
                 "devices": 0,
@@ -115,7 +112,7 @@ def counts_by_community(live: Live, devices: Mapping[str, Device]) -> dict[str, 
 
     for a in live.alerts:
         s = slot(a.community)
-        if a.severity in ("red", "orange", "yellow", "blue"):
+        if a.severity in SEVERITIES:
             s[a.severity] += 1
         if a.state in ("active", "acknowledged"):
             s[a.state] += 1

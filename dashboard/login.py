@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 from flask import Flask, Response, redirect, request, session
 
+from core.settings import Settings
 from dashboard.accounts import Accounts, accounts_path, secret_key
-from smartcommunity.settings import Settings
 
 OPEN_PREFIXES = ("/login", "/logout", "/api/", "/metrics", "/assets/", "/_dash-component-suites/",
                  "/_favicon.ico", "/map/")

@@ -1,8 +1,8 @@
 """The one map (综合一张图): a MapLibre figure that needs nothing from the internet.
 
-Per shared/notes/offline-map.md (variant A): a local style.json whose glyph URL 404s (MapLibre then
-draws text with local fonts), `symbol.icon=""`, circle markers only, community labels drawn last,
-and live data changed only through `Patch()` on fixed trace indices.
+Offline-map facts checked on this machine (plotly's MapLibre, no tiles): a local style.json whose
+glyph URL 404s (MapLibre then draws text with local fonts), `symbol.icon=""`, circle markers only,
+community labels drawn last, and live data changed only through `Patch()` on fixed trace indices.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Patch
 
+from core.contract import COMMUNITIES, Device
 from dashboard.geo import BaseLayers
 from dashboard.live import Live
 from dashboard.theme import (
@@ -32,7 +33,6 @@ from dashboard.theme import (
     risk_colorscale,
     severity_label,
 )
-from smartcommunity.contract import COMMUNITIES, Device
 
 # Trace indices: Patch() addresses traces by position, so the order is fixed here.
 T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_HALO, T_RING, T_CORE, T_LABELS = range(8)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core import heartbeat
+from core.prometheus import CONTENT_TYPE, Exposition, number
 from ingest.metrics import add_ingest
-from smartcommunity import heartbeat
-from smartcommunity.prometheus import CONTENT_TYPE, Exposition, number
 
 __all__ = ["CONTENT_TYPE", "render_metrics"]
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from smartcommunity.contract import SEVERITY_LABEL, SEVERITY_RANK
+from core.severity import COLOUR as SEVERITY_COLOR
+from core.severity import NORMAL, RISK_LEVELS
+from core.severity import label as severity_label
+from core.severity import rank as risk_code
 
-# The four-colour risk scheme 红橙黄蓝 (GB/T emergency warning colours), tuned for a dark background.
-SEVERITY_COLOR: dict[str, str] = {
-    "red": "#ff3b30",
-    "orange": "#ff8c1a",
-    "yellow": "#ffd60a",
-    "blue": "#2f8cff",
-}
-SEVERITY_NAME: dict[str, str] = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
+__all__ = ["SEVERITY_COLOR", "risk_code", "severity_label"]  # the severity scale itself lives in core.severity
 
 BG = "#070d18"
 PANEL = "#0e1726"
@@ -20,7 +16,7 @@ TEXT = "#e6edf7"
 MUTED = "#8da2bf"
 
 COMPOUND_NORMAL = "#2a4a75"  # a compound without open alerts
-DEVICE_NORMAL = "#35c48a"  # green: reporting, no alert
+DEVICE_NORMAL = SEVERITY_COLOR[NORMAL]  # green: reporting, no alert
 ROAD = "#4a5d7a"
 WATER = "#1b5384"
 BUILDING = "#3d5f8c"
@@ -35,23 +31,13 @@ COMMUNITY_EDGE = "#7fb2e5"
 KIND_LABEL: dict[str, str] = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频"}
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
 
-# Risk level 0..4 per compound / device (0 = no open alert), used as discrete colour codes.
-RISK_LEVELS: tuple[str, ...] = ("normal", "blue", "yellow", "orange", "red")
-
 
 def risk_colorscale(normal: str) -> list[list[float | str]]:
     """A stepped colour scale for integer codes 0..4 (cmin=0, cmax=4)."""
-    colours = [normal] + [SEVERITY_COLOR[s] for s in RISK_LEVELS[1:]]
+    colours = [normal] + [SEVERITY_COLOR[s] for s in reversed(RISK_LEVELS[:-1])]  # blue .. red
     scale: list[list[float | str]] = []
     for i, c in enumerate(colours):
         scale.append([i / 5, c])
         scale.append([(i + 1) / 5, c])
     return scale
 
-
-def risk_code(severity: str | None) -> int:
-    return SEVERITY_RANK.get(severity or "", 0)
-
-
-def severity_label(severity: str) -> str:
-    return SEVERITY_LABEL.get(severity, severity)

@@ -1,7 +1,6 @@
-"""GIS layers, the device registry and spatial queries for the Checheng Road sub-district.
+"""GIS layers and spatial queries (the device registry itself is core.registry) for the Checheng Road sub-district.
 
-Kept import-light on purpose: `geodata.registry` (used by ingest on every message path) must not
-pull in geopandas; modules that need it import it themselves.
+Kept import-light on purpose: modules that need geopandas import it themselves.
 """
 
 from __future__ import annotations
@@ -10,10 +9,9 @@ from pathlib import Path
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "data"
 LAYER_NAMES: tuple[str, ...] = ("communities", "compounds", "buildings", "units", "shops", "roads", "water")
-REGISTRY_FILE_NAME = "devices.geojson"
 # EPSG:4546 = CGCS2000 / 3-degree Gauss-Kruger CM 111E, the national metric grid for Shiyan (110.8 E).
 METRIC_CRS = "EPSG:4546"
 # How far (metres) a device may sit outside the polygon / from the point of its compound, unit or shop.
 LOCATION_TOLERANCE_M = 30.0
 
-__all__ = ["BUNDLED_DIR", "LAYER_NAMES", "LOCATION_TOLERANCE_M", "METRIC_CRS", "REGISTRY_FILE_NAME"]
+__all__ = ["BUNDLED_DIR", "LAYER_NAMES", "LOCATION_TOLERANCE_M", "METRIC_CRS"]

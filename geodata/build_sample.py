@@ -20,9 +20,9 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon, box, mapping
 from shapely.geometry.polygon import orient
 
+from core.contract import COMMUNITIES
+from core.geojson_io import write_feature_collection
 from geodata import BUNDLED_DIR, LAYER_NAMES
-from geodata.geojson_io import write_feature_collection
-from smartcommunity.contract import COMMUNITIES
 
 SEED = 20261125
 LON0, LAT0 = 110.790, 32.650

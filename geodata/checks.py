@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from core.contract import COMMUNITIES, DEVICE_ID_RE
 from geodata.layers import Layers, to_metric
-from smartcommunity.contract import COMMUNITIES, DEVICE_ID_RE
 
 OVERLAP_M2 = 1.0  # shared edges give zero-area intersections; tolerate float dust below 1 m²
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from smartcommunity.contract import COMMUNITIES, KINDS
-from smartcommunity.settings import Settings
+from core.contract import COMMUNITIES, KINDS
+from core.settings import Settings
 
 EXIT_BAD_INPUT = 2
 
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_devices_list(args: argparse.Namespace, settings: Settings) -> int:
-    from geodata.registry import RegistryError, ensure_registry, load_registry
+    from core.registry import RegistryError, ensure_registry, load_registry
 
     try:
         reg = load_registry(ensure_registry(settings))
@@ -76,8 +76,8 @@ def cmd_devices_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_devices_import(args: argparse.Namespace, settings: Settings) -> int:
+    from core.registry import ensure_registry
     from geodata.importer import DeviceImportError, import_devices
-    from geodata.registry import ensure_registry
 
     ensure_registry(settings)
     try:
@@ -98,8 +98,8 @@ def cmd_geodata_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_geodata_synth(args: argparse.Namespace, settings: Settings) -> int:
+    from core.geojson_io import write_feature_collection
     from geodata.devplan import synth_features
-    from geodata.geojson_io import write_feature_collection
     from geodata.layers import layers_dir, load_layers
 
     if args.devices < 1:

@@ -16,8 +16,8 @@ from typing import Any
 import shapely
 from shapely.geometry import Point
 
+from core.contract import KINDS
 from geodata.layers import Layers
-from smartcommunity.contract import KINDS
 
 INTERVAL_S: dict[str, int] = {"gas": 10, "water": 30, "power": 15, "camera": 30}
 ID_PREFIX: dict[str, str] = {"gas": "G", "water": "W", "power": "P", "camera": "C"}

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from geodata import LOCATION_TOLERANCE_M
-from geodata.registry import (
+from core.contract import COMMUNITIES, DEVICE_ID_RE, KINDS, Device
+from core.registry import (
     CORE_PROPERTIES,
     RegistryError,
     ensure_registry,
@@ -28,11 +28,11 @@ from geodata.registry import (
     load_registry,
     write_registry,
 )
-from smartcommunity.contract import COMMUNITIES, DEVICE_ID_RE, KINDS, Device
+from geodata import LOCATION_TOLERANCE_M
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from geodata.layers import Layers
-    from smartcommunity.settings import Settings
 
 CSV_REQUIRED: tuple[str, ...] = (*CORE_PROPERTIES, "lon", "lat")
 

@@ -16,14 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.contract import COMMUNITIES, DEVICE_ID_RE
 from geodata import LAYER_NAMES
-from smartcommunity.contract import COMMUNITIES, DEVICE_ID_RE
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
+    from core.settings import Settings
     from geodata.layers import Layers
-    from smartcommunity.settings import Settings
 
 GEOM_TYPES: dict[str, tuple[str, ...]] = {
     "communities": ("Polygon", "MultiPolygon"),
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _warn_orphans(settings: Settings, layers: Layers) -> None:
     """Registry devices whose compound_id vanished with the new layer would fail the next import."""
-    from geodata.registry import RegistryError, load_registry
+    from core.registry import RegistryError, load_registry
 
     if not settings.registry_path.exists():
         return

@@ -22,7 +22,7 @@ from geodata import BUNDLED_DIR, LAYER_NAMES, METRIC_CRS
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from smartcommunity.settings import Settings
+    from core.settings import Settings
 
 PlaceLayer = Literal["compound", "unit", "shop"]
 
@@ -110,7 +110,7 @@ def places_index(layers: Layers | None = None) -> dict[str, Place]:
 def layers_dir(settings: Settings | None = None) -> Path:
     """The data dir whose layer files override the bundled ones: `<SC_DATA_DIR>/geodata`."""
     if settings is None:
-        from smartcommunity.settings import load_settings
+        from core.settings import load_settings
 
         settings = load_settings()
     return settings.data_path / "geodata"

@@ -15,8 +15,8 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString, Point
 
+from core.severity import rollup
 from geodata.layers import Layers, lonlat_to_metric, to_metric
-from smartcommunity.contract import SEVERITY_RANK
 
 ContainerLayer = Literal["communities", "compounds", "buildings"]
 _ID_COL: dict[str, str] = {"communities": "community", "compounds": "compound_id", "buildings": "building_id"}
@@ -141,56 +141,6 @@ def spatial_index(layers: Layers | None = None) -> SpatialIndex:
 
         layers = load_layers()
     return _index_for(layers)
-
-
-# --- the 4-colour risk scheme (红橙黄蓝) ----------------------------------------------------------------
-RISK_LEVELS: tuple[str, ...] = ("red", "orange", "yellow", "blue", "normal")
-
-
-@dataclass(frozen=True, slots=True)
-class RiskStyle:
-    level: str
-    label: str  # 红 / 橙 / 黄 / 蓝 / 正常
-    colour: str  # fill colour for maps
-    rank: int  # 4 = red ... 1 = blue, 0 = normal
-
-
-RISK_STYLES: dict[str, RiskStyle] = {
-    "red": RiskStyle("red", "红", "#e53935", 4),
-    "orange": RiskStyle("orange", "橙", "#fb8c00", 3),
-    "yellow": RiskStyle("yellow", "黄", "#fdd835", 2),
-    "blue": RiskStyle("blue", "蓝", "#1e88e5", 1),
-    "normal": RiskStyle("normal", "正常", "#43a047", 0),
-}
-
-
-def worst(severities: Iterable[str | None]) -> str:
-    """The highest severity present ('red' > 'orange' > 'yellow' > 'blue'); 'normal' if none.
-
-    None and "" mean "no alert"; any other unknown string is an error, not silently green.
-    """
-    best, rank = "normal", 0
-    for s in severities:
-        if not s:
-            continue
-        r = SEVERITY_RANK.get(s)
-        if r is None:
-            raise ValueError(f"unknown severity {s!r}")
-        if r > rank:
-            best, rank = s, r
-    return best
-
-
-def rollup(items: Iterable[tuple[str, str | None]], keys: Iterable[str] = ()) -> dict[str, str]:
-    """(key, severity) pairs -> key -> worst level; every key in `keys` present (default 'normal').
-
-    Keys are compound ids for the compound map, community slugs for the overview: the caller chooses.
-    """
-    out: dict[str, str] = dict.fromkeys(keys, "normal")
-    for key, sev in items:
-        cur = out.get(key, "normal")
-        out[key] = worst((None if cur == "normal" else cur, sev))
-    return out
 
 
 def compound_risk(alerts: Iterable[Any], layers: Layers | None = None) -> dict[str, str]:

@@ -8,8 +8,8 @@ import multiprocessing
 import signal
 import sys
 
+from core.settings import Settings, load_settings
 from ingest.deadletter import DeadLetterStore, store_path
-from smartcommunity.settings import Settings, load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -7,13 +7,13 @@ oldest rows are dropped first and counted, so an operator sees that something wa
 from __future__ import annotations
 
 import base64
-import functools
 import sqlite3
 import threading
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from core.timebase import iso_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deadletter (
@@ -35,18 +35,6 @@ class DeadLetter(NamedTuple):  # a tuple: built per rejected message on the netw
     reason: str
     detail: str
     received_ms: int
-
-
-@functools.lru_cache(maxsize=64)
-def _iso_second(sec: int) -> str:
-    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-
-
-def iso_ms(ms: int) -> str:
-    # A storm of bad messages arrives within a few seconds: strftime once per second, not per row
-    # (it held the GIL the network thread needs; see bench_ingest phase (g)).
-    sec, milli = divmod(ms, 1000)
-    return f"{_iso_second(sec)}{milli:03d}Z"
 
 
 def store_path(data_dir: Path) -> Path:

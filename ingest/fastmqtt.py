@@ -145,7 +145,7 @@ class FastClient(mqtt.Client):
 
 
 def make_fast(client: mqtt.Client) -> FastClient:
-    """Turn a client from `smartcommunity.mqtt.make_client` into a FastClient (same state, more speed).
+    """Turn a client from `core.mqtt.make_client` into a FastClient (same state, more speed).
 
     Swapping the class keeps the one place that builds clients from settings (URL, TLS, credentials).
     """

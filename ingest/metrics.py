@@ -1,6 +1,6 @@
 """Prometheus text (format 0.0.4) for ingest heartbeats: `render_prometheus(snapshots) -> str`.
 
-`snapshots` are heartbeat documents as `smartcommunity.heartbeat.read_all(data_dir, "ingest")`
+`snapshots` are heartbeat documents as `core.heartbeat.read_all(data_dir, "ingest")`
 returns them (each with `name`). One series per worker (label `worker`); sum in PromQL.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from smartcommunity.prometheus import Exposition, number
+from core.prometheus import Exposition, number
 
 _COUNTERS = {
     "received": "MQTT messages received",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from smartcommunity.contract import KINDS
-from smartcommunity.influx import InfluxClient, InfluxRejected, InfluxUnavailable, quote_ident
+from core.contract import KINDS
+from core.influx import InfluxClient, InfluxRejected, InfluxUnavailable, quote_ident
 
 log = logging.getLogger(__name__)
 

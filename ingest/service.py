@@ -24,20 +24,20 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from geodata.registry import RegistryWatcher, ensure_registry
+from core import heartbeat
+from core.contract import ALERT_TOPIC_ROOT, TOPIC_ROOT, Reason
+from core.influx import InfluxClient, InfluxUnavailable
+from core.lineprotocol import to_line
+from core.mqtt import connect, make_client
+from core.registry import RegistryWatcher, ensure_registry
+from core.settings import Settings
+from core.validation import Rejected, Telemetry, validate
 from ingest.deadletter import DeadLetter, DeadLetterStore, store_path
 from ingest.fastmqtt import make_fast
 from ingest.retention import ensure_retention
 from ingest.spool import Spool, SpoolFull, adopt_orphan_spools, release_orphan
 from ingest.stats import Stats
 from ingest.writer import write_isolating
-from smartcommunity import heartbeat
-from smartcommunity.contract import ALERT_TOPIC_ROOT, TOPIC_ROOT, Reason
-from smartcommunity.influx import InfluxClient, InfluxUnavailable
-from smartcommunity.lineprotocol import to_line
-from smartcommunity.mqtt import connect, make_client
-from smartcommunity.settings import Settings
-from smartcommunity.validation import Rejected, Telemetry, validate
 
 log = logging.getLogger(__name__)
 

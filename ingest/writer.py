@@ -8,7 +8,7 @@ Bisecting finds them: halves that succeed are (re)written — harmless, a point 
 
 from __future__ import annotations
 
-from smartcommunity.influx import InfluxClient, InfluxRejected
+from core.influx import InfluxClient, InfluxRejected
 
 
 def write_isolating(influx: InfluxClient, lines: list[str], body: bytes | None = None,

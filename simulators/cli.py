@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from smartcommunity.contract import COMMUNITIES, KINDS
-from smartcommunity.settings import Settings
+from core.contract import COMMUNITIES, KINDS
+from core.settings import Settings
 
 EPILOG = """examples:
   smartcommunity simulate --duration 600 --inject gas_leak:G-000123@+30
@@ -96,7 +96,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 def _start_ms(text: str | None) -> int | None:
     if not text:
         return None
-    from smartcommunity.validation import Rejected, parse_ts
+    from core.validation import Rejected, parse_ts
 
     try:
         return parse_ts(text)

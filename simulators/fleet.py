@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 
 import orjson
 
+from core.contract import METRICS, Device, device_topic
 from simulators.model import Metrics, Profile, baseline, make_profile
 from simulators.noise import sym, u01
 from simulators.scenarios import EffectDef, Instance
-from smartcommunity.contract import METRICS, Device, device_topic
 
 
 @dataclass(frozen=True, slots=True)

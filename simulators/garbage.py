@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import orjson
 
+from core.contract import KINDS, MAX_PAST_MS, METRICS, Device, Reason, device_topic
 from simulators.fleet import Fleet, Message
 from simulators.noise import mix64, u01
-from smartcommunity.contract import KINDS, MAX_PAST_MS, METRICS, Device, Reason, device_topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ def _num(d: Device) -> str:
 
 
 def _other_community(d: Device) -> str:
-    from smartcommunity.contract import COMMUNITIES
+    from core.contract import COMMUNITIES
 
     return next(c for c in COMMUNITIES if c != d.community)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from core.contract import Device, device_topic
+from core.mqtt import make_client
+from core.settings import Settings
 from simulators.model import baseline, make_profile
-from smartcommunity.contract import Device, device_topic
-from smartcommunity.mqtt import make_client
-from smartcommunity.settings import Settings
 
 SHORTFALL = 0.95  # below this share of the target, say the publisher is the bottleneck
 
@@ -97,7 +97,7 @@ def measure(settings: Settings, rate: float, processes: int = 2, duration_s: flo
             max_inflight: int = 200, registry: Mapping[str, Device] | None = None) -> dict[str, Any]:
     if registry is None:
         if devices_from:
-            from geodata.registry import load_registry
+            from core.registry import load_registry
 
             registry = load_registry(Path(devices_from))
         else:

@@ -10,15 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from core.contract import Device
+from core.timebase import beijing_day, beijing_hour
 from simulators.noise import gauss, key_of, smooth, u01
-from smartcommunity.contract import Device
 
-LOCAL_OFFSET_S = 8 * 3600  # Asia/Shanghai
 Metrics = dict[str, float | bool]
-
-
-def local_hour(t_ms: int) -> float:
-    return ((t_ms / 1000.0 + LOCAL_OFFSET_S) % 86400.0) / 3600.0
 
 
 def _bump(h: float, centre: float, width: float) -> float:
@@ -77,10 +73,10 @@ def make_profile(dev: Device, seed: int) -> Profile:
 def baseline(p: Profile, t_ms: int, k: int) -> Metrics:
     """Readings of device `p` at time `t_ms` (sample index `k` seeds the per-sample noise)."""
     t_s = t_ms / 1000.0
-    h = local_hour(t_ms)
+    h = beijing_hour(t_ms)
     key = p.key
     if p.kind == "gas":
-        day = int((t_s + LOCAL_OFFSET_S) // 86400)
+        day = beijing_day(t_s)
         cook = cooking(h) * (0.5 + 2.5 * u01(key, day, 21))  # some households cook more
         lel = 0.25 + 0.15 * smooth(key, t_s, 3600.0, 22) + cook + 0.08 * gauss(key, k, 23)
         m: Metrics = {

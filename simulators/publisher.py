@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
+from core.contract import device_topic
+from core.mqtt import connect, make_client
+from core.settings import Settings
 from simulators.fleet import Fleet, Message, status_payload
-from smartcommunity.contract import device_topic
-from smartcommunity.mqtt import connect, make_client
-from smartcommunity.settings import Settings
 
 log = logging.getLogger(__name__)
 

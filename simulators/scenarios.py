@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from core.contract import KINDS, METRICS, Device
+from core.timebase import iso_ms as iso
 from simulators.noise import key_of, mix64
-from smartcommunity.contract import KINDS, METRICS, Device
 
 INCIDENTS_DIR = Path(__file__).resolve().parent / "incidents"
 # Short names the demo and `--inject` use.
@@ -232,12 +233,6 @@ class Instance:
             "start": iso(self.start_ms), "end": iso(self.end_ms),
             "start_ms": self.start_ms, "end_ms": self.end_ms, "expected": self.expected,
         }
-
-
-def iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Index:

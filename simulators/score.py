@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smartcommunity.contract import SEVERITY_RANK
-from smartcommunity.validation import Rejected, parse_ts
+from core.severity import rank
+from core.validation import Rejected, parse_ts
 
 
 @dataclass(slots=True)
@@ -83,7 +83,7 @@ def dedupe(alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             by_id[aid] = {**a, "_start": start}
             continue
         cur["_start"] = min(cur["_start"], start)
-        if SEVERITY_RANK.get(str(a.get("severity")), 0) > SEVERITY_RANK.get(str(cur.get("severity")), 0):
+        if rank(str(a.get("severity"))) > rank(str(cur.get("severity"))):
             cur["severity"] = a.get("severity")
     return sorted(by_id.values(), key=lambda a: a["_start"])
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from core.contract import Device
+from core.settings import Settings
 from simulators.fleet import Fleet, Realism
 from simulators.publisher import RunStats, Sink, run
 from simulators.scenarios import (
@@ -28,8 +30,6 @@ from simulators.scenarios import (
     parse_inject,
     parse_spec,
 )
-from smartcommunity.contract import Device
-from smartcommunity.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class SimOptions:
 
 def load_devices(settings: Settings) -> Mapping[str, Device]:
     """The registry the running system uses (seeded from the bundled sample if missing)."""
-    from geodata.registry import ensure_registry, load_registry
+    from core.registry import ensure_registry, load_registry
 
     return load_registry(ensure_registry(settings))
 

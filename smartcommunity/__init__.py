@@ -1,3 +1,4 @@
-"""smartcommunity: shared package (CLI, settings, contract types, service supervisor)."""
+"""The launcher: the `smartcommunity` command, `up` / `demo`, the supervisor and the local services.
 
-__version__ = "0.1.0"
+It sits on top of every part (it imports their CLI verbs); nothing below imports it.
+"""

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from smartcommunity.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 # Modules that expose `register(subparsers)`; each adds its verbs and sets `func(args, settings) -> int`.
 VERB_MODULES = (

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smartcommunity.influx import InfluxClient
-from smartcommunity.settings import Settings, UrlParts
+from core.influx import InfluxClient
+from core.settings import Settings, UrlParts
 
 log = logging.getLogger(__name__)
 

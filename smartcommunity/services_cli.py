@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.settings import Settings
 from smartcommunity.services import ServiceError, port_open, start_missing
-from smartcommunity.settings import Settings
 from smartcommunity.supervisor import Supervisor
 
 PARTS: list[tuple[str, list[str]]] = [
@@ -59,7 +59,7 @@ DEMO_LEAK_COMMUNITY = "lanshanjun"
 
 def demo_parts(settings: Settings, leak_after_s: float | None) -> list[tuple[str, list[str]]]:
     """The simulator for every registry device, plus one kitchen gas leak in 蓝山郡 for the demo."""
-    from geodata.registry import ensure_registry, load_registry
+    from core.registry import ensure_registry, load_registry
 
     argv = ["simulate"]
     if leak_after_s is not None:

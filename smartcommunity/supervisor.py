@@ -16,8 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from core.settings import Settings
 from smartcommunity.services import RunningService, ServiceError, _set_pdeathsig, start_missing
-from smartcommunity.settings import Settings
 
 log = logging.getLogger("smartcommunity.up")
 

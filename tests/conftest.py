@@ -18,9 +18,9 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
-from smartcommunity.influx import InfluxClient
+from core.influx import InfluxClient
+from core.settings import Settings, load_settings
 from smartcommunity.services import RunningService, free_port, start_influxdb, start_mosquitto
-from smartcommunity.settings import Settings, load_settings
 
 CONTRACT_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples"
 

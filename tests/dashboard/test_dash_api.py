@@ -11,9 +11,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from alerts.store import AlertStore
+from core.contract import Alert
+from core.settings import Settings
 from dashboard.app import create_app
-from smartcommunity.contract import Alert
-from smartcommunity.settings import Settings
 from tests.conftest import make_settings
 
 CLOSED = "127.0.0.1:9"  # discard port: nothing listens, so publishing and health fail fast

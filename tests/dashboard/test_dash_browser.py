@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from alerts.store import AlertStore, store_path
+from core.contract import COMMUNITIES, Alert
+from core.settings import Settings
 from dashboard.app import create_app
 from dashboard.mapfig import T_COMPOUNDS, T_HALO
-from smartcommunity.contract import COMMUNITIES, Alert
-from smartcommunity.settings import Settings
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.browser
@@ -74,7 +74,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
 
 def red_alert(store: AlertStore, settings: Settings) -> Alert:
     """A gas alert on a real registry device in 蓝山郡, placed (no lon/lat) by its device."""
-    from geodata.registry import ensure_registry, load_registry
+    from core.registry import ensure_registry, load_registry
 
     dev = next(d for d in load_registry(ensure_registry(settings)).values() if d.community == "lanshanjun")
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())

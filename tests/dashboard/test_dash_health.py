@@ -9,12 +9,12 @@ from pathlib import Path
 
 import orjson
 
+from core import heartbeat
+from core.contract import Alert
+from core.settings import Settings
 from dashboard.app import create_app
 from dashboard.health import check_mqtt
-from smartcommunity import heartbeat
-from smartcommunity.contract import Alert
 from smartcommunity.services import RunningService
-from smartcommunity.settings import Settings
 from tests.conftest import Collector, make_settings, wait_until
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from core.contract import COMMUNITIES, Alert
 from dashboard.app import create_app
 from dashboard.geo import MapData
 from dashboard.live import compute_live
 from dashboard.mapfig import T_COMPOUNDS, T_CORE, T_DEVICES, T_HALO, T_LABELS, patch_figure
-from smartcommunity.contract import COMMUNITIES, Alert
 from tests.conftest import make_settings
 
 

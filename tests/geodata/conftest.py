@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import smartcommunity.cli as sc_cli
-from smartcommunity.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 CliResult = tuple[int, str, str]
 

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
+from core.registry import RegistryWatcher, bundled_registry_path, load_registry
+from core.settings import Settings
 from geodata.layers import load_bundled_layers
-from geodata.registry import RegistryWatcher, bundled_registry_path, load_registry
-from smartcommunity.settings import Settings
 
 Cli = Callable[..., tuple[int, str, str]]
 SAMPLE = orjson.loads(bundled_registry_path().read_bytes())["features"]

@@ -12,11 +12,11 @@ import pandas as pd
 import shapely
 from shapely.geometry import Polygon
 
+from core.contract import COMMUNITIES, KINDS
+from core.registry import load_registry
 from geodata.checks import check_registry
 from geodata.chinacrs import wgs84_to_bd09, wgs84_to_gcj02
 from geodata.layers import load_bundled_layers, load_layers, to_metric
-from geodata.registry import load_registry
-from smartcommunity.contract import COMMUNITIES, KINDS
 
 Cli = Callable[..., tuple[int, str, str]]
 

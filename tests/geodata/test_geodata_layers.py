@@ -7,11 +7,11 @@ import itertools
 import orjson
 import pytest
 
+from core.contract import COMMUNITIES, DEVICE_ID_RE, KINDS
+from core.registry import bundled_registry_path, load_registry
 from geodata import BUNDLED_DIR, LAYER_NAMES
 from geodata.checks import check_layers, check_registry
 from geodata.layers import Layers, layer_sources, load_bundled_layers, load_layers, places_index
-from geodata.registry import bundled_registry_path, load_registry
-from smartcommunity.contract import COMMUNITIES, DEVICE_ID_RE, KINDS
 
 
 @pytest.fixture(scope="module")

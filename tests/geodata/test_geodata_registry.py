@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from geodata.registry import (
+from core.contract import Device
+from core.registry import (
     Registry,
     RegistryError,
     RegistryWatcher,
@@ -18,8 +19,7 @@ from geodata.registry import (
     load_registry,
     write_registry,
 )
-from smartcommunity.contract import Device
-from smartcommunity.settings import Settings
+from core.settings import Settings
 
 
 def test_ensure_registry_seeds_from_bundled_once(geo_settings: Settings) -> None:

@@ -8,8 +8,9 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import LineString, Point, box
 
+from core.severity import RISK_STYLES, rollup, worst
 from geodata.layers import Layers, load_bundled_layers
-from geodata.spatial import RISK_STYLES, SpatialIndex, compound_risk, rollup, spatial_index, worst
+from geodata.spatial import SpatialIndex, compound_risk, spatial_index
 
 LON0, LAT0 = 110.79, 32.65
 # Metres per degree at 32.65 N on the ellipsoid (the metric CRS agrees to ~1e-5 over 1 km).

@@ -19,11 +19,11 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from geodata.registry import ensure_registry, load_registry
-from smartcommunity import heartbeat
-from smartcommunity.contract import Device
-from smartcommunity.influx import InfluxClient, InfluxUnavailable
-from smartcommunity.settings import Settings
+from core import heartbeat
+from core.contract import Device
+from core.influx import InfluxClient, InfluxUnavailable
+from core.registry import ensure_registry, load_registry
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

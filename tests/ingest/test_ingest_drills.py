@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from smartcommunity.influx import InfluxClient
+from core.influx import InfluxClient
+from core.settings import Settings
 from smartcommunity.services import free_port, start_influxdb, start_mosquitto
-from smartcommunity.settings import Settings
 from tests.conftest import wait_until
 from tests.ingest.conftest import IngestProcess, Publisher, gas_devices, gas_messages, wait_count
 

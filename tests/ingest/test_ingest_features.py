@@ -10,17 +10,17 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from geodata.registry import ensure_registry, load_registry, write_registry
+from core.influx import InfluxClient
+from core.lineprotocol import to_line
+from core.registry import ensure_registry, load_registry, write_registry
+from core.settings import Settings
+from core.validation import validate
 from ingest.deadletter import DeadLetter, DeadLetterStore, store_path
 from ingest.metrics import render_prometheus
 from ingest.retention import ROLLUP_POLICY, ensure_retention
 from ingest.service import Ingestor
 from ingest.spool import Spool
-from smartcommunity.influx import InfluxClient
-from smartcommunity.lineprotocol import to_line
 from smartcommunity.services import free_port
-from smartcommunity.settings import Settings
-from smartcommunity.validation import validate
 from tests.conftest import wait_until
 from tests.ingest.conftest import count_gas, gas_devices, gas_messages
 

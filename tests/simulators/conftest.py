@@ -16,9 +16,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from geodata.registry import bundled_registry_path, load_registry
-from smartcommunity.contract import Device
-from smartcommunity.settings import Settings, load_settings
+from core.contract import Device
+from core.registry import bundled_registry_path, load_registry
+from core.settings import Settings, load_settings
 
 NOW_MS = 1_795_579_800_000  # 2026-11-25T04:10:00Z = 12:10 local: lunch time, cooking bumps on
 

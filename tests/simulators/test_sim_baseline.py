@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from core.contract import KINDS, Device
+from core.timebase import beijing_hour as local_hour
+from core.validation import Status, Telemetry, validate
 from simulators.fleet import Fleet, Realism
-from simulators.model import baseline, cooking, local_hour, make_profile
-from smartcommunity.contract import KINDS, Device
-from smartcommunity.validation import Status, Telemetry, validate
+from simulators.model import baseline, cooking, make_profile
 from tests.simulators.conftest import NOW_MS
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from core.contract import KINDS, Device
+from core.validation import validate
 from smartcommunity.cli import main
-from smartcommunity.contract import KINDS, Device
-from smartcommunity.validation import validate
 from tests.simulators.conftest import Subscriber
 
 

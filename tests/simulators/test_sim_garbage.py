@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 import pytest
 
+from core.contract import KINDS, MAX_PAYLOAD_BYTES, Device, Reason
+from core.validation import Rejected, validate
 from simulators.fleet import Fleet
 from simulators.garbage import GENERATORS, GarbageMixer, generate, pick_other
-from smartcommunity.contract import KINDS, MAX_PAYLOAD_BYTES, Device, Reason
-from smartcommunity.validation import Rejected, validate
 from tests.simulators.conftest import NOW_MS
 
 

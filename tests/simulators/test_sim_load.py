@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from core.contract import Device
+from core.validation import Rejected, validate
 from simulators.garbage import GENERATORS
 from simulators.sim import SimOptions, simulate
-from smartcommunity.contract import Device
-from smartcommunity.validation import Rejected, validate
 from tests.simulators.conftest import Subscriber, sim_settings
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from core.contract import Device
+from core.validation import Event, Status, Telemetry, validate
 from simulators.fleet import Fleet
 from simulators.scenarios import (
     CONTRACT_RULES,
@@ -21,8 +23,6 @@ from simulators.scenarios import (
     parse_spec,
 )
 from simulators.sim import SimOptions, build, write_truth
-from smartcommunity.contract import Device
-from smartcommunity.validation import Event, Status, Telemetry, validate
 from tests.simulators.conftest import NOW_MS, sim_settings
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from simulators.scenarios import iso
+from core.timebase import iso_ms as iso
 from simulators.score import fetch_alerts, format_score, read_truth, score
 
 T0 = 1_795_579_800_000

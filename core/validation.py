@@ -15,7 +15,7 @@ from datetime import datetime
 
 import orjson
 
-from smartcommunity.contract import (
+from core.contract import (
     COMMUNITIES,
     DEVICE_ID_RE,
     KIND_EVENTS,

@@ -11,9 +11,9 @@ import pytest
 
 from alerts.service import AlertService
 from alerts.store import AlertStore, store_path
-from geodata.registry import ensure_registry, load_registry
-from smartcommunity.contract import Device
-from smartcommunity.settings import Settings
+from core.contract import Device
+from core.registry import ensure_registry, load_registry
+from core.settings import Settings
 from tests.conftest import Collector, wait_until
 
 

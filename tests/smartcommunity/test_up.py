@@ -15,8 +15,8 @@ import psutil
 import pytest
 import requests
 
-from geodata.registry import ensure_registry, load_registry
-from smartcommunity.influx import InfluxClient
+from core.influx import InfluxClient
+from core.registry import ensure_registry, load_registry
 from smartcommunity.services import free_port, port_open
 from tests.conftest import Collector, make_settings, wait_until
 

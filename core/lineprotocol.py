@@ -7,7 +7,7 @@ Tags on every point: device_id, community, kind, compound_id. Time: the payload'
 
 from __future__ import annotations
 
-from smartcommunity.validation import Event, Record, Status, Telemetry
+from core.validation import Event, Record, Status, Telemetry
 
 STATUS_MEASUREMENT = "device_status"
 EVENT_MEASUREMENT = "device_event"

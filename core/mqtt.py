@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from smartcommunity.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

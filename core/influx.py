@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from smartcommunity.settings import UrlParts
+from core.settings import UrlParts
 
 
 class InfluxUnavailable(Exception):

@@ -1,4 +1,4 @@
-"""The device registry (contract §2): load fast, watch for changes, write atomically.
+"""The device registry (the external contract's §2): load fast, watch for changes, write atomically.
 
 Deliberately free of geopandas/shapely imports: ingest calls this on its hot path and at start-up.
 """
@@ -18,13 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from geodata import BUNDLED_DIR, REGISTRY_FILE_NAME
-from smartcommunity.contract import Device
+from core.contract import Device
+from core.geojson_io import write_feature_collection
 
 if TYPE_CHECKING:
-    from smartcommunity.settings import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The bundled sample registry ships with the GIS layers in geodata/data/ (the contract puts it under geodata/).
+# Named by path, not imported, so that the core imports nothing of the parts.
+REGISTRY_FILE_NAME = "devices.geojson"
+BUNDLED_REGISTRY = Path(__file__).resolve().parent.parent / "geodata" / "data" / REGISTRY_FILE_NAME
 
 CORE_PROPERTIES: tuple[str, ...] = ("device_id", "kind", "community", "compound_id", "interval_s")
 _CORE = frozenset(CORE_PROPERTIES)
@@ -35,7 +40,7 @@ class RegistryError(ValueError):
 
 
 def bundled_registry_path() -> Path:
-    return BUNDLED_DIR / REGISTRY_FILE_NAME
+    return BUNDLED_REGISTRY
 
 
 def ensure_registry(settings: Settings) -> Path:
@@ -247,7 +252,5 @@ def feature_from_device(dev: Device) -> dict[str, Any]:
 
 def write_registry(path: Path, devices: Mapping[str, Device] | list[Device]) -> None:
     """Write a registry file atomically (temp file + fsync + os.replace)."""
-    from geodata.geojson_io import write_feature_collection
-
     items = devices.values() if isinstance(devices, Mapping) else devices
     write_feature_collection(Path(path), (feature_from_device(d) for d in items), name="devices")

@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from geodata.registry import ensure_registry, load_registry
+from core.contract import Device
+from core.influx import InfluxClient
+from core.registry import ensure_registry, load_registry
+from core.settings import Settings
 from ingest.deadletter import DeadLetterStore, store_path
 from ingest.service import Ingestor
-from smartcommunity.contract import Device
-from smartcommunity.influx import InfluxClient
-from smartcommunity.settings import Settings
 from tests.conftest import CONTRACT_EXAMPLES, wait_until
 
 PLACEHOLDER_KINDS = {"G-000001": "gas", "W-000010": "water", "P-000100": "power", "C-000200": "camera"}

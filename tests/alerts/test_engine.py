@@ -10,8 +10,8 @@ import pytest
 from alerts.engine import Engine
 from alerts.rules import RuleError, load_rules
 from alerts.store import AlertStore
-from smartcommunity.contract import Alert, Device
-from smartcommunity.validation import Event, Status, Telemetry
+from core.contract import Alert, Device
+from core.validation import Event, Status, Telemetry
 
 GAS = Device("G-1", "gas", "yanling", "YL-01", 10, 110.79, 32.65)
 POWER = Device("P-1", "power", "yanling", "YL-01", 15, 110.79, 32.65)

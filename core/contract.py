@@ -1,4 +1,9 @@
-"""The external contract's vocabulary and types (../shared/contract/README.md).
+"""The external contract's vocabulary and types.
+
+The contract is an external document (kept outside this repository, by the street and its device
+vendors): topics, payloads, alert messages, /api, SC_* variables and CLI verbs. What it fixes is
+restated here as code: communities, kinds, metrics and their plausible ranges, dead-letter reasons and
+the alert message. The severity scale is in core.severity.
 
 Every part imports these; nothing else may spell a topic, metric, reason or alert field.
 """
@@ -112,15 +117,6 @@ class Reason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
 
 
-class Severity(StrEnum):
-    RED = "red"
-    ORANGE = "orange"
-    YELLOW = "yellow"
-    BLUE = "blue"
-
-
-SEVERITY_RANK: dict[str, int] = {"red": 4, "orange": 3, "yellow": 2, "blue": 1}
-SEVERITY_LABEL: dict[str, str] = {"red": "一级", "orange": "二级", "yellow": "三级", "blue": "四级"}
 
 
 class AlertState(StrEnum):

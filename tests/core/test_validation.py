@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from smartcommunity.contract import Device, Reason
-from smartcommunity.influx import InfluxClient
-from smartcommunity.lineprotocol import to_line
-from smartcommunity.validation import Event, Rejected, Status, Telemetry, parse_ts, validate
+from core.contract import Device, Reason
+from core.influx import InfluxClient
+from core.lineprotocol import to_line
+from core.validation import Event, Rejected, Status, Telemetry, parse_ts, validate
 
 DEV = Device("G-000001", "gas", "yanling", "YL-01", 10, 110.79, 32.65)
 REG = {DEV.device_id: DEV}
