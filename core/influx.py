@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from core.settings import UrlParts
+from core.settings import Settings, UrlParts
 
 
 class InfluxUnavailable(Exception):
@@ -136,3 +136,15 @@ class InfluxClient:
 
     def create_database(self) -> None:
         self.query(f"CREATE DATABASE {quote_ident(self.db)}", db=False, epoch=None)
+
+
+def client_for(settings: Settings, timeout_s: float = 10.0, account: str | None = None) -> InfluxClient:
+    """A client of SC_INFLUX_URL/SC_INFLUX_DB with this process's credentials: those in the URL,
+    else the account `account` / `SC_INFLUX_ACCOUNT` (password from its 0600 secret file or env)."""
+    from core.secrets import read_secret
+
+    client = InfluxClient(settings.influx_url, settings.influx_db, timeout_s=timeout_s)
+    acct = account or settings.influx_account
+    if acct and (account or not settings.influx.username):
+        client._session.auth = (acct, read_secret(settings, "influx", acct))
+    return client

@@ -1,4 +1,9 @@
-"""paho-mqtt 2.x clients built from `SC_MQTT_URL` (mqtt:// or mqtts://, credentials in the URL)."""
+"""paho-mqtt 2.x clients built from `SC_MQTT_URL` (mqtt:// or mqtts://, credentials in the URL).
+
+Under `SC_SECURE` the clients use TLS (see `Settings.mqtt_endpoint`) and verify the broker's
+certificate against the project's CA (`SC_MQTT_CA_FILE`, default `<SC_DATA_DIR>/pki/ca.pem`);
+credentials come from the URL, else from the account `SC_MQTT_ACCOUNT` (its 0600 secret file).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from core.settings import Settings
+from core.secrets import read_secret
+from core.settings import Settings, UrlParts
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +32,7 @@ def make_client(
     protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
 ) -> mqtt.Client:
     """A client not yet connected. `persistent`: fixed id, clean start off, long session expiry."""
-    url = settings.mqtt
+    url = settings.mqtt_endpoint
     cid = client_id or f"sc-{uuid.uuid4().hex[:12]}"
     kwargs: dict[str, object] = {}
     if protocol != mqtt.MQTTv5:
@@ -35,13 +41,36 @@ def make_client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=protocol,
         manual_ack=manual_ack, reconnect_on_failure=True, **kwargs,  # type: ignore[arg-type]
     )
-    if url.username:
-        client.username_pw_set(url.username, url.password)
-    if url.scheme in ("mqtts", "ssl", "tls"):
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    user, password = credentials(settings)
+    if user:
+        client.username_pw_set(user, password)
+    if url.tls:
+        client.tls_set_context(tls_context(settings))
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.max_queued_messages_set(0)
     return client
+
+
+def credentials(settings: Settings, account: str | None = None) -> tuple[str | None, str | None]:
+    """(user, password): from the URL, else from the account's secret (`account` or SC_MQTT_ACCOUNT)."""
+    url = settings.mqtt
+    if url.username and account is None:
+        return url.username, url.password
+    acct = account or settings.mqtt_account
+    if acct:
+        return acct, read_secret(settings, "mqtt", acct)
+    return None, None
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Verifies the broker: the project's CA when it exists, else the system's; hostname checked."""
+    ctx = ssl.create_default_context(cafile=str(settings.ca_path) if settings.ca_path.exists() else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def endpoint(settings: Settings) -> UrlParts:
+    return settings.mqtt_endpoint
 
 
 def connect_properties(persistent: bool, receive_maximum: int = 65535) -> Properties:
@@ -59,7 +88,7 @@ def connect(
     wait_s: float | None = 10.0,
 ) -> None:
     """Connect asynchronously (the loop retries with backoff); wait up to `wait_s` for CONNACK."""
-    url = settings.mqtt
+    url = settings.mqtt_endpoint
     connected = threading.Event()
     prev = client.on_connect
 

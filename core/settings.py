@@ -50,6 +50,20 @@ class Settings:
     ingest_heartbeat_s: float = 1.0
     influx_raw_days: int = 30  # raw points kept (default policy autogen)
     influx_rollup_days: int = 400  # 1-minute aggregates kept (policy rollup_1m)
+    # Security (issue 12). Off by default: the contract's loopback broker without credentials.
+    secure: bool = False  # SC_SECURE=1: broker needs credentials + offers TLS, InfluxDB auth on
+    secrets_dir: str | None = None  # default: <data_dir>/secrets (0700; every file 0600)
+    mqtt_account: str | None = None  # broker account of this process; password in <secrets>/mqtt/<account>
+    mqtt_ca_file: str | None = None  # CA that signs the broker's certificate; default <data_dir>/pki/ca.pem
+    mqtt_tls_port: int = 8883  # TLS listener of the broker `up` starts when secure
+    mqtt_plain: bool = True  # with SC_SECURE, also keep a plain listener (credentials still required)
+    mqtt_bind: str = "127.0.0.1"  # address the broker `up` starts listens on (not loopback: secure only)
+    mqtt_max_packet_bytes: int = 65536  # secure broker: larger packets disconnect their sender
+    mqtt_max_connections: int = 20000  # secure broker: connections beyond this are refused
+    influx_account: str | None = None  # InfluxDB account of this process; password in <secrets>/influx/<account>
+    ingest_device_rate: float = 20.0  # messages/s one device may send on average (token bucket)
+    ingest_device_burst: int = 200  # ... and at once; beyond: dead letter `rate_limited`
+    deadletter_max_bytes: int = 268_435_456  # dead-letter store bound in payload bytes (oldest dropped)
 
     @property
     def data_path(self) -> Path:
@@ -62,8 +76,25 @@ class Settings:
         return self.data_path / "registry" / "devices.geojson"  # core.registry.REGISTRY_FILE_NAME
 
     @property
+    def secrets_path(self) -> Path:
+        return Path(self.secrets_dir).resolve() if self.secrets_dir else self.data_path / "secrets"
+
+    @property
     def mqtt(self) -> UrlParts:
         return UrlParts.parse(self.mqtt_url, default_port=1883)
+
+    @property
+    def mqtt_endpoint(self) -> UrlParts:
+        """Where this project's clients connect: under SC_SECURE an mqtt:// URL becomes TLS on
+        SC_MQTT_TLS_PORT of the same host; an mqtts:// URL is used as it is."""
+        u = self.mqtt
+        if self.secure and u.scheme == "mqtt":
+            return UrlParts("mqtts", u.host, self.mqtt_tls_port, u.username, u.password)
+        return u
+
+    @property
+    def ca_path(self) -> Path:
+        return Path(self.mqtt_ca_file).resolve() if self.mqtt_ca_file else self.data_path / "pki" / "ca.pem"
 
     @property
     def influx(self) -> UrlParts:
@@ -94,6 +125,10 @@ class UrlParts:
         if not u.scheme or not u.hostname:
             raise ValueError(f"not a URL: {url!r}")
         return cls(u.scheme, u.hostname, u.port or default_port, u.username, u.password)
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in ("mqtts", "ssl", "tls", "https")
 
     @property
     def is_loopback(self) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
 import struct
 import threading
 import time
@@ -18,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from core import heartbeat
-from core.influx import InfluxClient
+from core.accounts import MQTT_HEALTH
+from core.influx import client_for
+from core.mqtt import credentials, tls_context
+from core.secrets import SecretError
 from core.settings import Settings
 
 OK, DOWN = "ok", "down"
@@ -60,17 +62,22 @@ def mqtt_connect_packet(client_id: str, username: str | None, password: str | No
 
 
 def check_mqtt(settings: Settings, timeout_s: float = 2.0) -> tuple[str, dict[str, Any]]:
-    url = settings.mqtt
+    url = settings.mqtt_endpoint
     detail: dict[str, Any] = {"broker": f"{url.host}:{url.port}"}
     t0 = time.monotonic()
     try:
+        # Its own connect-only account under SC_SECURE (never the dashboard's: one connection per account).
+        user, password = credentials(settings, MQTT_HEALTH if settings.secure and not url.username else None)
+    except SecretError as exc:
+        return DOWN, detail | {"error": str(exc)}
+    try:
         with socket.create_connection((url.host, url.port), timeout=timeout_s) as raw:
             sock: socket.socket = raw
-            if url.scheme in ("mqtts", "ssl", "tls"):
-                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=url.host)
+            if url.tls:
+                sock = tls_context(settings).wrap_socket(raw, server_hostname=url.host)
             sock.settimeout(timeout_s)
             cid = f"sc-health-{os.getpid()}-{threading.get_ident() % 100000}"
-            sock.sendall(mqtt_connect_packet(cid, url.username, url.password))
+            sock.sendall(mqtt_connect_packet(cid, user, password))
             ack = b""
             while len(ack) < 4:
                 chunk = sock.recv(4 - len(ack))
@@ -88,9 +95,12 @@ def check_mqtt(settings: Settings, timeout_s: float = 2.0) -> tuple[str, dict[st
 
 
 def check_influx(settings: Settings, timeout_s: float = 2.0) -> tuple[str, dict[str, Any]]:
-    client = InfluxClient(settings.influx_url, settings.influx_db, timeout_s=timeout_s)
     parts = settings.influx
     detail: dict[str, Any] = {"url": f"{parts.scheme}://{parts.host}:{parts.port}", "db": settings.influx_db}
+    try:
+        client = client_for(settings, timeout_s=timeout_s)
+    except SecretError as exc:
+        return DOWN, detail | {"error": str(exc)}
     t0 = time.monotonic()
     try:
         ok = client.ping(timeout_s=timeout_s)

@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     p = dsub.add_parser("import", help="add or update devices from GeoJSON or CSV (lon,lat); all or nothing")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_devices_import)
+    from security.cli import add_device_verbs
+
+    add_device_verbs(dsub)  # devices provision | revoke (broker accounts, issue 12)
 
     geo = sub.add_parser("geodata", help="GIS layers: import, synthesise test registries, show sources")
     gsub = geo.add_subparsers(dest="geodata_cmd", required=True, metavar="CMD")

@@ -74,6 +74,10 @@ def ensure_retention(influx: InfluxClient, raw_days: int, rollup_days: int) -> b
     except InfluxUnavailable:
         raise
     except InfluxRejected as exc:
+        if exc.status in (401, 403) or "authoriz" in exc.error:
+            # SC_SECURE: ingest writes as an account that may only WRITE; `up` set retention up as admin.
+            log.info("retention is set up by an InfluxDB admin, not by this account (%s)", exc.error[:80])
+            return False
         log.warning("InfluxDB at %s has no retention policies / continuous queries (%s): raw data is kept "
                     "as the server's own retention says, and no 1-minute rollups are made", influx.base, exc)
         return False

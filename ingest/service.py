@@ -26,7 +26,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core import heartbeat
 from core.contract import ALERT_TOPIC_ROOT, TOPIC_ROOT, Reason
-from core.influx import InfluxClient, InfluxUnavailable
+from core.influx import InfluxClient, InfluxUnavailable, client_for
 from core.lineprotocol import to_line
 from core.mqtt import connect, make_client
 from core.registry import RegistryWatcher, ensure_registry
@@ -76,7 +76,7 @@ class Ingestor:
         # Spools of workers that no longer exist (the worker count went down): worker 0 replays them.
         self.orphans = adopt_orphan_spools(settings.data_path / "spool", workers, settings.spool_max_bytes
                                            ) if worker == 0 else []
-        self.influx = InfluxClient(settings.influx_url, settings.influx_db)  # replayer/probe thread
+        self.influx = client_for(settings)  # replayer/probe thread
         self.stats = Stats()
         self.dead_by_reason = self.stats.dead_by_reason
         self.influx_ok = True
@@ -209,7 +209,7 @@ class Ingestor:
 
     # -- writers ---------------------------------------------------------------------------------
     def _write_loop(self) -> None:
-        influx = InfluxClient(self.settings.influx_url, self.settings.influx_db)
+        influx = client_for(self.settings)
         try:
             while True:
                 b = self._queue.get()

@@ -44,7 +44,7 @@ def worker(settings: Settings, items: list[tuple[str, bytes]], rate: float, dura
     client.max_inflight_messages_set(max_inflight)
     acked = [0]
     client.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
-    url = settings.mqtt
+    url = settings.mqtt_endpoint
     client.connect(url.host, url.port, keepalive=60)
     while not client.is_connected():
         client.loop(0.1)

@@ -92,16 +92,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def mosquitto_conf(port: int, data: Path, max_queued: int) -> str:
+def mosquitto_conf(port: int, data: Path, max_queued: int, security: str | None = None,
+                   pid_file: Path | None = None) -> str:
+    """`security`: listeners and auth options from security.broker (SC_SECURE); else loopback, anonymous."""
     # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write into a
     # data dir under root's home or a 0700 temp dir: persistence (sessions, queued messages)
-    # would silently fail. It listens on loopback only, so it keeps the invoking user.
+    # would silently fail. It keeps the invoking user.
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
-    return f"""# Written by smartcommunity; edits are overwritten at the next start.
-{user}listener {port} 127.0.0.1
+    pid = f"pid_file {pid_file}\n" if pid_file else ""
+    access = security or f"""listener {port} 127.0.0.1
 # Loopback only, so anonymous clients are allowed (as Mosquitto 2 does by default on localhost).
 allow_anonymous true
-persistence true
+"""
+    return f"""# Written by smartcommunity; edits are overwritten at the next start.
+{user}{pid}{access}persistence true
 persistence_location {data}/
 autosave_interval 10
 # Ingest keeps a persistent session: while it is away the broker must hold everything.
@@ -119,7 +123,7 @@ connection_messages false
 """
 
 
-def influxdb_conf(port: int, rpc_port: int, data: Path) -> str:
+def influxdb_conf(port: int, rpc_port: int, data: Path, auth: bool = False) -> str:
     return f"""# Written by smartcommunity; edits are overwritten at the next start.
 reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
@@ -141,6 +145,8 @@ bind-address = "127.0.0.1:{rpc_port}"
   bind-address = "127.0.0.1:{port}"
   log-enabled = false
   write-tracing = false
+  auth-enabled = {"true" if auth else "false"}
+  pprof-enabled = false
 
 [logging]
   level = "warn"
@@ -199,15 +205,24 @@ def _wait_ready(svc: RunningService, ready: Callable[[], bool], timeout_s: float
 def start_mosquitto(
     settings: Settings, max_queued: int = 5_000_000, detached: bool = False
 ) -> RunningService:
-    url = settings.mqtt
+    url = settings.mqtt_endpoint  # under SC_SECURE: the TLS listener
     binary = ensure_binary(MOSQUITTO, settings)
     root = settings.data_path / "mosquitto"
     (root / "data").mkdir(parents=True, exist_ok=True)
+    security = None
+    if settings.secure:
+        from security.broker import prepare_broker
+
+        security = prepare_broker(settings)
+    elif not UrlParts("mqtt", settings.mqtt_bind, 0, None, None).is_loopback:
+        raise ServiceError(f"SC_MQTT_BIND={settings.mqtt_bind} is not loopback: a broker reachable from "
+                           "the network needs credentials and TLS; set SC_SECURE=1")
     conf = root / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(url.port, root / "data", max_queued))
+    conf.write_text(mosquitto_conf(url.port, root / "data", max_queued, security, root / "mosquitto.pid"))
     svc = _launch(MOSQUITTO, [binary, "-c", str(conf)], root / "mosquitto.log", url, detached)
     _wait_ready(svc, lambda: port_open("127.0.0.1", url.port), 20)
-    log.info("started mosquitto on 127.0.0.1:%d (pid %d)", url.port, svc.proc.pid)
+    log.info("started mosquitto on %s:%d%s (pid %d)", settings.mqtt_bind if settings.secure else "127.0.0.1",
+             url.port, " (TLS, credentials required)" if settings.secure else "", svc.proc.pid)
     return svc
 
 
@@ -217,13 +232,21 @@ def start_influxdb(settings: Settings, detached: bool = False) -> RunningService
     root = settings.data_path / "influxdb"
     root.mkdir(parents=True, exist_ok=True)
     conf = root / "influxdb.conf"
-    conf.write_text(influxdb_conf(url.port, free_port(), root))
+    conf.write_text(influxdb_conf(url.port, free_port(), root, auth=settings.secure))
     svc = _launch(INFLUXDB, [binary, "-config", str(conf)], root / "influxd.log", url, detached)
     client = InfluxClient(f"http://127.0.0.1:{url.port}", settings.influx_db)
     try:
         _wait_ready(svc, lambda: client.ping(0.5), 60)
     finally:
         client.close()
+    if settings.secure:
+        from security.influxauth import InfluxAuthError, ensure_users
+
+        try:
+            ensure_users(settings, f"http://127.0.0.1:{url.port}")
+        except (InfluxAuthError, OSError) as exc:
+            svc.stop()
+            raise ServiceError(str(exc)) from None
     log.info("started influxd on 127.0.0.1:%d (pid %d)", url.port, svc.proc.pid)
     return svc
 
@@ -244,10 +267,10 @@ def start_missing(settings: Settings, detached: bool = False) -> list[RunningSer
     """Start Mosquitto and/or InfluxDB where their URLs point at loopback and nothing answers."""
     started: list[RunningService] = []
     try:
-        if needs_start(settings.mqtt):
+        if needs_start(settings.mqtt_endpoint):
             started.append(start_mosquitto(settings, detached=detached))
         else:
-            log.info("using the MQTT broker at %s:%d", settings.mqtt.host, settings.mqtt.port)
+            log.info("using the MQTT broker at %s:%d", settings.mqtt_endpoint.host, settings.mqtt_endpoint.port)
         if needs_start(settings.influx):
             started.append(start_influxdb(settings, detached=detached))
         else:

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from core.accounts import part_env
 from core.settings import Settings
 from smartcommunity.services import RunningService, ServiceError, _set_pdeathsig, start_missing
 
@@ -66,7 +67,9 @@ class Supervisor:
         self.settings = settings
         env = dict(os.environ)
         env.update(settings.env())
-        self.children = [Child(name, part_argv(verb), env) for name, verb in parts]
+        # Under SC_SECURE each part runs as its own broker/InfluxDB account (names only, no secrets).
+        self.children = [Child(name, part_argv(verb), env | part_env(name, settings.secure))
+                         for name, verb in parts]
         self.services: list[RunningService] = []
         self._stop = threading.Event()
         self._last_service_check = time.monotonic()

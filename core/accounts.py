@@ -1,0 +1,39 @@
+"""The project's own accounts on the broker and on InfluxDB, and which part runs as which.
+
+Service account names contain a `.`, which a device id cannot (contract: `[A-Za-z0-9_-]`), so a
+registered device can never be provisioned over a service account. Their rights are in
+`security/broker.py` (broker ACL) and `security/influxauth.py` (InfluxDB grants).
+"""
+
+from __future__ import annotations
+
+MQTT_INGEST = "svc.ingest"  # reads sc/#
+MQTT_ALERTS = "svc.alerts"  # reads device topics, publishes sc/alerts/#
+MQTT_DASHBOARD = "svc.dashboard"  # publishes the alert changes staff make (ack/resolve)
+MQTT_HEALTH = "svc.health"  # connects only: /api/health's broker probe
+MQTT_SIMULATOR = "svc.simulator"  # the demo's simulated fleet: publishes as registered devices
+
+INFLUX_ADMIN = "sc_admin"  # `up` only: creates the database, policies, users
+INFLUX_WRITER = "sc_writer"  # ingest: WRITE on SC_INFLUX_DB
+INFLUX_READER = "sc_reader"  # dashboard: READ on SC_INFLUX_DB
+
+# part (as `up`/`demo` name it) -> (broker account, InfluxDB account)
+PART_ACCOUNTS: dict[str, tuple[str | None, str | None]] = {
+    "ingest": (MQTT_INGEST, INFLUX_WRITER),
+    "alerts": (MQTT_ALERTS, None),
+    "dashboard": (MQTT_DASHBOARD, INFLUX_READER),
+    "simulate": (MQTT_SIMULATOR, None),
+}
+
+
+def part_env(part: str, secure: bool) -> dict[str, str]:
+    """SC_* variables naming the accounts a part runs as (no secret: those stay in 0600 files)."""
+    if not secure or part not in PART_ACCOUNTS:
+        return {}
+    mqtt_acct, influx_acct = PART_ACCOUNTS[part]
+    env: dict[str, str] = {}
+    if mqtt_acct:
+        env["SC_MQTT_ACCOUNT"] = mqtt_acct
+    if influx_acct:
+        env["SC_INFLUX_ACCOUNT"] = influx_acct
+    return env
