@@ -86,7 +86,7 @@ def test_revocation_without_restarting_broker_or_other_clients(secure: SecureSta
     pv = device_probe(secure, probes, victim)
     pb = device_probe(secure, probes, bystander)
     old = secure.creds(victim.device_id)["password"]
-    names, reloaded = revoke(secure.settings, secure.registry, [victim.device_id])
+    _names, reloaded = revoke(secure.settings, secure.registry, [victim.device_id])
     assert reloaded
     assert wait_until(lambda: pv.disconnects() >= 1, timeout=10), "revoked device still connected"
     time.sleep(2.5)  # paho retries; each reconnect must be refused
