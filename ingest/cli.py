@@ -61,7 +61,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def list_deadletters(args: argparse.Namespace, settings: Settings) -> int:
     path = store_path(settings.data_path)
-    store = DeadLetterStore(path, settings.deadletter_max)
+    store = DeadLetterStore(path, settings.deadletter_max, settings.deadletter_max_bytes)
     try:
         rows = store.list(limit=args.limit, reason=args.reason)
     finally:

@@ -71,7 +71,8 @@ class Ingestor:
         self.name = f"ingest-{worker}"
         ensure_registry(settings)
         self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
-        self.deadletters = DeadLetterStore(store_path(settings.data_path), settings.deadletter_max)
+        self.deadletters = DeadLetterStore(store_path(settings.data_path), settings.deadletter_max,
+                                           settings.deadletter_max_bytes)
         self.spool = Spool(settings.data_path / "spool" / self.name, settings.spool_max_bytes)
         # Spools of workers that no longer exist (the worker count went down): worker 0 replays them.
         self.orphans = adopt_orphan_spools(settings.data_path / "spool", workers, settings.spool_max_bytes
