@@ -117,8 +117,13 @@ class InfluxClient:
             params["db"] = self.db
         if epoch:
             params["epoch"] = epoch
-        method = "GET" if q.lstrip().upper().startswith(("SELECT", "SHOW")) else "POST"
-        resp = self._request(method, "/query", params=params)
+        if q.lstrip().upper().startswith(("SELECT", "SHOW")):
+            resp = self._request("GET", "/query", params=params)
+        else:
+            # Statements go in the POST body, never the URL: `CREATE USER … WITH PASSWORD` must not
+            # end up in a request log (urllib3 logs URLs at DEBUG; proxies and servers log them too).
+            q_body = {"q": params.pop("q")}
+            resp = self._request("POST", "/query", params=params, data=q_body)
         if resp.status_code != 200:
             raise InfluxRejected(resp.status_code, resp.text[:500])
         out: list[Series] = []

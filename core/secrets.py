@@ -100,3 +100,23 @@ def ensure_secret(settings: Settings, service: str, account: str) -> str:
         private_dir(path.parent)
         write_private(path, new_password() + "\n")
     return read_secret(settings, service, account)
+
+
+def tighten_tree(root: Path) -> int:
+    """Take group/other access off everything under `root` (files left wider by older versions:
+    outbox.jsonl, alerts.sqlite, deadletter.sqlite, ...). Returns how many entries changed."""
+    changed = 0
+    if not root.is_dir():
+        return 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            p = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o077:
+                continue
+            os.chmod(p, stat.S_IMODE(st.st_mode) & ~0o077)
+            changed += 1
+    return changed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What the system writes (alert outbox with names and phone numbers, stores, secrets, logs) is
+    # private to its user: 0600 files, 0700 folders, inherited by the services and parts it starts.
+    os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import time
+import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from core.settings import Settings
@@ -61,7 +63,8 @@ def demo_parts(settings: Settings, leak_after_s: float | None) -> list[tuple[str
     """The simulator for every registry device, plus one kitchen gas leak in 蓝山郡 for the demo."""
     from core.registry import ensure_registry, load_registry
 
-    argv = ["simulate"]
+    # Secure: the fleet publishes as the one svc.simulator account, and an account has one connection.
+    argv = ["simulate", "--connections", "1"] if settings.secure else ["simulate"]
     if leak_after_s is not None:
         registry = load_registry(ensure_registry(settings))
         gas = sorted(d.device_id for d in registry.values()
@@ -71,7 +74,29 @@ def demo_parts(settings: Settings, leak_after_s: float | None) -> list[tuple[str
     return [*PARTS, ("simulate", argv)]
 
 
+def secure_demo_settings(settings: Settings, environ: dict[str, str] | None = None) -> Settings:
+    """The demo runs secure (issue 12) unless SC_SECURE says otherwise: it provisions the registered
+    devices, the services' accounts and the simulator's account that publishes as the fleet."""
+    env = os.environ if environ is None else environ
+    said = "SC_SECURE" in env
+    if settings.config:
+        with open(settings.config, "rb") as fh:
+            said = said or "secure" in tomllib.load(fh)
+    if said and not settings.secure:
+        return settings  # turned off on purpose
+    settings = replace(settings, secure=True)
+    from core.registry import ensure_registry, load_registry
+    from security.broker import provision
+
+    res = provision(settings, dict(load_registry(ensure_registry(settings)).items()), simulator=True)
+    print(f"smartcommunity demo: security on (SC_SECURE=1): {len(res.issued) + len(res.kept)} devices have "
+          f"broker accounts (new credentials in {res.out_dir}); TLS on port {settings.mqtt_tls_port}, "
+          f"CA {settings.ca_path}", file=sys.stderr, flush=True)
+    return settings
+
+
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    settings = secure_demo_settings(settings)
     return _supervise(settings, demo_parts(settings, None if args.no_leak else args.leak_after))
 
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from core.accounts import part_env
+from core.secrets import tighten_tree
 from core.settings import Settings
 from smartcommunity.services import RunningService, ServiceError, _set_pdeathsig, start_missing
 
@@ -125,6 +126,10 @@ class Supervisor:
         old_int = signal.signal(signal.SIGINT, self.request_stop)
         old_term = signal.signal(signal.SIGTERM, self.request_stop)
         try:
+            os.umask(0o077)
+            tightened = tighten_tree(self.settings.data_path)  # files an older version left 0644
+            if tightened:
+                log.warning("made %d files/folders under %s private (0600/0700)", tightened, self.settings.data_path)
             self.services = start_missing(self.settings)
             for ch in self.children:
                 ch.start()
