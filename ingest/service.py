@@ -34,6 +34,7 @@ from core.settings import Settings
 from core.validation import Rejected, Telemetry, validate
 from ingest.deadletter import DeadLetter, DeadLetterStore, store_path
 from ingest.fastmqtt import make_fast
+from ingest.ratelimit import RATE_LIMITED, DeviceBudget, device_of
 from ingest.retention import ensure_retention
 from ingest.spool import Spool, SpoolFull, adopt_orphan_spools, release_orphan
 from ingest.stats import Stats
@@ -79,6 +80,9 @@ class Ingestor:
                                            ) if worker == 0 else []
         self.influx = client_for(settings)  # replayer/probe thread
         self.stats = Stats()
+        self.budget = DeviceBudget(settings.ingest_device_rate, settings.ingest_device_burst)
+        self._over_budget = (f"over the per-device budget of {settings.ingest_device_rate:g} msg/s "
+                             f"(burst {settings.ingest_device_burst})")
         self.dead_by_reason = self.stats.dead_by_reason
         self.influx_ok = True
         self.mqtt_ok = False
@@ -150,6 +154,10 @@ class Ingestor:
             line = to_line(rec)
         except Rejected as r:
             dead = DeadLetter(topic, bytes(payload), str(r.reason), r.detail, now_ms)
+        device = rec.device.device_id if rec is not None else device_of(topic)
+        if device is not None and not self.budget.allow(device, time.monotonic(), getattr(rec, "ts_ms", None)):
+            line = None  # beyond the device's budget: dead-lettered, counted, reported (never silent)
+            dead = DeadLetter(topic, bytes(payload), RATE_LIMITED, self._over_budget, now_ms)
         full = ready = None
         with self._lock:
             b = self._batch
@@ -367,6 +375,7 @@ class Ingestor:
             spool_disk_bytes=self.spool.bytes,
             spool_skipped_bytes=self.spool.skipped_bytes,
             deadletter_dropped=self.deadletters.dropped(),
+            rate_limited_devices=self.budget.recent(),
             registry_devices=len(self.registry.current()),
             registry_reloads=self.registry.reload_count,
             queued_batches=self._queue.qsize(),
