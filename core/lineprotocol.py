@@ -12,15 +12,17 @@ from core.validation import Event, Record, Status, Telemetry
 STATUS_MEASUREMENT = "device_status"
 EVENT_MEASUREMENT = "device_event"
 
-_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
+# A backslash in a tag value becomes ＼ (U+FF3C): InfluxDB 1.x reads `\` literally but cannot read a tag
+# value that ends in one (it would escape the next separator and swallow the following tag).
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t",
+                              "\\": "\uff3c"})
 _MEAS_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
 
 
 def escape_key(s: str) -> str:
-    """Tag keys, tag values and field keys: escape comma, equals and space (and line breaks).
-
-    Our keys and tag values are ids from the contract's alphabets, so no backslash reaches here.
-    """
+    """Tag keys, tag values and field keys: escape comma, equals and space; line breaks and tabs as
+    the two characters `\\n`...; a backslash as ＼. Ids come from the contract's alphabets, but a
+    registry's compound_id may hold anything: fuzzed in tests/security/test_fuzz.py."""
     return s.translate(_KEY_ESCAPES)
 
 
@@ -29,8 +31,43 @@ def escape_measurement(s: str) -> str:
 
 
 def escape_string_field(s: str) -> str:
-    """String field values: quote, escaping backslash and double quote."""
+    """String field values: quote, escaping backslash and double quote. A line break stays as it is
+    (InfluxDB reads it inside the quotes; so does `split_lines`, which the spool replay uses)."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_lines(body: str) -> list[str]:
+    """Split a batch of our lines into points: at line breaks outside quoted string fields.
+
+    Keys and tag values never hold a raw line break (`escape_key`), so only the field section, after
+    the first unescaped space, can have quotes; inside them, backslash escapes the next character.
+    """
+    if "\"" not in body:
+        return body.split("\n")
+    out: list[str] = []
+    start = i = 0
+    n = len(body)
+    in_fields = in_quote = False
+    while i < n:
+        ch = body[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_quote:
+            if ch == '"':
+                in_quote = False
+        elif ch == "\n":
+            out.append(body[start:i])
+            start = i + 1
+            in_fields = False
+        elif in_fields:
+            if ch == '"':
+                in_quote = True
+        elif ch == " ":
+            in_fields = True
+        i += 1
+    out.append(body[start:])
+    return out
 
 
 def field_value(v: float | bool | int | str) -> str:

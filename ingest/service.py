@@ -27,7 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from core import heartbeat
 from core.contract import ALERT_TOPIC_ROOT, TOPIC_ROOT, Reason
 from core.influx import InfluxClient, InfluxUnavailable, client_for
-from core.lineprotocol import to_line
+from core.lineprotocol import split_lines, to_line
 from core.mqtt import connect, make_client
 from core.registry import RegistryWatcher, ensure_registry
 from core.settings import Settings
@@ -341,7 +341,7 @@ class Ingestor:
                     release_orphan(self.orphans.pop(0))
             if rec is None:
                 return False
-            lines = rec.payload.decode().split("\n")
+            lines = split_lines(rec.payload.decode())  # an event's detail may hold a line break
             refused = write_isolating(self.influx, lines, rec.payload, self.settings.ingest_gzip)
         except InfluxUnavailable as exc:
             self._influx_down(exc)

@@ -92,10 +92,10 @@ def test_secure_demo_end_to_end_and_no_secret_in_logs(tmp_path: Path) -> None:
                 a.tls_set_context(tls_context(s))
             try:
                 a.connect("127.0.0.1", port)
-                rc = []
-                a.on_connect = lambda *x: rc.append(x[3])
+                rc: list = []  # type: ignore[type-arg]
+                a.on_connect = lambda *x, rc=rc: rc.append(x[3])
                 a.loop_start()
-                assert wait_until(lambda: rc, 5)
+                assert wait_until(lambda rc=rc: rc, 5)
                 assert rc[0].is_failure
             finally:
                 a.loop_stop()
