@@ -8,6 +8,7 @@ registered device can never be provisioned over a service account. Their rights 
 from __future__ import annotations
 
 MQTT_INGEST = "svc.ingest"  # reads sc/#
+INGEST_WORKER_ACCOUNTS = 8  # `ingest --workers N`: worker w connects as svc.ingest-w (same rights)
 MQTT_ALERTS = "svc.alerts"  # reads device topics, publishes sc/alerts/#
 MQTT_DASHBOARD = "svc.dashboard"  # publishes the alert changes staff make (ack/resolve)
 MQTT_HEALTH = "svc.health"  # connects only: /api/health's broker probe
@@ -37,3 +38,12 @@ def part_env(part: str, secure: bool) -> dict[str, str]:
     if influx_acct:
         env["SC_INFLUX_ACCOUNT"] = influx_acct
     return env
+
+
+def ingest_account(base: str | None, worker: int, workers: int) -> str | None:
+    """The broker account of one ingest worker: the secure broker allows one connection per account."""
+    if base is None or workers <= 1:
+        return base
+    if worker >= INGEST_WORKER_ACCOUNTS:
+        raise ValueError(f"with SC_SECURE, ingest runs at most {INGEST_WORKER_ACCOUNTS} workers")
+    return f"{base}-{worker}"

@@ -19,12 +19,13 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core import heartbeat
+from core.accounts import ingest_account
 from core.contract import ALERT_TOPIC_ROOT, TOPIC_ROOT, Reason
 from core.influx import InfluxClient, InfluxUnavailable, client_for
 from core.lineprotocol import split_lines, to_line
@@ -105,7 +106,9 @@ class Ingestor:
                          for i in range(max(1, settings.ingest_writers))]
         # One persistent session per worker: its own fixed client id, so each resumes its share.
         cid = settings.ingest_client_id if workers == 1 else f"{settings.ingest_client_id}-{worker}"
-        self.client = make_fast(make_client(settings, client_id=cid, persistent=True, manual_ack=True))
+        acct = ingest_account(settings.mqtt_account, worker, workers)  # SC_SECURE: one account per worker
+        self.client = make_fast(make_client(replace(settings, mqtt_account=acct), client_id=cid, persistent=True,
+                                            manual_ack=True))
         self.client.reconnect_delay_set(min_delay=1, max_delay=8)  # resume quickly after a broker restart
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.accounts import MQTT_ALERTS, MQTT_DASHBOARD, MQTT_HEALTH, MQTT_INGEST, MQTT_SIMULATOR
+from core.accounts import INGEST_WORKER_ACCOUNTS, MQTT_ALERTS, MQTT_DASHBOARD, MQTT_HEALTH, MQTT_INGEST, MQTT_SIMULATOR
 from core.contract import ALERT_TOPIC_ROOT, DEVICE_ID_RE, TOPIC_ROOT
 from core.registry import Device
 from core.secrets import ensure_secret, new_password, private_dir, write_private
@@ -44,6 +44,7 @@ SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
     + [("write", f"{ALERT_TOPIC_ROOT}/#")],
     MQTT_DASHBOARD: [("write", f"{ALERT_TOPIC_ROOT}/#")],
     MQTT_HEALTH: [],
+    **{f"{MQTT_INGEST}-{w}": [("read", f"{TOPIC_ROOT}/#")] for w in range(INGEST_WORKER_ACCOUNTS)},
 }
 
 

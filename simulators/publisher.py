@@ -48,6 +48,12 @@ class Sink:
                  per_device: bool = False, max_inflight: int = 1000) -> None:
         self.qos = qos
         run = uuid.uuid4().hex[:6]
+        if settings.secure and settings.mqtt_account:
+            # The secure broker lets an account hold one connection: the fleet's account gets one.
+            if per_device:
+                raise ValueError("--per-device-connections needs each device's own credentials; with "
+                                 "SC_SECURE the simulator publishes as the fleet over one connection")
+            connections = 1
         self.clients: list[mqtt.Client] = []
         self.route: dict[str, mqtt.Client] = {}
         if per_device:
