@@ -149,7 +149,7 @@ def services_stop(args: argparse.Namespace, settings: Settings) -> int:
 def services_status(args: argparse.Namespace, settings: Settings) -> int:
     known = _started(settings)
     out = {}
-    for name, url in (("mosquitto", settings.mqtt), ("influxdb", settings.influx)):
+    for name, url in (("mosquitto", settings.mqtt_endpoint), ("influxdb", settings.influx)):
         out[name] = {
             "url": f"{url.host}:{url.port}",
             "answers": port_open(url.host, url.port),
