@@ -65,8 +65,8 @@ def test_device_cannot_publish_as_another_device(secure: SecureStack, probes: li
 def test_subscribing_to_everything_receives_nothing(secure: SecureStack, probes: list[Probe]) -> None:
     """A device may read nothing: `#`, `sc/#` and `sc/alerts/#` deliver it nothing, retained or live.
 
-    (Mosquitto 2.0.11's acl_file grants the SUBACK to an MQTT 3.1.1 client and filters every
-    delivery by the read ACL; the MQTT 5 SUBACK is recorded for the report.)"""
+    (Mosquitto 2.0.11's acl_file does not check subscriptions — its SUBACK grants them, to MQTT 3.1.1
+    and 5 clients alike — and refuses at delivery, by the read ACL: that is what is tested here.)"""
     dev, other = secure.devices("power")[:2]
     alerts = service_probe(secure, probes, MQTT_ALERTS)
     alerts.publish("sc/alerts/yanhu/a-retained-probe", b'{"state":"active"}', retain=True).wait_for_publish(5)
@@ -172,3 +172,17 @@ def test_session_takeover_by_client_id_is_impossible(secure: SecureStack, probes
     assert reader.disconnects() == 0
     thief.publish(f"sc/yanling/gas/{dev.device_id}/telemetry", telemetry("lel_pct", 2.0)).wait_for_publish(5)
     assert wait_until(lambda: any(dev.device_id in t for t, _, _ in reader.messages))
+
+
+def test_forged_publish_gets_not_authorized_under_mqtt5(secure: SecureStack, probes: list[Probe]) -> None:
+    a, b = secure.devices("gas", "yanhu")[:2]
+    p = device_probe(secure, probes, a, protocol=mqtt.MQTTv5)
+    acks: list[tuple[int, str]] = []
+    p.c.on_publish = lambda c, u, mid, rc, props=None: acks.append((mid, str(rc)))
+    forged = p.publish(f"sc/{b.community}/gas/{b.device_id}/telemetry", telemetry("lel_pct", 90.0))
+    clear = p.publish("sc/alerts/yanhu/a-x", b"", retain=True)
+    own = p.publish(f"sc/{a.community}/gas/{a.device_id}/telemetry", telemetry("lel_pct", 1.0))
+    assert wait_until(lambda: len(acks) == 3)
+    got = dict(acks)
+    assert got[forged.mid] == "Not authorized" and got[clear.mid] == "Not authorized"
+    assert got[own.mid] == "Success"
