@@ -13,10 +13,7 @@ from core.timebase import TZ_NAME, beijing
 from dashboard.app import create_app
 from smartcommunity.services import free_port
 from tests.conftest import make_settings
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.dashboard.test_dash_browser import ARGS, CHROMIUM
 
 
 def rgb(hex_colour: str) -> str:
