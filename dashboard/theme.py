@@ -9,7 +9,7 @@ from core.severity import COLOUR as SEVERITY_COLOR
 from core.severity import NORMAL, RISK_LEVELS, css_variables
 from core.severity import label as severity_label
 from core.severity import rank as risk_code
-from core.timebase import BEIJING_OFFSET_S, TZ_NAME
+from core.timebase import TZ_NAME
 
 __all__ = ["SEVERITY_COLOR", "risk_code", "severity_label"]  # the severity scale itself lives in core.severity
 
@@ -50,7 +50,7 @@ def risk_colorscale(normal: str) -> list[list[float | str]]:
 def page_head() -> str:
     """What every page's <head> carries from the one homes: the severity colours as CSS variables
     (`var(--sev-red)` in assets/*.css) and the time zone the wall clock shows (`window.scTime`)."""
-    tz = json.dumps({"timeZone": TZ_NAME, "offsetMs": BEIJING_OFFSET_S * 1000})
+    tz = json.dumps({"timeZone": TZ_NAME})
     return f"<style>{css_variables()}</style><script>window.scTime={tz};</script>"
 
 
