@@ -22,6 +22,7 @@ from core.influx import client_for
 from core.mqtt import credentials, tls_context
 from core.secrets import SecretError
 from core.settings import Settings
+from core.timebase import now_iso
 
 OK, DOWN = "ok", "down"
 CONNACK_REASONS = {
@@ -157,6 +158,6 @@ class HealthChecker:
             ok = all(v == OK for v in body.values())
             body["status"] = OK if ok else "degraded"
             body["details"] = {k: v[1] for k, v in results.items()}
-            body["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            body["checked_at"] = now_iso()
             self._cached = (time.monotonic(), ok, body)
             return ok, body
