@@ -54,6 +54,11 @@ def add_ingest(out: Families, snapshots: Iterable[Mapping[str, Any]]) -> None:
             if v is not None:
                 add("sc_ingest_deadlettered_by_reason_total", "counter", "messages dead-lettered, by reason",
                     w | {"reason": reason}, v)
+        limited = snap.get("rate_limited_devices")
+        if isinstance(limited, dict):  # issue 12: babbling devices, for an alert rule or the wall
+            add("sc_ingest_rate_limited_devices", "gauge",
+                "devices over their message budget in the last minute (dead letters `rate_limited`)", w,
+                float(len(limited)))
         for key, (name, help_, scale) in _GAUGES.items():
             v = number(snap.get(key))
             if v is not None:

@@ -102,5 +102,12 @@ def test_flooding_device_contained_reported_and_others_not_slowed(
     store.close()
     assert letters and {d["topic"] for d in letters} == {flood_topic}
     assert "budget" in letters[0]["detail"]
-    hb = limited_ingestor.snapshot()["rate_limited_devices"]
+    snap = limited_ingestor.snapshot()
+    hb = snap["rate_limited_devices"]
     assert flood_dev.device_id in hb and good_dev.device_id not in hb  # type: ignore[operator]
+    from ingest.metrics import render_prometheus
+
+    text = render_prometheus([snap | {"name": "ingest-0"}])
+    assert 'sc_ingest_rate_limited_devices{worker="ingest-0"} 1.0' in text
+    assert any(ln.startswith("sc_ingest_deadlettered_by_reason_total") and f'reason="{RATE_LIMITED}"' in ln
+               and float(ln.rsplit(" ", 1)[1]) > 0 for ln in text.splitlines())
