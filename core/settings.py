@@ -56,7 +56,7 @@ class Settings:
     mqtt_account: str | None = None  # broker account of this process; password in <secrets>/mqtt/<account>
     mqtt_ca_file: str | None = None  # CA that signs the broker's certificate; default <data_dir>/pki/ca.pem
     mqtt_tls_port: int = 8883  # TLS listener of the broker `up` starts when secure
-    mqtt_plain: bool = True  # with SC_SECURE, also keep a plain listener (credentials still required)
+    mqtt_plain: bool = True  # with SC_SECURE, also a plain listener on loopback (credentials still required)
     mqtt_bind: str = "127.0.0.1"  # address the broker `up` starts listens on (not loopback: secure only)
     mqtt_max_packet_bytes: int = 65536  # secure broker: larger packets disconnect their sender
     mqtt_max_connections: int = 20000  # secure broker: connections beyond this are refused

@@ -255,7 +255,8 @@ def _listener_opts(settings: Settings) -> str:
 
 
 def listeners(settings: Settings, pki_dir: Path) -> str:
-    """The TLS listener, and the plain one (credentials still required) unless SC_MQTT_PLAIN=0."""
+    """The TLS listener on SC_MQTT_BIND, and a plain one on loopback (credentials still required)
+    unless SC_MQTT_PLAIN=0."""
     out = f"""listener {settings.mqtt_tls_port} {settings.mqtt_bind}
 {_listener_opts(settings)}cafile {pki_dir / 'ca.pem'}
 certfile {pki_dir / 'broker.pem'}
@@ -263,7 +264,8 @@ keyfile {pki_dir / 'broker.key'}
 tls_version tlsv1.2
 """
     if settings.mqtt_plain:
-        out += f"listener {settings.mqtt.port} {settings.mqtt_bind}\n{_listener_opts(settings)}"
+        # Loopback only, whatever SC_MQTT_BIND says: passwords never cross the network in clear text.
+        out += f"listener {settings.mqtt.port} 127.0.0.1\n{_listener_opts(settings)}"
     return out
 
 

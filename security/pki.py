@@ -1,8 +1,8 @@
 """A local certificate authority and the broker's TLS certificate, under `SC_DATA_DIR/pki`.
 
 `ca.pem` is public (devices and clients verify the broker with it); `ca.key` and `broker.key`
-are 0600. The broker certificate names localhost, 127.0.0.1, ::1, this host's name and the
-broker's bind address, and is remade when one of those is missing or it expires within 30 days.
+are 0600. The broker certificate names localhost, 127.0.0.1, ::1, this host's name and addresses and
+the broker's bind address, and is remade when one of those is missing or it expires within 30 days.
 """
 
 from __future__ import annotations
@@ -55,8 +55,16 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+def _host_addresses() -> list[str]:
+    """This machine's own addresses, which devices on the network connect to."""
+    try:
+        return list(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:
+        return []
+
+
 def _names(extra: list[str]) -> list[x509.GeneralName]:
-    hosts = ["localhost", "127.0.0.1", "::1", socket.gethostname(), *extra]
+    hosts = ["localhost", "127.0.0.1", "::1", socket.gethostname(), *_host_addresses(), *extra]
     out: list[x509.GeneralName] = []
     for h in dict.fromkeys(h for h in hosts if h and h not in ("0.0.0.0", "::")):
         try:

@@ -128,3 +128,21 @@ def test_network_bind_requires_security(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "var", mqtt_bind="0.0.0.0", mqtt_url=f"mqtt://127.0.0.1:{free_port()}")
     with pytest.raises(ServiceError, match="SC_SECURE=1"):
         start_mosquitto(s)
+
+
+def test_network_bind_secure_keeps_plain_listener_on_loopback(tmp_path: Path) -> None:
+    import psutil
+
+    from smartcommunity.services import free_port, start_mosquitto
+
+    s = make_settings(tmp_path / "var", secure=True, mqtt_bind="0.0.0.0", mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
+                      mqtt_tls_port=free_port())
+    svc = start_mosquitto(s)
+    try:
+        listening = {(c.laddr.ip, c.laddr.port) for c in psutil.Process(svc.proc.pid).net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN}
+        assert ("0.0.0.0", s.mqtt_tls_port) in listening  # TLS for the devices on the network
+        assert ("127.0.0.1", s.mqtt.port) in listening  # clear text only on this machine
+        assert not any(port == s.mqtt.port and ip != "127.0.0.1" for ip, port in listening)
+    finally:
+        svc.stop()
