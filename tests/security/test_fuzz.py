@@ -138,3 +138,37 @@ def test_atheris_long_run(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Done 200000 runs" in r.stderr or "DONE" in r.stderr
+
+
+@FAST
+@given(st.integers(900, 7000), st.sampled_from([b"NaN", b"Infinity", b"1", b'"x"']))
+def test_deep_nesting_is_bad_json_not_a_crash(depth: int, inner: bytes) -> None:
+    payload = b'{"ts": 1764040000123, "m": {"lel_pct": ' + b"[" * depth + inner + b"]" * depth + b"}}"
+    # Python's json reads up to ~1,000 levels (a list is then a bad_value); deeper is bad_json
+    assert check_message("sc/yanling/gas/G-000001/telemetry", payload, REG) in ("bad_json", "bad_value")
+
+
+def test_ingest_survives_the_fuzzers_finds(settings, influx, publisher) -> None:  # type: ignore[no-untyped-def]
+    """Every kept seed through the real broker into a real ingestor: nothing stops it, and a valid
+    message sent after them is stored."""
+    from ingest.service import Ingestor
+    from tests.conftest import wait_until
+
+    ing = Ingestor(settings)
+    ing.start()
+    try:
+        assert wait_until(lambda: ing.mqtt_ok, 10)
+        time.sleep(0.3)
+        dev = next(d for _, d in sorted(ing.registry.current().items()) if d.kind == "gas")
+        seeds = load_seeds()
+        for topic, payload in seeds:
+            real = topic.replace("sc/yanling/gas/G-000001/", f"sc/{dev.community}/gas/{dev.device_id}/")
+            publisher.publish(real, payload, qos=1)
+        ts = int(time.time() * 1000)
+        publisher.publish(f"sc/{dev.community}/gas/{dev.device_id}/telemetry",
+                          orjson.dumps({"ts": ts, "m": {"lel_pct": 4.5}}), qos=1)
+        assert wait_until(lambda: ing.counters["received"] >= len(seeds) + 1, 20), ing.counters
+        assert wait_until(lambda: influx.rows(f"SELECT lel_pct FROM gas WHERE time = {ts}ms"), 10)
+        assert wait_until(lambda: ing.dead_by_reason["bad_json"] >= 3, 10), dict(ing.dead_by_reason)
+    finally:
+        ing.close()
