@@ -210,7 +210,8 @@ def start_mosquitto(
     conf = root / "mosquitto.conf"
     conf.write_text(mosquitto_conf(url.port, root / "data", max_queued, security, root / "mosquitto.pid"))
     svc = _launch(MOSQUITTO, [binary, "-c", str(conf)], root / "mosquitto.log", url, detached)
-    _wait_ready(svc, lambda: port_open("127.0.0.1", url.port), 20)
+    probe = tls_answers if settings.secure else port_open
+    _wait_ready(svc, lambda: probe("127.0.0.1", url.port), 20)
     log.info("started mosquitto on %s:%d%s (pid %d)", settings.mqtt_bind if settings.secure else "127.0.0.1",
              url.port, " (TLS, credentials required)" if settings.secure else "", svc.proc.pid)
     return svc
@@ -241,9 +242,27 @@ def start_influxdb(settings: Settings, detached: bool = False) -> RunningService
     return svc
 
 
+def tls_answers(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """A TLS listener answers: a full handshake, closed cleanly (a bare TCP probe every few seconds
+    would put an OpenSSL error in the broker's log each time). Reachability only: not verified."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+                ctx.wrap_socket(raw, server_hostname=host) as tls:
+            tls.unwrap()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def needs_start(url: UrlParts) -> bool:
     """True when we should start our own service: loopback URL and nothing listening."""
-    if port_open(url.host if url.host != "localhost" else "127.0.0.1", url.port):
+    host = url.host if url.host != "localhost" else "127.0.0.1"
+    if (tls_answers if url.scheme == "mqtts" else port_open)(host, url.port):
         return False
     if not url.is_loopback:
         raise ServiceError(
