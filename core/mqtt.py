@@ -17,7 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from core.secrets import read_secret
-from core.settings import Settings, UrlParts
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(settings.ca_path) if settings.ca_path.exists() else None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
-
-
-def endpoint(settings: Settings) -> UrlParts:
-    return settings.mqtt_endpoint
 
 
 def connect_properties(persistent: bool, receive_maximum: int = 65535) -> Properties:

@@ -127,17 +127,18 @@ def test_hostile_lines_are_read_by_the_real_influxdb_as_we_expect(influx) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
 def test_atheris_long_run(tmp_path: Path) -> None:
     import shutil
 
     corpus = tmp_path / "corpus"
     shutil.copytree(HERE / "seeds", corpus)  # libFuzzer adds to its first directory: not the repo's
-    r = subprocess.run([sys.executable, str(HERE / "fuzz_ingest.py"), "-runs=200000", "-max_len=2048",
+    r = subprocess.run([sys.executable, str(HERE / "fuzz_ingest.py"), "-runs=100000", "-max_len=2048",
                         f"-artifact_prefix={tmp_path}/", "-print_final_stats=1", str(corpus)],
                        capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "Done 200000 runs" in r.stderr or "DONE" in r.stderr
+    assert "Done 100000 runs" in r.stderr or "DONE" in r.stderr
 
 
 @FAST
