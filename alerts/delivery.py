@@ -1,0 +1,431 @@
+"""Durable, independent delivery of notifications.
+
+The outbox (`SC_DATA_DIR/alerts/outbox.jsonl`, mode 0600: it holds names and phone numbers) is the
+source of truth: every notification is one JSON line, appended under an exclusive lock and fsync'd
+before anything is sent, by any process (the alert engine, the dashboard's dispatch).
+
+Each target (one robot, one mail server, one webhook) has its own thread and its own cursor file
+(`SC_DATA_DIR/alerts/cursors/<target>.json`, as the ingest spool keeps its cursor): the offset below
+which every line is finished, the finished lines past it, and the robot's recent sends. A restart
+resumes from the cursors, so what was pending is sent, once per target; a dead endpoint only ever
+holds up its own thread. A failed notification is retried with exponential backoff (doubling from
+`SC_NOTIFY_RETRY_FIRST_S` up to `SC_NOTIFY_RETRY_MAX_S`) while later ones go on, and given up
+`SC_NOTIFY_GIVE_UP_S` after it was written; every attempt that fails, every delivery and every
+give-up is a `notified` step in the alert's timeline. Past a robot's rate limit (or after the robot
+says "too fast"), what is due goes out as one digest message when the next slot frees: never dropped.
+
+A crash between the far end's "ok" and the cursor's fsync would send that one notification again:
+the window is one file write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from alerts.channels.base import Channel, DeliveryError, Target
+from alerts.channels.config import make_channel
+from alerts.message import Message, digest
+from alerts.roster import Person
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2  # how often a target looks for lines other processes appended
+MAX_DIGEST = 50  # notifications in one digest at most (the rest: the next digest)
+
+
+def outbox_path(data_dir: Path) -> Path:
+    return data_dir / "alerts" / "outbox.jsonl"
+
+
+def cursor_dir(data_dir: Path) -> Path:
+    return data_dir / "alerts" / "cursors"
+
+
+class Outbox:
+    """Append-only JSON lines, shared by processes (flock), readable from any byte offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+        self.changed = threading.Condition()
+
+    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        entry.setdefault("id", uuid.uuid4().hex)
+        entry.setdefault("at", time.time())
+        line = orjson.dumps(entry) + b"\n"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            # A torn last line (a crash mid-write) is closed off, so this one starts on its own line.
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with self.changed:
+            self.changed.notify_all()
+        return entry
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def read(self, offset: int, max_bytes: int = 4 << 20) -> list[tuple[int, dict[str, Any] | None]]:
+        """Complete lines from `offset`: (offset of the line, entry or None if unreadable)."""
+        with self.path.open("rb") as fh:
+            fh.seek(offset)
+            data = fh.read(max_bytes)
+        out: list[tuple[int, dict[str, Any] | None]] = []
+        pos = 0
+        while True:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            raw = data[pos:nl]
+            if raw.strip():
+                try:
+                    entry = orjson.loads(raw)
+                    out.append((offset + pos, entry if isinstance(entry, dict) else None))
+                except orjson.JSONDecodeError:
+                    out.append((offset + pos, None))
+            pos = nl + 1
+        self.consumed = offset + pos
+        return out
+
+
+@dataclass
+class Pending:
+    offset: int
+    entry: dict[str, Any]
+    message: Message
+    people: list[Person]
+    attempts: int = 0
+    next_at: float = 0.0
+
+
+@dataclass
+class RetryPolicy:
+    first_s: float = 1.0
+    max_s: float = 120.0
+    give_up_s: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        return min(self.max_s, self.first_s * (2 ** max(0, attempts - 1)))
+
+
+Record = Callable[[str, str, dict[str, Any]], None]  # (alert_id, event, data)
+
+
+@dataclass
+class CursorState:
+    offset: int = 0
+    done: set[int] = field(default_factory=set)
+    sent: list[float] = field(default_factory=list)  # epoch of recent sends (the rate window)
+    blocked_until: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"offset": self.offset, "done": sorted(self.done), "sent": self.sent,
+                "blocked_until": self.blocked_until}
+
+
+class TargetWorker(threading.Thread):
+    """One target's delivery loop over the outbox."""
+
+    def __init__(self, channel: Channel, outbox: Outbox, cursor_file: Path, record: Record | None,
+                 policy: RetryPolicy, public_url: str | None = None) -> None:
+        super().__init__(name=f"notify-{channel.target.id}", daemon=True)
+        self.channel = channel
+        self.target: Target = channel.target
+        self.outbox = outbox
+        self.cursor_file = cursor_file
+        self.record = record
+        self.policy = policy
+        self.public_url = public_url
+        self.stop_event = threading.Event()
+        self.state = self._load_state()
+        self.read_pos = self.state.offset
+        self.order: list[int] = []  # offsets read, in order, not yet below the low-water mark
+        self.pending: dict[int, Pending] = {}
+        self.delivered = 0
+        self.failed_attempts = 0
+        self.given_up = 0
+        self.digests = 0
+        self.last_error: str | None = None
+        self._seen_size = -1
+
+    # -- cursor ---------------------------------------------------------------------------------
+    def _load_state(self) -> CursorState:
+        try:
+            d = orjson.loads(self.cursor_file.read_bytes())
+            return CursorState(int(d["offset"]), {int(x) for x in d.get("done", [])},
+                               [float(x) for x in d.get("sent", [])], float(d.get("blocked_until", 0)))
+        except FileNotFoundError:
+            # A new target starts at the end: it is not flooded with the history of the outbox.
+            st = CursorState(offset=self.outbox.size())
+            self._save(st)
+            return st
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("cursor %s unreadable (%s): starting %s at the end of the outbox",
+                      self.cursor_file, exc, self.target.id)
+            st = CursorState(offset=self.outbox.size())
+            self._save(st)
+            return st
+
+    def _save(self, st: CursorState | None = None) -> None:
+        st = st or self.state
+        self.cursor_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cursor_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, orjson.dumps(st.as_json()))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.cursor_file)
+
+    def _finish(self, offsets: list[int]) -> None:
+        self.state.done.update(offsets)
+        for off in offsets:
+            self.pending.pop(off, None)
+        # Move the low-water mark over every finished line at its front.
+        while self.order and self.order[0] in self.state.done:
+            off = self.order.pop(0)
+            self.state.done.discard(off)
+        self.state.offset = self.order[0] if self.order else self.read_pos
+        self.state.done = {o for o in self.state.done if o >= self.state.offset}
+        self._save()
+
+    # -- reading -------------------------------------------------------------------------------
+    def _read_new(self) -> None:
+        if self.outbox.size() <= self.read_pos:
+            return
+        lines = self.outbox.read(self.read_pos)
+        skipped: list[int] = []
+        for off, entry in lines:
+            self.order.append(off)
+            if off in self.state.done:
+                skipped.append(off)
+                continue
+            if entry is None:
+                log.error("outbox line at byte %d is not a notification; %s skips it", off, self.target.id)
+                skipped.append(off)
+                continue
+            try:
+                people = [Person.from_json(p) for p in entry.get("to") or []]
+                message = Message.from_json(entry["message"])
+            except (KeyError, TypeError) as exc:
+                log.error("outbox line at byte %d is malformed (%s); %s skips it", off, exc, self.target.id)
+                skipped.append(off)
+                continue
+            if not self.channel.wants(str(entry.get("event")), entry.get("community"), entry.get("severity"), people):
+                skipped.append(off)
+                continue
+            self.pending[off] = Pending(off, entry, message, people)
+        self.read_pos = self.outbox.consumed
+        self._finish(skipped)
+
+    # -- rate ----------------------------------------------------------------------------------
+    def _budget(self, now: float) -> tuple[int, float]:
+        """(messages allowed now, when the next slot frees)."""
+        rate = self.channel.rate()
+        if rate is None:
+            return 1 << 30, now
+        count, window = rate
+        self.state.sent = [t for t in self.state.sent if t > now - window]
+        left = count - len(self.state.sent)
+        free_at = self.state.sent[0] + window if self.state.sent else now
+        return left, (now if left > 0 else free_at)
+
+    def _window(self) -> float:
+        rate = self.channel.rate()
+        return rate[1] if rate else 0.0
+
+    def _cost(self, people: list[Person]) -> int:
+        per = getattr(self.channel, "messages_per_send", None)
+        return int(per(people)) if per else 1
+
+    # -- sending -------------------------------------------------------------------------------
+    def _note(self, p: Pending, delivered: bool, error: str | None, **extra: Any) -> None:
+        alert_id = p.entry.get("alert_id")
+        if not alert_id or self.record is None:
+            return
+        names = [x.name for x in self.channel.addressees(p.people)] or [None]
+        for name in names:
+            data = {"person": name, "channel": self.target.id, "kind": self.target.kind, "delivered": delivered,
+                    "error": error, "event": p.entry.get("event"), "notification": p.entry.get("id"), **extra}
+            try:
+                self.record(str(alert_id), "notified", data)
+            except Exception:  # the timeline is a record; a busy database must not stop delivery
+                log.exception("could not record the notification of %s", alert_id)
+
+    def _attempt(self, batch: list[Pending], now: float) -> None:
+        if len(batch) == 1:
+            p = batch[0]
+            message, people = p.message, p.people
+        else:
+            message = digest([p.message for p in batch], self.public_url)
+            seen: dict[str, Person] = {}
+            for p in batch:
+                for person in p.people:
+                    seen.setdefault(person.pid or person.name, person)
+            people = list(seen.values())
+        self.state.sent.extend([now] * self._cost(people))
+        alert = batch[0].entry.get("alert") if len(batch) == 1 else None
+        try:
+            self.channel.send(message, people, alert=alert)
+        except DeliveryError as exc:
+            self._failed(batch, exc.text, exc.retry_after)
+            return
+        except Exception as exc:  # a channel bug must not end the thread: a failure like any other
+            log.exception("channel %s failed unexpectedly", self.target.id)
+            self._failed(batch, f"{type(exc).__name__}: {exc}", None)
+            return
+        self.last_error = None
+        self.delivered += len(batch)
+        if len(batch) > 1:
+            self.digests += 1
+        self._finish([p.offset for p in batch])
+        for p in batch:
+            self._note(p, True, None, attempt=p.attempts + 1, digest=len(batch) > 1)
+
+    def _failed(self, batch: list[Pending], error: str, retry_after: float | None) -> None:
+        now = time.time()
+        self.last_error = error
+        if retry_after is not None:  # the far end says "too fast": it blocks us a while
+            self.state.blocked_until = now + max(retry_after, self.channel.blocked_s())
+        gone: list[int] = []
+        for p in batch:
+            p.attempts += 1
+            self.failed_attempts += 1
+            age = now - float(p.entry.get("at", now))
+            if age >= self.policy.give_up_s:
+                gone.append(p.offset)
+                self.given_up += 1
+                log.error("%s: gave up on notification %s after %d attempts: %s", self.target.id,
+                          p.entry.get("id"), p.attempts, error)
+                self._note(p, False, error, attempt=p.attempts, gave_up=True)
+                continue
+            delay = self.policy.delay(p.attempts)
+            p.next_at = now + delay
+            log.warning("%s: notification %s not delivered (attempt %d, next in %.0f s): %s", self.target.id,
+                        p.entry.get("id"), p.attempts, delay, error)
+            self._note(p, False, error, attempt=p.attempts, retry_in_s=round(delay, 1))
+        if gone:
+            self._finish(gone)
+        else:
+            self._save()
+
+    def step(self) -> float:
+        """One round: read, send what is due within the rate; returns how long to wait."""
+        self._read_new()
+        now = time.time()
+        if not self.pending:
+            return POLL_S
+        if now < self.state.blocked_until:
+            return min(self.state.blocked_until - now, POLL_S * 5)
+        due = sorted((p for p in self.pending.values() if p.next_at <= now), key=lambda p: p.offset)
+        if not due:
+            return max(0.01, min(POLL_S, min(p.next_at for p in self.pending.values()) - now))
+        left, free_at = self._budget(now)
+        if left <= 0:
+            return max(0.01, min(POLL_S * 5, free_at - now))
+        need = sum(self._cost(p.people) for p in due)
+        if need > left:
+            if len(due) == 1:  # one message needing more slots than are free: wait for them
+                k = need - left
+                return max(0.01, min(POLL_S * 5, self.state.sent[k - 1] + self._window() - now))
+            self._attempt(due[:MAX_DIGEST], now)  # past the limit: one digest of everything due
+            return 0.0
+        for p in due:
+            if self.stop_event.is_set():
+                break
+            self._attempt([p], time.time())
+        return 0.0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                wait = self.step()
+            except Exception:  # never let one bad line or disk hiccup end this target's delivery
+                log.exception("delivery loop of %s", self.target.id)
+                wait = 1.0
+            if wait > 0:
+                with self.outbox.changed:
+                    size = self.outbox.size()
+                    if size == self._seen_size:  # nothing new since the last read: sleep until told
+                        self.outbox.changed.wait(wait)
+                    self._seen_size = size
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        with self.outbox.changed:
+            self.outbox.changed.notify_all()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"kind": self.target.kind, "pending": len(self.pending), "delivered": self.delivered,
+                "failed_attempts": self.failed_attempts, "given_up": self.given_up, "digests": self.digests,
+                "last_error": self.last_error}
+
+
+class Delivery:
+    """All targets' workers over one outbox."""
+
+    def __init__(self, data_dir: Path, targets: list[Target], *, record: Record | None = None,
+                 policy: RetryPolicy | None = None, timeout_s: float = 5.0, public_url: str | None = None) -> None:
+        self.outbox = Outbox(outbox_path(data_dir))
+        self.cursors = cursor_dir(data_dir)
+        self.record = record
+        self.policy = policy or RetryPolicy()
+        self.timeout_s = timeout_s
+        self.public_url = public_url
+        self.workers: dict[str, TargetWorker] = {}
+        self.configure(targets)
+
+    def configure(self, targets: list[Target]) -> None:
+        """Start workers for new or changed targets, stop those no longer configured."""
+        wanted = {t.id: t for t in targets}
+        for tid in list(self.workers):
+            if tid not in wanted or self.workers[tid].target != wanted[tid]:
+                w = self.workers.pop(tid)
+                w.stop()
+                with contextlib.suppress(Exception):
+                    w.channel.close()
+        for tid, t in wanted.items():
+            if tid not in self.workers:
+                self.workers[tid] = TargetWorker(make_channel(t, self.timeout_s), self.outbox,
+                                                 self.cursors / f"{tid}.json", self.record, self.policy,
+                                                 self.public_url)
+
+    def start(self) -> None:
+        for w in self.workers.values():
+            if not w.is_alive() and not w.stop_event.is_set():
+                w.start()
+
+    def stop(self, join_s: float = 2.0) -> None:
+        for w in self.workers.values():
+            w.stop()
+        for w in self.workers.values():
+            if w.is_alive():
+                w.join(join_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {tid: w.snapshot() for tid, w in self.workers.items()}
