@@ -95,7 +95,8 @@ def cut(text: str, max_bytes: int) -> str:
     raw = text.encode()
     if len(raw) <= max_bytes:
         return text
-    return raw[: max_bytes - 12].decode(errors="ignore") + "\n…(已截断)"
+    tail = "\n…(已截断)"
+    return raw[: max_bytes - len(tail.encode())].decode(errors="ignore") + tail
 
 
 class HttpChannel(Channel):

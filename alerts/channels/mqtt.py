@@ -34,7 +34,7 @@ class MqttChannel(Channel):
             s = load_settings({}, mqtt_url=self.target.url)
             client = make_client(s, client_id=f"sc-notify-{self.target.id}", persistent=False)
             try:
-                connect(client, s, persistent=False)
+                connect(client, s, persistent=False, wait_s=self.timeout_s)
             except Exception as exc:
                 raise DeliveryError(f"broker {self.target.url}: {exc}") from None
             self._client = client
