@@ -291,9 +291,9 @@ class TargetWorker(threading.Thread):
         self.state.sent.extend([now] * self._cost(people))
         alert = batch[0].entry.get("alert") if len(batch) == 1 else None
         try:
-            self.channel.send(message, people, alert=alert)
+            remark = self.channel.send(message, people, alert=alert)
         except DeliveryError as exc:
-            self._failed(batch, exc.text, exc.retry_after)
+            self._failed(batch, exc.text, (exc.retry_after or self.channel.blocked_s()) if exc.rate_limited else None)
             return
         except Exception as exc:  # a channel bug must not end the thread: a failure like any other
             log.exception("channel %s failed unexpectedly", self.target.id)
@@ -305,13 +305,13 @@ class TargetWorker(threading.Thread):
             self.digests += 1
         self._finish([p.offset for p in batch])
         for p in batch:
-            self._note(p, True, None, attempt=p.attempts + 1, digest=len(batch) > 1)
+            self._note(p, True, remark, attempt=p.attempts + 1, digest=len(batch) > 1)
 
     def _failed(self, batch: list[Pending], error: str, retry_after: float | None) -> None:
         now = time.time()
         self.last_error = error
-        if retry_after is not None:  # the far end says "too fast": it blocks us a while
-            self.state.blocked_until = now + max(retry_after, self.channel.blocked_s())
+        if retry_after is not None:  # the far end said "too fast": it blocks us a while
+            self.state.blocked_until = now + retry_after
         gone: list[int] = []
         for p in batch:
             p.attempts += 1
@@ -326,7 +326,7 @@ class TargetWorker(threading.Thread):
                 continue
             delay = self.policy.delay(p.attempts)
             p.next_at = now + delay
-            log.warning("%s: notification %s not delivered (attempt %d, next in %.0f s): %s", self.target.id,
+            log.warning("%s: notification %s not delivered (attempt %d, next in %.1f s): %s", self.target.id,
                         p.entry.get("id"), p.attempts, delay, error)
             self._note(p, False, error, attempt=p.attempts, retry_in_s=round(delay, 1))
         if gone:

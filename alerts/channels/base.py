@@ -20,12 +20,14 @@ from alerts.roster import Person
 
 
 class DeliveryError(Exception):
-    """Not delivered. `retry_after`: the far end asked us to wait (rate limit) this long."""
+    """Not delivered. `rate_limited`: the far end said "too fast" (wait `retry_after` if it said how long,
+    else the channel's own block time or rate window)."""
 
-    def __init__(self, text: str, retry_after: float | None = None) -> None:
+    def __init__(self, text: str, retry_after: float | None = None, rate_limited: bool = False) -> None:
         super().__init__(text)
         self.text = text
         self.retry_after = retry_after
+        self.rate_limited = rate_limited or retry_after is not None
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,13 @@ class Channel:
         return self.default_rate
 
     def blocked_s(self) -> float:
-        return self.target.blocked_s or self.default_blocked_s
+        """How long to hold off after the far end said "too fast"."""
+        rate = self.rate()
+        return self.target.blocked_s or self.default_blocked_s or (rate[1] if rate else 60.0)
 
     # -- saying it -----------------------------------------------------------------------------
-    def send(self, message: Message, people: list[Person], alert: dict[str, Any] | None = None) -> None:
+    def send(self, message: Message, people: list[Person], alert: dict[str, Any] | None = None) -> str | None:
+        """Deliver, or raise DeliveryError. May return a remark on a delivery that was only partly right."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -121,7 +126,7 @@ class HttpChannel(Channel):
         if r.status_code == 429:
             after = r.headers.get("Retry-After")
             raise DeliveryError(f"HTTP 429 {r.text[:200]}", retry_after=float(after) if after and after.isdigit()
-                                else None)
+                                else None, rate_limited=True)
         if r.status_code >= 300:
             raise DeliveryError(f"HTTP {r.status_code}: {r.text[:300]}")
         return r
@@ -141,4 +146,4 @@ def robot_answer(r: requests.Response, rate_codes: frozenset[int], who: str) -> 
     code = body.get("errcode")
     if code != 0:
         text = f"{who} errcode {code}: {body.get('errmsg', '')}"
-        raise DeliveryError(text, retry_after=60.0 if code in rate_codes else None)
+        raise DeliveryError(text, rate_limited=code in rate_codes)

@@ -23,7 +23,7 @@ class WeComChannel(HttpChannel):
     default_rate = (20, 60.0)
     max_bytes = 4096
 
-    def send(self, message: Message, people: list[Person], alert: dict[str, Any] | None = None) -> None:
+    def send(self, message: Message, people: list[Person], alert: dict[str, Any] | None = None) -> str | None:
         r = self.post({"msgtype": "markdown", "markdown": {"content": cut(message.markdown(), self.max_bytes)}})
         robot_answer(r, RATE_CODES, "WeCom")
         mobiles = [p.wecom for p in self.addressees(people) if p.wecom]
@@ -34,8 +34,10 @@ class WeComChannel(HttpChannel):
                 "mentioned_mobile_list": mobiles}})
             try:
                 robot_answer(r, RATE_CODES, "WeCom")
-            except DeliveryError as exc:  # the alert itself is in the group; say what failed
-                raise DeliveryError(f"alert posted, but the @-mention failed: {exc.text}", exc.retry_after) from None
+            except DeliveryError as exc:
+                # The alert itself is in the group: sending it again would double it. Delivered, with a remark.
+                return f"alert posted, but the @-mention failed: {exc.text}"
+        return None
 
     def messages_per_send(self, people: list[Person]) -> int:
         return 2 if self.addressees(people) else 1

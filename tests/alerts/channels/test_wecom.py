@@ -51,7 +51,7 @@ def test_rate_limit_answer_asks_to_wait(message) -> None:  # type: ignore[no-unt
         ch.send(message, [])
         with pytest.raises(DeliveryError) as exc:
             ch.send(message, [])
-        assert "45009" in exc.value.text and exc.value.retry_after is not None
+        assert "45009" in exc.value.text and exc.value.rate_limited
     finally:
         robot.close()
 
