@@ -45,7 +45,7 @@ def _map(loader: _Loader, node: yaml.MappingNode) -> LineDict:
         if key in out:
             raise yaml.MarkedYAMLError(None, None, f"duplicate key {key!r}", k_node.start_mark)
         out[key] = loader.construct_object(v_node, deep=True)
-        out.lines[key] = v_node.start_mark.line + 1
+        out.lines[key] = k_node.start_mark.line + 1  # where the entry begins (its key)
     return out
 
 
@@ -56,6 +56,11 @@ def _seq(loader: _Loader, node: yaml.SequenceNode) -> LineList:
     return out
 
 
+def _timestamp(loader: _Loader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))  # dates stay text: checked (with their line) by the parser
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)  # type: ignore[arg-type]
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map)  # type: ignore[arg-type]
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _seq)  # type: ignore[arg-type]
 
@@ -69,10 +74,10 @@ def load_yaml(path: Path) -> LineDict:
     try:
         doc = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        mark = exc.context_mark or exc.problem_mark  # where the construct began, e.g. the unfinished key
         line = mark.line + 1 if mark else 0
         raise ConfigError(path, [(line, f"not valid YAML: {exc.problem or exc.context}")]) from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
         raise ConfigError(path, [(0, f"not valid YAML: {exc}")]) from None
     if doc is None:
         doc = LineDict()
