@@ -40,7 +40,7 @@ class _Server(ThreadingHTTPServer):
 class HttpReceiver:
     """Base: a real HTTP server on a free loopback port, recording every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.received: list[Received] = []
         self.lock = threading.Condition()
         owner = self
@@ -68,7 +68,7 @@ class HttpReceiver:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -198,11 +198,11 @@ class Webhook(HttpReceiver):
     """A generic webhook: mode `ok`, `garbage` (bytes that are not HTTP), `hang` (never answers),
     `error` (HTTP 500)."""
 
-    def __init__(self, mode: str = "ok") -> None:
+    def __init__(self, mode: str = "ok", port: int = 0) -> None:
         self.mode = mode
         self.attempts = 0
         self._hung: list[Any] = []
-        super().__init__()
+        super().__init__(port)
 
     def answer(self, r: Received, h: BaseHTTPRequestHandler) -> tuple[int | None, Any]:
         self.attempts += 1
