@@ -14,8 +14,10 @@ holds up its own thread. A failed notification is retried with exponential backo
 give-up is a `notified` step in the alert's timeline. Past a robot's rate limit (or after the robot
 says "too fast"), what is due goes out as one digest message when the next slot frees: never dropped.
 
-A crash between the far end's "ok" and the cursor's fsync would send that one notification again:
-the window is one file write.
+A crash between the far end's "ok" and the cursor's replacement would send that one notification
+again: the window is one file write. The cursor is not fsync'd (as the ingest spool's): a power cut
+may repeat the last notifications, never lose them. Timeline steps are written by one recorder
+thread in batches, so a busy database never holds up a delivery.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
@@ -38,6 +41,7 @@ from alerts.channels.base import Channel, DeliveryError, Target
 from alerts.channels.config import make_channel
 from alerts.message import Message, digest
 from alerts.roster import Person
+from core.timebase import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +201,10 @@ class TargetWorker(threading.Thread):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, orjson.dumps(st.as_json()))
-            os.fsync(fd)
         finally:
             os.close(fd)
+        # Atomically replaced, not fsync'd (as the ingest spool's cursor): a killed process loses nothing;
+        # a power cut may lose the last moves, and those notifications go out a second time.
         os.replace(tmp, self.cursor_file)
 
     def _finish(self, offsets: list[int]) -> None:
@@ -288,10 +293,13 @@ class TargetWorker(threading.Thread):
                 for person in p.people:
                     seen.setdefault(person.pid or person.name, person)
             people = list(seen.values())
-        self.state.sent.extend([now] * self._cost(people))
         alert = batch[0].entry.get("alert") if len(batch) == 1 else None
         try:
-            remark = self.channel.send(message, people, alert=alert)
+            try:
+                remark = self.channel.send(message, people, alert=alert)
+            finally:
+                # Counted when the far end has answered: its clock started no later than that.
+                self.state.sent.extend([time.time()] * self._cost(people))
         except DeliveryError as exc:
             self._failed(batch, exc.text, (exc.retry_after or self.channel.blocked_s()) if exc.rate_limited else None)
             return
@@ -386,14 +394,63 @@ class TargetWorker(threading.Thread):
                 "last_error": self.last_error}
 
 
+Step = tuple[str, str, str, dict[str, Any]]  # (alert_id, event, at ISO, data)
+RecordMany = Callable[[list[Step]], None]
+
+
+class Recorder(threading.Thread):
+    """Writes the delivery threads' timeline steps in batches (one transaction each), off their path."""
+
+    def __init__(self, write: RecordMany) -> None:
+        super().__init__(name="notify-recorder", daemon=True)
+        self.write = write
+        self.q: queue.Queue[Step | None] = queue.Queue()
+
+    def __call__(self, alert_id: str, event: str, data: dict[str, Any]) -> None:
+        self.q.put((alert_id, event, iso_ms(int(time.time() * 1000)), data))
+
+    def run(self) -> None:
+        done = False
+        while not done:
+            batch = [self.q.get()]
+            while len(batch) < 500:
+                try:
+                    batch.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            done = None in batch
+            steps = [b for b in batch if b is not None]
+            try:
+                self.write(steps)
+            except Exception:
+                log.exception("could not record %d notification steps", len(steps))
+
+    def close(self, join_s: float = 5.0) -> None:
+        self.q.put(None)
+        if self.is_alive():
+            self.join(join_s)
+
+
 class Delivery:
     """All targets' workers over one outbox."""
 
     def __init__(self, data_dir: Path, targets: list[Target], *, record: Record | None = None,
+                 record_many: RecordMany | None = None,
                  policy: RetryPolicy | None = None, timeout_s: float = 5.0, public_url: str | None = None) -> None:
         self.outbox = Outbox(outbox_path(data_dir))
         self.cursors = cursor_dir(data_dir)
-        self.record = record
+        self.recorder: Recorder | None = None
+        if record_many is None and record is not None:
+            one = record
+
+            def record_many(steps: list[Step]) -> None:
+                for alert_id, event, _at, data in steps:
+                    one(alert_id, event, data)
+
+        if record_many is not None:
+            self.recorder = Recorder(record_many)
+            self.recorder.start()
+        self.record = self.recorder
         self.policy = policy or RetryPolicy()
         self.timeout_s = timeout_s
         self.public_url = public_url
@@ -426,6 +483,8 @@ class Delivery:
         for w in self.workers.values():
             if w.is_alive():
                 w.join(join_s)
+        if self.recorder is not None:
+            self.recorder.close()
 
     def snapshot(self) -> dict[str, Any]:
         return {tid: w.snapshot() for tid, w in self.workers.items()}

@@ -59,7 +59,7 @@ class AlertService:
                          if settings.alerts_channels_file else None)
         self.delivery = Delivery(
             settings.data_path, self.channels.value if self.channels else load_targets(settings),
-            record=self._record, timeout_s=settings.notify_timeout_s, public_url=settings.public_base_url,
+            record_many=self._record_many, timeout_s=settings.notify_timeout_s, public_url=settings.public_base_url,
             policy=RetryPolicy(settings.notify_retry_first_s, settings.notify_retry_max_s, settings.notify_give_up_s),
         )
         notifier = Notifier(self.delivery.outbox, Places(lambda d: self.registry.current().get(d)),
@@ -78,6 +78,9 @@ class AlertService:
 
     def _record(self, alert_id: str, event: str, data: dict[str, object]) -> None:
         self.store.record(alert_id, event, iso(time.time()), by="system", data=data)
+
+    def _record_many(self, steps: list[tuple[str, str, str, dict[str, object]]]) -> None:
+        self.store.record_many([(a, e, at, "system", None, d) for a, e, at, d in steps])
 
     def _reload_channels(self) -> None:
         if self.channels is None:

@@ -249,6 +249,8 @@ class Mail:
     rcpts: list[str]
     message: Any
     tls: bool
+    session: int = 0  # which SMTP connection brought it
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -284,7 +286,7 @@ def smtp_server(tmp: Path, starttls: bool = True, refuse: set[str] | None = None
         async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
             msg = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
             box.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), msg,
-                                  tls=session.ssl is not None))
+                                  tls=session.ssl is not None, session=id(session)))
             return "250 Message accepted for delivery"
 
     kw: dict[str, Any] = {}

@@ -64,3 +64,21 @@ def test_no_server_is_a_failure_not_a_crash(message) -> None:  # type: ignore[no
     with pytest.raises(DeliveryError, match="ConnectionRefused"):
         channel(port).send(message, [ZHAO])
 
+
+
+def test_a_burst_shares_one_session_and_a_dropped_one_is_renewed(tmp_path: Path, message) -> None:  # type: ignore[no-untyped-def]
+    gen = smtp_server(tmp_path, starttls=True)
+    box = next(gen)
+    ch = channel(box.port)
+    try:
+        ch.send(message, [ZHAO])
+        ch.send(message, [ZHAO])
+        a, b = box.wait_for(2)
+        assert a.session == b.session and a.tls and b.tls
+        assert ch._smtp is not None and ch._smtp.sock is not None
+        ch._smtp.sock.shutdown(2)  # the connection drops under the open session (server restart, NAT timeout)
+        ch.send(message, [ZHAO])
+        assert box.wait_for(3)[2].session != a.session
+    finally:
+        ch.close()
+        gen.close()
