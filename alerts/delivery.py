@@ -244,7 +244,15 @@ class TargetWorker(threading.Thread):
             if not self.channel.wants(str(entry.get("event")), entry.get("community"), entry.get("severity"), people):
                 skipped.append(off)
                 continue
-            self.pending[off] = Pending(off, entry, message, people)
+            pend = Pending(off, entry, message, people)
+            if time.time() - float(entry.get("at") or 0) >= self.policy.give_up_s:
+                # Older than the give-up time before it was ever tried (a target added back after a long
+                # absence): recorded, not sent late.
+                self.given_up += 1
+                self._note(pend, False, "expired before it could be sent", attempt=0, gave_up=True)
+                skipped.append(off)
+                continue
+            self.pending[off] = pend
         self.read_pos = self.outbox.consumed
         self._finish(skipped)
 
@@ -282,17 +290,32 @@ class TargetWorker(threading.Thread):
             except Exception:  # the timeline is a record; a busy database must not stop delivery
                 log.exception("could not record the notification of %s", alert_id)
 
+    @staticmethod
+    def _people(batch: list[Pending]) -> list[Person]:
+        seen: dict[str, Person] = {}
+        for p in batch:
+            for person in p.people:
+                seen.setdefault(person.pid or person.name, person)
+        return list(seen.values())
+
+    def _fitting(self, due: list[Pending]) -> list[Pending]:
+        """The oldest due notifications whose digest fits the channel's message size: the rest wait
+        for the next digest rather than being cut off the end of this one."""
+        take = due[:MAX_DIGEST]
+        while len(take) > 1:
+            size = len(digest([p.message for p in take], self.public_url).markdown().encode())
+            if size <= self.channel.max_bytes - 200:  # room for the @-mentions the channel may add
+                break
+            take = take[: max(1, len(take) * 3 // 4)]
+        return take
+
     def _attempt(self, batch: list[Pending], now: float) -> None:
         if len(batch) == 1:
             p = batch[0]
             message, people = p.message, p.people
         else:
             message = digest([p.message for p in batch], self.public_url)
-            seen: dict[str, Person] = {}
-            for p in batch:
-                for person in p.people:
-                    seen.setdefault(person.pid or person.name, person)
-            people = list(seen.values())
+            people = self._people(batch)
         alert = batch[0].entry.get("alert") if len(batch) == 1 else None
         try:
             try:
@@ -358,10 +381,13 @@ class TargetWorker(threading.Thread):
             return max(0.01, min(POLL_S * 5, free_at - now))
         need = sum(self._cost(p.people) for p in due)
         if need > left:
-            if len(due) == 1:  # one message needing more slots than are free: wait for them
-                k = need - left
+            # Past the limit: one digest of what is due (as much as fits), once it has the slots it needs.
+            batch = self._fitting(due)
+            cost = self._cost(self._people(batch))
+            if cost > left:
+                k = cost - left
                 return max(0.01, min(POLL_S * 5, self.state.sent[k - 1] + self._window() - now))
-            self._attempt(due[:MAX_DIGEST], now)  # past the limit: one digest of everything due
+            self._attempt(batch, now)
             return 0.0
         for p in due:
             if self.stop_event.is_set():

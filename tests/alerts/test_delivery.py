@@ -15,7 +15,7 @@ import pytest
 
 from alerts.channels.base import Target
 from alerts.delivery import Delivery, RetryPolicy, outbox_path
-from alerts.message import Places
+from alerts.message import Message, Places
 from alerts.notify import Notifier
 from alerts.roster import Person
 from alerts.store import AlertStore
@@ -304,3 +304,46 @@ def test_another_process_queues_a_message_to_one_person(tmp_path: Path, store: A
     finally:
         d.stop()
     assert {s.data["channel"] for s in store.timeline("a-x") if s.event == "notified"} == {"wecom", "sms"}
+
+
+def test_a_digest_never_cuts_notifications_off_it_sends_the_rest_next(tmp_path: Path, store: AlertStore) -> None:
+    """60 pending for a WeCom robot (4096-byte messages) allowing 3 sends: digests that fit, none cut."""
+    robot = WeComRobot(rate=3, window_s=1.5)
+    data = tmp_path / "var"
+    d = Delivery(data, [Target("wecom", "wecom", robot.robot_url, rate_count=3, rate_window_s=1.5)],
+                 record=recorder(store), policy=FAST)
+    try:
+        ids = raise_n(notifier(data), 60)
+        d.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(set(ids_of(robot.received))) < 60:
+            time.sleep(0.1)
+        md = [r for r in robot.received if r.body["msgtype"] == "markdown"]
+        assert sorted(ids_of(md)) == ids  # every one exactly once across the digests
+        assert len(md) >= 3 and all("(已截断)" not in r.body["markdown"]["content"] for r in md)
+        assert robot.rejected == []
+    finally:
+        d.stop()
+        robot.close()
+
+
+def test_notifications_older_than_the_give_up_time_are_recorded_not_sent(tmp_path: Path, store: AlertStore,
+                                                                         robots) -> None:  # type: ignore[no-untyped-def]
+    _, hook = robots
+    data = tmp_path / "var"
+    d = Delivery(data, [Target("hook", "webhook", hook.url)], record=recorder(store),
+                 policy=RetryPolicy(0.05, 0.2, give_up_s=3600))
+    n = notifier(data)
+    old = Message(title="旧", place="", alert_id="a-old")
+    n.outbox.append({"at": time.time() - 7200, "event": "raised", "to": [ZHANG.as_json()], "alert_id": "a-old",
+                     "message": old.as_json()})  # written two hours ago, never tried (the target was away)
+    d.start()
+    try:
+        raise_n(n, 1)
+        assert ids_of(hook.wait_for(1)) == ["a-0000"]
+        time.sleep(0.3)
+        assert len(hook.received) == 1
+    finally:
+        d.stop()
+    [step] = [s.data for s in store.timeline("a-old") if s.event == "notified"]
+    assert step["gave_up"] and step["error"] == "expired before it could be sent"
