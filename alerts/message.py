@@ -151,14 +151,16 @@ def compose(alert: Alert, event: str, place: Place, *, tier: int = 1, public_url
     if event == "escalated":
         head = f"逐级上报(第{tier}级): 尚无人确认"
     title = f"【{LEVEL.get(sev, sev)}·{NAME.get(sev, sev)}预警】{KIND_NAME.get(alert.kind, alert.kind)}告警 {head}"
-    lines = [description(alert)]
+    desc = description(alert)
+    lines = [desc]
     r = reading(alert)
-    if r:
+    unit = METRICS.get(alert.kind, {}).get(alert.metric or "")
+    if r and not (unit and unit.unit in desc):  # the rule's own text may already say it, with units
         lines.append(r)
     if alert.nearby:
         s = summary(alert.nearby)
         if s:
-            lines.append(f"周边{s}")
+            lines.append(f"周边 {s}")
     when = parse_iso(alert.resolved_at if event == "resolved" else alert.started_at)
     if when is not None:
         label = "解除时间" if event == "resolved" else "发生时间"

@@ -21,14 +21,14 @@ def test_an_alert_reads_as_places_with_units_and_a_link() -> None:
     assert m.place == "岩岭社区 半山尚小区 1栋 管井"
     assert "当前值 31.25 %LEL，阈值 25 %LEL" in text
     assert "发生时间: 11-29 11:04:05 (北京时间)" in text  # 03:04:05Z in Beijing
-    assert text.count("200 米内") == 1 and "岩岭小学(学校)等 2 家单位, 约 830 户" in text
+    assert text.count("200 米内") == 1 and "周边 200 米内: 岩岭小学(学校)等 2 家单位, 约 830 户" in text
     assert "详情: http://10.0.0.5:8050/alerts/a-0123456789abcdef" in text
     assert "yanling/" not in text and "(yanling" not in text
 
 
 def test_the_surroundings_once_even_when_the_engine_repeated_them() -> None:
     line = "200 米内: 岩岭小学(学校)等 2 家单位, 约 830 户"
-    a = sample_alert(message=f"燃气浓度 31.2 %LEL ≥ 25 %LEL; {line}; {line}")
+    a = sample_alert(message=f"可燃气体浓度超限; {line}; {line}")
     text = compose(a, "raised", PLACES.of(a.community, a.compound_id, a.device_id)).plain()
     assert text.count("米内") == 1
 
@@ -41,7 +41,11 @@ def test_escalation_resolution_and_other_kinds() -> None:
     assert place.install == "配电箱"
     esc = compose(a, "escalated", place, tier=2)
     assert esc.title == "【二级·橙色预警】用电告警 逐级上报(第2级): 尚无人确认"
-    assert "当前值 82 °C，阈值 70 °C" in esc.plain() and "米内" not in esc.plain()
+    assert "线缆/断路器温度 82.0 °C ≥ 70 °C" in esc.plain() and "米内" not in esc.plain()
+    assert "当前值" not in esc.plain()  # the rule's text says it with units already: not twice
+    no_units = compose(sample_alert(severity="orange", kind="power", metric="temp_c", value=82.0, threshold=70,
+                                    message="线缆温度过高", nearby=None), "raised", place)
+    assert "当前值 82 °C，阈值 70 °C" in no_units.plain()
     assert "解除时间: 11-29 12:00:00" in compose(a, "resolved", place).plain()
     leak = sample_alert(kind="water", metric="leak", value=True, threshold=True, device_id="nope",
                         compound_id="NOPE", community="yanhu", severity="yellow", message="漏水", nearby=None)
@@ -79,6 +83,6 @@ def test_engine_to_outbox_names_the_place(tmp_path: Path) -> None:
     [note] = [orjson.loads(x) for x in outbox.read_bytes().splitlines()]
     assert note["to"][0]["name"] == "岩岭社区值班员" and note["to"][0]["wecom"]
     text = note["text"]
-    assert "岩岭社区 半山尚小区 1栋 管井" in text and "当前值 40 %LEL，阈值 25 %LEL" in text
+    assert "岩岭社区 半山尚小区 1栋 管井" in text and "燃气浓度 40.0 %LEL ≥ 25 %LEL" in text
     assert text.count("200 米内") == 1 and f"http://dash/alerts/{note['alert_id']}" in text
     store.close()

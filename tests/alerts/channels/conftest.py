@@ -41,7 +41,7 @@ def sample_alert(**over: object):  # type: ignore[no-untyped-def]
              community="yanling", compound_id="YL-01", device_id="G-000001", kind="gas", metric="lel_pct",
              value=31.25, threshold=25, lon=110.7819513, lat=32.6511363, started_at="2026-11-29T03:04:05Z",
              updated_at="2026-11-29T03:04:05Z",
-             message="燃气浓度 31.2 %LEL ≥ 25 %LEL; 200 米内: 岩岭小学(学校)等 2 家单位, 约 830 户",
+             message="可燃气体浓度超限; 200 米内: 岩岭小学(学校)等 2 家单位, 约 830 户",
              nearby={"radius_m": 200.0, "units": [{"id": "U1", "name": "岩岭小学", "category": "学校",
                                                    "distance_m": 40}],
                      "units_count": 2, "shops_count": 3, "households": 830},
