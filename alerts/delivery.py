@@ -14,6 +14,9 @@ holds up its own thread. A failed notification is retried with exponential backo
 give-up is a `notified` step in the alert's timeline. Past a robot's rate limit (or after the robot
 says "too fast"), what is due goes out as one digest message when the next slot frees: never dropped.
 
+Once every target has finished every line and the outbox is past 8 MB, the service starts a fresh
+one (the previous kept as `outbox.jsonl.1`) and the cursors restart at 0 (`Delivery.compact`).
+
 A crash between the far end's "ok" and the cursor's replacement would send that one notification
 again: the window is one file write. The cursor is not fsync'd (as the ingest spool's): a power cut
 may repeat the last notifications, never lose them. Timeline steps are written by one recorder
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often a target looks for lines other processes appended
 MAX_DIGEST = 50  # notifications in one digest at most (the rest: the next digest)
+COMPACT_BYTES = 8 << 20  # the outbox starts afresh past this, once every target has finished it
 
 
 def outbox_path(data_dir: Path) -> Path:
@@ -72,9 +76,16 @@ class Outbox:
         entry.setdefault("id", uuid.uuid4().hex)
         entry.setdefault("at", time.time())
         line = orjson.dumps(entry) + b"\n"
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break  # still the current file (not compacted away while we waited for the lock)
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
             size = os.fstat(fd).st_size
             # A torn last line (a crash mid-write) is closed off, so this one starts on its own line.
             if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -175,6 +186,7 @@ class TargetWorker(threading.Thread):
         self.digests = 0
         self.last_error: str | None = None
         self._seen_size = -1
+        self.lock = threading.Lock()  # held while a round runs; compaction takes it to find the worker idle
 
     # -- cursor ---------------------------------------------------------------------------------
     def _load_state(self) -> CursorState:
@@ -398,7 +410,8 @@ class TargetWorker(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                wait = self.step()
+                with self.lock:
+                    wait = self.step()
             except Exception:  # never let one bad line or disk hiccup end this target's delivery
                 log.exception("delivery loop of %s", self.target.id)
                 wait = 1.0
@@ -481,6 +494,7 @@ class Delivery:
         self.timeout_s = timeout_s
         self.public_url = public_url
         self.workers: dict[str, TargetWorker] = {}
+        self.retired: list[TargetWorker] = []  # stopped by a reconfiguration, perhaps still finishing a send
         self.configure(targets)
 
     def configure(self, targets: list[Target]) -> None:
@@ -490,6 +504,7 @@ class Delivery:
             if tid not in wanted or self.workers[tid].target != wanted[tid]:
                 w = self.workers.pop(tid)
                 w.stop()
+                self.retired.append(w)
                 with contextlib.suppress(Exception):
                     w.channel.close()
         for tid, t in wanted.items():
@@ -514,3 +529,44 @@ class Delivery:
 
     def snapshot(self) -> dict[str, Any]:
         return {tid: w.snapshot() for tid, w in self.workers.items()}
+
+    def compact(self, min_bytes: int = COMPACT_BYTES) -> bool:
+        """When every target has finished every line and the outbox is past `min_bytes`, start a new
+        one: the old is kept as `outbox.jsonl.1` (replacing the previous), the cursors restart at 0.
+        Cursors of targets no longer configured are removed (added back, a target starts afresh)."""
+        path = self.outbox.path
+        size = self.outbox.size()
+        if size < min_bytes:
+            return False
+        self.retired = [w for w in self.retired if w.is_alive()]
+        if self.retired:  # one may still write its cursor: wait for it to end
+            return False
+        workers = list(self.workers.values())
+        held: list[threading.Lock] = []
+        try:
+            for w in workers:
+                if not w.lock.acquire(timeout=1.0):
+                    return False
+                held.append(w.lock)
+            fd = os.open(path, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+                if any(w.pending or w.read_pos != size or w.state.offset != size for w in workers):
+                    return False
+                os.replace(path, path.with_name(path.name + ".1"))
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            finally:
+                os.close(fd)  # releases the lock: appenders waiting on the old file see it moved and reopen
+            for w in workers:
+                w.state.offset, w.state.done, w.read_pos, w.order, w._seen_size = 0, set(), 0, [], -1
+                w._save()
+            keep = {w.cursor_file for w in workers}
+            for f in self.cursors.glob("*.json"):
+                if f not in keep:
+                    f.unlink(missing_ok=True)
+            log.info("outbox compacted: %d bytes delivered everywhere moved to %s.1", size, path.name)
+            return True
+        finally:
+            for lock in held:
+                lock.release()

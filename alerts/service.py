@@ -131,7 +131,7 @@ class AlertService:
     def run_forever(self) -> None:
         self.delivery.start()
         connect(self.client, self.settings, persistent=True)
-        last_silence = last_beat = time.monotonic()
+        last_silence = last_beat = last_compact = time.monotonic()
         try:
             while not self._stop.is_set():
                 self.step(self.settings.alerts_tick_s)
@@ -145,6 +145,9 @@ class AlertService:
                     last_silence = now
                 if now - last_beat >= 1.0:
                     self._reload_channels()
+                    if now - last_compact >= 60.0:
+                        self.delivery.compact()
+                        last_compact = now
                     heartbeat.write(self.settings.data_path, "alerts", self.snapshot())
                     last_beat = now
         finally:

@@ -23,6 +23,7 @@ from core.registry import bundled_registry_path, load_registry
 from core.timebase import iso
 from tests.alerts.channels.conftest import sample_alert
 from tests.alerts.channels.receivers import DingTalkRobot, Webhook, WeComRobot, dead_url
+from tests.conftest import wait_until
 
 ZHANG = Person(name="张三", pid="zhang", phone="13800000001", wecom="13800000001", dingtalk="13800000001",
                email="zhang@example.cn")
@@ -347,3 +348,33 @@ def test_notifications_older_than_the_give_up_time_are_recorded_not_sent(tmp_pat
         d.stop()
     [step] = [s.data for s in store.timeline("a-old") if s.event == "notified"]
     assert step["gave_up"] and step["error"] == "expired before it could be sent"
+
+
+def test_the_outbox_is_compacted_once_every_target_has_finished(tmp_path: Path, store: AlertStore, robots) -> None:  # type: ignore[no-untyped-def]
+    wecom, hook = robots
+    data = tmp_path / "var"
+    targets = [Target("wecom", "wecom", wecom.robot_url), Target("hook", "webhook", hook.url)]
+    d = Delivery(data, [*targets, Target("dead", "webhook", dead_url())], record=recorder(store), policy=FAST)
+    d.start()
+    n = notifier(data)
+    try:
+        ids = raise_n(n, 3)
+        assert len(hook.wait_for(3)) == 3
+        time.sleep(0.3)
+        assert not d.compact(min_bytes=1)  # the dead target still has them pending: nothing moves
+        d.configure(targets)  # the dead one is taken out of the configuration
+        assert wait_until(lambda: d.compact(min_bytes=1), 5)
+        assert outbox_path(data).stat().st_size == 0 and (data / "alerts" / "outbox.jsonl.1").exists()
+        assert stat.S_IMODE(outbox_path(data).stat().st_mode) == 0o600
+        assert not (data / "alerts" / "cursors" / "dead.json").exists()
+        more = raise_n(n, 2, prefix="b-")
+        assert sorted(ids_of(hook.wait_for(5))) == ids + more
+    finally:
+        d.stop()
+    d2 = Delivery(data, targets, record=recorder(store), policy=FAST)  # a restart after compaction
+    d2.start()
+    try:
+        time.sleep(0.5)
+        assert len(hook.received) == 5 and len(wecom.received) == 10  # nothing sent again
+    finally:
+        d2.stop()
