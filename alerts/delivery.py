@@ -233,7 +233,13 @@ class TargetWorker(threading.Thread):
 
     # -- reading -------------------------------------------------------------------------------
     def _read_new(self) -> None:
-        if self.outbox.size() <= self.read_pos:
+        size = self.outbox.size()
+        if size < self.read_pos:  # replaced by a shorter file (not by compaction, which resets us): start over
+            log.error("outbox %s shrank below %s's cursor: reading it from the start", self.outbox.path,
+                      self.target.id)
+            self.read_pos, self.order, self.pending = 0, [], {}
+            self.state.offset, self.state.done = 0, set()
+        if size <= self.read_pos:
             return
         lines = self.outbox.read(self.read_pos)
         skipped: list[int] = []
@@ -249,7 +255,7 @@ class TargetWorker(threading.Thread):
             try:
                 people = [Person.from_json(p) for p in entry.get("to") or []]
                 message = Message.from_json(entry["message"])
-            except (KeyError, TypeError) as exc:
+            except Exception as exc:  # a poison line must not block the target: skipped, said
                 log.error("outbox line at byte %d is malformed (%s); %s skips it", off, exc, self.target.id)
                 skipped.append(off)
                 continue

@@ -267,7 +267,8 @@ def test_a_torn_or_garbage_line_is_skipped_not_fatal(tmp_path: Path, store: Aler
     data = tmp_path / "var"
     d = Delivery(data, [Target("hook", "webhook", hook.url)], record=recorder(store), policy=FAST)
     with outbox_path(data).open("ab") as fh:
-        fh.write(b'{"not": "a notification"}\nnot json at all\n{"torn": ')  # a crash mid-write
+        fh.write(b'{"not": "a notification"}\nnot json at all\n[1, 2]\n{"to": "zhang", "message": {}}\n'
+                 b'{"to": [1], "message": 7}\n{"torn": ')  # poison lines, and a crash mid-write
     n = notifier(data)
     d.start()
     try:
@@ -378,3 +379,33 @@ def test_the_outbox_is_compacted_once_every_target_has_finished(tmp_path: Path, 
         assert len(hook.received) == 5 and len(wecom.received) == 10  # nothing sent again
     finally:
         d2.stop()
+
+
+@pytest.mark.slow
+def test_twenty_a_minute_for_real(tmp_path: Path, store: AlertStore) -> None:
+    """The real limits over a real minute: 30 alerts within 10 s to a DingTalk robot (20/min, then blocked
+    10 min) and a WeCom robot (20/min): 20 single messages, then one digest with the rest after the minute."""
+    ding, wecom = DingTalkRobot(), WeComRobot()
+    data = tmp_path / "var"
+    d = Delivery(data, [Target("ding", "dingtalk", ding.robot_url, secret=ding.secret),
+                        Target("wecom", "wecom", wecom.robot_url)], record=recorder(store), policy=FAST)
+    d.start()
+    try:
+        n = notifier(data)
+        ids = []
+        for i in range(30):
+            ids += raise_n(n, 1, prefix=f"r{i:02d}-")
+            time.sleep(0.33)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (len(set(ids_of(ding.received))) < 30
+                                               or len(set(ids_of(wecom.received))) < 30):
+            time.sleep(0.5)
+        assert sorted(ids_of(ding.received)) == sorted(ids) and ding.rejected == []
+        md = [r for r in wecom.received if r.body["msgtype"] == "markdown"]
+        assert sorted(ids_of(md)) == sorted(ids) and wecom.rejected == []
+        assert any("条告警通知" in r.body["markdown"]["text"] for r in ding.received)
+        assert len(ding.received) <= 21
+    finally:
+        d.stop()
+        ding.close()
+        wecom.close()
