@@ -142,7 +142,9 @@ def test_a_dead_endpoint_does_not_delay_another_channel(tmp_path: Path, store: A
             got = wecom.wait_for(2 * (i + 1), timeout=5)
             assert len(got) >= 2 * (i + 1)
             lat.append(got[2 * i].at - t0)
-        assert max(lat) < 1.0, lat  # the hanging webhook holds 5 s per attempt, in its own thread
+        # Were the robot behind the hanging webhook, each would wait out its 5 s timeout; the margin is for
+        # a loaded test machine (the latency figure itself is bench/bench_notify.py's).
+        assert max(lat) < 2.5, lat
         assert hung.attempts >= 1
     finally:
         d.stop(join_s=0.1)
