@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
 import orjson
 
+from core import procs
 from core.settings import Settings
 
 TEST_KINDS = ("wecom", "dingtalk", "webhook", "email", "sms")
@@ -44,8 +44,7 @@ def run_alerts(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as exc:
         print(f"smartcommunity alerts: refused:\n{exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: svc.stop())
-    signal.signal(signal.SIGINT, lambda *_: svc.stop())
+    procs.on_stop(svc.stop)
     svc.run_forever()
     return 0
 
