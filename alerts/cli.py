@@ -54,11 +54,10 @@ def sample_alert(settings: Settings) -> tuple[object, object]:
     from alerts.context import Surroundings
     from alerts.message import Places
     from core.contract import Alert
-    from core.registry import ensure_registry, load_registry
+    from core.registry import system_registry
     from core.timebase import now_iso
 
-    ensure_registry(settings)
-    reg = load_registry(settings.registry_path)
+    reg = system_registry(settings)
     dev = next((d for d in reg.values() if d.kind == "gas"), None) or next(iter(reg.values()))
     try:
         nearby = Surroundings(settings.alerts_nearby_radius_m).around(dev.lon, dev.lat)
