@@ -77,3 +77,25 @@ def test_webhook_garbage_and_ok(tmp_path: Path) -> None:
         assert hook.wait_for(1)[0].body["alert"]["severity"] == "red"
     finally:
         hook.close()
+
+
+def test_status_shows_how_far_behind_each_target_is(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import orjson
+
+    from alerts.channels.base import Target
+    from alerts.delivery import Delivery, RetryPolicy
+    from smartcommunity.cli import main
+    from tests.alerts.channels.receivers import dead_url
+
+    for k in [k for k in os.environ if k.startswith("SC_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("SC_DATA_DIR", str(tmp_path / "var"))
+    d = Delivery(tmp_path / "var", [Target("down", "webhook", dead_url())], policy=RetryPolicy(5, 5, 3600))
+    d.outbox.append({"event": "raised", "to": [], "message": {"title": "t", "place": ""}})
+    d.start()
+    try:
+        assert main(["notify", "status"]) == 0
+    finally:
+        d.stop()
+    out = orjson.loads(capsys.readouterr().out)
+    assert out["cursors"]["down"]["behind_bytes"] == out["outbox_bytes"] > 0
