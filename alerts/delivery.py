@@ -272,7 +272,8 @@ class TargetWorker(threading.Thread):
                 continue
             self.pending[off] = pend
         self.read_pos = self.outbox.consumed
-        self._finish(skipped)
+        if skipped:
+            self._finish(skipped)
 
     # -- rate ----------------------------------------------------------------------------------
     def _budget(self, now: float) -> tuple[int, float]:
