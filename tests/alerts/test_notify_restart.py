@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from core import heartbeat
 from core.registry import ensure_registry, load_registry
 from core.settings import Settings
 from tests.alerts.channels.receivers import Webhook, WeComRobot, dead_url
@@ -27,6 +28,15 @@ def start(settings: Settings, channels: Path, log: Path) -> subprocess.Popen[byt
                SC_PUBLIC_URL="http://dash:8050", SC_ALERT_HOLDOFF_S="600")  # no resolutions mid-test
     return subprocess.Popen([sys.executable, "-m", "smartcommunity.cli", "alerts"], env=env, cwd=ROOT,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def subscribed(settings: Settings) -> bool:
+    """The alert process's heartbeat says its broker connection is up (it subscribes on connecting)."""
+    beats = heartbeat.read_all(settings.data_path, "alerts")
+    if any(b.get("mqtt") == "ok" for b in beats):
+        time.sleep(0.5)  # the SUBACK follows the CONNACK
+        return True
+    return False
 
 
 def links(received) -> list[str]:  # type: ignore[no-untyped-def]
@@ -58,19 +68,18 @@ def test_kill_with_pending_notifications_then_restart(settings: Settings, publis
     proc = start(settings, channels, log)
     hook = None
     try:
-        assert wait_until(lambda: (settings.data_path / "alerts" / "cursors" / "hook.json").exists(), 30), \
-            log.read_text()
-        time.sleep(1.0)  # subscribed
+        assert wait_until(lambda: subscribed(settings), 60), log.read_text()
         for dev in gas[:3]:
             send(dev)
-        assert wait_until(lambda: len(links(wecom.received)) == 3, 30), log.read_text()
+        # the first red alert loads the map layers (who is nearby): slow once on a loaded machine
+        assert wait_until(lambda: len(links(wecom.received)) == 3, 60), log.read_text()
         time.sleep(1.0)  # the webhook has failed a few times by now
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         send(gas[3])  # while nothing runs: kept by the broker for the alert engine's session
         hook = Webhook(port=port)
         proc = start(settings, channels, log)
-        assert wait_until(lambda: len(links(hook.received)) == 4, 40), log.read_text()
+        assert wait_until(lambda: len(links(hook.received)) == 4, 60), log.read_text()
         assert wait_until(lambda: len(links(wecom.received)) == 4, 20), log.read_text()
         time.sleep(2.0)  # anything sent twice would have arrived by now
         w, h = links(wecom.received), links(hook.received)
