@@ -14,6 +14,9 @@ holds up its own thread. A failed notification is retried with exponential backo
 give-up is a `notified` step in the alert's timeline. Past a robot's rate limit (or after the robot
 says "too fast"), what is due goes out as one digest message when the next slot frees: never dropped.
 
+One process delivers from an outbox (an flock on the cursors' folder): a second alert engine on the
+same data folder only appends, and takes over when the first ends.
+
 Once every target has finished every line and the outbox is past 8 MB, the service starts a fresh
 one (the previous kept as `outbox.jsonl.1`) and the cursors restart at 0 (`Delivery.compact`).
 
@@ -189,6 +192,11 @@ class TargetWorker(threading.Thread):
         self.lock = threading.Lock()  # held while a round runs; compaction takes it to find the worker idle
 
     # -- cursor ---------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Read the cursor again (before the thread starts)."""
+        self.state = self._load_state()
+        self.read_pos, self.order, self.pending, self._seen_size = self.state.offset, [], {}, -1
+
     def _load_state(self) -> CursorState:
         try:
             d = orjson.loads(self.cursor_file.read_bytes())
@@ -502,6 +510,8 @@ class Delivery:
         self.public_url = public_url
         self.workers: dict[str, TargetWorker] = {}
         self.retired: list[TargetWorker] = []  # stopped by a reconfiguration, perhaps still finishing a send
+        self._lock_fd: int | None = None
+        self._said_passive = False
         self.configure(targets)
 
     def configure(self, targets: list[Target]) -> None:
@@ -520,9 +530,31 @@ class Delivery:
                                                  self.cursors / f"{tid}.json", self.record, self.policy,
                                                  self.public_url)
 
+    def _own(self) -> bool:
+        """One process delivers from an outbox (others only append): an flock on the cursors' folder."""
+        if self._lock_fd is not None:
+            return True
+        self.cursors.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.cursors / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if not self._said_passive:
+                log.error("another process is delivering from %s: this one only appends to it (and takes over "
+                          "when that one ends)", self.outbox.path)
+                self._said_passive = True
+            return False
+        self._lock_fd = fd
+        return True
+
     def start(self) -> None:
+        """Start the workers (again callable: picks up new targets, takes over from a process that ended)."""
+        if not self._own():
+            return
         for w in self.workers.values():
             if not w.is_alive() and not w.stop_event.is_set():
+                w.reload()  # the cursor as the last owner left it (another process, or an earlier run)
                 w.start()
 
     def stop(self, join_s: float = 2.0) -> None:
@@ -533,6 +565,9 @@ class Delivery:
                 w.join(join_s)
         if self.recorder is not None:
             self.recorder.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def snapshot(self) -> dict[str, Any]:
         return {tid: w.snapshot() for tid, w in self.workers.items()}

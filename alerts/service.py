@@ -83,6 +83,7 @@ class AlertService:
         self.store.record_many([(a, e, at, "system", None, d) for a, e, at, d in steps])
 
     def _reload_channels(self) -> None:
+        self.delivery.start()  # idempotent: new targets, or taking over from another process that ended
         if self.channels is None:
             return
         before = self.channels.value

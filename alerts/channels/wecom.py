@@ -30,7 +30,7 @@ class WeComChannel(HttpChannel):
         if mobiles:
             names = "、".join(p.name for p in self.addressees(people))
             r = self.post({"msgtype": "text", "text": {
-                "content": cut(f"{message.title} {message.place}\n请 {names} 处置", 2048),
+                "content": cut(f"{message.title} {message.place}\n提醒: {names}", 2048),
                 "mentioned_mobile_list": mobiles}})
             try:
                 robot_answer(r, RATE_CODES, "WeCom")

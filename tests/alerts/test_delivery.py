@@ -411,3 +411,32 @@ def test_twenty_a_minute_for_real(tmp_path: Path, store: AlertStore) -> None:
         d.stop()
         ding.close()
         wecom.close()
+
+
+def test_one_process_delivers_the_others_only_append(tmp_path: Path, store: AlertStore, robots) -> None:  # type: ignore[no-untyped-def]
+    """A second engine on the same data folder must not send everything a second time."""
+    _, hook = robots
+    data = tmp_path / "var"
+    code = ("import sys, time\nfrom alerts.channels.base import Target\nfrom alerts.delivery import Delivery\n"
+            f"d = Delivery(__import__('pathlib').Path({str(data)!r}), [Target('hook', 'webhook', {hook.url!r})])\n"
+            "d.start(); print('started', flush=True); sys.stdin.read(); d.stop()\n")
+    other = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "started"
+        d = Delivery(data, [Target("hook", "webhook", hook.url)], record=recorder(store), policy=FAST)
+        d.start()
+        assert not any(w.is_alive() for w in d.workers.values())  # passive: the other one delivers
+        raise_n(notifier(data), 2)
+        assert sorted(ids_of(hook.wait_for(2))) == ["a-0000", "a-0001"]
+        other.communicate("", timeout=10)  # the delivering process ends ...
+        d.start()  # ... and this one takes over (the service calls start() every second)
+        assert all(w.is_alive() for w in d.workers.values())
+        raise_n(notifier(data), 1, prefix="b-")
+        assert sorted(ids_of(hook.wait_for(3))) == ["a-0000", "a-0001", "b-0000"]
+        time.sleep(0.3)
+        assert len(hook.received) == 3
+        d.stop()
+    finally:
+        if other.poll() is None:
+            other.kill()
