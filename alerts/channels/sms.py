@@ -20,6 +20,10 @@ class SmsGatewayChannel(WebhookChannel):
     needs_address = True
 
     def body(self, message: Message, people: list[Person], alert: dict[str, Any] | None) -> dict[str, Any]:
-        return {"to": [{"name": p.name, "phone": p.phone} for p in self.addressees(people)],
-                "text": cut(message.plain(), SMS_MAX_BYTES), "alert_id": message.alert_id,
-                "severity": message.severity, "link": message.link}
+        body: dict[str, Any] = {"to": [{"name": p.name, "phone": p.phone} for p in self.addressees(people)],
+                                "text": cut(message.plain(), SMS_MAX_BYTES), "alert_id": message.alert_id,
+                                "severity": message.severity, "link": message.link}
+        for k in ("state", "community", "compound_id"):  # as the gateway has always had them
+            if alert and k in alert:
+                body[k] = alert[k]
+        return body

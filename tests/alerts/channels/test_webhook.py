@@ -31,9 +31,10 @@ def test_webhook_posts_the_whole_notification(webhook: Webhook, message) -> None
 def test_sms_gateway_gets_phones_and_plain_text(webhook: Webhook, message) -> None:  # type: ignore[no-untyped-def]
     ch = SmsGatewayChannel(Target(id="g", kind="sms", url=webhook.url))
     assert not ch.wants("raised", "yanling", "red", [NOPHONE])  # nobody with a phone: nothing to send
-    ch.send(message, [ZHANG, NOPHONE])
+    ch.send(message, [ZHANG, NOPHONE], alert={"state": "active", "community": "yanling", "compound_id": "YL-01"})
     [r] = webhook.wait_for(1)
     assert r.body["to"] == [{"name": "张三", "phone": "13800000001"}]
+    assert (r.body["state"], r.body["community"], r.body["compound_id"]) == ("active", "yanling", "YL-01")
     assert r.body["text"].startswith("【一级·红色预警】燃气告警") and "(yanling/" not in r.body["text"]
 
 
