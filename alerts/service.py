@@ -15,6 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from alerts.context import Surroundings
+from alerts.dispatch import DispatchBook
 from alerts.engine import Engine
 from alerts.notify import Escalation, Notifier, load_roster
 from alerts.publisher import publish_alert
@@ -45,12 +46,14 @@ class AlertService:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self._feed_restored = threading.Event()
+        self.roster = load_roster(Path(settings.alerts_roster_file) if settings.alerts_roster_file else None)
+        self.dispatches = DispatchBook(self.store, settings)
         self.engine = Engine(
             load_rules(rules_path), self.store, self._publish, settings.alert_holdoff_s,
             settings.alerts_update_min_s,
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
             escalation=Escalation(
-                load_roster(Path(settings.alerts_roster_file) if settings.alerts_roster_file else None),
+                self.roster,
                 Notifier(settings.data_path / "alerts" / "outbox.jsonl", settings.alerts_webhook_url),
             ),
         )
@@ -98,7 +101,7 @@ class AlertService:
 
     def run_forever(self) -> None:
         connect(self.client, self.settings, persistent=True)
-        last_silence = last_beat = time.monotonic()
+        last_silence = last_beat = last_dispatch_check = time.monotonic()
         try:
             while not self._stop.is_set():
                 self.step(self.settings.alerts_tick_s)
@@ -110,6 +113,9 @@ class AlertService:
                 if self.mqtt_ok and now - last_silence >= SILENCE_CHECK_S:
                     self.engine.check_silence(self.registry.current())
                     last_silence = now
+                if now - last_dispatch_check >= SILENCE_CHECK_S:
+                    self.check_dispatches()
+                    last_dispatch_check = now
                 if now - last_beat >= 1.0:
                     heartbeat.write(self.settings.data_path, "alerts", self.snapshot())
                     last_beat = now
@@ -117,6 +123,13 @@ class AlertService:
             self.client.disconnect()
             self.client.loop_stop()
             self.store.close()
+
+    def check_dispatches(self) -> None:
+        """A dispatch nobody accepted by its deadline escalates (alerts/dispatch.py)."""
+        try:
+            self.dispatches.escalate_overdue(self.roster, time.time())
+        except Exception:  # a store hiccup must not stop the rule engine
+            log.exception("could not check dispatch deadlines")
 
     def snapshot(self) -> dict[str, object]:
         return {"counters": dict(self.counters), "open_alerts": len(self.engine.open),
