@@ -136,10 +136,13 @@ def build_report(store: AlertStore, period: Period, community: str | None = None
             "SELECT e.alert_id, e.event, MIN(e.at) AS at FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
             "WHERE a.started_at >= ? AND a.started_at < ? AND e.event IN (?, ?) GROUP BY e.alert_id, e.event",
             (lo, hi, str(Event.ACKNOWLEDGED), str(Event.ARRIVED))).fetchall()
-        drows = store._db.execute(
-            f"SELECT d.*, a.community AS _c FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
-            f"WHERE d.created_at >= ? AND d.created_at < ? AND d.state IN ({', '.join('?' * len(OPEN_STATES))}) "
-            "ORDER BY d.deadline", (lo, hi, *OPEN_STATES)).fetchall()
+        dq = ("SELECT d.*, a.community AS _c FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
+              f"WHERE d.created_at >= ? AND d.created_at < ? AND d.state IN ({', '.join('?' * len(OPEN_STATES))})")
+        dargs: list[Any] = [lo, hi, *OPEN_STATES]
+        if community:
+            dq += " AND a.community = ?"
+            dargs.append(community)
+        drows = store._db.execute(dq + " ORDER BY d.deadline", dargs).fetchall()
     first: dict[tuple[str, str], str] = {(r["alert_id"], r["event"]): r["at"] for r in firsts}
     comms = [community] if community else list(COMMUNITIES)
     sections = {c: Section(c) for c in [*comms, ALL]}
