@@ -362,6 +362,12 @@ class DispatchBook:
                 f"({', '.join('?' * len(from_states))}) RETURNING *", [*sets.values(), dispatch_id, *from_states],
             ).fetchone()
             d = Dispatch.from_row(row)
+            if by is None:  # the later steps are signed by whoever accepted the dispatch
+                took = db.execute(
+                    "SELECT actor FROM alert_events WHERE alert_id = ? AND event = ? "
+                    "AND json_extract(data, '$.dispatch_id') = ? ORDER BY seq LIMIT 1",
+                    (d.alert_id, str(Event.ACCEPTED), dispatch_id)).fetchone()
+                by = took["actor"] if took else None
             self.store._step(db, d.alert_id, event, at, by or d.assignee, note, {"dispatch_id": dispatch_id,
                                                                            "team": d.team_id, **(data or {})})
             if inside is not None:

@@ -44,7 +44,9 @@ background:#fff}textarea{min-height:96px}input[type=file]{width:100%;min-height:
 padding:8px 0}.err{background:#fdecea;color:#a61b1b;border:1px solid #f5c2bd;border-radius:10px;
 padding:12px;margin-bottom:12px;font-weight:600}.ok{background:#e8f6ee;color:#17663a;
 border:1px solid #b7e2c8;border-radius:10px;padding:12px;margin-bottom:12px;font-weight:600}.late{
-color:#c0261b;font-weight:700}.hint{color:#66768a;font-size:14px}"""
+color:#c0261b;font-weight:700}.hint{color:#66768a;font-size:14px}
+input[type=file]::file-selector-button{min-height:44px;min-width:96px;font-size:16px;margin-right:10px;
+border:1px solid #c3ccd8;border-radius:8px;background:#eef3fa}"""
 
 OK_TEXT = {"accepted": "已接单，请尽快赶往现场。", "arrived": "已记录到场时间。", "done": "反馈已提交，谢谢！"}
 

@@ -136,7 +136,7 @@ class DemoStory:
         team = next(t for t in teams.teams.values()
                     if t.type == "燃气公司" and t.serves(alert.community if alert else None))
         now = time.time()
-        d = self.book.create(aid, team, team.members[0], iso(now + 1800), DUTY, "【演示】厨房燃气报警，请速到场", now)
+        d = self.book.create(aid, team, None, iso(now + 1800), DUTY, "【演示】厨房燃气报警，请速到场", now)
         log.info("【演示】field link of %s: %s", d.dispatch_id, link_for(self.settings, d))
 
     def _did(self, aid: str) -> str:

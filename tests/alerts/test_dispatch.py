@@ -123,6 +123,8 @@ def test_steps_out_of_order_or_twice_are_refused(env: tuple) -> None:
         book.accept(d.dispatch_id, time.time())
     accepted = [st.actor for st in store.timeline("a-1") if st.event == Event.ACCEPTED]
     assert accepted == ["李师傅（十堰燃气公司张湾抢修队）"]
+    book.arrive(d.dispatch_id, time.time())  # signed by whoever accepted the team's dispatch
+    assert store.timeline("a-1")[-1].actor == "李师傅（十堰燃气公司张湾抢修队）"
     with pytest.raises(Refused) as nf:
         book.accept("d-nonexistent", time.time())
     assert nf.value.status == 404
