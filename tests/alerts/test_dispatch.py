@@ -341,3 +341,28 @@ def test_a_store_of_the_previous_schema_gains_dispatches_and_archives(tmp_path: 
         assert old is not None and old.state == "resolved"
     finally:
         store.close()
+
+
+def test_the_running_alert_service_escalates_an_overdue_dispatch(settings: Settings) -> None:
+    """The real alert service (real broker) notices a dispatch nobody accepted, within its check period."""
+    from alerts.service import SILENCE_CHECK_S, AlertService
+    from tests.conftest import wait_until
+
+    store = AlertStore(store_path(settings.data_path))
+    store.insert(alert("a-late", community="yanhu", started_at=iso(time.time() - 900)), subject="G-L")
+    t = load_teams().teams["police"]
+    made = time.time() - 600
+    d = DispatchBook(store, settings).create("a-late", t, None, iso(made + 300), "张三", None, made)  # due 5 min ago
+    svc = AlertService(settings)
+    th = threading.Thread(target=svc.run_forever, daemon=True)
+    th.start()
+    try:
+        assert wait_until(lambda: any(st.event == Event.ESCALATED for st in store.timeline("a-late")),
+                          SILENCE_CHECK_S + 10)
+    finally:
+        svc.stop()
+        th.join(10)
+    esc = [st for st in store.timeline("a-late") if st.event == Event.ESCALATED]
+    assert len(esc) == 1 and esc[0].data["dispatch_id"] == d.dispatch_id
+    assert any(m["event"] == "dispatch_escalated" and m["dispatch_id"] == d.dispatch_id for m in outbox(settings))
+    store.close()
