@@ -248,3 +248,33 @@ def test_the_report_needs_sign_in_and_the_field_page_does_not(tmp_path: Path) ->
         assert r.status_code == 201 and r.json["created_by"] == "张三"
     finally:
         dctx.close()
+
+
+def test_a_bad_teams_file_is_reported_by_the_api_and_the_cli_not_fatal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "teams.yaml"
+    bad.write_text("teams:\n  - id: gas\n    name: 燃气\n    type: 消防队\n"
+                   "    members: [{id: a, name: b, phone: '1'}]\n", encoding="utf-8")
+    s = settings_for(tmp_path, dispatch_teams_file=str(bad))
+    app = create_app(s)  # the dashboard still starts
+    dctx = app.server.config["SC_DASHBOARD"]
+    try:
+        c = app.server.test_client()
+        aid = new_alert(dctx.store)
+        teams = c.get("/api/dispatch/teams").json
+        assert teams["teams"] == [] and teams["error"].startswith(f"{bad}:4: ")
+        r = c.post(f"/api/alerts/{aid}/dispatch", json={"team": "gas", "by": "张三"})
+        assert r.status_code == 503 and f"{bad}:4:" in r.json["error"]
+    finally:
+        dctx.close()
+    from smartcommunity.cli import main
+
+    for k in [k for k in __import__("os").environ if k.startswith("SC_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("SC_DATA_DIR", str(s.data_path))
+    monkeypatch.setenv("SC_DISPATCH_TEAMS_FILE", str(bad))
+    assert main(["dispatch", aid, "--team", "gas", "--by", "张三"]) == 2
+    assert f"{bad}:4: team 'gas': type '消防队'" in capsys.readouterr().err
+    monkeypatch.delenv("SC_DISPATCH_TEAMS_FILE")
+    assert main(["dispatch", aid, "--team", "gas", "--by", "张三"]) == 0
+    assert "/d/" in capsys.readouterr().out
