@@ -72,14 +72,17 @@ def _hm(iso_text: str | None) -> str:
     return f"{beijing(epoch(iso_text)):%m-%d %H:%M}" if iso_text else ""
 
 
-def _options(values: tuple[str, ...], name: str, label: str) -> str:
-    opts = "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in values)
+def _options(values: tuple[str, ...], name: str, label: str, chosen: str = "") -> str:
+    opts = "".join(f'<option value="{html.escape(v)}"{" selected" if v == chosen else ""}>{html.escape(v)}</option>'
+                   for v in values)
     return (f'<label for="{name}">{label}</label><select id="{name}" name="{name}" required>'
             f'<option value="">请选择</option>{opts}</select>')
 
 
 def render(token: str, d: Dispatch, alert: Any, places: dict[str, str], *, ok: str | None = None,
-           error: str | None = None, status: int = 200) -> Response:
+           error: str | None = None, status: int = 200, kept: dict[str, str] | None = None) -> Response:
+    """`kept`: what the person had typed in the feedback form, shown again after a refusal."""
+    kept = kept or {}
     sev = alert.severity if alert else "blue"
     title = f"{severity_label(sev)}预警 · 派单" if alert else "派单"
     base = f"/d/{token}"
@@ -124,10 +127,10 @@ def render(token: str, d: Dispatch, alert: Any, places: dict[str, str], *, ok: s
                         for i in range(1, MAX_PHOTOS + 1))
         parts.append(
             f'<form class="card" method="post" action="{base}/feedback" enctype="multipart/form-data">'
-            f'<div class="msg">现场反馈</div>{_options(CAUSES, "cause", "原因类别")}'
-            f'{_options(ACTIONS, "action", "处置措施")}'
+            f'<div class="msg">现场反馈</div>{_options(CAUSES, "cause", "原因类别", kept.get("cause", ""))}'
+            f'{_options(ACTIONS, "action", "处置措施", kept.get("action", ""))}'
             '<label for="text">情况说明</label><textarea id="text" name="text" maxlength="2000" '
-            'placeholder="发现了什么、做了什么、是否还需要其他部门"></textarea>'
+            f'placeholder="发现了什么、做了什么、是否还需要其他部门">{html.escape(kept.get("text", ""))}</textarea>'
             f'<label>现场照片（最多 {MAX_PHOTOS} 张，JPEG/PNG/WebP）</label>{files}'
             '<button type="submit" id="submit-feedback" class="go">提交反馈</button></form>')
     else:
@@ -157,6 +160,13 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
     def show(token: str, d: Dispatch, **kw: Any) -> Response:
         return render(token, d, store.get(d.alert_id), places(), **kw)
 
+    def _kept() -> dict[str, str]:
+        """The typed text and choices of a refused feedback (nothing when the body was too big to read)."""
+        try:
+            return {k: request.form.get(k, "")[:2000] for k in ("cause", "action", "text")}
+        except RequestEntityTooLarge:
+            return {}
+
     @server.get("/d/<token>")
     def field_page(token: str) -> Response:
         try:
@@ -175,7 +185,7 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
             new = step(d)
         except Refused as exc:
             log.info("field action on %s refused: %s", d.dispatch_id, exc.message)
-            return show(token, book.get(d.dispatch_id) or d, error=exc.message, status=exc.status)
+            return show(token, book.get(d.dispatch_id) or d, error=exc.message, status=exc.status, kept=_kept())
         return redirect(f"/d/{token}?ok={new.state}", code=303)  # type: ignore[return-value]
 
     @server.post("/d/<token>/accept")

@@ -184,6 +184,8 @@ def test_bad_uploads_are_refused_with_a_message_and_change_nothing(served: tuple
     msg = error_text(r.text)
     assert ("太大" in msg or "过大" in msg) if case in ("oversize", "body_too_big") else "不是图片" in msg
     assert 'id="submit-feedback"' in r.text  # the form is still there to try again
+    if case != "body_too_big":  # ... with what was typed (a body too big to read has nothing to keep)
+        assert f'<option value="{CAUSES[0]}" selected>' in r.text and ">x</textarea>" in r.text
     assert store.timeline(aid) == before
     d = client.get(f"/api/alerts/{aid}/dispatches").json[0]
     assert d["state"] == "arrived" and d["photos"] == [] and d["cause"] is None
