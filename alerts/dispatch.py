@@ -336,6 +336,9 @@ class DispatchBook:
                 "deadline": iso(dl)})
             d = self._row(db, did)
         assert d is not None
+        if not self.settings.dashboard_public_url:
+            log.warning("SC_DASHBOARD_PUBLIC_URL is not set: the field link of %s points at %s, which a phone "
+                        "outside this machine cannot open", did, public_base(self.settings))
         link = link_for(self.settings, d)
         send_dispatch(self.settings, alert, contacts, dispatch_text(alert, d, link), event="dispatch",
                       dispatch_id=did, link=link)
