@@ -86,11 +86,11 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
 def run_demo_story(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
+    from core import procs
     from smartcommunity.demo_story import DemoStory
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    procs.on_stop(stop.set)
     story = DemoStory(settings, args.community, pace_s=args.pace, stop=stop)
     try:
         story.run()
