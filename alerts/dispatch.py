@@ -61,7 +61,7 @@ PHOTO_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 LINK_SALT = "sc-dispatch-link"
 
 OPEN_STATES = ("sent", "accepted", "arrived")
-STATE_LABEL = {"sent": "待接单", "accepted": "已接单", "arrived": "已到场", "done": "已反馈"}
+STATE_LABEL = {"sent": "待接单", "accepted": "已接单", "arrived": "已到场", "done": "已反馈", "cancelled": "已撤回"}
 
 
 class Refused(Exception):
@@ -346,6 +346,12 @@ class DispatchBook:
             "dispatch_id": did, "to": [c["name"] for c in contacts], "channel": "outbox",
             "delivered": "queued"})
         return d
+
+    def cancel(self, dispatch_id: str, by: str, note: str | None, now: float) -> Dispatch:
+        """The operator takes an open dispatch back (e.g. to send another team); its link then
+        only shows that it was taken back."""
+        return self._advance(dispatch_id, OPEN_STATES, "cancelled", "done_at", Event.DISPATCH_CANCELLED, now,
+                             note=note, by=by)
 
     # -- the assignee's steps (from the field page)
 

@@ -7,6 +7,7 @@ JSON API (alongside the contract's /api; same bearer token when SC_API_TOKEN is 
   GET  /api/dispatch/options                    cause categories and actions
   POST /api/alerts/{id}/dispatch                {"team", "member"?, "deadline" (ISO) | "deadline_min", "by"?, "note"?}
   GET  /api/alerts/{id}/dispatches
+  POST /api/dispatches/{dispatch_id}/cancel     {"by"?, "note"?}  take an open dispatch back
   GET  /api/dispatches?community=               open dispatches
   GET  /api/dispatches/{dispatch_id}/photos/{n} a feedback photo (n = 1..3)
   POST /api/alerts/{id}/archive                 {"cause", "by"?, "note"?}
@@ -196,6 +197,12 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
             deadline = iso(now + float(mins) * 60)
         d = book.create(alert_id, team, member, deadline, _operator(doc, "dispatches"), _text(doc, "note"), now)
         return jsonify({**d.as_json(), "link": link_for(settings, d)}), 201
+
+    @api.post("/dispatches/<dispatch_id>/cancel")
+    def cancel_dispatch(dispatch_id: str) -> tuple[Response, int]:
+        doc = _json_body()
+        d = book.cancel(dispatch_id, _operator(doc, "takes the dispatch back"), _text(doc, "note"), time.time())
+        return jsonify(d.as_json()), 200
 
     @api.get("/alerts/<alert_id>/dispatches")
     def alert_dispatches(alert_id: str) -> tuple[Response, int]:

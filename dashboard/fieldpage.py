@@ -109,7 +109,7 @@ def render(token: str, d: Dispatch, alert: Any, places: dict[str, str], *, ok: s
            if d.note else "")
         + f'<div class="row"><span class="k">状态</span><span class="v" id="state">'
         f'{html.escape(STATE_LABEL.get(d.state, d.state))}</span></div></div>')
-    steps = [("接单", d.accepted_at), ("到场", d.arrived_at), ("反馈", d.done_at)]
+    steps = [("接单", d.accepted_at), ("到场", d.arrived_at), ("反馈", d.done_at if d.state == "done" else None)]
     parts.append('<div class="card steps">' + "".join(
         f'<div class="step{" on" if at else ""}">{name}<small>{_hm(at) if at else "—"}</small></div>'
         for name, at in steps) + "</div>")
@@ -133,6 +133,9 @@ def render(token: str, d: Dispatch, alert: Any, places: dict[str, str], *, ok: s
             f'placeholder="发现了什么、做了什么、是否还需要其他部门">{html.escape(kept.get("text", ""))}</textarea>'
             f'<label>现场照片（最多 {MAX_PHOTOS} 张，JPEG/PNG/WebP）</label>{files}'
             '<button type="submit" id="submit-feedback" class="go">提交反馈</button></form>')
+    elif d.state == "cancelled":
+        parts.append('<div class="card" id="cancelled"><div class="msg">该派单已由指挥中心撤回，无需处置。</div>'
+                     '<p class="hint">如有疑问请联系街道指挥中心。</p></div>')
     else:
         parts.append(
             f'<div class="card" id="done"><div class="msg">已完成反馈</div>'

@@ -280,3 +280,22 @@ def test_a_bad_teams_file_is_reported_by_the_api_and_the_cli_not_fatal(
     monkeypatch.delenv("SC_DISPATCH_TEAMS_FILE")
     assert main(["dispatch", aid, "--team", "gas", "--by", "张三"]) == 0
     assert "/d/" in capsys.readouterr().out
+
+
+def test_an_operator_takes_a_dispatch_back_and_its_link_then_does_nothing(served: tuple) -> None:
+    client, store, _s = served
+    aid = new_alert(store)
+    body, token = dispatched(client, aid)
+    r = client.post(f"/api/dispatches/{body['dispatch_id']}/cancel", json={"by": "张三", "note": "改派物业"})
+    assert r.status_code == 200 and r.json["state"] == "cancelled"
+    page = client.get(f"/d/{token}")
+    assert page.status_code == 200 and 'id="cancelled"' in page.text and "<button" not in page.text
+    refused = client.post(f"/d/{token}/accept")
+    assert refused.status_code == 409 and "已撤回" in error_text(refused.text)
+    again = client.post(f"/api/dispatches/{body['dispatch_id']}/cancel", json={"by": "张三"})
+    assert again.status_code == 409
+    assert client.post("/api/dispatches/d-000000000000/cancel", json={"by": "张三"}).status_code == 404
+    assert client.get("/api/dispatches").json == []
+    steps = [(st["event"], st["by"], st["note"]) for st in client.get(f"/api/alerts/{aid}").json["timeline"]]
+    assert steps[-1] == ("dispatch_cancelled", "张三", "改派物业")
+    assert len(steps) == 4  # raised, dispatched, notified, cancelled: the refused presses left nothing
