@@ -89,6 +89,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.dispatch import DispatchBook, Refused, link_for
+    from alerts.report import place_names
     from alerts.store import AlertStore, store_path
     from alerts.teams import TeamsError, load_teams
     from core.timebase import iso
@@ -109,8 +110,8 @@ def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     store = AlertStore(store_path(settings.data_path))
     try:
         now = time.time()
-        d = DispatchBook(store, settings).create(args.alert_id, team, member, iso(now + args.deadline_min * 60),
-                                                 args.by, args.note, now)
+        book = DispatchBook(store, settings, places=lambda: place_names(settings))
+        d = book.create(args.alert_id, team, member, iso(now + args.deadline_min * 60), args.by, args.note, now)
     except Refused as exc:
         print(f"smartcommunity dispatch: {exc.message}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,16 +254,23 @@ def _post(url: str, note: dict[str, Any], tries: int = 4) -> None:
     log.error("could not POST the dispatch message %s; it stays in the outbox", note["dispatch_id"])
 
 
-def _place(alert: Alert) -> str:
-    return f"{COMMUNITIES.get(alert.community, alert.community)} {alert.compound_id}"
+Places = tuple[dict[str, str], dict[str, str]]  # (compound id → name, device id → install place)
+
+
+def place_of(alert: Alert, places: Places | None = None) -> str:
+    """Where, in words people use: community, then the device's compound, building and install
+    place (or the compound's name), falling back to ids only when the names are not loaded."""
+    compounds, devices = places or ({}, {})
+    where = devices.get(alert.device_id) or compounds.get(alert.compound_id) or alert.compound_id
+    return f"{COMMUNITIES.get(alert.community, alert.community)} {where}"
 
 
 def _hm(iso_text: str) -> str:
     return beijing(epoch(iso_text)).strftime("%m-%d %H:%M")
 
 
-def dispatch_text(alert: Alert, d: Dispatch, link: str) -> str:
-    return (f"[{severity_label(alert.severity)}预警·派单] {_place(alert)}：{alert.message}。"
+def dispatch_text(alert: Alert, d: Dispatch, link: str, places: Places | None = None) -> str:
+    return (f"[{severity_label(alert.severity)}预警·派单] {place_of(alert, places)}：{alert.message}。"
             f"派给 {d.team_name}{'·' + d.assignee if d.member_id else ''}，请于 {_hm(d.deadline)} 前接单并到场处置。"
             f"{('指挥中心备注：' + d.note + '。') if d.note else ''}接单与反馈：{link}")
 
@@ -274,9 +281,17 @@ def dispatch_text(alert: Alert, d: Dispatch, link: str) -> str:
 class DispatchBook:
     """Dispatches in the alert store (same SQLite file, same transactions as the timeline)."""
 
-    def __init__(self, store: AlertStore, settings: Settings) -> None:
+    def __init__(self, store: AlertStore, settings: Settings, places: Callable[[], Places] | None = None) -> None:
         self.store = store
         self.settings = settings
+        self._places = places  # names for the messages (the dashboard's cache; None: ids)
+
+    def places(self) -> Places | None:
+        try:
+            return self._places() if self._places else None
+        except Exception:  # names are a courtesy: a message goes out with ids rather than not at all
+            log.exception("place names not available")
+            return None
 
     def _row(self, db: sqlite3.Connection, dispatch_id: str) -> Dispatch | None:
         r = db.execute("SELECT * FROM dispatches WHERE dispatch_id = ?", (dispatch_id,)).fetchone()
@@ -340,7 +355,7 @@ class DispatchBook:
             log.warning("SC_DASHBOARD_PUBLIC_URL is not set: the field link of %s points at %s, which a phone "
                         "outside this machine cannot open", did, public_base(self.settings))
         link = link_for(self.settings, d)
-        send_dispatch(self.settings, alert, contacts, dispatch_text(alert, d, link), event="dispatch",
+        send_dispatch(self.settings, alert, contacts, dispatch_text(alert, d, link, self.places()), event="dispatch",
                       dispatch_id=did, link=link)
         self.store.record(alert_id, Event.NOTIFIED, iso(time.time()), data={
             "dispatch_id": did, "to": [c["name"] for c in contacts], "channel": "outbox",
@@ -465,7 +480,7 @@ class DispatchBook:
                                   "to": [c.get("name") for c in contacts]})
             if alert is not None:
                 text = (f"[派单超时] {d.team_name}{'·' + d.assignee if d.member_id else ''} 未在 {_hm(d.deadline)} "
-                        f"前接单：{_place(alert)} {alert.message}。请协调处置。")
+                        f"前接单：{place_of(alert, self.places())} {alert.message}。请协调处置。")
                 send_dispatch(self.settings, alert, contacts, text, event="dispatch_escalated",
                               dispatch_id=d.dispatch_id, link=None)
             log.warning("dispatch %s of alert %s not accepted by %s: escalated to tier %d",

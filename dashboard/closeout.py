@@ -143,9 +143,9 @@ def report_json(rep: Report) -> dict[str, Any]:
 
 
 def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> None:
-    book = DispatchBook(store, settings)
-    teams = TeamsHolder(settings)
     places = Places(settings)
+    book = DispatchBook(store, settings, places=places.get)
+    teams = TeamsHolder(settings)
     secret = link_secret(settings.data_path)
     api = Blueprint("sc_closeout", __name__, url_prefix="/api")
 
@@ -287,5 +287,5 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
         return send_file(Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
                          mimetype="application/javascript", max_age=86400)
 
-    register_field_page(server, settings, store, book, lambda: secret, lambda: places.get()[0])
+    register_field_page(server, settings, store, book, lambda: secret, places.get)
 

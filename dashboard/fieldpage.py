@@ -19,9 +19,19 @@ from typing import Any
 from flask import Flask, Response, redirect, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from alerts.dispatch import ACTIONS, CAUSES, MAX_PHOTOS, STATE_LABEL, Dispatch, DispatchBook, Refused, read_link
+from alerts.dispatch import (
+    ACTIONS,
+    CAUSES,
+    MAX_PHOTOS,
+    STATE_LABEL,
+    Dispatch,
+    DispatchBook,
+    Places,
+    Refused,
+    place_of,
+    read_link,
+)
 from alerts.store import AlertStore
-from core.contract import COMMUNITIES
 from core.settings import Settings
 from core.severity import COLOUR
 from core.severity import label as severity_label
@@ -79,7 +89,7 @@ def _options(values: tuple[str, ...], name: str, label: str, chosen: str = "") -
             f'<option value="">请选择</option>{opts}</select>')
 
 
-def render(token: str, d: Dispatch, alert: Any, places: dict[str, str], *, ok: str | None = None,
+def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: str | None = None,
            error: str | None = None, status: int = 200, kept: dict[str, str] | None = None) -> Response:
     """`kept`: what the person had typed in the feedback form, shown again after a refusal."""
     kept = kept or {}
@@ -87,8 +97,7 @@ def render(token: str, d: Dispatch, alert: Any, places: dict[str, str], *, ok: s
     title = f"{severity_label(sev)}预警 · 派单" if alert else "派单"
     base = f"/d/{token}"
     late = d.state == "sent" and epoch(d.deadline) <= time.time()
-    where = (f"{COMMUNITIES.get(alert.community, alert.community)} "
-             f"{places.get(alert.compound_id, alert.compound_id)}") if alert else ""
+    where = place_of(alert, places) if alert else ""
     parts = []
     if error:
         parts.append(f'<div class="err" id="error">{html.escape(error)}</div>')
@@ -148,7 +157,7 @@ def render(token: str, d: Dispatch, alert: Any, places: dict[str, str], *, ok: s
 
 
 def register_field_page(server: Flask, settings: Settings, store: AlertStore, book: DispatchBook,
-                        secret: Callable[[], bytes], places: Callable[[], dict[str, str]]) -> None:
+                        secret: Callable[[], bytes], places: Callable[[], Places]) -> None:
     ttl = settings.dispatch_link_ttl_s
     # Three photos at their bound, plus the form fields and multipart framing.
     max_body = MAX_PHOTOS * settings.dispatch_photo_max_bytes + 256 * 1024

@@ -11,6 +11,7 @@ It goes through the same code as people do (AlertActions, DispatchBook, archive)
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from alerts.archive import archive
 from alerts.dispatch import DispatchBook, Refused, link_for
+from alerts.report import place_names
 from alerts.store import AlertStore, store_path
 from alerts.teams import load_teams
 from core.contract import Alert
@@ -65,7 +67,8 @@ class DemoStory:
         self.pace_s = pace_s
         self.stop = stop or threading.Event()
         self.store = AlertStore(store_path(settings.data_path))
-        self.book = DispatchBook(self.store, settings)
+        names = functools.cache(lambda: place_names(settings))
+        self.book = DispatchBook(self.store, settings, places=names)
         self.since = iso(time.time() - 60)
 
     def _wait(self, pred: Callable[[], object], poll_s: float = 1.0) -> object:

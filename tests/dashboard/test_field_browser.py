@@ -5,6 +5,7 @@ step. Screenshots go to /tmp/field_*.png."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -51,6 +52,16 @@ def test_dispatch_to_archive_on_a_phone(served: tuple[str, Settings], tmp_path: 
                  json={"team": "gas", "member": "gas-wang", "deadline_min": 30, "by": "值班员张三", "note": "厨房报警"})
     assert r.status_code == 201, r.text
     link = base_url + "/d/" + r.json()["link"].split("/d/")[1]
+    # The message names the place in words (compound, building, install place), not ids alone.
+    from core.registry import ensure_registry, load_registry
+    from geodata.layers import layers_dir, load_layers
+
+    dev = load_registry(ensure_registry(settings))[alert.device_id]
+    compound = load_layers(layers_dir(settings)).places[alert.compound_id].name
+    sent = [json.loads(line) for line in (settings.data_path / "alerts" / "outbox.jsonl").read_text().splitlines()]
+    assert len(sent) == 1 and sent[0]["event"] == "dispatch" and sent[0]["to"] == [{"name": "王师傅",
+                                                                                   "phone": "13800000101"}]
+    assert f"蓝山郡社区 {compound} {dev.extra['building_id']} {dev.extra['install']}" in sent[0]["text"]
     seen: list[str] = []
     photo = jpeg(1200, 900)
     with sync_api.sync_playwright() as p:
