@@ -1,8 +1,9 @@
 """Archive (归档): every red and orange alert, including one whose condition cleared by itself, is
 closed out by a person with a cause category (the categories of `alerts.dispatch.CAUSES`).
 
-An alert is archived once, after it is resolved; the archive row and the `archived` timeline step
-are written in one transaction. `pending` lists what is still to archive, oldest first.
+An alert is archived once, after it is resolved and none of its dispatches is still open (fed back
+or taken back); the archive row and the `archived` timeline step are written in one transaction.
+`pending` lists what is still to archive, oldest first.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.dispatch import CAUSES, MAX_TEXT, Refused
+from alerts.dispatch import CAUSES, MAX_TEXT, OPEN_STATES, STATE_LABEL, Refused
 from alerts.store import AlertStore, _decode
 from alerts.timeline import Event
 from core.contract import Alert
@@ -47,6 +48,12 @@ def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | N
             raise Refused(404, f"no alert {alert_id}")
         if row["state"] != "resolved":
             raise Refused(409, f"alert {alert_id} is still {row['state']}: resolve it before archiving")
+        busy = db.execute(f"SELECT team_name, state FROM dispatches WHERE alert_id = ? AND state IN "
+                          f"({', '.join('?' * len(OPEN_STATES))})", (alert_id, *OPEN_STATES)).fetchall()
+        if busy:
+            who = "、".join(f"{r['team_name']}（{STATE_LABEL.get(r['state'], r['state'])}）" for r in busy)
+            raise Refused(409, f"alert {alert_id} has open dispatches: {who}; wait for their feedback or take "
+                               "them back before archiving")
         done = db.execute("SELECT archived_by FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
         if done is not None:
             raise Refused(409, f"alert {alert_id} is already archived by {done['archived_by']}")
