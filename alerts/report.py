@@ -244,7 +244,8 @@ def _figures(rep: Report) -> list[tuple[str, Any]]:
     secs = [s for c, s in rep.sections.items() if c != ALL]
     names = [s.name for s in secs]
     layout = {"template": "plotly_white", "height": 340, "margin": {"l": 50, "r": 20, "t": 40, "b": 60},
-              "font": {"family": "Noto Sans CJK SC, sans-serif"}, "legend": {"orientation": "h"}}
+              "font": {"family": "Noto Sans CJK SC, sans-serif"}, "autosize": True,
+              "legend": {"orientation": "h", "traceorder": "normal"}}
     out: list[tuple[str, Any]] = []
     f1 = go.Figure(layout={**layout, "barmode": "stack", "title": "各社区告警数（按级别）"})
     for sev in SEVERITIES:
@@ -284,15 +285,24 @@ PAGE_CSS = """body{font-family:"Noto Sans CJK SC",sans-serif;margin:0 auto;max-w
 h1{font-size:24px}h2{font-size:19px;border-bottom:2px solid #2b6fd6;padding-bottom:4px;margin-top:32px}
 h3{font-size:16px;margin:18px 0 6px}table{border-collapse:collapse;margin:6px 0;font-size:14px}
 td,th{border:1px solid #ccd6e3;padding:4px 8px;text-align:left}th{background:#eef3fa}.none{color:#777}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:8px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:8px}.chart{min-width:0}
 .nav a{margin-right:12px}.meta{color:#555}"""
 
 
-def to_html(rep: Report, plotly_js: str) -> str:
-    """The report page; `plotly_js` is a <script> tag (a local URL, or the library inline for a file)."""
-    charts = "".join(f'<div class="chart" id="chart-{key}">{fig.to_html(full_html=False, include_plotlyjs=False)}'
+# Each chart was drawn while the grid below it was still filling (the first one as wide as the page):
+# once all are there, fit each to its cell.
+RESIZE_JS = ("<script>window.addEventListener('load', function () { document.querySelectorAll('.js-plotly-plot')"
+             ".forEach(function (gd) { Plotly.Plots.resize(gd); }); });</script>")
+
+
+def to_html(rep: Report, plotly_js: str, nav: str = "") -> str:
+    """The report page; `plotly_js` is a <script> tag (a local URL, or the library inline for a file);
+    `nav` is HTML put above the title (the dashboard's period picker)."""
+    conf = {"responsive": True, "displaylogo": False}  # each chart fills its grid cell, whatever the screen
+    charts = "".join(f'<div class="chart" id="chart-{key}">'
+                     f"{fig.to_html(full_html=False, include_plotlyjs=False, config=conf, default_width='100%')}"
                      "</div>" for key, fig in _figures(rep))
-    parts = [f"<h1>车城路街道 安全运行报告 {html.escape(rep.period.title())}</h1>",
+    parts = [nav, f"<h1>车城路街道 安全运行报告 {html.escape(rep.period.title())}</h1>",
              f'<p class="meta">生成于 {beijing(epoch(rep.generated_at)):%Y-%m-%d %H:%M} · 按告警产生时间统计 · '
              "响应时间自告警产生起算；P90 为 90% 告警在此时间内完成</p>",
              f'<div class="charts">{charts}</div>']
@@ -323,7 +333,7 @@ def to_html(rep: Report, plotly_js: str) -> str:
     return (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>安全运行报告 {html.escape(rep.period.title())}</title><style>{PAGE_CSS}</style>{plotly_js}"
-            f"</head><body>{''.join(parts)}</body></html>")
+            f"</head><body>{''.join(parts)}{RESIZE_JS}</body></html>")
 
 
 def plotly_inline() -> str:

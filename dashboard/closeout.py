@@ -18,11 +18,13 @@ Pages: /report (HTML with plotly charts, plotly.js served locally), /report.csv,
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, jsonify, request, send_file
 
@@ -140,6 +142,19 @@ def report_json(rep: Report) -> dict[str, Any]:
             "open_dispatches": [d.as_json() for d in sec.open_dispatches],
         }
     return out
+
+
+def report_nav(args: Any) -> str:
+    """A period picker (plain GET form) and the CSV of what is shown."""
+    month = html.escape(args.get("month") or "")
+    comm = args.get("community") or ""
+    opts = "".join(f'<option value="{c}"{" selected" if c == comm else ""}>{html.escape(n)}</option>'
+                   for c, n in COMMUNITIES.items())
+    query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
+    return ('<form class="nav" method="get" action="/report"><label>月份 <input type="month" name="month" '
+            f'value="{month}"></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
+            '</select></label> <button type="submit">查看</button> '
+            f'<a href="/report.csv?{query}" id="csv">下载 CSV</a> <a href="/">返回一张图</a></form>')
 
 
 def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> None:
@@ -271,7 +286,8 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
             rep = make_report()
         except Refused as exc:
             return Response(exc.message, status=exc.status, mimetype="text/plain")
-        return Response(to_html(rep, '<script src="/report/plotly.min.js"></script>'), mimetype="text/html")
+        return Response(to_html(rep, '<script src="/report/plotly.min.js"></script>', report_nav(request.args)),
+                        mimetype="text/html")
 
     @server.get("/report.csv")
     def report_csv() -> Response:

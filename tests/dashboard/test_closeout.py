@@ -220,6 +220,7 @@ def test_report_page_csv_and_local_plotly(served: tuple) -> None:
     srcs = re.findall(r'<script[^>]*src="([^"]+)"', page.text)
     assert srcs == ["/report/plotly.min.js"]  # no CDN
     assert page.text.count("Plotly.newPlot") == 4 and "蓝山郡社区" in page.text
+    assert 'href="/report.csv?month=2026-11"' in page.text  # the CSV of what is shown
     js = client.get("/report/plotly.min.js")
     assert js.status_code == 200 and b"plotly" in js.data[:2000].lower() and len(js.data) > 1_000_000
     csv_ = client.get("/report.csv?month=2026-11&community=yanhu")

@@ -133,3 +133,30 @@ def test_dispatch_to_archive_on_a_phone(served: tuple[str, Settings], tmp_path: 
     assert api.get(f"{base_url}/api/dispatches/{did}/photos/1").content == photo
     store.close()
 
+
+
+def test_the_report_page_draws_its_charts_offline(served: tuple[str, Settings]) -> None:  # noqa: F811
+    base_url, settings = served
+    store = AlertStore(store_path(settings.data_path))
+    alert = red_alert(store, settings)
+    store.close()
+    month = alert.started_at[:7]  # the red_alert is now: this month (UTC; Beijing may be a day ahead)
+    seen: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page.on("request", lambda req: seen.append(req.url))
+        last = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+        page.goto(f"{base_url}/report?from={month}-01&to={last}")
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4",
+                               timeout=30_000)
+        # every chart fits its own cell of the grid (none drawn as wide as the page and cut off)
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot')).every(gd => "
+                               "Math.abs(gd._fullLayout.width - gd.parentElement.getBoundingClientRect().width) < 2)",
+                               timeout=10_000)
+        bars = page.evaluate("() => Array.from(document.querySelectorAll('#chart-by_severity .js-plotly-plot'))"
+                             ".map(gd => gd.data.map(t => t.y.reduce((a, b) => a + b, 0)))")
+        assert sum(bars[0]) == 1  # the one alert, in the severity chart
+        page.screenshot(path="/tmp/field_report.png", full_page=False)
+        browser.close()
+    assert external(seen) == []
