@@ -64,7 +64,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
                 raise ValueError("give both --from and --to")
             period = Period.days(args.first, args.last)
         else:
-            period = Period.month(args.month or time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600)))
+            period = Period.month(args.month) if args.month else Period.this_month()
         if args.community and args.community not in COMMUNITIES:
             raise ValueError(f"unknown community {args.community!r}; use {', '.join(COMMUNITIES)}")
     except ValueError as exc:

@@ -55,6 +55,10 @@ class Period:
         return cls(first.timestamp(), nxt.timestamp(), text)
 
     @classmethod
+    def this_month(cls) -> Period:
+        return cls.month(f"{beijing():%Y-%m}")
+
+    @classmethod
     def days(cls, first: str, last: str) -> Period:
         """From the day `first` to the day `last` inclusive (YYYY-MM-DD, Beijing time)."""
         try:

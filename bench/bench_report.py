@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +26,13 @@ def main() -> int:
     from alerts.report import Period, build_report, to_csv, to_html
     from alerts.store import AlertStore
     from core.contract import COMMUNITIES
-    from core.timebase import iso
+    from core.timebase import BEIJING, iso
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--alerts", type=int, default=20_000)
     args = ap.parse_args()
     rng = random.Random(1)
-    start = datetime(2026, 11, 1, tzinfo=timezone(timedelta(hours=8))).timestamp()
+    start = datetime(2026, 11, 1, tzinfo=BEIJING).timestamp()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "alerts.sqlite"
         store = AlertStore(path)

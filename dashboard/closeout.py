@@ -120,8 +120,7 @@ def period_from_args(args: Any) -> tuple[Period, str | None]:
             if not (args.get("from") and args.get("to")):
                 raise Refused(400, "give both from= and to= (YYYY-MM-DD)")
             return Period.days(args["from"], args["to"]), community
-        month = args.get("month") or time.strftime("%Y-%m", time.gmtime(time.time() + 8 * 3600))
-        return Period.month(month), community
+        return (Period.month(args["month"]) if args.get("month") else Period.this_month()), community
     except ValueError as exc:
         raise Refused(400, str(exc)) from None
 

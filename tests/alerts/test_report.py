@@ -177,6 +177,9 @@ def test_smartcommunity_report_writes_csv_and_html(tmp_path: Path, monkeypatch: 
     assert "cdn.plot.ly" not in rest and "<script src=" not in rest  # no CDN
     assert "蓝山郡社区" in page and "响应时间" in page
     assert main(["report", "--month", "2026-13"]) == 2
+    assert main(["report", "--out", str(out)]) == 0  # default: this month, in Beijing time
+    this_month = datetime.fromtimestamp(__import__("time").time(), CST).strftime("%Y-%m")
+    assert (out / f"report-{this_month}.csv").is_file()
     assert main(["report", "--from", "2026-11-05"]) == 2
 
 
