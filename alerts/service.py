@@ -18,6 +18,7 @@ from alerts.channels import load_targets
 from alerts.configfile import Watched
 from alerts.context import Surroundings
 from alerts.delivery import Delivery, RetryPolicy
+from alerts.dispatch import DispatchBook
 from alerts.engine import Engine
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
@@ -65,6 +66,7 @@ class AlertService:
         notifier = Notifier(self.delivery.outbox, Places(lambda d: self.registry.current().get(d)),
                             settings.public_base_url, record=self._record)
         threading.Thread(target=warm_up, name="notify-warm-up", daemon=True).start()
+        self.dispatches = DispatchBook(self.store, settings)
         self.engine = Engine(
             load_rules(rules_path), self.store, self._publish, settings.alert_holdoff_s,
             settings.alerts_update_min_s,
@@ -132,7 +134,7 @@ class AlertService:
     def run_forever(self) -> None:
         self.delivery.start()
         connect(self.client, self.settings, persistent=True)
-        last_silence = last_beat = last_compact = time.monotonic()
+        last_silence = last_beat = last_compact = last_dispatch_check = time.monotonic()
         try:
             while not self._stop.is_set():
                 self.step(self.settings.alerts_tick_s)
@@ -144,6 +146,9 @@ class AlertService:
                 if self.mqtt_ok and now - last_silence >= SILENCE_CHECK_S:
                     self.engine.check_silence(self.registry.current())
                     last_silence = now
+                if now - last_dispatch_check >= SILENCE_CHECK_S:
+                    self.check_dispatches()
+                    last_dispatch_check = now
                 if now - last_beat >= 1.0:
                     self._reload_channels()
                     if now - last_compact >= 60.0:
@@ -156,6 +161,13 @@ class AlertService:
             self.client.loop_stop()
             self.delivery.stop()
             self.store.close()
+
+    def check_dispatches(self) -> None:
+        """A dispatch nobody accepted by its deadline escalates (alerts/dispatch.py)."""
+        try:
+            self.dispatches.escalate_overdue(self.roster.current(), time.time())
+        except Exception:  # a store hiccup must not stop the rule engine
+            log.exception("could not check dispatch deadlines")
 
     def snapshot(self) -> dict[str, object]:
         return {"counters": dict(self.counters), "open_alerts": len(self.engine.open),

@@ -50,6 +50,10 @@ class Settings:
     notify_retry_max_s: float = 120.0  # ... up to this
     notify_give_up_s: float = 3600.0  # a notification not delivered this long after it was written is given up
     dashboard_refresh_ms: int = 2000
+    dashboard_public_url: str | None = None  # base of links sent to staff phones; default http://127.0.0.1:<port>/
+    dispatch_teams_file: str | None = None  # default: bundled alerts/teams.yaml (派单: teams and members)
+    dispatch_link_ttl_s: float = 3 * 24 * 3600  # a signed field link works this long after it was sent
+    dispatch_photo_max_bytes: int = 8 * 1024 * 1024  # one feedback photo at most (three per feedback)
     mqtt_keepalive_s: int = 30
     ingest_writers: int = 2  # writer threads per ingest process
     ingest_gzip: bool = False  # gzip write bodies (saves bandwidth to a remote InfluxDB, costs CPU)

@@ -23,7 +23,8 @@ from alerts.channels.base import Channel, DeliveryError, Target
 from alerts.message import Message
 from alerts.roster import Person
 
-__all__ = ["Channel", "DeliveryError", "Person", "Target", "deliver_now", "load_targets", "send_to_person"]
+__all__ = ["Channel", "DeliveryError", "Person", "Target", "deliver_now", "load_targets", "queue_message",
+           "send_to_person"]
 
 
 def load_targets(settings: Any) -> list[Target]:
@@ -58,13 +59,22 @@ def send_to_person(settings: Any, person: Person | dict[str, Any] | str, text: s
                    severity: str | None = None, place: str = "", event: str = "dispatch") -> str:
     """Queue a message to one person (a roster Person, its JSON, or a bare mobile / e-mail address)
     for durable delivery by the alert service; returns the notification id."""
+    return queue_message(settings, [person], text, link, title=title, alert_id=alert_id, community=community,
+                         severity=severity, place=place, event=event)
+
+
+def queue_message(settings: Any, people: list[Person | dict[str, Any] | str], text: str, link: str | None = None,
+                  *, title: str | None = None, alert_id: str | None = None, community: str | None = None,
+                  severity: str | None = None, place: str = "", event: str = "dispatch",
+                  extra: dict[str, Any] | None = None) -> str:
+    """The same for several people in one outbox entry (`extra` fields are kept on it, e.g. a dispatch id)."""
     from alerts.delivery import Outbox, outbox_path
 
-    p = _person(person)
     msg = _message(text, link, title, alert_id, severity, place)
     entry = Outbox(outbox_path(settings.data_path)).append({
-        "event": event, "tier": 1, "to": [p.as_json()], "alert_id": alert_id, "severity": severity,
-        "community": community, "text": msg.plain(), "message": msg.as_json(), "alert": None})
+        **(extra or {}), "event": event, "tier": 1, "to": [_person(p).as_json() for p in people],
+        "alert_id": alert_id, "severity": severity, "community": community, "text": msg.plain(),
+        "link": link, "message": msg.as_json(), "alert": None})
     return str(entry["id"])
 
 
