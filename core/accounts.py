@@ -13,6 +13,7 @@ MQTT_ALERTS = "svc.alerts"  # reads device topics, publishes sc/alerts/#
 MQTT_DASHBOARD = "svc.dashboard"  # publishes the alert changes staff make (ack/resolve)
 MQTT_HEALTH = "svc.health"  # connects only: /api/health's broker probe
 MQTT_SIMULATOR = "svc.simulator"  # the demo's simulated fleet: publishes as registered devices
+MQTT_DEMO_STORY = "svc.demo-story"  # the demo's simulated staff: publishes their acks like the dashboard
 
 INFLUX_ADMIN = "sc_admin"  # `up` only: creates the database, policies, users
 INFLUX_WRITER = "sc_writer"  # ingest: WRITE on SC_INFLUX_DB
@@ -24,6 +25,7 @@ PART_ACCOUNTS: dict[str, tuple[str | None, str | None]] = {
     "alerts": (MQTT_ALERTS, None),
     "dashboard": (MQTT_DASHBOARD, INFLUX_READER),
     "simulate": (MQTT_SIMULATOR, None),
+    "demo-story": (MQTT_DEMO_STORY, None),
 }
 
 

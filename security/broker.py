@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.accounts import INGEST_WORKER_ACCOUNTS, MQTT_ALERTS, MQTT_DASHBOARD, MQTT_HEALTH, MQTT_INGEST, MQTT_SIMULATOR
+from core.accounts import (
+    INGEST_WORKER_ACCOUNTS,
+    MQTT_ALERTS,
+    MQTT_DASHBOARD,
+    MQTT_DEMO_STORY,
+    MQTT_HEALTH,
+    MQTT_INGEST,
+    MQTT_SIMULATOR,
+)
 from core.contract import ALERT_TOPIC_ROOT, DEVICE_ID_RE, TOPIC_ROOT
 from core.registry import Device
 from core.secrets import ensure_secret, new_password, private_dir, write_private
@@ -45,6 +53,12 @@ SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
     MQTT_DASHBOARD: [("write", f"{ALERT_TOPIC_ROOT}/#")],
     MQTT_HEALTH: [],
     **{f"{MQTT_INGEST}-{w}": [("read", f"{TOPIC_ROOT}/#")] for w in range(INGEST_WORKER_ACCOUNTS)},
+}
+
+
+# Accounts of `make demo` only (made by `devices provision --simulator`, never by a plain `up`).
+DEMO_RIGHTS: dict[str, list[tuple[str, str]]] = {
+    MQTT_DEMO_STORY: [("write", f"{ALERT_TOPIC_ROOT}/#")],
 }
 
 
@@ -119,7 +133,7 @@ def render_acl(accounts: dict[str, dict[str, Any]], registry: dict[str, Device])
             for dev_id in sorted(registry):
                 lines.append(f"topic write {device_prefix(registry[dev_id])}/#")
         else:
-            for access, topic in SERVICE_RIGHTS.get(name, []):
+            for access, topic in SERVICE_RIGHTS.get(name) or DEMO_RIGHTS.get(name, []):
                 lines.append(f"topic {access} {topic}")
     return "\n".join(lines) + "\n"
 
@@ -157,7 +171,8 @@ def ensure_service_accounts(settings: Settings, registry: dict[str, Device], sim
     """The services' accounts exist and match their 0600 secrets (made the first time)."""
     files = broker_files(settings)
     accounts = load_accounts(files)
-    names = [*SERVICE_RIGHTS, *([MQTT_SIMULATOR] if simulator or MQTT_SIMULATOR in accounts else [])]
+    demo = [MQTT_SIMULATOR, *DEMO_RIGHTS]
+    names = [*SERVICE_RIGHTS, *(n for n in demo if simulator or n in accounts)]
     changed = []
     for name in names:
         password = ensure_secret(settings, "mqtt", name)

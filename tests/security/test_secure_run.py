@@ -36,8 +36,8 @@ def test_secure_demo_end_to_end_and_no_secret_in_logs(tmp_path: Path) -> None:
                SC_DATA_DIR=str(var), SC_API_TOKEN=TOKEN, SC_ALERT_HOLDOFF_S="5", SC_LOG_LEVEL="DEBUG")
     log_path = tmp_path / "demo.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "smartcommunity", "demo", "--no-leak"], env=env, cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "smartcommunity", "demo", "--leak-after", "2"], env=env,
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{ports['http']}"
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -130,6 +130,13 @@ def test_secure_demo_end_to_end_and_no_secret_in_logs(tmp_path: Path) -> None:
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
         elif p.is_dir():
             assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
+
+    # Every part ran on its own account: none was refused, none crashed (the demo's simulated staff too).
+    text = log_path.read_text(errors="replace")
+    for bad in ("Traceback", "refused the connection", "no password for", "could not publish"):
+        assert bad not in text, next(ln for ln in text.splitlines() if bad in ln)
+    accounts = orjson.loads((var / "mosquitto" / "accounts.json").read_bytes())["accounts"]
+    assert {"svc.simulator", "svc.demo-story", "svc.ingest", "svc.alerts", "svc.dashboard"} <= set(accounts)
 
     # No secret in any log of the run (the run's own output and every log under SC_DATA_DIR).
     secrets = [TOKEN] + [f.read_text().strip() for f in (var / "secrets").rglob("*") if f.is_file()
