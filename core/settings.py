@@ -44,6 +44,10 @@ class Settings:
     alerts_roster_file: str | None = None  # default: bundled alerts/oncall.yaml
     alerts_webhook_url: str | None = None  # notifications are also POSTed here (SMS/voice gateway)
     dashboard_refresh_ms: int = 2000
+    dashboard_session_idle_s: float = 43_200.0  # a staff session ends after this long without a request
+    dashboard_session_max_s: float = 86_400.0  # and this long after sign-in, whatever happens
+    dashboard_connection_limit: int = 4000  # open HTTP connections served at once (idle ones included)
+    dashboard_channel_timeout_s: int = 30  # an HTTP connection silent this long is closed
     mqtt_keepalive_s: int = 30
     ingest_writers: int = 2  # writer threads per ingest process
     ingest_gzip: bool = False  # gzip write bodies (saves bandwidth to a remote InfluxDB, costs CPU)

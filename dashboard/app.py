@@ -24,8 +24,9 @@ from dashboard.api import register_api
 from dashboard.geo import BaseLayers, MapData
 from dashboard.health import HealthChecker
 from dashboard.live import OPEN_STATES, Live, compute_live, counts_by_community
-from dashboard.login import current_user, register_login
+from dashboard.login import current_user, has_role
 from dashboard.offline import register_offline_routes, style_url
+from dashboard.security import register_security
 from dashboard.theme import DEVICE_NORMAL, SEVERITY_COLOR, severity_label
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ TITLE = "车城路街道 综合一张图"
 PULSE_MS = 1500  # software WebGL needs >= 1.2 s between restyles to go idle (offline-map notes)
 HEALTH_MS = 10_000
 DEFAULT_DUTY = "值班员"
+NOT_OPERATOR = "无权操作: 当前身份只能查看 (viewer)"
 
 
 class Dashboard:
@@ -57,6 +59,12 @@ class Dashboard:
     def close(self) -> None:
         self.publisher.close()
         self.store.close()
+
+
+def signer(duty: str | None) -> str:
+    """Who signs a console action: the signed-in account; the typed name only when nobody signs in."""
+    user = current_user()
+    return user.name if user else ((duty or "").strip() or DEFAULT_DUTY)
 
 
 def is_wall(pathname: str | None, search: str | None) -> bool:
@@ -197,7 +205,7 @@ def create_app(settings: Settings) -> Dash:
     )
     app.layout = lambda: make_layout(dctx)
     register_offline_routes(app.server)
-    register_login(app.server, settings)
+    register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
     app.server.config["SC_DASHBOARD"] = dctx
     app.server.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -274,7 +282,9 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
         trig = ctx.triggered_id
         if not trig or not ctx.triggered or not ctx.triggered[0].get("value"):
             return no_update, no_update, no_update  # a re-rendered list, not a click
-        who = current_user() or (duty or "").strip() or DEFAULT_DUTY
+        if not has_role("operator"):
+            return no_update, NOT_OPERATOR, no_update
+        who = signer(duty)
         out = dctx.actions.acknowledge(trig["index"], who, (note or "").strip() or None)
         msg = "已确认" if out.status == 200 else f"未能确认: {out.error}"
         return {"t": time.time(), "id": trig["index"]}, msg, ("" if out.status == 200 else no_update)
@@ -307,7 +317,9 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
     def resolve(_n: int | None, alert_id: str | None, duty: str | None, note: str | None) -> tuple:
         if not alert_id:
             return no_update, no_update, no_update
-        who = current_user() or (duty or "").strip() or DEFAULT_DUTY
+        if not has_role("operator"):
+            return no_update, NOT_OPERATOR, no_update
+        who = signer(duty)
         out = dctx.actions.resolve(alert_id, who, (note or "").strip() or None)
         msg = "已解除" if out.status == 200 else f"未能解除: {out.error}"
         return {"t": time.time(), "id": alert_id}, msg, ("" if out.status == 200 else no_update)
