@@ -37,7 +37,7 @@ WINDOW_S = 900.0
 ACCOUNT_FREE = 5  # wrong passwords per account per window before the delays start
 ADDRESS_FREE = 20  # refused attempts per address per window (any accounts)
 MAX_DELAY_S = 300.0
-TOUCH_EVERY_S = 30.0  # last_seen is written at most this often per session
+TOUCH_EVERY_S = 30.0  # last_seen is written at most this often per session (or a tenth of the idle limit)
 DISPLAY_KIND = "display"
 STAFF_KIND = "staff"
 
@@ -118,7 +118,7 @@ class SessionStore:
         elif now - s.last_seen > self.idle_s or now - s.created > self.max_s:
             self.end(token)
             return None
-        if now - s.last_seen > TOUCH_EVERY_S:
+        if now - s.last_seen > min(TOUCH_EVERY_S, self.idle_s / 10):
             db.execute("UPDATE sessions SET last_seen=? WHERE id_hash=?", (now, id_hash))
         return s
 
