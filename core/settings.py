@@ -48,6 +48,9 @@ class Settings:
     dashboard_session_max_s: float = 86_400.0  # and this long after sign-in, whatever happens
     dashboard_connection_limit: int = 4000  # open HTTP connections served at once (idle ones included)
     dashboard_channel_timeout_s: int = 30  # an HTTP connection silent this long is closed
+    # Host names the dashboard answers to besides IP addresses and localhost, comma-separated
+    # (e.g. "dashboard.checheng.local"); any other name is refused (DNS rebinding).
+    dashboard_allowed_hosts: str | None = None
     mqtt_keepalive_s: int = 30
     ingest_writers: int = 2  # writer threads per ingest process
     ingest_gzip: bool = False  # gzip write bodies (saves bandwidth to a remote InfluxDB, costs CPU)

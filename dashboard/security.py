@@ -4,6 +4,7 @@
 - headers on every response: a CSP as strict as Dash allows (scripts only from this site plus the
   SHA-256 of Dash's own inline scripts, `frame-ancestors 'none'`), X-Frame-Options, nosniff,
   Referrer-Policy, COOP/CORP, Permissions-Policy, `Cache-Control: no-store` on pages and JSON;
+- only IP addresses, localhost and `SC_DASHBOARD_ALLOWED_HOSTS` as Host (no DNS rebinding);
 - an Origin check on every state-changing request (a browser always sends Origin on a cross-site
   POST; clients that send none, such as curl or an SMS gateway with the bearer token, are not
   browsers and carry no ambient cookie), plus the session's CSRF token on Dash callbacks;
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
@@ -139,6 +141,24 @@ def _same_origin(value: str) -> bool:
     return value.rstrip("/") == want
 
 
+def host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """An IP address, localhost, or a configured name: a page from a DNS name that was re-pointed at
+    this machine (DNS rebinding) carries its own name in Host and is refused."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    if not name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return name in ("localhost", "localhost.") or name.rstrip(".") in allowed
+
+
 def _origin_ok() -> bool:
     origin = request.headers.get("Origin")
     if origin is not None:
@@ -204,10 +224,17 @@ def register_security(app: Dash, settings: Settings) -> Security:
     server.secret_key = secret_key(settings.data_path)
     server.json = OrjsonProvider(server)
     csp = CSP(app)
+    hosts = frozenset(h.strip().lower().rstrip(".") for h in (settings.dashboard_allowed_hosts or "").split(",")
+                      if h.strip())
 
     @server.before_request
     def _protect() -> tuple[Response, int] | Response | None:
         path = request.path
+        if not host_allowed(request.host, hosts):
+            msg = f"unknown host name {request.host!r}: add it to SC_DASHBOARD_ALLOWED_HOSTS"
+            if path.startswith(JSON_PREFIXES):
+                return json_error(400, msg)
+            return Response(msg, status=400, mimetype="text/plain")
         if request.method in SAFE_METHODS:
             return None
         if not _origin_ok():

@@ -154,3 +154,46 @@ def test_display_link_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     assert main(["users", "display-link", "--revoke", "nope"]) == 2
     assert main(["users", "display-link", "--revoke", link_id]) == 0
     assert SessionStore(sessions_path(tmp_path / "var")).link_for(url.rsplit("/", 1)[1]) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [("127.0.0.1:8050", True), ("localhost:8050", True), ("[::1]:8050", True), ("192.168.1.20", True),
+     ("wall.checheng.local:8050", True), ("evil.example:8050", False), ("", False), ("127.0.0.1.evil.example", False)],
+)
+def test_host_allowed(host: str, ok: bool) -> None:
+    from dashboard.security import host_allowed
+
+    assert host_allowed(host, frozenset({"wall.checheng.local"})) is ok
+
+
+def test_require_role_and_current_user(tmp_path: Path) -> None:
+    from flask import jsonify
+
+    from dashboard.login import current_user, has_role, require_role
+
+    settings = make_settings(tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9")
+    app = create_app(settings)
+
+    @app.server.get("/admin-only")
+    def _admin_only():  # type: ignore[no-untyped-def]
+        user = require_role("admin")
+        return jsonify(user=str(user) if user else None, operator=has_role("operator"))
+
+    @app.server.get("/whoami")
+    def _whoami():  # type: ignore[no-untyped-def]
+        u = current_user()
+        return jsonify(None if u is None else [u.username, u.name, u.role, str(u)])
+
+    c = app.server.test_client()
+    assert c.get("/admin-only").json == {"user": None, "operator": True}  # no sign-in required: all may act
+    acc = Accounts(accounts_path(settings.data_path))
+    acc.add("op", "值班甲", "password-1", role="operator")
+    acc.add("chief", "主任", "password-2", role="admin")
+    assert c.get("/admin-only").status_code == 302  # now sign-in is required
+    assert sign_in(c, "op", "password-1").status_code == 302
+    assert c.get("/whoami").json == ["op", "值班甲", "operator", "值班甲"]
+    assert c.get("/admin-only").status_code == 403
+    c2 = app.server.test_client()
+    assert sign_in(c2, "chief", "password-2").status_code == 302
+    assert c2.get("/admin-only").json == {"user": "主任", "operator": True}

@@ -373,3 +373,18 @@ def test_audit_log_records_who_when_what_where_and_shows_tampering(live: LiveDas
     lines = audit_path(live.data).read_bytes().splitlines(keepends=True)
     copy.write_bytes(b"".join(lines[:3] + lines[4:]))  # someone deletes one line
     assert any("chain broken" in p for p in verify(copy))
+
+
+# -- DNS rebinding ----------------------------------------------------------------------------------
+def test_only_ip_addresses_localhost_and_configured_names_as_host(live: LiveDashboard) -> None:
+    for host, want in (("evil.example", 400), (f"evil.example:{live.port}", 400), (f"127.0.0.1:{live.port}", 200),
+                       (f"localhost:{live.port}", 200), (f"[::1]:{live.port}", 200), (f"10.0.0.5:{live.port}", 200)):
+        r = requests.get(live.url + "/api/health", headers={"Host": host}, timeout=10)
+        assert (r.status_code == 400) == (want == 400), (host, r.status_code)
+    # A page of a re-pointed name POSTing "same-origin" to itself is still refused.
+    a = live.alert()
+    r = requests.post(f"{live.url}/api/alerts/{a.alert_id}/ack", json={"by": "x"}, timeout=10,
+                      headers={"Host": f"rebind.example:{live.port}", "Origin": f"http://rebind.example:{live.port}",
+                               "Authorization": f"Bearer {API_TOKEN}"})
+    assert r.status_code == 400 and "SC_DASHBOARD_ALLOWED_HOSTS" in r.json()["error"]
+    assert live.state(a.alert_id).state == "active"
