@@ -24,7 +24,7 @@ from dashboard.api import register_api
 from dashboard.geo import BaseLayers, MapData
 from dashboard.health import HealthChecker
 from dashboard.live import OPEN_STATES, Live, compute_live, counts_by_community
-from dashboard.login import current_user, has_role
+from dashboard.login import check_role, current_user
 from dashboard.offline import register_offline_routes, style_url
 from dashboard.security import register_security
 from dashboard.theme import DEVICE_NORMAL, SEVERITY_COLOR, severity_label
@@ -282,7 +282,7 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
         trig = ctx.triggered_id
         if not trig or not ctx.triggered or not ctx.triggered[0].get("value"):
             return no_update, no_update, no_update  # a re-rendered list, not a click
-        if not has_role("operator"):
+        if not check_role("operator"):
             return no_update, NOT_OPERATOR, no_update
         who = signer(duty)
         out = dctx.actions.acknowledge(trig["index"], who, (note or "").strip() or None)
@@ -317,7 +317,7 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
     def resolve(_n: int | None, alert_id: str | None, duty: str | None, note: str | None) -> tuple:
         if not alert_id:
             return no_update, no_update, no_update
-        if not has_role("operator"):
+        if not check_role("operator"):
             return no_update, NOT_OPERATOR, no_update
         who = signer(duty)
         out = dctx.actions.resolve(alert_id, who, (note or "").strip() or None)

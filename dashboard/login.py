@@ -5,7 +5,8 @@ then need a signed-in account (or a display link's viewer identity), while `/api
 token and `/api/health`, `/metrics` and the static files stay open.
 
 For other code: `current_user()` (a `User` with `.username`, `.name`, `.role`; `str()` of it is the
-display name), `has_role(role)` and `require_role(role)` (403 when the signed-in account is below
+display name), `has_role(role)`, `check_role(role)` (the same, auditing a refusal: for callbacks that
+show the refusal on the page) and `require_role(role)` (a 403 when the signed-in account is below
 `role`). With no sign-in required (no token, no accounts: the contract's loopback default) everyone
 may act and `current_user()` is None.
 """
@@ -148,6 +149,18 @@ def has_role(role: str) -> bool:
         return False
     user = current_user()
     return user is not None and user.can(role)
+
+
+def check_role(role: str) -> bool:
+    """`has_role`, and a refusal is written to the audit log: for callbacks that answer a refusal
+    on the page instead of an HTTP 403."""
+    if has_role(role):
+        return True
+    user = current_user()
+    from dashboard.security import audit_refusal
+
+    audit_refusal("role", 403, need=role, have=user.role if user else None)
+    return False
 
 
 def require_role(role: str) -> User | None:

@@ -327,6 +327,8 @@ def test_viewer_sees_but_cannot_act(live: LiveDashboard) -> None:
         assert live.state(a.alert_id).state == "acknowledged"
     finally:
         assert live.cli("users", "role", "kan", "viewer").returncode == 0
+    refused = [e for e in audit_entries(live) if e["action"] == "refused" and e["actor"] == "kan"]
+    assert refused and refused[0]["detail"]["reason"] == "role" and refused[0]["via"] == "console"
     roles = [e for e in audit_entries(live) if e["action"] == "account.role" and e["target"] == "kan"]
     assert [e["detail"]["new_role"] for e in roles[-2:]] == ["operator", "viewer"]
 
