@@ -17,6 +17,7 @@ import hmac
 import html
 import math
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -34,6 +35,7 @@ COOKIE = "sc_session"
 CSRF_COOKIE = "_csrf_token"  # read by dash-renderer, sent back as the X-CSRFToken header
 CSRF_HEADER = "X-CSRFToken"
 LOGIN_CSRF_COOKIE = "sc_login_csrf"
+_SIGNIN_LOCKS = [threading.Lock() for _ in range(64)]  # one account's attempts are judged one at a time
 DISPLAY_COOKIE_MAX_AGE = 400 * 86400  # the wall PC keeps its identity across reboots until revoked
 
 OPEN_PREFIXES = ("/login", "/logout", "/display/", "/api/", "/metrics", "/assets/", "/_dash-component-suites/",
@@ -252,6 +254,12 @@ def register_login(server: Flask, sec: Security) -> None:
             audit("signin", actor=username or "anonymous", via="login", outcome="refused", status=400,
                   reason="missing or wrong CSRF token")
             return _page(nxt, secrets.token_urlsafe(24), "登录表单已过期, 请重新输入", 400, hint())
+        with _SIGNIN_LOCKS[hash(username) % len(_SIGNIN_LOCKS)]:  # parallel guesses wait their turn
+            return _attempt(nxt, username, password, addr, cookie_csrf)
+
+    def _attempt(nxt: str, username: str, password: str, addr: str, cookie_csrf: str) -> Response:
+        from dashboard.security import audit
+
         wait = sessions.signin_wait(username, addr)
         if wait > 0:
             sessions.signin_failed(username, addr)  # trying while held back counts too

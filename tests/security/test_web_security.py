@@ -127,6 +127,23 @@ def test_thirty_wrong_passwords_then_the_right_one_does_not_get_in(live: LiveDas
     assert {e["status"] for e in entries} == {401, 429} and all(e["addr"] == "127.0.0.2" for e in entries[:31])
 
 
+def test_parallel_guesses_get_no_more_tries(live: LiveDashboard) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    live.add_user("target2")
+    clients = [Client(live, "127.0.0.8") for _ in range(12)]
+    tokens = [c.login_csrf() for c in clients]
+
+    def guess(i: int) -> int:
+        c = clients[i]
+        return c.post(live.url + "/login", allow_redirects=False, timeout=60, headers={"Origin": live.url},
+                      data={"username": "target2", "password": f"guess {i}", "csrf": tokens[i]}).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(guess, range(12)))
+    assert sorted(codes) == [401] * ACCOUNT_FREE + [429] * (12 - ACCOUNT_FREE)
+
+
 def test_one_address_is_throttled_across_accounts(live: LiveDashboard) -> None:
     spray = Client(live, "127.0.0.4")
     codes = [spray.sign_in(f"user{i}", "Winter2026!").status_code for i in range(ADDRESS_FREE + 3)]
