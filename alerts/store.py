@@ -2,32 +2,29 @@
 
 A partial unique index allows one unresolved alert per (rule, subject) across processes, and
 updates touch only the fields they own, so an acknowledgement by hand is never overwritten by
-the engine's next value update.
+the engine's next value update. Every state change writes its step to the append-only timeline
+(`alerts/timeline.py`) in the same transaction. The schema moves by numbered migrations
+(`alerts/migrations/`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from alerts.migrations import migrate
+from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
 
 _FIELDS = list(Alert.__dataclass_fields__)
 _JSON_FIELDS = {"value", "threshold", "nearby", "escalation_tier"}
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS alerts (
-    {", ".join(f"{f} TEXT" if f != "alert_id" else "alert_id TEXT PRIMARY KEY" for f in _FIELDS)},
-    subject TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts(rule, subject) WHERE state != 'resolved';
-CREATE INDEX IF NOT EXISTS alerts_started ON alerts(started_at);
-"""
-
 
 def store_path(data_dir: Path) -> Path:
     return data_dir / "alerts" / "alerts.sqlite"
@@ -59,25 +56,55 @@ class AlertStore:
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        # Stores made by an older version lack the newer optional fields.
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(alerts)")}
-        for f in _FIELDS:
-            if f not in have:
-                self._db.execute(f"ALTER TABLE alerts ADD COLUMN {f} TEXT")
+        migrate(self._db)
+        os.chmod(path, 0o600)  # names, notes and phone numbers of staff
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: other processes wait, none is lost)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @staticmethod
+    def _step(db: sqlite3.Connection, alert_id: str, event: str, at: str, actor: str | None, note: str | None,
+              data: dict[str, Any] | None) -> None:
+        db.execute(
+            "INSERT INTO alert_events(alert_id, at, event, actor, note, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (alert_id, at, str(event), actor or SYSTEM, note, orjson.dumps(data).decode() if data else None),
+        )
+
+    def record(self, alert_id: str, event: str, at: str, *, by: str | None = None, note: str | None = None,
+               data: dict[str, Any] | None = None) -> None:
+        """Append one step to an alert's timeline (for steps that change no alert field)."""
+        with self._tx() as db:
+            self._step(db, alert_id, event, at, by, note, data)
+
+    def timeline(self, alert_id: str) -> list[Step]:
+        """Every step of one alert, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM alert_events WHERE alert_id = ? ORDER BY seq", (alert_id,)).fetchall()
+        return [Step(r["seq"], r["alert_id"], r["at"], r["event"], r["actor"], r["note"],
+                     orjson.loads(r["data"]) if r["data"] else {}) for r in rows]
+
     def insert(self, alert: Alert, subject: str) -> None:
         cols = [*_FIELDS, "subject"]
         vals = [_encode(f, getattr(alert, f)) for f in _FIELDS] + [subject]
         try:
-            with self._lock:
-                self._db.execute(
-                    f"INSERT INTO alerts({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals
-                )
+            with self._tx() as db:
+                db.execute(f"INSERT INTO alerts({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
+                self._step(db, alert.alert_id, Event.RAISED, alert.started_at, SYSTEM, None,
+                           {"severity": alert.severity, "value": alert.value, "message": alert.message})
         except sqlite3.IntegrityError as exc:
             raise AlreadyOpen(f"{alert.rule} on {subject}") from exc
 
@@ -125,16 +152,28 @@ class AlertStore:
         return [_decode(r) for r in rows]
 
     def acknowledge(self, alert_id: str, by: str, note: str | None, now: str) -> Alert | None:
-        return self.update(
-            alert_id, state=str(AlertState.ACKNOWLEDGED), acked_by=by, note=note, updated_at=now
-        )
+        """Acknowledge an unresolved alert. The first person stays `acked_by`; a later acknowledgement
+        (or one without a note) adds its step to the timeline and overwrites nobody's record."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE alerts SET state = ?, acked_by = COALESCE(acked_by, ?), note = COALESCE(?, note), "
+                "updated_at = ? WHERE alert_id = ? AND state != 'resolved' RETURNING *",
+                (str(AlertState.ACKNOWLEDGED), by, note or None, now, alert_id),
+            ).fetchone()
+            if row is not None:
+                self._step(db, alert_id, Event.ACKNOWLEDGED, now, by, note, None)
+        return _decode(row) if row else None
 
     def resolve(
         self, alert_id: str, now: str, note: str | None = None, by: str | None = None
     ) -> Alert | None:
-        changes: dict[str, Any] = {"state": str(AlertState.RESOLVED), "updated_at": now, "resolved_at": now}
-        if note is not None:
-            changes["note"] = note
-        if by is not None:
-            changes["acked_by"] = by
-        return self.update(alert_id, **changes)
+        """Resolve an unresolved alert: by a person (`by`) or, with `by` None, because its condition cleared."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE alerts SET state = ?, updated_at = ?, resolved_at = ?, note = COALESCE(?, note), "
+                "resolved_by = ? WHERE alert_id = ? AND state != 'resolved' RETURNING *",
+                (str(AlertState.RESOLVED), now, now, note or None, by, alert_id),
+            ).fetchone()
+            if row is not None:
+                self._step(db, alert_id, Event.RESOLVED, now, by, note, {"by_hand": by is not None})
+        return _decode(row) if row else None

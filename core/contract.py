@@ -195,6 +195,7 @@ class Alert:
     # Who is near: units (schools, clinics...), shops and households within a radius.
     nearby: dict[str, Any] | None = None
     escalation_tier: int | None = None  # which tier of the on-call roster has been told
+    resolved_by: str | None = None  # the person who resolved it by hand (None: the condition cleared)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

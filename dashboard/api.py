@@ -111,7 +111,8 @@ def make_api(settings: Settings, store: AlertStore, actions: AlertActions, check
         alert = store.get(alert_id)
         if alert is None:
             return error(404, f"no alert {alert_id}")
-        return jsonify(alert.as_json()), 200
+        # The contract's alert, plus (alongside it) every step of its timeline, oldest first.
+        return jsonify({**alert.as_json(), "timeline": [st.as_json() for st in store.timeline(alert_id)]}), 200
 
     @api.post("/alerts/<alert_id>/ack")
     def ack(alert_id: str) -> tuple[Response, int]:

@@ -15,8 +15,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -194,9 +197,12 @@ def _callback_body_problem(app: Dash, doc: Any) -> str | None:
     return None
 
 
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>(.*?)</script>", re.S | re.I)
+
+
 class CSP:
-    """The Content-Security-Policy header, with the hashes of Dash's inline scripts (recomputed if
-    more inline scripts appear, e.g. callbacks registered after the first request)."""
+    """The Content-Security-Policy header, with the hashes of Dash's inline scripts and of those in
+    the app's `index_string` (recomputed if either changes, e.g. callbacks registered late)."""
 
     def __init__(self, app: Dash) -> None:
         self.app = app
@@ -206,12 +212,16 @@ class CSP:
     def value(self) -> str:
         from dash import _callback
 
-        key = (len(self.app._inline_scripts), len(_callback.GLOBAL_INLINE_SCRIPTS))
+        key = (len(self.app._inline_scripts), len(_callback.GLOBAL_INLINE_SCRIPTS), hash(self.app.index_string))
         if key != self._key:
-            hashes = " ".join(sorted(set(self.app.csp_hashes())))
-            policy = dict(CSP_BASE, **{"script-src": f"{CSP_BASE['script-src']} {hashes}".strip()})
+            hashes = set(self.app.csp_hashes()) | {
+                "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+                for body in INLINE_SCRIPT.findall(self.app.index_string)
+            }
+            policy = dict(CSP_BASE, **{"script-src": f"{CSP_BASE['script-src']} {' '.join(sorted(hashes))}".strip()})
             self._value = "; ".join(f"{k} {v}" for k, v in policy.items())
-            self._key = (len(self.app._inline_scripts), len(_callback.GLOBAL_INLINE_SCRIPTS))
+            self._key = (len(self.app._inline_scripts), len(_callback.GLOBAL_INLINE_SCRIPTS),
+                         hash(self.app.index_string))
         return self._value
 
 

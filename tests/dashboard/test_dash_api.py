@@ -132,6 +132,11 @@ def test_ack_then_resolve(app_parts: tuple[FlaskClient, AlertStore, Published]) 
     assert store.get(a.alert_id).acked_by == "张三"  # type: ignore[union-attr]
     assert len(pub.alerts) == 2
 
+    # The alert's page in the API carries its whole timeline: who did what, with each note.
+    steps = client.get(f"/api/alerts/{a.alert_id}").json["timeline"]
+    assert [(st["event"], st["by"], st["note"]) for st in steps] == [
+        ("raised", "system", None), ("acknowledged", "张三", "已派人到场"), ("resolved", "张三", "阀门已关闭")]
+
 
 def test_resolve_without_body_and_unknown_alert(app_parts: tuple[FlaskClient, AlertStore, Published]) -> None:
     client, store, _ = app_parts

@@ -1,0 +1,71 @@
+"""The timeline of an alert: every step, append-only, who / when / what / note.
+
+Raised, severity raised, notified (whom, by which channel, delivered or not), escalated,
+acknowledged, dispatched, accepted, arrived, feedback, resolved (by the condition or by hand),
+archived, shelved ... Nothing is overwritten: the store's `alert_events` table refuses UPDATE and
+DELETE (migration 0002). Written by `AlertStore.record` and inside the store's own state changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+SYSTEM = "system"  # the actor of steps no person took
+
+
+class Event(StrEnum):
+    RAISED = "raised"
+    SEVERITY_RAISED = "severity_raised"
+    NOTIFIED = "notified"  # data: person, channel, delivered, error
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    NOTE = "note"
+    DISPATCHED = "dispatched"  # data: team, assignee, deadline
+    ACCEPTED = "accepted"
+    ARRIVED = "arrived"
+    FEEDBACK = "feedback"  # data: cause, action, photos
+    RESOLVED = "resolved"  # actor "system" = the condition cleared; else the person
+    ARCHIVED = "archived"  # data: cause
+    SHELVED = "shelved"
+    UNSHELVED = "unshelved"
+    DEVICE_SILENT = "device_silent"  # the device went quiet while in alarm: a fact, not a clear
+    DEVICE_BACK = "device_back"
+    FOLDED = "folded"  # folded under a place-level alert (data: parent alert_id)
+
+
+EVENT_LABEL: dict[str, str] = {
+    Event.RAISED: "告警产生",
+    Event.SEVERITY_RAISED: "级别升高",
+    Event.NOTIFIED: "已通知",
+    Event.ESCALATED: "逐级上报",
+    Event.ACKNOWLEDGED: "已确认",
+    Event.NOTE: "备注",
+    Event.DISPATCHED: "已派单",
+    Event.ACCEPTED: "已接单",
+    Event.ARRIVED: "已到场",
+    Event.FEEDBACK: "现场反馈",
+    Event.RESOLVED: "已解除",
+    Event.ARCHIVED: "已归档",
+    Event.SHELVED: "已搁置",
+    Event.UNSHELVED: "搁置结束",
+    Event.DEVICE_SILENT: "设备失联",
+    Event.DEVICE_BACK: "设备恢复",
+    Event.FOLDED: "已归并",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    seq: int
+    alert_id: str
+    at: str
+    event: str
+    actor: str
+    note: str | None
+    data: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, "event": self.event, "label": EVENT_LABEL.get(self.event, self.event),
+                "by": self.actor, "note": self.note, "data": self.data}

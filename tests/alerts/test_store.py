@@ -1,0 +1,166 @@
+"""The alert store: numbered migrations from the previous schema, the append-only timeline, and a
+record of who did what that survives concurrent actions."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from alerts.migrations import LATEST, migrate, migrations
+from alerts.store import AlertStore
+from alerts.timeline import Event
+from core.contract import Alert
+
+# The schema as the store created it before numbered migrations (commit 99ad0e7, alerts/store.py).
+PREVIOUS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY, rule TEXT, severity TEXT, state TEXT, community TEXT, compound_id TEXT,
+    device_id TEXT, kind TEXT, metric TEXT, value TEXT, threshold TEXT, lon TEXT, lat TEXT,
+    started_at TEXT, updated_at TEXT, message TEXT, resolved_at TEXT, acked_by TEXT, note TEXT,
+    nearby TEXT, escalation_tier TEXT,
+    subject TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts(rule, subject) WHERE state != 'resolved';
+CREATE INDEX IF NOT EXISTS alerts_started ON alerts(started_at);
+"""
+
+
+def alert(alert_id: str, **over: object) -> Alert:
+    base = dict(alert_id=alert_id, rule="gas_lel_high", severity="red", state="active", community="yanhu",
+                compound_id="YH-01", device_id="G-000001", kind="gas", metric="lel_pct", value=31.0,
+                threshold=25.0, lon=110.79, lat=32.65, started_at="2026-11-25T03:12:00.000Z",
+                updated_at="2026-11-25T03:12:00.000Z", message="燃气浓度 31.0 %LEL ≥ 25 %LEL")
+    base.update(over)
+    return Alert(**base)  # type: ignore[arg-type]
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    assert [n for n, _, _ in migrations()] == list(range(1, LATEST + 1))
+
+
+def test_a_store_of_the_previous_schema_is_migrated_with_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(PREVIOUS_SCHEMA)
+    rows = [
+        ("a-open", "active", None, None, None, "G-1"),
+        ("a-acked", "acknowledged", "张三", "已派人", None, "G-2"),
+        ("a-done", "resolved", "李四", "阀门已关闭", "2026-11-25T04:00:00.000Z", "G-3"),
+    ]
+    for aid, state, by, note, resolved_at, subject in rows:
+        db.execute("INSERT INTO alerts(alert_id, rule, severity, state, community, started_at, updated_at, message,"
+                   " acked_by, note, resolved_at, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (aid, "gas_lel_high", "red", state, "yanhu", "2026-11-25T03:00:00.000Z",
+                    "2026-11-25T03:30:00.000Z", "m", by, note, resolved_at, subject))
+    db.commit()
+    db.close()
+
+    store = AlertStore(path)
+    try:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == LATEST
+        assert [s.event for s in store.timeline("a-open")] == [Event.RAISED]
+        acked = store.timeline("a-acked")
+        assert [(s.event, s.actor, s.note) for s in acked] == [
+            (Event.RAISED, "system", None), (Event.ACKNOWLEDGED, "张三", "已派人")]
+        done = store.timeline("a-done")
+        assert [s.event for s in done] == [Event.RAISED, Event.RESOLVED]
+        assert done[1].actor == "李四" and done[1].at == "2026-11-25T04:00:00.000Z"
+        old = store.get("a-done")
+        assert old is not None and old.resolved_by == "李四" and old.note == "阀门已关闭"
+        # The one-open-alert-per-condition index survived the migration.
+        store.insert(alert("a-new", device_id="G-9"), subject="G-9")
+        with pytest.raises(Exception, match="gas_lel_high"):
+            store.insert(alert("a-dup", device_id="G-9"), subject="G-9")
+    finally:
+        store.close()
+    # Opening again applies nothing twice.
+    again = AlertStore(path)
+    try:
+        assert len(again.timeline("a-acked")) == 2
+    finally:
+        again.close()
+
+
+def test_a_store_newer_than_the_program_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db)
+    db.execute(f"PRAGMA user_version = {LATEST + 1}")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        AlertStore(path)
+
+
+def test_the_timeline_is_append_only_and_the_file_private(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    store = AlertStore(path)
+    try:
+        store.insert(alert("a-1"), subject="G-000001")
+        store.record("a-1", Event.NOTIFIED, "2026-11-25T03:12:01.000Z", data={"channel": "wecom", "delivered": True})
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            store._db.execute("UPDATE alert_events SET actor = 'mallory'")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            store._db.execute("DELETE FROM alert_events")
+        steps = store.timeline("a-1")
+        assert [s.event for s in steps] == [Event.RAISED, Event.NOTIFIED]
+        assert steps[1].data == {"channel": "wecom", "delivered": True}
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        store.close()
+
+
+def test_notes_and_names_are_never_overwritten(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    try:
+        store.insert(alert("a-1"), subject="G-000001")
+        store.acknowledge("a-1", "张三", "已派人到场", "2026-11-25T03:13:00.000Z")
+        a = store.acknowledge("a-1", "李四", None, "2026-11-25T03:14:00.000Z")  # no note: wipes nothing
+        assert a is not None and a.acked_by == "张三" and a.note == "已派人到场"
+        r = store.resolve("a-1", "2026-11-25T03:20:00.000Z", note="阀门已关闭", by="王五")
+        assert r is not None and r.acked_by == "张三" and r.resolved_by == "王五"
+        steps = [(s.event, s.actor, s.note) for s in store.timeline("a-1")]
+        assert steps == [
+            (Event.RAISED, "system", None),
+            (Event.ACKNOWLEDGED, "张三", "已派人到场"),
+            (Event.ACKNOWLEDGED, "李四", None),
+            (Event.RESOLVED, "王五", "阀门已关闭"),
+        ]
+        # A resolved alert takes no more acknowledgements, and its timeline does not grow.
+        assert store.acknowledge("a-1", "赵六", "晚了", "2026-11-25T03:21:00.000Z") is None
+        assert len(store.timeline("a-1")) == 4
+    finally:
+        store.close()
+
+
+def _ack_many(path: str, who: str, n: int) -> None:
+    store = AlertStore(Path(path))
+    try:
+        for i in range(n):
+            store.acknowledge("a-1", who, f"{who} 第{i}次", f"2026-11-25T03:13:{i:02d}.000Z")
+    finally:
+        store.close()
+
+
+def test_concurrent_acknowledgements_from_several_processes_are_all_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    store = AlertStore(path)
+    try:
+        store.insert(alert("a-1"), subject="G-000001")
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_ack_many, args=(str(path), f"值班员{k}", 5)) for k in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        acks = [s for s in store.timeline("a-1") if s.event == Event.ACKNOWLEDGED]
+        assert len(acks) == 20
+        assert {s.actor for s in acks} == {f"值班员{k}" for k in range(4)}
+        first = acks[0].actor
+        cur = store.get("a-1")
+        assert cur is not None and cur.acked_by == first
+    finally:
+        store.close()
