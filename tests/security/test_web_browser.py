@@ -63,14 +63,13 @@ def test_pages_work_under_the_csp_and_actions_are_signed(live: LiveDashboard) ->
         ctx = browser.new_context(viewport={"width": 1600, "height": 1000}, locale="zh-CN")
         ctx.add_init_script(CSP_LISTENER)
         page = watch.attach(ctx.new_page())
-        page.goto(live.url + "/wall")
-        assert "/login" in page.url  # sent to sign in, and back to /wall after
+        page.goto(live.url + "/?from=mail")
+        assert "/login" in page.url  # sent to sign in, and back to the page asked for after
         page.fill("#u", "zhang")
         page.fill("#p", PASSWORD)
         page.click("button[type=submit]")
-        page.wait_for_url(live.url + "/wall")
-        page.goto(live.url + "/")
-        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        page.wait_for_url(live.url + "/?from=mail", timeout=60_000)
+        page.wait_for_function(MAP_IDLE_JS, timeout=120_000)  # the map draws under the CSP
         page.wait_for_selector(f"text={alert.message}", timeout=30_000)
         page.fill("#action-note", "已到场")
         page.click(".btn-ack")
@@ -104,15 +103,15 @@ def test_viewer_and_display_link_in_the_browser(live: LiveDashboard) -> None:
         wall.goto(url)  # no typing
         wall.wait_for_url(live.url + "/wall")
         wall.wait_for_selector(f"text={alert.message}", timeout=30_000)
-        wall.wait_for_selector("#onemap .maplibregl-canvas", timeout=60_000)
+        wall.wait_for_selector("#onemap .maplibregl-canvas", timeout=120_000)
         wall.wait_for_timeout(1500)
         watch.check(wall)
 
         # The same identity on the console page: it sees, its click is refused by the server.
         wall.goto(live.url + "/")
-        wall.wait_for_selector(f"text={alert.message}", timeout=30_000)
-        wall.wait_for_function(MAP_IDLE_JS, timeout=60_000)
-        wall.click(".btn-ack")
+        wall.wait_for_selector(f"text={alert.message}", timeout=60_000)
+        wall.wait_for_selector("#onemap .maplibregl-canvas", timeout=120_000)
+        wall.click(".btn-ack", timeout=60_000)
         wall.wait_for_selector("text=无权操作", timeout=15_000)
         assert live.state(alert.alert_id).state == "active"
         watch.check(wall)
