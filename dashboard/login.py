@@ -276,6 +276,7 @@ def register_login(server: Flask, sec: Security) -> None:
                   reason="wrong account or password")
             return _page(nxt, cookie_csrf, "账号或密码错误", 401, hint())
         sessions.signin_succeeded(username)
+        sessions.purge_expired()
         resp = redirect(nxt)
         start_session(resp, acc.username)  # type: ignore[arg-type]
         resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
