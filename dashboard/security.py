@@ -140,8 +140,15 @@ def audit_refusal(reason: str, status: int, **detail: Any) -> None:
 
 
 def _same_origin(value: str) -> bool:
-    want = request.host_url.rstrip("/")
-    return value.rstrip("/") == want
+    """The Origin/Referer names this host and port. The scheme is not compared: behind a TLS reverse
+    proxy the browser says https while the dashboard sees http."""
+    from urllib.parse import urlsplit
+
+    try:
+        netloc = urlsplit(value).netloc.lower()
+    except ValueError:
+        return False
+    return bool(netloc) and netloc == request.host.lower()
 
 
 def host_allowed(host: str, allowed: frozenset[str]) -> bool:
@@ -168,10 +175,7 @@ def _origin_ok() -> bool:
         return origin != "null" and _same_origin(origin)
     referer = request.headers.get("Referer")
     if referer:
-        from urllib.parse import urlsplit
-
-        u = urlsplit(referer)
-        return _same_origin(f"{u.scheme}://{u.netloc}")
+        return _same_origin(referer)
     return True  # not a browser: no ambient credentials to abuse
 
 
