@@ -176,6 +176,22 @@ def require_role(role: str) -> User | None:
     return current_user()
 
 
+def _audit_refused(action: str, **fields: object) -> None:
+    """A refused sign-in step, within the per-address flood limit of the audit log."""
+    import time as _time
+
+    from dashboard.security import audit
+
+    sec = _security()
+    if sec is not None:
+        ok, suppressed = sec.refusals.admit((request.remote_addr or "?", action), _time.monotonic())
+        if not ok:
+            return
+        if suppressed:
+            fields["suppressed_before"] = suppressed
+    audit(action, outcome="refused", **fields)  # type: ignore[arg-type]
+
+
 def _cookie_secure() -> bool:
     return request.is_secure
 
@@ -242,7 +258,6 @@ def register_login(server: Flask, sec: Security) -> None:
 
     @server.post("/login")
     def _login() -> Response:
-        from dashboard.security import audit
 
         nxt = safe_next(request.form.get("next"))
         username = request.form.get("username", "")[:64]
@@ -251,7 +266,7 @@ def register_login(server: Flask, sec: Security) -> None:
         cookie_csrf = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         form_csrf = request.form.get("csrf", "")
         if not cookie_csrf or not hmac.compare_digest(cookie_csrf.encode(), form_csrf.encode()):
-            audit("signin", actor=username or "anonymous", via="login", outcome="refused", status=400,
+            _audit_refused("signin", actor=username or "anonymous", via="login", status=400,
                   reason="missing or wrong CSRF token")
             return _page(nxt, secrets.token_urlsafe(24), "登录表单已过期, 请重新输入", 400, hint())
         with _SIGNIN_LOCKS[hash(username) % len(_SIGNIN_LOCKS)]:  # parallel guesses wait their turn
@@ -264,7 +279,7 @@ def register_login(server: Flask, sec: Security) -> None:
         if wait > 0:
             sessions.signin_failed(username, addr)  # trying while held back counts too
             wait = sessions.signin_wait(username, addr)
-            audit("signin", actor=username or "anonymous", via="login", outcome="refused", status=429,
+            _audit_refused("signin", actor=username or "anonymous", via="login", status=429,
                   reason="throttled", wait_s=round(wait, 1))
             resp = _page(nxt, cookie_csrf, f"尝试次数过多, 请 {math.ceil(wait)} 秒后再试", 429, hint())
             resp.headers["Retry-After"] = str(math.ceil(wait))
@@ -272,7 +287,7 @@ def register_login(server: Flask, sec: Security) -> None:
         acc = accounts.authenticate(username, password)
         if acc is None:
             sessions.signin_failed(username, addr)
-            audit("signin", actor=username or "anonymous", via="login", outcome="refused", status=401,
+            _audit_refused("signin", actor=username or "anonymous", via="login", status=401,
                   reason="wrong account or password")
             return _page(nxt, cookie_csrf, "账号或密码错误", 401, hint())
         sessions.signin_succeeded(username)
@@ -301,8 +316,8 @@ def register_login(server: Flask, sec: Security) -> None:
         sess: Session | None = g.sc_session
         sent = request.form.get("csrf") or request.headers.get(CSRF_HEADER) or ""
         if sess is not None and not hmac.compare_digest(sent.encode(), sess.csrf.encode()):
-            audit("signout", actor=user.username if user else "anonymous", via="login", outcome="refused",
-                  status=403, reason="missing or wrong CSRF token")
+            _audit_refused("signout", actor=user.username if user else "anonymous", via="login",
+                           status=403, reason="missing or wrong CSRF token")
             return _message("退出失败", "表单已过期, 请重新打开 /logout", 403)
         if sess is not None:
             sessions.end(request.cookies.get(COOKIE))
@@ -318,7 +333,7 @@ def register_login(server: Flask, sec: Security) -> None:
 
         link = sessions.link_for(token)
         if link is None:
-            audit("display.signin", actor="anonymous", via="login", outcome="refused", status=404,
+            _audit_refused("display.signin", actor="anonymous", via="login", status=404,
                   reason="unknown or revoked display link")
             return _message("显示链接无效", "该显示链接不存在或已被撤销, 请联系管理员重新生成。", 404)
         link_id, label = link

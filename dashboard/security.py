@@ -20,6 +20,8 @@ import hashlib
 import ipaddress
 import logging
 import re
+import threading
+import time
 from typing import Any
 
 import orjson
@@ -84,6 +86,7 @@ class Security:
         self.sessions = SessionStore(sessions_path(data), settings.dashboard_session_idle_s,
                                      settings.dashboard_session_max_s)
         self.audit = AuditLog(audit_path(data))
+        self.refusals = RefusalLimiter()
         self.sessions.purge_expired()
 
     def sign_in_required(self) -> bool:
@@ -134,7 +137,41 @@ def audit_action(action: str, target: str | None, outcome: str, status: int, **d
     audit(action, target=target, outcome=outcome, status=status, **detail)
 
 
+class RefusalLimiter:
+    """At most `per_minute` refusal lines per (address, reason) a minute; the rest are counted and
+    the count written with the next line of that kind, so a flood cannot fill the disk."""
+
+    def __init__(self, per_minute: int = 60) -> None:
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, lines, suppressed]
+
+    def admit(self, key: tuple[str, str], now: float) -> tuple[bool, int]:
+        """(write this line?, lines suppressed before it to report with it)."""
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < 60}
+            w = self._seen.setdefault(key, [now, 0, 0])
+            if now - w[0] >= 60:
+                suppressed = int(w[2])
+                w[:] = [now, 1, 0]
+                return True, suppressed
+            if w[1] < self.per_minute:
+                w[1] += 1
+                return True, 0
+            w[2] += 1
+            return False, 0
+
+
 def audit_refusal(reason: str, status: int, **detail: Any) -> None:
+    sec: Security | None = current_app.config.get("SC_SECURITY")
+    if sec is None:
+        return
+    ok, suppressed = sec.refusals.admit((request.remote_addr or "?", reason), time.monotonic())
+    if not ok:
+        return
+    if suppressed:
+        detail["suppressed_before"] = suppressed
     audit("refused", target=f"{request.method} {request.path}", outcome="refused", status=status,
           reason=reason, **detail)
 

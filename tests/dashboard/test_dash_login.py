@@ -197,3 +197,19 @@ def test_require_role_and_current_user(tmp_path: Path) -> None:
     c2 = app.server.test_client()
     assert sign_in(c2, "chief", "password-2").status_code == 302
     assert c2.get("/admin-only").json == {"user": "主任", "operator": True}
+
+
+def test_a_flood_of_refusals_cannot_fill_the_audit_log(tmp_path: Path) -> None:
+    from dashboard.security import RefusalLimiter
+
+    settings, c = client_for(tmp_path)
+    for _ in range(150):
+        r = c.post("/api/alerts/x/ack", json={"by": "x"}, headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403
+    lines = [orjson.loads(x) for x in audit_path(settings.data_path).read_bytes().splitlines()]
+    refused = [e for e in lines if e["action"] == "refused"]
+    assert 1 <= len(refused) <= 60 and refused[0]["detail"]["reason"] == "cross-origin"
+    lim = RefusalLimiter(per_minute=2)
+    key = ("10.0.0.9", "csrf")
+    assert [lim.admit(key, t)[0] for t in (0.0, 1.0, 2.0, 3.0)] == [True, True, False, False]
+    assert lim.admit(key, 61.0) == (True, 2)  # the next line says how many were left out
