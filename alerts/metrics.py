@@ -12,6 +12,9 @@ from typing import Any
 from core.prometheus import Families, number
 
 _GAUGES = {"open_alerts": "unresolved alerts", "queue": "messages waiting for the engine"}
+# Per notification target (alerts/delivery.py TargetWorker.snapshot): labels worker, target, kind.
+_NOTIFY_COUNTERS = {"delivered": "notifications delivered", "failed_attempts": "delivery attempts that failed",
+                    "given_up": "notifications given up", "digests": "digest messages sent past a rate limit"}
 
 
 def add_alerts(out: Families, snapshots: Iterable[Mapping[str, Any]]) -> None:
@@ -26,3 +29,15 @@ def add_alerts(out: Families, snapshots: Iterable[Mapping[str, Any]]) -> None:
             v = number(hb.get(key))
             if v is not None:
                 out.add(f"sc_alerts_{key}", "gauge", help_, w, v)
+        for target, snap in sorted((hb.get("notify") or {}).items()):
+            labels = {**w, "target": target, "kind": snap.get("kind", "")}
+            for key, help_ in _NOTIFY_COUNTERS.items():
+                v = number(snap.get(key))
+                if v is not None:
+                    out.add(f"sc_alerts_notify_{key}_total", "counter", help_, labels, v)
+            v = number(snap.get("pending"))
+            if v is not None:
+                out.add("sc_alerts_notify_pending", "gauge", "notifications waiting for delivery", labels, v)
+        if "config_errors" in hb:
+            out.add("sc_alerts_config_errors", "gauge", "roster/channels files refused (running ones kept)", w,
+                    float(len(hb.get("config_errors") or [])))

@@ -21,6 +21,7 @@ from core.timebase import beijing_hms
 from dashboard import alertview, mapfig
 from dashboard.actions import AlertActions, Publisher
 from dashboard.api import register_api
+from dashboard.closeout import register_closeout
 from dashboard.geo import BaseLayers, MapData
 from dashboard.health import HealthChecker
 from dashboard.live import OPEN_STATES, Live, compute_live, counts_by_community
@@ -208,6 +209,7 @@ def create_app(settings: Settings) -> Dash:
     register_offline_routes(app.server)
     register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
+    register_closeout(app.server, settings, dctx.store)  # dispatch, field page, archive, report (issue 10)
     app.server.config["SC_DASHBOARD"] = dctx
     app.server.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.server.json.sort_keys = False  # type: ignore[attr-defined]

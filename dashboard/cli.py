@@ -175,7 +175,7 @@ def serve(app: Any, host: str, port: int) -> None:
         asyncore_use_poll=True,
         backlog=2048,
         cleanup_interval=10,
-        max_request_body_size=MAX_BODY,
+        max_request_body_size=max(MAX_BODY, 4 * settings.dispatch_photo_max_bytes),  # field photos
     )
 
 

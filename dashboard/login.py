@@ -18,7 +18,6 @@ import html
 import math
 import secrets
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
@@ -39,7 +38,7 @@ _SIGNIN_LOCKS = [threading.Lock() for _ in range(64)]  # one account's attempts 
 DISPLAY_COOKIE_MAX_AGE = 400 * 86400  # the wall PC keeps its identity across reboots until revoked
 
 OPEN_PREFIXES = ("/login", "/logout", "/display/", "/api/", "/metrics", "/assets/", "/_dash-component-suites/",
-                 "/_favicon.ico", "/map/")
+                 "/_favicon.ico", "/map/", "/d/")  # /d/: the field page, its signed link is its credential
 CALLBACK_PREFIXES = ("/_dash-update-component", "/_dash-layout", "/_dash-dependencies")
 NO_NEXT = ("/login", "/logout", "/display/")
 
@@ -66,17 +65,20 @@ MESSAGE_PAGE = HEAD + """
 </head><body><div class="box"><h1>{title}</h1><div class="err">{message}</div></div></body></html>"""
 
 
-@dataclass(frozen=True)
-class User:
-    """The signed-in identity. `kind` is "staff" (an account) or "display" (a display link: viewer)."""
+class User(str):
+    """The signed-in identity: a `str` of the display name (so `current_user() or typed_name` and
+    JSON/SQLite keep working for callers written when it was a name), with `.username`, `.name`,
+    `.role` and `.kind` ("staff": an account; "display": a display link, always a viewer)."""
 
     username: str
     name: str
     role: str
-    kind: str = "staff"
+    kind: str
 
-    def __str__(self) -> str:
-        return self.name
+    def __new__(cls, username: str, name: str, role: str, kind: str = "staff") -> User:
+        obj = super().__new__(cls, name)
+        obj.username, obj.name, obj.role, obj.kind = username, name, role, kind
+        return obj
 
     def can(self, role: str) -> bool:
         return role_rank(self.role) >= role_rank(role)

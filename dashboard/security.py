@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -42,6 +43,9 @@ SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 JSON_PREFIXES = ("/api/", "/_dash-update-component")
 MAX_BODY = 4 * 1024 * 1024  # Dash callback bodies are KBs; /api bodies are one short JSON object
 NO_STORE_TYPES = ("text/html", "application/json")
+# Pages made on the server (not by Dash) whose inline scripts are allowed by their hash, computed from
+# the page as sent: the report's plotly charts. Everything in them is escaped by the page's code.
+HASHED_PAGES = frozenset(("/report",))
 CSP_BASE = {
     "default-src": "'self'",
     "script-src": "'self'",  # + the hashes of Dash's inline scripts
@@ -206,6 +210,18 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
     return name in ("localhost", "localhost.") or name.rstrip(".") in allowed
 
 
+def allowed_hosts(settings: Settings) -> frozenset[str]:
+    """`SC_DASHBOARD_ALLOWED_HOSTS` plus the host names of the public URLs staff are sent to."""
+    from urllib.parse import urlsplit
+
+    names = {h.strip() for h in (settings.dashboard_allowed_hosts or "").split(",")}
+    for url in (getattr(settings, "public_url", None), getattr(settings, "dashboard_public_url", None)):
+        if url:
+            with contextlib.suppress(ValueError):
+                names.add(urlsplit(url).hostname or "")
+    return frozenset(n.lower().rstrip(".") for n in names if n)
+
+
 def _origin_ok() -> bool:
     origin = request.headers.get("Origin")
     if origin is not None:
@@ -255,15 +271,21 @@ class CSP:
 
         key = (len(self.app._inline_scripts), len(_callback.GLOBAL_INLINE_SCRIPTS), hash(self.app.index_string))
         if key != self._key:
-            hashes = set(self.app.csp_hashes()) | {
-                "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
-                for body in INLINE_SCRIPT.findall(self.app.index_string)
-            }
+            hashes = set(self.app.csp_hashes()) | {_sha256(b) for b in INLINE_SCRIPT.findall(self.app.index_string)}
             policy = dict(CSP_BASE, **{"script-src": f"{CSP_BASE['script-src']} {' '.join(sorted(hashes))}".strip()})
             self._value = "; ".join(f"{k} {v}" for k, v in policy.items())
             self._key = (len(self.app._inline_scripts), len(_callback.GLOBAL_INLINE_SCRIPTS),
                          hash(self.app.index_string))
         return self._value
+
+    def with_page(self, body: str) -> str:
+        """The policy plus the hashes of the inline scripts of one server-made page."""
+        extra = " ".join(sorted({_sha256(b) for b in INLINE_SCRIPT.findall(body)}))
+        return self.value().replace("script-src 'self'", f"script-src 'self' {extra}", 1) if extra else self.value()
+
+
+def _sha256(body: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
 
 
 def register_security(app: Dash, settings: Settings) -> Security:
@@ -271,12 +293,10 @@ def register_security(app: Dash, settings: Settings) -> Security:
     server: Flask = app.server
     sec = Security(settings)
     server.config["SC_SECURITY"] = sec
-    server.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     server.secret_key = secret_key(settings.data_path)
     server.json = OrjsonProvider(server)
     csp = CSP(app)
-    hosts = frozenset(h.strip().lower().rstrip(".") for h in (settings.dashboard_allowed_hosts or "").split(",")
-                      if h.strip())
+    hosts = allowed_hosts(settings)
 
     @server.before_request
     def _protect() -> tuple[Response, int] | Response | None:
@@ -303,6 +323,13 @@ def register_security(app: Dash, settings: Settings) -> Security:
         path = request.path
         if request.method in SAFE_METHODS:
             return None
+        if path.startswith("/api/"):
+            # A browser session below operator (a viewer, a display link) never acts through /api,
+            # whatever the blueprint and whether or not a bearer token is also sent.
+            user = current_user()
+            if user is not None and not user.can("operator"):
+                audit_refusal("role", 403, need="operator", have=user.role)
+                return json_error(403, "this needs the operator role")
         if path.startswith(JSON_PREFIXES):
             if (request.content_length or 0) > MAX_BODY:
                 return json_error(413, f"body larger than {MAX_BODY} bytes")
@@ -338,6 +365,8 @@ def register_security(app: Dash, settings: Settings) -> Security:
     @server.after_request
     def _headers(resp: Response) -> Response:
         resp.headers["Content-Security-Policy"] = csp.value()
+        if request.path in HASHED_PAGES and resp.mimetype == "text/html" and not resp.direct_passthrough:
+            resp.headers["Content-Security-Policy"] = csp.with_page(resp.get_data(as_text=True))
         for k, v in HEADERS.items():
             resp.headers.setdefault(k, v)
         if resp.mimetype in NO_STORE_TYPES and "Cache-Control" not in resp.headers:

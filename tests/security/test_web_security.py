@@ -240,13 +240,16 @@ def test_security_headers_on_every_response(live: LiveDashboard) -> None:
         assert h.get("X-Frame-Options") == "DENY", where
         assert h.get("X-Content-Type-Options") == "nosniff", where
         assert h.get("Referrer-Policy") == "same-origin", where
+    for path in ("/", "/report"):  # a Dash page, and a server-made page with plotly's inline scripts
+        page = c.get(live.url + path)
+        assert page.status_code == 200, path
+        csp = page.headers["Content-Security-Policy"]
+        inline = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>(.*?)</script>", page.text, re.S)
+        assert inline, f"{path} carries inline scripts"
+        for body in inline:  # every inline script of the page is allowed by its hash
+            digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in csp, (path, body[:80])
     index = c.get(live.url + "/")
-    csp = index.headers["Content-Security-Policy"]
-    inline = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>(.*?)</script>", index.text, re.S)
-    assert inline, "Dash pages carry inline scripts (its renderer start at least)"
-    for body in inline:  # every inline script of the page is allowed by its hash, and only those
-        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-        assert f"'sha256-{digest}'" in csp, body[:80]
     assert index.headers["Cache-Control"] == "no-store"
 
 
@@ -343,9 +346,13 @@ def test_viewer_sees_but_cannot_act(live: LiveDashboard) -> None:
     r = v.callback(ack_body(live, a.alert_id))
     assert r.status_code == 200 and "无权操作" in r.text
     assert live.state(a.alert_id).state == "active"
-    # The API with the viewer's browser session (no token): refused for the role, not just the token.
-    r = v.post(f"{live.url}/api/alerts/{a.alert_id}/ack", json={"by": "kan"}, headers={"Origin": live.url}, timeout=10)
-    assert r.status_code == 403 and live.state(a.alert_id).state == "active"
+    # The API with the viewer's browser session: refused for the role, even with the bearer token.
+    for path, body in ((f"/api/alerts/{a.alert_id}/ack", {"by": "kan"}),
+                       (f"/api/alerts/{a.alert_id}/dispatch", {"team": "gas", "by": "kan"})):
+        r = v.post(live.url + path, json=body, timeout=10,
+                   headers={"Origin": live.url, "Authorization": f"Bearer {API_TOKEN}"})
+        assert r.status_code == 403 and "operator" in r.json()["error"], path
+    assert live.state(a.alert_id).state == "active"
     # Promoted to operator: takes effect on the open session, no new sign-in.
     assert live.cli("users", "role", "kan", "operator").returncode == 0
     try:
