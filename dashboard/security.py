@@ -223,7 +223,15 @@ def allowed_hosts(settings: Settings) -> frozenset[str]:
 
 
 def _origin_ok() -> bool:
+    """Browsers say where a request comes from: Fetch Metadata (`Sec-Fetch-Site`, which a page cannot
+    set) where sent, else Origin, else Referer. A page with `no-referrer` (the field page, whose URL
+    is its credential) sends `Origin: null` on its own form posts; Sec-Fetch-Site still says same-origin."""
     origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        if site not in ("same-origin", "none"):
+            return False
+        return origin is None or origin == "null" or _same_origin(origin)
     if origin is not None:
         return origin != "null" and _same_origin(origin)
     referer = request.headers.get("Referer")
