@@ -130,6 +130,7 @@ def audit(action: str, **fields: Any) -> None:
         return
     entry = {**_actor(), **fields}
     entry.setdefault("addr", request.remote_addr)
+    g.sc_audited = True
     try:
         sec.audit.record(action, **entry)
     except OSError:
@@ -379,6 +380,13 @@ def register_security(app: Dash, settings: Settings) -> Security:
             resp.headers.setdefault(k, v)
         if resp.mimetype in NO_STORE_TYPES and "Cache-Control" not in resp.headers:
             resp.headers["Cache-Control"] = "no-store"
+        if (request.method not in SAFE_METHODS and not g.get("sc_audited") and request.url_rule is not None
+                and not request.path.startswith(CALLBACK_PREFIXES) and resp.status_code < 400):
+            # A state change by a route that writes no audit line of its own (dispatch, archive, the
+            # field page ...): the route's pattern and its arguments, never a link token.
+            args = {k: v for k, v in (request.view_args or {}).items() if k != "token"}
+            audit(f"{request.method} {request.url_rule.rule}", target=next(iter(args.values()), None),
+                  outcome="ok", status=resp.status_code, **args)
         sess = g.get("sc_session")
         if sess is not None and request.cookies.get("_csrf_token") != sess.csrf and not _ending(resp):
             resp.set_cookie("_csrf_token", sess.csrf, httponly=False, samesite="Strict", secure=request.is_secure,

@@ -433,3 +433,24 @@ def test_only_ip_addresses_localhost_and_configured_names_as_host(live: LiveDash
                                "Authorization": f"Bearer {API_TOKEN}"})
     assert r.status_code == 400 and "SC_DASHBOARD_ALLOWED_HOSTS" in r.json()["error"]
     assert live.state(a.alert_id).state == "active"
+
+
+def test_actions_of_other_routes_are_audited_without_their_link_tokens(live: LiveDashboard) -> None:
+    a = live.alert()
+    r = requests.post(f"{live.url}/api/alerts/{a.alert_id}/dispatch", timeout=30,
+                      json={"team": "gas", "deadline_min": 30, "by": "值班员张三"},
+                      headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert r.status_code == 201, r.text
+    token = r.json()["link"].split("/d/")[1]
+    accept = requests.post(f"{live.url}/d/{token}/accept", data={"name": "王师傅"}, allow_redirects=False,
+                           headers={"Origin": live.url}, timeout=30)
+    assert accept.status_code == 303
+    entries = audit_entries(live)
+    d = [e for e in entries if e["action"] == "POST /api/alerts/<alert_id>/dispatch" and e["target"] == a.alert_id]
+    assert len(d) == 1 and d[0]["actor"] == "api-token" and d[0]["status"] == 201
+    f = [e for e in entries if e["action"] == "POST /d/<token>/accept"]
+    assert f and f[-1]["actor"] == "anonymous" and f[-1]["addr"] == "127.0.0.1"
+    assert token not in audit_path(live.data).read_text()
+    # A field-page post from another site is refused like any other.
+    x = requests.post(f"{live.url}/d/{token}/arrive", data={}, headers={"Origin": "http://evil.example"}, timeout=30)
+    assert x.status_code == 403
