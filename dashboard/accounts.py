@@ -1,7 +1,11 @@
-"""Staff accounts for the dashboard pages (`SC_DATA_DIR/accounts.json`), PBKDF2-hashed passwords.
+"""Staff accounts for the dashboard pages (`SC_DATA_DIR/accounts.json`, 0600): scrypt-hashed
+passwords and a role each.
 
-Managed with `smartcommunity users add|list|remove`; an acknowledgement made on the page is
-signed with the account's display name.
+Managed with `smartcommunity users add|list|remove|role`; an acknowledgement made on the page is
+signed with the account's display name. Roles, lowest first: viewer (wall and map, no actions),
+operator (acknowledge, resolve, dispatch, shelve, note), admin (also accounts, rules, roster).
+Accounts written before roles existed are operators. Passwords hashed by an older version
+(PBKDF2-SHA256) are still accepted and re-hashed with scrypt at the next sign-in.
 """
 
 from __future__ import annotations
@@ -10,55 +14,145 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
+from werkzeug.security import check_password_hash, generate_password_hash
 
-ITERATIONS = 200_000
+ROLES = ("viewer", "operator", "admin")  # lowest first
+DEFAULT_ROLE = "operator"
+# scrypt N=2**15, r=8, p=3: a row of OWASP's Password Storage table (32 MiB, ~0.3 s here).
+HASH_METHOD = "scrypt:32768:8:3"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_PASSWORD = 8
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """Checked when the account does not exist, so a wrong name costs what a wrong password costs."""
+    if not _dummy:
+        _dummy.append(generate_password_hash("not a password of anyone", method=HASH_METHOD))
+    return _dummy[0]
 
 
 def accounts_path(data_dir: Path) -> Path:
     return data_dir / "accounts.json"
 
 
-def _hash(password: str, salt: bytes, iterations: int = ITERATIONS) -> str:
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+def role_rank(role: str) -> int:
+    try:
+        return ROLES.index(role)
+    except ValueError:
+        return -1
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    name: str
+    role: str
+
+
+def _check_legacy_pbkdf2(stored: str, password: str) -> bool:
+    """The hashes written before scrypt: `pbkdf2_sha256$<iterations>$<salt hex>$<digest hex>`."""
+    try:
+        _, iters, salt, digest = stored.split("$")
+        got = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), int(iters))
+    except ValueError:
+        return False
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def needs_rehash(stored: str) -> bool:
+    return not stored.startswith(HASH_METHOD + "$")
+
+
+def check_password(stored: str, password: str) -> bool:
+    if stored.startswith("pbkdf2_sha256$"):
+        return _check_legacy_pbkdf2(stored, password)
+    try:
+        return check_password_hash(stored, password)
+    except (ValueError, TypeError):
+        return False
 
 
 class Accounts:
+    """The account file; re-read when it changes on disk (the CLI edits it while the server runs)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()
+        self._cache: tuple[tuple[int, int], dict[str, dict[str, Any]]] | None = None
 
-    def _load(self) -> dict[str, dict[str, str]]:
+    def _load(self) -> dict[str, dict[str, Any]]:
         try:
-            return dict(orjson.loads(self.path.read_bytes()))
+            st = self.path.stat()
         except FileNotFoundError:
             return {}
+        key = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if self._cache is not None and self._cache[0] == key:
+                return dict(self._cache[1])
+            users = dict(orjson.loads(self.path.read_bytes()))
+            self._cache = (key, users)
+            return dict(users)
 
-    def _save(self, users: dict[str, dict[str, str]]) -> None:
+    def _save(self, users: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(users, option=orjson.OPT_INDENT_2))
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps(users, option=orjson.OPT_INDENT_2))
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
+        with self._lock:
+            self._cache = None
 
     def any(self) -> bool:
         return bool(self._load())
 
+    def get(self, username: str) -> Account | None:
+        d = self._load().get(username)
+        if d is None:
+            return None
+        role = d.get("role") or DEFAULT_ROLE
+        return Account(username, d.get("name") or username, role if role in ROLES else "viewer")
+
     def list(self) -> list[tuple[str, str]]:
         return sorted((u, d["name"]) for u, d in self._load().items())
 
-    def add(self, username: str, name: str, password: str) -> None:
+    def accounts(self) -> list[Account]:
+        return [a for u in sorted(self._load()) if (a := self.get(u)) is not None]
+
+    def add(self, username: str, name: str, password: str, role: str | None = None) -> None:
+        """Add an account or set its password (keeping its role unless one is given)."""
         if not USERNAME_RE.match(username):
             raise ValueError("a username is 1-64 letters, digits, '.', '_' or '-'")
-        if len(password) < 8:
-            raise ValueError("a password has at least 8 characters")
+        if len(password) < MIN_PASSWORD:
+            raise ValueError(f"a password has at least {MIN_PASSWORD} characters")
+        if role is not None and role not in ROLES:
+            raise ValueError(f"a role is one of {', '.join(ROLES)}")
         users = self._load()
-        users[username] = {"name": name or username, "hash": _hash(password, secrets.token_bytes(16))}
+        old = users.get(username, {})
+        users[username] = {
+            "name": name or old.get("name") or username,
+            "hash": generate_password_hash(password, method=HASH_METHOD),
+            "role": role or old.get("role") or DEFAULT_ROLE,
+        }
         self._save(users)
+
+    def set_role(self, username: str, role: str) -> bool:
+        if role not in ROLES:
+            raise ValueError(f"a role is one of {', '.join(ROLES)}")
+        users = self._load()
+        if username not in users:
+            return False
+        users[username] = {**users[username], "role": role}
+        self._save(users)
+        return True
 
     def remove(self, username: str) -> bool:
         users = self._load()
@@ -67,21 +161,44 @@ class Accounts:
         self._save(users)
         return True
 
+    def authenticate(self, username: str, password: str) -> Account | None:
+        """The account when the password is right, else None (about the same work either way).
+        A right password under an old hash is re-hashed with scrypt on the spot."""
+        d = self._load().get(username)
+        stored = str(d["hash"]) if d else _dummy_hash()
+        ok = check_password(stored, password)
+        if not (d and ok):
+            return None
+        if needs_rehash(stored):
+            users = self._load()
+            if username in users and users[username].get("hash") == stored:
+                users[username] = {**users[username], "hash": generate_password_hash(password, method=HASH_METHOD)}
+                self._save(users)
+        return self.get(username)
+
     def verify(self, username: str, password: str) -> str | None:
-        """The display name when the password is right, else None (same work either way)."""
-        user = self._load().get(username)
-        stored = user["hash"] if user else _hash("", b"0" * 16)
-        _, iters, salt, _ = stored.split("$")
-        ok = hmac.compare_digest(_hash(password, bytes.fromhex(salt), int(iters)), stored)
-        return user["name"] if (user and ok) else None
+        """The display name when the password is right, else None."""
+        acc = self.authenticate(username, password)
+        return acc.name if acc else None
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 if missing, and make it 0600 if it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
 
 
 def secret_key(data_dir: Path) -> bytes:
-    """The session-signing key, made once per installation and kept private."""
+    """The signing key, made once per installation and kept private."""
     p = data_dir / "dashboard.secret"
     if not p.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return p.read_bytes()
         with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
+            fh.write(os.urandom(32))
     return p.read_bytes()

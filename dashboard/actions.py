@@ -16,6 +16,7 @@ from alerts.store import AlertStore
 from core.contract import Alert
 from core.settings import Settings
 from core.timebase import now_iso
+from dashboard.security import audit_action
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -77,16 +78,22 @@ class AlertActions:
 
     def acknowledge(self, alert_id: str, by: str, note: str | None) -> Outcome:
         alert = self.store.acknowledge(alert_id, by, note, now_iso())
+        out = self._refused(alert_id) if alert is None else Outcome(alert, 200)
+        audit_action("alert.acknowledge", alert_id, "ok" if out.status == 200 else "refused", out.status,
+                     by=by, note=note, error=out.error)
         if alert is None:
-            return self._refused(alert_id)
+            return out
         self.publisher.publish(alert)
         log.info("alert %s acknowledged by %s", alert_id, by)
-        return Outcome(alert, 200)
+        return out
 
     def resolve(self, alert_id: str, by: str | None, note: str | None) -> Outcome:
         alert = self.store.resolve(alert_id, now_iso(), note=note, by=by)
+        out = self._refused(alert_id) if alert is None else Outcome(alert, 200)
+        audit_action("alert.resolve", alert_id, "ok" if out.status == 200 else "refused", out.status,
+                     by=by, note=note, error=out.error)
         if alert is None:
-            return self._refused(alert_id)
+            return out
         self.publisher.publish(alert)
         log.info("alert %s resolved by hand (%s)", alert_id, by or "unknown")
-        return Outcome(alert, 200)
+        return out

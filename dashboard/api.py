@@ -17,6 +17,7 @@ from core.settings import Settings
 from dashboard.actions import AlertActions
 from dashboard.health import HealthChecker
 from dashboard.metrics import CONTENT_TYPE, render_metrics
+from dashboard.security import audit_refusal
 
 STATES = frozenset(str(s) for s in AlertState)
 MAX_TEXT = 2000
@@ -65,6 +66,8 @@ def make_api(settings: Settings, store: AlertStore, actions: AlertActions, check
             return None
         if token_ok(request.headers.get("Authorization"), settings.api_token):
             return None
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            audit_refusal("bearer token", 401)
         resp, status = error(401, "missing or wrong bearer token")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="smartcommunity"'
         return resp, status

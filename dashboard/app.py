@@ -25,8 +25,9 @@ from dashboard.closeout import register_closeout
 from dashboard.geo import BaseLayers, MapData
 from dashboard.health import HealthChecker
 from dashboard.live import OPEN_STATES, Live, compute_live, counts_by_community
-from dashboard.login import current_user, register_login
+from dashboard.login import check_role, current_user
 from dashboard.offline import register_offline_routes, style_url
+from dashboard.security import register_security
 from dashboard.theme import DEVICE_NORMAL, SEVERITY_COLOR, install_page_head, severity_label
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ TITLE = "车城路街道 综合一张图"
 PULSE_MS = 1500  # software WebGL needs >= 1.2 s between restyles to go idle (offline-map notes)
 HEALTH_MS = 10_000
 DEFAULT_DUTY = "值班员"
+NOT_OPERATOR = "无权操作: 当前身份只能查看 (viewer)"
 
 
 class Dashboard:
@@ -58,6 +60,12 @@ class Dashboard:
     def close(self) -> None:
         self.publisher.close()
         self.store.close()
+
+
+def signer(duty: str | None) -> str:
+    """Who signs a console action: the signed-in account; the typed name only when nobody signs in."""
+    user = current_user()
+    return user.name if user else ((duty or "").strip() or DEFAULT_DUTY)
 
 
 def is_wall(pathname: str | None, search: str | None) -> bool:
@@ -199,7 +207,7 @@ def create_app(settings: Settings) -> Dash:
     app.layout = lambda: make_layout(dctx)
     install_page_head(app)  # severity colours as CSS variables, the clock's time zone
     register_offline_routes(app.server)
-    register_login(app.server, settings)
+    register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
     register_closeout(app.server, settings, dctx.store)  # dispatch, field page, archive, report (issue 10)
     app.server.config["SC_DASHBOARD"] = dctx
@@ -277,7 +285,9 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
         trig = ctx.triggered_id
         if not trig or not ctx.triggered or not ctx.triggered[0].get("value"):
             return no_update, no_update, no_update  # a re-rendered list, not a click
-        who = current_user() or (duty or "").strip() or DEFAULT_DUTY
+        if not check_role("operator"):
+            return no_update, NOT_OPERATOR, no_update
+        who = signer(duty)
         out = dctx.actions.acknowledge(trig["index"], who, (note or "").strip() or None)
         msg = "已确认" if out.status == 200 else f"未能确认: {out.error}"
         return {"t": time.time(), "id": trig["index"]}, msg, ("" if out.status == 200 else no_update)
@@ -310,7 +320,9 @@ def register_callbacks(app: Dash, dctx: Dashboard) -> None:
     def resolve(_n: int | None, alert_id: str | None, duty: str | None, note: str | None) -> tuple:
         if not alert_id:
             return no_update, no_update, no_update
-        who = current_user() or (duty or "").strip() or DEFAULT_DUTY
+        if not check_role("operator"):
+            return no_update, NOT_OPERATOR, no_update
+        who = signer(duty)
         out = dctx.actions.resolve(alert_id, who, (note or "").strip() or None)
         msg = "已解除" if out.status == 200 else f"未能解除: {out.error}"
         return {"t": time.time(), "id": alert_id}, msg, ("" if out.status == 200 else no_update)

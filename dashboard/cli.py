@@ -9,7 +9,10 @@ import sys
 from typing import Any
 
 from core.settings import Settings
-from dashboard.accounts import Accounts, accounts_path
+from core.timebase import iso
+from dashboard.accounts import DEFAULT_ROLE, ROLES, Accounts, accounts_path
+from dashboard.audit import AuditLog, audit_path
+from dashboard.sessions import SessionStore, sessions_path
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +34,47 @@ def register(sub: Any) -> None:
     add = usub.add_parser("add", help="add an account or set its password (read from stdin or a prompt)")
     add.add_argument("username")
     add.add_argument("--name", default="", help="display name, e.g. 张三 (signs acknowledgements)")
+    add.add_argument("--role", choices=ROLES, default=None,
+                     help=f"viewer, operator or admin (new accounts: {DEFAULT_ROLE}; kept when re-set)")
     add.set_defaults(func=users_add)
-    usub.add_parser("list", help="list accounts").set_defaults(func=users_list)
-    rm = usub.add_parser("remove", help="remove an account")
+    usub.add_parser("list", help="list accounts (username, name, role)").set_defaults(func=users_list)
+    rm = usub.add_parser("remove", help="remove an account (its open sessions end at once)")
     rm.add_argument("username")
     rm.set_defaults(func=users_remove)
+    ro = usub.add_parser("role", help="set an account's role: viewer (look), operator (act), admin (manage)")
+    ro.add_argument("username")
+    ro.add_argument("role", choices=ROLES)
+    ro.set_defaults(func=users_role)
+    dl = usub.add_parser(
+        "display-link",
+        help="print a URL that opens the wall as a read-only viewer (no typing); --revoke to withdraw it",
+        description="Without options: make a new display link and print its URL. The URL is the secret: "
+        "anyone with it sees the wall (read-only) until it is revoked.",
+    )
+    dl.add_argument("--label", default="指挥中心大屏", help="what the link is for, shown in the audit log")
+    dl.add_argument("--base-url", default=None,
+                    help="how the wall PC reaches the dashboard (default http://127.0.0.1:SC_HTTP_PORT)")
+    dl.add_argument("--list", action="store_true", help="list display links and their open sessions")
+    dl.add_argument("--revoke", metavar="ID", default=None, help="revoke a link by id (or 'all'); its screens "
+                    "are signed out at their next refresh")
+    dl.set_defaults(func=users_display_link)
 
 
 def _accounts(settings: Settings) -> Accounts:
     return Accounts(accounts_path(settings.data_path))
+
+
+def _sessions(settings: Settings) -> SessionStore:
+    return SessionStore(sessions_path(settings.data_path))
+
+
+def _audit(settings: Settings, action: str, target: str, outcome: str = "ok", **detail: object) -> None:
+    try:
+        actor = f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        actor = "cli"
+    AuditLog(audit_path(settings.data_path)).record(action, actor=actor, via="cli", target=target,
+                                                    outcome=outcome, **detail)
 
 
 def users_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -50,18 +85,24 @@ def users_add(args: argparse.Namespace, settings: Settings) -> int:
             return 2
     else:
         password = sys.stdin.readline().rstrip("\n")
+    accounts = _accounts(settings)
+    existed = accounts.get(args.username) is not None
     try:
-        _accounts(settings).add(args.username, args.name, password)
+        accounts.add(args.username, args.name, password, role=args.role)
     except ValueError as exc:
         print(f"smartcommunity users add: {exc}", file=sys.stderr)
         return 2
-    print(f"account {args.username} saved")
+    ended = _sessions(settings).end_user(args.username) if existed else 0  # a new password signs everyone out
+    acc = accounts.get(args.username)
+    _audit(settings, "account.password" if existed else "account.add", args.username,
+           role=acc.role if acc else None, sessions_ended=ended)
+    print(f"account {args.username} saved ({acc.role if acc else '?'})")
     return 0
 
 
 def users_list(args: argparse.Namespace, settings: Settings) -> int:
-    for username, name in _accounts(settings).list():
-        print(f"{username}\t{name}")
+    for acc in _accounts(settings).accounts():
+        print(f"{acc.username}\t{acc.name}\t{acc.role}")
     return 0
 
 
@@ -69,6 +110,42 @@ def users_remove(args: argparse.Namespace, settings: Settings) -> int:
     if not _accounts(settings).remove(args.username):
         print(f"no account {args.username}", file=sys.stderr)
         return 2
+    ended = _sessions(settings).end_user(args.username)
+    _audit(settings, "account.remove", args.username, sessions_ended=ended)
+    print(f"account {args.username} removed; {ended} open session(s) ended")
+    return 0
+
+
+def users_role(args: argparse.Namespace, settings: Settings) -> int:
+    if not _accounts(settings).set_role(args.username, args.role):
+        print(f"no account {args.username}", file=sys.stderr)
+        return 2
+    _audit(settings, "account.role", args.username, new_role=args.role)
+    print(f"account {args.username} is now {args.role}")
+    return 0
+
+
+def users_display_link(args: argparse.Namespace, settings: Settings) -> int:
+    store = _sessions(settings)
+    if args.list:
+        for link_id, label, created, open_sessions in store.links():
+            print(f"{link_id}\t{label}\t{iso(created)}\t{open_sessions} open")
+        return 0
+    if args.revoke:
+        which = None if args.revoke == "all" else args.revoke
+        n = store.revoke_link(which)
+        if n == 0:
+            print(f"no display link {args.revoke}", file=sys.stderr)
+            return 2
+        _audit(settings, "display-link.revoke", args.revoke, links=n)
+        print(f"revoked {n} display link(s); their screens are signed out at the next refresh")
+        return 0
+    link_id, token = store.new_link(args.label)
+    base = (args.base_url or f"http://127.0.0.1:{settings.http_port}").rstrip("/")
+    _audit(settings, "display-link.create", link_id, label=args.label)
+    print(f"{base}/display/{token}")
+    print(f"display link {link_id} ({args.label}): read-only wall; revoke with "
+          f"`smartcommunity users display-link --revoke {link_id}`", file=sys.stderr)
     return 0
 
 
@@ -80,15 +157,40 @@ def serve(app: Any, host: str, port: int) -> None:
         log.warning("waitress not installed: using Flask's threaded development server")
         app.server.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
         return
+    from dashboard.security import MAX_BODY
+
+    settings: Settings = app.server.config["SC_DASHBOARD"].settings
+    limit = settings.dashboard_connection_limit
+    raise_fd_limit(limit + 256)
+    # Idle and slow connections cost waitress a socket each, never a thread (a request reaches a thread
+    # only once it is complete); poll() instead of select() lifts the 1,024-descriptor ceiling.
     waitress_serve(
         app.server,
         host=host,
         port=port,
         threads=SERVER_THREADS,
         ident="smartcommunity",
-        channel_timeout=60,
-        connection_limit=200,
+        channel_timeout=settings.dashboard_channel_timeout_s,
+        connection_limit=limit,
+        asyncore_use_poll=True,
+        backlog=2048,
+        cleanup_interval=10,
+        max_request_body_size=max(MAX_BODY, 4 * settings.dispatch_photo_max_bytes),  # field photos
     )
+
+
+def raise_fd_limit(want: int) -> int:
+    """Raise this process's open-file limit towards `want` (up to the hard limit); the new soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < want:
+        log.warning("open-file limit %d is below the %d connections configured", soft, want)
+    return int(soft)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

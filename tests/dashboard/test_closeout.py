@@ -244,7 +244,9 @@ def test_the_report_needs_sign_in_and_the_field_page_does_not(tmp_path: Path) ->
         assert c.get("/report?month=2026-11").status_code == 302
         assert c.get("/report.csv").status_code == 302
         assert c.get(f"/d/{token}").status_code == 200  # the signed link is the phone's only credential
-        c.post("/login", data={"username": "zhang", "password": "correct horse", "next": "/"})
+        from tests.dashboard.test_dash_login import sign_in
+
+        assert sign_in(c, "zhang", "correct horse").status_code == 302
         assert c.get("/report?month=2026-11").status_code == 200
         # signed in, the operator's own name signs the dispatch, whatever the body says
         r = c.post(f"/api/alerts/{aid}/dispatch", json={"team": "police", "by": "冒名"})
