@@ -43,6 +43,10 @@ class Settings:
     alerts_nearby_radius_m: float = 200.0  # units, shops, households named in an alert
     alerts_roster_file: str | None = None  # default: bundled alerts/oncall.yaml
     alerts_webhook_url: str | None = None  # notifications are also POSTed here (SMS/voice gateway)
+    # Availability alerts (device_silent, camera_offline) wait this long before they are raised, so
+    # that a compound or community going down at once gives one place alert, not one per device.
+    alerts_fold_window_s: float = 30.0
+    alerts_silence_check_s: float = 5.0  # how often the silence / place scan runs
     dashboard_refresh_ms: int = 2000
     mqtt_keepalive_s: int = 30
     ingest_writers: int = 2  # writer threads per ingest process
