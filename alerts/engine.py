@@ -19,6 +19,7 @@ The engine is single-threaded: the service feeds it from one queue.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -136,6 +137,9 @@ class Engine:
         self.folded: dict[str, str] = {}  # alert_id -> the place alert it is folded under
         self.shelved: dict[str, int] = {}  # alert_id -> shelf id (recorded, not notified)
         self.live_shelves: list[dict[str, Any]] = []
+        self.down_places: set[str] = set()
+        # Alerts back from a shelf: escalation counts from their return, not from when they were raised.
+        self.escalate_from: dict[str, float] = {}  # compounds and communities down at the last scan
         self._deleted: set[Key] = set()
         self._dirty: set[Key] = set()
         self.started = clock()
@@ -256,7 +260,9 @@ class Engine:
             if c is not None and c.clear_since is not None and now - c.clear_since >= hold:
                 self._resolve(key, alert, now)
             elif self.escalation is not None and self._notifiable(alert):
-                tier = self.escalation.due_tier(alert, now)
+                since = self.escalate_from.get(alert.alert_id)
+                tier = self.escalation.due_tier(
+                    alert if since is None else dataclasses.replace(alert, started_at=iso(since)), now)
                 if tier is not None:
                     up = self.store.update(alert.alert_id, step=(Step.ESCALATED, iso(now), None, {"tier": tier}),
                                            escalation_tier=tier, updated_at=iso(now))
@@ -311,6 +317,8 @@ class Engine:
         if not self.silent_rules:
             return
         cdown, mdown = scan.compound_down, scan.community_down
+        self.down_places = {live.compounds[int(i)] for i in np.nonzero(cdown)[0]} | {
+            live.communities[int(i)] for i in np.nonzero(mdown)[0]}
         folded_mask = cdown[live.compound_of] | mdown[live.community_of]
         for rule in self.silent_rules:
             limit = float(rule.silent_factor or 3) * live.interval
@@ -398,17 +406,30 @@ class Engine:
             for i, place_id in enumerate(names[rule.place or "compound"]):
                 key = (rule.name, place_id)
                 if down[i]:
-                    if rule.place == "compound" and scan.community_down[live.compound_community[i]]:
-                        continue  # the community alert stands for it
-                    subj = self._place_subject(live, rule.place or "compound", i, place_id)
-                    msg = rule.render(value=int(dn[i]), place=place_id, n=int(dn[i]), total=int(tot[i]))
                     c = self.conditions.setdefault(key, Condition())
                     if c.true_since_ts is None:
                         c.true_since_ts = int(now * 1000)
                         self._dirty.add(key)
+                    if rule.place == "compound" and scan.community_down[live.compound_community[i]]:
+                        # The community alert stands for it; one already open is folded under it.
+                        parent = self.open.get((mrule.name, live.communities[live.compound_community[i]])) \
+                            if mrule is not None else None
+                        a = self.open.get(key)
+                        if a is not None and parent is not None and a.alert_id not in self.folded:
+                            self.folded[a.alert_id] = parent.alert_id
+                            self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到 {parent.rule}",
+                                              data={"parent": parent.alert_id})
+                        continue
+                    if rule.place == "compound" and key not in self.open \
+                            and now - c.true_since_ts / 1000 < self.fold_window_s:
+                        continue  # wait: the whole community may be going down
+                    subj = self._place_subject(live, rule.place or "compound", i, place_id)
+                    msg = rule.render(value=int(dn[i]), place=place_id, n=int(dn[i]), total=int(tot[i]))
                     self._fire_subject(rule, subj, int(dn[i]), now, msg, rule.share, rule.severity)
                 elif key in self.open:
                     self._clear(key, now)
+                elif key in self.conditions:
+                    self._forget(key)
         if nrule is not None:
             nv, allm = scan.never_by_community
             for i, place_id in enumerate(live.communities):
@@ -447,9 +468,10 @@ class Engine:
                 if now - p.since < self.fold_window_s:
                     return
                 self.pending.pop(key, None)
-                parent = self._place_alert_of(dev)
-                if parent is not None:  # its place is down: one alert for the place stands for it
-                    log.debug("%s on %s folded under %s", rule.name, dev.device_id, parent.alert_id)
+                if (dev.compound_id in self.down_places or dev.community in self.down_places
+                        or self._place_alert_of(dev) is not None):
+                    # Its place is down: one alert for the place stands for it.
+                    log.debug("%s on %s folded under its place", rule.name, dev.device_id)
                     return
             self._supersede(rule, dev.device_id, now)
         level = rule.level_of(value) if rule.levels else None
@@ -582,6 +604,7 @@ class Engine:
             self._notify("resolved", done)
         self.shelved.pop(alert.alert_id, None)
         self.folded.pop(alert.alert_id, None)
+        self.escalate_from.pop(alert.alert_id, None)
 
     def resync(self) -> None:
         """Adopt the store's view: acknowledgements and resolutions made by hand."""
@@ -628,6 +651,7 @@ class Engine:
             elif shelf is None and was is not None:
                 # The shelf ran out (or was ended): the alert comes back, published and notified.
                 del self.shelved[alert.alert_id]
+                self.escalate_from[alert.alert_id] = now
                 self.store.record(alert.alert_id, Step.UNSHELVED, iso(now), data={"shelf_id": was})
                 log.info("shelf %s over: %s is back", was, alert.alert_id)
                 self.publish(alert)
