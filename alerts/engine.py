@@ -49,10 +49,10 @@ Key = tuple[str, str]
 # Only the serious alerts carry their surroundings: a dispatcher needs them, and a burst of
 # blue silence alerts should not cost a spatial query each.
 SURROUNDED = frozenset({"red", "orange"})
-STATEFUL = frozenset({"count", "rate", "event"})  # triggers that keep memory between records
 SILENT_MARK = "｜设备失联"  # appended to an alarm's message while its device is silent
 SILENT_KEY = "@silent"  # condition rule name: "this device's silence is written on its alarms"
-OVERDUE_FACTOR = 1.5  # a device that missed 1.5 reports counts as down for the place test
+OVERDUE_FACTOR = 1.5
+SEEN_SAVE_S = 30.0  # a device that missed 1.5 reports counts as down for the place test
 
 
 def with_surroundings(message: str, nearby: dict[str, Any] | None) -> str:
@@ -64,7 +64,7 @@ def new_alert_id() -> str:
     return "a-" + uuid.uuid4().hex[:16]
 
 
-@dataclass
+@dataclass(slots=True)
 class Condition:
     """What the engine knows of one (rule, subject); persisted in the store's `conditions` table."""
 
@@ -152,7 +152,10 @@ class Engine:
             self.conditions[key] = Condition(row["true_since_ts"], row["clear_since"], row["last_value"],
                                              row["last_evidence"], dict(row["data"]))
         self.last_seen: dict[str, float] = store.load_seen()
-        self._seen_dirty: set[str] = set()
+        self._recent: dict[str, float] = {}  # heard since the last scan / save
+        self._unsaved: dict[str, float] = {}  # heard since the last-heard times were saved
+        self._seen_saved_at = self.started
+        self.silent_noted: set[str] = {k[1] for k in self.conditions if k[0] == SILENT_KEY}
         self.offline_ids: set[str] = set()  # last status offline (a will): down, but has reported
         self.live: Liveness | None = None
         self._live_registry: Mapping[str, Device] | None = None
@@ -175,6 +178,9 @@ class Engine:
         self.by_kind: dict[str, list[Rule]] = {
             k: [r for r in rules if r.trigger != "place" and r.kind in (k, None)] for k in KINDS
         }
+        self.fast: dict[str, list[tuple[Rule, Any, Any, bool]]] = {
+            k: [(r, r.mod.evaluate, getattr(r.mod, "wants_memory", None), r.trigger == "absence") for r in rs]
+            for k, rs in self.by_kind.items()}
         self.silent_rules = [r for r in rules if r.trigger == "absence"]
         self.place_rules = [r for r in rules if r.trigger == "place"]
         self.ov_dev, self.ov_cmp = ruleset.variants()
@@ -190,32 +196,37 @@ class Engine:
         now = self.clock()
         dev = rec.device
         dev_id = dev.device_id
-        if isinstance(rec, Status) and rec.state != "online":
+        if type(rec) is Status and rec.state != "online":
             # An `offline` status (often the broker delivering the device's last will) is not the
             # device talking: it must not end, or restart, a silence.
             self.offline_ids.add(dev_id)
             if self.live is not None:
                 self.live.went_offline(dev_id)
         else:
-            self.offline_ids.discard(dev_id)
-            self.last_seen[dev_id] = now
-            self._seen_dirty.add(dev_id)
-            if self.live is not None:
-                self.live.heard(dev_id, now)
-            if (SILENT_KEY, dev_id) in self.conditions:
+            self._recent[dev_id] = now  # applied to the liveness arrays at the next scan
+            if dev_id in self.offline_ids:
+                self.offline_ids.discard(dev_id)
+            if dev_id in self.silent_noted:
                 self._device_back(dev, now)
-        for base in self.by_kind[dev.kind]:
-            rule = self._rule_for(base, dev)
+        overrides = self.ov_dev or self.ov_cmp
+        conditions, open_, pending = self.conditions, self.open, self.pending
+        for rule, evaluate, stateful, absence in self.fast[dev.kind]:
+            if overrides:
+                rule = self._rule_for(rule, dev)
+                evaluate = rule.mod.evaluate
             key = (rule.name, dev_id)
-            c = self.conditions.get(key)
-            if c is None and rule.trigger in STATEFUL:
-                c = self.conditions[key] = Condition()
-            verdict, value = rule.mod.evaluate(rule, rec, c.mem if c is not None else None)
+            if absence and key not in open_ and key not in pending:
+                continue  # a silence is raised by the scan; a message only matters to an open one
+            c = conditions.get(key)
+            if c is None and stateful is not None and stateful(rule, rec):
+                c = conditions[key] = Condition()
+            verdict, value = evaluate(rule, rec, c.mem if c is not None else None)
             if verdict is None:
                 continue
-            is_open = key in self.open
+            is_open = key in open_
             if verdict is Verdict.FALSE or (verdict is Verdict.KEEP and not is_open):
-                self.pending.pop(key, None)
+                if pending:
+                    pending.pop(key, None)
                 if c is None:
                     continue
                 if c.true_since_ts is not None:
@@ -274,17 +285,36 @@ class Engine:
         self._raise_pending(now)
         self.save()
 
-    def save(self) -> None:
-        """Write the condition state and last-heard times that changed (one transaction each)."""
+    def _flush_recent(self) -> None:
+        """Move what was heard since the last call into last_seen, the liveness arrays and the to-save set."""
+        if not self._recent:
+            return
+        recent, self._recent = self._recent, {}
+        self.last_seen.update(recent)
+        self._unsaved.update(recent)
+        if self.live is not None:
+            self.live.heard_many(recent)
+            for dev_id in self.offline_ids.intersection(recent):
+                self.live.went_offline(dev_id)
+
+    def save(self, seen: bool | None = None) -> None:
+        """Write the condition state that changed (one transaction); the last-heard times every
+        SEEN_SAVE_S (they only tell "has reported" apart from "never", and silence after a restart
+        counts from the restart anyway), or now with `seen=True`."""
         ups = [(k[0], k[1], self.conditions[k].as_row()) for k in self._dirty if k in self.conditions]
         dels = [k for k in self._deleted if k not in self.conditions]
         self.store.save_conditions(ups, dels)
         self._dirty.clear()
         self._deleted.clear()
-        if self._seen_dirty:
-            seen = [(d, self.last_seen[d]) for d in self._seen_dirty]
-            self._seen_dirty.clear()
-            self.store.save_seen(seen)
+        now = self.clock()
+        if seen is None:
+            seen = now - self._seen_saved_at >= SEEN_SAVE_S
+        if seen:
+            self._flush_recent()
+            if self._unsaved:
+                unsaved, self._unsaved = self._unsaved, {}
+                self.store.save_seen(list(unsaved.items()))
+            self._seen_saved_at = now
 
     def feed_restored(self) -> None:
         """Our subscription is back after an outage: restart every silence clock from now."""
@@ -293,6 +323,7 @@ class Engine:
     # -- silence and places -----------------------------------------------------------------
     def _liveness(self, registry: Mapping[str, Device]) -> Liveness:
         if self.live is None or self._live_registry is not registry:
+            self._flush_recent()
             self.live = Liveness(registry, self.last_seen)
             for dev_id in self.offline_ids:
                 self.live.went_offline(dev_id)
@@ -304,6 +335,7 @@ class Engine:
         silence of single devices not folded under a place."""
         now = self.clock()
         live = self._liveness(registry)
+        self._flush_recent()
         if not live.devices:
             return
         absence = self.silent_rules[0] if self.silent_rules else None
@@ -320,22 +352,24 @@ class Engine:
         self.down_places = {live.compounds[int(i)] for i in np.nonzero(cdown)[0]} | {
             live.communities[int(i)] for i in np.nonzero(mdown)[0]}
         folded_mask = cdown[live.compound_of] | mdown[live.community_of]
+        if folded_mask.any():
+            self._fold_in(live, folded_mask, now)
+        alarmed = self._alarm_index()
         for rule in self.silent_rules:
             limit = float(rule.silent_factor or 3) * live.interval
             due = ~scan.never & (scan.silent_s >= limit)
             if rule.kind is not None:
-                due &= np.array([d.kind == rule.kind for d in live.devices])
-            for i in np.nonzero(due & folded_mask)[0]:
-                self._fold_device(rule, live.devices[int(i)], live, now)
+                due &= live.kind_mask(rule.kind)
+            for dev_id in alarmed:  # in alarm and silent (folded or not): the alarm stays and says so
+                i = live.index.get(dev_id)
+                if i is not None and due[i]:
+                    self._note_silence(live.devices[i], now)
             for i in np.nonzero(due & ~folded_mask)[0]:
                 dev = live.devices[int(i)]
                 key = (rule.name, dev.device_id)
-                if key in self.open:
-                    continue  # already raised; its value is the silence at raise time
+                if key in self.open or dev.device_id in alarmed:
+                    continue  # already raised (its value is the silence at raise time), or on its alarm
                 if any((r, dev.device_id) in self.open for r in rule.suppressed_by):
-                    continue
-                if self._alarms_of(dev.device_id):
-                    self._note_silence(dev, now)  # written on its alarm, not a second alert
                     continue
                 silent_s = float(scan.silent_s[i])
                 c = self.conditions.setdefault(key, Condition())
@@ -347,6 +381,35 @@ class Engine:
                 self._fire(rule, dev, round(silent_s, 1), now, msg, threshold=float(limit[i]))
         self._raise_pending(now)
 
+    def _alarm_index(self) -> set[str]:
+        """Devices with an open alarm of their own (not an availability alert)."""
+        out = set()
+        for (rule_name, subject), a in self.open.items():
+            r = self.by_name.get(rule_name)
+            if a.device_id and subject == a.device_id and (r is None or (not r.foldable and r.trigger != "absence")):
+                out.add(a.device_id)
+        return out
+
+    def _fold_in(self, live: Liveness, folded_mask: Any, now: float) -> None:
+        """Availability alerts of devices in a place that is down: pending ones are dropped, open ones
+        folded under the place alert (once)."""
+        for key, p in list(self.pending.items()):
+            i = live.index.get(p.dev.device_id)
+            if i is not None and folded_mask[i]:
+                del self.pending[key]
+        for (rule_name, subject), a in list(self.open.items()):
+            r = self.by_name.get(rule_name)
+            if r is None or not r.foldable or a.alert_id in self.folded or subject != a.device_id:
+                continue
+            i = live.index.get(a.device_id)
+            if i is None or not folded_mask[i]:
+                continue
+            parent = self._place_alert_of(live.devices[i])
+            if parent is not None:
+                self.folded[a.alert_id] = parent.alert_id
+                self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到 {parent.rule} {parent.alert_id}",
+                                  data={"parent": parent.alert_id})
+
     def _alarms_of(self, device_id: str) -> list[Key]:
         return [k for k, a in self.open.items() if a.device_id == device_id and k[1] == device_id
                 and not self.by_name.get(k[0], Rule("", "blue", "")).foldable
@@ -355,8 +418,9 @@ class Engine:
     def _note_silence(self, dev: Device, now: float) -> None:
         """A device in alarm went quiet: its alarm stays, and says so (timeline step + message)."""
         key = (SILENT_KEY, dev.device_id)
-        if key in self.conditions:
+        if dev.device_id in self.silent_noted:
             return
+        self.silent_noted.add(dev.device_id)
         self.conditions[key] = Condition(clear_since=None, last_evidence=self.last_seen.get(dev.device_id))
         self._dirty.add(key)
         for k in self._alarms_of(dev.device_id):
@@ -371,6 +435,7 @@ class Engine:
                 log.warning("device %s silent while in alarm %s: the alarm stays", dev.device_id, a.alert_id)
 
     def _device_back(self, dev: Device, now: float) -> None:
+        self.silent_noted.discard(dev.device_id)
         self._forget((SILENT_KEY, dev.device_id))
         for k in self._alarms_of(dev.device_id):
             a = self.open[k]
@@ -379,18 +444,6 @@ class Engine:
             if up is not None:
                 self.open[k] = up
                 self._publish(up)
-
-    def _fold_device(self, rule: Rule, dev: Device, live: Liveness, now: float) -> None:
-        """A device's silence inside a place that is down: no alert of its own; an open one is folded."""
-        for key in [(rule.name, dev.device_id)] + [(r, dev.device_id) for r in rule.suppressed_by]:
-            self.pending.pop(key, None)
-            a = self.open.get(key)
-            if a is not None and a.alert_id not in self.folded:
-                parent = self._place_alert_of(dev)
-                if parent is not None:
-                    self.folded[a.alert_id] = parent.alert_id
-                    self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到 {parent.rule} {parent.alert_id}",
-                                      data={"parent": parent.alert_id})
 
     def _place_alert_of(self, dev: Device) -> Alert | None:
         return self.open.get(("community_silent", dev.community)) or self.open.get(

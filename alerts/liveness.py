@@ -55,6 +55,7 @@ class Liveness:
         self.compound_community[self.compound_of] = self.community_of
         self.last = np.full(n, np.nan)
         self.offline = np.zeros(n, dtype=np.bool_)
+        self._kind_masks: dict[str, B] = {}
         self.ever = np.zeros(n, dtype=np.bool_)  # sent anything at all (an offline status counts)
         for dev_id, t in (seen or {}).items():
             i = self.index.get(dev_id)
@@ -62,12 +63,28 @@ class Liveness:
                 self.last[i] = t
                 self.ever[i] = True
 
+    def kind_mask(self, kind: str) -> B:
+        m = self._kind_masks.get(kind)
+        if m is None:
+            m = self._kind_masks[kind] = np.array([d.kind == kind for d in self.devices], dtype=np.bool_)
+        return m
+
     def heard(self, device_id: str, now: float) -> None:
         i = self.index.get(device_id)
         if i is not None:
             self.last[i] = now
             self.offline[i] = False
             self.ever[i] = True
+
+    def heard_many(self, heard: Mapping[str, float]) -> None:
+        """Apply many last-heard times at once (the engine batches them between scans)."""
+        pairs = [(self.index[d], t) for d, t in heard.items() if d in self.index]
+        idx = [i for i, _ in pairs]
+        vals = [t for _, t in pairs]
+        ii = np.fromiter(idx, dtype=np.int64, count=len(idx))
+        self.last[ii] = np.fromiter(vals, dtype=np.float64, count=len(vals))
+        self.offline[ii] = False
+        self.ever[ii] = True
 
     def went_offline(self, device_id: str) -> None:
         i = self.index.get(device_id)

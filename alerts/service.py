@@ -188,7 +188,7 @@ class AlertService:
                     last_beat = now
         finally:
             try:
-                self.engine.save()
+                self.engine.save(seen=True)
             finally:
                 self.client.disconnect()
                 self.client.loop_stop()

@@ -24,6 +24,13 @@ def validate(rule: Rule) -> str | None:
     return None
 
 
+def wants_memory(rule: Rule, rec: Record) -> bool:
+    """Memory is kept from the first excursion on, not for every device of the kind."""
+    if not isinstance(rec, Telemetry) or rule.metric not in rec.metrics:
+        return False
+    return bool(OPS[rule.op or ">="](rec.metrics[rule.metric], rule.threshold))
+
+
 def evaluate(rule: Rule, rec: Record, mem: dict[str, Any] | None) -> tuple[Verdict | None, Any]:
     if not isinstance(rec, Telemetry) or rule.metric not in rec.metrics or mem is None:
         return None, None

@@ -32,6 +32,11 @@ def validate(rule: Rule) -> str | None:
     return None
 
 
+def wants_memory(rule: Rule, rec: Record) -> bool:
+    """Memory (the last event's time) is kept from the first event on, not for every camera."""
+    return isinstance(rec, Event) and rec.event == rule.event
+
+
 def evaluate(rule: Rule, rec: Record, mem: dict[str, Any] | None) -> tuple[Verdict | None, Any]:
     if isinstance(rec, Event):
         if rec.event != rule.event:

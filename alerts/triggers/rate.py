@@ -22,6 +22,10 @@ def validate(rule: Rule) -> str | None:
     return None
 
 
+def wants_memory(rule: Rule, rec: Record) -> bool:
+    return isinstance(rec, Telemetry) and rule.metric in rec.metrics
+
+
 def evaluate(rule: Rule, rec: Record, mem: dict[str, Any] | None) -> tuple[Verdict | None, Any]:
     if not isinstance(rec, Telemetry) or rule.metric not in rec.metrics or mem is None:
         return None, None
