@@ -36,10 +36,11 @@ from alerts.rules import Rule, RuleSet
 from alerts.store import AlertStore, AlreadyOpen
 from alerts.timeline import Event as Step
 from alerts.triggers import Verdict
+from alerts.triggers import group as group_trigger
 from core.contract import KINDS, Alert, AlertState, Device
 from core.severity import LEVEL, RANK
 from core.timebase import iso
-from core.validation import Record, Status
+from core.validation import Record, Status, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ Key = tuple[str, str]
 # Only the serious alerts carry their surroundings: a dispatcher needs them, and a burst of
 # blue silence alerts should not cost a spatial query each.
 SURROUNDED = frozenset({"red", "orange"})
+ALARM_TRIGGERS = frozenset({"threshold", "count", "rate", "event"})  # a device's own alarms
+# What group rules look at, per kind: the last fresh reading of these metrics.
+TRACKED = {"power": ("voltage_v", "temp_c"), "water": ("pressure_mpa", "flow_m3h"), "gas": ("lel_pct",)}
 SILENT_MARK = "｜设备失联"  # appended to an alarm's message while its device is silent
 SILENT_KEY = "@silent"  # condition rule name: "this device's silence is written on its alarms"
 OVERDUE_FACTOR = 1.5
@@ -137,9 +141,13 @@ class Engine:
         self.folded: dict[str, str] = {}  # alert_id -> the place alert it is folded under
         self.shelved: dict[str, int] = {}  # alert_id -> shelf id (recorded, not notified)
         self.live_shelves: list[dict[str, Any]] = []
-        self.down_places: set[str] = set()
+        self.folding: dict[str, set[str]] = {}  # place id -> rules whose device alerts are folded there
+        self.readings: dict[str, dict[str, float]] = {}  # device -> tracked metric -> last value
+        self.flow_usual: dict[str, float] = {}  # water meter -> usual flow (EWMA while pressure is normal)
+        self._views: Any = None
+        self.member_of: dict[str, Key] = {}  # device -> the group alert key it is a member of
         # Alerts back from a shelf: escalation counts from their return, not from when they were raised.
-        self.escalate_from: dict[str, float] = {}  # compounds and communities down at the last scan
+        self.escalate_from: dict[str, float] = {}
         self._deleted: set[Key] = set()
         self._dirty: set[Key] = set()
         self.started = clock()
@@ -176,13 +184,18 @@ class Engine:
         # Per kind, every record rule that applies to it (its own and the kind-less ones), built
         # once: the lookup on each message allocates nothing and never misses a kind.
         self.by_kind: dict[str, list[Rule]] = {
-            k: [r for r in rules if r.trigger != "place" and r.kind in (k, None)] for k in KINDS
+            k: [r for r in rules if r.trigger not in ("place", "group") and r.kind in (k, None)] for k in KINDS
         }
         self.fast: dict[str, list[tuple[Rule, Any, Any, bool]]] = {
             k: [(r, r.mod.evaluate, getattr(r.mod, "wants_memory", None), r.trigger == "absence") for r in rs]
             for k, rs in self.by_kind.items()}
         self.silent_rules = [r for r in rules if r.trigger == "absence"]
         self.place_rules = [r for r in rules if r.trigger == "place"]
+        self.group_rules = [r for r in rules if r.trigger == "group"]
+        self.parents_of: dict[str, list[Rule]] = {}
+        for r in rules:
+            for child in r.folds:
+                self.parents_of.setdefault(child, []).append(r)
         self.ov_dev, self.ov_cmp = ruleset.variants()
 
     def _rule_for(self, rule: Rule, dev: Device) -> Rule:
@@ -208,6 +221,10 @@ class Engine:
                 self.offline_ids.discard(dev_id)
             if dev_id in self.silent_noted:
                 self._device_back(dev, now)
+        if self.group_rules and type(rec) is Telemetry:
+            tracked = TRACKED.get(dev.kind)
+            if tracked:
+                self._track(dev_id, rec.metrics, tracked)
         overrides = self.ov_dev or self.ov_cmp
         conditions, open_, pending = self.conditions, self.open, self.pending
         for rule, evaluate, stateful, absence in self.fast[dev.kind]:
@@ -252,6 +269,19 @@ class Engine:
                 continue
             detail = getattr(rec, "detail", "")
             self._fire(rule, dev, value, now, rule.render(value=value, detail=detail))
+
+    def _track(self, dev_id: str, metrics: Mapping[str, Any], tracked: tuple[str, ...]) -> None:
+        got = {m: float(metrics[m]) for m in tracked if m in metrics}
+        if not got:
+            return
+        r = self.readings.get(dev_id)
+        if r is None:
+            r = self.readings[dev_id] = {}
+        r.update(got)
+        flow, pressure = got.get("flow_m3h"), r.get("pressure_mpa")
+        if flow is not None and pressure is not None and pressure >= 0.14:
+            u = self.flow_usual.get(dev_id)
+            self.flow_usual[dev_id] = flow if u is None else 0.95 * u + 0.05 * flow
 
     def _forget(self, key: Key) -> None:
         if self.conditions.pop(key, None) is not None:
@@ -346,14 +376,21 @@ class Engine:
                          crule.share or 0.8 if crule else 2.0, crule.min_devices or 3 if crule else 1 << 30,
                          mrule.share or 0.8 if mrule else 2.0, mrule.min_devices or 3 if mrule else 1 << 30)
         self._place_alerts(live, scan, now, crule, mrule, place.get(("community", "never_reported")))
-        if not self.silent_rules:
-            return
         cdown, mdown = scan.compound_down, scan.community_down
-        self.down_places = {live.compounds[int(i)] for i in np.nonzero(cdown)[0]} | {
-            live.communities[int(i)] for i in np.nonzero(mdown)[0]}
+        folding: dict[str, set[str]] = {}
+        for rule, mask, names in ((crule, cdown, live.compounds), (mrule, mdown, live.communities)):
+            if rule is not None:
+                for i in np.nonzero(mask)[0]:
+                    folding.setdefault(names[int(i)], set()).update(rule.folds)
+        if self.group_rules:
+            self._group_alerts(live, scan, now, folding)
+        self.folding = folding
+        if folding:
+            self._fold_in(live, now)
+        if not self.silent_rules:
+            self._raise_pending(now)
+            return
         folded_mask = cdown[live.compound_of] | mdown[live.community_of]
-        if folded_mask.any():
-            self._fold_in(live, folded_mask, now)
         alarmed = self._alarm_index()
         for rule in self.silent_rules:
             limit = float(rule.silent_factor or 3) * live.interval
@@ -382,33 +419,98 @@ class Engine:
         self._raise_pending(now)
 
     def _alarm_index(self) -> set[str]:
-        """Devices with an open alarm of their own (not an availability alert)."""
+        """Devices with an open alarm of their own (not an availability or place alert)."""
         out = set()
         for (rule_name, subject), a in self.open.items():
             r = self.by_name.get(rule_name)
-            if a.device_id and subject == a.device_id and (r is None or (not r.foldable and r.trigger != "absence")):
+            if a.device_id and subject == a.device_id and (r is None or r.trigger in ALARM_TRIGGERS):
                 out.add(a.device_id)
         return out
 
-    def _fold_in(self, live: Liveness, folded_mask: Any, now: float) -> None:
-        """Availability alerts of devices in a place that is down: pending ones are dropped, open ones
-        folded under the place alert (once)."""
+    def _folded_here(self, rule_name: str, dev: Device) -> bool:
+        f = self.folding
+        return bool(f) and any(rule_name in f.get(p, ()) for p in (
+            dev.device_id, dev.compound_id, dev.community, str(dev.extra.get("building_id", ""))))
+
+    def _parent_for(self, rule_name: str, dev: Device) -> Alert | None:
+        group_key = self.member_of.get(dev.device_id)
+        if group_key is not None and group_key in self.open and rule_name in self.by_name[group_key[0]].folds:
+            return self.open[group_key]
+        for r in self.parents_of.get(rule_name, ()):
+            pid = {"compound": dev.compound_id, "community": dev.community,
+                   "building": str(dev.extra.get("building_id", ""))}.get(
+                r.place or group_trigger.PLACE_OF.get(r.pattern or "", "compound"), dev.compound_id)
+            a = self.open.get((r.name, pid))
+            if a is not None:
+                return a
+        return None
+
+    def _fold_in(self, live: Liveness, now: float) -> None:
+        """Device alerts a place/group alert stands for: pending ones are dropped, open ones folded under
+        the parent (once: timeline step, no more notifications)."""
         for key, p in list(self.pending.items()):
-            i = live.index.get(p.dev.device_id)
-            if i is not None and folded_mask[i]:
+            if self._folded_here(p.rule.name, p.dev):
                 del self.pending[key]
         for (rule_name, subject), a in list(self.open.items()):
-            r = self.by_name.get(rule_name)
-            if r is None or not r.foldable or a.alert_id in self.folded or subject != a.device_id:
+            if a.alert_id in self.folded or subject != a.device_id or rule_name not in self.parents_of:
                 continue
             i = live.index.get(a.device_id)
-            if i is None or not folded_mask[i]:
+            if i is None:
                 continue
-            parent = self._place_alert_of(live.devices[i])
+            dev = live.devices[i]
+            if not self._folded_here(rule_name, dev):
+                continue
+            parent = self._parent_for(rule_name, dev)
             if parent is not None:
                 self.folded[a.alert_id] = parent.alert_id
                 self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到 {parent.rule} {parent.alert_id}",
                                   data={"parent": parent.alert_id})
+
+    def _group_view(self, live: Liveness, scan: Any) -> group_trigger.View:
+        if self._views is None or self._views[0] is not live:
+            by_c: dict[str, list[Device]] = {}
+            by_b: dict[str, list[Device]] = {}
+            for d in live.devices:
+                if d.kind == "gas" and not any(r.pattern == "fire_risk" for r in self.group_rules):
+                    continue
+                by_c.setdefault(d.compound_id, []).append(d)
+                b = d.extra.get("building_id")
+                if b:
+                    by_b.setdefault(str(b), []).append(d)
+            self._views = (live, by_c, by_b)
+        _, by_c, by_b = self._views
+        down = {live.devices[int(i)].device_id for i in np.nonzero(scan.down)[0]}
+        fresh = {k: v for k, v in self.readings.items() if k not in down}
+        cdown = {live.compounds[int(i)] for i in np.nonzero(scan.compound_down)[0]}
+        return group_trigger.View(by_c, by_b, down, fresh, self.flow_usual, cdown)
+
+    def _group_alerts(self, live: Liveness, scan: Any, now: float, folding: dict[str, set[str]]) -> None:
+        view = self._group_view(live, scan)
+        self.member_of = {}
+        for rule in self.group_rules:
+            hits = {h.place_id: h for h in group_trigger.scan(rule, view)}
+            for place_id, h in hits.items():
+                folding.setdefault(place_id, set()).update(rule.folds)
+                for m in h.members:  # members may lie in neighbouring compounds (main_burst)
+                    folding.setdefault(m, set()).update(rule.folds)
+                    self.member_of[m] = (rule.name, place_id)
+                key = (rule.name, place_id)
+                c = self.conditions.setdefault(key, Condition())
+                if c.true_since_ts is None:
+                    c.true_since_ts = int(now * 1000)
+                    self._dirty.add(key)
+                members = [live.devices[live.index[m]] for m in h.members if m in live.index]
+                first = members[0] if members else None
+                if first is None:
+                    continue
+                place = group_trigger.PLACE_OF[rule.pattern or ""]
+                subj = Subject(place_id, first.community, first.compound_id, "", "",
+                               float(np.mean([d.lon for d in members])), float(np.mean([d.lat for d in members])))
+                msg = rule.render(value=h.value, place=place_id if place != "building" else
+                                  f"{first.compound_id} {place_id}", **h.fields)
+                self._fire_subject(rule, subj, h.value, now, msg, None, rule.severity)
+            for key in [k for k in self.open if k[0] == rule.name and k[1] not in hits]:
+                self._clear(key, now)
 
     def _alarms_of(self, device_id: str) -> list[Key]:
         return [k for k, a in self.open.items() if a.device_id == device_id and k[1] == device_id
@@ -444,10 +546,6 @@ class Engine:
             if up is not None:
                 self.open[k] = up
                 self._publish(up)
-
-    def _place_alert_of(self, dev: Device) -> Alert | None:
-        return self.open.get(("community_silent", dev.community)) or self.open.get(
-            ("compound_silent", dev.compound_id))
 
     def _place_alerts(self, live: Liveness, scan: Any, now: float, crule: Rule | None, mrule: Rule | None,
                       nrule: Rule | None) -> None:
@@ -521,8 +619,7 @@ class Engine:
                 if now - p.since < self.fold_window_s:
                     return
                 self.pending.pop(key, None)
-                if (dev.compound_id in self.down_places or dev.community in self.down_places
-                        or self._place_alert_of(dev) is not None):
+                if self._folded_here(rule.name, dev) or self._parent_for(rule.name, dev) is not None:
                     # Its place is down: one alert for the place stands for it.
                     log.debug("%s on %s folded under its place", rule.name, dev.device_id)
                     return

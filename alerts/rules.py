@@ -16,13 +16,14 @@ from typing import Any
 
 import yaml
 
-from alerts.triggers import COMMON_KEYS, OPS, absence, count, event, place, rate, state, threshold
+from alerts.triggers import COMMON_KEYS, OPS, absence, count, event, group, place, rate, state, threshold
 from core.contract import KINDS, METRICS
 from core.severity import RANK, Severity
 from core.validation import Record
 
 BUNDLED_RULES = Path(__file__).with_name("rules.yaml")
-TRIGGERS: dict[str, ModuleType] = {m.NAME: m for m in (threshold, state, event, count, rate, absence, place)}
+TRIGGERS: dict[str, ModuleType] = {m.NAME: m for m in (threshold, state, event, count, rate, absence, place,
+                                                         group)}
 __all__ = ["OPS", "TRIGGERS", "Level", "Override", "Rule", "RuleError", "RuleSet", "load_rules", "load_ruleset"]
 
 
@@ -69,7 +70,11 @@ class Rule:
     share: float | None = None
     min_devices: int | None = None
     what: str | None = None
-    foldable: bool = False  # an availability alert: folded under a place alert when its place is down
+    foldable: bool = False  # folded under a place/group alert that stands for it (waits the fold window)
+    pattern: str | None = None
+    folds: tuple[str, ...] = ()  # place/group rules: the rules whose device alerts this one stands for
+    radius_m: float | None = None
+    params: dict[str, Any] | None = None
     source: str = ""  # the standard or rule of practice it comes from
     notes: str = ""
 
@@ -142,6 +147,8 @@ class RuleSet:
 def _infer_trigger(d: dict[str, Any]) -> str:
     if "trigger" in d:
         return str(d["trigger"])
+    if "pattern" in d:
+        return "group"
     if "place" in d:
         return "place"
     if "silent_factor" in d:
@@ -174,6 +181,10 @@ def _rule_from(d: Any, where: str) -> Rule:
         if not isinstance(d["suppressed_by"], list | tuple | type(None)):
             raise RuleError(f"{where}: suppressed_by is a list of rule names")
         d["suppressed_by"] = tuple(d["suppressed_by"] or ())
+    if "folds" in d:
+        if not isinstance(d["folds"], list | tuple):
+            raise RuleError(f"{where}: folds is a list of rule names")
+        d["folds"] = tuple(d["folds"])
     if "levels" in d:
         try:
             d["levels"] = tuple(Level(**lv) for lv in (d["levels"] or ()))
@@ -248,9 +259,9 @@ def load_ruleset(path: Path | None = None) -> RuleSet:
     if dup:
         raise RuleError(f"{p}: duplicate rule names {dup}")
     for i, r in enumerate(rules):
-        unknown_refs = set(r.suppressed_by) - set(names)
+        unknown_refs = (set(r.suppressed_by) | set(r.folds)) - set(names)
         if unknown_refs:
-            raise RuleError(f"{where(i, items[i])}: suppressed_by names unknown rules {sorted(unknown_refs)}")
+            raise RuleError(f"{where(i, items[i])}: suppressed_by/folds name unknown rules {sorted(unknown_refs)}")
     overrides = _overrides(p, text, doc.get("overrides") or [], {r.name: r for r in rules})
     return RuleSet(rules, overrides, str(p))
 
@@ -286,3 +297,43 @@ def _overrides(p: Path, text: str, items: Any, rules: dict[str, Rule]) -> list[O
 
 def load_rules(path: Path | None = None) -> list[Rule]:
     return load_ruleset(path).rules
+
+
+def _fires_when(r: Rule) -> str:
+    t = r.trigger
+    if t == "threshold":
+        s = f"`{r.metric}` {r.op} {r.threshold}"
+        if r.clear_op:
+            s += f" (clears at {r.clear_op} {r.clear_threshold})"
+        if r.for_s:
+            s += f" for {r.for_s:g} s"
+        for lv in r.levels:
+            s += f"; {lv.severity} level at {r.op} {lv.threshold:g}: {lv.label}"
+        return s
+    if t == "state":
+        return f"status `{r.status}`, or `{r.metric}` {r.op} {str(r.threshold).lower()}"
+    if t == "event":
+        end = (f"ends on `{r.clear_metric}` {r.clear_op} {r.clear_threshold} after it, held {r.holdoff_s or 0:g} s,"
+               " or by hand") if r.clear_metric else "closed by hand"
+        return f"event `{r.event}`; {end}"
+    if t == "count":
+        return f"{r.count} × `{r.metric}` {r.op} {r.threshold} within {r.window_s or 0:g} s"
+    if t == "rate":
+        return f"`{r.metric}` changes {r.op} {r.threshold} per minute"
+    if t == "absence":
+        return f"no message for {r.silent_factor:g} × `interval_s`"
+    if t == "place":
+        if r.what == "silent":
+            return f"≥ {r.share or 0:.0%} (≥ {r.min_devices}) of a {r.place}'s devices down at once"
+        return f"devices of a {r.place} that never reported"
+    return f"pattern `{r.pattern}` (alerts/triggers/group.py)"
+
+
+def rules_table(rules: list[Rule] | None = None) -> str:
+    """The README's table of rules, made from the rules themselves (one home for the facts)."""
+    lines = ["| rule | trigger | fires when | severity | folds | source |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rules if rules is not None else load_rules():
+        folds = ", ".join(f"`{f}`" for f in r.folds)
+        lines.append(f"| `{r.name}` | {r.trigger} | {_fires_when(r).replace('|', '/')} | {r.severity} | {folds} "
+                     f"| {r.source} |")
+    return "\n".join(lines)
