@@ -99,7 +99,8 @@ class AlertService:
             ),
             fold_window_s=settings.alerts_fold_window_s,
         )
-        self.inbox: queue.Queue[tuple[str, bytes, bool]] = queue.Queue(maxsize=200_000)
+        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
+        self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.counters = {"received": 0, "invalid": 0, "published": 0, "reasserted": 0, "stale_cleared": 0}
         self.mqtt_ok = False
         self._stop = threading.Event()
@@ -122,9 +123,12 @@ class AlertService:
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
         # Our own alert copies: only an empty one (a cleared retained copy), or a retained copy
         # handed to us on subscribe, needs a look.
-        if msg.topic.startswith(_ALERT_PREFIX) and msg.payload and not msg.retain:
+        if msg.topic.startswith(_ALERT_PREFIX):
+            if not msg.payload or msg.retain:
+                # Device messages come first: alert copies are looked at between them (`copies`).
+                self.copies.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
             return
-        self.inbox.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
+        self.inbox.put((msg.topic, bytes(msg.payload)))
 
     def _alert_copy(self, topic: str, payload: bytes, retained: bool) -> None:
         alert_id = topic.rsplit("/", 1)[-1]
@@ -142,6 +146,14 @@ class AlertService:
             self.counters["stale_cleared"] += 1
             self.client.publish(topic, b"", qos=1, retain=True)
 
+    def _copies(self, limit: int) -> None:
+        for _ in range(limit):
+            try:
+                topic, payload, retained = self.copies.get_nowait()
+            except queue.Empty:
+                return
+            self._alert_copy(topic, payload, retained)
+
     def step(self, timeout_s: float) -> None:
         """Drain the inbox for up to `timeout_s`."""
         deadline = time.monotonic() + timeout_s
@@ -150,12 +162,9 @@ class AlertService:
             if left <= 0:
                 return
             try:
-                topic, payload, retained = self.inbox.get(timeout=left)
+                topic, payload = self.inbox.get(timeout=left)
             except queue.Empty:
                 return
-            if topic.startswith(_ALERT_PREFIX):
-                self._alert_copy(topic, payload, retained)
-                continue
             self.counters["received"] += 1
             try:
                 rec = validate(topic, payload, self.registry.current(), int(time.time() * 1000))
@@ -170,6 +179,7 @@ class AlertService:
         try:
             while not self._stop.is_set():
                 self.step(self.settings.alerts_tick_s)
+                self._copies(limit=2000)
                 fresh = self.rules.poll()
                 if fresh is not None:
                     self.engine.set_rules(fresh)
