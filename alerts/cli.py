@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 
+from core import procs
 from core.settings import Settings
 
 
@@ -38,8 +38,7 @@ def run_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.service import AlertService
 
     svc = AlertService(settings)
-    signal.signal(signal.SIGTERM, lambda *_: svc.stop())
-    signal.signal(signal.SIGINT, lambda *_: svc.stop())
+    procs.on_stop(svc.stop)
     svc.run_forever()
     return 0
 

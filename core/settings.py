@@ -63,7 +63,9 @@ class Settings:
     def registry_path(self) -> Path:
         if self.registry_file:
             return Path(self.registry_file).resolve()
-        return self.data_path / "registry" / "devices.geojson"  # core.registry.REGISTRY_FILE_NAME
+        from core.registry import REGISTRY_FILE_NAME  # here, not at the top: core.registry reads Settings
+
+        return self.data_path / "registry" / REGISTRY_FILE_NAME
 
     @property
     def mqtt(self) -> UrlParts:

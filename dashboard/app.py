@@ -26,7 +26,7 @@ from dashboard.health import HealthChecker
 from dashboard.live import OPEN_STATES, Live, compute_live, counts_by_community
 from dashboard.login import current_user, register_login
 from dashboard.offline import register_offline_routes, style_url
-from dashboard.theme import DEVICE_NORMAL, SEVERITY_COLOR, severity_label
+from dashboard.theme import DEVICE_NORMAL, SEVERITY_COLOR, install_page_head, severity_label
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,7 @@ def create_app(settings: Settings) -> Dash:
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.layout = lambda: make_layout(dctx)
+    install_page_head(app)  # severity colours as CSS variables, the clock's time zone
     register_offline_routes(app.server)
     register_login(app.server, settings)
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)

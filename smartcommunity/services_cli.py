@@ -59,11 +59,11 @@ DEMO_LEAK_COMMUNITY = "lanshanjun"
 
 def demo_parts(settings: Settings, leak_after_s: float | None) -> list[tuple[str, list[str]]]:
     """The simulator for every registry device, plus one kitchen gas leak in 蓝山郡 for the demo."""
-    from core.registry import ensure_registry, load_registry
+    from core.registry import system_registry
 
     argv = ["simulate"]
     if leak_after_s is not None:
-        registry = load_registry(ensure_registry(settings))
+        registry = system_registry(settings)
         gas = sorted(d.device_id for d in registry.values()
                      if d.kind == "gas" and d.community == DEMO_LEAK_COMMUNITY)
         if gas:

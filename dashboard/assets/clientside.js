@@ -13,7 +13,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             window.Plotly.restyle(gd, {'marker.size': (n % 2) ? 44 : 84, 'marker.opacity': (n % 2) ? 0.6 : 0.3}, [4]);
             return '';
         },
-        // China time on the wall, and a banner when the server stopped sending fresh data.
+        // China time on the wall (time zone from the server: theme.page_head), and a banner when the server stopped sending fresh data.
         clock: function (n, sig, interval) {
             var now = new Date();
             var at = sig && sig.at;
@@ -23,7 +23,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             }
             var stale = window._scSeen && (now.getTime() - window._scSeen > 3 * (interval || 2000) + 5000);
             var text = now.toLocaleString('zh-CN', {
-                timeZone: 'Asia/Shanghai', hour12: false, year: 'numeric', month: '2-digit', day: '2-digit',
+                timeZone: (window.scTime || {}).timeZone, hour12: false, year: 'numeric', month: '2-digit', day: '2-digit',
                 hour: '2-digit', minute: '2-digit', second: '2-digit'
             });
             return [text, stale ? 'stale' : 'stale hidden'];
