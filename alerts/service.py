@@ -50,6 +50,8 @@ class RulesWatcher:
         self.path = path
         self.ruleset = load_ruleset(path)  # a bad file at start is an error: refuse to start
         self._sig = self._signature()
+        self._pending: tuple[float, int] | None = None
+        self._pending_at = 0.0
         self.last_error: str | None = None
 
     def _signature(self) -> tuple[float, int] | None:
@@ -59,12 +61,21 @@ class RulesWatcher:
             return None
         return (st.st_mtime, st.st_size)
 
+    SETTLE_S = 0.5  # a file is read once it stopped changing: an editor's write is not atomic
+
     def poll(self) -> RuleSet | None:
-        """A new rule set if the file changed and is good; None otherwise."""
+        """A new rule set if the file changed (and then stayed unchanged for SETTLE_S) and is good."""
         sig = self._signature()
         if sig == self._sig:
+            self._pending = None
             return None
-        self._sig = sig
+        now = time.monotonic()
+        if sig != self._pending:
+            self._pending, self._pending_at = sig, now
+            return None
+        if now - self._pending_at < self.SETTLE_S:
+            return None
+        self._sig, self._pending = sig, None
         try:
             rs = load_ruleset(self.path)
         except RuleError as exc:

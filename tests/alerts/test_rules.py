@@ -86,10 +86,14 @@ def test_reload_on_change_and_a_bad_edit_keeps_the_running_rules(tmp_path: Path)
     assert w.poll() is None  # unchanged
     p.write_text(GOOD.replace("threshold: 70", "threshold: 75"), encoding="utf-8")
     os.utime(p, (time.time() + 2, time.time() + 2))
+    assert w.poll() is None  # changed: read once it has stopped changing
+    time.sleep(w.SETTLE_S + 0.1)
     fresh = w.poll()
     assert fresh is not None and {r.name: r for r in fresh.rules}["power_temp_high"].threshold == 75
     p.write_text("rules:\n  - 5\n", encoding="utf-8")
     os.utime(p, (time.time() + 4, time.time() + 4))
+    w.poll()
+    time.sleep(w.SETTLE_S + 0.1)
     assert w.poll() is None and w.last_error is not None and ":2:" in w.last_error
     assert {r.name: r for r in w.ruleset.rules}["power_temp_high"].threshold == 75
 
