@@ -513,9 +513,13 @@ class Engine:
                 self._clear(key, now)
 
     def _alarms_of(self, device_id: str) -> list[Key]:
-        return [k for k, a in self.open.items() if a.device_id == device_id and k[1] == device_id
-                and not self.by_name.get(k[0], Rule("", "blue", "")).foldable
-                and self.by_name.get(k[0], Rule("", "blue", "")).trigger != "absence"]
+        """The open alarms of one device (its own alerts, not availability or place ones)."""
+        out = []
+        for k, a in self.open.items():
+            r = self.by_name.get(k[0])
+            if a.device_id == device_id and k[1] == device_id and (r is None or r.trigger in ALARM_TRIGGERS):
+                out.append(k)
+        return out
 
     def _note_silence(self, dev: Device, now: float) -> None:
         """A device in alarm went quiet: its alarm stays, and says so (timeline step + message)."""
