@@ -34,6 +34,7 @@ from core.mqtt import connect, make_client
 from core.registry import RegistryWatcher, ensure_registry
 from core.settings import Settings
 from core.validation import Rejected, validate
+from ingest.fastmqtt import make_fast
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class AlertService:
         self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
         self.store = AlertStore(store_path(settings.data_path))
         self.rules = RulesWatcher(Path(settings.alerts_rules_file) if settings.alerts_rules_file else BUNDLED_RULES)
-        self.client = make_client(settings, client_id=settings.alerts_client_id, persistent=True)
+        # The buffered, lean-decoding client ingest uses: the engine must keep up with all that ingest takes.
+        self.client = make_fast(make_client(settings, client_id=settings.alerts_client_id, persistent=True))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
