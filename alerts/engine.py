@@ -446,11 +446,8 @@ class Engine:
         return None
 
     def _fold_in(self, live: Liveness, now: float) -> None:
-        """Device alerts a place/group alert stands for: pending ones are dropped, open ones folded under
-        the parent (once: timeline step, no more notifications)."""
-        for key, p in list(self.pending.items()):
-            if self._folded_here(p.rule.name, p.dev):
-                del self.pending[key]
+        """Device alerts a place/group alert stands for: open ones are folded under the parent (once:
+        timeline step, no more notifications); pending ones are not raised while their place is down."""
         for (rule_name, subject), a in list(self.open.items()):
             if a.alert_id in self.folded or subject != a.device_id or rule_name not in self.parents_of:
                 continue
@@ -622,11 +619,11 @@ class Engine:
                 p.value, p.message, p.threshold = value, message, threshold
                 if now - p.since < self.fold_window_s:
                     return
-                self.pending.pop(key, None)
                 if self._folded_here(rule.name, dev) or self._parent_for(rule.name, dev) is not None:
-                    # Its place is down: one alert for the place stands for it.
-                    log.debug("%s on %s folded under its place", rule.name, dev.device_id)
+                    # Its place is down: one alert for the place stands for it. It stays pending: if the
+                    # place comes back while this condition still holds, it is raised then.
                     return
+                self.pending.pop(key, None)
             self._supersede(rule, dev.device_id, now)
         level = rule.level_of(value) if rule.levels else None
         severity = level.severity if level is not None and RANK[level.severity] > RANK[rule.severity] else rule.severity

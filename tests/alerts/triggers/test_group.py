@@ -120,3 +120,20 @@ def test_gas_rising_where_a_breaker_heats_is_fire_risk_in_that_building(rig: Rig
     rig.run(120)
     assert rig.store.get(fire[0].alert_id).state == "resolved"  # type: ignore[union-attr]
     assert len([a for a in {x.alert_id: x for x in rig.published if x.rule == "fire_risk"}]) == 1
+
+
+def test_a_camera_still_offline_when_the_power_is_back_is_raised_then(rig: Rig) -> None:
+    for p in ("P0", "P1", "P2"):
+        rig.over[p] = {"voltage_v": 0.0}
+    rig.offline(["C0", "C1", "C2", "C3"])
+    rig.run(120)
+    assert rig.raised() == [("power_outage", "YL-01")]
+    for p in ("P0", "P1", "P2"):
+        rig.over.pop(p)
+    for c in ("C0", "C1", "C2"):  # three come back; C3 was damaged and stays offline
+        rig.quiet.discard(c)
+    rig.run(200)
+    got = rig.raised()
+    assert ("camera_offline", "C3") in got and ("camera_offline", "C0") not in got
+    outage = next(a for a in rig.published if a.rule == "power_outage")
+    assert rig.store.get(outage.alert_id).state == "resolved"  # type: ignore[union-attr]
