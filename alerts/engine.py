@@ -192,6 +192,9 @@ class Engine:
         self.silent_rules = [r for r in rules if r.trigger == "absence"]
         self.place_rules = [r for r in rules if r.trigger == "place"]
         self.group_rules = [r for r in rules if r.trigger == "group"]
+        lv = group_trigger.levels(self.group_rules)
+        self._flag_levels = {f: (group_trigger.FLAGS[f][0], group_trigger.FLAGS[f][1], x) for f, x in lv.items()}
+        self.flagged: dict[str, set[str]] = {f: set() for f in group_trigger.FLAGS}
         self.parents_of: dict[str, list[Rule]] = {}
         for r in rules:
             for child in r.folds:
@@ -278,6 +281,13 @@ class Engine:
         if r is None:
             r = self.readings[dev_id] = {}
         r.update(got)
+        for flag, (metric, op, level) in self._flag_levels.items():
+            v = got.get(metric)
+            if v is not None:
+                if (v < level) if op == "<" else (v >= level):
+                    self.flagged[flag].add(dev_id)
+                else:
+                    self.flagged[flag].discard(dev_id)
         flow, pressure = got.get("flow_m3h"), r.get("pressure_mpa")
         if flow is not None and pressure is not None and pressure >= 0.14:
             u = self.flow_usual.get(dev_id)
@@ -468,18 +478,23 @@ class Engine:
             by_c: dict[str, list[Device]] = {}
             by_b: dict[str, list[Device]] = {}
             for d in live.devices:
-                if d.kind == "gas" and not any(r.pattern == "fire_risk" for r in self.group_rules):
-                    continue
                 by_c.setdefault(d.compound_id, []).append(d)
                 b = d.extra.get("building_id")
                 if b:
                     by_b.setdefault(str(b), []).append(d)
             self._views = (live, by_c, by_b)
         _, by_c, by_b = self._views
-        down = {live.devices[int(i)].device_id for i in np.nonzero(scan.down)[0]}
-        fresh = {k: v for k, v in self.readings.items() if k not in down}
+        down, index = scan.down, live.index
+
+        def is_down(dev_id: str) -> bool:
+            i = index.get(dev_id)
+            return i is None or bool(down[i])
+
+        cam_down = np.bincount(live.compound_of[down & live.kind_mask("camera")], minlength=len(live.compounds))
+        cams = {live.compounds[int(i)] for i in np.nonzero(cam_down >= 2)[0]}
         cdown = {live.compounds[int(i)] for i in np.nonzero(scan.compound_down)[0]}
-        return group_trigger.View(by_c, by_b, down, fresh, self.flow_usual, cdown)
+        return group_trigger.View(live.registry, by_c, by_b, is_down, self.readings, self.flow_usual, cdown,
+                                  self.flagged, cams)
 
     def _group_alerts(self, live: Liveness, scan: Any, now: float, folding: dict[str, set[str]]) -> None:
         view = self._group_view(live, scan)

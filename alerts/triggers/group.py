@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,16 +66,40 @@ class Hit:
     members: list[str] = field(default_factory=list)  # device ids it stands for
 
 
+# What the engine keeps an eye on as readings arrive, so a scan looks only at candidate places:
+# flag -> (metric, comparison, the pattern and parameter giving the level).
+FLAGS: dict[str, tuple[str, str, str, str]] = {
+    "volt_lost": ("voltage_v", "<", "power_outage", "lost_v"),
+    "pressure_collapse": ("pressure_mpa", "<", "main_burst", "collapse_mpa"),
+    "gas_rising": ("lel_pct", ">=", "fire_risk", "gas_lel"),
+    "heating": ("temp_c", ">=", "fire_risk", "temp_c"),
+}
+
+
+def levels(rules: Iterable[Rule]) -> dict[str, float]:
+    """flag -> level, from the group rules present (their params or the defaults)."""
+    by_pattern = {r.pattern: r for r in rules}
+    return {flag: param(by_pattern[pat], name) for flag, (_, _, pat, name) in FLAGS.items() if pat in by_pattern}
+
+
 @dataclass(slots=True)
 class View:
-    """What the scan knows, per device: kind, place, fresh readings of the metrics groups look at."""
+    """What the scan knows: devices by id, which are down, fresh readings, and the candidates."""
 
-    by_compound: dict[str, list[Any]]  # compound -> devices
-    by_building: dict[str, list[Any]]
-    down: set[str]  # device ids offline or overdue
-    fresh: dict[str, dict[str, float]]  # device id -> metric -> value, only for recently heard devices
-    flow_usual: dict[str, float]
+    dev_of: Mapping[str, Any]
+    by_compound: Mapping[str, list[Any]]
+    by_building: Mapping[str, list[Any]]
+    is_down: Callable[[str], bool]
+    readings: Mapping[str, Mapping[str, float]]
+    flow_usual: Mapping[str, float]
     compound_down: set[str]  # compounds (mostly) silent: a network cut, not a pattern
+    flagged: Mapping[str, set[str]]  # flag -> device ids
+    cams_down_compounds: set[str]  # compounds with at least two cameras down
+
+    def fresh(self, dev_id: str, metric: str) -> float | None:
+        if self.is_down(dev_id):
+            return None
+        return self.readings.get(dev_id, {}).get(metric)
 
 
 def _metres(a: Any, b: Any) -> float:
@@ -87,13 +111,16 @@ def _metres(a: Any, b: Any) -> float:
 def scan(rule: Rule, v: View) -> Iterable[Hit]:
     p = rule.pattern
     if p in ("power_outage", "camera_sabotage"):
-        for cmp, devs in v.by_compound.items():
-            if cmp in v.compound_down:
-                continue
+        if p == "power_outage":
+            places = {v.dev_of[d].compound_id for d in v.flagged.get("volt_lost", ()) if d in v.dev_of}
+        else:
+            places = set(v.cams_down_compounds)
+        for cmp in sorted(places - v.compound_down):
+            devs = v.by_compound.get(cmp, [])
             cams = [d for d in devs if d.kind == "camera"]
             meters = [d for d in devs if d.kind == "power"]
-            cams_down = [d.device_id for d in cams if d.device_id in v.down]
-            volts = {d.device_id: v.fresh.get(d.device_id, {}).get("voltage_v") for d in meters}
+            cams_down = [d.device_id for d in cams if v.is_down(d.device_id)]
+            volts = {d.device_id: v.fresh(d.device_id, "voltage_v") for d in meters}
             if p == "power_outage":
                 lost = [k for k, x in volts.items() if x is not None and x < param(rule, "lost_v")]
                 if meters and lost and len(lost) >= param(rule, "share") * len(meters) \
@@ -107,25 +134,30 @@ def scan(rule: Rule, v: View) -> Iterable[Hit]:
                     yield Hit(cmp, len(cams_down), {"cams": len(cams_down), "cams_total": len(cams)}, cams_down)
     elif p == "main_burst":
         collapse = param(rule, "collapse_mpa")
-        meters = [d for devs in v.by_compound.values() for d in devs if d.kind == "water"
-                  and v.fresh.get(d.device_id, {}).get("pressure_mpa", 9.0) < collapse]
-        meters.sort(key=lambda d: d.device_id)
+        meters = sorted((v.dev_of[d] for d in v.flagged.get("pressure_collapse", ()) if d in v.dev_of
+                         and (v.fresh(d, "pressure_mpa") or 9.0) < collapse), key=lambda d: d.device_id)
         taken: set[str] = set()
         for m in meters:
             if m.device_id in taken:
                 continue
             near = [x for x in meters if x.device_id not in taken and _metres(m, x) <= param(rule, "radius_m")]
-            spikes = [x for x in near if v.fresh.get(x.device_id, {}).get("flow_m3h", 0.0)
+            spikes = [x for x in near if (v.fresh(x.device_id, "flow_m3h") or 0.0)
                       >= param(rule, "flow_factor") * max(v.flow_usual.get(x.device_id, math.inf), 0.1)]
             if len(near) >= param(rule, "min_meters") and spikes:
                 taken.update(x.device_id for x in near)
                 yield Hit(m.compound_id, len(near), {"meters": len(near), "spikes": len(spikes)},
                           [x.device_id for x in near])
     elif p == "fire_risk":
-        for bld, devs in v.by_building.items():
+        def bld(d: str) -> str:
+            return str(v.dev_of[d].extra.get("building_id", "")) if d in v.dev_of else ""
+
+        gas_b = {bld(d) for d in v.flagged.get("gas_rising", ()) if not v.is_down(d)} - {""}
+        hot_b = {bld(d) for d in v.flagged.get("heating", ()) if not v.is_down(d)} - {""}
+        for b in sorted(gas_b & hot_b):
+            devs = v.by_building.get(b, [])
             gas = [d.device_id for d in devs if d.kind == "gas"
-                   and v.fresh.get(d.device_id, {}).get("lel_pct", 0.0) >= param(rule, "gas_lel")]
+                   and (v.fresh(d.device_id, "lel_pct") or 0.0) >= param(rule, "gas_lel")]
             hot = [d.device_id for d in devs if d.kind == "power"
-                   and v.fresh.get(d.device_id, {}).get("temp_c", -99.0) >= param(rule, "temp_c")]
+                   and (v.fresh(d.device_id, "temp_c") or -99.0) >= param(rule, "temp_c")]
             if gas and hot:
-                yield Hit(bld, max(v.fresh[g]["lel_pct"] for g in gas), {"gas": len(gas), "hot": len(hot)}, gas + hot)
+                yield Hit(b, max(v.readings[g]["lel_pct"] for g in gas), {"gas": len(gas), "hot": len(hot)}, gas + hot)
