@@ -521,8 +521,9 @@ class Engine:
                 msg = rule.render(value=h.value, place=place_id if place != "building" else
                                   f"{first.compound_id} {place_id}", **h.fields)
                 self._fire_subject(rule, subj, h.value, now, msg, None, rule.severity)
-            for key in [k for k in self.open if k[0] == rule.name and k[1] not in hits]:
-                self._clear(key, now)
+            if self._settled(live, now):
+                for key in [k for k in self.open if k[0] == rule.name and k[1] not in hits]:
+                    self._clear(key, now)
 
     def _alarms_of(self, device_id: str) -> list[Key]:
         """The open alarms of one device (its own alerts, not availability or place ones)."""
@@ -594,7 +595,8 @@ class Engine:
                     msg = rule.render(value=int(dn[i]), place=place_id, n=int(dn[i]), total=int(tot[i]))
                     self._fire_subject(rule, subj, int(dn[i]), now, msg, rule.share, rule.severity)
                 elif key in self.open:
-                    self._clear(key, now)
+                    if self._settled(live, now):
+                        self._clear(key, now)
                 elif key in self.conditions:
                     self._forget(key)
         if nrule is not None:
@@ -608,6 +610,11 @@ class Engine:
                     self._fire_subject(nrule, subj, int(nv[i]), now, msg, None, nrule.severity)
                 elif key in self.open:
                     self._clear(key, now)
+
+    def _settled(self, live: Liveness, now: float) -> bool:
+        """Since our feed (re)started, has every device had time to report twice? Before that, not
+        seeing a place's pattern is absence of evidence, not a clear (after a restart, a reconnect)."""
+        return now - self.feed_since >= 2 * float(live.interval.max(initial=0.0)) + 5
 
     def _place_subject(self, live: Liveness, place: str, i: int, place_id: str) -> Subject:
         mask = (live.compound_of if place == "compound" else live.community_of) == i

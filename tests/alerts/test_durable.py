@@ -196,3 +196,21 @@ def test_a_store_of_the_previous_schema_gets_the_condition_tables(tmp_path: Path
                             {"lel_pct": 40.0}))
     assert [a.alert_id for a in published] == ["a-old"]
     store.close()
+
+
+def test_a_place_alert_is_not_cleared_by_a_restart_while_the_place_is_still_down(tmp_path: Path) -> None:
+    from tests.alerts.test_places import Rig as PlaceRig
+
+    rig = PlaceRig(tmp_path)
+    rig.report()
+    others = [d for d in rig.reg if not d.startswith("A1-")]
+    rig.run(120, talking=others)
+    place = [a for a in rig.raised().values() if a.rule == "compound_silent"]
+    assert len(place) == 1
+    rig.engine.tick()
+    # kill -9 and a new engine on the same store: for its first minute nothing is overdue yet
+    rig.engine = Engine(load_ruleset(), AlertStore(tmp_path / "a.sqlite"), rig.published.append, 60, 0,
+                        clock=rig.clock, fold_window_s=30)
+    rig.run(600, talking=others)
+    assert rig.store.get(place[0].alert_id).state == "active"  # type: ignore[union-attr]
+    assert [a.rule for a in rig.raised().values()] == ["compound_silent"]
