@@ -154,12 +154,8 @@ def read_link(secret: bytes, token: str, max_age_s: float) -> tuple[str, str]:
     return doc["a"], doc["d"]
 
 
-def public_base(settings: Settings) -> str:
-    return (settings.dashboard_public_url or f"http://127.0.0.1:{settings.http_port}/").rstrip("/")
-
-
 def link_for(settings: Settings, d: Dispatch) -> str:
-    return f"{public_base(settings)}/d/{sign_link(link_secret(settings.data_path), d.alert_id, d.dispatch_id)}"
+    return f"{settings.public_base_url}/d/{sign_link(link_secret(settings.data_path), d.alert_id, d.dispatch_id)}"
 
 
 # ---------------------------------------------------------------- photos
@@ -327,9 +323,9 @@ class DispatchBook:
                 "deadline": iso(dl)})
             d = self._row(db, did)
         assert d is not None
-        if not self.settings.dashboard_public_url:
-            log.warning("SC_DASHBOARD_PUBLIC_URL is not set: the field link of %s points at %s, which a phone "
-                        "outside this machine cannot open", did, public_base(self.settings))
+        if not self.settings.public_url:
+            log.warning("SC_PUBLIC_URL is not set: the field link of %s points at %s, which a phone "
+                        "outside this machine cannot open", did, self.settings.public_base_url)
         link = link_for(self.settings, d)
         send_dispatch(self.settings, alert, contacts, dispatch_text(alert, d, link, self.places()), event="dispatch",
                       dispatch_id=did, link=link)

@@ -1,36 +1,62 @@
 """The rule engine: records in, alert state changes out.
 
-One condition on one subject (a device) is one alert: while it is unresolved, the condition
-holding again updates it. It resolves by itself only after the condition has stayed clear for
-the hold-off time, so a value wobbling around a threshold does not flap. `for_s` is measured in
-device time (payload ts); hold-off and silence in wall time, which keeps running when a device
-stops talking. The engine is single-threaded: the service feeds it from one queue.
+One condition on one subject (a device, or a place for place rules) is one alert: while it is
+unresolved, the condition holding again updates it. It resolves by itself only after a clearing
+reading and the condition staying clear for the hold-off, so a value wobbling around a threshold
+does not flap. Absence of evidence is never a clear: a device that goes quiet while in alarm keeps
+its alarm (the silence is written on it), and a restart — even `kill -9` — carries on from the
+condition state kept in the store (when each condition became true, when it began to clear, the
+trigger's memory, when each device was last heard). `for_s` is measured in device time (payload
+ts); hold-off and silence in wall time, which keeps running when a device stops talking.
+
+Floods are folded into places: when most devices of a compound (or a community) are down at once,
+one place alert is raised and the devices' own availability alerts (`foldable` rules) are not
+raised, or, if already open, are folded under it and no longer notified. Foldable alerts wait
+`fold_window_s` before they are raised, so the place alert can form first.
+
+The engine is single-threaded: the service feeds it from one queue.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from alerts.context import summary
+from alerts.liveness import Liveness
 from alerts.notify import Escalation
-from alerts.rules import Rule
+from alerts.rules import Rule, RuleSet
 from alerts.store import AlertStore, AlreadyOpen
+from alerts.timeline import Event as Step
+from alerts.triggers import Verdict
+from alerts.triggers import group as group_trigger
 from core.contract import KINDS, Alert, AlertState, Device
+from core.severity import LEVEL, RANK
 from core.timebase import iso
-from core.validation import Record, Status
+from core.validation import Record, Status, Telemetry
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Alert], None]
 Surround = Callable[[float, float], dict[str, Any]]
+Key = tuple[str, str]
 # Only the serious alerts carry their surroundings: a dispatcher needs them, and a burst of
 # blue silence alerts should not cost a spatial query each.
 SURROUNDED = frozenset({"red", "orange"})
+ALARM_TRIGGERS = frozenset({"threshold", "count", "rate", "event"})  # a device's own alarms
+# What group rules look at, per kind: the last fresh reading of these metrics.
+TRACKED = {"power": ("voltage_v", "temp_c"), "water": ("pressure_mpa", "flow_m3h"), "gas": ("lel_pct",)}
+SILENT_MARK = "｜设备失联"  # appended to an alarm's message while its device is silent
+SILENT_KEY = "@silent"  # condition rule name: "this device's silence is written on its alarms"
+OVERDUE_FACTOR = 1.5
+SEEN_SAVE_S = 30.0  # a device that missed 1.5 reports counts as down for the place test
 
 
 def with_surroundings(message: str, nearby: dict[str, Any] | None) -> str:
@@ -42,19 +68,56 @@ def new_alert_id() -> str:
     return "a-" + uuid.uuid4().hex[:16]
 
 
-@dataclass
+@dataclass(slots=True)
 class Condition:
-    """What the engine knows of one (rule, device)."""
+    """What the engine knows of one (rule, subject); persisted in the store's `conditions` table."""
 
     true_since_ts: int | None = None  # device time the condition became true (for for_s)
     clear_since: float | None = None  # wall time it last became clear, while an alert is open
+    last_value: Any = None
+    last_evidence: float | None = None  # wall time of the last record that said anything about it
+    mem: dict[str, Any] = field(default_factory=dict)  # the trigger's memory (count edges, last event)
     last_published: float = 0.0
+
+    def as_row(self) -> dict[str, Any]:
+        return {"true_since_ts": self.true_since_ts, "clear_since": self.clear_since,
+                "last_value": self.last_value, "last_evidence": self.last_evidence,
+                "data": {k: v for k, v in self.mem.items() if k != "prev"}}
+
+
+@dataclass
+class Pending:
+    """A foldable alert waiting out the fold window."""
+
+    since: float
+    rule: Rule
+    dev: Device
+    value: Any
+    message: str
+    threshold: Any
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who an alert is about: a device, or a place (compound / community)."""
+
+    key: str
+    community: str
+    compound_id: str
+    device_id: str
+    kind: str
+    lon: float | None
+    lat: float | None
+
+    @staticmethod
+    def of(dev: Device) -> Subject:
+        return Subject(dev.device_id, dev.community, dev.compound_id, dev.device_id, dev.kind, dev.lon, dev.lat)
 
 
 class Engine:
     def __init__(
         self,
-        rules: list[Rule],
+        rules: list[Rule] | RuleSet,
         store: AlertStore,
         publish: Publish,
         holdoff_s: float,
@@ -62,14 +125,8 @@ class Engine:
         clock: Callable[[], float] = time.time,
         surroundings: Surround | None = None,
         escalation: Escalation | None = None,
+        fold_window_s: float = 0.0,
     ) -> None:
-        self.rules = rules
-        # Per kind, every message rule that applies to it (its own and the kind-less ones), built
-        # once: the lookup on each message allocates nothing and never misses a kind.
-        self.by_kind: dict[str, list[Rule]] = {
-            k: [r for r in rules if r.silent_factor is None and r.kind in (k, None)] for k in KINDS
-        }
-        self.silent_rules = [r for r in rules if r.silent_factor is not None]
         self.store = store
         self.publish = publish
         self.holdoff_s = holdoff_s
@@ -77,86 +134,495 @@ class Engine:
         self.clock = clock
         self.surroundings = surroundings
         self.escalation = escalation
-        self.conditions: dict[tuple[str, str], Condition] = {}
-        self.open: dict[tuple[str, str], Alert] = {}
-        self.last_seen: dict[str, float] = {}
+        self.fold_window_s = fold_window_s
+        self.set_rules(rules if isinstance(rules, RuleSet) else RuleSet(list(rules)))
+        self.open: dict[Key, Alert] = {}
+        self.pending: dict[Key, Pending] = {}
+        self.folded: dict[str, str] = {}  # alert_id -> the place alert it is folded under
+        self.shelved: dict[str, int] = {}  # alert_id -> shelf id (recorded, not notified)
+        self.live_shelves: list[dict[str, Any]] = []
+        self.folding: dict[str, set[str]] = {}  # place id -> rules whose device alerts are folded there
+        self.readings: dict[str, dict[str, float]] = {}  # device -> tracked metric -> last value
+        self.flow_usual: dict[str, float] = {}  # water meter -> usual flow (EWMA while pressure is normal)
+        self._views: Any = None
+        self.member_of: dict[str, Key] = {}  # device -> the group alert key it is a member of
+        # Alerts back from a shelf: escalation counts from their return, not from when they were raised.
+        self.escalate_from: dict[str, float] = {}
+        self._deleted: set[Key] = set()
+        self._dirty: set[Key] = set()
         self.started = clock()
-        # Silence is measured from when our own feed was last restored: a broker outage is not
-        # thousands of silent devices.
+        # Silence is measured from when our own feed was last restored: a broker outage (or our own
+        # restart) is not thousands of silent devices.
         self.feed_since = self.started
+        # Carry on from where the last run stopped: conditions and last-heard times from the store.
+        self.conditions: dict[Key, Condition] = {}
+        for key, row in store.load_conditions().items():
+            self.conditions[key] = Condition(row["true_since_ts"], row["clear_since"], row["last_value"],
+                                             row["last_evidence"], dict(row["data"]))
+        self.last_seen: dict[str, float] = store.load_seen()
+        self._recent: dict[str, float] = {}  # heard since the last scan / save
+        self._unsaved: dict[str, float] = {}  # heard since the last-heard times were saved
+        self._seen_saved_at = self.started
+        self.silent_noted: set[str] = {k[1] for k in self.conditions if k[0] == SILENT_KEY}
+        self.offline_ids: set[str] = set()  # last status offline (a will): down, but has reported
+        self.live: Liveness | None = None
+        self._live_registry: Mapping[str, Device] | None = None
         self.resync()
-        # After a restart nothing is known of the conditions: count them clear from now, so an
-        # alert whose device no longer confirms it resolves after the hold-off.
+        # An alert open in the store whose condition we know nothing of stays open: absence of
+        # evidence is not a clear. It resolves on a clearing reading (and the hold-off) or by hand.
         for key in self.open:
-            self.conditions[key] = Condition(clear_since=self.started)
+            self.conditions.setdefault(key, Condition())
+        self._load_shelves(self.started)
+
+    # -- rules --------------------------------------------------------------------------------
+    def set_rules(self, ruleset: RuleSet) -> None:
+        """Install a (re)loaded rule set; open alerts and condition state carry on."""
+        rules = ruleset.rules
+        self.ruleset = ruleset
+        self.rules = rules
+        self.by_name = {r.name: r for r in rules}
+        # Per kind, every record rule that applies to it (its own and the kind-less ones), built
+        # once: the lookup on each message allocates nothing and never misses a kind.
+        self.by_kind: dict[str, list[Rule]] = {
+            k: [r for r in rules if r.trigger not in ("place", "group") and r.kind in (k, None)] for k in KINDS
+        }
+        self.fast: dict[str, list[tuple[Rule, Any, Any, bool]]] = {
+            k: [(r, r.mod.evaluate, getattr(r.mod, "wants_memory", None), r.trigger == "absence") for r in rs]
+            for k, rs in self.by_kind.items()}
+        self.silent_rules = [r for r in rules if r.trigger == "absence"]
+        self.place_rules = [r for r in rules if r.trigger == "place"]
+        self.group_rules = [r for r in rules if r.trigger == "group"]
+        lv = group_trigger.levels(self.group_rules)
+        self._flag_levels = {f: (group_trigger.FLAGS[f][0], group_trigger.FLAGS[f][1], x) for f, x in lv.items()}
+        self.flagged: dict[str, set[str]] = {f: set() for f in group_trigger.FLAGS}
+        self.parents_of: dict[str, list[Rule]] = {}
+        for r in rules:
+            for child in r.folds:
+                self.parents_of.setdefault(child, []).append(r)
+        self.ov_dev, self.ov_cmp = ruleset.variants()
+
+    def _rule_for(self, rule: Rule, dev: Device) -> Rule:
+        if self.ov_dev or self.ov_cmp:
+            return self.ov_dev.get((rule.name, dev.device_id)) or self.ov_cmp.get(
+                (rule.name, dev.compound_id)) or rule
+        return rule
 
     # -- input ------------------------------------------------------------------------------
     def handle(self, rec: Record) -> None:
         now = self.clock()
         dev = rec.device
-        # An `offline` status (often the broker delivering the device's last will) is not the
-        # device talking: it must not end, or restart, a silence.
-        if not (isinstance(rec, Status) and rec.state != "online"):
-            self.last_seen[dev.device_id] = now
-            for rule in self.silent_rules:
-                self._clear((rule.name, dev.device_id), now)
-        for rule in self.by_kind[dev.kind]:
-            cond, value = rule.check(rec)
-            if cond is None:
+        dev_id = dev.device_id
+        if type(rec) is Status and rec.state != "online":
+            # An `offline` status (often the broker delivering the device's last will) is not the
+            # device talking: it must not end, or restart, a silence.
+            self.offline_ids.add(dev_id)
+            if self.live is not None:
+                self.live.went_offline(dev_id)
+        else:
+            self._recent[dev_id] = now  # applied to the liveness arrays at the next scan
+            if dev_id in self.offline_ids:
+                self.offline_ids.discard(dev_id)
+            if dev_id in self.silent_noted:
+                self._device_back(dev, now)
+        if self.group_rules and type(rec) is Telemetry:
+            tracked = TRACKED.get(dev.kind)
+            if tracked:
+                self._track(dev_id, rec.metrics, tracked)
+        overrides = self.ov_dev or self.ov_cmp
+        conditions, open_, pending = self.conditions, self.open, self.pending
+        for rule, evaluate, stateful, absence in self.fast[dev.kind]:
+            if overrides:
+                rule = self._rule_for(rule, dev)
+                evaluate = rule.mod.evaluate
+            key = (rule.name, dev_id)
+            if absence and key not in open_ and key not in pending:
+                continue  # a silence is raised by the scan; a message only matters to an open one
+            c = conditions.get(key)
+            if c is None and stateful is not None and stateful(rule, rec):
+                c = conditions[key] = Condition()
+            verdict, value = evaluate(rule, rec, c.mem if c is not None else None)
+            if verdict is None:
                 continue
-            key = (rule.name, dev.device_id)
-            if not cond:
-                c = self.conditions.get(key)
-                if c is not None:
+            is_open = key in open_
+            if verdict is Verdict.FALSE or (verdict is Verdict.KEEP and not is_open):
+                if pending:
+                    pending.pop(key, None)
+                if c is None:
+                    continue
+                if c.true_since_ts is not None:
                     c.true_since_ts = None
-                self._clear(key, now)
+                    self._dirty.add(key)
+                if is_open:
+                    c.last_value, c.last_evidence = value, now
+                    if c.clear_since is None and verdict is Verdict.FALSE and not rule.latch:
+                        c.clear_since = now
+                        self._dirty.add(key)
+                elif not c.mem:
+                    self._forget(key)
                 continue
-            c = self.conditions.setdefault(key, Condition())
+            if c is None:
+                c = self.conditions[key] = Condition()
+            c.last_value, c.last_evidence = value, now
+            if verdict is Verdict.KEEP:
+                continue  # inside the hysteresis band: neither raise again nor start the hold-off
             if c.true_since_ts is None:
                 c.true_since_ts = rec.ts_ms
+                self._dirty.add(key)
             if rule.for_s and rec.ts_ms - c.true_since_ts < rule.for_s * 1000:
                 continue
             detail = getattr(rec, "detail", "")
             self._fire(rule, dev, value, now, rule.render(value=value, detail=detail))
 
+    def _track(self, dev_id: str, metrics: Mapping[str, Any], tracked: tuple[str, ...]) -> None:
+        got = {m: float(metrics[m]) for m in tracked if m in metrics}
+        if not got:
+            return
+        r = self.readings.get(dev_id)
+        if r is None:
+            r = self.readings[dev_id] = {}
+        r.update(got)
+        for flag, (metric, op, level) in self._flag_levels.items():
+            v = got.get(metric)
+            if v is not None:
+                if (v < level) if op == "<" else (v >= level):
+                    self.flagged[flag].add(dev_id)
+                else:
+                    self.flagged[flag].discard(dev_id)
+        flow, pressure = got.get("flow_m3h"), r.get("pressure_mpa")
+        if flow is not None and pressure is not None and pressure >= 0.14:
+            u = self.flow_usual.get(dev_id)
+            self.flow_usual[dev_id] = flow if u is None else 0.95 * u + 0.05 * flow
+
+    def _forget(self, key: Key) -> None:
+        if self.conditions.pop(key, None) is not None:
+            self._deleted.add(key)
+            self._dirty.discard(key)
+
     def tick(self) -> None:
-        """Periodic work: pick up changes made by hand, silence, hold-off resolution."""
+        """Periodic work: pick up changes made by hand, shelves, hold-off resolution, escalation,
+        pending foldable alerts, and saving the condition state."""
         now = self.clock()
         self.resync()
+        self._load_shelves(now)
         for key, alert in list(self.open.items()):
             c = self.conditions.get(key)
-            if c is not None and c.clear_since is not None and now - c.clear_since >= self.holdoff_s:
+            rule = self.by_name.get(alert.rule)
+            hold = rule.holdoff_s if rule is not None and rule.holdoff_s is not None else self.holdoff_s
+            if c is not None and c.clear_since is not None and now - c.clear_since >= hold:
                 self._resolve(key, alert, now)
-            elif self.escalation is not None:
-                tier = self.escalation.due_tier(alert, now)
+            elif self.escalation is not None and self._notifiable(alert):
+                since = self.escalate_from.get(alert.alert_id)
+                tier = self.escalation.due_tier(
+                    alert if since is None else dataclasses.replace(alert, started_at=iso(since)), now)
                 if tier is not None:
-                    up = self.store.update(alert.alert_id, escalation_tier=tier, updated_at=iso(now))
+                    up = self.store.update(alert.alert_id, step=(Step.ESCALATED, iso(now), None, {"tier": tier}),
+                                           escalation_tier=tier, updated_at=iso(now))
                     if up is not None and up.state == "active":
                         self.open[key] = up
                         log.warning("escalated %s to tier %d: nobody acknowledged it", up.alert_id, tier)
                         self.publish(up)
                         self.escalation.escalated(up)
+        self._raise_pending(now)
+        self.save()
 
-    def check_silence(self, registry: Mapping[str, Device]) -> None:
+    def _flush_recent(self) -> None:
+        """Move what was heard since the last call into last_seen, the liveness arrays and the to-save set."""
+        if not self._recent:
+            return
+        recent, self._recent = self._recent, {}
+        self.last_seen.update(recent)
+        self._unsaved.update(recent)
+        if self.live is not None:
+            self.live.heard_many(recent)
+            for dev_id in self.offline_ids.intersection(recent):
+                self.live.went_offline(dev_id)
+
+    def save(self, seen: bool | None = None) -> None:
+        """Write the condition state that changed (one transaction); the last-heard times every
+        SEEN_SAVE_S (they only tell "has reported" apart from "never", and silence after a restart
+        counts from the restart anyway), or now with `seen=True`."""
+        ups = [(k[0], k[1], self.conditions[k].as_row()) for k in self._dirty if k in self.conditions]
+        dels = [k for k in self._deleted if k not in self.conditions]
+        self.store.save_conditions(ups, dels)
+        self._dirty.clear()
+        self._deleted.clear()
         now = self.clock()
-        for rule in self.silent_rules:
-            factor = float(rule.silent_factor or 3)
-            for dev in registry.values():
-                if rule.kind is not None and dev.kind != rule.kind:
-                    continue
-                limit = factor * dev.interval_s
-                if (rule.name, dev.device_id) in self.open:
-                    continue  # already raised; its value is the silence at raise time
-                if any((r, dev.device_id) in self.open for r in rule.suppressed_by):
-                    continue
-                silent_s = now - max(self.last_seen.get(dev.device_id, self.started), self.feed_since)
-                if silent_s >= limit:
-                    msg = rule.render(value=round(silent_s), silent_s=silent_s, interval_s=dev.interval_s)
-                    self._fire(rule, dev, round(silent_s, 1), now, msg, threshold=limit)
+        if seen is None:
+            seen = now - self._seen_saved_at >= SEEN_SAVE_S
+        if seen:
+            self._flush_recent()
+            if self._unsaved:
+                unsaved, self._unsaved = self._unsaved, {}
+                self.store.save_seen(list(unsaved.items()))
+            self._seen_saved_at = now
 
     def feed_restored(self) -> None:
         """Our subscription is back after an outage: restart every silence clock from now."""
         self.feed_since = self.clock()
+
+    # -- silence and places -----------------------------------------------------------------
+    def _liveness(self, registry: Mapping[str, Device]) -> Liveness:
+        if self.live is None or self._live_registry is not registry:
+            self._flush_recent()
+            self.live = Liveness(registry, self.last_seen)
+            for dev_id in self.offline_ids:
+                self.live.went_offline(dev_id)
+            self._live_registry = registry
+        return self.live
+
+    def check_silence(self, registry: Mapping[str, Device]) -> None:
+        """The periodic scan: place alerts (compound / community down, never reported), then the
+        silence of single devices not folded under a place."""
+        now = self.clock()
+        live = self._liveness(registry)
+        self._flush_recent()
+        if not live.devices:
+            return
+        absence = self.silent_rules[0] if self.silent_rules else None
+        factor = float(absence.silent_factor or 3) if absence is not None else 3.0
+        place = {(r.place, r.what): r for r in self.place_rules}
+        crule, mrule = place.get(("compound", "silent")), place.get(("community", "silent"))
+        scan = live.scan(now, self.feed_since, factor, OVERDUE_FACTOR,
+                         crule.share or 0.8 if crule else 2.0, crule.min_devices or 3 if crule else 1 << 30,
+                         mrule.share or 0.8 if mrule else 2.0, mrule.min_devices or 3 if mrule else 1 << 30)
+        self._place_alerts(live, scan, now, crule, mrule, place.get(("community", "never_reported")))
+        cdown, mdown = scan.compound_down, scan.community_down
+        folding: dict[str, set[str]] = {}
+        for rule, mask, names in ((crule, cdown, live.compounds), (mrule, mdown, live.communities)):
+            if rule is not None:
+                for i in np.nonzero(mask)[0]:
+                    folding.setdefault(names[int(i)], set()).update(rule.folds)
+        if self.group_rules:
+            self._group_alerts(live, scan, now, folding)
+        self.folding = folding
+        if folding:
+            self._fold_in(live, now)
+        if not self.silent_rules:
+            self._raise_pending(now)
+            return
+        folded_mask = cdown[live.compound_of] | mdown[live.community_of]
+        alarmed = self._alarm_index()
+        for rule in self.silent_rules:
+            limit = float(rule.silent_factor or 3) * live.interval
+            due = ~scan.never & (scan.silent_s >= limit)
+            if rule.kind is not None:
+                due &= live.kind_mask(rule.kind)
+            for dev_id in alarmed:  # in alarm and silent (folded or not): the alarm stays and says so
+                i = live.index.get(dev_id)
+                if i is not None and due[i]:
+                    self._note_silence(live.devices[i], now)
+            for i in np.nonzero(due & ~folded_mask)[0]:
+                dev = live.devices[int(i)]
+                key = (rule.name, dev.device_id)
+                if key in self.open or dev.device_id in alarmed:
+                    continue  # already raised (its value is the silence at raise time), or on its alarm
+                if any((r, dev.device_id) in self.open for r in rule.suppressed_by):
+                    continue
+                silent_s = float(scan.silent_s[i])
+                c = self.conditions.setdefault(key, Condition())
+                if c.true_since_ts is None:
+                    c.true_since_ts = int(now * 1000)
+                    self._dirty.add(key)
+                c.last_value, c.last_evidence = round(silent_s, 1), now
+                msg = rule.render(value=round(silent_s), silent_s=silent_s, interval_s=dev.interval_s)
+                self._fire(rule, dev, round(silent_s, 1), now, msg, threshold=float(limit[i]))
+        self._raise_pending(now)
+
+    def _alarm_index(self) -> set[str]:
+        """Devices with an open alarm of their own (not an availability or place alert)."""
+        out = set()
+        for (rule_name, subject), a in self.open.items():
+            r = self.by_name.get(rule_name)
+            if a.device_id and subject == a.device_id and (r is None or r.trigger in ALARM_TRIGGERS):
+                out.add(a.device_id)
+        return out
+
+    def _folded_here(self, rule_name: str, dev: Device) -> bool:
+        f = self.folding
+        return bool(f) and any(rule_name in f.get(p, ()) for p in (
+            dev.device_id, dev.compound_id, dev.community, str(dev.extra.get("building_id", ""))))
+
+    def _parent_for(self, rule_name: str, dev: Device) -> Alert | None:
+        group_key = self.member_of.get(dev.device_id)
+        if group_key is not None and group_key in self.open and rule_name in self.by_name[group_key[0]].folds:
+            return self.open[group_key]
+        for r in self.parents_of.get(rule_name, ()):
+            pid = {"compound": dev.compound_id, "community": dev.community,
+                   "building": str(dev.extra.get("building_id", ""))}.get(
+                r.place or group_trigger.PLACE_OF.get(r.pattern or "", "compound"), dev.compound_id)
+            a = self.open.get((r.name, pid))
+            if a is not None:
+                return a
+        return None
+
+    def _fold_in(self, live: Liveness, now: float) -> None:
+        """Device alerts a place/group alert stands for: open ones are folded under the parent (once:
+        timeline step, no more notifications); pending ones are not raised while their place is down."""
+        for (rule_name, subject), a in list(self.open.items()):
+            if a.alert_id in self.folded or subject != a.device_id or rule_name not in self.parents_of:
+                continue
+            i = live.index.get(a.device_id)
+            if i is None:
+                continue
+            dev = live.devices[i]
+            if not self._folded_here(rule_name, dev):
+                continue
+            parent = self._parent_for(rule_name, dev)
+            if parent is not None:
+                self.folded[a.alert_id] = parent.alert_id
+                self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到 {parent.rule} {parent.alert_id}",
+                                  data={"parent": parent.alert_id})
+
+    def _group_view(self, live: Liveness, scan: Any) -> group_trigger.View:
+        if self._views is None or self._views[0] is not live:
+            by_c: dict[str, list[Device]] = {}
+            by_b: dict[str, list[Device]] = {}
+            for d in live.devices:
+                by_c.setdefault(d.compound_id, []).append(d)
+                b = d.extra.get("building_id")
+                if b:
+                    by_b.setdefault(str(b), []).append(d)
+            self._views = (live, by_c, by_b)
+        _, by_c, by_b = self._views
+        down, index = scan.down, live.index
+
+        def is_down(dev_id: str) -> bool:
+            i = index.get(dev_id)
+            return i is None or bool(down[i])
+
+        cam_down = np.bincount(live.compound_of[down & live.kind_mask("camera")], minlength=len(live.compounds))
+        cams = {live.compounds[int(i)] for i in np.nonzero(cam_down >= 2)[0]}
+        cdown = {live.compounds[int(i)] for i in np.nonzero(scan.compound_down)[0]}
+        return group_trigger.View(live.registry, by_c, by_b, is_down, self.readings, self.flow_usual, cdown,
+                                  self.flagged, cams)
+
+    def _group_alerts(self, live: Liveness, scan: Any, now: float, folding: dict[str, set[str]]) -> None:
+        view = self._group_view(live, scan)
+        self.member_of = {}
+        for rule in self.group_rules:
+            hits = {h.place_id: h for h in group_trigger.scan(rule, view)}
+            for place_id, h in hits.items():
+                folding.setdefault(place_id, set()).update(rule.folds)
+                for m in h.members:  # members may lie in neighbouring compounds (main_burst)
+                    folding.setdefault(m, set()).update(rule.folds)
+                    self.member_of[m] = (rule.name, place_id)
+                key = (rule.name, place_id)
+                c = self.conditions.setdefault(key, Condition())
+                if c.true_since_ts is None:
+                    c.true_since_ts = int(now * 1000)
+                    self._dirty.add(key)
+                members = [live.devices[live.index[m]] for m in h.members if m in live.index]
+                first = members[0] if members else None
+                if first is None:
+                    continue
+                place = group_trigger.PLACE_OF[rule.pattern or ""]
+                subj = Subject(place_id, first.community, first.compound_id, "", "",
+                               float(np.mean([d.lon for d in members])), float(np.mean([d.lat for d in members])))
+                msg = rule.render(value=h.value, place=place_id if place != "building" else
+                                  f"{first.compound_id} {place_id}", **h.fields)
+                self._fire_subject(rule, subj, h.value, now, msg, None, rule.severity)
+            if self._settled(live, now):
+                for key in [k for k in self.open if k[0] == rule.name and k[1] not in hits]:
+                    self._clear(key, now)
+
+    def _alarms_of(self, device_id: str) -> list[Key]:
+        """The open alarms of one device (its own alerts, not availability or place ones)."""
+        out = []
+        for k, a in self.open.items():
+            r = self.by_name.get(k[0])
+            if a.device_id == device_id and k[1] == device_id and (r is None or r.trigger in ALARM_TRIGGERS):
+                out.append(k)
+        return out
+
+    def _note_silence(self, dev: Device, now: float) -> None:
+        """A device in alarm went quiet: its alarm stays, and says so (timeline step + message)."""
+        key = (SILENT_KEY, dev.device_id)
+        if dev.device_id in self.silent_noted:
+            return
+        self.silent_noted.add(dev.device_id)
+        self.conditions[key] = Condition(clear_since=None, last_evidence=self.last_seen.get(dev.device_id))
+        self._dirty.add(key)
+        for k in self._alarms_of(dev.device_id):
+            a = self.open[k]
+            msg = a.message if SILENT_MARK in a.message else a.message + SILENT_MARK
+            up = self.store.update(a.alert_id, step=(Step.DEVICE_SILENT, iso(now), "设备在报警中失联, 报警保持",
+                                                     {"last_heard": iso(self.last_seen.get(dev.device_id, now))}),
+                                   message=msg, updated_at=iso(now))
+            if up is not None:
+                self.open[k] = up
+                self._publish(up)
+                log.warning("device %s silent while in alarm %s: the alarm stays", dev.device_id, a.alert_id)
+
+    def _device_back(self, dev: Device, now: float) -> None:
+        self.silent_noted.discard(dev.device_id)
+        self._forget((SILENT_KEY, dev.device_id))
+        for k in self._alarms_of(dev.device_id):
+            a = self.open[k]
+            up = self.store.update(a.alert_id, step=(Step.DEVICE_BACK, iso(now), "设备恢复上报", None),
+                                   message=a.message.replace(SILENT_MARK, ""), updated_at=iso(now))
+            if up is not None:
+                self.open[k] = up
+                self._publish(up)
+
+    def _place_alerts(self, live: Liveness, scan: Any, now: float, crule: Rule | None, mrule: Rule | None,
+                      nrule: Rule | None) -> None:
+        names = {"compound": live.compounds, "community": live.communities}
+        for rule, down, (dn, tot) in ((mrule, scan.community_down, scan.community_counts),
+                                      (crule, scan.compound_down, scan.compound_counts)):
+            if rule is None:
+                continue
+            for i, place_id in enumerate(names[rule.place or "compound"]):
+                key = (rule.name, place_id)
+                if down[i]:
+                    c = self.conditions.setdefault(key, Condition())
+                    if c.true_since_ts is None:
+                        c.true_since_ts = int(now * 1000)
+                        self._dirty.add(key)
+                    if rule.place == "compound" and scan.community_down[live.compound_community[i]]:
+                        # The community alert stands for it; one already open is folded under it.
+                        parent = self.open.get((mrule.name, live.communities[live.compound_community[i]])) \
+                            if mrule is not None else None
+                        a = self.open.get(key)
+                        if a is not None and parent is not None and a.alert_id not in self.folded:
+                            self.folded[a.alert_id] = parent.alert_id
+                            self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到 {parent.rule}",
+                                              data={"parent": parent.alert_id})
+                        continue
+                    if rule.place == "compound" and key not in self.open \
+                            and now - c.true_since_ts / 1000 < self.fold_window_s:
+                        continue  # wait: the whole community may be going down
+                    subj = self._place_subject(live, rule.place or "compound", i, place_id)
+                    msg = rule.render(value=int(dn[i]), place=place_id, n=int(dn[i]), total=int(tot[i]))
+                    self._fire_subject(rule, subj, int(dn[i]), now, msg, rule.share, rule.severity)
+                elif key in self.open:
+                    if self._settled(live, now):
+                        self._clear(key, now)
+                elif key in self.conditions:
+                    self._forget(key)
+        if nrule is not None:
+            nv, allm = scan.never_by_community
+            for i, place_id in enumerate(live.communities):
+                key = (nrule.name, place_id)
+                if nv[i] > 0:
+                    subj = self._place_subject(live, "community", i, place_id)
+                    msg = nrule.render(value=int(nv[i]), place=place_id, n=int(nv[i]), total=int(allm[i]))
+                    self.conditions.setdefault(key, Condition())
+                    self._fire_subject(nrule, subj, int(nv[i]), now, msg, None, nrule.severity)
+                elif key in self.open:
+                    self._clear(key, now)
+
+    def _settled(self, live: Liveness, now: float) -> bool:
+        """Since our feed (re)started, has every device had time to report twice? Before that, not
+        seeing a place's pattern is absence of evidence, not a clear (after a restart, a reconnect)."""
+        return now - self.feed_since >= 2 * float(live.interval.max(initial=0.0)) + 5
+
+    def _place_subject(self, live: Liveness, place: str, i: int, place_id: str) -> Subject:
+        mask = (live.compound_of if place == "compound" else live.community_of) == i
+        idx = np.nonzero(mask)[0]
+        first = live.devices[int(idx[0])]
+        lon = float(np.mean([live.devices[int(j)].lon for j in idx[:500]]))
+        lat = float(np.mean([live.devices[int(j)].lat for j in idx[:500]]))
+        return Subject(place_id, first.community, place_id if place == "compound" else "", "", "", lon, lat)
 
     # -- state changes ----------------------------------------------------------------------
     def _fire(
@@ -164,53 +630,128 @@ class Engine:
         threshold: object | None = None,
     ) -> None:
         key = (rule.name, dev.device_id)
-        c = self.conditions.setdefault(key, Condition())
-        c.clear_since = None
-        thr = rule.threshold if threshold is None else threshold
-        alert = self.open.get(key)
-        if alert is None and any((r, dev.device_id) in self.open for r in rule.suppressed_by):
-            return
-        if alert is None:
+        if key not in self.open:
+            if any((r, dev.device_id) in self.open for r in rule.suppressed_by):
+                return
+            if rule.foldable and self.fold_window_s > 0:
+                p = self.pending.get(key)
+                if p is None:
+                    self.pending[key] = Pending(now, rule, dev, value, message, threshold)
+                    return
+                p.value, p.message, p.threshold = value, message, threshold
+                if now - p.since < self.fold_window_s:
+                    return
+                if self._folded_here(rule.name, dev) or self._parent_for(rule.name, dev) is not None:
+                    # Its place is down: one alert for the place stands for it. It stays pending: if the
+                    # place comes back while this condition still holds, it is raised then.
+                    return
+                self.pending.pop(key, None)
             self._supersede(rule, dev.device_id, now)
+        level = rule.level_of(value) if rule.levels else None
+        severity = level.severity if level is not None and RANK[level.severity] > RANK[rule.severity] else rule.severity
+        if level is not None:
+            message = f"{message} [{level.label}]" if level.label else message
+        self._fire_subject(rule, Subject.of(dev), value, now, message,
+                           rule.threshold if threshold is None else threshold, severity, level.label if level else None)
+
+    def _raise_pending(self, now: float) -> None:
+        for p in list(self.pending.values()):
+            if now - p.since >= self.fold_window_s:
+                self._fire(p.rule, p.dev, p.value, now, p.message, p.threshold)
+
+    def _fire_subject(self, rule: Rule, subj: Subject, value: object, now: float, message: str,
+                      threshold: object, severity: str, level: str | None = None) -> None:
+        key = (rule.name, subj.key)
+        c = self.conditions.setdefault(key, Condition())
+        if c.clear_since is not None:
+            c.clear_since = None
+            self._dirty.add(key)
+        alert = self.open.get(key)
+        if alert is None:
             nearby = None
-            if self.surroundings is not None and rule.severity in SURROUNDED:
+            if self.surroundings is not None and severity in SURROUNDED and subj.lon is not None:
                 try:
-                    nearby = self.surroundings(dev.lon, dev.lat)
+                    nearby = self.surroundings(subj.lon, subj.lat)  # type: ignore[arg-type]
                 except Exception:  # an alert without context beats no alert
-                    log.exception("no surroundings for %s", dev.device_id)
+                    log.exception("no surroundings for %s", subj.key)
                 message = with_surroundings(message, nearby)
             alert = Alert(
-                alert_id=new_alert_id(), rule=rule.name, severity=rule.severity,
-                state=str(AlertState.ACTIVE), community=dev.community, compound_id=dev.compound_id,
-                device_id=dev.device_id, kind=dev.kind, metric=rule.metric, value=value,  # type: ignore[arg-type]
-                threshold=thr, lon=dev.lon, lat=dev.lat,  # type: ignore[arg-type]
+                alert_id=new_alert_id(), rule=rule.name, severity=severity,
+                state=str(AlertState.ACTIVE), community=subj.community, compound_id=subj.compound_id,
+                device_id=subj.device_id, kind=subj.kind, metric=rule.metric, value=value,  # type: ignore[arg-type]
+                threshold=threshold, lon=subj.lon, lat=subj.lat,  # type: ignore[arg-type]
                 started_at=iso(now), updated_at=iso(now), message=message, nearby=nearby,
                 escalation_tier=1,
             )
             try:
-                self.store.insert(alert, subject=dev.device_id)
+                self.store.insert(alert, subject=subj.key)
             except AlreadyOpen:
                 # Raised elsewhere (another engine instance): adopt it.
                 self.resync()
                 return
             self.open[key] = alert
+            self._dirty.add(key)
             c.last_published = now
-            log.info("raised %s %s on %s: %s", alert.alert_id, rule.name, dev.device_id, message)
-            self.publish(alert)
-            if self.escalation is not None:
-                self.escalation.raised(alert)
+            shelf = self._shelf_for(alert)
+            if shelf is not None:
+                self.shelved[alert.alert_id] = shelf["shelf_id"]
+                self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
+                                  data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"]})
+                log.info("raised %s %s on %s under shelf %s: recorded, not notified",
+                         alert.alert_id, rule.name, subj.key, shelf["shelf_id"])
+                return
+            log.info("raised %s %s on %s: %s", alert.alert_id, rule.name, subj.key, message)
+            self._publish(alert)
+            self._notify("raised", alert)
             return
-        if now - c.last_published < self.update_min_s:
+        rises = RANK.get(severity, 0) > RANK.get(alert.severity, 0)
+        new_level = level is not None and level not in alert.message
+        if not rises and not new_level and now - c.last_published < self.update_min_s:
             return
-        message = with_surroundings(message, alert.nearby)
-        updated = self.store.update(alert.alert_id, value=value, updated_at=iso(now), message=message)
+        if alert.message.endswith(SILENT_MARK) and not message.endswith(SILENT_MARK):
+            message += SILENT_MARK
+        if alert.nearby:
+            message = with_surroundings(message, alert.nearby)
+        changes: dict[str, Any] = {"value": value, "updated_at": iso(now), "message": message}
+        step = None
+        if rises or new_level:
+            was = f"{LEVEL.get(alert.severity, alert.severity)}"
+            changes["message"] = f"{message} (由{was}升级为{LEVEL.get(severity, severity)})" if rises else message
+            changes["severity"] = severity
+            step = (Step.SEVERITY_RAISED, iso(now), level,
+                    {"from": alert.severity, "to": severity, "value": value, "level": level})
+        updated = self.store.update(alert.alert_id, step=step, **changes)
         if updated is None:  # resolved by hand meanwhile: a condition still true raises anew
             self.open.pop(key, None)
-            self._fire(rule, dev, value, now, message, threshold)
+            self._fire_subject(rule, subj, value, now, message, threshold, severity, level)
             return
         self.open[key] = updated
         c.last_published = now
-        self.publish(updated)
+        if updated.alert_id in self.shelved:
+            return
+        self._publish(updated)
+        if rises:
+            log.warning("severity of %s rose %s -> %s", updated.alert_id, alert.severity, severity)
+            self._notify("raised", updated)
+
+    def _publish(self, alert: Alert) -> None:
+        if alert.alert_id not in self.shelved:
+            self.publish(alert)
+
+    def _notifiable(self, alert: Alert) -> bool:
+        return alert.alert_id not in self.shelved and alert.alert_id not in self.folded
+
+    def _notify(self, what: str, alert: Alert) -> None:
+        """The one narrow call into notification (raised / resolved); escalation is in tick()."""
+        if self.escalation is None or not self._notifiable(alert):
+            return
+        try:
+            if what == "raised":
+                self.escalation.raised(alert)
+            elif what == "resolved":
+                self.escalation.resolved(alert)
+        except Exception:  # a notification problem never stops the engine
+            log.exception("notification of %s (%s) failed", alert.alert_id, what)
 
     def _supersede(self, rule: Rule, device_id: str, now: float) -> None:
         """Close the open alerts this rule's alert makes redundant on the same device."""
@@ -219,28 +760,72 @@ class Engine:
             if rule.name in other.suppressed_by and key in self.open:
                 self._resolve(key, self.open[key], now, note=f"由 {rule.name} 取代 (superseded)")
 
-    def _clear(self, key: tuple[str, str], now: float) -> None:
+    def _clear(self, key: Key, now: float) -> None:
         if key in self.open:
             c = self.conditions.setdefault(key, Condition())
             if c.clear_since is None:
                 c.clear_since = now
+                self._dirty.add(key)
 
-    def _resolve(self, key: tuple[str, str], alert: Alert, now: float, note: str | None = None) -> None:
+    def _resolve(self, key: Key, alert: Alert, now: float, note: str | None = None) -> None:
         done = self.store.resolve(alert.alert_id, iso(now), note=note)
         self.open.pop(key, None)
-        self.conditions.pop(key, None)
+        self._forget(key)
         if done is not None:
             log.info("resolved %s (%s on %s)", alert.alert_id, alert.rule, alert.device_id)
-            self.publish(done)
-            if self.escalation is not None:
-                self.escalation.resolved(done)
+            self.publish(done)  # also when shelved: the resolution clears any copy
+            self._notify("resolved", done)
+        self.shelved.pop(alert.alert_id, None)
+        self.folded.pop(alert.alert_id, None)
+        self.escalate_from.pop(alert.alert_id, None)
 
     def resync(self) -> None:
         """Adopt the store's view: acknowledgements and resolutions made by hand."""
         fresh = self.store.open_alerts()
         for key in list(self.open):
             if key not in fresh:
-                self.open.pop(key)
-                self.conditions.pop(key, None)
+                a = self.open.pop(key)
+                self.shelved.pop(a.alert_id, None)
+                self.folded.pop(a.alert_id, None)
+                self._forget(key)
         for key, alert in fresh.items():
             self.open[key] = alert
+
+    def republish(self) -> int:
+        """Publish every open alert (retained) from the store: after a start, or when a retained copy
+        was cleared by someone while the alert is open. Shelved alerts are not on the broker."""
+        n = 0
+        for alert in self.store.open_alerts().values():
+            if alert.alert_id not in self.shelved:
+                self.publish(alert)
+                n += 1
+        return n
+
+    # -- shelving -----------------------------------------------------------------------------
+    def _shelf_for(self, alert: Alert) -> dict[str, Any] | None:
+        for s in self.live_shelves:
+            if ((s["scope"] == "rule" and s["target"] == alert.rule)
+                    or (s["scope"] == "device" and alert.device_id and s["target"] == alert.device_id)
+                    or (s["scope"] == "compound" and alert.compound_id and s["target"] == alert.compound_id)):
+                return s
+        return None
+
+    def _load_shelves(self, now: float) -> None:
+        self.live_shelves = self.store.shelves(live_at=now)
+        for alert in list(self.open.values()):
+            shelf = self._shelf_for(alert)
+            was = self.shelved.get(alert.alert_id)
+            if shelf is not None and was is None:
+                self.shelved[alert.alert_id] = shelf["shelf_id"]
+                if not any(st.event == Step.SHELVED and st.data.get("shelf_id") == shelf["shelf_id"]
+                           for st in self.store.timeline(alert.alert_id)):
+                    self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
+                                      data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"]})
+            elif shelf is None and was is not None:
+                # The shelf ran out (or was ended): the alert comes back, published and notified.
+                del self.shelved[alert.alert_id]
+                self.escalate_from[alert.alert_id] = now
+                self.store.record(alert.alert_id, Step.UNSHELVED, iso(now), data={"shelf_id": was})
+                log.info("shelf %s over: %s is back", was, alert.alert_id)
+                self.publish(alert)
+                self._notify("raised", alert)

@@ -1,29 +1,43 @@
-"""Alert rules: loaded from YAML (bundled `rules.yaml` or `SC_ALERTS_RULES_FILE`) and checked."""
+"""Alert rules: loaded from YAML (bundled `rules.yaml` or `SC_ALERTS_RULES_FILE`) and checked.
+
+Each rule has one trigger type (alerts/triggers/: threshold, state, event, count, rate, absence,
+place); `trigger:` names it, or it is inferred from the keys. `overrides:` set other values of a
+rule for one compound or device (a boiler room runs hotter). A bad file is refused whole with
+file, line and reason (`RuleError`); the caller keeps the rules it had.
+"""
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
-from core.contract import KIND_EVENTS, KINDS, METRICS, STATUS_STATES
-from core.severity import Severity
-from core.validation import Event, Record, Status, Telemetry
+from alerts.triggers import COMMON_KEYS, OPS, absence, count, event, group, place, rate, state, threshold
+from core.contract import KINDS, METRICS
+from core.severity import RANK, Severity
+from core.validation import Record
 
 BUNDLED_RULES = Path(__file__).with_name("rules.yaml")
-
-OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
-    "!=": operator.ne,
-}
+TRIGGERS: dict[str, ModuleType] = {m.NAME: m for m in (threshold, state, event, count, rate, absence, place,
+                                                         group)}
+__all__ = ["OPS", "TRIGGERS", "Level", "Override", "Rule", "RuleError", "RuleSet", "load_rules", "load_ruleset"]
 
 
 class RuleError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Level:
+    """A higher level of the same alert: when the value also passes `threshold` (same op)."""
+
+    threshold: float
+    severity: str
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,7 @@ class Rule:
     severity: str
     message: str
     kind: str | None = None
+    trigger: str | None = None
     metric: str | None = None
     op: str | None = None
     threshold: float | bool | None = None
@@ -42,80 +57,283 @@ class Rule:
     # Rules of the same device whose open alert makes this one redundant (a warning under a
     # critical alarm): it is not raised while they are open, and is closed when they are raised.
     suppressed_by: tuple[str, ...] = ()
+    clear_op: str | None = None
+    clear_threshold: float | bool | None = None
+    clear_metric: str | None = None
+    latch: bool = False
+    holdoff_s: float | None = None  # how long clear before it resolves (default SC_ALERT_HOLDOFF_S)
+    levels: tuple[Level, ...] = ()
+    count: int | None = None
+    window_s: float | None = None
+    min_dt_s: float | None = None
+    place: str | None = None
+    share: float | None = None
+    min_devices: int | None = None
+    what: str | None = None
+    foldable: bool = False  # folded under a place/group alert that stands for it (waits the fold window)
+    pattern: str | None = None
+    folds: tuple[str, ...] = ()  # place/group rules: the rules whose device alerts this one stands for
+    radius_m: float | None = None
+    params: dict[str, Any] | None = None
+    source: str = ""  # the standard or rule of practice it comes from
+    notes: str = ""
 
-    def check(self, rec: Record) -> tuple[bool | None, Any]:
-        """(condition, value) for one record; condition None when the record says nothing here."""
+    @property
+    def mod(self) -> ModuleType:
+        return TRIGGERS[self.trigger or "threshold"]
+
+    def check(self, rec: Record, mem: dict[str, Any] | None = None) -> tuple[bool | None, Any]:
+        """(condition, value) for one record; condition None when the record says nothing here
+        (kept for callers of the first engine; the engine itself uses `mod.evaluate`)."""
         if self.kind is not None and rec.device.kind != self.kind:
             return None, None
-        if isinstance(rec, Telemetry) and self.metric is not None and self.metric in rec.metrics:
-            v = rec.metrics[self.metric]
-            return OPS[self.op or ">="](v, self.threshold), v
-        if isinstance(rec, Status) and self.status is not None:
-            return rec.state == self.status, rec.state
-        if isinstance(rec, Event) and self.event is not None and rec.event == self.event:
-            return True, rec.event
-        return None, None
+        verdict, value = self.mod.evaluate(self, rec, {} if mem is None else mem)
+        if verdict is None:
+            return None, None
+        return verdict.name == "TRUE", value
+
+    def level_of(self, value: Any) -> Level | None:
+        """The highest extra level the value reaches, if any."""
+        best = None
+        for lv in self.levels:
+            try:
+                if OPS[self.op or ">="](value, lv.threshold):
+                    best = lv
+            except TypeError:
+                return None
+        return best
 
     def render(self, **fields: Any) -> str:
         unit = METRICS.get(self.kind or "", {}).get(self.metric or "")
         values = {"value": None, "threshold": self.threshold, "detail": "", "interval_s": 0.0,
-                  "silent_s": 0.0, "unit": unit.unit if unit else ""}
+                  "silent_s": 0.0, "unit": unit.unit if unit else "", "place": "", "n": 0, "total": 0}
         values.update(fields)
         try:
             return self.message.format(**values).strip()
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, IndexError):
             return f"{self.name}: {values['value']}"
 
 
-def _rule_from(d: dict[str, Any], where: str) -> Rule:
-    known = set(Rule.__dataclass_fields__)
-    unknown = set(d) - known
+@dataclass(frozen=True)
+class Override:
+    """Other values of one rule for one compound or one device."""
+
+    rule: str
+    compound: str | None
+    device: str | None
+    values: dict[str, Any]
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule]
+    overrides: list[Override] = dataclasses.field(default_factory=list)
+    source: str = ""
+
+    def variants(self) -> tuple[dict[tuple[str, str], Rule], dict[tuple[str, str], Rule]]:
+        """(rule, device) → rule and (rule, compound) → rule with the overrides applied."""
+        base = {r.name: r for r in self.rules}
+        by_dev: dict[tuple[str, str], Rule] = {}
+        by_cmp: dict[tuple[str, str], Rule] = {}
+        for o in self.overrides:
+            r = dataclasses.replace(base[o.rule], **o.values)
+            if o.device:
+                by_dev[(o.rule, o.device)] = r
+            else:
+                by_cmp[(o.rule, o.compound or "")] = r
+        return by_dev, by_cmp
+
+
+def _infer_trigger(d: dict[str, Any]) -> str:
+    if "trigger" in d:
+        return str(d["trigger"])
+    if "pattern" in d:
+        return "group"
+    if "place" in d:
+        return "place"
+    if "silent_factor" in d:
+        return "absence"
+    if "event" in d:
+        return "event"
+    if "status" in d:
+        return "state"
+    if "count" in d:
+        return "count"
+    return "threshold"
+
+
+def _rule_from(d: Any, where: str) -> Rule:
+    if not isinstance(d, dict):
+        raise RuleError(f"{where}: a rule is a mapping of keys (name, kind, severity, ...), not {d!r}")
+    trig = _infer_trigger(d)
+    mod = TRIGGERS.get(trig)
+    if mod is None:
+        raise RuleError(f"{where}: unknown trigger {trig!r}; one of {sorted(TRIGGERS)}")
+    unknown = set(d) - set(Rule.__dataclass_fields__)
     if unknown:
         raise RuleError(f"{where}: unknown keys {sorted(unknown)}")
-    if not isinstance(d, dict):
-        raise RuleError(f"{where}: a rule is a mapping")
+    foreign = set(d) - COMMON_KEYS - mod.KEYS
+    if foreign:
+        raise RuleError(f"{where}: keys {sorted(foreign)} do not belong to a {trig} rule (its keys: "
+                        f"{sorted(mod.KEYS)})")
+    d = {**d, "trigger": trig}
     if "suppressed_by" in d:
-        d = {**d, "suppressed_by": tuple(d["suppressed_by"] or ())}
+        if not isinstance(d["suppressed_by"], list | tuple | type(None)):
+            raise RuleError(f"{where}: suppressed_by is a list of rule names")
+        d["suppressed_by"] = tuple(d["suppressed_by"] or ())
+    if "folds" in d:
+        if not isinstance(d["folds"], list | tuple):
+            raise RuleError(f"{where}: folds is a list of rule names")
+        d["folds"] = tuple(d["folds"])
+    if "levels" in d:
+        try:
+            d["levels"] = tuple(Level(**lv) for lv in (d["levels"] or ()))
+        except TypeError as exc:
+            raise RuleError(f"{where}: levels: each level is {{threshold, severity, label}}: {exc}") from None
     try:
         rule = Rule(**d)
     except TypeError as exc:
         raise RuleError(f"{where}: {exc}") from None
+    for key, typ in (("name", str), ("message", str), ("severity", str)):
+        if not isinstance(getattr(rule, key), typ):
+            raise RuleError(f"{where}: {key} must be text")
+    for key in ("for_s", "holdoff_s", "window_s", "silent_factor"):
+        v = getattr(rule, key)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
+            raise RuleError(f"{where}: {key} must be a number ≥ 0")
     if rule.severity not in Severity.__members__.values():
         raise RuleError(f"{where}: severity must be one of red/orange/yellow/blue")
-    triggers = [rule.metric is not None, rule.status is not None, rule.event is not None,
-                rule.silent_factor is not None]
-    if not any(triggers) or (rule.silent_factor is not None and sum(triggers) > 1):
-        raise RuleError(f"{where}: needs exactly one of metric, status, event, silent_factor")
+    for lv in rule.levels:
+        if lv.severity not in RANK or RANK[lv.severity] < RANK[rule.severity]:
+            raise RuleError(f"{where}: a level's severity must be a severity at least the rule's own")
     if rule.kind is not None and rule.kind not in KINDS:
         raise RuleError(f"{where}: unknown kind {rule.kind!r}")
-    if rule.metric is not None:
-        if rule.kind is None or rule.metric not in METRICS[rule.kind]:
-            raise RuleError(f"{where}: metric {rule.metric!r} is not a {rule.kind} metric")
-        if rule.op not in OPS or rule.threshold is None:
-            raise RuleError(f"{where}: a metric rule needs op (one of {list(OPS)}) and threshold")
-    if rule.status is not None and rule.status not in STATUS_STATES:
-        raise RuleError(f"{where}: status must be online or offline")
-    if rule.event is not None and (rule.kind is None or rule.event not in KIND_EVENTS[rule.kind]):
-        raise RuleError(f"{where}: event {rule.event!r} is not sent by {rule.kind} devices")
+    if rule.metric is not None and (rule.kind is None or rule.metric not in METRICS[rule.kind]):
+        raise RuleError(f"{where}: metric {rule.metric!r} is not a {rule.kind} metric")
+    if trig in ("threshold", "count", "rate", "event") and rule.kind is None:
+        raise RuleError(f"{where}: a {trig} rule needs a kind")
+    problem = mod.validate(rule)
+    if problem:
+        raise RuleError(f"{where}: {problem}")
     return rule
 
 
-def load_rules(path: Path | None = None) -> list[Rule]:
+def _lines(text: str, key: str) -> list[int]:
+    """1-based line of each item of the top-level sequence `key` (for error messages)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for k, v in node.value:
+        if getattr(k, "value", None) == key and isinstance(v, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in v.value]
+    return []
+
+
+def load_ruleset(path: Path | None = None) -> RuleSet:
     p = path or BUNDLED_RULES
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        text = p.read_text(encoding="utf-8")
+        doc = yaml.safe_load(text)
+    except OSError as exc:
         raise RuleError(f"{p}: {exc}") from None
-    items = (doc or {}).get("rules") if isinstance(doc, dict) else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise RuleError(f"{p}{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    items = doc.get("rules") if isinstance(doc, dict) else None
     if not isinstance(items, list) or not items:
         raise RuleError(f"{p}: expected a mapping with a non-empty list `rules`")
-    rules = [_rule_from(d, f"{p}: rule {i + 1}") for i, d in enumerate(items)]
+    lines = _lines(text, "rules")
+
+    def where(i: int, d: Any, what: str = "rule") -> str:
+        line = f":{lines[i]}" if i < len(lines) else ""
+        name = f" ({d['name']})" if isinstance(d, dict) and isinstance(d.get("name"), str) else ""
+        return f"{p}{line}: {what} {i + 1}{name}"
+
+    rules = [_rule_from(d, where(i, d)) for i, d in enumerate(items)]
     names = [r.name for r in rules]
-    for r in rules:
-        unknown_refs = set(r.suppressed_by) - set(names)
-        if unknown_refs:
-            raise RuleError(f"{p}: rule {r.name}: suppressed_by names unknown rules {sorted(unknown_refs)}")
-    dup = {n for n in names if names.count(n) > 1}
+    dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise RuleError(f"{p}: duplicate rule names {sorted(dup)}")
-    return rules
+        raise RuleError(f"{p}: duplicate rule names {dup}")
+    for i, r in enumerate(rules):
+        unknown_refs = (set(r.suppressed_by) | set(r.folds)) - set(names)
+        if unknown_refs:
+            raise RuleError(f"{where(i, items[i])}: suppressed_by/folds name unknown rules {sorted(unknown_refs)}")
+    overrides = _overrides(p, text, doc.get("overrides") or [], {r.name: r for r in rules})
+    return RuleSet(rules, overrides, str(p))
+
+
+def _overrides(p: Path, text: str, items: Any, rules: dict[str, Rule]) -> list[Override]:
+    if not isinstance(items, list):
+        raise RuleError(f"{p}: `overrides` is a list")
+    lines = _lines(text, "overrides")
+    out = []
+    for i, o in enumerate(items):
+        at = f"{p}:{lines[i] if i < len(lines) else '?'}: override {i + 1}"
+        if not isinstance(o, dict) or "rule" not in o or ("compound" in o) == ("device" in o):
+            raise RuleError(f"{at}: an override is a mapping with `rule` and one of `compound` or `device`")
+        base = rules.get(o["rule"])
+        if base is None:
+            raise RuleError(f"{at}: no rule {o['rule']!r}")
+        values = {k: v for k, v in o.items() if k not in ("rule", "compound", "device", "reason")}
+        allowed = {"threshold", "clear_threshold", "for_s", "holdoff_s", "severity", "levels", "count", "window_s"}
+        if not values or set(values) - allowed:
+            raise RuleError(f"{at}: an override may set {sorted(allowed)}")
+        if "levels" in values:
+            values["levels"] = tuple(Level(**lv) for lv in values["levels"] or ())
+        try:
+            changed = dataclasses.replace(base, **values)
+        except TypeError as exc:
+            raise RuleError(f"{at}: {exc}") from None
+        problem = changed.mod.validate(changed)
+        if problem or changed.severity not in RANK:
+            raise RuleError(f"{at}: {problem or 'bad severity'}")
+        out.append(Override(base.name, o.get("compound"), o.get("device"), values))
+    return out
+
+
+def load_rules(path: Path | None = None) -> list[Rule]:
+    return load_ruleset(path).rules
+
+
+def _fires_when(r: Rule) -> str:
+    t = r.trigger
+    if t == "threshold":
+        s = f"`{r.metric}` {r.op} {r.threshold}"
+        if r.clear_op:
+            s += f" (clears at {r.clear_op} {r.clear_threshold})"
+        if r.for_s:
+            s += f" for {r.for_s:g} s"
+        for lv in r.levels:
+            s += f"; {lv.severity} level at {r.op} {lv.threshold:g}: {lv.label}"
+        return s
+    if t == "state":
+        return f"status `{r.status}`, or `{r.metric}` {r.op} {str(r.threshold).lower()}"
+    if t == "event":
+        end = (f"ends on `{r.clear_metric}` {r.clear_op} {r.clear_threshold} after it, held {r.holdoff_s or 0:g} s,"
+               " or by hand") if r.clear_metric else "closed by hand"
+        return f"event `{r.event}`; {end}"
+    if t == "count":
+        return f"{r.count} × `{r.metric}` {r.op} {r.threshold} within {r.window_s or 0:g} s"
+    if t == "rate":
+        return f"`{r.metric}` changes {r.op} {r.threshold} per minute"
+    if t == "absence":
+        return f"no message for {r.silent_factor:g} × `interval_s`"
+    if t == "place":
+        if r.what == "silent":
+            return f"≥ {r.share or 0:.0%} (≥ {r.min_devices}) of a {r.place}'s devices down at once"
+        return f"devices of a {r.place} that never reported"
+    return f"pattern `{r.pattern}` (alerts/triggers/group.py)"
+
+
+def rules_table(rules: list[Rule] | None = None) -> str:
+    """The README's table of rules, made from the rules themselves (one home for the facts)."""
+    lines = ["| rule | trigger | fires when | severity | folds | source |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rules if rules is not None else load_rules():
+        folds = ", ".join(f"`{f}`" for f in r.folds)
+        lines.append(f"| `{r.name}` | {r.trigger} | {_fires_when(r).replace('|', '/')} | {r.severity} | {folds} "
+                     f"| {r.source} |")
+    return "\n".join(lines)

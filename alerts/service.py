@@ -2,11 +2,19 @@
 
 paho's network thread only enqueues; one engine thread does all rule work, so the engine needs
 no locks. Its subscription is a persistent QoS 1 session of its own, apart from ingest's.
+
+What survives a restart lives in the store (alerts, condition state, last-heard times, shelves);
+on every (re)connect the retained copy of every open alert is published again from the store, and
+the service also watches `sc/alerts/#`: a retained copy cleared by anyone while its alert is open
+is put back, and a stale retained copy of an alert the store says is resolved is cleared.
+The rules file is re-read when it changes; a bad file is refused (logged with file, line and
+reason) and the running rules stay.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,20 +32,68 @@ from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
 from alerts.publisher import publish_alert
 from alerts.roster import BUNDLED_ROSTER, parse_roster
-from alerts.rules import load_rules
+from alerts.rules import BUNDLED_RULES, RuleError, RuleSet, load_ruleset
 from alerts.store import AlertStore, store_path
 from core import heartbeat
-from core.contract import TOPIC_ROOT
+from core.contract import TOPIC_ROOT, AlertState
 from core.mqtt import connect, make_client
 from core.registry import RegistryWatcher, ensure_registry
 from core.settings import Settings
 from core.timebase import iso
 from core.validation import Rejected, validate
+from ingest.fastmqtt import make_fast
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = [(f"{TOPIC_ROOT}/+/+/+/{t}", 1) for t in ("telemetry", "status", "event")]
+ALERTS_TOPIC = f"{TOPIC_ROOT}/alerts/#"
+SUBSCRIPTIONS = [(f"{TOPIC_ROOT}/+/+/+/{t}", 1) for t in ("telemetry", "status", "event")] + [(ALERTS_TOPIC, 1)]
 SILENCE_CHECK_S = 5.0
+_ALERT_PREFIX = f"{TOPIC_ROOT}/alerts/"
+
+
+class RulesWatcher:
+    """The rules file, re-read when its mtime/size changes; a bad file keeps the running rules."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.ruleset = load_ruleset(path)  # a bad file at start is an error: refuse to start
+        self._sig = self._signature()
+        self._pending: tuple[float, int] | None = None
+        self._pending_at = 0.0
+        self.last_error: str | None = None
+
+    def _signature(self) -> tuple[float, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    SETTLE_S = 0.5  # a file is read once it stopped changing: an editor's write is not atomic
+
+    def poll(self) -> RuleSet | None:
+        """A new rule set if the file changed (and then stayed unchanged for SETTLE_S) and is good."""
+        sig = self._signature()
+        if sig == self._sig:
+            self._pending = None
+            return None
+        now = time.monotonic()
+        if sig != self._pending:
+            self._pending, self._pending_at = sig, now
+            return None
+        if now - self._pending_at < self.SETTLE_S:
+            return None
+        self._sig, self._pending = sig, None
+        try:
+            rs = load_ruleset(self.path)
+        except RuleError as exc:
+            self.last_error = str(exc)
+            log.error("rules file refused, the running rules stay: %s", exc)
+            return None
+        self.last_error = None
+        self.ruleset = rs
+        log.info("rules reloaded from %s: %d rules, %d overrides", self.path, len(rs.rules), len(rs.overrides))
+        return rs
 
 
 class AlertService:
@@ -46,8 +102,9 @@ class AlertService:
         ensure_registry(settings)
         self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
         self.store = AlertStore(store_path(settings.data_path))
-        rules_path = Path(settings.alerts_rules_file) if settings.alerts_rules_file else None
-        self.client = make_client(settings, client_id=settings.alerts_client_id, persistent=True)
+        self.rules = RulesWatcher(Path(settings.alerts_rules_file) if settings.alerts_rules_file else BUNDLED_RULES)
+        # The buffered, lean-decoding client ingest uses: the engine must keep up with all that ingest takes.
+        self.client = make_fast(make_client(settings, client_id=settings.alerts_client_id, persistent=True))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
@@ -68,13 +125,15 @@ class AlertService:
         threading.Thread(target=warm_up, name="notify-warm-up", daemon=True).start()
         self.dispatches = DispatchBook(self.store, settings)
         self.engine = Engine(
-            load_rules(rules_path), self.store, self._publish, settings.alert_holdoff_s,
+            self.rules.ruleset, self.store, self._publish, settings.alert_holdoff_s,
             settings.alerts_update_min_s,
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
             escalation=Escalation(self.roster.current, notifier),
+            fold_window_s=settings.alerts_fold_window_s,
         )
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
-        self.counters = {"received": 0, "invalid": 0, "published": 0}
+        self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
+        self.counters = {"received": 0, "invalid": 0, "published": 0, "reasserted": 0, "stale_cleared": 0}
         self.mqtt_ok = False
         self._stop = threading.Event()
 
@@ -110,26 +169,66 @@ class AlertService:
             log.warning("lost the broker (%s): silence checks paused until it is back", rc)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+        # Our own alert copies: only an empty one (a cleared retained copy), or a retained copy
+        # handed to us on subscribe, needs a look.
+        if msg.topic.startswith(_ALERT_PREFIX):
+            if not msg.payload or msg.retain:
+                # Device messages come first: alert copies are looked at between them (`copies`).
+                self.copies.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            return
         self.inbox.put((msg.topic, bytes(msg.payload)))
 
-    def step(self, timeout_s: float) -> None:
-        """Drain the inbox for up to `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+    def _alert_copy(self, topic: str, payload: bytes, retained: bool) -> None:
+        alert_id = topic.rsplit("/", 1)[-1]
+        alert = self.store.get(alert_id)
+        if alert is None:
+            return
+        if alert.state != AlertState.RESOLVED and not payload:
+            if alert.alert_id in self.engine.shelved:
                 return
+            log.warning("retained copy of open alert %s was cleared: re-asserted", alert_id)
+            self.counters["reasserted"] += 1
+            self._publish(alert)
+        elif alert.state == AlertState.RESOLVED and payload and retained:
+            log.info("stale retained copy of resolved alert %s cleared", alert_id)
+            self.counters["stale_cleared"] += 1
+            self.client.publish(topic, b"", qos=1, retain=True)
+
+    def _copies(self, limit: int) -> None:
+        for _ in range(limit):
             try:
-                topic, payload = self.inbox.get(timeout=left)
+                topic, payload, retained = self.copies.get_nowait()
             except queue.Empty:
                 return
-            self.counters["received"] += 1
+            self._alert_copy(topic, payload, retained)
+
+    def step(self, timeout_s: float) -> None:
+        """Drain the inbox for up to `timeout_s` (blocking only while it is empty)."""
+        deadline = time.monotonic() + timeout_s
+        get_nowait, handle, registry = self.inbox.get_nowait, self.engine.handle, self.registry
+        counters = self.counters
+        n = 0
+        while True:
             try:
-                rec = validate(topic, payload, self.registry.current(), int(time.time() * 1000))
+                topic, payload = get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                try:
+                    topic, payload = self.inbox.get(timeout=left)
+                except queue.Empty:
+                    return
+            counters["received"] += 1
+            try:
+                rec = validate(topic, payload, registry.current(), int(time.time() * 1000))
             except Rejected:
-                self.counters["invalid"] += 1  # ingest dead-letters it; nothing to evaluate
+                counters["invalid"] += 1  # ingest dead-letters it; nothing to evaluate
                 continue
-            self.engine.handle(rec)
+            handle(rec)
+            n += 1
+            if not n % 512 and time.monotonic() >= deadline:
+                return
 
     def run_forever(self) -> None:
         self.delivery.start()
@@ -138,12 +237,18 @@ class AlertService:
         try:
             while not self._stop.is_set():
                 self.step(self.settings.alerts_tick_s)
+                self._copies(limit=2000)
+                fresh = self.rules.poll()
+                if fresh is not None:
+                    self.engine.set_rules(fresh)
                 self.engine.tick()
                 now = time.monotonic()
                 if self._feed_restored.is_set():
                     self._feed_restored.clear()
                     self.engine.feed_restored()
-                if self.mqtt_ok and now - last_silence >= SILENCE_CHECK_S:
+                    n = self.engine.republish()
+                    log.info("connected: %d open alerts re-published (retained) from the store", n)
+                if self.mqtt_ok and now - last_silence >= self.settings.alerts_silence_check_s:
                     self.engine.check_silence(self.registry.current())
                     last_silence = now
                 if now - last_dispatch_check >= SILENCE_CHECK_S:
@@ -157,10 +262,13 @@ class AlertService:
                     heartbeat.write(self.settings.data_path, "alerts", self.snapshot())
                     last_beat = now
         finally:
-            self.client.disconnect()
-            self.client.loop_stop()
-            self.delivery.stop()
-            self.store.close()
+            try:
+                self.engine.save(seen=True)
+            finally:
+                self.client.disconnect()
+                self.client.loop_stop()
+                self.delivery.stop()
+                self.store.close()
 
     def check_dispatches(self) -> None:
         """A dispatch nobody accepted by its deadline escalates (alerts/dispatch.py)."""
@@ -171,6 +279,8 @@ class AlertService:
 
     def snapshot(self) -> dict[str, object]:
         return {"counters": dict(self.counters), "open_alerts": len(self.engine.open),
+                "shelved": len(self.engine.shelved), "pending": len(self.engine.pending),
+                "rules_error": self.rules.last_error,
                 "queue": self.inbox.qsize(), "mqtt": "ok" if self.mqtt_ok else "down",
                 "notify": self.delivery.snapshot(),
                 "config_errors": [w.error for w in (self.roster, self.channels) if w is not None and w.error]}

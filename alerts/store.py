@@ -24,6 +24,7 @@ from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
 
 _FIELDS = list(Alert.__dataclass_fields__)
+StepSpec = tuple[str, str, str | None, dict[str, Any] | None]  # event, at (ISO), note, data
 _JSON_FIELDS = {"value", "threshold", "nearby", "escalation_tier"}
 
 def store_path(data_dir: Path) -> Path:
@@ -116,17 +117,87 @@ class AlertStore:
         except sqlite3.IntegrityError as exc:
             raise AlreadyOpen(f"{alert.rule} on {subject}") from exc
 
-    def update(self, alert_id: str, **changes: Any) -> Alert | None:
-        """Set the given fields on an unresolved alert; returns the new row, None if resolved/absent."""
+    def update(self, alert_id: str, step: StepSpec | None = None, **changes: Any) -> Alert | None:
+        """Set the given fields on an unresolved alert; returns the new row, None if resolved/absent.
+
+        `step` (event, at, note, data) is written to the timeline in the same transaction."""
         if not changes:
             return self.get(alert_id)
         sets = ", ".join(f"{k} = ?" for k in changes)
         args = [_encode(k, v) for k, v in changes.items()] + [alert_id]
-        with self._lock:
-            row = self._db.execute(
+        with self._tx() as db:
+            row = db.execute(
                 f"UPDATE alerts SET {sets} WHERE alert_id = ? AND state != 'resolved' RETURNING *", args
             ).fetchone()
+            if row is not None and step is not None:
+                event, at, note, data = step
+                self._step(db, alert_id, event, at, SYSTEM, note, data)
         return _decode(row) if row else None
+
+    # -- condition state (migration 0006): what a restart must not forget -----------------------
+    def load_conditions(self) -> dict[tuple[str, str], dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM conditions").fetchall()
+        return {(r["rule"], r["subject"]): {
+            "true_since_ts": r["true_since_ts"], "clear_since": r["clear_since"],
+            "last_value": orjson.loads(r["last_value"]) if r["last_value"] is not None else None,
+            "last_evidence": r["last_evidence"], "data": orjson.loads(r["data"]) if r["data"] else {},
+        } for r in rows}
+
+    def save_conditions(self, upserts: list[tuple[str, str, dict[str, Any]]],
+                        deletes: list[tuple[str, str]]) -> None:
+        """Write the conditions that changed since the last save, in one transaction."""
+        if not upserts and not deletes:
+            return
+        with self._tx() as db:
+            db.executemany("DELETE FROM conditions WHERE rule = ? AND subject = ?", deletes)
+            db.executemany(
+                "INSERT INTO conditions(rule, subject, true_since_ts, clear_since, last_value, last_evidence, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(rule, subject) DO UPDATE SET"
+                " true_since_ts = excluded.true_since_ts, clear_since = excluded.clear_since,"
+                " last_value = excluded.last_value, last_evidence = excluded.last_evidence, data = excluded.data",
+                [(rule, subject, c.get("true_since_ts"), c.get("clear_since"),
+                  orjson.dumps(c.get("last_value")).decode() if c.get("last_value") is not None else None,
+                  c.get("last_evidence"), orjson.dumps(c["data"]).decode() if c.get("data") else None)
+                 for rule, subject, c in upserts])
+
+    def load_seen(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._db.execute("SELECT device_id, last_seen FROM device_seen").fetchall())
+
+    def save_seen(self, seen: list[tuple[str, float]]) -> None:
+        if not seen:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO device_seen(device_id, last_seen) VALUES (?, ?) ON CONFLICT(device_id)"
+                " DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)", seen)
+
+    # -- shelving (migration 0007) ------------------------------------------------------------------
+    def shelve(self, scope: str, target: str, reason: str, by: str, until: float, now_iso: str,
+               until_iso: str) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO shelves(scope, target, reason, by, created_at, until, until_iso)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", (scope, target, reason, by, now_iso, until, until_iso))
+            return int(cur.lastrowid or 0)
+
+    def unshelve(self, shelf_id: int, by: str, now_iso: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute("UPDATE shelves SET ended_at = ?, ended_by = ? WHERE shelf_id = ? AND ended_at IS NULL",
+                             (now_iso, by, shelf_id))
+            return cur.rowcount == 1
+
+    def shelves(self, live_at: float | None = None) -> list[dict[str, Any]]:
+        """Shelves, newest first; with `live_at`, only those not ended and not expired at that time."""
+        q = "SELECT * FROM shelves"
+        args: list[Any] = []
+        if live_at is not None:
+            q += " WHERE ended_at IS NULL AND until > ?"
+            args.append(live_at)
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY shelf_id DESC", args).fetchall()
+        return [dict(r) for r in rows]
 
     def get(self, alert_id: str) -> Alert | None:
         with self._lock:

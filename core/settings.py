@@ -49,6 +49,10 @@ class Settings:
     notify_retry_first_s: float = 1.0  # first retry after this; doubles per failure ...
     notify_retry_max_s: float = 120.0  # ... up to this
     notify_give_up_s: float = 3600.0  # a notification not delivered this long after it was written is given up
+    # Availability alerts (device_silent, camera_offline) wait this long before they are raised, so
+    # that a compound or community going down at once gives one place alert, not one per device.
+    alerts_fold_window_s: float = 30.0
+    alerts_silence_check_s: float = 5.0  # how often the silence / place scan runs
     dashboard_refresh_ms: int = 2000
     dashboard_session_idle_s: float = 43_200.0  # a staff session ends after this long without a request
     dashboard_session_max_s: float = 86_400.0  # and this long after sign-in, whatever happens
@@ -57,7 +61,6 @@ class Settings:
     # Host names the dashboard answers to besides IP addresses and localhost, comma-separated
     # (e.g. "dashboard.checheng.local"); any other name is refused (DNS rebinding).
     dashboard_allowed_hosts: str | None = None
-    dashboard_public_url: str | None = None  # base of links sent to staff phones; default http://127.0.0.1:<port>/
     dispatch_teams_file: str | None = None  # default: bundled alerts/teams.yaml (派单: teams and members)
     dispatch_link_ttl_s: float = 3 * 24 * 3600  # a signed field link works this long after it was sent
     dispatch_photo_max_bytes: int = 8 * 1024 * 1024  # one feedback photo at most (three per feedback)

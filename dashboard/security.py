@@ -212,14 +212,13 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
 
 
 def allowed_hosts(settings: Settings) -> frozenset[str]:
-    """`SC_DASHBOARD_ALLOWED_HOSTS` plus the host names of the public URLs staff are sent to."""
+    """`SC_DASHBOARD_ALLOWED_HOSTS` plus the host name of the public URL staff are sent to (SC_PUBLIC_URL)."""
     from urllib.parse import urlsplit
 
     names = {h.strip() for h in (settings.dashboard_allowed_hosts or "").split(",")}
-    for url in (getattr(settings, "public_url", None), getattr(settings, "dashboard_public_url", None)):
-        if url:
-            with contextlib.suppress(ValueError):
-                names.add(urlsplit(url).hostname or "")
+    if settings.public_url:
+        with contextlib.suppress(ValueError):
+            names.add(urlsplit(settings.public_url).hostname or "")
     return frozenset(n.lower().rstrip(".") for n in names if n)
 
 

@@ -60,6 +60,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.set_defaults(func=_score)
     la = verbs.add_parser("list", help="list the incident library")
     la.set_defaults(func=_list)
+    ev = sub.add_parser("eval", help="score the alert engine on the incident library like an alarm audit")
+    ev.add_argument("--quick", action="store_true", help="a few cases only (a minute)")
+    ev.add_argument("--case", action="append", default=[], help="only this case (repeatable)")
+    ev.add_argument("--seed", type=int, default=1)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_eval)
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,6 +123,22 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     result = score(alerts, read_truth(args.truth))
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else format_score(result))
     return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from simulators.evaluate import format_table, run_all, summary
+
+    results = run_all(quick=args.quick, seed=args.seed, only=args.case or None)
+    if args.json:
+        t = summary(results)
+        print(json.dumps({"overall": t, "cases": [{"case": r.case.name, **{k: v for k, v in r.score.items()
+                                                                          if k != "per_rule"}, "flaps": r.flaps,
+                                                    "per_10min": r.per_window, "stale": len(r.stale),
+                                                    "max_per_compound": r.max_per_compound} for r in results]},
+                         ensure_ascii=False, indent=2, default=str))
+    else:
+        print(format_table(results))
+    return 0 if all(summary(results)["goals"].values()) else 1
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:

@@ -72,6 +72,7 @@ class EffectDef:
     status: str | None = None  # "offline": status offline, telemetry stops, "online" again at to_s
     silent: bool = False  # telemetry stops (network cut)
     will_after_s: float | None = None  # with silent: emulate the broker's last will after this long
+    building: bool = False  # only devices in the primary device's building
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class ExpectDef:
     devices: str  # kind, or "all"
     after_s: float = 0.0  # when the condition becomes true, seconds after the scenario start
     optional: bool = False
+    place: str | None = None  # "compound" / "community": one alert for the place, not one per device
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,10 @@ class ScenarioDef:
     bait: bool = False
     install: str | None = None  # preferred install when choosing a place automatically
     description: str = ""
+    # Automatic placement only where the compound has at least this many devices of each kind
+    # (a main burst needs two meters), and, with `building`, these kinds in the primary's building.
+    needs: tuple[tuple[str, int], ...] = ()
+    building_needs: tuple[str, ...] = ()
 
 
 def _effect(d: Mapping[str, Any], where: str) -> EffectDef:
@@ -125,21 +131,25 @@ def parse_scenario(doc: Mapping[str, Any], source: str) -> ScenarioDef:
             if rule not in CONTRACT_RULES and "severity" not in x:
                 raise ScenarioError(f"{source}: expect[{i}]: rule {rule!r} needs a severity")
             kind, sev = CONTRACT_RULES.get(rule, (None, ""))
+            if x.get("place") not in (None, "compound", "community"):
+                raise ScenarioError(f"{source}: expect[{i}]: place must be compound or community")
             expect.append(ExpectDef(rule, x.get("severity", sev), x.get("devices", kind or "all"),
-                                    float(x.get("after_s", 0)), bool(x.get("optional", False))))
+                                    float(x.get("after_s", 0)), bool(x.get("optional", False)), x.get("place")))
         sdef = ScenarioDef(
             name=str(doc["name"]), title=str(doc.get("title", doc["name"])),
             place=str(doc.get("place", "device")), kind=str(doc["kind"]),
             duration_s=float(doc["duration_s"]), effects=effects, expect=tuple(expect),
             bait=bool(doc.get("bait", False)), install=doc.get("install"),
             description=str(doc.get("description", "")).strip(),
+            needs=tuple((str(k), int(v)) for k, v in (doc.get("needs") or {}).items()),
+            building_needs=tuple(str(k) for k in doc.get("building_needs") or ()),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ScenarioError):
             raise
         raise ScenarioError(f"{source}: {type(exc).__name__}: {exc}") from None
-    if sdef.place not in ("device", "compound") or sdef.kind not in KINDS:
-        raise ScenarioError(f"{source}: place must be device|compound and kind a device kind")
+    if sdef.place not in ("device", "compound", "community") or sdef.kind not in KINDS:
+        raise ScenarioError(f"{source}: place must be device|compound|community and kind a device kind")
     return sdef
 
 
@@ -243,11 +253,17 @@ class Index:
         self.by_compound: dict[str, list[Device]] = {}
         for d in devices.values():
             self.by_compound.setdefault(d.compound_id, []).append(d)
-        for lst in self.by_compound.values():
+        self.by_community: dict[str, list[Device]] = {}
+        for d in devices.values():
+            self.by_community.setdefault(d.community, []).append(d)
+        for lst in [*self.by_compound.values(), *self.by_community.values()]:
             lst.sort(key=lambda d: d.device_id)
 
     def at(self, compound_id: str, kind: str) -> list[Device]:
         return [d for d in self.by_compound.get(compound_id, ()) if kind == "all" or d.kind == kind]
+
+    def in_community(self, community: str, kind: str) -> list[Device]:
+        return [d for d in self.by_community.get(community, ()) if kind == "all" or d.kind == kind]
 
 
 def _pick(items: Sequence[Any], key: int) -> Any:
@@ -272,6 +288,11 @@ def instantiate(
         if sdef.place == "compound":
             need = {e.devices for e in sdef.effects if e.devices != "all"}
             cands = [d for d in cands if all(index.at(d.compound_id, k) for k in need)]
+        if sdef.needs:
+            cands = [d for d in cands if all(len(index.at(d.compound_id, k)) >= n for k, n in sdef.needs)]
+        if sdef.building_needs:
+            cands = [d for d in cands if all(any(x.extra.get("building_id") == d.extra.get("building_id")
+                                                 for x in index.at(d.compound_id, k)) for k in sdef.building_needs)]
         if not cands:
             raise ScenarioError(f"{sdef.name}: no {sdef.kind} device to place it at")
         primary = _pick(sorted(cands, key=lambda d: d.device_id), key)
@@ -294,10 +315,14 @@ def instantiate(
     any_dev = primary or index.by_compound[compound][0]
     effect_devices: list[list[str]] = []
     for i, e in enumerate(sdef.effects):
-        if sdef.place == "device" and primary is not None and e.devices in (primary.kind, "all"):
+        if sdef.place == "device" and primary is not None and e.devices in (primary.kind, "all") and not e.building:
             ids = [primary.device_id]
+        elif sdef.place == "community":
+            ids = [d.device_id for d in index.in_community(any_dev.community, e.devices)]
         else:
-            ids = [d.device_id for d in index.at(compound, e.devices)]
+            bld = primary.extra.get("building_id") if primary is not None and e.building else None
+            ids = [d.device_id for d in index.at(compound, e.devices)
+                   if bld is None or d.extra.get("building_id") == bld]
             if e.count is not None and len(ids) > e.count:
                 start = mix64(key ^ i) % len(ids)
                 ids = (ids[start:] + ids[:start])[: e.count]
@@ -307,6 +332,14 @@ def instantiate(
     inst = Instance(sdef, f"{sdef.name}#{serial}", any_dev.community, compound, start_ms,
                     start_ms + int(sdef.duration_s * 1000), effect_devices)
     for x in sdef.expect:
+        if x.place is not None:  # one alert for the place: no device, the compound (or "") and community
+            inst.expected.append({
+                "rule": x.rule, "severity": x.severity, "device_id": "", "kind": "",
+                "compound_id": compound if x.place == "compound" else "", "community": any_dev.community,
+                "onset": iso(start_ms + int(x.after_s * 1000)), "onset_ms": start_ms + int(x.after_s * 1000),
+                "optional": x.optional, "place": x.place,
+            })
+            continue
         hit = {d for e, ds in zip(sdef.effects, effect_devices, strict=True) if triggers(x.rule, e) for d in ds}
         for dev_id in sorted(hit):
             dev = index.devices[dev_id]

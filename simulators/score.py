@@ -88,6 +88,16 @@ def dedupe(alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted(by_id.values(), key=lambda a: a["_start"])
 
 
+def same_subject(x: Mapping[str, Any], a: Mapping[str, Any]) -> bool:
+    """An expected item and an alert are about the same thing: the device, or for a place alert
+    (no device) the same compound ("" for a community) in the same community."""
+    if x["rule"] != a.get("rule") or (x.get("device_id") or "") != (a.get("device_id") or ""):
+        return False
+    if x.get("device_id"):
+        return True
+    return (x.get("compound_id") or "") == (a.get("compound_id") or "") and x.get("community") == a.get("community")
+
+
 def score(
     alerts: Iterable[Mapping[str, Any]], truth: Truth, tolerance_s: float = 5.0, grace_s: float | None = None
 ) -> dict[str, Any]:
@@ -112,9 +122,13 @@ def score(
             items.append({**x, "instance": s["instance"], "win": (s["start_ms"] - tol, s["end_ms"] + int(grace * 1000)),
                           "required": in_run and not x.get("optional"), "hits": []})
 
+    communities = {s.get("community") for s in truth.scenarios}
+
     def in_fleet(a: Mapping[str, Any]) -> bool:
         if a.get("device_id") in incident_devices:
             return True
+        if not a.get("device_id") and a.get("community") in communities:
+            return True  # a place alert where an incident was
         return all(not run.get(f) or a.get(k) in run[f] for f, k in
                    (("communities", "community"), ("kinds", "kind"), ("compounds", "compound_id")))
 
@@ -122,14 +136,13 @@ def score(
     matched = dup = bait = sev_bad = after_run = 0
     false_pos: list[dict[str, Any]] = []
     for a in scoped:
-        hit = next((x for x in items if x["rule"] == a.get("rule") and x["device_id"] == a.get("device_id")
+        hit = next((x for x in items if same_subject(x, a)
                     and x["win"][0] <= a["_start"] <= x["win"][1] and not x["hits"]), None)
         if hit is None and a["_start"] > int(run_end) + tol:
             after_run += 1  # the simulator stopped: the fleet going silent then is neither hit nor false alarm
             continue
         if hit is None:  # a second alert for an already-detected item
-            again = any(x["rule"] == a.get("rule") and x["device_id"] == a.get("device_id")
-                        and x["win"][0] <= a["_start"] <= x["win"][1] for x in items)
+            again = any(same_subject(x, a) and x["win"][0] <= a["_start"] <= x["win"][1] for x in items)
             if again:
                 dup += 1
                 matched += 1
@@ -166,6 +179,7 @@ def score(
         "precision": round(matched / (len(scoped) - after_run), 4) if len(scoped) > after_run else None,
         "recall": round(len(detected) / len(required), 4) if required else None,
         "ttd_mean_s": round(statistics.fmean(ttd), 3) if ttd else None,
+        "ttd_s": sorted(round(t, 3) for t in ttd),
         "ttd_max_s": round(max(ttd), 3) if ttd else None,
         "per_rule": per_rule,
         "false_positive_alerts": false_pos[:50],

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from alerts.rules import load_rules
 from core.contract import Device
 from core.validation import Event, Status, Telemetry, validate
 from simulators.fleet import Fleet
@@ -45,8 +46,14 @@ def test_every_scenario_validates_and_has_truth(registry: Mapping[str, Device], 
         assert truth["expected"] == [] and truth["bait"] is True
     else:
         assert any(not x["optional"] for x in truth["expected"])
+        known = set(CONTRACT_RULES) | {r.name for r in load_rules()}  # the contract's and the project's rules
         for x in truth["expected"]:
-            assert x["rule"] in CONTRACT_RULES and x["device_id"] in truth["devices"]
+            assert x["rule"] in known
+            if x.get("place"):  # one alert for the place: no device, its compound (or community)
+                assert x["device_id"] == "" and x["community"] == truth["community"]
+                assert x["compound_id"] == (truth["compound_id"] if x["place"] == "compound" else "")
+            else:
+                assert x["device_id"] in truth["devices"]
 
 
 def _telemetry(registry: Mapping[str, Device], msgs: list, dev: str) -> list[Telemetry]:
@@ -100,7 +107,9 @@ def test_compound_silent_stops_all_and_emulates_wills(registry: Mapping[str, Dev
     wills = [m for m in msgs if m.device_id in devs and m.kind == "status"]
     assert {m.device_id for m in wills} == devs
     assert all(orjson.loads(m.payload) == {"state": "offline"} for m in wills)  # will: no ts
-    assert len(insts[0].expected) >= len(devs)
+    # One alert for the compound is expected, not one per device (folded: alerts/rules.yaml).
+    assert [(x["rule"], x["device_id"], x["compound_id"], x["place"]) for x in insts[0].expected] == [
+        ("compound_silent", "", "YL-01", "compound")]
 
 
 def test_several_scenarios_at_places_and_times(registry: Mapping[str, Device], tmp_path: Path) -> None:
@@ -122,7 +131,8 @@ def test_several_scenarios_at_places_and_times(registry: Mapping[str, Device], t
         for x in doc["expected"]:
             assert {"rule", "severity", "device_id", "onset", "onset_ms", "optional"} <= set(x)
     burst = lines[2]
-    assert [x["rule"] for x in burst["expected"]] == ["water_leak"] and len(burst["expected"]) == 1
+    assert [x["rule"] for x in burst["expected"]] == ["water_leak", "main_burst"]
+    assert burst["expected"][1]["device_id"] == "" and burst["expected"][1]["compound_id"] == "GY-01"
 
 
 def test_simulate_writes_truth_under_data_dir(registry: Mapping[str, Device], tmp_path: Path) -> None:

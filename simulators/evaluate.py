@@ -1,0 +1,241 @@
+"""`smartcommunity eval`: the alert engine scored like an alarm-management audit (ISA-18.2 / EEMUA 191).
+
+Each case runs the simulated fleet of one community (baseline telemetry with realistic jitter,
+duplicates, reordering and loss, plus the case's incidents) through the real validator and the real
+rule engine on a real store, on simulated time (fast, deterministic for a seed), and scores the alerts
+against the ground truth (simulators/score.py). A case may kill the engine mid-incident (no save, like
+`kill -9`) and start a new one on the same store.
+
+Per case and overall: recall, precision (bait included), median / p95 time to detect, duplicates,
+flaps (the same condition raised ≥ 3 times in 1 min), new alerts per 10 minutes (average, peak),
+share of 10-minute windows in flood (> 10 new alerts), stale alarms (still open at the end, after
+every incident ended and the devices reported normally again), most alerts for one compound.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alerts.engine import Engine
+from alerts.rules import load_ruleset
+from alerts.store import AlertStore
+from core.contract import Device
+from core.registry import bundled_registry_path, load_registry
+from core.timebase import epoch
+from core.validation import Rejected, validate
+from simulators.fleet import Realism
+from simulators.scenarios import library
+from simulators.score import Truth, score
+from simulators.sim import SimOptions, build
+
+START_MS = 1_795_579_800_000  # 2026-11-25T04:10:00Z = 12:10 in Shiyan: lunch time, kitchens busy
+TAIL_S = 420.0  # after the incidents: the hold-offs (camera tamper: 300 s) run out, devices normal
+FLOOD = 10  # more new alerts than this in 10 minutes is a flood (EEMUA 191)
+WINDOW_S = 600.0
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    scenarios: tuple[str, ...]  # NAME[@place][+start]
+    community: str | None = None  # the fleet; None: the community of the first incident
+    duration_s: float | None = None  # None: the longest incident's end
+    restart_at_s: float | None = None  # kill the engine (no save) and start a new one at this time
+    compound_cap: int | None = None  # goal: at most this many alerts for any one compound
+
+
+def cases(quick: bool = False) -> list[Case]:
+    """The incident library one by one, plus the audit's own cases."""
+    out = [Case(name, (name,)) for name in library()]
+    out += [
+        Case("network_cut_big_compound", ("compound_silent@YL-01",), compound_cap=2),
+        Case("restart_mid_incident", ("gas_leak", "camera_sabotage+20", "kitchen_gas_leak+30"), restart_at_s=200),
+        Case("busy_hour", ("gas_leak+60", "electrical_overload+120", "pump_room_flood+200", "bait_noisy",
+                           "bait_spike+300", "bait_stuck+30", "camera_sabotage+400")),
+    ]
+    if quick:
+        keep = {"gas_leak", "compound_silent", "power_outage", "restart_mid_incident"}
+        out = [c for c in out if c.name in keep]
+    return out
+
+
+@dataclass
+class Result:
+    case: Case
+    score: dict[str, Any]
+    alerts: list[dict[str, Any]]
+    duration_s: float
+    flaps: int
+    per_window: list[int]
+    stale: list[dict[str, Any]]
+    max_per_compound: int
+    messages: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flood_share(self) -> float:
+        return sum(1 for n in self.per_window if n > FLOOD) / len(self.per_window) if self.per_window else 0.0
+
+
+def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Path | None = None) -> Result:
+    tmp = tmp or Path(tempfile.mkdtemp(prefix="sc-eval-"))
+    first_community = case.community
+    opts = SimOptions(communities=[first_community] if first_community else [], seed=seed, start_ms=START_MS,
+                      scenarios=list(case.scenarios), realism=Realism())
+    fleet, instances = build(registry, opts)
+    if first_community is None and instances:  # the fleet: the whole community of the first incident
+        opts.communities = [instances[0].community]
+        fleet, instances = build(registry, opts)
+    end_ms = max((i.end_ms for i in instances), default=START_MS) if case.duration_s is None \
+        else START_MS + int(case.duration_s * 1000)
+    stop_ms = end_ms + int(TAIL_S * 1000)
+    devices = {d.device_id: d for d in fleet.devices}
+    run = {"type": "run", "start_ms": START_MS, "end_ms": stop_ms, "communities": list(opts.communities),
+           "kinds": [], "compounds": [], "max_interval_s": max((d.interval_s for d in fleet.devices), default=0)}
+    truth = Truth(run, [i.truth() for i in instances])
+
+    published: list[dict[str, Any]] = []
+    clock = [START_MS / 1000]
+    path = tmp / f"{case.name}.sqlite"
+
+    def start_engine() -> tuple[Engine, AlertStore]:
+        store = AlertStore(path)
+        eng = Engine(load_ruleset(), store, lambda a: published.append(a.as_json()), 60.0, 1.0,
+                     clock=lambda: clock[0], fold_window_s=30.0)
+        eng.republish()
+        return eng, store
+
+    engine, store = start_engine()
+    msgs = fleet.initial()
+    n = 0
+    t_ms = START_MS
+    next_scan = START_MS
+    restarted = False
+    while t_ms <= stop_ms:
+        msgs += fleet.due(t_ms)
+        for m in msgs:
+            clock[0] = m.t_ms / 1000
+            try:
+                rec = validate(m.topic, m.payload, registry, m.t_ms)
+            except Rejected:
+                continue
+            engine.handle(rec)
+            n += 1
+        msgs = []
+        clock[0] = t_ms / 1000
+        engine.tick()
+        if t_ms >= next_scan:
+            engine.check_silence(devices)
+            next_scan = t_ms + 5000
+        if case.restart_at_s is not None and not restarted and t_ms >= START_MS + case.restart_at_s * 1000:
+            restarted = True  # kill -9: whatever the last tick did not save is lost
+            engine, store = start_engine()
+        t_ms += 1000
+    open_at_end = [a.as_json() for a in store.open_alerts().values()]
+    store.close()
+
+    result = score(published, truth, grace_s=TAIL_S)
+    firsts: dict[str, dict[str, Any]] = {}
+    for a in published:
+        firsts.setdefault(a["alert_id"], a)
+    starts = sorted(((epoch(a["started_at"]), a) for a in firsts.values()), key=lambda x: x[0])
+    dur = (stop_ms - START_MS) / 1000
+    windows = max(1, int(dur // WINDOW_S) + (1 if dur % WINDOW_S else 0))
+    per_window = [0] * windows
+    for t, _ in starts:
+        per_window[min(windows - 1, int((t - START_MS / 1000) // WINDOW_S))] += 1
+    raised_at: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for t, a in starts:
+        raised_at[(a["rule"], a["device_id"] or f"{a['community']}/{a['compound_id']}")].append(t)
+    flaps = sum(1 for ts in raised_at.values() if any(ts[i + 2] - ts[i] <= 60 for i in range(len(ts) - 2)))
+    per_compound = Counter(a["compound_id"] for a in firsts.values() if a.get("compound_id"))
+    return Result(case, result, list(firsts.values()), dur, flaps, per_window, open_at_end,
+                  max(per_compound.values(), default=0), n)
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def summary(results: list[Result]) -> dict[str, Any]:
+    """The overall figures, and whether each goal was met."""
+    exp = sum(r.score["expected"] for r in results)
+    det = sum(r.score["detected"] for r in results)
+    in_scope = sum(r.score["alerts_in_scope"] for r in results)
+    tp = sum(r.score["true_positives"] for r in results)
+    ttd = [t for r in results for t in r.score["ttd_s"]]
+    windows = [n for r in results for n in r.per_window]
+    goals = {
+        "recall 100 %": det == exp,
+        "precision >= 95 %": in_scope == 0 or tp / in_scope >= 0.95,
+        "0 duplicates": sum(r.score["duplicates"] for r in results) == 0,
+        "0 chattering": sum(r.flaps for r in results) == 0,
+        "no 10-min window > 10 new alerts": max(windows, default=0) <= FLOOD,
+        "network cut <= 2 alerts per compound": all(r.max_per_compound <= (r.case.compound_cap or 10**9)
+                                                    for r in results),
+        "0 stale alarms": sum(len(r.stale) for r in results) == 0,
+    }
+    return {
+        "cases": len(results), "expected": exp, "detected": det, "recall": det / exp if exp else None,
+        "alerts_in_scope": in_scope, "true_positives": tp, "precision": tp / in_scope if in_scope else None,
+        "bait_alerts": sum(r.score["bait_alerts"] for r in results),
+        "ttd_median_s": statistics.median(ttd) if ttd else None, "ttd_p95_s": _pct(ttd, 0.95),
+        "duplicates": sum(r.score["duplicates"] for r in results), "flaps": sum(r.flaps for r in results),
+        "per_10min_avg": statistics.fmean(windows) if windows else 0.0, "per_10min_peak": max(windows, default=0),
+        "flood_windows_pct": 100 * sum(1 for n in windows if n > FLOOD) / len(windows) if windows else 0.0,
+        "stale": sum(len(r.stale) for r in results), "goals": goals,
+    }
+
+
+def format_table(results: list[Result]) -> str:
+    def pct(v: float | None) -> str:
+        return "  n/a" if v is None else f"{100 * v:5.1f}"
+
+    def sec(v: float | None) -> str:
+        return "   n/a" if v is None else f"{v:6.1f}"
+
+    head = (f"{'case':28} {'recall':>7} {'prec':>6} {'bait':>4} {'ttd50':>6} {'ttd95':>6} {'dup':>3} {'flap':>4} "
+            f"{'/10m':>5} {'peak':>4} {'flood%':>6} {'stale':>5} {'cmpmax':>6} {'alerts':>6} {'msgs':>7}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        s = r.score
+        ttd = s["ttd_s"]
+        lines.append(
+            f"{r.case.name:28} {pct(s['recall']):>7} {pct(s['precision']):>6} {s['bait_alerts']:4d} "
+            f"{sec(statistics.median(ttd) if ttd else None)} {sec(_pct(ttd, 0.95))} {s['duplicates']:3d} "
+            f"{r.flaps:4d} {statistics.fmean(r.per_window):5.1f} {max(r.per_window):4d} {100 * r.flood_share:6.1f} "
+            f"{len(r.stale):5d} {r.max_per_compound:6d} {len(r.alerts):6d} {r.messages:7d}")
+        for m in s["missed"][:5]:
+            lines.append(f"    missed {m['rule']} on {m['device_id'] or '(place)'} ({m['instance']})")
+        for fp in s["false_positive_alerts"][:5]:
+            lines.append(f"    false  {fp['rule']} {fp['severity']} on {fp['device_id'] or '(place)'} "
+                         f"at {fp['started_at']}")
+        for a in r.stale[:3]:
+            lines.append(f"    stale  {a['rule']} on {a['device_id'] or a['compound_id'] or a['community']}")
+    t = summary(results)
+    lines.append("-" * len(head))
+    lines.append(
+        f"{'overall':28} {pct(t['recall']):>7} {pct(t['precision']):>6} {t['bait_alerts']:4d} "
+        f"{sec(t['ttd_median_s'])} {sec(t['ttd_p95_s'])} {t['duplicates']:3d} {t['flaps']:4d} "
+        f"{t['per_10min_avg']:5.1f} {t['per_10min_peak']:4d} {t['flood_windows_pct']:6.1f} {t['stale']:5d}")
+    lines.append(f"recall {t['detected']}/{t['expected']}, precision {t['true_positives']}/{t['alerts_in_scope']}")
+    lines.append("goals: " + "; ".join(f"{k} {'MET' if v else 'MISSED'}" for k, v in t["goals"].items()))
+    return "\n".join(lines)
+
+
+def run_all(quick: bool = False, seed: int = 1, only: list[str] | None = None) -> list[Result]:
+    logging.getLogger("alerts").setLevel(logging.ERROR)
+    registry = load_registry(bundled_registry_path())
+    tmp = Path(tempfile.mkdtemp(prefix="sc-eval-"))
+    chosen = [c for c in cases(quick) if not only or c.name in only]
+    return [run_case(c, registry, seed, tmp) for c in chosen]
