@@ -43,7 +43,8 @@ class Settings:
     alerts_nearby_radius_m: float = 200.0  # units, shops, households named in an alert
     alerts_roster_file: str | None = None  # default: bundled alerts/oncall.yaml
     alerts_webhook_url: str | None = None  # notifications are also POSTed here (SMS/voice gateway)
-    dashboard_refresh_ms: int = 2000
+    dashboard_refresh_ms: int = 1000  # an unchanged picture costs a refresh microseconds (dashboard/state.py)
+    dashboard_stale_s: float = 30.0  # no new data for this long (or no ingest heartbeat): the stale banner
     mqtt_keepalive_s: int = 30
     ingest_writers: int = 2  # writer threads per ingest process
     ingest_gzip: bool = False  # gzip write bodies (saves bandwidth to a remote InfluxDB, costs CPU)

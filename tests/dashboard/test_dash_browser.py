@@ -119,12 +119,14 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
     net_log = tmp_path / "net.json"
     store = AlertStore(store_path(settings.data_path))  # a second writer, like the alert engine
     requests: list[str] = []
+    errors: list[str] = []
     timings: dict[str, float] = {}
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--log-net-log={net_log}"])
         ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
         page = ctx.new_page()
         page.on("request", lambda r: requests.append(r.url))
+        page.on("pageerror", lambda e: errors.append(str(e)))
         t0 = time.monotonic()
         page.goto(base_url + "/")
         page.wait_for_selector("#onemap .maplibregl-canvas", timeout=60_000)
@@ -164,8 +166,10 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
 
         wall = ctx.new_page()
         wall.on("request", lambda r: requests.append(r.url))
+        wall.on("pageerror", lambda e: errors.append(str(e)))
         wall.goto(base_url + "/wall")
-        wall.wait_for_selector(f"text={alert.message}", timeout=30_000)
+        wall.wait_for_selector(f"#wall-list >> text={alert.message}", timeout=30_000)
+        assert "已确认" in wall.inner_text("#wall-tiles")
         wall.wait_for_function(MAP_IDLE_JS, timeout=60_000)
         assert wall.locator(".btn-ack:visible, .btn-resolve:visible").count() == 0
         wall.screenshot(path="/tmp/dash_wall.png")
@@ -180,6 +184,7 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
     store.close()
 
     assert external(requests) == [], external(requests)
+    assert errors == [], errors
     logged = net_log.read_text(errors="replace")
     try:  # Chromium may leave the JSON unterminated; the URLs are what matter
         urls = [u for u in (e.get("params", {}).get("url") for e in json.loads(logged)["events"]) if u]
