@@ -348,12 +348,17 @@ def patch_figure(live: Live, devices: Mapping[str, Device], base: BaseLayers, de
     return p
 
 
+_INDEX: dict[tuple[str, int], dict[str, int]] = {}
+
+
 def device_index(live: Live) -> dict[str, int]:
-    """device_id -> position in the device trace, built once per Live (cached on it)."""
-    idx: dict[str, int] | None = getattr(live, "_index", None)
-    if idx is None:
+    """device_id -> position in the device trace, built once per registry version (100,000: ~60 ms)."""
+    key = (live.registry_version, len(live.device_ids))
+    idx = _INDEX.get(key)
+    if idx is None or key[0] in ("", "none"):
         idx = {d: i for i, d in enumerate(live.device_ids)}
-        object.__setattr__(live, "_index", idx)
+        _INDEX.clear()
+        _INDEX[key] = idx
     return idx
 
 

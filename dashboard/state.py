@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 OPEN = (str(AlertState.ACTIVE), str(AlertState.ACKNOWLEDGED))
 RESOLVED_SHOW_S = 15 * 60  # resolved alerts stay on the map, faded, this long
-POLL_S = 0.5
+POLL_S = 0.2
 VIEWS_KEPT = 64  # a browser further behind than this gets whole arrays
 
 
@@ -83,6 +83,7 @@ class LiveState:
         self._store = AlertStore(path)  # creates/migrates the file; our reader
         self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._data_version = -1
+        self._dirty = False
         self._stop = threading.Event()
         self._client: Any = None
         self.reload()
@@ -128,6 +129,15 @@ class LiveState:
                 while len(self._views) > VIEWS_KEPT:
                     self._views.popitem(last=False)
         return base, reg, live
+
+    def warm(self) -> None:
+        """Compute the new picture here, in the feed's thread, so no browser's refresh pays for it."""
+        try:
+            from dashboard.mapfig import device_index
+
+            device_index(self.view()[2])
+        except Exception:
+            log.exception("live view not computed")
 
     def past_view(self, version: int, reg_version: str, base_key: str) -> Live | None:
         with self._lock:
@@ -203,6 +213,10 @@ class LiveState:
             if dv != self._data_version:
                 self._data_version = dv
                 self.reload()
+                self._dirty = True
+            if self._dirty:
+                self._dirty = False
+                self.warm()
             elif time.monotonic() - last_prune > 30:  # faded alerts leave the map when their time is up
                 last_prune = time.monotonic()
                 self.reload()
@@ -245,13 +259,16 @@ class LiveState:
                 return  # a cleared retained copy
             parts = msg.topic.split("/")
             doc = orjson.loads(msg.payload)
+            changed = False
             if parts[1] == "alerts":
                 if isinstance(doc, dict) and doc.get("alert_id"):
                     self.feeds.mqtt_alerts += 1
-                    self.apply(Alert.from_json(doc))
+                    changed = self.apply(Alert.from_json(doc))
             elif len(parts) == 5 and parts[4] == "status" and isinstance(doc, dict):
                 self.feeds.mqtt_status += 1
-                self.set_status(parts[3], doc.get("state") != "offline")
+                changed = self.set_status(parts[3], doc.get("state") != "offline")
+            if changed:
+                self._dirty = True  # the poll thread computes the new picture (once, however many arrived)
         except Exception as exc:  # garbage on the bus must not stop the feed
             log.debug("live feed: ignored %s: %s", msg.topic, exc)
 
