@@ -249,7 +249,8 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
             mode="markers",
             name="告警光晕",
             hoverinfo="skip",
-            marker={"size": HALO_SIZES[1], "color": hv["halo_color"], "opacity": 0.38},
+            # A steady glow; the pulse is an HTML ring over it (assets/clientside.js placeHalos).
+            marker={"size": HALO_SIZES[0], "color": hv["halo_color"], "opacity": 0.35},
         )
     )
     fig.add_trace(  # a white disc under each active alert dot reads as a ring on any fill colour

@@ -14,7 +14,7 @@ from dashboard import mapfig
 from dashboard.offline import style_url
 from dashboard.theme import DEVICE_NORMAL, DEVICE_OFFLINE, KIND_LABEL, SEVERITY_COLOR, severity_label
 
-PULSE_MS = 1500  # software WebGL needs >= 1.2 s between restyles to go idle (offline-map notes)
+PULSE_MS = 1500  # how often the halo overlay is re-placed (the pulse itself is a CSS animation)
 LAYER_OPTIONS = [
     {"label": "小区", "value": "compounds"},
     {"label": "建筑", "value": "buildings"},
@@ -68,7 +68,7 @@ def map_block(d: Any, wall: bool) -> html.Div:
             dcc.Interval(id="tick", interval=max(500, d.settings.dashboard_refresh_ms)),
             dcc.Interval(id="pulse", interval=PULSE_MS),
             dcc.Store(id="map-sig", data=sig),
-            dcc.Store(id="map-kick"),
+            dcc.Store(id="action-kick"),  # an action on this page: its list refreshes at once
             dcc.Store(id="map-ready", data=False),
             html.Div(id="pulse-sink", hidden=True),
             html.Div(id="toggle-sink", hidden=True),
@@ -130,9 +130,13 @@ def register(app: Dash, d: Any) -> None:
         Output("onemap", "figure"),
         Output("map-sig", "data"),
         Input("tick", "n_intervals"),
-        Input("map-kick", "data"),
         State("map-sig", "data"),
         State("map-ready", "data"),
+        State("panel-sig", "data"),
     )
-    def _refresh(_n: int, _kick: Any, sig: dict[str, Any] | None, ready: bool) -> tuple[Any, Any]:
+    def _refresh(_n: int, sig: dict[str, Any] | None, ready: bool, panel: dict[str, Any] | None) -> tuple[Any, Any]:
+        # The list / tiles first: in software WebGL a map update holds the page for a while, so the
+        # map follows one tick after the page's panel shows the new version.
+        if panel is not None and panel.get("v") != d.state.version:
+            return no_update, no_update
         return refresh_map(d, sig, bool(ready))

@@ -69,18 +69,48 @@
         return fresh;
     }
 
+    function placeHalos(g) {
+        var m = mapOf(g), t = meta(g).traces || {halo: 4};
+        var wrap = document.getElementById('map-wrap');
+        if (!m || !wrap || !g.data[t.halo]) { return; }
+        var layer = document.getElementById('halo-layer');
+        if (!layer) {
+            layer = document.createElement('div');
+            layer.id = 'halo-layer';
+            wrap.appendChild(layer);
+        }
+        if (m._scHaloHooked !== g) {
+            m._scHaloHooked = g;
+            m.on('move', function () { placeHalos(g); });
+        }
+        var tr = g.data[t.halo], lon = tr.lon || [], lat = tr.lat || [];
+        var colours = (tr.marker && tr.marker.color) || [];
+        while (layer.children.length > lon.length) { layer.removeChild(layer.lastChild); }
+        while (layer.children.length < lon.length) {
+            var el = document.createElement('div');
+            el.className = 'halo-ring';
+            layer.appendChild(el);
+        }
+        var box = g.getBoundingClientRect(), wb = wrap.getBoundingClientRect();
+        for (var i = 0; i < lon.length; i++) {
+            var p = m.project([lon[i], lat[i]]), el2 = layer.children[i];
+            el2.style.left = (p.x + box.left - wb.left) + 'px';
+            el2.style.top = (p.y + box.top - wb.top) + 'px';
+            el2.style.borderColor = Array.isArray(colours) ? colours[i] : colours;
+        }
+    }
+
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
         sc: {
+            // The pulsing halo of active alerts is a CSS animation on HTML rings laid over the map:
+            // restyling the map itself would repaint all of it (seconds in software WebGL) and hold up
+            // every click behind it. Here the rings are only re-placed, and follow pans and zooms.
             pulse: function (n, wasReady) {
                 var g = gd();
                 var ok = ready(g);
                 if (!ok) { return [NO(), wasReady ? false : NO()]; }
                 fit(g);
-                var t = meta(g).traces || {halo: 4};
-                if (!document.hidden && g.data[t.halo] && (g.data[t.halo].lon || []).length) {
-                    window.Plotly.restyle(g, {'marker.size': (n % 2) ? 44 : 84,
-                        'marker.opacity': (n % 2) ? 0.6 : 0.3}, [t.halo]);
-                }
+                placeHalos(g);
                 return ['', wasReady ? NO() : true];
             },
             clock: function () {

@@ -33,7 +33,7 @@ def console(d: Any) -> html.Aside:
         className="side",
         id="side",
         children=[
-            dcc.Store(id="list-sig", data={"v": live.version}),
+            dcc.Store(id="panel-sig", data={"v": live.version}),
             dcc.Store(id="pending-resolve"),
             dcc.Store(id="alarm-ids", data=loud_ids(live)),
             dcc.ConfirmDialog(id="confirm-resolve"),
@@ -93,11 +93,11 @@ def register(app: Dash, d: Any) -> None:
         Output("alert-list", "children"),
         Output("counters", "children"),
         Output("alert-count", "children"),
-        Output("list-sig", "data"),
+        Output("panel-sig", "data"),
         Output("alarm-ids", "data"),
         Input("tick", "n_intervals"),
-        Input("map-kick", "data"),
-        State("list-sig", "data"),
+        Input("action-kick", "data"),
+        State("panel-sig", "data"),
     )
     def _refresh(_n: int, _kick: Any, sig: dict[str, Any] | None) -> tuple:
         if (sig or {}).get("v") == d.state.version:
@@ -108,7 +108,7 @@ def register(app: Dash, d: Any) -> None:
                 loud_ids(live))
 
     @app.callback(
-        Output("map-kick", "data"),
+        Output("action-kick", "data"),
         Output("action-msg", "children"),
         Output("action-note", "value"),
         Input({"type": "ack-btn", "index": ALL}, "n_clicks"),
@@ -139,7 +139,7 @@ def register(app: Dash, d: Any) -> None:
         return trig["index"], True, f"确认该警情已处置完毕并解除？\n{what}"
 
     @app.callback(
-        Output("map-kick", "data", allow_duplicate=True),
+        Output("action-kick", "data", allow_duplicate=True),
         Output("action-msg", "children", allow_duplicate=True),
         Output("action-note", "value", allow_duplicate=True),
         Input("confirm-resolve", "submit_n_clicks"),

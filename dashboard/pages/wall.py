@@ -84,7 +84,7 @@ def layout(**_kw: Any) -> html.Div:
     return html.Div(
         className="body wall-body",
         children=[
-            dcc.Store(id="wall-sig", data=sig),
+            dcc.Store(id="panel-sig", data=sig),
             dcc.Store(id="wall-focus", data=focus),
             html.Div(id="fly-sink", hidden=True),
             html.Div(id="wall-sound-sink", hidden=True),
@@ -116,10 +116,10 @@ def register(app: Dash, d: Any) -> None:
         Output("wall-banner", "className"),
         Output("wall-ticker", "children"),
         Output("wall-list", "children"),
-        Output("wall-sig", "data"),
+        Output("panel-sig", "data"),
         Output("wall-focus", "data"),
         Input("tick", "n_intervals"),
-        State("wall-sig", "data"),
+        State("panel-sig", "data"),
     )
     def _refresh(_n: int, sig: dict[str, Any] | None) -> tuple:
         if (sig or {}).get("v") == d.state.version:
