@@ -165,7 +165,8 @@ def browser_side(tmp: Path) -> dict[str, Any]:
         ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
         page = ctx.new_page()
         sizes: list[int] = []
-        page.on("requestfinished", lambda r: sizes.append(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"]))
+        page.on("requestfinished",
+                lambda r: sizes.append(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"]))
         t0 = time.monotonic()
         page.goto(url + "/")
         page.wait_for_function(MAP_IDLE_JS, timeout=120_000)
