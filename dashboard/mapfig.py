@@ -280,7 +280,7 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
             lat=rv["lat"],
             mode="markers",
             name="近期解除",
-            marker={"size": 13, "color": rv["color"], "opacity": 0.35},
+            marker={"size": 16, "color": rv["color"], "opacity": 0.45},
             customdata=rv["custom"],
             hovertemplate="<b>%{customdata[0]} · 已解除</b><br>%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
         )

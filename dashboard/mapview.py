@@ -68,7 +68,6 @@ def map_block(d: Any, wall: bool) -> html.Div:
             dcc.Interval(id="tick", interval=max(500, d.settings.dashboard_refresh_ms)),
             dcc.Interval(id="pulse", interval=PULSE_MS),
             dcc.Store(id="map-sig", data=sig),
-            dcc.Store(id="action-kick"),  # an action on this page: its list refreshes at once
             dcc.Store(id="map-ready", data=False),
             html.Div(id="pulse-sink", hidden=True),
             html.Div(id="toggle-sink", hidden=True),

@@ -182,7 +182,17 @@
                 var g = gd(), m = mapOf(g);
                 if (!focus || !isReady || !m || g._scFlown === focus.id) { return NO(); }
                 g._scFlown = focus.id;
-                try { m.flyTo({center: [focus.lon, focus.lat], zoom: Math.max(m.getZoom(), 16), speed: 0.8}); } catch (e) { /* gone */ }
+                // After the first fit to the screen has settled (a relayout would cut the flight short).
+                setTimeout(function () {
+                    try {
+                        // When the flight ends, tell plotly, or its next update would put the old view back.
+                        m.once('moveend', function () {
+                            var c = m.getCenter();
+                            window.Plotly.relayout(g, {'map.center': {lon: c.lng, lat: c.lat}, 'map.zoom': m.getZoom()});
+                        });
+                        m.flyTo({center: [focus.lon, focus.lat], zoom: Math.max(m.getZoom(), 16.2), speed: 0.8});
+                    } catch (e) { /* the page changed meanwhile */ }
+                }, 1200);
                 return focus.id;
             },
             // ... and sounds, once per new alert, if sound was switched on by a click on the wall.

@@ -36,7 +36,8 @@ def device_rows(d: Any, compound_id: str, devices: list[Any]) -> tuple[list[Any]
             err = str(exc)
             break
     rows = []
-    for dev in sorted(devices, key=lambda x: (x.kind, x.device_id))[:MAX_ROWS]:
+    order = {k: i for i, k in enumerate(KINDS)}
+    for dev in sorted(devices, key=lambda x: (order.get(x.kind, 9), x.device_id))[:MAX_ROWS]:
         row = latest.get(dev.device_id, {})
         main, _agg = trends.COMPOUND_METRICS.get(dev.kind, ("", ""))
         unit = METRICS.get(dev.kind, {}).get(main)

@@ -34,6 +34,8 @@ def console(d: Any) -> html.Aside:
         id="side",
         children=[
             dcc.Store(id="panel-sig", data={"v": live.version}),
+            dcc.Store(id="action-kick"),  # an action on this page: its list refreshes at once
+            dcc.Interval(id="home-tick", interval=max(500, d.settings.dashboard_refresh_ms)),
             dcc.Store(id="pending-resolve"),
             dcc.Store(id="alarm-ids", data=loud_ids(live)),
             dcc.ConfirmDialog(id="confirm-resolve"),
@@ -95,7 +97,7 @@ def register(app: Dash, d: Any) -> None:
         Output("alert-count", "children"),
         Output("panel-sig", "data"),
         Output("alarm-ids", "data"),
-        Input("tick", "n_intervals"),
+        Input("home-tick", "n_intervals"),
         Input("action-kick", "data"),
         State("panel-sig", "data"),
     )

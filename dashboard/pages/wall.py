@@ -85,6 +85,7 @@ def layout(**_kw: Any) -> html.Div:
         className="body wall-body",
         children=[
             dcc.Store(id="panel-sig", data=sig),
+            dcc.Interval(id="wall-tick", interval=max(500, d.settings.dashboard_refresh_ms)),
             dcc.Store(id="wall-focus", data=focus),
             html.Div(id="fly-sink", hidden=True),
             html.Div(id="wall-sound-sink", hidden=True),
@@ -118,7 +119,7 @@ def register(app: Dash, d: Any) -> None:
         Output("wall-list", "children"),
         Output("panel-sig", "data"),
         Output("wall-focus", "data"),
-        Input("tick", "n_intervals"),
+        Input("wall-tick", "n_intervals"),
         State("panel-sig", "data"),
     )
     def _refresh(_n: int, sig: dict[str, Any] | None) -> tuple:

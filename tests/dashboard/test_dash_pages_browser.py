@@ -114,7 +114,9 @@ def live_site(settings: Settings) -> Iterator[tuple[str, Settings, dict[str, Any
 
 
 def watch(page: Any, errors: list[str], requests: list[str]) -> None:
+    """Page errors, and console errors (Dash reports a broken callback wiring there), fail the test."""
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("request", lambda r: requests.append(r.url))
 
 
