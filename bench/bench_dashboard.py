@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DRAWN_JS = """() => { const g = document.querySelector('#onemap .js-plotly-plot');
+  return !!(g && g.data && g.layout.meta && (g.data[g.layout.meta.traces.core].lon || []).length > 0); }"""
 MAP_IDLE_JS = """() => { const gd = document.querySelector('#onemap .js-plotly-plot');
   const sp = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
   return !!(sp && sp.map && sp.map.loaded()); }"""
@@ -189,6 +191,10 @@ def browser_side(tmp: Path) -> dict[str, Any]:
             print("appeared", appear[-1], flush=True)
             wall.wait_for_function("() => document.querySelector('#wall-tiles').innerText.includes('1\\n未处置')",
                                    timeout=60_000)
+            # A person reads the alert before clicking: both maps have drawn it by then.
+            for pg in (page, wall):
+                pg.wait_for_function(DRAWN_JS, timeout=60_000)
+                pg.wait_for_function(MAP_IDLE_JS, timeout=60_000)
             t2 = time.monotonic()
             page.click("#alert-list .btn-ack")
             print("clicked", time.monotonic() - t2, page.inner_text("#action-msg"), flush=True)

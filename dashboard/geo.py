@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -140,11 +141,18 @@ class MapData:
         self._layers: BaseLayers | None = None
         self._layers_key: tuple[tuple[str, int], ...] | None = None
         self._next_check = 0.0
+        self._lock = threading.Lock()
         self._watcher: RegistryWatcher | None = None
 
     def layers(self) -> BaseLayers:
         """The layers, re-checking their files at most every LAYERS_CHECK_S (a refresh must stay cheap)."""
         now = time.monotonic()
+        if self._layers is not None and now < self._next_check:
+            return self._layers
+        with self._lock:
+            return self._load_layers(now)
+
+    def _load_layers(self, now: float) -> BaseLayers:
         if self._layers is not None and now < self._next_check:
             return self._layers
         self._next_check = now + LAYERS_CHECK_S
@@ -167,7 +175,9 @@ class MapData:
             if self._watcher is None:
                 from core.registry import RegistryWatcher, ensure_registry
 
-                self._watcher = RegistryWatcher(ensure_registry(self.settings), self.settings.registry_poll_s)
+                with self._lock:  # the live-state thread and a request may both ask first: seed once
+                    if self._watcher is None:
+                        self._watcher = RegistryWatcher(ensure_registry(self.settings), self.settings.registry_poll_s)
             return self._watcher.current()
         except Exception:
             log.exception("device registry not loaded")

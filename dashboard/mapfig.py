@@ -114,7 +114,7 @@ def base_layers(base: BaseLayers) -> list[dict[str, Any]]:
             minzoom=COMPOUND_LABEL_MINZOOM,
             below="",
             symbol={"text": "{name}", "icon": "", "placement": "point",
-                    "textfont": {"size": 15, "color": "#f2f6fc"}, "textposition": "bottom center"},
+                    "textfont": {"size": 18, "color": "#f2f6fc"}, "textposition": "bottom center"},
         )
     )
     return layers

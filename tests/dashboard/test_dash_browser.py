@@ -18,7 +18,7 @@ from alerts.store import AlertStore, store_path
 from core.contract import COMMUNITIES, Alert
 from core.settings import Settings
 from dashboard.app import create_app
-from dashboard.mapfig import T_COMPOUNDS, T_HALO
+from dashboard.mapfig import T_COMPOUNDS, T_HALO, T_RESOLVED
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.browser
@@ -182,6 +182,22 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
         page.click(".btn-resolve")
         assert wait_with(page, lambda: store.get(alert.alert_id).state == "resolved")  # type: ignore[union-attr]
         page.wait_for_selector("text=当前无未解除告警", timeout=15_000)
+        # Resolved, it stays on the map a while, faded, and a click on it opens the alert's page.
+        page.wait_for_function(
+            f"() => (document.querySelector('#onemap .js-plotly-plot').data[{T_RESOLVED}].lon || []).length === 1",
+            timeout=30_000,
+        )
+        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        xy = page.evaluate(f"""() => {{ const g = document.querySelector('#onemap .js-plotly-plot');
+            const m = g._fullLayout.map._subplot.map, t = g.data[{T_RESOLVED}];
+            const p = m.project([t.lon[0], t.lat[0]]), r = m.getCanvas().getBoundingClientRect();
+            return [p.x + r.left, p.y + r.top]; }}""")
+        page.mouse.move(xy[0], xy[1])
+        page.wait_for_timeout(300)
+        page.mouse.click(xy[0], xy[1])
+        page.wait_for_url(f"**/alerts/{alert.alert_id}", timeout=30_000)
+        page.wait_for_selector("#alert-head", timeout=30_000)
+        assert "已解除" in page.inner_text("#alert-head")
         browser.close()
     store.close()
 
