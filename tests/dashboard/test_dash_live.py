@@ -132,13 +132,16 @@ def test_trends_raw_points_and_rollups_downsampled_on_the_server(settings: Setti
     now = time.time()
     write_gas(influx, dev, now - 7200, 7200, 1.0, lambda i: i % 100)  # 2 h of 1 s points
     got = trends.series(influx, "gas", ["lel_pct", "co_ppm"], "device_id", dev.device_id, now - 3600, now)
-    lel = got[0]
+    lel, lel_dev = got[0], dev.device_id
     assert lel.source == "autogen" and 0 < len(lel.y) <= trends.MAX_POINTS
     assert lel.step_s == 2 and max(lel.hi) == 99.0 and min(lel.lo) == 0.0  # type: ignore[type-var]
     assert got[1].y and set(got[1].y) == {1.0}
 
-    # 7 days: read from the 1-minute rollups (written here the way the continuous query writes them).
+    # 7 days: read from the 1-minute rollups (written here the way the continuous query writes them),
+    # for a device without raw points (so the real continuous query adds nothing to its series).
     assert ensure_retention(influx, 30, 400)
+    reg = MapData(settings).registry()
+    dev = next(d for d in reg.values() if d.kind == "gas" and d.device_id != dev.device_id)
     lines = []
     for i in range(7 * 1440):
         t = int((now - 7 * 86400 + i * 60) * 1000)
@@ -154,7 +157,7 @@ def test_trends_raw_points_and_rollups_downsampled_on_the_server(settings: Setti
     assert set(week.y) == {5.0} and max(week.hi) == 9.0  # type: ignore[type-var]
 
     # A device without rollups still gets its week, from raw points grouped on the server.
-    other = next(d for d in MapData(settings).registry().values() if d.kind == "gas" and d.device_id != dev.device_id)
+    other = next(d for d in reg.values() if d.kind == "gas" and d.device_id not in (dev.device_id, lel_dev))
     write_gas(influx, other, now - 3 * 86400, 300, 600, lambda i: 3)
     week2 = trends.series(influx, "gas", ["lel_pct"], "device_id", other.device_id, now - 7 * 86400, now)[0]
     assert week2.source == "autogen" and week2.y and set(week2.y) == {3.0}
