@@ -18,7 +18,7 @@ from alerts.store import AlertStore, store_path
 from core.contract import COMMUNITIES, Alert
 from core.settings import Settings
 from dashboard.app import create_app
-from dashboard.mapfig import T_COMPOUNDS, T_HALO, T_RESOLVED
+from dashboard.mapfig import T_COMPOUNDS, T_DEVICES, T_HALO, T_RESOLVED
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.browser
@@ -142,6 +142,16 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
         assert sorted(labels) == sorted(COMMUNITIES.values())  # the map's own labels, drawn last
         assert "当前无未解除告警" in body
         page.screenshot(path="/tmp/dash_quiet.png")
+
+        # Layer toggles: "alerts only" hides compounds, units, shops and devices; unticked, they come back.
+        vis = f"() => document.querySelector('#onemap .js-plotly-plot').data.slice({T_COMPOUNDS}, {T_DEVICES} + 1)" \
+              ".map(t => t.visible)"
+        page.click(".layer-panel summary")
+        page.click(".layer-item:has-text('仅告警')")
+        page.wait_for_function(f"() => ({vis})().every(v => v === false)", timeout=15_000)
+        page.click(".layer-item:has-text('仅告警')")
+        page.wait_for_function(f"() => ({vis})().every(v => v === true)", timeout=15_000)
+        page.click(".layer-panel summary")
 
         alert = red_alert(store, settings)
         t1 = time.monotonic()
