@@ -1,23 +1,263 @@
-"""Verb: `alerts` runs the rule engine."""
+"""Verbs: `alerts` runs the rule engine; `notify test|check|status` for the notification channels;
+`report` writes the period report; `dispatch` and `archive` close the loop from a terminal (the same
+store steps as the dashboard's /api)."""
 
 from __future__ import annotations
 
 import argparse
-import signal
+import sys
+import time
+from pathlib import Path
 
+import orjson
+
+from core import procs
 from core.settings import Settings
+
+TEST_KINDS = ("wecom", "dingtalk", "webhook", "email", "sms")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("alerts", help="run the alert rule engine")
     p.set_defaults(func=run_alerts)
 
+    n = sub.add_parser("notify", help="notification channels: send a test message, check the files")
+    nsub = n.add_subparsers(dest="notify_cmd", required=True)
+    t = nsub.add_parser("test", help="send a test message through one channel, exactly as an alert would go")
+    t.add_argument("--channel", required=True, choices=TEST_KINDS)
+    t.add_argument("--url", required=True, help="the robot's / webhook's full URL, or smtp://host:port for email")
+    t.add_argument("--secret", help="DingTalk signing secret (加签)")
+    t.add_argument("--to", help="e-mail address (email), or a mobile to @-mention / text (wecom, dingtalk, sms)")
+    t.add_argument("--from", dest="sender", help="e-mail sender address")
+    t.set_defaults(func=run_notify_test)
+    c = nsub.add_parser("check", help="check the roster and channels files (file:line: reason)")
+    c.add_argument("--roster", help="roster file (default: SC_ALERTS_ROSTER_FILE or the bundled one)")
+    c.add_argument("--channels", help="channels file (default: SC_ALERTS_CHANNELS_FILE)")
+    c.set_defaults(func=run_notify_check)
+    s = nsub.add_parser("status", help="each channel's cursor and pending notifications (JSON)")
+    s.set_defaults(func=run_notify_status)
+    r = sub.add_parser("report", help="write the period report (HTML with charts, and CSV) per community",
+                       description="Alerts by kind and severity, times to acknowledge / arrive / resolve "
+                                   "(median, p90), alerts by compound, repeat devices, open dispatches.")
+    r.add_argument("--month", help="a month in Beijing time, e.g. 2026-11 (default: this month)")
+    r.add_argument("--from", dest="first", help="first day YYYY-MM-DD (with --to, instead of --month)")
+    r.add_argument("--to", dest="last", help="last day YYYY-MM-DD, inclusive")
+    r.add_argument("--community", help="only this community")
+    r.add_argument("--out", help="folder to write into (default SC_DATA_DIR/reports)")
+    r.set_defaults(func=run_report)
+
+    d = sub.add_parser("dispatch", help="dispatch an alert to a team or person (派单); prints the field link")
+    d.add_argument("alert_id")
+    d.add_argument("--team", required=True, help="team id from the teams file (see --list)")
+    d.add_argument("--member", help="one member of the team (default: the whole team is told)")
+    d.add_argument("--deadline-min", type=float, default=30.0, help="minutes to accept (default 30)")
+    d.add_argument("--by", required=True, help="who dispatches (the operator's name)")
+    d.add_argument("--note", help="a note for the assignee")
+    d.set_defaults(func=run_dispatch)
+
+    a = sub.add_parser("archive", help="close out a resolved alert with a cause (归档), or list what is pending")
+    a.add_argument("alert_id", nargs="?")
+    a.add_argument("--cause", help="cause category (run with --pending to see them)")
+    a.add_argument("--by", help="who archives")
+    a.add_argument("--note")
+    a.add_argument("--pending", action="store_true", help="list resolved red/orange alerts not archived yet")
+    a.set_defaults(func=run_archive)
+
 
 def run_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.configfile import ConfigError
     from alerts.service import AlertService
 
-    svc = AlertService(settings)
-    signal.signal(signal.SIGTERM, lambda *_: svc.stop())
-    signal.signal(signal.SIGINT, lambda *_: svc.stop())
+    try:
+        svc = AlertService(settings)
+    except ConfigError as exc:
+        print(f"smartcommunity alerts: refused:\n{exc}", file=sys.stderr)
+        return 2
+    procs.on_stop(svc.stop)
     svc.run_forever()
+    return 0
+
+
+def sample_alert(settings: Settings) -> tuple[object, object]:
+    """A realistic alert on the first gas device of the registry, with its surroundings."""
+    from alerts.context import Surroundings
+    from alerts.message import Places
+    from core.contract import Alert
+    from core.registry import system_registry
+    from core.timebase import now_iso
+
+    reg = system_registry(settings)
+    dev = next((d for d in reg.values() if d.kind == "gas"), None) or next(iter(reg.values()))
+    try:
+        nearby = Surroundings(settings.alerts_nearby_radius_m).around(dev.lon, dev.lat)
+    except Exception:
+        nearby = None
+    now = now_iso()
+    alert = Alert(alert_id="a-test0000000000", rule="gas_lel_high", severity="red", state="active",
+                  community=dev.community, compound_id=dev.compound_id, device_id=dev.device_id, kind="gas",
+                  metric="lel_pct", value=31.2, threshold=25, lon=dev.lon, lat=dev.lat, started_at=now,
+                  updated_at=now, message="燃气浓度 31.2 %LEL ≥ 25 %LEL", nearby=nearby, escalation_tier=1)
+    return alert, Places(reg.get).of(dev.community, dev.compound_id, dev.device_id)
+
+
+def run_notify_test(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.channels.base import DeliveryError, Target
+    from alerts.channels.config import make_channel
+    from alerts.message import compose
+    from alerts.roster import Person
+
+    kind = "sms" if args.channel == "sms" else args.channel
+    if kind == "email" and not args.to:
+        print("notify test: --to ADDRESS is required for email", file=sys.stderr)
+        return 2
+    opts = {"from": args.sender} if kind == "email" and args.sender else {}
+    try:
+        ch = make_channel(Target(id=f"test-{kind}", kind=kind, url=args.url, secret=args.secret, options=opts),
+                          settings.notify_timeout_s)
+    except ValueError as exc:
+        print(f"notify test: {exc}", file=sys.stderr)
+        return 2
+    people = []
+    if args.to:
+        people = [Person(name="测试接收人", email=args.to)] if kind == "email" else [
+            Person(name="测试接收人", phone=args.to, wecom=args.to, dingtalk=args.to)]
+    alert, place = sample_alert(settings)
+    message = compose(alert, "test", place, public_url=settings.public_base_url)  # type: ignore[arg-type]
+    try:
+        ch.send(message, people, alert=alert.as_json())  # type: ignore[attr-defined]
+    except DeliveryError as exc:
+        print(f"notify test: {kind} not delivered: {exc.text}", file=sys.stderr)
+        return 1
+    finally:
+        ch.close()
+    print(f"notify test: delivered through {kind} to {args.url.split('?')[0]}")
+    return 0
+
+
+def run_notify_check(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.channels.config import parse_channels
+    from alerts.configfile import ConfigError
+    from alerts.roster import BUNDLED_ROSTER, parse_roster
+
+    roster = Path(args.roster or settings.alerts_roster_file or BUNDLED_ROSTER)
+    channels = args.channels or settings.alerts_channels_file
+    bad = 0
+    for path, parse in ((roster, parse_roster), (Path(channels) if channels else None, parse_channels)):
+        if path is None:
+            continue
+        try:
+            parse(path)  # type: ignore[operator]
+            print(f"{path}: ok")
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            bad += 1
+    return 1 if bad else 0
+
+
+def run_notify_status(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.delivery import cursor_dir, outbox_path
+
+    out: dict[str, object] = {"outbox": str(outbox_path(settings.data_path))}
+    size = outbox_path(settings.data_path).stat().st_size if outbox_path(settings.data_path).exists() else 0
+    out["outbox_bytes"] = size
+    cursors = {}
+    for f in sorted(cursor_dir(settings.data_path).glob("*.json")):
+        try:
+            d = orjson.loads(f.read_bytes())
+            cursors[f.stem] = {"behind_bytes": size - int(d["offset"]), "finished_ahead": len(d.get("done", []))}
+        except (OSError, ValueError, KeyError):
+            cursors[f.stem] = {"error": "unreadable"}
+    out["cursors"] = cursors
+    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+def run_report(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.report import Period, build_report, place_names, plotly_inline, to_csv, to_html
+    from alerts.store import AlertStore, store_path
+    from core.contract import COMMUNITIES
+
+    try:
+        if args.first or args.last:
+            if not (args.first and args.last):
+                raise ValueError("give both --from and --to")
+            period = Period.days(args.first, args.last)
+        else:
+            period = Period.month(args.month) if args.month else Period.this_month()
+        if args.community and args.community not in COMMUNITIES:
+            raise ValueError(f"unknown community {args.community!r}; use {', '.join(COMMUNITIES)}")
+    except ValueError as exc:
+        print(f"smartcommunity report: {exc}", file=sys.stderr)
+        return 2
+    store = AlertStore(store_path(settings.data_path))
+    try:
+        names, devices = place_names(settings)
+        rep = build_report(store, period, args.community, now=time.time(), compound_names=names,
+                           device_places=devices)
+    finally:
+        store.close()
+    out = Path(args.out) if args.out else settings.data_path / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"report-{period.label}" + (f"-{args.community}" if args.community else "")
+    csv_path, html_path = out / f"{stem}.csv", out / f"{stem}.html"
+    csv_path.write_text(to_csv(rep), encoding="utf-8")
+    html_path.write_text(to_html(rep, plotly_inline()), encoding="utf-8")
+    print(f"{html_path}\n{csv_path}")
+    return 0
+
+
+def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.dispatch import DispatchBook, Refused, link_for
+    from alerts.report import place_names
+    from alerts.store import AlertStore, store_path
+    from alerts.teams import TeamsError, load_teams
+    from core.timebase import iso
+
+    try:
+        teams = load_teams(settings.dispatch_teams_file)
+    except TeamsError as exc:
+        print(f"smartcommunity dispatch: {exc}", file=sys.stderr)
+        return 2
+    team = teams.get(args.team)
+    if team is None:
+        print(f"smartcommunity dispatch: unknown team {args.team!r}; use {', '.join(teams.teams)}", file=sys.stderr)
+        return 2
+    member = team.member(args.member) if args.member else None
+    if args.member and member is None:
+        print(f"smartcommunity dispatch: team {team.team_id} has no member {args.member!r}", file=sys.stderr)
+        return 2
+    store = AlertStore(store_path(settings.data_path))
+    try:
+        now = time.time()
+        book = DispatchBook(store, settings, places=lambda: place_names(settings))
+        d = book.create(args.alert_id, team, member, iso(now + args.deadline_min * 60), args.by, args.note, now)
+    except Refused as exc:
+        print(f"smartcommunity dispatch: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{d.dispatch_id}\t{d.assignee}\t{link_for(settings, d)}")
+    return 0
+
+
+def run_archive(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.archive import archive, pending
+    from alerts.dispatch import CAUSES, Refused
+    from alerts.store import AlertStore, store_path
+    from core.timebase import now_iso
+
+    store = AlertStore(store_path(settings.data_path))
+    try:
+        if args.pending or not args.alert_id:
+            for a in pending(store):
+                print(f"{a.alert_id}\t{a.severity}\t{a.community}\t{a.started_at}\t{a.message}")
+            print("causes: " + " | ".join(CAUSES), file=sys.stderr)
+            return 0
+        if not args.cause or not args.by:
+            print("smartcommunity archive: --cause and --by are required", file=sys.stderr)
+            return 2
+        done = archive(store, args.alert_id, args.by, args.cause, args.note, now_iso())
+    except Refused as exc:
+        print(f"smartcommunity archive: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{done.alert_id} archived by {done.archived_by}: {done.cause}")
     return 0

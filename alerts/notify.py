@@ -1,127 +1,99 @@
-"""Telling on-call staff: who (the roster), when (raise, escalation, resolution) and how.
-
-Every notification is appended to `SC_DATA_DIR/alerts/outbox.jsonl` (the durable record an SMS
-or voice gateway consumes) and, when `SC_ALERTS_WEBHOOK_URL` is set, POSTed there by a
-background thread with retries, so a slow gateway never holds up the rule engine.
+"""Telling on-call staff: who (the roster, alerts/roster.py), when (raise, escalation, resolution),
+and what (alerts/message.py). Each notification is appended to the outbox
+(`SC_DATA_DIR/alerts/outbox.jsonl`), from which every configured channel delivers it on its own
+(alerts/delivery.py): the engine never waits for a robot, a mail server or a gateway.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-import requests
-import yaml
-
+from alerts.delivery import Outbox
+from alerts.message import Message, Places, compose
+from alerts.roster import Person, Roster, load_roster
 from core.contract import Alert
-from core.severity import label as severity_label
-from core.timebase import epoch
+from core.timebase import epoch, iso
 
 log = logging.getLogger(__name__)
 
-BUNDLED_ROSTER = Path(__file__).with_name("oncall.yaml")
+__all__ = ["Escalation", "Notifier", "load_roster"]
 
-
-@dataclass(frozen=True)
-class Roster:
-    tiers: dict[str, list[list[dict[str, str]]]]
-    escalate_after_s: dict[str, float]
-
-    def contacts(self, community: str, tier: int) -> list[dict[str, str]]:
-        chain = self.tiers.get(community, []) + self.tiers.get("*", [])
-        return chain[tier - 1] if 0 < tier <= len(chain) else []
-
-    def max_tier(self, community: str) -> int:
-        return len(self.tiers.get(community, []) + self.tiers.get("*", []))
-
-
-def load_roster(path: Path | None = None) -> Roster:
-    p = path or BUNDLED_ROSTER
-    doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    tiers = doc.get("tiers") or {}
-    if not isinstance(tiers, dict) or not all(isinstance(v, list) for v in tiers.values()):
-        raise ValueError(f"{p}: `tiers` must map a community (or '*') to a list of tiers")
-    esc = {str(k): float(v) for k, v in (doc.get("escalate_after_s") or {}).items()}
-    return Roster(tiers, esc)
+Record = Callable[[str, str, dict[str, Any]], None]  # (alert_id, event, data): a timeline step
 
 
 class Notifier:
-    def __init__(self, outbox: Path, webhook_url: str | None = None, retries: int = 5) -> None:
-        outbox.parent.mkdir(parents=True, exist_ok=True)
-        self.outbox = outbox
-        self.webhook_url = webhook_url
-        self.retries = retries
-        self.failed = 0
-        self._q: queue.Queue[dict[str, Any]] = queue.Queue()
-        if webhook_url:
-            threading.Thread(target=self._send_loop, name="notify-webhook", daemon=True).start()
+    """Composes the message once and appends it, with its recipients, to the outbox."""
 
-    def notify(self, alert: Alert, event: str, tier: int, contacts: list[dict[str, str]]) -> dict[str, Any]:
-        note = {
-            "at": time.time(), "event": event, "tier": tier, "to": contacts,
-            "alert_id": alert.alert_id, "severity": alert.severity, "state": alert.state,
-            "community": alert.community, "compound_id": alert.compound_id,
-            "text": f"[{severity_label(alert.severity)}预警] {alert.message}"
-                    f" ({alert.community}/{alert.compound_id}, {alert.device_id})",
+    def __init__(self, outbox: Path | Outbox, places: Places | None = None, public_url: str | None = None,
+                 record: Record | None = None) -> None:
+        self.outbox = outbox if isinstance(outbox, Outbox) else Outbox(outbox)
+        self.places = places or Places()
+        self.public_url = public_url
+        self.record = record
+
+    def notify(self, alert: Alert, event: str, tier: int, contacts: list[Person]) -> dict[str, Any]:
+        place = self.places.of(alert.community, alert.compound_id, alert.device_id)
+        message = compose(alert, event, place, tier=tier, public_url=self.public_url)
+        return self.append(message, contacts, event=event, tier=tier, alert=alert)
+
+    def append(self, message: Message, contacts: list[Person], *, event: str, tier: int = 1,
+               alert: Alert | None = None, community: str | None = None) -> dict[str, Any]:
+        entry = {
+            "at": time.time(), "event": event, "tier": tier, "to": [c.as_json() for c in contacts],
+            "alert_id": alert.alert_id if alert else message.alert_id,
+            "severity": alert.severity if alert else message.severity,
+            "community": alert.community if alert else community,
+            "text": message.plain(), "message": message.as_json(),
+            "alert": alert.as_json() if alert else None,
         }
-        with self.outbox.open("ab") as fh:
-            fh.write(orjson.dumps(note) + b"\n")
-        if self.webhook_url:
-            self._q.put(note)
-        return note
-
-    def _send_loop(self) -> None:
-        session = requests.Session()
-        while True:
-            note = self._q.get()
-            delay = 1.0
-            for attempt in range(self.retries):
-                try:
-                    r = session.post(self.webhook_url or "", json=note, timeout=5)
-                    if r.status_code < 300:
-                        break
-                    err = f"HTTP {r.status_code}"
-                except requests.RequestException as exc:
-                    err = str(exc)
-                log.warning("webhook attempt %d for %s failed: %s", attempt + 1, note["alert_id"], err)
-                time.sleep(delay)
-                delay = min(delay * 2, 30)
-            else:
-                self.failed += 1
-                log.error("could not deliver the notification for %s; it stays in %s",
-                          note["alert_id"], self.outbox)
+        return self.outbox.append(entry)
 
 
 class Escalation:
     """Tier 1 is told when an alert is raised; while nobody acknowledges it, the next tier is
-    told every `escalate_after_s[severity]`; everyone told hears of the resolution."""
+    told every `escalate_after_s[severity]`; everyone told hears of the resolution. Who is on a
+    tier depends on the shift at that moment (alerts/roster.py)."""
 
-    def __init__(self, roster: Roster, notifier: Notifier) -> None:
-        self.roster = roster
+    def __init__(self, roster: Roster | Callable[[], Roster], notifier: Notifier) -> None:
+        self._roster = roster
         self.notifier = notifier
+
+    @property
+    def roster(self) -> Roster:
+        r = self._roster
+        return r if isinstance(r, Roster) else r()
 
     def raised(self, alert: Alert) -> None:
         self.notifier.notify(alert, "raised", 1, self.roster.contacts(alert.community, 1))
 
     def due_tier(self, alert: Alert, now: float) -> int | None:
         """The tier to escalate to now, or None."""
-        after = self.roster.escalate_after_s.get(alert.severity)
+        roster = self.roster
+        after = roster.escalate_after_s.get(alert.severity)
         tier = alert.escalation_tier or 1
-        if after is None or alert.state != "active" or tier >= self.roster.max_tier(alert.community):
+        if after is None or alert.state != "active" or tier >= roster.max_tier(alert.community):
             return None
         return tier + 1 if now - epoch(alert.started_at) >= after * tier else None
 
     def escalated(self, alert: Alert) -> None:
         tier = alert.escalation_tier or 1
-        self.notifier.notify(alert, "escalated", tier, self.roster.contacts(alert.community, tier))
+        people = self.roster.contacts(alert.community, tier)
+        if self.notifier.record is not None:
+            try:
+                self.notifier.record(alert.alert_id, "escalated",
+                                     {"tier": tier, "to": [p.name for p in people], "at": iso(time.time())})
+            except Exception:
+                log.exception("could not record the escalation of %s", alert.alert_id)
+        self.notifier.notify(alert, "escalated", tier, people)
 
     def resolved(self, alert: Alert) -> None:
-        told = [c for t in range(1, (alert.escalation_tier or 1) + 1)
-                for c in self.roster.contacts(alert.community, t)]
-        self.notifier.notify(alert, "resolved", alert.escalation_tier or 1, told)
+        roster = self.roster
+        told: dict[str, Person] = {}
+        for t in range(1, (alert.escalation_tier or 1) + 1):
+            for p in roster.contacts(alert.community, t, epoch(alert.started_at)):
+                told.setdefault(p.pid or p.name, p)
+        self.notifier.notify(alert, "resolved", alert.escalation_tier or 1, list(told.values()))

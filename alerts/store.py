@@ -89,6 +89,14 @@ class AlertStore:
         with self._tx() as db:
             self._step(db, alert_id, event, at, by, note, data)
 
+    def record_many(self, steps: list[tuple[str, str, str, str | None, str | None, dict[str, Any] | None]]) -> None:
+        """Append several steps, (alert_id, event, at, by, note, data) each, in one transaction."""
+        if not steps:
+            return
+        with self._tx() as db:
+            for alert_id, event, at, by, note, data in steps:
+                self._step(db, alert_id, event, at, by, note, data)
+
     def timeline(self, alert_id: str) -> list[Step]:
         """Every step of one alert, oldest first."""
         with self._lock:

@@ -23,6 +23,7 @@ class Event(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     NOTE = "note"
     DISPATCHED = "dispatched"  # data: team, assignee, deadline
+    DISPATCH_CANCELLED = "dispatch_cancelled"  # data: dispatch_id (the operator took it back)
     ACCEPTED = "accepted"
     ARRIVED = "arrived"
     FEEDBACK = "feedback"  # data: cause, action, photos
@@ -43,6 +44,7 @@ EVENT_LABEL: dict[str, str] = {
     Event.ACKNOWLEDGED: "已确认",
     Event.NOTE: "备注",
     Event.DISPATCHED: "已派单",
+    Event.DISPATCH_CANCELLED: "派单撤回",
     Event.ACCEPTED: "已接单",
     Event.ARRIVED: "已到场",
     Event.FEEDBACK: "现场反馈",

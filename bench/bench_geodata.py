@@ -49,14 +49,14 @@ def main() -> int:
     import numpy as np
 
     from core.geojson_io import write_feature_collection
-    from core.registry import load_registry
+    from core.registry import REGISTRY_FILE_NAME, load_registry
     from geodata.devplan import synth_features
     from geodata.layers import load_bundled_layers
     from geodata.spatial import SpatialIndex
 
     layers = load_bundled_layers()
     tmp = Path(tempfile.mkdtemp(prefix="bench_geodata_"))
-    reg_path = tmp / "devices.geojson"
+    reg_path = tmp / REGISTRY_FILE_NAME
     t = time.perf_counter()
     write_feature_collection(reg_path, synth_features(layers, args.devices, seed=7), name="devices")
     print(f"synth {args.devices:,} devices: {time.perf_counter() - t:.2f} s ({reg_path.stat().st_size / 1e6:.1f} MB)")

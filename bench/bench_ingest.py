@@ -40,7 +40,7 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import heartbeat  # noqa: E402
+from core import heartbeat, procs  # noqa: E402
 from core.contract import Device  # noqa: E402
 from core.influx import InfluxClient  # noqa: E402
 from core.lineprotocol import to_line  # noqa: E402
@@ -116,11 +116,11 @@ def publish(port: int, msgs: list[Msg], rate: float = 0) -> float:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     parts = [msgs[i::PUBLISHERS] for i in range(PUBLISHERS)]
-    procs = [ctx.Process(target=publish_proc, args=(port, p, rate / PUBLISHERS, q)) for p in parts]
-    for p in procs:
+    pubs = [procs.process(ctx, publish_proc, (port, p, rate / PUBLISHERS, q)) for p in parts]
+    for p in pubs:
         p.start()
-    results = [q.get(timeout=600) for _ in procs]
-    for p in procs:
+    results = [q.get(timeout=600) for _ in pubs]
+    for p in pubs:
         p.join()
     return sum(n for n, _ in results) / max(dt for _, dt in results)
 
@@ -241,7 +241,7 @@ class IngestProc:
         with self.log_path.open("ab") as logf:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "smartcommunity", "ingest", "--workers", str(self.workers)],
-                cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
+                cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT, preexec_fn=procs.preexec())
 
     def snaps(self) -> list[dict[str, Any]]:
         return [h for h in heartbeat.read_all(self.s.data_path, "ingest") if h.get("fresh")]
@@ -262,8 +262,8 @@ class IngestProc:
     def sample_rss(self) -> None:
         assert self.proc
         try:
-            procs = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
-            rss = max(p.memory_info().rss for p in procs)
+            tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+            rss = max(p.memory_info().rss for p in tree)
             self.peak_rss = max(self.peak_rss, rss)
         except psutil.Error:
             pass

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as mqtt
 
+from core import procs
 from core.settings import load_settings
 from simulators.load import measure
 
@@ -66,7 +67,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n")
-        broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  preexec_fn=procs.preexec())
         try:
             deadline = time.monotonic() + 10
             while True:
@@ -81,7 +83,7 @@ def main() -> int:
             ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
             sub = None
             if not args.no_subscriber:
-                sub = ctx.Process(target=subscriber, args=(port, ready, stop, out), daemon=True)
+                sub = procs.process(ctx, subscriber, (port, ready, stop, out), daemon=True)
                 sub.start()
                 ready.wait(10)
             settings = load_settings({}, mqtt_url=f"mqtt://127.0.0.1:{port}")

@@ -65,6 +65,11 @@ def ensure_registry(settings: Settings) -> Path:
     return path
 
 
+def system_registry(settings: Settings) -> Registry:
+    """The registry the running system uses (seeded from the bundled sample if missing)."""
+    return load_registry(ensure_registry(settings))
+
+
 class Registry(Mapping[str, Device]):
     """An immutable snapshot: device_id -> Device, plus where and when it was read."""
 

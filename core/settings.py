@@ -43,8 +43,18 @@ class Settings:
     alerts_nearby_radius_m: float = 200.0  # units, shops, households named in an alert
     alerts_roster_file: str | None = None  # default: bundled alerts/oncall.yaml
     alerts_webhook_url: str | None = None  # notifications are also POSTed here (SMS/voice gateway)
+    alerts_channels_file: str | None = None  # robots, mail, webhooks (alerts/channels/config.py)
+    public_url: str | None = None  # the dashboard as staff reach it, for links; default http://127.0.0.1:<http_port>
+    notify_timeout_s: float = 5.0  # one delivery attempt (HTTP request, SMTP session)
+    notify_retry_first_s: float = 1.0  # first retry after this; doubles per failure ...
+    notify_retry_max_s: float = 120.0  # ... up to this
+    notify_give_up_s: float = 3600.0  # a notification not delivered this long after it was written is given up
     dashboard_refresh_ms: int = 1000  # an unchanged picture costs a refresh microseconds (dashboard/state.py)
     dashboard_stale_s: float = 30.0  # no new data for this long (or no ingest heartbeat): the stale banner
+    dashboard_public_url: str | None = None  # base of links sent to staff phones; default http://127.0.0.1:<port>/
+    dispatch_teams_file: str | None = None  # default: bundled alerts/teams.yaml (派单: teams and members)
+    dispatch_link_ttl_s: float = 3 * 24 * 3600  # a signed field link works this long after it was sent
+    dispatch_photo_max_bytes: int = 8 * 1024 * 1024  # one feedback photo at most (three per feedback)
     mqtt_keepalive_s: int = 30
     ingest_writers: int = 2  # writer threads per ingest process
     ingest_gzip: bool = False  # gzip write bodies (saves bandwidth to a remote InfluxDB, costs CPU)
@@ -57,10 +67,16 @@ class Settings:
         return Path(self.data_dir).resolve()
 
     @property
+    def public_base_url(self) -> str:
+        return (self.public_url or f"http://127.0.0.1:{self.http_port}").rstrip("/")
+
+    @property
     def registry_path(self) -> Path:
         if self.registry_file:
             return Path(self.registry_file).resolve()
-        return self.data_path / "registry" / "devices.geojson"  # core.registry.REGISTRY_FILE_NAME
+        from core.registry import REGISTRY_FILE_NAME  # here, not at the top: core.registry reads Settings
+
+        return self.data_path / "registry" / REGISTRY_FILE_NAME
 
     @property
     def mqtt(self) -> UrlParts:

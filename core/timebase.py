@@ -10,6 +10,7 @@ import functools
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
+TZ_NAME = "Asia/Shanghai"  # the IANA name, for browsers (Intl.DateTimeFormat timeZone)
 BEIJING_OFFSET_S = 8 * 3600  # Asia/Shanghai: UTC+8 all year
 BEIJING = timezone(timedelta(seconds=BEIJING_OFFSET_S), "CST")
 

@@ -19,12 +19,14 @@ from core.settings import Settings
 from dashboard import alertview, pages
 from dashboard.actions import AlertActions, Publisher
 from dashboard.api import register_api
+from dashboard.closeout import register_closeout
 from dashboard.geo import BaseLayers, MapData
 from dashboard.health import Freshness, HealthChecker
 from dashboard.live import Live
 from dashboard.login import current_user, register_login
 from dashboard.offline import register_offline_routes
 from dashboard.state import LiveState
+from dashboard.theme import install_page_head
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +134,11 @@ def create_app(settings: Settings, live_mqtt: bool = True) -> Dash:
     app.index_string = app.index_string.replace("<html>", '<html lang="zh-CN">')
     pages.register_pages(app, dctx)
     app.layout = shell
+    install_page_head(app)  # severity colours as CSS variables, the clock's time zone
     register_offline_routes(app.server)
     register_login(app.server, settings)
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
+    register_closeout(app.server, settings, dctx.store)  # dispatch, field page, archive, report (issue 10)
     app.server.config["SC_DASHBOARD"] = dctx
     app.server.config["COMPRESS_MIN_SIZE"] = 1024
     app.server.json.ensure_ascii = False  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from typing import Any
 from core import heartbeat
 from core.influx import InfluxClient
 from core.settings import Settings
+from core.timebase import now_iso
 
 OK, DOWN = "ok", "down"
 CONNACK_REASONS = {
@@ -147,7 +148,7 @@ class HealthChecker:
             ok = all(v == OK for v in body.values())
             body["status"] = OK if ok else "degraded"
             body["details"] = {k: v[1] for k, v in results.items()}
-            body["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            body["checked_at"] = now_iso()
             self._cached = (time.monotonic(), ok, body)
             return ok, body
 

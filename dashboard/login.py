@@ -16,7 +16,7 @@ from core.settings import Settings
 from dashboard.accounts import Accounts, accounts_path, secret_key
 
 OPEN_PREFIXES = ("/login", "/logout", "/api/", "/metrics", "/assets/", "/_dash-component-suites/",
-                 "/_favicon.ico", "/map/")
+                 "/_favicon.ico", "/map/", "/d/")  # /d/: the field page, its signed link is its credential
 CALLBACK_PREFIXES = ("/_dash-update-component", "/_dash-layout", "/_dash-dependencies")
 
 PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>登录 · 车城路街道 综合一张图</title>

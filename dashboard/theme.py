@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from core.severity import COLOUR as SEVERITY_COLOR
-from core.severity import NORMAL, RISK_LEVELS
+from core.severity import NORMAL, RISK_LEVELS, css_variables
 from core.severity import label as severity_label
 from core.severity import rank as risk_code
+from core.timebase import TZ_NAME
 
 __all__ = ["SEVERITY_COLOR", "risk_code", "severity_label"]  # the severity scale itself lives in core.severity
 
@@ -42,3 +46,16 @@ def risk_colorscale(normal: str) -> list[list[float | str]]:
         scale.append([(i + 1) / 5, c])
     return scale
 
+
+
+def page_head() -> str:
+    """What every page's <head> carries from the one homes: the severity colours as CSS variables
+    (`var(--sev-red)` in assets/*.css) and the time zone the wall clock shows (`window.scTime`)."""
+    tz = json.dumps({"timeZone": TZ_NAME})
+    return f"<style>{css_variables()}</style><script>window.scTime={tz};</script>"
+
+
+def install_page_head(app: Any) -> None:
+    """Put `page_head()` into a Dash app's index page, before its style sheets."""
+    if "window.scTime" not in app.index_string:
+        app.index_string = app.index_string.replace("{%css%}", page_head() + "{%css%}", 1)

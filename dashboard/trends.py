@@ -198,7 +198,7 @@ def figure(tr: Trend, alerts: list[Alert], start_s: float, end_s: float, height:
             hovertemplate="%{x|%m-%d %H:%M:%S}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
             showlegend=False))
     if threshold is not None:
-        fig.add_hline(y=threshold, line={"color": "#ff8c1a", "width": 1, "dash": "dash"})
+        fig.add_hline(y=threshold, line={"color": COLOUR["orange"], "width": 1, "dash": "dash"})
     long_range = end_s - start_s > 86400 * 1.5
     fig.update_layout(
         height=height, margin={"l": 56, "r": 16, "t": 34, "b": 36}, paper_bgcolor=PANEL, plot_bgcolor=BG,

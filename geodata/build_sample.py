@@ -22,6 +22,7 @@ from shapely.geometry.polygon import orient
 
 from core.contract import COMMUNITIES
 from core.geojson_io import write_feature_collection
+from core.registry import REGISTRY_FILE_NAME
 from geodata import BUNDLED_DIR, LAYER_NAMES
 
 SEED = 20261125
@@ -268,7 +269,7 @@ def write(out_dir: Path, layers: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def write_devices(out_dir: Path, features: Iterable[dict[str, Any]]) -> None:
-    write_feature_collection(out_dir / "devices.geojson", features, name="devices", metadata=META)
+    write_feature_collection(out_dir / REGISTRY_FILE_NAME, features, name="devices", metadata=META)
 
 
 def main() -> int:

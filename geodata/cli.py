@@ -48,10 +48,10 @@ def register(sub: Any) -> None:
 
 
 def cmd_devices_list(args: argparse.Namespace, settings: Settings) -> int:
-    from core.registry import RegistryError, ensure_registry, load_registry
+    from core.registry import RegistryError, system_registry
 
     try:
-        reg = load_registry(ensure_registry(settings))
+        reg = system_registry(settings)
     except RegistryError as exc:
         print(f"smartcommunity: {exc}", file=sys.stderr)
         return 1

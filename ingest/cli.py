@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import signal
 import sys
 
+from core import procs
 from core.settings import Settings, load_settings
 from ingest.deadletter import DeadLetterStore, store_path
 
@@ -32,8 +32,7 @@ def _run_worker(worker: int, workers: int) -> None:
 
     settings = load_settings()
     ing = Ingestor(settings, worker=worker, workers=workers)
-    signal.signal(signal.SIGTERM, lambda *_: ing.stop())
-    signal.signal(signal.SIGINT, lambda *_: ing.stop())
+    procs.on_stop(ing.stop)
     ing.run_forever()
 
 
@@ -42,21 +41,20 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         _run_worker(0, 1)
         return 0
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_run_worker, args=(i, args.workers), name=f"ingest-{i}")
-             for i in range(args.workers)]
-    for p in procs:
-        p.start()
+    workers = [procs.process(ctx, _run_worker, (i, args.workers), name=f"ingest-{i}")
+               for i in range(args.workers)]
 
-    def _stop(*_: object) -> None:
-        for p in procs:
+    def _stop() -> None:
+        for p in workers:
             if p.is_alive():
                 p.terminate()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    for p in procs:
+    procs.on_stop(_stop)
+    for p in workers:
+        p.start()
+    for p in workers:
         p.join()
-    return max((p.exitcode or 0) for p in procs)
+    return max((p.exitcode or 0) for p in workers)
 
 
 def list_deadletters(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,7 +1,8 @@
-"""Prometheus text (format 0.0.4) for ingest heartbeats: `render_prometheus(snapshots) -> str`.
+"""Ingest's Prometheus metrics (it owns every `sc_ingest_*` name): `add_ingest(families, snapshots)`.
 
 `snapshots` are heartbeat documents as `core.heartbeat.read_all(data_dir, "ingest")`
 returns them (each with `name`). One series per worker (label `worker`); sum in PromQL.
+`core.prometheus.HeartbeatCollector` calls `add_ingest` at each scrape of `/metrics`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.prometheus import Exposition, number
+from core.prometheus import Families, number, render
 
 _COUNTERS = {
     "received": "MQTT messages received",
@@ -31,7 +32,7 @@ _GAUGES = {
 }
 
 
-def add_ingest(out: Exposition, snapshots: Iterable[Mapping[str, Any]]) -> None:
+def add_ingest(out: Families, snapshots: Iterable[Mapping[str, Any]]) -> None:
     """Add the ingest workers' series to `out`."""
     add = out.add
     for snap in snapshots:
@@ -60,6 +61,7 @@ def add_ingest(out: Exposition, snapshots: Iterable[Mapping[str, Any]]) -> None:
 
 
 def render_prometheus(snapshots: Iterable[Mapping[str, Any]]) -> str:
-    out = Exposition()
+    """The ingest series alone, as text (format 0.0.4)."""
+    out = Families()
     add_ingest(out, snapshots)
-    return out.text()
+    return render(out)

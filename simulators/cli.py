@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from typing import Any
 
+from core import procs
 from core.contract import COMMUNITIES, KINDS
 from core.settings import Settings
 
@@ -82,11 +84,15 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         realism=Realism.off() if args.no_realism else Realism(), truth_file=args.truth,
         garbage=args.garbage, offline_on_exit=args.offline_on_exit,
     )
+    stop = threading.Event()
+    restore = procs.on_stop(stop.set)  # SIGTERM/SIGINT: stop publishing, still print the summary
     try:
-        res = simulate(settings, opts)
+        res = simulate(settings, opts, stop)
     except (ScenarioError, ValueError) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
+    finally:
+        restore()
     st = res.stats
     print(f"published {st.published} messages {st.by_type} in {st.wall_s:.1f} s"
           + (f"; ground truth {res.truth_file}" if res.truth_file else ""))

@@ -17,6 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from core import procs
 from core.contract import Device, device_topic
 from core.mqtt import make_client
 from core.settings import Settings
@@ -38,8 +39,14 @@ def templates(devices: Sequence[Device], now_ms: int) -> list[tuple[str, bytes]]
 
 
 def worker(settings: Settings, items: list[tuple[str, bytes]], rate: float, duration_s: float, qos: int,
-           max_inflight: int, out: Any) -> None:
-    """Publish `items` round robin at `rate` msg/s (inf: as fast as possible) for `duration_s`."""
+           max_inflight: int, out: Any, stop: Any = None) -> None:
+    """Publish `items` round robin at `rate` msg/s (inf: as fast as possible) for `duration_s` or until `stop`.
+
+    SIGTERM (from the parent's stop, or the kernel when the parent died) and SIGINT end the run
+    early but cleanly: the PUBACKs are collected and the counts reported.
+    """
+    stopping = [False]
+    procs.on_stop(lambda: stopping.__setitem__(0, True))
     client = make_client(settings, client_id=f"sc-load-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(max_inflight)
     acked = [0]
@@ -56,7 +63,7 @@ def worker(settings: Settings, items: list[tuple[str, bytes]], rate: float, dura
     end = t0 + duration_s
     while True:
         now = time.monotonic()
-        if now >= end:
+        if now >= end or stopping[0] or (stop is not None and stop.is_set()):
             break
         due = chunk if rate == float("inf") else min(chunk, int((now - t0) * rate) - sent)
         if qos:  # paho scans all unacked messages on every PUBACK: keep that set small
@@ -84,9 +91,12 @@ def worker(settings: Settings, items: list[tuple[str, bytes]], rate: float, dura
 def run_load(settings: Settings, rate: float, processes: int = 2, duration_s: float = 10.0, qos: int = 0,
              devices_from: str | None = None, communities: Sequence[str] = (), kinds: Sequence[str] = (),
              max_inflight: int = 200, registry: Mapping[str, Device] | None = None, quiet: bool = False) -> int:
-    """Run the load; prints the achieved rate. Returns 0 if it met 95 % of the target, else 1."""
+    """Run the load; prints the achieved rate. Returns 0 if it met 95 % of the target, else 1.
+
+    SIGTERM or SIGINT stops the publisher processes early; the summary is still printed.
+    """
     res = measure(settings, rate, processes, duration_s, qos, devices_from, communities, kinds,
-                  max_inflight, registry)
+                  max_inflight, registry, stop_on_signal=True)
     if not quiet:
         print(res["summary"])
     return 0 if res["met"] else 1
@@ -94,16 +104,17 @@ def run_load(settings: Settings, rate: float, processes: int = 2, duration_s: fl
 
 def measure(settings: Settings, rate: float, processes: int = 2, duration_s: float = 10.0, qos: int = 0,
             devices_from: str | None = None, communities: Sequence[str] = (), kinds: Sequence[str] = (),
-            max_inflight: int = 200, registry: Mapping[str, Device] | None = None) -> dict[str, Any]:
+            max_inflight: int = 200, registry: Mapping[str, Device] | None = None,
+            stop_on_signal: bool = False) -> dict[str, Any]:
     if registry is None:
         if devices_from:
             from core.registry import load_registry
 
             registry = load_registry(Path(devices_from))
         else:
-            from simulators.sim import load_devices
+            from core.registry import system_registry
 
-            registry = load_devices(settings)
+            registry = system_registry(settings)
     devs = [d for d in registry.values()
             if (not communities or d.community in communities) and (not kinds or d.kind in kinds)]
     if not devs:
@@ -112,14 +123,23 @@ def measure(settings: Settings, rate: float, processes: int = 2, duration_s: flo
     processes = max(1, min(processes, len(items)))
     ctx = mp.get_context("fork")
     q = ctx.Queue()
+    stop = ctx.Event()
     per = rate / processes
-    procs = [ctx.Process(target=worker, args=(settings, items[p::processes], per, duration_s, qos,
-                                              max_inflight, q), daemon=True) for p in range(processes)]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=duration_s + 60) for _ in procs]
-    for p in procs:
-        p.join(10)
+    workers = [procs.process(ctx, worker, (settings, items[p::processes], per, duration_s, qos, max_inflight, q,
+                                           stop), daemon=True) for p in range(processes)]
+    restore = procs.on_stop(stop.set) if stop_on_signal else None
+    try:
+        for p in workers:
+            p.start()
+        results = [q.get(timeout=duration_s + 60) for _ in workers]
+        for p in workers:
+            p.join(10)
+    finally:
+        if restore:
+            restore()
+        for p in workers:
+            if p.is_alive():
+                p.terminate()
     sent = sum(r["sent"] for r in results)
     acked = sum(r["acked"] for r in results)
     secs = max(r["seconds"] for r in results)
@@ -128,6 +148,8 @@ def measure(settings: Settings, rate: float, processes: int = 2, duration_s: flo
     target = "max" if rate == float("inf") else f"{rate:,.0f}"
     summary = (f"load: {acked:,} msgs (QoS {qos}) over {len(items):,} device topics from {processes} "
                f"processes in {secs:.1f} s = {achieved:,.0f} msg/s (target {target} msg/s)")
+    if stop.is_set():
+        summary += " (stopped early)"
     if not met:
         summary += ("\nload: SHORT of the target: the publisher (this machine's CPU for paho), not the "
                     "system under test, is the bottleneck; use more cores/processes or another host")

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from core.contract import Device
+from core.registry import system_registry
 from core.settings import Settings
 from simulators.fleet import Fleet, Realism
 from simulators.publisher import RunStats, Sink, run
@@ -53,13 +54,6 @@ class SimOptions:
     garbage: float = 0.0  # fraction of extra messages that break the contract
     offline_on_exit: bool = False
     tick_s: float = 0.2
-
-
-def load_devices(settings: Settings) -> Mapping[str, Device]:
-    """The registry the running system uses (seeded from the bundled sample if missing)."""
-    from core.registry import ensure_registry, load_registry
-
-    return load_registry(ensure_registry(settings))
 
 
 def select(registry: Mapping[str, Device], opts: SimOptions) -> dict[str, Device]:
@@ -125,7 +119,7 @@ class SimResult:
 def simulate(settings: Settings, opts: SimOptions, stop: threading.Event | None = None,
              registry: Mapping[str, Device] | None = None) -> SimResult:
     """Run the simulator until `opts.duration_s` or `stop`; blocks (run it in a thread if needed)."""
-    registry = registry if registry is not None else load_devices(settings)
+    registry = registry if registry is not None else system_registry(settings)
     fleet, instances = build(registry, opts)
     tpath: Path | None = None
     if instances or opts.truth_file:

@@ -6,12 +6,10 @@ listens on loopback only, with its data under `SC_DATA_DIR`.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import procs
 from core.influx import InfluxClient
 from core.settings import Settings, UrlParts
 
@@ -41,15 +40,6 @@ MOSQUITTO = ServiceSpec("mosquitto", "mosquitto", "mosquitto", "SC_MQTT_URL")
 INFLUXDB = ServiceSpec("influxdb", "influxd", "influxdb", "SC_INFLUX_URL")
 
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-
-
-def _set_pdeathsig() -> None:
-    """Children die with their parent even if it is killed with SIGKILL (Linux)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def find_binary(binary: str) -> str | None:
@@ -178,7 +168,7 @@ def _launch(
     with log_path.open("ab") as logf:
         proc = subprocess.Popen(
             argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=None if detached else _set_pdeathsig,
+            start_new_session=True, preexec_fn=None if detached else procs.preexec(),
         )
     return RunningService(spec, proc, url, log_path)
 

@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.add_argument("--no-leak", action="store_true", help="no injected incident")
     demo.set_defaults(func=run_demo)
 
+    story = sub.add_parser("demo-story", help="(run by `demo` only) the simulated staff's scripted walk-through "
+                                              "of the demo leak: dispatch, feedback, archive")
+    story.add_argument("--community", default=DEMO_LEAK_COMMUNITY)
+    story.add_argument("--pace", type=float, default=10.0, help="seconds between steps (default 10)")
+    story.set_defaults(func=run_demo_story)
+
     svc = sub.add_parser("services", help="local Mosquitto / InfluxDB, detached from any terminal")
     ssub = svc.add_subparsers(dest="action", required=True)
     ssub.add_parser("start", help="start whichever of the two does not answer").set_defaults(
@@ -59,20 +65,39 @@ DEMO_LEAK_COMMUNITY = "lanshanjun"
 
 def demo_parts(settings: Settings, leak_after_s: float | None) -> list[tuple[str, list[str]]]:
     """The simulator for every registry device, plus one kitchen gas leak in 蓝山郡 for the demo."""
-    from core.registry import ensure_registry, load_registry
+    from core.registry import system_registry
 
     argv = ["simulate"]
     if leak_after_s is not None:
-        registry = load_registry(ensure_registry(settings))
+        registry = system_registry(settings)
         gas = sorted(d.device_id for d in registry.values()
                      if d.kind == "gas" and d.community == DEMO_LEAK_COMMUNITY)
         if gas:
             argv += ["--inject", f"gas_leak:{gas[0]}@+{leak_after_s:g}"]
+            # 【演示】the simulated staff walk that leak's alert through dispatch, feedback and archive.
+            return [*PARTS, ("simulate", argv), ("demo-story", ["demo-story", "--community", DEMO_LEAK_COMMUNITY])]
     return [*PARTS, ("simulate", argv)]
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     return _supervise(settings, demo_parts(settings, None if args.no_leak else args.leak_after))
+
+
+def run_demo_story(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from core import procs
+    from smartcommunity.demo_story import DemoStory
+
+    stop = threading.Event()
+    procs.on_stop(stop.set)
+    story = DemoStory(settings, args.community, pace_s=args.pace, stop=stop)
+    try:
+        story.run()
+        stop.wait()  # done: stay until the demo stops (the supervisor restarts a part that exits)
+    finally:
+        story.close()
+    return 0
 
 
 def _pidfile(settings: Settings) -> Path:

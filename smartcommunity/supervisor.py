@@ -16,8 +16,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from core import procs
 from core.settings import Settings
-from smartcommunity.services import RunningService, ServiceError, _set_pdeathsig, start_missing
+from smartcommunity.services import RunningService, ServiceError, start_missing
 
 log = logging.getLogger("smartcommunity.up")
 
@@ -40,7 +41,7 @@ class Child:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_set_pdeathsig)
+                                     start_new_session=True, preexec_fn=procs.preexec())
         self.started = time.monotonic()
         self.restart_at = None
         log.info("started %s (pid %d)", self.name, self.proc.pid)
@@ -119,8 +120,7 @@ class Supervisor:
             ch.backoff = min(ch.backoff * 2, MAX_BACKOFF_S)
 
     def run(self) -> int:
-        old_int = signal.signal(signal.SIGINT, self.request_stop)
-        old_term = signal.signal(signal.SIGTERM, self.request_stop)
+        restore = procs.on_stop(self.request_stop)
         try:
             self.services = start_missing(self.settings)
             for ch in self.children:
@@ -136,6 +136,5 @@ class Supervisor:
                 ch.stop()
             for svc in reversed(self.services):
                 svc.stop()
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            restore()
             log.info("stopped")

@@ -97,9 +97,9 @@ def test_metrics(tmp_path: Path) -> None:
     assert 'sc_ingest_stored_total{worker="ingest-0"} 8' in text
     assert 'sc_ingest_spooled_total{worker="ingest-1"} 3' in text
     assert 'sc_ingest_replayed_total{worker="ingest-1"} 3' in text
-    assert 'sc_ingest_deadlettered_by_reason_total{worker="ingest-0",reason="bad_json"} 1' in text
+    assert 'sc_ingest_deadlettered_by_reason_total{reason="bad_json",worker="ingest-0"} 1' in text
     assert 'sc_ingest_lag_seconds{worker="ingest-0"} 1.5' in text
-    assert 'sc_worker_up{worker="ingest-0",part="ingest"} 1' in text
+    assert 'sc_worker_up{part="ingest",worker="ingest-0"} 1' in text
     assert text.count("# TYPE sc_ingest_received_total counter") == 1  # one family header, many series
     app.server.config["SC_DASHBOARD"].close()
 

@@ -118,7 +118,7 @@ def test_retention_and_rollups_idempotent(settings: Settings, influx: InfluxClie
 def test_metrics_render(ingestor: Ingestor) -> None:
     text = render_prometheus([ingestor.snapshot() | {"name": "ingest-0", "fresh": True}])
     for name in ("sc_ingest_received_total", "sc_ingest_spooled_total", "sc_ingest_replayed_total",
-                 "sc_ingest_spool_bytes", "sc_ingest_lag_seconds", 'sc_ingest_state{worker="ingest-0",state="ok"} 1'):
+                 "sc_ingest_spool_bytes", "sc_ingest_lag_seconds", 'sc_ingest_state{state="ok",worker="ingest-0"} 1'):
         assert name in text
 
 

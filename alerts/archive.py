@@ -1,0 +1,84 @@
+"""Archive (归档): every red and orange alert, including one whose condition cleared by itself, is
+closed out by a person with a cause category (the categories of `alerts.dispatch.CAUSES`).
+
+An alert is archived once, after it is resolved and none of its dispatches is still open (fed back
+or taken back); the archive row and the `archived` timeline step are written in one transaction.
+`pending` lists what is still to archive, oldest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alerts.dispatch import CAUSES, MAX_TEXT, OPEN_STATES, STATE_LABEL, Refused
+from alerts.store import AlertStore, _decode
+from alerts.timeline import Event
+from core.contract import Alert
+from core.severity import Severity
+
+MUST_ARCHIVE: tuple[str, ...] = (Severity.RED.value, Severity.ORANGE.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    alert_id: str
+    archived_at: str
+    archived_by: str
+    cause: str
+    note: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"alert_id": self.alert_id, "archived_at": self.archived_at, "archived_by": self.archived_by,
+                "cause": self.cause, "note": self.note}
+
+
+def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | None, now: str) -> Archived:
+    """Close out a resolved alert; Refused (400 bad input, 404 unknown, 409 open or already archived)."""
+    by = (by or "").strip()
+    if not by:
+        raise Refused(400, '"by" (who archives) is required')
+    if cause not in CAUSES:
+        raise Refused(400, f"cause must be one of: {'、'.join(CAUSES)}")
+    if note is not None and len(note) > MAX_TEXT:
+        raise Refused(400, f"note is longer than {MAX_TEXT} characters")
+    with store._tx() as db:
+        row = db.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise Refused(404, f"no alert {alert_id}")
+        if row["state"] != "resolved":
+            raise Refused(409, f"alert {alert_id} is still {row['state']}: resolve it before archiving")
+        busy = db.execute(f"SELECT team_name, state FROM dispatches WHERE alert_id = ? AND state IN "
+                          f"({', '.join('?' * len(OPEN_STATES))})", (alert_id, *OPEN_STATES)).fetchall()
+        if busy:
+            who = "、".join(f"{r['team_name']}（{STATE_LABEL.get(r['state'], r['state'])}）" for r in busy)
+            raise Refused(409, f"alert {alert_id} has open dispatches: {who}; wait for their feedback or take "
+                               "them back before archiving")
+        done = db.execute("SELECT archived_by FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
+        if done is not None:
+            raise Refused(409, f"alert {alert_id} is already archived by {done['archived_by']}")
+        db.execute("INSERT INTO archives(alert_id, archived_at, archived_by, cause, note) VALUES (?,?,?,?,?)",
+                   (alert_id, now, by, cause, note or None))
+        store._step(db, alert_id, Event.ARCHIVED, now, by, note or None, {"cause": cause})
+    return Archived(alert_id, now, by, cause, note or None)
+
+
+def archived(store: AlertStore, alert_id: str) -> Archived | None:
+    with store._lock:
+        r = store._db.execute("SELECT * FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
+    return Archived(r["alert_id"], r["archived_at"], r["archived_by"], r["cause"], r["note"]) if r else None
+
+
+def pending(store: AlertStore, community: str | None = None, limit: int = 1000) -> list[Alert]:
+    """Resolved red/orange alerts nobody has archived yet, oldest first."""
+    q = (f"SELECT a.* FROM alerts a WHERE a.severity IN ({', '.join('?' * len(MUST_ARCHIVE))}) "
+         "AND a.state = 'resolved' AND NOT EXISTS (SELECT 1 FROM archives r WHERE r.alert_id = a.alert_id)")
+    args: list[Any] = list(MUST_ARCHIVE)
+    if community:
+        q += " AND a.community = ?"
+        args.append(community)
+    q += " ORDER BY a.started_at, a.rowid LIMIT ?"
+    args.append(limit)
+    with store._lock:
+        rows = store._db.execute(q, args).fetchall()
+    return [_decode(r) for r in rows]

@@ -1,0 +1,465 @@
+"""Dispatch (派单): an alert assigned to a team or person, with a deadline, and the assignee's steps.
+
+    dispatched → accepted (接单) → arrived (到场) → done (现场反馈: cause, action, text, ≤ 3 photos)
+
+Every step changes the `dispatches` row and appends to the alert's timeline in ONE store
+transaction, by a conditional UPDATE, so two phones pressing "接单" at once leave one acceptance
+and a clear refusal. The assignee needs no account: the message carries a signed link
+(`link_for`, itsdangerous with a secret in `SC_DATA_DIR/dispatch.secret`, 0600) that expires after
+`SC_DISPATCH_LINK_TTL_S`, names this alert and this dispatch, and opens only the field page of it.
+
+A dispatch nobody accepted by its deadline escalates like an unacknowledged alert
+(`escalate_overdue`, run by the alert service): an `escalated` step and a message to the next tier
+of the on-call roster. Messages go out through ONE function, `send_dispatch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import secrets
+import sqlite3
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from alerts.store import AlertStore
+from alerts.teams import Member, Team
+from alerts.timeline import Event
+from core.contract import COMMUNITIES, Alert
+from core.settings import Settings
+from core.severity import label as severity_label
+from core.timebase import beijing, epoch, iso
+
+log = logging.getLogger(__name__)
+
+# What the person on site found (also the archive's categories): one list, shown in this order.
+CAUSES: tuple[str, ...] = (
+    "燃气管道/阀门泄漏", "燃气具使用不当", "水管爆裂/渗漏", "电气线路/设备故障", "外力/施工破坏",
+    "设备故障/误报", "传感器被遮挡/污染", "人为破坏", "演练/测试", "其他",
+)
+ACTIONS: tuple[str, ...] = (
+    "关阀/停气", "关阀/停水", "断电", "维修处置", "更换设备", "开窗通风", "疏散人员", "移交相关部门",
+    "现场核实无异常", "其他",
+)
+MAX_PHOTOS = 3
+MAX_TEXT = 2000
+MAX_PIXELS = 50_000_000  # a decompression bomb is refused before it is decoded
+MAX_DEADLINE_S = 7 * 24 * 3600
+PHOTO_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+LINK_SALT = "sc-dispatch-link"
+
+OPEN_STATES = ("sent", "accepted", "arrived")
+STATE_LABEL = {"sent": "待接单", "accepted": "已接单", "arrived": "已到场", "done": "已反馈", "cancelled": "已撤回"}
+
+
+class Refused(Exception):
+    """An action that changes nothing: `status` (400/403/404/409/410/413) and a message for people."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    dispatch_id: str
+    alert_id: str
+    team_id: str
+    team_name: str
+    team_type: str
+    member_id: str | None
+    assignee: str
+    contacts: list[dict[str, str]]
+    deadline: str
+    created_at: str
+    created_by: str
+    note: str | None
+    state: str
+    accepted_at: str | None
+    arrived_at: str | None
+    done_at: str | None
+    escalated_at: str | None
+    cause: str | None
+    action_taken: str | None
+    feedback: str | None
+    photos: list[dict[str, Any]]
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row | Mapping[str, Any]) -> Dispatch:
+        d = dict(r)
+        d["contacts"] = orjson.loads(d["contacts"]) if d["contacts"] else []
+        d["photos"] = orjson.loads(d["photos"]) if d["photos"] else []
+        return cls(**d)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def overdue(self, now: float) -> bool:
+        return self.state == "sent" and epoch(self.deadline) <= now
+
+    def as_json(self) -> dict[str, Any]:
+        out = {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+        out["state_label"] = STATE_LABEL.get(self.state, self.state)
+        out["photos"] = [{k: v for k, v in p.items() if k != "file"} for p in self.photos]
+        return out
+
+
+# ---------------------------------------------------------------- signed links
+
+
+def link_secret(data_dir: Path) -> bytes:
+    """The link-signing secret, made once per installation, readable by its owner only."""
+    p = data_dir / "dispatch.secret"
+    if not p.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return p.read_bytes()  # another process made it first
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return p.read_bytes()
+
+
+def _serializer(secret: bytes) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=LINK_SALT)
+
+
+def sign_link(secret: bytes, alert_id: str, dispatch_id: str) -> str:
+    return str(_serializer(secret).dumps({"a": alert_id, "d": dispatch_id}))
+
+
+def read_link(secret: bytes, token: str, max_age_s: float) -> tuple[str, str]:
+    """(alert_id, dispatch_id) of a genuine, unexpired link; else Refused (403 forged, 410 expired)."""
+    try:
+        doc = _serializer(secret).loads(token, max_age=max_age_s)
+    except SignatureExpired:
+        raise Refused(410, "链接已过期，请联系指挥中心重新派单。") from None
+    except BadSignature:
+        raise Refused(403, "链接无效（签名不符），请使用短信/消息中的原始链接。") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("a"), str) or not isinstance(doc.get("d"), str):
+        raise Refused(403, "链接无效。")
+    return doc["a"], doc["d"]
+
+
+def public_base(settings: Settings) -> str:
+    return (settings.dashboard_public_url or f"http://127.0.0.1:{settings.http_port}/").rstrip("/")
+
+
+def link_for(settings: Settings, d: Dispatch) -> str:
+    return f"{public_base(settings)}/d/{sign_link(link_secret(settings.data_path), d.alert_id, d.dispatch_id)}"
+
+
+# ---------------------------------------------------------------- photos
+
+
+def sniff(data: bytes) -> str | None:
+    """The image type by its first bytes (not by any name): jpeg, png, webp or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def check_photo(data: bytes, max_bytes: int) -> str:
+    """The photo's type when it is a real, whole image within the bounds; else Refused."""
+    from PIL import Image
+
+    if not data:
+        raise Refused(400, "照片是空文件。")
+    if len(data) > max_bytes:
+        raise Refused(413, f"照片太大（{len(data) / 1048576:.1f} MB），每张不超过 {max_bytes / 1048576:.0f} MB。")
+    kind = sniff(data)
+    if kind is None:
+        raise Refused(415, "上传的文件不是图片（仅支持 JPEG、PNG、WebP 照片）。")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if (im.format or "").lower() != kind:
+                    raise Refused(415, "图片内容与其格式不符。")
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise Refused(413, f"图片像素过大（{w}×{h}）。")
+                im.load()  # decodes every byte: a truncated or corrupt file fails here
+    except Refused:
+        raise
+    except Exception:
+        raise Refused(415, "图片已损坏或无法识别。") from None
+    return kind
+
+
+def photo_dir(data_dir: Path, dispatch_id: str) -> Path:
+    return data_dir / "dispatch" / "photos" / dispatch_id
+
+
+def photo_path(data_dir: Path, d: Dispatch, index: int) -> Path | None:
+    if not 0 <= index < len(d.photos):
+        return None
+    return data_dir / "dispatch" / "photos" / d.dispatch_id / str(d.photos[index]["file"])
+
+
+# ---------------------------------------------------------------- sending
+
+
+def send_dispatch(settings: Settings, alert: Alert, to: list[Any], text: str, *, event: str,
+                  dispatch_id: str, link: str | None) -> dict[str, Any]:
+    """THE way a dispatch message leaves: one durable outbox entry, delivered by the alert service
+    through every notification channel that reaches each person (alerts/channels/), with retries,
+    rate limits and a `notified` step per delivery. Returns the entry as queued."""
+    from alerts.channels import queue_message
+
+    title = "【派单超时】请协调" if event == "dispatch_escalated" else "【派单】请处置"
+    nid = queue_message(settings, to, text, link, title=title, alert_id=alert.alert_id, community=alert.community,
+                        severity=alert.severity, event=event, extra={"dispatch_id": dispatch_id})
+    return {"id": nid, "event": event, "dispatch_id": dispatch_id, "alert_id": alert.alert_id, "link": link}
+
+
+Places = tuple[dict[str, str], dict[str, str]]  # (compound id → name, device id → install place)
+
+
+def place_of(alert: Alert, places: Places | None = None) -> str:
+    """Where, in words people use: community, then the device's compound, building and install
+    place (or the compound's name), falling back to ids only when the names are not loaded."""
+    compounds, devices = places or ({}, {})
+    where = devices.get(alert.device_id) or compounds.get(alert.compound_id) or alert.compound_id
+    return f"{COMMUNITIES.get(alert.community, alert.community)} {where}"
+
+
+def _hm(iso_text: str) -> str:
+    return beijing(epoch(iso_text)).strftime("%m-%d %H:%M")
+
+
+def dispatch_text(alert: Alert, d: Dispatch, link: str, places: Places | None = None) -> str:
+    return (f"[{severity_label(alert.severity)}预警·派单] {place_of(alert, places)}：{alert.message}。"
+            f"派给 {d.team_name}{'·' + d.assignee if d.member_id else ''}，请于 {_hm(d.deadline)} 前接单并到场处置。"
+            f"{('指挥中心备注：' + d.note + '。') if d.note else ''}接单与反馈：{link}")
+
+
+# ---------------------------------------------------------------- the book of dispatches
+
+
+class DispatchBook:
+    """Dispatches in the alert store (same SQLite file, same transactions as the timeline)."""
+
+    def __init__(self, store: AlertStore, settings: Settings, places: Callable[[], Places] | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self._places = places  # names for the messages (the dashboard's cache; None: ids)
+
+    def places(self) -> Places | None:
+        try:
+            return self._places() if self._places else None
+        except Exception:  # names are a courtesy: a message goes out with ids rather than not at all
+            log.exception("place names not available")
+            return None
+
+    def _row(self, db: sqlite3.Connection, dispatch_id: str) -> Dispatch | None:
+        r = db.execute("SELECT * FROM dispatches WHERE dispatch_id = ?", (dispatch_id,)).fetchone()
+        return Dispatch.from_row(r) if r else None
+
+    def get(self, dispatch_id: str) -> Dispatch | None:
+        with self.store._lock:
+            return self._row(self.store._db, dispatch_id)
+
+    def for_alert(self, alert_id: str) -> list[Dispatch]:
+        with self.store._lock:
+            rows = self.store._db.execute(
+                "SELECT * FROM dispatches WHERE alert_id = ? ORDER BY created_at, rowid", (alert_id,)).fetchall()
+        return [Dispatch.from_row(r) for r in rows]
+
+    def open_dispatches(self, community: str | None = None) -> list[Dispatch]:
+        q = ("SELECT d.* FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
+             f"WHERE d.state IN ({', '.join('?' * len(OPEN_STATES))})")
+        args: list[Any] = list(OPEN_STATES)
+        if community:
+            q += " AND a.community = ?"
+            args.append(community)
+        with self.store._lock:
+            rows = self.store._db.execute(q + " ORDER BY d.deadline", args).fetchall()
+        return [Dispatch.from_row(r) for r in rows]
+
+    # -- the operator's step
+
+    def create(self, alert_id: str, team: Team, member: Member | None, deadline: str, by: str,
+               note: str | None, now: float) -> Dispatch:
+        """Dispatch an alert; the message with its signed link is sent (and noted on the timeline)."""
+        alert = self.store.get(alert_id)
+        if alert is None:
+            raise Refused(404, f"no alert {alert_id}")
+        if not team.serves(alert.community):
+            raise Refused(400, f"team {team.team_id} ({team.name}) does not serve {alert.community}")
+        dl = epoch(deadline)
+        if dl <= now:
+            raise Refused(400, "the deadline is in the past")
+        if dl - now > MAX_DEADLINE_S:
+            raise Refused(400, "the deadline is more than 7 days ahead")
+        people = [member] if member else list(team.members)
+        contacts = [{"name": m.name, **m.contacts} for m in people]
+        did = f"d-{uuid.uuid4().hex[:12]}"
+        at = iso(now)
+        with self.store._tx() as db:
+            if db.execute("SELECT 1 FROM archives WHERE alert_id = ?", (alert_id,)).fetchone():
+                raise Refused(409, f"alert {alert_id} is archived")
+            db.execute(
+                "INSERT INTO dispatches(dispatch_id, alert_id, team_id, team_name, team_type, member_id, assignee,"
+                " contacts, deadline, created_at, created_by, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (did, alert_id, team.team_id, team.name, team.type, member.member_id if member else None,
+                 member.name if member else team.name, orjson.dumps(contacts).decode(), iso(dl), at, by, note))
+            self.store._step(db, alert_id, Event.DISPATCHED, at, by, note, {
+                "dispatch_id": did, "team": team.team_id, "team_name": team.name, "team_type": team.type,
+                "member": member.member_id if member else None, "assignee": member.name if member else team.name,
+                "deadline": iso(dl)})
+            d = self._row(db, did)
+        assert d is not None
+        if not self.settings.dashboard_public_url:
+            log.warning("SC_DASHBOARD_PUBLIC_URL is not set: the field link of %s points at %s, which a phone "
+                        "outside this machine cannot open", did, public_base(self.settings))
+        link = link_for(self.settings, d)
+        send_dispatch(self.settings, alert, contacts, dispatch_text(alert, d, link, self.places()), event="dispatch",
+                      dispatch_id=did, link=link)
+        self.store.record(alert_id, Event.NOTIFIED, iso(time.time()), data={
+            "dispatch_id": did, "to": [c["name"] for c in contacts], "channel": "outbox",
+            "delivered": "queued"})
+        return d
+
+    def cancel(self, dispatch_id: str, by: str, note: str | None, now: float) -> Dispatch:
+        """The operator takes an open dispatch back (e.g. to send another team); its link then
+        only shows that it was taken back."""
+        return self._advance(dispatch_id, OPEN_STATES, "cancelled", "done_at", Event.DISPATCH_CANCELLED, now,
+                             note=note, by=by)
+
+    # -- the assignee's steps (from the field page)
+
+    def _advance(self, dispatch_id: str, from_states: tuple[str, ...], to_state: str, stamp: str, event: Event,
+                 now: float, extra_sets: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
+                 note: str | None = None, inside: Any = None, by: str | None = None) -> Dispatch:
+        at = iso(now)
+        sets = {"state": to_state, stamp: at, **(extra_sets or {})}
+        with self.store._tx() as db:
+            cur = self._row(db, dispatch_id)
+            if cur is None:
+                raise Refused(404, "派单不存在。")
+            if cur.state not in from_states:
+                raise Refused(409, f"该派单当前为「{STATE_LABEL.get(cur.state, cur.state)}」，不能重复操作。")
+            row = db.execute(
+                f"UPDATE dispatches SET {', '.join(f'{k} = ?' for k in sets)} WHERE dispatch_id = ? AND state IN "
+                f"({', '.join('?' * len(from_states))}) RETURNING *", [*sets.values(), dispatch_id, *from_states],
+            ).fetchone()
+            d = Dispatch.from_row(row)
+            if by is None:  # the later steps are signed by whoever accepted the dispatch
+                took = db.execute(
+                    "SELECT actor FROM alert_events WHERE alert_id = ? AND event = ? "
+                    "AND json_extract(data, '$.dispatch_id') = ? ORDER BY seq LIMIT 1",
+                    (d.alert_id, str(Event.ACCEPTED), dispatch_id)).fetchone()
+                by = took["actor"] if took else None
+            self.store._step(db, d.alert_id, event, at, by or d.assignee, note, {"dispatch_id": dispatch_id,
+                                                                           "team": d.team_id, **(data or {})})
+            if inside is not None:
+                inside()  # e.g. write the photos: an error here rolls the step back
+        return d
+
+    def accept(self, dispatch_id: str, now: float, name: str | None = None) -> Dispatch:
+        """`name`: who took it, when a whole team was sent the link (recorded as "name（team）")."""
+        name = (name or "").strip()[:40]
+        d = self.get(dispatch_id)
+        by = f"{name}（{d.assignee}）" if name and d is not None and name != d.assignee else None
+        return self._advance(dispatch_id, ("sent",), "accepted", "accepted_at", Event.ACCEPTED, now, by=by)
+
+    def arrive(self, dispatch_id: str, now: float) -> Dispatch:
+        return self._advance(dispatch_id, ("accepted",), "arrived", "arrived_at", Event.ARRIVED, now)
+
+    def feedback(self, dispatch_id: str, cause: str, action: str, text: str, photos: list[bytes],
+                 now: float) -> Dispatch:
+        """Close a dispatch with what was found. Everything is checked before anything is written; a
+        bad photo refuses the whole feedback and leaves no file and no step."""
+        if cause not in CAUSES:
+            raise Refused(400, "请选择原因类别。")
+        if action not in ACTIONS:
+            raise Refused(400, "请选择处置措施。")
+        text = (text or "").strip()
+        if len(text) > MAX_TEXT:
+            raise Refused(400, f"情况说明不超过 {MAX_TEXT} 字。")
+        if len(photos) > MAX_PHOTOS:
+            raise Refused(400, f"最多上传 {MAX_PHOTOS} 张照片。")
+        kinds = [check_photo(p, self.settings.dispatch_photo_max_bytes) for p in photos]
+        folder = photo_dir(self.settings.data_path, dispatch_id)
+        meta = []
+        for i, (data, kind) in enumerate(zip(photos, kinds, strict=True), start=1):
+            meta.append({"file": f"{i}.{'jpg' if kind == 'jpeg' else kind}", "type": PHOTO_TYPES[kind],
+                         "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        written: list[Path] = []
+
+        def write_photos() -> None:
+            if not photos:
+                return
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(folder, 0o700)
+            for data, m in zip(photos, meta, strict=True):
+                p = folder / m["file"]
+                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                written.append(p)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+
+        public = [{k: v for k, v in m.items() if k != "file"} for m in meta]
+        try:
+            return self._advance(
+                dispatch_id, ("accepted", "arrived"), "done", "done_at", Event.FEEDBACK, now,
+                extra_sets={"cause": cause, "action_taken": action, "feedback": text or None,
+                            "photos": orjson.dumps(meta).decode()},
+                data={"cause": cause, "action": action, "photos": public}, note=text or None, inside=write_photos)
+        except BaseException:
+            for p in written:
+                p.unlink(missing_ok=True)
+            raise
+
+    # -- escalation of a dispatch nobody accepted
+
+    def escalate_overdue(self, roster: Any, now: float) -> list[Dispatch]:
+        """Every dispatch still unaccepted past its deadline: an `escalated` step (once) and a message
+        to the next tier of the on-call roster, as for an unacknowledged alert."""
+        with self.store._lock:
+            rows = self.store._db.execute(
+                "SELECT * FROM dispatches WHERE state = 'sent' AND escalated_at IS NULL AND deadline <= ?",
+                (iso(now),)).fetchall()
+        done = []
+        for r in rows:
+            d = Dispatch.from_row(r)
+            alert = self.store.get(d.alert_id)
+            tier = min((alert.escalation_tier or 1) + 1 if alert else 2,
+                       max(roster.max_tier(alert.community), 1) if alert else 2)
+            contacts = [p.as_json() for p in roster.contacts(alert.community, tier)] if alert else []
+            with self.store._tx() as db:
+                row = db.execute("UPDATE dispatches SET escalated_at = ? WHERE dispatch_id = ? AND state = 'sent' "
+                                 "AND escalated_at IS NULL RETURNING *", (iso(now), d.dispatch_id)).fetchone()
+                if row is None:
+                    continue  # accepted meanwhile, or another process escalated it
+                self.store._step(db, d.alert_id, Event.ESCALATED, iso(now), None,
+                                 f"派单超时未接单：{d.team_name}（期限 {_hm(d.deadline)}）",
+                                 {"dispatch_id": d.dispatch_id, "reason": "dispatch_not_accepted", "tier": tier,
+                                  "to": [c.get("name") for c in contacts]})
+            if alert is not None:
+                text = (f"[派单超时] {d.team_name}{'·' + d.assignee if d.member_id else ''} 未在 {_hm(d.deadline)} "
+                        f"前接单：{place_of(alert, self.places())} {alert.message}。请协调处置。")
+                send_dispatch(self.settings, alert, contacts, text, event="dispatch_escalated",
+                              dispatch_id=d.dispatch_id, link=None)
+            log.warning("dispatch %s of alert %s not accepted by %s: escalated to tier %d",
+                        d.dispatch_id, d.alert_id, d.deadline, tier)
+            done.append(Dispatch.from_row(row))
+        return done

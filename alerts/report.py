@@ -1,0 +1,347 @@
+"""The period report (月报) per community: what happened and how fast people answered it.
+
+For the alerts that STARTED in the period (Beijing time; a month is `--month 2026-11`):
+alerts by kind and severity; time from raise to the first acknowledgement, to the first arrival on
+site (from a dispatch) and to resolution, each as count, median and p90 (nearest rank: the
+smallest time within which 90 % were done); alerts by compound; the devices that raised most
+(two alerts or more); and the dispatches made in the period that are still open.
+Each community has its section, and 全街道 sums them. Written as CSV (`to_csv`) and as an HTML
+page with plotly charts (`to_html`), served by the dashboard at /report and written by
+`smartcommunity report`.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from alerts.dispatch import OPEN_STATES, STATE_LABEL, Dispatch
+from alerts.store import AlertStore, _decode
+from alerts.timeline import Event
+from core.contract import COMMUNITIES, KINDS
+from core.settings import Settings
+from core.severity import COLOUR, SEVERITIES
+from core.severity import label as severity_label
+from core.timebase import BEIJING, beijing, epoch, iso
+
+ALL = "*"  # the whole sub-district
+ALL_LABEL = "全街道"
+KIND_LABEL = {"gas": "燃气", "water": "供水", "power": "供电", "camera": "视频"}
+MEASURES: tuple[tuple[str, str], ...] = (("ack", "确认"), ("arrive", "到场"), ("resolve", "解除"))
+TOP_DEVICES = 10
+
+
+@dataclass(frozen=True)
+class Period:
+    start: float  # epoch seconds, inclusive
+    end: float  # exclusive
+    label: str
+
+    @classmethod
+    def month(cls, text: str) -> Period:
+        """`2026-11` → that month in Beijing time."""
+        try:
+            first = datetime.strptime(text, "%Y-%m").replace(tzinfo=BEIJING)
+        except ValueError:
+            raise ValueError(f"month {text!r}: expected YYYY-MM, e.g. 2026-11") from None
+        nxt = (first + timedelta(days=32)).replace(day=1)
+        return cls(first.timestamp(), nxt.timestamp(), text)
+
+    @classmethod
+    def this_month(cls) -> Period:
+        return cls.month(f"{beijing():%Y-%m}")
+
+    @classmethod
+    def days(cls, first: str, last: str) -> Period:
+        """From the day `first` to the day `last` inclusive (YYYY-MM-DD, Beijing time)."""
+        try:
+            a = datetime.strptime(first, "%Y-%m-%d").replace(tzinfo=BEIJING)
+            b = datetime.strptime(last, "%Y-%m-%d").replace(tzinfo=BEIJING) + timedelta(days=1)
+        except ValueError:
+            raise ValueError("dates must be YYYY-MM-DD, e.g. 2026-11-01") from None
+        if b <= a:
+            raise ValueError(f"the period {first} .. {last} is empty")
+        return cls(a.timestamp(), b.timestamp(), f"{first}_{last}")
+
+    def title(self) -> str:
+        a, b = beijing(self.start), beijing(self.end - 1)
+        return f"{a:%Y-%m-%d} 至 {b:%Y-%m-%d}"
+
+
+def nearest_rank(values: list[float], q: float) -> float | None:
+    """The q-quantile by nearest rank (p90: the smallest value ≥ 90 % of the values)."""
+    if not values:
+        return None
+    s = sorted(values)
+    return s[max(1, math.ceil(q * len(s))) - 1]
+
+
+@dataclass(frozen=True)
+class Stat:
+    n: int
+    median: float | None
+    p90: float | None
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stat:
+        return cls(len(values), statistics.median(values) if values else None, nearest_rank(values, 0.9))
+
+
+@dataclass
+class Section:
+    community: str
+    total: int = 0
+    by_kind_severity: Counter[tuple[str, str]] = field(default_factory=Counter)
+    durations: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in MEASURES})
+    by_compound: Counter[str] = field(default_factory=Counter)
+    by_device: Counter[str] = field(default_factory=Counter)
+    open_dispatches: list[Dispatch] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return ALL_LABEL if self.community == ALL else COMMUNITIES.get(self.community, self.community)
+
+    def stats(self) -> dict[str, Stat]:
+        return {m: Stat.of(v) for m, v in self.durations.items()}
+
+    def top_devices(self) -> list[tuple[str, int]]:
+        return [(d, n) for d, n in sorted(self.by_device.items(), key=lambda kv: (-kv[1], kv[0])) if n >= 2][
+            :TOP_DEVICES]
+
+
+@dataclass
+class Report:
+    period: Period
+    generated_at: str
+    sections: dict[str, Section]  # community (and ALL) → section
+    compound_names: dict[str, str] = field(default_factory=dict)
+    device_places: dict[str, str] = field(default_factory=dict)
+
+
+def build_report(store: AlertStore, period: Period, community: str | None = None, *, now: float,
+                 compound_names: dict[str, str] | None = None,
+                 device_places: dict[str, str] | None = None) -> Report:
+    lo, hi = iso(period.start), iso(period.end)
+    q = "SELECT * FROM alerts WHERE started_at >= ? AND started_at < ?"
+    args: list[Any] = [lo, hi]
+    if community:
+        q += " AND community = ?"
+        args.append(community)
+    with store._lock:
+        alerts = [_decode(r) for r in store._db.execute(q, args).fetchall()]
+        firsts = store._db.execute(
+            "SELECT e.alert_id, e.event, MIN(e.at) AS at FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
+            "WHERE a.started_at >= ? AND a.started_at < ? AND e.event IN (?, ?) GROUP BY e.alert_id, e.event",
+            (lo, hi, str(Event.ACKNOWLEDGED), str(Event.ARRIVED))).fetchall()
+        dq = ("SELECT d.*, a.community AS _c FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
+              f"WHERE d.created_at >= ? AND d.created_at < ? AND d.state IN ({', '.join('?' * len(OPEN_STATES))})")
+        dargs: list[Any] = [lo, hi, *OPEN_STATES]
+        if community:
+            dq += " AND a.community = ?"
+            dargs.append(community)
+        drows = store._db.execute(dq + " ORDER BY d.deadline", dargs).fetchall()
+    first: dict[tuple[str, str], str] = {(r["alert_id"], r["event"]): r["at"] for r in firsts}
+    comms = [community] if community else list(COMMUNITIES)
+    sections = {c: Section(c) for c in [*comms, ALL]}
+    for a in alerts:
+        started = epoch(a.started_at)
+        times = {
+            "ack": first.get((a.alert_id, str(Event.ACKNOWLEDGED))),
+            "arrive": first.get((a.alert_id, str(Event.ARRIVED))),
+            "resolve": a.resolved_at if a.state == "resolved" else None,
+        }
+        for sec in (sections.setdefault(a.community, Section(a.community)), sections[ALL]):
+            sec.total += 1
+            sec.by_kind_severity[(a.kind, a.severity)] += 1
+            sec.by_compound[a.compound_id] += 1
+            sec.by_device[a.device_id] += 1
+            for m, t in times.items():
+                if t is not None:
+                    sec.durations[m].append(max(0.0, epoch(t) - started))
+    for r in drows:
+        d = Dispatch.from_row({k: v for k, v in dict(r).items() if k != "_c"})
+        for c in (r["_c"], ALL):
+            sections.setdefault(c, Section(c)).open_dispatches.append(d)
+    return Report(period, iso(now), sections, compound_names or {}, device_places or {})
+
+
+def place_names(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
+    """(compound id → name, device id → install place) from the GIS layers and the registry, when
+    they load; a report without them still has every number, with ids."""
+    compounds: dict[str, str] = {}
+    devices: dict[str, str] = {}
+    try:
+        from geodata.layers import layers_dir, load_layers
+
+        compounds = {pid: p.name for pid, p in load_layers(layers_dir(settings)).places.items()}
+    except Exception:  # a missing or broken layer costs the names, not the report
+        pass
+    try:
+        from core.registry import ensure_registry, load_registry
+
+        for dev in load_registry(ensure_registry(settings)).values():
+            where = [compounds.get(dev.compound_id, dev.compound_id), str(dev.extra.get("building_id") or ""),
+                     str(dev.extra.get("install") or "")]
+            devices[dev.device_id] = " ".join(w for w in where if w)
+    except Exception:
+        pass
+    return compounds, devices
+
+
+# ---------------------------------------------------------------- CSV
+
+CSV_HEADER = ("section", "community", "key", "detail", "value")
+
+
+def _fmt_s(v: float | None) -> str:
+    return "" if v is None else f"{v:.1f}"
+
+
+def to_csv(rep: Report) -> str:
+    """One tidy table: section, community, key, detail, value (UTF-8 with BOM, for Excel)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_HEADER)
+    w.writerow(("period", "", rep.period.label, rep.period.title(), ""))
+    for c, sec in rep.sections.items():
+        w.writerow(("alerts_total", c, "", sec.name, sec.total))
+        for (kind, sev), n in sorted(sec.by_kind_severity.items()):
+            w.writerow(("alerts_by_kind_severity", c, kind, sev, n))
+        for m, st in sec.stats().items():
+            w.writerow((f"time_to_{m}_s", c, "n", "", st.n))
+            w.writerow((f"time_to_{m}_s", c, "median", "", _fmt_s(st.median)))
+            w.writerow((f"time_to_{m}_s", c, "p90", "", _fmt_s(st.p90)))
+        for cid, n in sorted(sec.by_compound.items(), key=lambda kv: (-kv[1], kv[0])):
+            w.writerow(("alerts_by_compound", c, cid, rep.compound_names.get(cid, ""), n))
+        for dev, n in sec.top_devices():
+            w.writerow(("top_repeat_devices", c, dev, rep.device_places.get(dev, ""), n))
+        for d in sec.open_dispatches:
+            w.writerow(("open_dispatches", c, d.dispatch_id,
+                        f"{d.alert_id} {d.team_name} {STATE_LABEL.get(d.state, d.state)} 期限 {d.deadline}",
+                        d.state))
+    return "\ufeff" + buf.getvalue()
+
+
+# ---------------------------------------------------------------- HTML with plotly charts
+
+
+def _dur(v: float | None) -> str:
+    if v is None:
+        return "—"
+    if v < 120:
+        return f"{v:.0f} 秒"
+    if v < 7200:
+        return f"{v / 60:.1f} 分"
+    return f"{v / 3600:.1f} 时"
+
+
+def _figures(rep: Report) -> list[tuple[str, Any]]:
+    import plotly.graph_objects as go
+
+    secs = [s for c, s in rep.sections.items() if c != ALL]
+    names = [s.name for s in secs]
+    layout = {"template": "plotly_white", "height": 340, "margin": {"l": 50, "r": 20, "t": 40, "b": 60},
+              "font": {"family": "Noto Sans CJK SC, sans-serif"}, "autosize": True,
+              "legend": {"orientation": "h", "traceorder": "normal"}}
+    out: list[tuple[str, Any]] = []
+    f1 = go.Figure(layout={**layout, "barmode": "stack", "title": "各社区告警数（按级别）"})
+    for sev in SEVERITIES:
+        f1.add_bar(name=severity_label(sev), x=names, y=[sum(n for (_k, s), n in sec.by_kind_severity.items()
+                                                            if s == sev) for sec in secs],
+                   marker_color=COLOUR[sev])
+    out.append(("by_severity", f1))
+    f2 = go.Figure(layout={**layout, "barmode": "stack", "title": "各社区告警数（按类别）"})
+    for kind in KINDS:
+        f2.add_bar(name=KIND_LABEL.get(kind, kind), x=names,
+                   y=[sum(n for (k, _s), n in sec.by_kind_severity.items() if k == kind) for sec in secs])
+    out.append(("by_kind", f2))
+    f3 = go.Figure(layout={**layout, "barmode": "group", "title": "响应时间（分钟）：中位数 / P90"})
+    for m, label in MEASURES:
+        st = [sec.stats()[m] for sec in secs]
+        f3.add_bar(name=f"{label}中位数", x=names, y=[(s.median or 0) / 60 for s in st])
+        f3.add_bar(name=f"{label}P90", x=names, y=[(s.p90 or 0) / 60 for s in st])
+    out.append(("durations", f3))
+    allc = rep.sections[ALL].by_compound.most_common(15)
+    f4 = go.Figure(layout={**layout, "title": "告警最多的小区/单位", "height": max(300, 28 * len(allc) + 80),
+                           "margin": {"l": 160, "r": 20, "t": 40, "b": 40}})
+    f4.add_bar(orientation="h", y=[rep.compound_names.get(c, c) for c, _ in reversed(allc)],
+               x=[n for _, n in reversed(allc)], marker_color="#2b6fd6")
+    out.append(("by_compound", f4))
+    return out
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    if not rows:
+        return '<p class="none">无</p>'
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+PAGE_CSS = """body{font-family:"Noto Sans CJK SC",sans-serif;margin:0 auto;max-width:1200px;padding:16px;color:#1b2533}
+h1{font-size:24px}h2{font-size:19px;border-bottom:2px solid #2b6fd6;padding-bottom:4px;margin-top:32px}
+h3{font-size:16px;margin:18px 0 6px}table{border-collapse:collapse;margin:6px 0;font-size:14px}
+td,th{border:1px solid #ccd6e3;padding:4px 8px;text-align:left}th{background:#eef3fa}.none{color:#777}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:8px}.chart{min-width:0}
+.nav a{margin-right:12px}.meta{color:#555}"""
+
+
+# Each chart was drawn while the grid below it was still filling (the first one as wide as the page):
+# once all are there, fit each to its cell.
+RESIZE_JS = ("<script>window.addEventListener('load', function () { document.querySelectorAll('.js-plotly-plot')"
+             ".forEach(function (gd) { Plotly.Plots.resize(gd); }); });</script>")
+
+
+def to_html(rep: Report, plotly_js: str, nav: str = "") -> str:
+    """The report page; `plotly_js` is a <script> tag (a local URL, or the library inline for a file);
+    `nav` is HTML put above the title (the dashboard's period picker)."""
+    conf = {"responsive": True, "displaylogo": False}  # each chart fills its grid cell, whatever the screen
+    charts = "".join(f'<div class="chart" id="chart-{key}">'
+                     f"{fig.to_html(full_html=False, include_plotlyjs=False, config=conf, default_width='100%')}"
+                     "</div>" for key, fig in _figures(rep))
+    parts = [nav, f"<h1>车城路街道 安全运行报告 {html.escape(rep.period.title())}</h1>",
+             f'<p class="meta">生成于 {beijing(epoch(rep.generated_at)):%Y-%m-%d %H:%M} · 按告警产生时间统计 · '
+             "响应时间自告警产生起算；P90 为 90% 告警在此时间内完成</p>",
+             f'<div class="charts">{charts}</div>']
+    for c, sec in rep.sections.items():
+        st = sec.stats()
+        parts.append(f'<section id="sec-{html.escape(c if c != ALL else "all")}"><h2>{html.escape(sec.name)}'
+                     f"（告警 {sec.total} 起）</h2>")
+        parts.append("<h3>告警类别与级别</h3>" + _table(
+            ["类别", *[severity_label(s) for s in SEVERITIES], "合计"],
+            [[KIND_LABEL.get(k, k), *[sec.by_kind_severity.get((k, s), 0) for s in SEVERITIES],
+              sum(sec.by_kind_severity.get((k, s), 0) for s in SEVERITIES)]
+             for k in sorted({k for k, _ in sec.by_kind_severity})]))
+        parts.append("<h3>响应时间</h3>" + _table(
+            ["环节", "起数", "中位数", "P90"],
+            [[label, st[m].n, _dur(st[m].median), _dur(st[m].p90)] for m, label in MEASURES]))
+        parts.append("<h3>各小区/单位告警数</h3>" + _table(
+            ["编号", "名称", "告警数"],
+            [[cid, rep.compound_names.get(cid, ""), n]
+             for cid, n in sorted(sec.by_compound.items(), key=lambda kv: (-kv[1], kv[0]))]))
+        parts.append("<h3>重复告警设备</h3>" + _table(
+            ["设备", "位置", "告警数"], [[d, rep.device_places.get(d, ""), n] for d, n in sec.top_devices()]))
+        parts.append("<h3>未完成派单</h3>" + _table(
+            ["派单", "告警", "派给", "状态", "期限"],
+            [[d.dispatch_id, d.alert_id, f"{d.team_name}·{d.assignee}" if d.member_id else d.team_name,
+              STATE_LABEL.get(d.state, d.state), f"{beijing(epoch(d.deadline)):%m-%d %H:%M}"]
+             for d in sec.open_dispatches]))
+        parts.append("</section>")
+    return (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>安全运行报告 {html.escape(rep.period.title())}</title><style>{PAGE_CSS}</style>{plotly_js}"
+            f"</head><body>{''.join(parts)}{RESIZE_JS}</body></html>")
+
+
+def plotly_inline() -> str:
+    """plotly.js itself, inline, for a report file that opens without any server or network."""
+    from plotly.offline import get_plotlyjs
+
+    return f'<script type="text/javascript">{get_plotlyjs()}</script>'

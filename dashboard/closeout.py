@@ -1,0 +1,306 @@
+"""Closing the loop on the dashboard's server: dispatch (派单), archive (归档), the report, and the
+field page of dispatched staff. `register_closeout(server, settings, store)` is the one call
+app.py makes.
+
+JSON API (alongside the contract's /api; same bearer token when SC_API_TOKEN is set):
+  GET  /api/dispatch/teams                      teams and members (+ the file's error, if any)
+  GET  /api/dispatch/options                    cause categories and actions
+  POST /api/alerts/{id}/dispatch                {"team", "member"?, "deadline" (ISO) | "deadline_min", "by"?, "note"?}
+  GET  /api/alerts/{id}/dispatches
+  POST /api/dispatches/{dispatch_id}/cancel     {"by"?, "note"?}  take an open dispatch back
+  GET  /api/dispatches?community=               open dispatches
+  GET  /api/dispatches/{dispatch_id}/photos/{n} a feedback photo (n = 1..3)
+  POST /api/alerts/{id}/archive                 {"cause", "by"?, "note"?}
+  GET  /api/archive/pending?community=          resolved red/orange alerts not archived yet
+  GET  /api/report?month=2026-11 | from=&to=  [&community=]   (JSON; /api/report.csv as CSV)
+Pages: /report (HTML with plotly charts, plotly.js served locally), /report.csv, /d/<token> (field page).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, Response, jsonify, request, send_file
+
+from alerts.archive import archive, pending
+from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_for, link_secret, photo_path
+from alerts.report import Period, Report, build_report, place_names, to_csv, to_html
+from alerts.store import AlertStore
+from alerts.teams import Teams, TeamsError, TeamsWatcher
+from core.contract import COMMUNITIES
+from core.settings import Settings
+from core.timebase import iso, now_iso, parse_iso
+from dashboard.api import error, token_ok
+from dashboard.fieldpage import register_field_page
+from dashboard.login import current_user
+
+log = logging.getLogger(__name__)
+
+MAX_DEADLINE_MIN = 7 * 24 * 60
+
+
+class Places:
+    """Compound names and device places for pages and reports, loaded once in the background use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._names: tuple[dict[str, str], dict[str, str]] | None = None
+        self._at = 0.0
+
+    def get(self) -> tuple[dict[str, str], dict[str, str]]:
+        with self._lock:
+            if self._names is None or time.monotonic() - self._at > 300:
+                self._names = place_names(self.settings)
+                self._at = time.monotonic()
+            return self._names
+
+
+class TeamsHolder:
+    """The teams in force: a bad file at start or after an edit is reported, never fatal."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._watcher: TeamsWatcher | None = None
+        self._file = settings.dispatch_teams_file
+        self.start_error: str | None = None
+        try:
+            self._watcher = TeamsWatcher(self._file)
+        except TeamsError as exc:
+            self.start_error = str(exc)
+            log.error("dispatch teams not loaded: %s", exc)
+
+    def current(self) -> tuple[Teams | None, str | None]:
+        if self._watcher is None:
+            try:
+                self._watcher = TeamsWatcher(self._file)
+                self.start_error = None
+            except TeamsError as exc:
+                self.start_error = str(exc)
+                return None, self.start_error
+        return self._watcher.current(), self._watcher.error
+
+
+def _json_body() -> dict[str, Any]:
+    doc = request.get_json(force=True, silent=True) if request.get_data(cache=True).strip() else {}
+    if not isinstance(doc, dict):
+        raise Refused(400, "body is not a JSON object")
+    for k, v in doc.items():
+        if isinstance(v, str) and len(v) > MAX_TEXT:
+            raise Refused(400, f'"{k}" is longer than {MAX_TEXT} characters')
+    return doc
+
+
+def _text(doc: dict[str, Any], key: str) -> str | None:
+    v = doc.get(key)
+    if v is not None and not isinstance(v, str):
+        raise Refused(400, f'"{key}" must be a string')
+    return v.strip() if isinstance(v, str) and v.strip() else None
+
+
+def _operator(doc: dict[str, Any], what: str) -> str:
+    """The signed-in operator, else the body's "by" (an /api client with the bearer token)."""
+    who = current_user() or _text(doc, "by")
+    if not who:
+        raise Refused(400, f'"by" (who {what}) is required')
+    return who
+
+
+def period_from_args(args: Any) -> tuple[Period, str | None]:
+    community = args.get("community") or None
+    if community is not None and community not in COMMUNITIES:
+        raise Refused(400, f"unknown community {community!r}; use {', '.join(COMMUNITIES)}")
+    try:
+        if args.get("from") or args.get("to"):
+            if not (args.get("from") and args.get("to")):
+                raise Refused(400, "give both from= and to= (YYYY-MM-DD)")
+            return Period.days(args["from"], args["to"]), community
+        return (Period.month(args["month"]) if args.get("month") else Period.this_month()), community
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from None
+
+
+def report_json(rep: Report) -> dict[str, Any]:
+    out: dict[str, Any] = {"period": {"label": rep.period.label, "from": iso(rep.period.start),
+                                      "to": iso(rep.period.end)}, "generated_at": rep.generated_at, "communities": {}}
+    for c, sec in rep.sections.items():
+        out["communities"][c] = {
+            "name": sec.name, "total": sec.total,
+            "by_kind_severity": [{"kind": k, "severity": s, "count": n} for (k, s), n in
+                                 sorted(sec.by_kind_severity.items())],
+            **{f"time_to_{m}_s": {"n": st.n, "median": st.median, "p90": st.p90} for m, st in sec.stats().items()},
+            "by_compound": [{"compound_id": cid, "name": rep.compound_names.get(cid), "count": n}
+                            for cid, n in sec.by_compound.most_common()],
+            "top_repeat_devices": [{"device_id": d, "place": rep.device_places.get(d), "count": n}
+                                   for d, n in sec.top_devices()],
+            "open_dispatches": [d.as_json() for d in sec.open_dispatches],
+        }
+    return out
+
+
+def report_nav(args: Any) -> str:
+    """A period picker (plain GET form) and the CSV of what is shown."""
+    month = html.escape(args.get("month") or "")
+    comm = args.get("community") or ""
+    opts = "".join(f'<option value="{c}"{" selected" if c == comm else ""}>{html.escape(n)}</option>'
+                   for c, n in COMMUNITIES.items())
+    query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
+    return ('<form class="nav" method="get" action="/report"><label>月份 <input type="month" name="month" '
+            f'value="{month}"></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
+            '</select></label> <button type="submit">查看</button> '
+            f'<a href="/report.csv?{query}" id="csv">下载 CSV</a> <a href="/">返回一张图</a></form>')
+
+
+def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> None:
+    places = Places(settings)
+    book = DispatchBook(store, settings, places=places.get)
+    teams = TeamsHolder(settings)
+    secret = link_secret(settings.data_path)
+    api = Blueprint("sc_closeout", __name__, url_prefix="/api")
+
+    @api.before_request
+    def _auth() -> tuple[Response, int] | None:
+        if not settings.api_token or token_ok(request.headers.get("Authorization"), settings.api_token):
+            return None
+        resp, status = error(401, "missing or wrong bearer token")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="smartcommunity"'
+        return resp, status
+
+    @api.errorhandler(Refused)
+    def _refused(exc: Refused) -> tuple[Response, int]:
+        return error(exc.status, exc.message)
+
+    @api.get("/dispatch/teams")
+    def list_teams() -> tuple[Response, int]:
+        t, err = teams.current()
+        return jsonify({"teams": t.as_json() if t else [], "error": err, "source": t.source if t else None}), 200
+
+    @api.get("/dispatch/options")
+    def options() -> tuple[Response, int]:
+        return jsonify({"causes": list(CAUSES), "actions": list(ACTIONS)}), 200
+
+    @api.post("/alerts/<alert_id>/dispatch")
+    def dispatch(alert_id: str) -> tuple[Response, int]:
+        doc = _json_body()
+        t, err = teams.current()
+        if t is None:
+            raise Refused(503, f"no dispatch teams: {err}")
+        team_id = _text(doc, "team")
+        team = t.get(team_id or "")
+        if team is None:
+            raise Refused(400, f"unknown team {team_id!r}; use {', '.join(t.teams)}")
+        member_id = _text(doc, "member")
+        member = team.member(member_id) if member_id else None
+        if member_id and member is None:
+            raise Refused(400, f"team {team.team_id} has no member {member_id!r}")
+        now = time.time()
+        if doc.get("deadline") is not None:
+            dl = parse_iso(_text(doc, "deadline"))
+            if dl is None:
+                raise Refused(400, '"deadline" must be an ISO-8601 time, e.g. 2026-11-25T04:00:00Z')
+            deadline = iso(dl.timestamp())
+        else:
+            mins = doc.get("deadline_min", 30)
+            if isinstance(mins, bool) or not isinstance(mins, int | float) or not 1 <= mins <= MAX_DEADLINE_MIN:
+                raise Refused(400, f'"deadline_min" must be a number of minutes, 1..{MAX_DEADLINE_MIN}')
+            deadline = iso(now + float(mins) * 60)
+        d = book.create(alert_id, team, member, deadline, _operator(doc, "dispatches"), _text(doc, "note"), now)
+        return jsonify({**d.as_json(), "link": link_for(settings, d)}), 201
+
+    @api.post("/dispatches/<dispatch_id>/cancel")
+    def cancel_dispatch(dispatch_id: str) -> tuple[Response, int]:
+        doc = _json_body()
+        d = book.cancel(dispatch_id, _operator(doc, "takes the dispatch back"), _text(doc, "note"), time.time())
+        return jsonify(d.as_json()), 200
+
+    @api.get("/alerts/<alert_id>/dispatches")
+    def alert_dispatches(alert_id: str) -> tuple[Response, int]:
+        if store.get(alert_id) is None:
+            raise Refused(404, f"no alert {alert_id}")
+        return jsonify([d.as_json() for d in book.for_alert(alert_id)]), 200
+
+    @api.get("/dispatches")
+    def open_dispatches() -> tuple[Response, int]:
+        community = request.args.get("community") or None
+        if community is not None and community not in COMMUNITIES:
+            raise Refused(400, f"unknown community {community!r}; use {', '.join(COMMUNITIES)}")
+        now = time.time()
+        return jsonify([{**d.as_json(), "overdue": d.overdue(now)} for d in book.open_dispatches(community)]), 200
+
+    @api.get("/dispatches/<dispatch_id>/photos/<int:n>")
+    def photo(dispatch_id: str, n: int) -> Response:
+        d = book.get(dispatch_id)
+        p: Path | None = photo_path(settings.data_path, d, n - 1) if d else None
+        if d is None or p is None or not p.is_file():
+            raise Refused(404, f"no photo {n} of dispatch {dispatch_id}")
+        resp = send_file(p, mimetype=d.photos[n - 1]["type"], max_age=0)
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        return resp
+
+    @api.post("/alerts/<alert_id>/archive")
+    def archive_alert(alert_id: str) -> tuple[Response, int]:
+        doc = _json_body()
+        done = archive(store, alert_id, _operator(doc, "archives"), _text(doc, "cause") or "", _text(doc, "note"),
+                       now_iso())
+        return jsonify(done.as_json()), 200
+
+    @api.get("/archive/pending")
+    def archive_pending() -> tuple[Response, int]:
+        community = request.args.get("community") or None
+        if community is not None and community not in COMMUNITIES:
+            raise Refused(400, f"unknown community {community!r}; use {', '.join(COMMUNITIES)}")
+        rows = pending(store, community)
+        return jsonify({"count": len(rows), "causes": list(CAUSES), "alerts": [
+            {**a.as_json(), "dispatches": [d.as_json() for d in book.for_alert(a.alert_id)]} for a in rows]}), 200
+
+    def make_report() -> Report:
+        period, community = period_from_args(request.args)
+        names, devs = places.get()
+        return build_report(store, period, community, now=time.time(), compound_names=names, device_places=devs)
+
+    @api.get("/report")
+    def report_api() -> tuple[Response, int]:
+        return jsonify(report_json(make_report())), 200
+
+    def csv_response(rep: Report) -> Response:
+        resp = Response(to_csv(rep), mimetype="text/csv")
+        resp.headers["Content-Disposition"] = f'attachment; filename="report-{rep.period.label}.csv"'
+        return resp
+
+    @api.get("/report.csv")
+    def report_csv_api() -> Response:
+        return csv_response(make_report())
+
+    server.register_blueprint(api)
+
+    # The pages (behind the dashboard's sign-in, like the console).
+    @server.get("/report")
+    def report_page() -> Response:
+        try:
+            rep = make_report()
+        except Refused as exc:
+            return Response(exc.message, status=exc.status, mimetype="text/plain")
+        return Response(to_html(rep, '<script src="/report/plotly.min.js"></script>', report_nav(request.args)),
+                        mimetype="text/html")
+
+    @server.get("/report.csv")
+    def report_csv() -> Response:
+        try:
+            return csv_response(make_report())
+        except Refused as exc:
+            return Response(exc.message, status=exc.status, mimetype="text/plain")
+
+    @server.get("/report/plotly.min.js")
+    def report_plotly() -> Response:
+        import plotly
+
+        return send_file(Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
+                         mimetype="application/javascript", max_age=86400)
+
+    register_field_page(server, settings, store, book, lambda: secret, places.get)
+

@@ -1,0 +1,230 @@
+"""The field page (现场处置页): what an assignee opens from the dispatch message on their phone.
+
+`/d/<token>`: server-rendered HTML, no JS framework, readable on a 390×844 phone, buttons ≥ 48 px.
+The signed token (alerts/dispatch.py) is the only credential: it names one alert and one dispatch,
+expires, and opens only this page and its three actions — accept (接单), arrived (已到场) and the
+feedback form (cause, action, text, up to 3 photos). Anything refused (a forged, expired or
+mismatched link, a second acceptance, an oversize or non-image photo) gets a clear message and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, redirect, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from alerts.dispatch import (
+    ACTIONS,
+    CAUSES,
+    MAX_PHOTOS,
+    STATE_LABEL,
+    Dispatch,
+    DispatchBook,
+    Places,
+    Refused,
+    place_of,
+    read_link,
+)
+from alerts.store import AlertStore
+from core.settings import Settings
+from core.severity import COLOUR
+from core.severity import label as severity_label
+from core.timebase import beijing, epoch
+
+log = logging.getLogger(__name__)
+
+CSS = """*{box-sizing:border-box}body{margin:0;font-family:"Noto Sans CJK SC","PingFang SC",sans-serif;
+background:#f2f4f7;color:#1b2533;font-size:17px;line-height:1.5}header{color:#fff;padding:14px 16px;
+font-size:20px;font-weight:700}main{padding:12px}.card{background:#fff;border-radius:10px;padding:14px;
+margin-bottom:12px;box-shadow:0 1px 3px rgba(0,0,0,.08)}.msg{font-size:18px;font-weight:600}.row{
+display:flex;justify-content:space-between;gap:8px;padding:3px 0}.k{color:#66768a;flex:none}.v{
+text-align:right}.steps{display:flex;gap:6px}.step{flex:1;text-align:center;padding:8px 2px;
+border-radius:8px;background:#e6eaf0;font-size:15px}.step.on{background:#1f9d55;color:#fff}.step small{
+display:block;font-size:12px}button,.btn{display:block;width:100%;min-height:52px;font-size:19px;
+border:0;border-radius:10px;background:#2b6fd6;color:#fff;font-weight:700;margin-top:10px}button.go{
+background:#1f9d55}label{display:block;margin:12px 0 4px;color:#44546a}select,textarea,input[type=text]{
+width:100%;min-height:48px;font-size:17px;padding:8px;border:1px solid #c3ccd8;border-radius:8px;
+background:#fff}textarea{min-height:96px}input[type=file]{width:100%;min-height:48px;font-size:16px;
+padding:8px 0}.err{background:#fdecea;color:#a61b1b;border:1px solid #f5c2bd;border-radius:10px;
+padding:12px;margin-bottom:12px;font-weight:600}.ok{background:#e8f6ee;color:#17663a;
+border:1px solid #b7e2c8;border-radius:10px;padding:12px;margin-bottom:12px;font-weight:600}.late{
+color:#c0261b;font-weight:700}.hint{color:#66768a;font-size:14px}
+input[type=file]::file-selector-button{min-height:44px;min-width:96px;font-size:16px;margin-right:10px;
+border:1px solid #c3ccd8;border-radius:8px;background:#eef3fa}"""
+
+OK_TEXT = {"accepted": "已接单，请尽快赶往现场。", "arrived": "已记录到场时间。", "done": "反馈已提交，谢谢！"}
+
+
+def _page(title: str, colour: str, body: str, status: int = 200) -> Response:
+    doc = (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" '
+           f'content="width=device-width, initial-scale=1"><meta name="robots" content="noindex">'
+           f'<meta name="referrer" content="no-referrer"><title>{html.escape(title)}</title><style>{CSS}</style>'
+           f'</head><body><header style="background:{colour}">{html.escape(title)}</header><main>{body}</main>'
+           "</body></html>")
+    resp = Response(doc, status=status, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Frame-Options"] = "DENY"
+    return resp
+
+
+def refused_page(message: str, status: int) -> Response:
+    return _page("无法打开派单", "#5b6573", f'<div class="err" id="error">{html.escape(message)}</div>'
+                 '<p class="hint">如需帮助请联系街道指挥中心。</p>', status)
+
+
+def _hm(iso_text: str | None) -> str:
+    return f"{beijing(epoch(iso_text)):%m-%d %H:%M}" if iso_text else ""
+
+
+def _options(values: tuple[str, ...], name: str, label: str, chosen: str = "") -> str:
+    opts = "".join(f'<option value="{html.escape(v)}"{" selected" if v == chosen else ""}>{html.escape(v)}</option>'
+                   for v in values)
+    return (f'<label for="{name}">{label}</label><select id="{name}" name="{name}" required>'
+            f'<option value="">请选择</option>{opts}</select>')
+
+
+def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: str | None = None,
+           error: str | None = None, status: int = 200, kept: dict[str, str] | None = None) -> Response:
+    """`kept`: what the person had typed in the feedback form, shown again after a refusal."""
+    kept = kept or {}
+    sev = alert.severity if alert else "blue"
+    title = f"{severity_label(sev)}预警 · 派单" if alert else "派单"
+    base = f"/d/{token}"
+    late = d.state == "sent" and epoch(d.deadline) <= time.time()
+    where = place_of(alert, places) if alert else ""
+    parts = []
+    if error:
+        parts.append(f'<div class="err" id="error">{html.escape(error)}</div>')
+    if ok:
+        parts.append(f'<div class="ok" id="ok">{html.escape(ok)}</div>')
+    parts.append(
+        f'<div class="card"><div class="msg">{html.escape(alert.message if alert else d.alert_id)}</div>'
+        f'<div class="row"><span class="k">地点</span><span class="v">{html.escape(where)}</span></div>'
+        f'<div class="row"><span class="k">设备</span><span class="v">{html.escape(alert.device_id if alert else "")}'
+        f'</span></div><div class="row"><span class="k">告警时间</span><span class="v">'
+        f'{_hm(alert.started_at) if alert else ""}</span></div></div>')
+    parts.append(
+        f'<div class="card"><div class="row"><span class="k">派给</span><span class="v">{html.escape(d.team_name)}'
+        f'{("·" + html.escape(d.assignee)) if d.member_id else ""}</span></div>'
+        f'<div class="row"><span class="k">接单期限</span><span class="v{" late" if late else ""}">{_hm(d.deadline)}'
+        f'{"（已超时）" if late else ""}</span></div>'
+        + (f'<div class="row"><span class="k">指挥中心备注</span><span class="v">{html.escape(d.note)}</span></div>'
+           if d.note else "")
+        + f'<div class="row"><span class="k">状态</span><span class="v" id="state">'
+        f'{html.escape(STATE_LABEL.get(d.state, d.state))}</span></div></div>')
+    steps = [("接单", d.accepted_at), ("到场", d.arrived_at), ("反馈", d.done_at if d.state == "done" else None)]
+    parts.append('<div class="card steps">' + "".join(
+        f'<div class="step{" on" if at else ""}">{name}<small>{_hm(at) if at else "—"}</small></div>'
+        for name, at in steps) + "</div>")
+    if d.state == "sent":
+        parts.append(f'<form class="card" method="post" action="{base}/accept">'
+                     '<label for="name">您的姓名（可选）</label>'
+                     '<input type="text" id="name" name="name" maxlength="40" autocomplete="name">'
+                     '<button type="submit" id="accept" class="go">接单</button></form>')
+    elif d.state == "accepted":
+        parts.append(f'<form class="card" method="post" action="{base}/arrive">'
+                     '<p class="hint">到达现场后请点击：</p>'
+                     '<button type="submit" id="arrive" class="go">已到场</button></form>')
+    elif d.state == "arrived":
+        files = "".join(f'<input type="file" name="photo" id="photo{i}" accept="image/jpeg,image/png,image/webp">'
+                        for i in range(1, MAX_PHOTOS + 1))
+        parts.append(
+            f'<form class="card" method="post" action="{base}/feedback" enctype="multipart/form-data">'
+            f'<div class="msg">现场反馈</div>{_options(CAUSES, "cause", "原因类别", kept.get("cause", ""))}'
+            f'{_options(ACTIONS, "action", "处置措施", kept.get("action", ""))}'
+            '<label for="text">情况说明</label><textarea id="text" name="text" maxlength="2000" '
+            f'placeholder="发现了什么、做了什么、是否还需要其他部门">{html.escape(kept.get("text", ""))}</textarea>'
+            f'<label>现场照片（最多 {MAX_PHOTOS} 张，JPEG/PNG/WebP）</label>{files}'
+            '<button type="submit" id="submit-feedback" class="go">提交反馈</button></form>')
+    elif d.state == "cancelled":
+        parts.append('<div class="card" id="cancelled"><div class="msg">该派单已由指挥中心撤回，无需处置。</div>'
+                     '<p class="hint">如有疑问请联系街道指挥中心。</p></div>')
+    else:
+        parts.append(
+            f'<div class="card" id="done"><div class="msg">已完成反馈</div>'
+            f'<div class="row"><span class="k">原因</span><span class="v">{html.escape(d.cause or "")}</span></div>'
+            f'<div class="row"><span class="k">措施</span><span class="v">{html.escape(d.action_taken or "")}'
+            "</span></div>"
+            f'<div class="row"><span class="k">照片</span><span class="v">{len(d.photos)} 张</span></div>'
+            + (f"<p>{html.escape(d.feedback)}</p>" if d.feedback else "") + "</div>")
+    return _page(title, COLOUR.get(sev, "#2b6fd6"), "".join(parts), status)
+
+
+def register_field_page(server: Flask, settings: Settings, store: AlertStore, book: DispatchBook,
+                        secret: Callable[[], bytes], places: Callable[[], Places]) -> None:
+    ttl = settings.dispatch_link_ttl_s
+    # Three photos at their bound, plus the form fields and multipart framing.
+    max_body = MAX_PHOTOS * settings.dispatch_photo_max_bytes + 256 * 1024
+
+    def resolve(token: str) -> Dispatch:
+        alert_id, dispatch_id = read_link(secret(), token, ttl)
+        d = book.get(dispatch_id)
+        if d is None or d.alert_id != alert_id:
+            raise Refused(403, "链接与派单不符，请使用消息中的原始链接。")
+        return d
+
+    def show(token: str, d: Dispatch, **kw: Any) -> Response:
+        return render(token, d, store.get(d.alert_id), places(), **kw)
+
+    def _kept() -> dict[str, str]:
+        """The typed text and choices of a refused feedback (nothing when the body was too big to read)."""
+        try:
+            return {k: request.form.get(k, "")[:2000] for k in ("cause", "action", "text")}
+        except RequestEntityTooLarge:
+            return {}
+
+    @server.get("/d/<token>")
+    def field_page(token: str) -> Response:
+        try:
+            d = resolve(token)
+        except Refused as exc:
+            return refused_page(exc.message, exc.status)
+        ok = OK_TEXT.get(request.args.get("ok", ""))
+        return show(token, d, ok=ok)
+
+    def act(token: str, step: Callable[[Dispatch], Dispatch]) -> Response:
+        try:
+            d = resolve(token)
+        except Refused as exc:
+            return refused_page(exc.message, exc.status)
+        try:
+            new = step(d)
+        except Refused as exc:
+            log.info("field action on %s refused: %s", d.dispatch_id, exc.message)
+            return show(token, book.get(d.dispatch_id) or d, error=exc.message, status=exc.status, kept=_kept())
+        return redirect(f"/d/{token}?ok={new.state}", code=303)  # type: ignore[return-value]
+
+    @server.post("/d/<token>/accept")
+    def field_accept(token: str) -> Response:
+        return act(token, lambda d: book.accept(d.dispatch_id, time.time(), request.form.get("name")))
+
+    @server.post("/d/<token>/arrive")
+    def field_arrive(token: str) -> Response:
+        return act(token, lambda d: book.arrive(d.dispatch_id, time.time()))
+
+    @server.post("/d/<token>/feedback")
+    def field_feedback(token: str) -> Response:
+        def step(d: Dispatch) -> Dispatch:
+            request.max_content_length = max_body
+            try:
+                form, files = request.form, request.files.getlist("photo")
+            except RequestEntityTooLarge:
+                mb = settings.dispatch_photo_max_bytes / 1048576
+                raise Refused(413, f"上传内容过大：每张照片不超过 {mb:.0f} MB，"
+                                   f"最多 {MAX_PHOTOS} 张。") from None
+            photos = []
+            for f in files:
+                data = f.read(settings.dispatch_photo_max_bytes + 1)
+                if not data and not f.filename:
+                    continue  # an empty file field
+                photos.append(data)
+            return book.feedback(d.dispatch_id, form.get("cause", ""), form.get("action", ""),
+                                 form.get("text", ""), photos, time.time())
+
+        return act(token, step)

@@ -1,0 +1,29 @@
+"""The contract's MQTT alert topic as a channel, against the real broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts.channels.base import DeliveryError, Target
+from alerts.channels.mqtt import MqttChannel
+from tests.alerts.channels.conftest import sample_alert
+from tests.alerts.channels.receivers import dead_url
+
+
+def test_publishes_the_alert_on_the_contract_topic(settings, collector, message) -> None:  # type: ignore[no-untyped-def]
+    col = collector("sc/alerts/#")
+    alert = sample_alert()
+    ch = MqttChannel(Target(id="q", kind="mqtt", url=settings.mqtt_url))
+    try:
+        ch.send(message, [], alert=alert.as_json())
+    finally:
+        ch.close()
+    assert col.wait_for(lambda m: any(t == "sc/alerts/yanling/a-0123456789abcdef" for t, _, _ in m))
+    assert col.json()[0]["alert_id"] == alert.alert_id and col.json()[0]["severity"] == "red"
+
+
+def test_no_broker_is_a_failure(message) -> None:  # type: ignore[no-untyped-def]
+    url = dead_url().replace("http://", "mqtt://").replace("/hook", "")
+    ch = MqttChannel(Target(id="q", kind="mqtt", url=url), timeout_s=1)
+    with pytest.raises(DeliveryError):
+        ch.send(message, [], alert=sample_alert().as_json())
