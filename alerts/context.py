@@ -40,7 +40,8 @@ def summary(nearby: dict[str, Any]) -> str:
     if nearby["units"]:
         first = nearby["units"][0]
         more = f"等 {nearby['units_count']} 家单位" if nearby["units_count"] > 1 else ""
-        parts.append(f"{first['name']}({first['category']}){more}")
+        name, cat = str(first["name"]), str(first.get("category") or "")
+        parts.append(f"{name}({cat}){more}" if cat and cat not in name else f"{name}{more}")  # no "X食堂(食堂)"
     if nearby["households"]:
         parts.append(f"约 {nearby['households']} 户")
     if not parts:

@@ -211,17 +211,27 @@ class AlertStore:
         return {(r["rule"], r["subject"]): _decode(r) for r in rows}
 
     def list(
-        self, state: str | None = None, community: str | None = None, limit: int = 500
+        self, state: str | None = None, community: str | None = None, limit: int = 500, *,
+        severity: str | None = None, rule: str | None = None, device_id: str | None = None,
+        compound_id: str | None = None, since: str | None = None, until: str | None = None,
+        updated_since: str | None = None,
     ) -> list[Alert]:
+        """Newest first. `state`/`severity` take comma lists; `since`/`until` bound `started_at`
+        (ISO-8601 UTC, compared as text), `updated_since` bounds `updated_at`."""
         q = "SELECT * FROM alerts"
-        where, args = [], []
-        if state:
-            states = [s.strip() for s in state.split(",") if s.strip()]
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            args.extend(states)
-        if community:
-            where.append("community = ?")
-            args.append(community)
+        where: list[str] = []
+        args: list[Any] = []
+        for col, raw in (("state", state), ("severity", severity)):
+            if raw:
+                vals = [s.strip() for s in raw.split(",") if s.strip()]
+                where.append(f"{col} IN ({', '.join('?' * len(vals))})")
+                args.extend(vals)
+        for cond, val in (("community = ?", community), ("rule = ?", rule), ("device_id = ?", device_id),
+                          ("compound_id = ?", compound_id), ("started_at >= ?", since),
+                          ("started_at <= ?", until), ("updated_at >= ?", updated_since)):
+            if val:
+                where.append(cond)
+                args.append(val)
         if where:
             q += " WHERE " + " AND ".join(where)
         q += " ORDER BY started_at DESC, rowid DESC LIMIT ?"

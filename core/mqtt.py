@@ -30,8 +30,10 @@ def make_client(
     persistent: bool = False,
     manual_ack: bool = False,
     protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
+    account: str | None = None,
 ) -> mqtt.Client:
-    """A client not yet connected. `persistent`: fixed id, clean start off, long session expiry."""
+    """A client not yet connected. `persistent`: fixed id, clean start off, long session expiry.
+    `account`: a second broker account of this process (a secure broker allows one connection per account)."""
     url = settings.mqtt_endpoint
     cid = client_id or f"sc-{uuid.uuid4().hex[:12]}"
     kwargs: dict[str, object] = {}
@@ -41,7 +43,7 @@ def make_client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=protocol,
         manual_ack=manual_ack, reconnect_on_failure=True, **kwargs,  # type: ignore[arg-type]
     )
-    user, password = credentials(settings)
+    user, password = credentials(settings, account)
     if user:
         client.username_pw_set(user, password)
     if url.tls:

@@ -53,7 +53,8 @@ class Settings:
     # that a compound or community going down at once gives one place alert, not one per device.
     alerts_fold_window_s: float = 30.0
     alerts_silence_check_s: float = 5.0  # how often the silence / place scan runs
-    dashboard_refresh_ms: int = 2000
+    dashboard_refresh_ms: int = 1000  # an unchanged picture costs a refresh microseconds (dashboard/state.py)
+    dashboard_stale_s: float = 30.0  # no new data for this long (or no ingest heartbeat): the stale banner
     dashboard_session_idle_s: float = 43_200.0  # a staff session ends after this long without a request
     dashboard_session_max_s: float = 86_400.0  # and this long after sign-in, whatever happens
     dashboard_connection_limit: int = 4000  # open HTTP connections served at once (idle ones included)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dash import html
+from dash import dcc, html
 
 from core.contract import COMMUNITIES, Alert
-from core.severity import SEVERITIES
+from core.severity import SEVERITIES, SHORT
 from core.timebase import local_time
 from dashboard.geo import BaseLayers
 from dashboard.live import Live
@@ -24,7 +24,7 @@ def _compound_name(a: Alert, base: BaseLayers) -> str:
 
 def alert_item(a: Alert, base: BaseLayers, console: bool) -> html.Li:
     colour = SEVERITY_COLOR.get(a.severity, "#888")
-    meta = [f"{a.device_id or '-'}", KIND_LABEL.get(a.kind, a.kind or ""), STATE_LABEL.get(a.state, a.state)]
+    meta = [KIND_LABEL.get(a.kind, a.kind or ""), a.device_id or "", STATE_LABEL.get(a.state, a.state)]
     if a.acked_by:
         meta.append(f"确认人 {a.acked_by}")
     children: list[Any] = [
@@ -37,9 +37,11 @@ def alert_item(a: Alert, base: BaseLayers, console: bool) -> html.Li:
                 html.Span(local_time(a.started_at), className="alert-time", title=a.started_at),
             ],
         ),
-        html.Div(a.message or a.rule, className="alert-message"),
+        dcc.Link(a.message or a.rule, href=f"/alerts/{a.alert_id}", className="alert-message"),
         html.Div(" · ".join(m for m in meta if m), className="alert-meta"),
     ]
+    if a.state == "acknowledged":  # in the head line, never over the buttons
+        children[0].children.insert(1, html.Span("已确认", className="acked-tag"))
     if console:
         buttons = [
             html.Button(
@@ -68,12 +70,37 @@ def alert_item(a: Alert, base: BaseLayers, console: bool) -> html.Li:
     )
 
 
+def resolved_item(a: Alert, base: BaseLayers) -> html.Li:
+    how = f"{a.resolved_by} 解除" if a.resolved_by else "条件恢复，自动解除"
+    return html.Li(
+        [
+            html.Div(
+                className="alert-head",
+                children=[
+                    html.Span(severity_label(a.severity), className="sev-badge faded-badge"),
+                    html.Span(COMMUNITIES.get(a.community, a.community), className="alert-community"),
+                    html.Span(_compound_name(a, base), className="alert-compound"),
+                    html.Span(local_time(a.resolved_at), className="alert-time", title=a.resolved_at or ""),
+                ],
+            ),
+            dcc.Link(a.message or a.rule, href=f"/alerts/{a.alert_id}", className="alert-message"),
+            html.Div(f"已解除 · {how}", className="alert-meta"),
+        ],
+        className=f"alert-item resolved sev-{a.severity}",
+        style={"borderLeftColor": SEVERITY_COLOR.get(a.severity, "#888")},
+    )
+
+
 def alert_list(live: Live, base: BaseLayers, console: bool) -> list[Any]:
-    if not live.alerts:
-        return [html.Li("当前无未解除告警", className="alert-empty")]
     items: list[Any] = [alert_item(a, base, console) for a in live.alerts[:MAX_ITEMS]]
+    if not live.alerts:
+        items = [html.Li("当前无未解除告警", className="alert-empty")]
     if len(live.alerts) > MAX_ITEMS:
-        items.append(html.Li(f"另有 {len(live.alerts) - MAX_ITEMS} 条，见 /api/alerts", className="alert-empty"))
+        items.append(html.Li(dcc.Link(f"另有 {len(live.alerts) - MAX_ITEMS} 条，见告警列表", href="/alerts"),
+                             className="alert-empty"))
+    if live.resolved:
+        items.append(html.Li("近期解除", className="list-sep"))
+        items += [resolved_item(a, base) for a in live.resolved[:20]]
     return items
 
 
@@ -86,6 +113,7 @@ def counters(counts: Mapping[str, Mapping[str, int]], live: Live) -> list[Any]:
             children=[
                 html.Div([html.Div(str(total_active), className="big num-active"), html.Div("未处置")]),
                 html.Div([html.Div(str(total_ack), className="big"), html.Div("已确认")]),
+                html.Div([html.Div(str(len(live.offline_ids)), className="big num-offline"), html.Div("离线")]),
                 html.Div(
                     [
                         html.Div(str(sum(c.get("devices", 0) for c in counts.values())), className="big"),
@@ -99,7 +127,7 @@ def counters(counts: Mapping[str, Mapping[str, int]], live: Live) -> list[Any]:
         c = counts.get(slug, {})
         sev = [
             html.Span(
-                str(c.get(s, 0)),
+                [html.Span(str(c.get(s, 0)), className="n"), html.Span(SHORT[s], className="l")],
                 className="sev-count" + (" zero" if not c.get(s) else ""),
                 style={"color": SEVERITY_COLOR[s]},
                 title=f"{severity_label(s)}告警",
@@ -115,12 +143,31 @@ def counters(counts: Mapping[str, Mapping[str, int]], live: Live) -> list[Any]:
                     html.Div(name, className="community-name"),
                     html.Div(sev, className="sev-counts"),
                     html.Div(
-                        f"设备 {c.get('devices', 0)} · 告警设备 {c.get('alerting', 0)}", className="community-meta"
+                        f"设备 {c.get('devices', 0)} · 告警设备 {c.get('alerting', 0)} · 离线 {c.get('offline', 0)}",
+                        className="community-meta",
                     ),
                 ],
             )
         )
     return cards
+
+
+def wall_tiles(counts: Mapping[str, Mapping[str, int]]) -> list[Any]:
+    """Per community, three labelled figures readable across the room: 未处置 / 已确认 / 离线."""
+    out: list[Any] = []
+    for slug, name in COMMUNITIES.items():
+        c = counts.get(slug, {})
+        worst = next((s for s in SEVERITIES if c.get(s)), None)
+        figs = [
+            html.Div([html.Div(str(c.get(key, 0)), className="tile-n" + (f" {cls}" if c.get(key) else "")),
+                      html.Div(text, className="tile-l")], className="tile-fig")
+            for key, text, cls in (("active", "未处置", "hot"), ("acknowledged", "已确认", ""),
+                                   ("offline", "离线", "grey"))
+        ]
+        out.append(html.Div([html.Div(name, className="tile-name"), html.Div(figs, className="tile-figs")],
+                            className="wall-tile", id=f"tile-{slug}",
+                            style={"borderTopColor": SEVERITY_COLOR[worst] if worst else "#2b3d57"}))
+    return out
 
 
 PART_LABEL = {"mqtt": "消息总线", "influxdb": "时序库", "ingest": "接入", "alerts": "告警引擎"}

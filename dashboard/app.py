@@ -1,216 +1,152 @@
-"""The Dash app: layout of the one-map page, its live refresh, and the console actions.
+"""The Dash app (Dash Pages): a shell shared by every page, and one module a page in dashboard/pages/.
 
-`create_app(settings)` wires everything (store, map data, health, /api) onto one Flask server.
-Live data reaches the browser only through `dcc.Interval` ticks: a tick whose picture did not change
-sends nothing; one that did sends a `Patch()` of the few arrays that moved (see mapfig.py).
+`create_app(settings)` wires everything (the live state in memory, map data, health, /api) onto one
+Flask server. The shell carries the title bar (navigation, service lights, the stale banner, the
+signed-in person, the clock); each page brings its own live refresh (see dashboard/pages/*).
+Responses are gzip-compressed (flask-compress), and plotly's bundle is served from this server.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-import flask
-from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
+import dash
+from dash import Dash, Input, Output, dcc, html
 
 from alerts.store import AlertStore, store_path
 from core.settings import Settings
-from core.severity import SEVERITIES
-from core.timebase import beijing_hms
-from dashboard import alertview, mapfig
-from dashboard.actions import AlertActions, Publisher
+from dashboard import alertview, pages
+from dashboard.actions import AlertActions, Outcome, Publisher
 from dashboard.api import register_api
 from dashboard.closeout import register_closeout
 from dashboard.geo import BaseLayers, MapData
-from dashboard.health import HealthChecker
-from dashboard.live import OPEN_STATES, Live, compute_live, counts_by_community
+from dashboard.health import Freshness, HealthChecker
+from dashboard.live import Live
 from dashboard.login import check_role, current_user
-from dashboard.offline import register_offline_routes, style_url
+from dashboard.offline import register_offline_routes
 from dashboard.security import register_security
-from dashboard.theme import DEVICE_NORMAL, SEVERITY_COLOR, install_page_head, severity_label
+from dashboard.state import LiveState
+from dashboard.theme import install_page_head
 
 log = logging.getLogger(__name__)
 
 TITLE = "车城路街道 综合一张图"
-PULSE_MS = 1500  # software WebGL needs >= 1.2 s between restyles to go idle (offline-map notes)
-HEALTH_MS = 10_000
-DEFAULT_DUTY = "值班员"
+HEALTH_MS = 3_000
+DEFAULT_DUTY = "值班员"  # who signs an action when sign-in is not required (no accounts, no token)
 NOT_OPERATOR = "无权操作: 当前身份只能查看 (viewer)"
 
 
 class Dashboard:
     """Everything the callbacks and routes share, for one app."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, live_mqtt: bool = True) -> None:
         self.settings = settings
         self.store = AlertStore(store_path(settings.data_path))
         self.mapdata = MapData(settings)
         self.publisher = Publisher(settings)
         self.actions = AlertActions(self.store, self.publisher)
         self.health = HealthChecker(settings)
+        self.freshness = Freshness(settings.data_path, settings.dashboard_stale_s)
+        self.state = LiveState(settings, self.mapdata, mqtt=live_mqtt)
+        self._influx: Any = None
 
     def snapshot(self) -> tuple[BaseLayers, Any, Live]:
-        base = self.mapdata.layers()
-        reg = self.mapdata.registry()
-        alerts = self.store.list(state=OPEN_STATES, limit=5000)
-        live = compute_live(alerts, base, reg, str(getattr(reg, "version", "none")))
-        return base, reg, live
+        return self.state.view()
+
+    def mapdata_changed(self, sig: dict[str, Any]) -> bool:
+        return self.mapdata.layers().key != sig.get("base") or self.mapdata.registry_version() != sig.get("reg")
+
+    def influx(self) -> Any:
+        from core.influx import client_for
+
+        if self._influx is None:  # the dashboard's own (read-only, when security is on) account
+            self._influx = client_for(self.settings, timeout_s=8.0)
+        return self._influx
+
+    def signer(self) -> str:
+        """Who an action is signed by: the signed-in account, else (sign-in not required) 值班员."""
+        return current_user() or DEFAULT_DUTY
+
+    def acknowledge(self, alert_id: str, note: str | None) -> Any:
+        if not check_role("operator"):  # refused server-side, whatever the page shows (and audited)
+            return Outcome(None, 403, NOT_OPERATOR)
+        out = self.actions.acknowledge(alert_id, self.signer(), note)
+        if out.alert is not None and out.status == 200:
+            self.state.apply(out.alert)  # the person who clicked sees it at once
+        return out
+
+    def resolve(self, alert_id: str, note: str | None) -> Any:
+        if not check_role("operator"):
+            return Outcome(None, 403, NOT_OPERATOR)
+        out = self.actions.resolve(alert_id, self.signer(), note)
+        if out.alert is not None and out.status == 200:
+            self.state.apply(out.alert)
+        return out
 
     def close(self) -> None:
+        self.state.close()
         self.publisher.close()
         self.store.close()
+        if self._influx is not None:
+            self._influx.close()
 
 
-def signer(duty: str | None) -> str:
-    """Who signs a console action: the signed-in account; the typed name only when nobody signs in."""
-    user = current_user()
-    return user.name if user else ((duty or "").strip() or DEFAULT_DUTY)
-
-
-def is_wall(pathname: str | None, search: str | None) -> bool:
-    return (pathname or "").rstrip("/").endswith("/wall") or "wall=1" in (search or "")
-
-
-def _base_url(settings: Settings) -> str:
-    if flask.has_request_context():
-        return flask.request.host_url
-    return f"http://127.0.0.1:{settings.http_port}/"
-
-
-def legend() -> html.Div:
-    rows: list[Any] = [html.Div("风险等级", className="legend-title")]
-    for s in SEVERITIES:
-        rows.append(
-            html.Div(
-                [html.Span(className="swatch", style={"backgroundColor": SEVERITY_COLOR[s]}), f"{severity_label(s)}"],
-                className="legend-row",
-            )
-        )
-    for colour, label, cls in (
-        (DEVICE_NORMAL, "设备正常", "dot"),
-        ("#c9a2ff", "重点单位", "dot"),
-        ("#7fd1ff", "沿街商铺", "dot"),
-    ):
-        rows.append(
-            html.Div([html.Span(className=cls, style={"backgroundColor": colour}), label], className="legend-row")
-        )
-    return html.Div(rows, className="map-legend")
-
-
-def make_layout(dash_ctx: Dashboard) -> html.Div:
-    base, reg, live = dash_ctx.snapshot()
-    fig = mapfig.build_figure(base, reg, live, style_url(_base_url(dash_ctx.settings)))
-    counts = counts_by_community(live, reg)
-    sig = {"sig": live.signature, "reg": live.registry_version, "base": base.key, "wall": False, "at": time.time()}
-    warn = [html.Div(e, className="map-warning") for e in base.errors]
+def shell() -> html.Div:
+    nav = [
+        dcc.Link("一张图", href="/", className="nav-link"),
+        dcc.Link("告警列表", href="/alerts", className="nav-link"),
+        dcc.Link("大屏", href="/wall", className="nav-link"),
+    ]
+    who = current_user()
     return html.Div(
         id="root",
         className="root",
         children=[
-            dcc.Location(id="url", refresh=False),
-            dcc.Interval(id="tick", interval=max(500, dash_ctx.settings.dashboard_refresh_ms)),
-            dcc.Interval(id="pulse", interval=PULSE_MS),
+            dcc.Location(id="nav", refresh="callback-nav"),
             dcc.Interval(id="clock-tick", interval=1000),
             dcc.Interval(id="health-tick", interval=HEALTH_MS),
-            dcc.Store(id="sig", data=sig),
-            dcc.Store(id="action-done"),
-            dcc.Store(id="pending-resolve"),
-            dcc.ConfirmDialog(id="confirm-resolve"),
-            html.Div(id="pulse-sink", hidden=True),
             html.Header(
                 className="topbar",
                 children=[
-                    html.Div(
-                        [html.H1(TITLE), html.Span("十堰市张湾区 · 城市安全运行监测", className="subtitle")],
-                        className="title-block",
-                    ),
+                    html.Div([html.H1(TITLE), html.Span("十堰市张湾区 · 城市安全运行监测", className="subtitle")],
+                             className="title-block"),
+                    html.Nav(nav, className="nav"),
                     html.Div(id="services", className="services"),
-                    html.Div(id="stale", className="stale hidden", children="数据未更新，请检查服务"),
-                    html.Div(
-                        [
-                            html.Div(id="clock", className="clock"),
-                            html.Div(id="updated", className="updated", children=""),
-                        ],
-                        className="clock-block",
-                    ),
+                    html.Div(id="stale", className="stale hidden", role="alert"),
+                    html.Div(who or "", className="whoami", title="当前登录"),
+                    html.Div(html.Div(id="clock", className="clock"), className="clock-block"),
                 ],
             ),
-            html.Main(
-                className="body",
-                children=[
-                    html.Div(
-                        className="map-wrap",
-                        children=[
-                            dcc.Graph(
-                                id="onemap",
-                                figure=fig,
-                                className="onemap",
-                                style={"height": "100%", "width": "100%"},
-                                # Responsive: the map follows the wall display's size, not the first paint's.
-                                config={"displayModeBar": False, "scrollZoom": True, "displaylogo": False,
-                                        "responsive": True},
-                            ),
-                            legend(),
-                            *warn,
-                        ],
-                    ),
-                    html.Aside(
-                        className="side",
-                        children=[
-                            html.Div(alertview.counters(counts, live), id="counters", className="counters"),
-                            html.Div(
-                                className="console-bar console-only",
-                                children=[
-                                    html.Label("值班员", htmlFor="duty-name"),
-                                    dcc.Input(
-                                        id="duty-name",
-                                        type="text",
-                                        placeholder="姓名",
-                                        value=DEFAULT_DUTY,
-                                        debounce=True,
-                                        persistence=True,
-                                        persistence_type="local",
-                                        maxLength=40,
-                                    ),
-                                    # Recorded with the next acknowledgement or resolution, then cleared.
-                                    dcc.Input(id="action-note", type="text", placeholder="处置备注(可选)",
-                                              value="", maxLength=200, className="action-note"),
-                                    html.Div(id="action-msg", className="action-msg"),
-                                ],
-                            ),
-                            html.H2(
-                                ["未解除告警", html.Span(str(len(live.alerts)), id="alert-count", className="count")]
-                            ),
-                            html.Ul(
-                                alertview.alert_list(live, base, console=True), id="alert-list", className="alert-list"
-                            ),
-                        ],
-                    ),
-                ],
-            ),
+            html.Main(dash.page_container, className="page"),
         ],
     )
 
 
-def create_app(settings: Settings) -> Dash:
-    dctx = Dashboard(settings)
+def create_app(settings: Settings, live_mqtt: bool = True) -> Dash:
+    dctx = Dashboard(settings, live_mqtt=live_mqtt)
     app = Dash(
         __name__,
         title=TITLE,
         update_title=None,
         serve_locally=True,
-        compress=False,
+        compress=True,  # flask-compress: gzip for the plotly bundle, the layout and every callback
         suppress_callback_exceptions=True,
-        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+        use_pages=True,
+        pages_folder="",  # the pages are registered below from dashboard.pages, one module each
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"},
+                   {"http-equiv": "content-language", "content": "zh-CN"}],
     )
-    app.layout = lambda: make_layout(dctx)
+    app.index_string = app.index_string.replace("<html>", '<html lang="zh-CN">')
+    pages.register_pages(app, dctx)
+    app.layout = shell
     install_page_head(app)  # severity colours as CSS variables, the clock's time zone
     register_offline_routes(app.server)
     register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
     register_closeout(app.server, settings, dctx.store)  # dispatch, field page, archive, report (issue 10)
     app.server.config["SC_DASHBOARD"] = dctx
+    app.server.config["COMPRESS_MIN_SIZE"] = 1024
     app.server.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.server.json.sort_keys = False  # type: ignore[attr-defined]
     register_callbacks(app, dctx)
@@ -219,110 +155,25 @@ def create_app(settings: Settings) -> Dash:
 
 def register_callbacks(app: Dash, dctx: Dashboard) -> None:
     app.clientside_callback(
-        "function(p, s){ return (p || '').replace(/\\/$/, '').endsWith('/wall') || (s || '').includes('wall=1')"
-        " ? 'root wall' : 'root'; }",
+        "function(p){ p = (p || '').replace(/\\/$/, ''); return p.endsWith('/wall') ? 'root wall' : "
+        "(p === '' ? 'root home' : 'root sub'); }",
         Output("root", "className"),
-        Input("url", "pathname"),
-        Input("url", "search"),
+        Input("_pages_location", "pathname"),
     )
     app.clientside_callback(
-        ClientsideFunction("sc", "pulse"), Output("pulse-sink", "children"), Input("pulse", "n_intervals")
-    )
-    app.clientside_callback(
-        ClientsideFunction("sc", "clock"),
+        "function(n){ return window.dash_clientside.sc.clock(n); }",
         Output("clock", "children"),
-        Output("stale", "className"),
         Input("clock-tick", "n_intervals"),
-        State("sig", "data"),
-        State("tick", "interval"),
     )
 
     @app.callback(
-        Output("onemap", "figure"),
-        Output("alert-list", "children"),
-        Output("counters", "children"),
-        Output("alert-count", "children"),
-        Output("sig", "data"),
-        Output("updated", "children"),
-        Input("tick", "n_intervals"),
-        Input("action-done", "data"),
-        Input("url", "pathname"),
-        Input("url", "search"),
-        State("sig", "data"),
+        Output("services", "children"),
+        Output("stale", "className"),
+        Output("stale", "children"),
+        Input("health-tick", "n_intervals"),
     )
-    def refresh(_n: int, _done: Any, pathname: str | None, search: str | None, sig: dict[str, Any] | None) -> tuple:
-        sig = sig or {}
-        wall = is_wall(pathname, search)
-        base, reg, live = dctx.snapshot()
-        now = time.time()
-        updated = "更新 " + beijing_hms(now)
-        new_sig = {"sig": live.signature, "reg": live.registry_version, "base": base.key, "wall": wall, "at": now}
-        if new_sig["sig"] == sig.get("sig") and base.key == sig.get("base") and wall == sig.get("wall"):
-            return no_update, no_update, no_update, no_update, new_sig, updated
-        if base.key != sig.get("base"):  # layers re-imported: the trace shapes changed, send it all
-            fig: Any = mapfig.build_figure(base, reg, live, style_url(_base_url(dctx.settings)))
-        else:
-            fig = mapfig.patch_figure(live, reg, base, devices_changed=live.registry_version != sig.get("reg"))
-        items = alertview.alert_list(live, base, console=not wall)
-        cards = alertview.counters(counts_by_community(live, reg), live)
-        return fig, items, cards, str(len(live.alerts)), new_sig, updated
-
-    @app.callback(Output("services", "children"), Input("health-tick", "n_intervals"))
-    def services(_n: int) -> list[Any]:
+    def _health(_n: int) -> tuple[Any, str, str]:
         _ok, body = dctx.health.report()
-        return alertview.service_bar(body)
-
-    @app.callback(
-        Output("action-done", "data"),
-        Output("action-msg", "children"),
-        Output("action-note", "value"),
-        Input({"type": "ack-btn", "index": ALL}, "n_clicks"),
-        State("duty-name", "value"),
-        State("action-note", "value"),
-        prevent_initial_call=True,
-    )
-    def ack(_clicks: list[int | None], duty: str | None, note: str | None) -> tuple:
-        trig = ctx.triggered_id
-        if not trig or not ctx.triggered or not ctx.triggered[0].get("value"):
-            return no_update, no_update, no_update  # a re-rendered list, not a click
-        if not check_role("operator"):
-            return no_update, NOT_OPERATOR, no_update
-        who = signer(duty)
-        out = dctx.actions.acknowledge(trig["index"], who, (note or "").strip() or None)
-        msg = "已确认" if out.status == 200 else f"未能确认: {out.error}"
-        return {"t": time.time(), "id": trig["index"]}, msg, ("" if out.status == 200 else no_update)
-
-    @app.callback(
-        Output("pending-resolve", "data"),
-        Output("confirm-resolve", "displayed"),
-        Output("confirm-resolve", "message"),
-        Input({"type": "resolve-btn", "index": ALL}, "n_clicks"),
-        prevent_initial_call=True,
-    )
-    def ask_resolve(_clicks: list[int | None]) -> tuple:
-        trig = ctx.triggered_id
-        if not trig or not ctx.triggered or not ctx.triggered[0].get("value"):
-            return no_update, no_update, no_update
-        alert = dctx.store.get(trig["index"])
-        what = f"{severity_label(alert.severity)} {alert.message}" if alert else trig["index"]
-        return trig["index"], True, f"确认该警情已处置完毕并解除？\n{what}"
-
-    @app.callback(
-        Output("action-done", "data", allow_duplicate=True),
-        Output("action-msg", "children", allow_duplicate=True),
-        Output("action-note", "value", allow_duplicate=True),
-        Input("confirm-resolve", "submit_n_clicks"),
-        State("pending-resolve", "data"),
-        State("duty-name", "value"),
-        State("action-note", "value"),
-        prevent_initial_call=True,
-    )
-    def resolve(_n: int | None, alert_id: str | None, duty: str | None, note: str | None) -> tuple:
-        if not alert_id:
-            return no_update, no_update, no_update
-        if not check_role("operator"):
-            return no_update, NOT_OPERATOR, no_update
-        who = signer(duty)
-        out = dctx.actions.resolve(alert_id, who, (note or "").strip() or None)
-        msg = "已解除" if out.status == 200 else f"未能解除: {out.error}"
-        return {"t": time.time(), "id": alert_id}, msg, ("" if out.status == 200 else no_update)
+        fresh = dctx.freshness.check()
+        text = "数据未更新: " + "；".join(fresh["reasons"]) if fresh["stale"] else ""
+        return alertview.service_bar(body), ("stale" if fresh["stale"] else "stale hidden"), text

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # Sub-district extent used until the layers load (around 110.79 E, 32.65 N).
 DEFAULT_BOUNDS = (110.780, 32.640, 110.800, 32.660)
+LAYERS_CHECK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,21 @@ def empty_layers(error: str) -> BaseLayers:
     return BaseLayers(empty, empty, empty, empty, empty, {}, [], [], [], [], {}, DEFAULT_BOUNDS, "empty", [error])
 
 
-def _points(frame: Any) -> list[dict[str, Any]]:
-    return [
-        {"name": str(n), "category": str(c), "lon": float(g.x), "lat": float(g.y)}
-        for n, c, g in zip(frame["name"], frame["category"], frame.geometry, strict=True)
-    ]
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def _points(frame: Any, id_col: str) -> list[dict[str, Any]]:
+    """Units / shops: id, name, category, compound, contact and phone when the layer has them."""
+    cols = [c for c in ("compound_id", "contact", "phone", "community") if c in frame.columns]
+    out = []
+    for i, (pid, n, c, g) in enumerate(zip(frame[id_col], frame["name"], frame["category"], frame.geometry,
+                                           strict=True)):
+        row = {"id": str(pid), "name": str(n), "category": str(c), "lon": float(g.x), "lat": float(g.y)}
+        for col in cols:
+            row[col] = _text(frame[col].iloc[i])
+        out.append(row)
+    return out
 
 
 def build_layers(layers: Layers) -> BaseLayers:
@@ -112,8 +125,8 @@ def build_layers(layers: Layers) -> BaseLayers:
         community_centres=centres,
         compound_ids=[str(c) for c in comp["compound_id"]],
         compound_info=info,
-        units=_points(layers.units),
-        shops=_points(layers.shops),
+        units=_points(layers.units, "unit_id"),
+        shops=_points(layers.shops, "shop_id"),
         places=places,
         bounds=(minx, miny, maxx, maxy),
         key=key,
@@ -127,9 +140,22 @@ class MapData:
         self.settings = settings
         self._layers: BaseLayers | None = None
         self._layers_key: tuple[tuple[str, int], ...] | None = None
+        self._next_check = 0.0
+        self._lock = threading.Lock()
         self._watcher: RegistryWatcher | None = None
 
     def layers(self) -> BaseLayers:
+        """The layers, re-checking their files at most every LAYERS_CHECK_S (a refresh must stay cheap)."""
+        now = time.monotonic()
+        if self._layers is not None and now < self._next_check:
+            return self._layers
+        with self._lock:
+            return self._load_layers(now)
+
+    def _load_layers(self, now: float) -> BaseLayers:
+        if self._layers is not None and now < self._next_check:
+            return self._layers
+        self._next_check = now + LAYERS_CHECK_S
         try:
             from geodata.layers import layer_sources, layers_dir, load_layers
 
@@ -149,7 +175,9 @@ class MapData:
             if self._watcher is None:
                 from core.registry import RegistryWatcher, ensure_registry
 
-                self._watcher = RegistryWatcher(ensure_registry(self.settings), self.settings.registry_poll_s)
+                with self._lock:  # the live-state thread and a request may both ask first: seed once
+                    if self._watcher is None:
+                        self._watcher = RegistryWatcher(ensure_registry(self.settings), self.settings.registry_poll_s)
             return self._watcher.current()
         except Exception:
             log.exception("device registry not loaded")

@@ -161,3 +161,45 @@ class HealthChecker:
             body["checked_at"] = now_iso()
             self._cached = (time.monotonic(), ok, body)
             return ok, body
+
+
+class Freshness:
+    """Is the data on the screen current? Judged from the ingest and alert heartbeats and from the
+    age of the newest data (the last time the ingest workers' `received` counter moved), never from
+    how late this page or its browser is.
+
+    `check()` returns {"stale": bool, "reasons": [...], "data_age_s": float | None}."""
+
+    def __init__(self, data_path: Path, stale_after_s: float) -> None:
+        self.data_path = data_path
+        self.stale_after_s = stale_after_s
+        self._lock = threading.Lock()
+        self._received: int | None = None
+        self._moved_at = time.time()  # benefit of the doubt at start: the first look says "just now"
+
+    def check(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        reasons: list[str] = []
+        ingest = [hb for hb in heartbeat.read_all(self.data_path, "ingest") if not hb.get("stopped")]
+        alive = [hb for hb in ingest if hb.get("fresh")]
+        if not alive:
+            reasons.append("接入服务无心跳" if not ingest else "接入服务心跳中断")
+        else:
+            if all(hb.get("mqtt") == "down" for hb in alive):
+                reasons.append("接入服务连不上消息总线")
+            if all(hb.get("influxdb") == "down" for hb in alive):
+                reasons.append("接入服务写不进时序库")
+        received = sum(int((hb.get("counters") or {}).get("received", 0)) for hb in alive)
+        with self._lock:
+            if alive and received != self._received:
+                if self._received is not None:  # moved since the last look (a restart counts too)
+                    self._moved_at = now
+                self._received = received
+            age = now - self._moved_at
+        if alive and age > self.stale_after_s:
+            reasons.append(f"{int(age)} 秒无新数据")
+        engine = [hb for hb in heartbeat.read_all(self.data_path, "alerts")
+                  if hb.get("fresh") and not hb.get("stopped")]
+        if not engine:
+            reasons.append("告警引擎无心跳")
+        return {"stale": bool(reasons), "reasons": reasons, "data_age_s": round(age, 1) if alive else None}

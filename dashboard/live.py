@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.contract import Alert, AlertState, Device
@@ -16,6 +16,9 @@ from core.severity import SEVERITIES, rank, rollup
 from dashboard.geo import BaseLayers
 
 OPEN_STATES = f"{AlertState.ACTIVE},{AlertState.ACKNOWLEDGED}"
+OFFLINE_CODE = 5  # device colour code of a device that is offline or silent (codes 1..4: alert severity)
+SILENT_RULES = frozenset({"device_silent", "camera_offline"})  # alerts that mean "no data from it"
+LOUD = 3  # orange and red alerts keep their colour on an offline device
 
 
 def order_alerts(alerts: list[Alert]) -> list[Alert]:
@@ -44,6 +47,11 @@ class Live:
     halos: list[Halo]
     signature: str  # changes whenever anything drawn from alerts changes
     registry_version: str
+    resolved: list[Alert] = field(default_factory=list)  # resolved in the last minutes, newest first
+    resolved_halos: list[Halo] = field(default_factory=list)
+    device_sparse: dict[str, int] = field(default_factory=dict)  # device_id -> code, non-zero only
+    offline_ids: frozenset[str] = frozenset()  # offline or silent devices
+    version: int = 0
 
 
 def alert_point(a: Alert, base: BaseLayers, devices: Mapping[str, Device]) -> tuple[float, float] | None:
@@ -59,7 +67,9 @@ def alert_point(a: Alert, base: BaseLayers, devices: Mapping[str, Device]) -> tu
     return base.community_centres.get(a.community)
 
 
-def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, Device], registry_version: str) -> Live:
+def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, Device], registry_version: str,
+                 offline: frozenset[str] = frozenset(), resolved: list[Alert] | None = None,
+                 version: int = 0) -> Live:
     ordered = order_alerts(alerts)
     compound_pairs: list[tuple[str, str]] = []
     device_pairs: list[tuple[str, str]] = []
@@ -79,19 +89,52 @@ def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, De
     device_ids = list(devices.keys())
     compound_worst = rollup(compound_pairs)
     device_worst = rollup(device_pairs)
+    silent = {a.device_id for a in ordered if a.rule in SILENT_RULES and a.device_id}
+    dark = (set(offline) | silent) & devices.keys()
+    sparse = {d: rank(s) for d, s in device_worst.items() if d in devices}
+    for d in dark:  # an offline device shows as such, unless it carries a loud alert
+        if sparse.get(d, 0) < LOUD:
+            sparse[d] = OFFLINE_CODE
+    gone = sorted(resolved or [], key=lambda a: a.resolved_at or a.updated_at or "", reverse=True)
+    faded: list[Halo] = []
+    for a in gone:
+        pt = alert_point(a, base, devices)
+        if pt is not None:
+            faded.append(Halo(a.alert_id, a.severity, a.state, pt[0], pt[1], a.message or a.rule))
     h = hashlib.blake2b(digest_size=12)
-    for a in ordered:
+    for a in ordered + gone:
         h.update(f"{a.alert_id}|{a.state}|{a.severity}|{a.updated_at}|{a.value}\n".encode())
+    h.update(",".join(sorted(dark)).encode())
     h.update(registry_version.encode())
     return Live(
         alerts=ordered,
         compound_codes=[rank(compound_worst.get(c)) for c in base.compound_ids],
         device_ids=device_ids,
-        device_codes=[rank(device_worst.get(d)) for d in device_ids],
+        device_codes=[sparse.get(d, 0) for d in device_ids],
         halos=halos[::-1],  # plotly draws later points on top: the worst alert must be last
         signature=h.hexdigest(),
         registry_version=registry_version,
+        resolved=gone,
+        resolved_halos=faded,
+        device_sparse=sparse,
+        offline_ids=frozenset(dark),
+        version=version,
     )
+
+
+_PER_COMMUNITY: dict[str, dict[str, int]] = {}
+
+
+def _devices_per_community(devices: Mapping[str, Device], registry_version: str) -> dict[str, int]:
+    """Devices per community, counted once per registry version (100,000 devices take ~20 ms)."""
+    got = _PER_COMMUNITY.get(registry_version)
+    if got is None or registry_version in ("", "none"):
+        got = {}
+        for dev in devices.values():
+            got[dev.community] = got.get(dev.community, 0) + 1
+        _PER_COMMUNITY.clear()
+        _PER_COMMUNITY[registry_version] = got
+    return got
 
 
 def counts_by_community(live: Live, devices: Mapping[str, Device]) -> dict[str, dict[str, Any]]:
@@ -107,6 +150,7 @@ def counts_by_community(live: Live, devices: Mapping[str, Device]) -> dict[str, 
                 "acknowledged": 0,
                 "devices": 0,
                 "alerting": 0,
+                "offline": 0,
             },
         )
 
@@ -116,9 +160,14 @@ def counts_by_community(live: Live, devices: Mapping[str, Device]) -> dict[str, 
             s[a.severity] += 1
         if a.state in ("active", "acknowledged"):
             s[a.state] += 1
-    for dev in devices.values():
-        slot(dev.community)["devices"] += 1
-    for did, code in zip(live.device_ids, live.device_codes, strict=True):
-        if code:
-            slot(devices[did].community)["alerting"] += 1
+    for c, n in _devices_per_community(devices, live.registry_version).items():
+        slot(c)["devices"] += n
+    for did, code in live.device_sparse.items():
+        dev = devices.get(did)
+        if dev is None:
+            continue
+        if code and code != OFFLINE_CODE:
+            slot(dev.community)["alerting"] += 1
+        if did in live.offline_ids:
+            slot(dev.community)["offline"] += 1
     return out

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from dash import Patch
 
 from core.contract import COMMUNITIES, Device
+from core.timebase import local_time
 from dashboard.geo import BaseLayers
 from dashboard.live import Live
 from dashboard.theme import (
@@ -24,6 +25,7 @@ from dashboard.theme import (
     COMMUNITY_FILL,
     COMPOUND_NORMAL,
     DEVICE_NORMAL,
+    DEVICE_OFFLINE,
     KIND_LABEL,
     ROAD,
     SEVERITY_COLOR,
@@ -34,10 +36,17 @@ from dashboard.theme import (
     severity_label,
 )
 
-# Trace indices: Patch() addresses traces by position, so the order is fixed here.
-T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_HALO, T_RING, T_CORE, T_LABELS = range(8)
+# Trace indices: Patch() addresses traces by position, so the order is fixed here (assets/clientside.js
+# reads the same numbers from layout.meta.traces).
+T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_HALO, T_RING, T_CORE, T_RESOLVED, T_LABELS = range(9)
+TRACES = {"compounds": T_COMPOUNDS, "units": T_UNITS, "shops": T_SHOPS, "devices": T_DEVICES, "halo": T_HALO,
+          "ring": T_RING, "core": T_CORE, "resolved": T_RESOLVED, "labels": T_LABELS}
 HALO_SIZES = (44, 84)  # the pulse toggles the halo between these (clientside)
 UIREVISION = "onemap"  # keeps the operator's pan/zoom across every update
+RING_ACTIVE, RING_ACKED = "#ffffff", "#55657d"  # an acknowledged alert loses its white ring and shrinks
+CORE_ACTIVE, CORE_ACKED = 16, 11
+COMPOUND_LABEL_MINZOOM = 15.2  # compound names appear once they are readable
+DIFF_MAX = 4000  # more changed devices than this: send the whole colour array
 
 
 # The smallest map area we design for (a 1600×900 browser beside the console): the whole
@@ -60,8 +69,23 @@ def _layer(source: dict[str, Any], kind: str, **kw: Any) -> dict[str, Any]:
     return {"sourcetype": "geojson", "source": source, "type": kind, "below": "traces", **kw}
 
 
+LAYER_NAMES = ("community", "water", "buildings", "roads", "roadnames", "borders", "compoundnames")
+
+
+def compound_label_points(base: BaseLayers) -> dict[str, Any]:
+    feats = [
+        {"type": "Feature", "properties": {"name": p.name},
+         "geometry": {"type": "Point", "coordinates": [p.lon, p.lat]}}
+        for cid in base.compound_ids
+        if (p := base.places.get(cid)) is not None
+    ]
+    return {"type": "FeatureCollection", "features": feats}
+
+
 def base_layers(base: BaseLayers) -> list[dict[str, Any]]:
-    """The light basemap: community tints, water, buildings, roads (with names), borders."""
+    """The light basemap: community tints, water, buildings, roads (with names), borders, compound names.
+
+    The community tints come first (one layer per community); `layer_index` names the others."""
     layers: list[dict[str, Any]] = []
     for f in base.communities["features"]:
         slug = f["properties"]["community"]
@@ -82,7 +106,25 @@ def base_layers(base: BaseLayers) -> list[dict[str, Any]]:
     layers.append(
         _layer(base.communities, "line", color=COMMUNITY_EDGE, opacity=0.95, line={"width": 2.5, "dash": [3, 2]})
     )
+    layers.append(  # compound names, drawn once zoomed in far enough to read them (no icon: see above)
+        _layer(
+            compound_label_points(base),
+            "symbol",
+            color=TEXT,
+            minzoom=COMPOUND_LABEL_MINZOOM,
+            below="",
+            symbol={"text": "{name}", "icon": "", "placement": "point",
+                    "textfont": {"size": 18, "color": "#f2f6fc"}, "textposition": "bottom center"},
+        )
+    )
     return layers
+
+
+def layer_index(base: BaseLayers) -> dict[str, int]:
+    """Where each named basemap layer sits in layout.map.layers (for the clientside toggles)."""
+    n = len(base.communities["features"])
+    return {"water": n, "buildings": n + 1, "roads": n + 2, "roadnames": n + 3, "borders": n + 4,
+            "compoundnames": n + 5}
 
 
 def compound_opacity(live: Live) -> list[float]:
@@ -90,21 +132,28 @@ def compound_opacity(live: Live) -> list[float]:
     return [0.6 if c else 0.35 for c in live.compound_codes]
 
 
+def device_colorscale() -> list[list[float | str]]:
+    """Codes 0 (reporting, no alert), 1..4 (blue..red alert), 5 (offline or silent)."""
+    colours = [DEVICE_NORMAL] + [SEVERITY_COLOR[s] for s in ("blue", "yellow", "orange", "red")] + [DEVICE_OFFLINE]
+    scale: list[list[float | str]] = []
+    for i, c in enumerate(colours):
+        scale.append([i / 6, c])
+        scale.append([(i + 1) / 6, c])
+    return scale
+
+
 def _device_arrays(devices: Mapping[str, Device], base: BaseLayers) -> dict[str, list[Any]]:
-    lon, lat, custom = [], [], []
+    lon, lat, custom, text = [], [], [], []
     for d in devices.values():
         lon.append(d.lon)
         lat.append(d.lat)
         place = base.places.get(d.compound_id)
-        custom.append(
-            [
-                d.device_id,
-                KIND_LABEL.get(d.kind, d.kind),
-                place.name if place else d.compound_id,
-                COMMUNITIES.get(d.community, d.community),
-            ]
+        custom.append([d.device_id, d.kind])
+        text.append(
+            f"{d.device_id} {KIND_LABEL.get(d.kind, d.kind)}<br>{place.name if place else d.compound_id}"
+            f" · {COMMUNITIES.get(d.community, d.community)}"
         )
-    return {"lon": lon, "lat": lat, "customdata": custom}
+    return {"lon": lon, "lat": lat, "customdata": custom, "text": text}
 
 
 def _halo_arrays(live: Live) -> dict[str, list[Any]]:
@@ -116,15 +165,34 @@ def _halo_arrays(live: Live) -> dict[str, list[Any]]:
         "core_lon": [h.lon for h in live.halos],
         "core_lat": [h.lat for h in live.halos],
         "core_color": [SEVERITY_COLOR.get(h.severity, "#ffffff") for h in live.halos],
+        "core_size": [CORE_ACTIVE if h.state == "active" else CORE_ACKED for h in live.halos],
+        "ring_color": [RING_ACTIVE if h.state == "active" else RING_ACKED for h in live.halos],
+        "ring_size": [24 if h.state == "active" else 17 for h in live.halos],
         "core_custom": [
             [severity_label(h.severity), STATE_LABEL.get(h.state, h.state), h.text, h.alert_id] for h in live.halos
         ],
     }
 
 
+def _resolved_arrays(live: Live) -> dict[str, list[Any]]:
+    by_id = {a.alert_id: a for a in live.resolved}
+    custom = []
+    for h in live.resolved_halos:
+        a = by_id[h.alert_id]
+        how = f"{a.resolved_by} 解除" if a.resolved_by else "条件恢复，自动解除"
+        custom.append([severity_label(h.severity), h.text, f"{local_time(a.resolved_at)} {how}", h.alert_id])
+    return {
+        "lon": [h.lon for h in live.resolved_halos],
+        "lat": [h.lat for h in live.resolved_halos],
+        "color": [SEVERITY_COLOR.get(h.severity, "#ffffff") for h in live.resolved_halos],
+        "custom": custom,
+    }
+
+
 def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, style_url: str) -> dict[str, Any]:
     """The whole figure as a plain dict (go.Figure validates it once here)."""
     hv = _halo_arrays(live)
+    rv = _resolved_arrays(live)
     dv = _device_arrays(devices, base)
     fig = go.Figure()
     fig.add_trace(
@@ -137,9 +205,10 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
             colorscale=risk_colorscale(COMPOUND_NORMAL),
             showscale=False,
             marker={"opacity": compound_opacity(live), "line": {"color": "#6f93c0", "width": 1}},
-            customdata=base.compound_info,
+            customdata=[[*info, cid] for info, cid in zip(base.compound_info, base.compound_ids, strict=True)],
             name="小区",
-            hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>户数 %{customdata[2]}<extra></extra>",
+            hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>户数 %{customdata[2]}<br>点击查看详情"
+            "<extra></extra>",
         )
     )
     for pts, colour, name in ((base.units, "#c9a2ff", "单位"), (base.shops, "#7fd1ff", "商铺")):
@@ -159,18 +228,18 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
             lon=dv["lon"],
             lat=dv["lat"],
             customdata=dv["customdata"],
+            text=dv["text"],
             mode="markers",
             name="设备",
             marker={
-                "size": 4.5,
+                "size": 5,
                 "color": live.device_codes,
-                "cmin": 0,
-                "cmax": 4,
-                "colorscale": risk_colorscale(DEVICE_NORMAL),
-                "opacity": 0.8,
+                "cmin": -0.5,  # code k lands in the middle of its step
+                "cmax": 5.5,
+                "colorscale": device_colorscale(),
+                "opacity": 0.85,
             },
-            hovertemplate="<b>%{customdata[0]}</b> %{customdata[1]}<br>%{customdata[2]} · %{customdata[3]}"
-            "<extra></extra>",
+            hovertemplate="%{text}<extra></extra>",
         )
     )
     fig.add_trace(
@@ -180,17 +249,18 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
             mode="markers",
             name="告警光晕",
             hoverinfo="skip",
-            marker={"size": HALO_SIZES[1], "color": hv["halo_color"], "opacity": 0.38},
+            # A steady glow; the pulse is an HTML ring over it (assets/clientside.js placeHalos).
+            marker={"size": HALO_SIZES[0], "color": hv["halo_color"], "opacity": 0.35},
         )
     )
-    fig.add_trace(  # a white disc under each alert dot reads as a ring on any fill colour
+    fig.add_trace(  # a white disc under each active alert dot reads as a ring on any fill colour
         go.Scattermap(
             lon=hv["core_lon"],
             lat=hv["core_lat"],
             mode="markers",
             name="告警环",
             hoverinfo="skip",
-            marker={"size": 24, "color": "#ffffff", "opacity": 0.95},
+            marker={"size": hv["ring_size"], "color": hv["ring_color"], "opacity": 0.95},
         )
     )
     fig.add_trace(
@@ -199,9 +269,20 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
             lat=hv["core_lat"],
             mode="markers",
             name="告警",
-            marker={"size": 16, "color": hv["core_color"], "opacity": 1.0},
+            marker={"size": hv["core_size"], "color": hv["core_color"], "opacity": 1.0},
             customdata=hv["core_custom"],
             hovertemplate="<b>%{customdata[0]} · %{customdata[1]}</b><br>%{customdata[2]}<extra></extra>",
+        )
+    )
+    fig.add_trace(  # resolved in the last minutes: faded, with who or what cleared them
+        go.Scattermap(
+            lon=rv["lon"],
+            lat=rv["lat"],
+            mode="markers",
+            name="近期解除",
+            marker={"size": 16, "color": rv["color"], "opacity": 0.45},
+            customdata=rv["custom"],
+            hovertemplate="<b>%{customdata[0]} · 已解除</b><br>%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
         )
     )
     names = [(COMMUNITIES.get(s, s), lon, lat) for s, (lon, lat) in base.community_centres.items()]
@@ -218,6 +299,8 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
     )
     fig.update_layout(
         map={"style": style_url, **fit_view(base.bounds), "layers": base_layers(base)},
+        # For the clientside code: the district's bounds (fit to the real size), trace and layer numbers.
+        meta={"bounds": list(base.bounds), "traces": TRACES, "layers": layer_index(base)},
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         paper_bgcolor=BG,
         showlegend=False,
@@ -229,10 +312,30 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
     return out
 
 
+def _patch_alerts(p: Patch, live: Live) -> None:
+    hv = _halo_arrays(live)
+    rv = _resolved_arrays(live)
+    p["data"][T_HALO]["lon"] = hv["halo_lon"]
+    p["data"][T_HALO]["lat"] = hv["halo_lat"]
+    p["data"][T_HALO]["marker"]["color"] = hv["halo_color"]
+    p["data"][T_RING]["lon"] = hv["core_lon"]
+    p["data"][T_RING]["lat"] = hv["core_lat"]
+    p["data"][T_RING]["marker"]["color"] = hv["ring_color"]
+    p["data"][T_RING]["marker"]["size"] = hv["ring_size"]
+    p["data"][T_CORE]["lon"] = hv["core_lon"]
+    p["data"][T_CORE]["lat"] = hv["core_lat"]
+    p["data"][T_CORE]["marker"]["color"] = hv["core_color"]
+    p["data"][T_CORE]["marker"]["size"] = hv["core_size"]
+    p["data"][T_CORE]["customdata"] = hv["core_custom"]
+    p["data"][T_RESOLVED]["lon"] = rv["lon"]
+    p["data"][T_RESOLVED]["lat"] = rv["lat"]
+    p["data"][T_RESOLVED]["marker"]["color"] = rv["color"]
+    p["data"][T_RESOLVED]["customdata"] = rv["custom"]
+
+
 def patch_figure(live: Live, devices: Mapping[str, Device], base: BaseLayers, devices_changed: bool) -> Patch:
     """Only the live parts: compound risk, device colours, alert halos (and devices if re-registered)."""
     p = Patch()
-    hv = _halo_arrays(live)
     p["data"][T_COMPOUNDS]["z"] = live.compound_codes
     p["data"][T_COMPOUNDS]["marker"]["opacity"] = compound_opacity(live)
     if devices_changed:
@@ -240,14 +343,51 @@ def patch_figure(live: Live, devices: Mapping[str, Device], base: BaseLayers, de
         p["data"][T_DEVICES]["lon"] = dv["lon"]
         p["data"][T_DEVICES]["lat"] = dv["lat"]
         p["data"][T_DEVICES]["customdata"] = dv["customdata"]
+        p["data"][T_DEVICES]["text"] = dv["text"]
     p["data"][T_DEVICES]["marker"]["color"] = live.device_codes
-    p["data"][T_HALO]["lon"] = hv["halo_lon"]
-    p["data"][T_HALO]["lat"] = hv["halo_lat"]
-    p["data"][T_HALO]["marker"]["color"] = hv["halo_color"]
-    p["data"][T_RING]["lon"] = hv["core_lon"]
-    p["data"][T_RING]["lat"] = hv["core_lat"]
-    p["data"][T_CORE]["lon"] = hv["core_lon"]
-    p["data"][T_CORE]["lat"] = hv["core_lat"]
-    p["data"][T_CORE]["marker"]["color"] = hv["core_color"]
-    p["data"][T_CORE]["customdata"] = hv["core_custom"]
+    _patch_alerts(p, live)
+    return p
+
+
+_INDEX: dict[tuple[str, int], dict[str, int]] = {}
+
+
+def device_index(live: Live) -> dict[str, int]:
+    """device_id -> position in the device trace, built once per registry version (100,000: ~60 ms)."""
+    key = (live.registry_version, len(live.device_ids))
+    idx = _INDEX.get(key)
+    if idx is None or key[0] in ("", "none"):
+        idx = {d: i for i, d in enumerate(live.device_ids)}
+        _INDEX.clear()
+        _INDEX[key] = idx
+    return idx
+
+
+def patch_since(old: Live | None, live: Live) -> Patch:
+    """What changed between the picture a browser has (`old`, same registry) and `live`.
+
+    Device colours go as single assignments at their positions when few changed (a refresh with
+    100,000 devices then costs the changed ones only); compound colours and the alert dots are small
+    and go whole, but only when they changed."""
+    p = Patch()
+    if old is None or old.compound_codes != live.compound_codes:
+        p["data"][T_COMPOUNDS]["z"] = live.compound_codes
+        p["data"][T_COMPOUNDS]["marker"]["opacity"] = compound_opacity(live)
+    if old is None:
+        p["data"][T_DEVICES]["marker"]["color"] = live.device_codes
+    else:
+        a, b = old.device_sparse, live.device_sparse
+        changed = [d for d in a.keys() | b.keys() if a.get(d, 0) != b.get(d, 0)]
+        if len(changed) > DIFF_MAX:
+            p["data"][T_DEVICES]["marker"]["color"] = live.device_codes
+        else:
+            idx = device_index(live)
+            for d in changed:
+                i = idx.get(d)
+                if i is not None:
+                    p["data"][T_DEVICES]["marker"]["color"][i] = b.get(d, 0)
+    if old is None or old.halos != live.halos or old.resolved_halos != live.resolved_halos or \
+            [(a.alert_id, a.resolved_by, a.resolved_at) for a in old.resolved] != \
+            [(a.alert_id, a.resolved_by, a.resolved_at) for a in live.resolved]:
+        _patch_alerts(p, live)
     return p

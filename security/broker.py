@@ -33,6 +33,7 @@ from core.accounts import (
     INGEST_WORKER_ACCOUNTS,
     MQTT_ALERTS,
     MQTT_DASHBOARD,
+    MQTT_DASHBOARD_LIVE,
     MQTT_DEMO_STORY,
     MQTT_HEALTH,
     MQTT_INGEST,
@@ -51,6 +52,7 @@ SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
     MQTT_ALERTS: [("read", f"{TOPIC_ROOT}/+/+/+/{t}") for t in ("telemetry", "status", "event")]
     + [("write", f"{ALERT_TOPIC_ROOT}/#")],
     MQTT_DASHBOARD: [("write", f"{ALERT_TOPIC_ROOT}/#")],
+    MQTT_DASHBOARD_LIVE: [("read", f"{ALERT_TOPIC_ROOT}/#"), ("read", f"{TOPIC_ROOT}/+/+/+/status")],
     MQTT_HEALTH: [],
     **{f"{MQTT_INGEST}-{w}": [("read", f"{TOPIC_ROOT}/#")] for w in range(INGEST_WORKER_ACCOUNTS)},
 }

@@ -272,17 +272,19 @@ def needs_start(url: UrlParts) -> bool:
     return True
 
 
-def start_missing(settings: Settings, detached: bool = False) -> list[RunningService]:
-    """Start Mosquitto and/or InfluxDB where their URLs point at loopback and nothing answers."""
+def start_missing(settings: Settings, detached: bool = False, announce: bool = True) -> list[RunningService]:
+    """Start Mosquitto and/or InfluxDB where their URLs point at loopback and nothing answers.
+
+    `announce`: log which running services are used (the supervisor's periodic re-check says nothing)."""
     started: list[RunningService] = []
     try:
         if needs_start(settings.mqtt_endpoint):
             started.append(start_mosquitto(settings, detached=detached))
-        else:
+        elif announce:
             log.info("using the MQTT broker at %s:%d", settings.mqtt_endpoint.host, settings.mqtt_endpoint.port)
         if needs_start(settings.influx):
             started.append(start_influxdb(settings, detached=detached))
-        else:
+        elif announce:
             log.info("using InfluxDB at %s:%d", settings.influx.host, settings.influx.port)
     except BaseException:
         for svc in reversed(started):

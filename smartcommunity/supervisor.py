@@ -90,7 +90,7 @@ class Supervisor:
                   file=sys.stderr, flush=True)
         self.services = [s for s in self.services if s.alive()]
         try:
-            started = start_missing(self.settings)
+            started = start_missing(self.settings, announce=False)  # every few seconds: no "using ..." lines
         except ServiceError as exc:
             log.error("cannot restore a service: %s", exc)
             return

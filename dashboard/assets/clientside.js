@@ -1,32 +1,213 @@
-// Clientside callbacks: no server round trip for the alert pulse and the wall clock.
-window.dash_clientside = Object.assign({}, window.dash_clientside, {
-    sc: {
-        // Toggle the active-alert halo (trace 4, see mapfig.T_HALO) between two sizes.
-        pulse: function (n) {
-            var gd = document.querySelector('#onemap .js-plotly-plot');
-            if (!gd || !gd.data || !gd.data[4] || !window.Plotly || document.hidden) {
-                return window.dash_clientside.no_update;
-            }
-            if (!(gd.data[4].lon || []).length) {
-                return window.dash_clientside.no_update;
-            }
-            window.Plotly.restyle(gd, {'marker.size': (n % 2) ? 44 : 84, 'marker.opacity': (n % 2) ? 0.6 : 0.3}, [4]);
-            return '';
-        },
-        // China time on the wall (time zone from the server: theme.page_head), and a banner when the server stopped sending fresh data.
-        clock: function (n, sig, interval) {
-            var now = new Date();
-            var at = sig && sig.at;
-            if (at !== window._scSigAt) {
-                window._scSigAt = at;
-                window._scSeen = now.getTime();
-            }
-            var stale = window._scSeen && (now.getTime() - window._scSeen > 3 * (interval || 2000) + 5000);
-            var text = now.toLocaleString('zh-CN', {
-                timeZone: (window.scTime || {}).timeZone, hour12: false, year: 'numeric', month: '2-digit', day: '2-digit',
-                hour: '2-digit', minute: '2-digit', second: '2-digit'
+// Clientside callbacks: no server round trip for the pulse, the clock, the layer toggles, map clicks,
+// the phone tabs, the wall's fly-to and the alarm tone.
+(function () {
+    var NO = function () { return window.dash_clientside.no_update; };
+
+    function gd() { return document.querySelector('#onemap .js-plotly-plot'); }
+
+    function mapOf(g) {
+        var sp = g && g._fullLayout && g._fullLayout.map && g._fullLayout.map._subplot;
+        return sp && sp.map;
+    }
+
+    // The map is ready for restyles once MapLibre has its style and has drawn once: touching it
+    // earlier races plotly ("Cannot read properties of undefined (reading 'layers')").
+    function ready(g) {
+        var m = mapOf(g);
+        return !!(m && m.isStyleLoaded && m.isStyleLoaded() && m.loaded());
+    }
+
+    function meta(g) { return (g && g.layout && g.layout.meta) || {}; }
+
+    // Fit the district to the space the map really has (the server guessed a size).
+    function fit(g) {
+        var b = meta(g).bounds, m = mapOf(g);
+        if (!b || !m || g._scFitted === g.clientWidth + 'x' + g.clientHeight) { return; }
+        g._scFitted = g.clientWidth + 'x' + g.clientHeight;
+        try {
+            m.fitBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 24, animate: false});
+            var c = m.getCenter();
+            window.Plotly.relayout(g, {'map.center': {lon: c.lng, lat: c.lat}, 'map.zoom': m.getZoom()});
+        } catch (e) { /* a map being torn down by a page change */ }
+    }
+
+    // Web Audio beep: no file to fetch; browsers allow it after one click on the page.
+    var audio = {ctx: null, on: false};
+    try { audio.on = window.localStorage.getItem('sc-sound') === 'on'; } catch (e) { audio.on = false; }
+    function tone() {
+        if (!audio.on) { return; }
+        try {
+            audio.ctx = audio.ctx || new (window.AudioContext || window.webkitAudioContext)();
+            if (audio.ctx.state === 'suspended') { audio.ctx.resume(); }
+            var t = audio.ctx.currentTime;
+            [0, 0.35, 0.7].forEach(function (dt) {
+                var o = audio.ctx.createOscillator(), v = audio.ctx.createGain();
+                o.frequency.value = 880; o.type = 'square';
+                v.gain.setValueAtTime(0.0001, t + dt);
+                v.gain.exponentialRampToValueAtTime(0.25, t + dt + 0.02);
+                v.gain.exponentialRampToValueAtTime(0.0001, t + dt + 0.25);
+                o.connect(v); v.connect(audio.ctx.destination);
+                o.start(t + dt); o.stop(t + dt + 0.3);
             });
-            return [text, stale ? 'stale' : 'stale hidden'];
+        } catch (e) { /* no audio device */ }
+    }
+    function toggleSound() {
+        audio.on = !audio.on;
+        try { window.localStorage.setItem('sc-sound', audio.on ? 'on' : 'off'); } catch (e) { /* private mode */ }
+        if (audio.on) {
+            try {
+                audio.ctx = audio.ctx || new (window.AudioContext || window.webkitAudioContext)();
+                audio.ctx.resume();
+            } catch (e) { /* none */ }
         }
     }
-});
+    function newLoud(ids, key) {
+        var seen = window[key] || null, fresh = false;
+        ids = ids || [];
+        if (seen) { ids.forEach(function (id) { if (seen.indexOf(id) < 0) { fresh = true; } }); }
+        window[key] = ids.slice();
+        return fresh;
+    }
+
+    function placeHalos(g) {
+        var m = mapOf(g), t = meta(g).traces || {halo: 4};
+        var wrap = document.getElementById('map-wrap');
+        if (!m || !wrap || !g.data[t.halo]) { return; }
+        var layer = document.getElementById('halo-layer');
+        if (!layer) {
+            layer = document.createElement('div');
+            layer.id = 'halo-layer';
+            wrap.appendChild(layer);
+        }
+        if (m._scHaloHooked !== g) {
+            m._scHaloHooked = g;
+            m.on('move', function () { placeHalos(g); });
+        }
+        var tr = g.data[t.halo], lon = tr.lon || [], lat = tr.lat || [];
+        var colours = (tr.marker && tr.marker.color) || [];
+        while (layer.children.length > lon.length) { layer.removeChild(layer.lastChild); }
+        while (layer.children.length < lon.length) {
+            var el = document.createElement('div');
+            el.className = 'halo-ring';
+            layer.appendChild(el);
+        }
+        var box = g.getBoundingClientRect(), wb = wrap.getBoundingClientRect();
+        for (var i = 0; i < lon.length; i++) {
+            var p = m.project([lon[i], lat[i]]), el2 = layer.children[i];
+            el2.style.left = (p.x + box.left - wb.left) + 'px';
+            el2.style.top = (p.y + box.top - wb.top) + 'px';
+            el2.style.borderColor = Array.isArray(colours) ? colours[i] : colours;
+        }
+    }
+
+    window.dash_clientside = Object.assign({}, window.dash_clientside, {
+        sc: {
+            // The pulsing halo of active alerts is a CSS animation on HTML rings laid over the map:
+            // restyling the map itself would repaint all of it (seconds in software WebGL) and hold up
+            // every click behind it. Here the rings are only re-placed, and follow pans and zooms.
+            pulse: function (n, wasReady) {
+                var g = gd();
+                var ok = ready(g);
+                if (!ok) { return [NO(), wasReady ? false : NO()]; }
+                fit(g);
+                placeHalos(g);
+                return ['', wasReady ? NO() : true];
+            },
+            clock: function () {
+                return new Date().toLocaleString('zh-CN', {
+                    timeZone: (window.scTime || {}).timeZone, hour12: false, year: 'numeric', month: '2-digit', day: '2-digit',
+                    hour: '2-digit', minute: '2-digit', second: '2-digit'
+                });
+            },
+            // Layer toggles: traces by visibility, basemap layers by layout, device kinds by marker size.
+            layers: function (on, _fig, isReady) {
+                var g = gd();
+                if (!isReady || !ready(g)) { return NO(); }
+                on = on || [];
+                var has = function (k) { return on.indexOf(k) >= 0; };
+                var only = has('alerts_only');
+                var t = meta(g).traces, L = meta(g).layers || {};
+                if (!t) { return NO(); }
+                var vis = {};
+                vis[t.compounds] = !only && has('compounds');
+                vis[t.units] = !only && has('units');
+                vis[t.shops] = !only && has('shops');
+                vis[t.devices] = !only;
+                var idx = Object.keys(vis).map(Number);
+                var key = JSON.stringify([on, (g.data[t.devices].lon || []).length]);
+                if (g._scLayers === key) { return NO(); }
+                g._scLayers = key;
+                window.Plotly.restyle(g, {visible: idx.map(function (i) { return vis[i]; })}, idx);
+                var kinds = ['gas', 'water', 'power', 'camera'].filter(function (k) { return has('kind:' + k); });
+                var cd = g.data[t.devices].customdata || [];
+                var sizes = cd.map(function (c) { return kinds.indexOf(c[1]) >= 0 ? 5 : 0; });
+                window.Plotly.restyle(g, {'marker.size': [sizes]}, [t.devices]);
+                var rel = {};
+                if (L.buildings !== undefined) { rel['map.layers[' + L.buildings + '].visible'] = !only && has('buildings'); }
+                window.Plotly.relayout(g, rel);
+                return '';
+            },
+            // A click on a compound, a device or an alert opens its page.
+            mapClick: function (click) {
+                var g = gd();
+                if (!click || !click.points || !click.points.length || !g) { return NO(); }
+                var p = click.points[0], t = meta(g).traces || {};
+                var cd = p.customdata;
+                if (p.curveNumber === t.compounds && p.location) { return '/compounds/' + p.location; }
+                if (p.curveNumber === t.devices && cd) { return '/devices/' + cd[0]; }
+                if ((p.curveNumber === t.core || p.curveNumber === t.resolved) && cd) { return '/alerts/' + cd[3]; }
+                return NO();
+            },
+            phoneTab: function (_l, _m) {
+                var trig = (window.dash_clientside.callback_context.triggered[0] || {}).prop_id || '';
+                var map = trig.indexOf('tab-map') === 0;
+                document.getElementById('tab-map').className = 'tab' + (map ? ' on' : '');
+                document.getElementById('tab-list').className = 'tab' + (map ? '' : ' on');
+                if (map) {
+                    setTimeout(function () { var g = gd(); if (g) { g._scFitted = null; window.Plotly.Plots.resize(g); fit(g); } }, 50);
+                }
+                return 'body home-body' + (map ? ' show-map' : '');
+            },
+            // The console: a tone when a new red/orange alert appears (after one click to allow sound).
+            alarmSound: function (ids, clicks) {
+                var trig = (window.dash_clientside.callback_context.triggered[0] || {}).prop_id || '';
+                if (trig.indexOf('sound-btn') === 0 && clicks) { toggleSound(); }
+                var btn = document.getElementById('sound-btn');
+                if (btn) { btn.textContent = audio.on ? '提示音 开' : '提示音 关'; }
+                if (newLoud(ids, '_scConsoleLoud')) { tone(); }
+                return '';
+            },
+            // The wall: the newest red/orange alert takes the map (fly to it) ...
+            flyTo: function (focus, isReady) {
+                var g = gd(), m = mapOf(g);
+                if (!focus || !isReady || !m || g._scFlown === focus.id) { return NO(); }
+                g._scFlown = focus.id;
+                // After the first fit to the screen has settled (a relayout would cut the flight short).
+                setTimeout(function () {
+                    try {
+                        // When the flight ends, tell plotly, or its next update would put the old view back.
+                        m.once('moveend', function () {
+                            var c = m.getCenter();
+                            window.Plotly.relayout(g, {'map.center': {lon: c.lng, lat: c.lat}, 'map.zoom': m.getZoom()});
+                        });
+                        m.flyTo({center: [focus.lon, focus.lat], zoom: Math.max(m.getZoom(), 16.2), speed: 0.8});
+                    } catch (e) { /* the page changed meanwhile */ }
+                }, 1200);
+                return focus.id;
+            },
+            // ... and sounds, once per new alert, if sound was switched on by a click on the wall.
+            wallSound: function (focus, clicks) {
+                var trig = (window.dash_clientside.callback_context.triggered[0] || {}).prop_id || '';
+                if (trig.indexOf('wall-sound') === 0 && clicks) { toggleSound(); }
+                var label = audio.on ? '提示音已开启（点击关闭）' : '点击开启提示音';
+                if (focus && window._scWallFocus !== focus.id) {
+                    if (window._scWallFocus !== undefined) { tone(); }
+                    window._scWallFocus = focus.id;
+                } else if (!focus && window._scWallFocus === undefined) {
+                    window._scWallFocus = null;
+                }
+                return ['', label];
+            }
+        }
+    });
+}());

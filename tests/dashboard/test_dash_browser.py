@@ -18,7 +18,7 @@ from alerts.store import AlertStore, store_path
 from core.contract import COMMUNITIES, Alert
 from core.settings import Settings
 from dashboard.app import create_app
-from dashboard.mapfig import T_COMPOUNDS, T_HALO
+from dashboard.mapfig import T_COMPOUNDS, T_DEVICES, T_HALO, T_RESOLVED
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.browser
@@ -119,12 +119,15 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
     net_log = tmp_path / "net.json"
     store = AlertStore(store_path(settings.data_path))  # a second writer, like the alert engine
     requests: list[str] = []
+    errors: list[str] = []
     timings: dict[str, float] = {}
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--log-net-log={net_log}"])
         ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
         page = ctx.new_page()
         page.on("request", lambda r: requests.append(r.url))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         t0 = time.monotonic()
         page.goto(base_url + "/")
         page.wait_for_selector("#onemap .maplibregl-canvas", timeout=60_000)
@@ -139,6 +142,16 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
         assert sorted(labels) == sorted(COMMUNITIES.values())  # the map's own labels, drawn last
         assert "当前无未解除告警" in body
         page.screenshot(path="/tmp/dash_quiet.png")
+
+        # Layer toggles: "alerts only" hides compounds, units, shops and devices; unticked, they come back.
+        vis = f"() => document.querySelector('#onemap .js-plotly-plot').data.slice({T_COMPOUNDS}, {T_DEVICES} + 1)" \
+              ".map(t => t.visible)"
+        page.click(".layer-panel summary")
+        page.click(".layer-item:has-text('仅告警')")
+        page.wait_for_function(f"() => ({vis})().every(v => v === false)", timeout=15_000)
+        page.click(".layer-item:has-text('仅告警')")
+        page.wait_for_function(f"() => ({vis})().every(v => v === true)", timeout=15_000)
+        page.click(".layer-panel summary")
 
         alert = red_alert(store, settings)
         t1 = time.monotonic()
@@ -164,8 +177,11 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
 
         wall = ctx.new_page()
         wall.on("request", lambda r: requests.append(r.url))
+        wall.on("pageerror", lambda e: errors.append(str(e)))
+        wall.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         wall.goto(base_url + "/wall")
-        wall.wait_for_selector(f"text={alert.message}", timeout=30_000)
+        wall.wait_for_selector(f"#wall-list >> text={alert.message}", timeout=30_000)
+        assert "已确认" in wall.inner_text("#wall-tiles")
         wall.wait_for_function(MAP_IDLE_JS, timeout=60_000)
         assert wall.locator(".btn-ack:visible, .btn-resolve:visible").count() == 0
         wall.screenshot(path="/tmp/dash_wall.png")
@@ -176,10 +192,27 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
         page.click(".btn-resolve")
         assert wait_with(page, lambda: store.get(alert.alert_id).state == "resolved")  # type: ignore[union-attr]
         page.wait_for_selector("text=当前无未解除告警", timeout=15_000)
+        # Resolved, it stays on the map a while, faded, and a click on it opens the alert's page.
+        page.wait_for_function(
+            f"() => (document.querySelector('#onemap .js-plotly-plot').data[{T_RESOLVED}].lon || []).length === 1",
+            timeout=30_000,
+        )
+        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        xy = page.evaluate(f"""() => {{ const g = document.querySelector('#onemap .js-plotly-plot');
+            const m = g._fullLayout.map._subplot.map, t = g.data[{T_RESOLVED}];
+            const p = m.project([t.lon[0], t.lat[0]]), r = m.getCanvas().getBoundingClientRect();
+            return [p.x + r.left, p.y + r.top]; }}""")
+        page.mouse.move(xy[0], xy[1])
+        page.wait_for_timeout(300)
+        page.mouse.click(xy[0], xy[1])
+        page.wait_for_url(f"**/alerts/{alert.alert_id}", timeout=30_000)
+        page.wait_for_selector("#alert-head", timeout=30_000)
+        assert "已解除" in page.inner_text("#alert-head")
         browser.close()
     store.close()
 
     assert external(requests) == [], external(requests)
+    assert errors == [], errors
     logged = net_log.read_text(errors="replace")
     try:  # Chromium may leave the JSON unterminated; the URLs are what matter
         urls = [u for u in (e.get("params", {}).get("url") for e in json.loads(logged)["events"]) if u]

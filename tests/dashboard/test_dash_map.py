@@ -15,6 +15,7 @@ from dashboard.geo import MapData
 from dashboard.live import compute_live
 from dashboard.mapfig import T_COMPOUNDS, T_CORE, T_DEVICES, T_HALO, T_LABELS, patch_figure
 from tests.conftest import make_settings
+from tests.dashboard.pagehelp import page_layout
 
 
 def find_figure(node: Any) -> dict[str, Any] | None:
@@ -39,9 +40,7 @@ def layout_figure(tmp_path: Path) -> dict[str, Any]:
     s = make_settings(tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9")
     app = create_app(s)
     client = app.server.test_client()
-    r = client.get("/_dash-layout", base_url="http://127.0.0.1:8123/")
-    assert r.status_code == 200
-    fig = find_figure(r.json)
+    fig = find_figure(page_layout(client, "/"))
     assert fig is not None
     app.server.config["SC_DASHBOARD"].close()
     return fig

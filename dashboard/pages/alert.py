@@ -1,0 +1,234 @@
+"""`/alerts/<alert_id>`: one alert — what, where, who is near, its timeline, the device's chart
+around it (from InfluxDB), and the actions (signed by the signed-in account)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+
+from core.contract import COMMUNITIES, Alert
+from core.severity import COLOUR
+from core.timebase import local_time
+from dashboard import mapview, trends
+from dashboard.theme import BG, KIND_LABEL, STATE_LABEL, TEXT, severity_label
+
+PATH_TEMPLATE = "/alerts/<alert_id>"
+PATH = "/alerts/none"
+TITLE = "告警详情 · 车城路街道 综合一张图"
+RULE_LABEL: dict[str, str] = {
+    "gas_lel_high": "燃气浓度超限", "gas_lel_warn": "燃气浓度持续偏高", "power_leakage_high": "剩余电流超限",
+    "power_temp_high": "线缆温度超限", "water_leak": "漏水", "camera_offline": "摄像头离线",
+    "camera_tamper": "摄像头遭破坏/遮挡", "device_silent": "设备无数据",
+}
+
+
+def _get(d: Any, alert_id: str) -> Alert | None:
+    return d.state.get(alert_id) or d.store.get(alert_id)
+
+
+def header(d: Any, a: Alert) -> list[Any]:
+    base = d.mapdata.layers()
+    place = base.places.get(a.compound_id or "")
+    facts = [
+        ("状态", html.Span(STATE_LABEL.get(a.state, a.state), className=f"state-tag st-{a.state}")),
+        ("规则", RULE_LABEL.get(a.rule, a.rule)),
+        ("社区", COMMUNITIES.get(a.community, a.community)),
+        ("小区", dcc.Link(place.name if place else a.compound_id, href=f"/compounds/{a.compound_id}")
+         if a.compound_id else "—"),
+        ("设备", dcc.Link(f"{KIND_LABEL.get(a.kind, a.kind)} {a.device_id}", href=f"/devices/{a.device_id}")
+         if a.device_id else "—"),
+        ("开始", local_time(a.started_at)),
+        ("更新", local_time(a.updated_at)),
+    ]
+    if a.acked_by:
+        facts.append(("确认人", a.acked_by))
+    if a.state == "resolved":
+        facts.append(("解除", f"{local_time(a.resolved_at)} " + (f"{a.resolved_by} 解除" if a.resolved_by
+                                                              else "条件恢复，自动解除")))
+    if a.note:
+        facts.append(("备注", a.note))
+    return [
+        html.Div([html.Span(severity_label(a.severity), className="sev-badge big-badge",
+                            style={"backgroundColor": COLOUR.get(a.severity, "#888")}),
+                  html.H2(a.message or a.rule, className="alert-title")], className="alert-title-row"),
+        html.Dl([x for k, v in facts for x in (html.Dt(k), html.Dd(v))], className="facts"),
+    ]
+
+
+def timeline(d: Any, a: Alert) -> list[Any]:
+    steps = d.store.timeline(a.alert_id) if hasattr(d.store, "timeline") else []
+    if not steps:
+        return [html.Li("暂无记录", className="muted")]
+    out: list[Any] = []
+    for s in steps:
+        j = s.as_json()
+        who = "" if j["by"] in ("system", None) else j["by"]
+        extra = j["note"] or ""
+        data = j.get("data") or {}
+        if s.event == "notified" and data:
+            extra = f"{data.get('person', '')} {data.get('channel', '')} {'送达' if data.get('delivered') else ''}"
+        out.append(html.Li([html.Span(local_time(s.at), className="tl-time"), html.Span(j["label"], className="tl-ev"),
+                            html.Span(who, className="tl-who"), html.Span(extra, className="tl-note")],
+                           className=f"tl-step ev-{s.event}"))
+    return out
+
+
+def nearby(a: Alert) -> list[Any]:
+    n = a.nearby or {}
+    if not n:
+        return [html.Div("无周边信息", className="muted")]
+    items = []
+    for u in n.get("units", []):
+        name, cat = str(u.get("name", "")), str(u.get("category", ""))
+        items.append(html.Li(f"{name}{'' if not cat or cat in name else f'（{cat}）'} · {u.get('distance_m')} 米"))
+    return [
+        html.Div(f"{n.get('radius_m', 200):g} 米内：单位 {n.get('units_count', 0)} 家 · "
+                 f"商铺 {n.get('shops_count', 0)} 家 · 约 {n.get('households', 0)} 户", className="near-sum"),
+        html.Ul(items, className="near-list"),
+    ]
+
+
+def context_map(d: Any, a: Alert) -> dict[str, Any]:
+    """A small lon/lat sketch around the alert: compound outlines, the alert, units and shops nearby."""
+    from dashboard.live import alert_point
+
+    base = d.mapdata.layers()
+    reg = d.mapdata.registry()
+    pt = alert_point(a, base, reg) or (base.bounds[0], base.bounds[1])
+    r = 0.0035
+    fig = go.Figure()
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for f in base.compounds["features"]:
+        geom = f["geometry"]
+        polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+        for poly in polys:
+            ring = poly[0]
+            if any(abs(x - pt[0]) < r * 2 and abs(y - pt[1]) < r * 2 for x, y in ring[:: max(1, len(ring) // 8)]):
+                xs += [p[0] for p in ring] + [None]
+                ys += [p[1] for p in ring] + [None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", fill="toself", fillcolor="rgba(42,74,117,0.45)",
+                             line={"color": "#6f93c0", "width": 1}, hoverinfo="skip"))
+    for pts, colour, name in ((base.units, "#c9a2ff", "单位"), (base.shops, "#7fd1ff", "商铺")):
+        near = [p for p in pts if abs(p["lon"] - pt[0]) < r and abs(p["lat"] - pt[1]) < r]
+        fig.add_trace(go.Scatter(x=[p["lon"] for p in near], y=[p["lat"] for p in near], mode="markers",
+                                 marker={"size": 9, "color": colour}, text=[p["name"] for p in near],
+                                 hovertemplate="%{text}<br>" + name + "<extra></extra>"))
+    colour = COLOUR.get(a.severity, "#fff")
+    fig.add_trace(go.Scatter(x=[pt[0]], y=[pt[1]], mode="markers",
+                             marker={"size": 22, "color": colour, "line": {"color": "#fff", "width": 3}},
+                             hovertemplate=(a.message or a.rule) + "<extra></extra>"))
+    ratio = 1 / math.cos(math.radians(pt[1]))
+    fig.update_layout(
+        height=300, margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor=BG, plot_bgcolor=BG, showlegend=False,
+        font={"color": TEXT},
+        xaxis={"range": [pt[0] - r, pt[0] + r], "visible": False},
+        yaxis={"range": [pt[1] - r / ratio, pt[1] + r / ratio], "visible": False, "scaleanchor": "x",
+               "scaleratio": ratio},
+    )
+    out: dict[str, Any] = fig.to_plotly_json()
+    return out
+
+
+def charts(d: Any, a: Alert) -> list[Any]:
+    reg = d.mapdata.registry()
+    dev = reg.get(a.device_id) if a.device_id else None
+    if dev is None:
+        return [html.Div("该告警无对应设备，无趋势图", className="muted")]
+    metrics = [m.name for m in trends.numeric_metrics(dev.kind)]
+    if a.metric in metrics:
+        metrics.remove(a.metric)
+        metrics.insert(0, a.metric)
+    start, end = trends.around(a)
+    try:
+        got = trends.series(d.influx(), dev.kind, metrics[:2], "device_id", dev.device_id, start, end)
+    except trends.TrendError as exc:
+        return [html.Div(str(exc), className="trend-error")]
+    marks = d.store.list(device_id=dev.device_id, limit=50)
+    out = []
+    for tr in got:
+        thr = a.threshold if tr.metric == a.metric and isinstance(a.threshold, int | float) \
+            and not isinstance(a.threshold, bool) else None
+        out.append(dcc.Graph(figure=trends.figure(tr, marks, start, end, threshold=thr),
+                             config={"displayModeBar": False}, className="trend", id=f"trend-{tr.metric}"))
+    return out
+
+
+def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
+    d = mapview.dctx()
+    a = _get(d, alert_id or "")
+    if a is None:
+        return html.Div([html.H2("未找到该告警"), dcc.Link("返回告警列表", href="/alerts")], className="sub-page")
+    return html.Div(
+        className="sub-page alert-page",
+        children=[
+            dcc.Store(id="alert-id", data=a.alert_id),
+            dcc.Store(id="alert-sig", data=a.updated_at + a.state),
+            dcc.Interval(id="alert-tick", interval=1000),
+            html.Div(header(d, a), id="alert-head"),
+            html.Div(
+                className="alert-actions-bar",
+                children=[
+                    dcc.Input(id="alert-note", type="text", placeholder="处置备注（可选）", value="", maxLength=200),
+                    html.Button("确认", id="alert-ack", className="btn btn-ack", n_clicks=0,
+                                disabled=a.state != "active"),
+                    html.Button("解除", id="alert-resolve", className="btn btn-resolve", n_clicks=0,
+                                disabled=a.state == "resolved"),
+                    html.Div(id="alert-msg", className="action-msg", role="status"),
+                ],
+            ),
+            html.Div(
+                className="alert-grid",
+                children=[
+                    html.Section([html.H3("时间线"),
+                                  html.Ul(timeline(d, a), id="alert-timeline", className="timeline")]),
+                    html.Section([html.H3("周边"), *nearby(a),
+                                  dcc.Graph(figure=context_map(d, a), config={"displayModeBar": False},
+                                            className="context-map")]),
+                ],
+            ),
+            html.Section([html.H3("设备曲线（告警前后）"), html.Div(charts(d, a), className="trends")]),
+        ],
+    )
+
+
+def register(app: Dash, d: Any) -> None:
+    @app.callback(
+        Output("alert-head", "children"),
+        Output("alert-timeline", "children"),
+        Output("alert-sig", "data"),
+        Output("alert-ack", "disabled"),
+        Output("alert-resolve", "disabled"),
+        Input("alert-tick", "n_intervals"),
+        State("alert-id", "data"),
+        State("alert-sig", "data"),
+    )
+    def _refresh(_n: int, alert_id: str, sig: str) -> tuple:
+        a = d.state.get(alert_id)
+        if a is None or a.updated_at + a.state == sig:
+            return (no_update,) * 5
+        return header(d, a), timeline(d, a), a.updated_at + a.state, a.state != "active", a.state == "resolved"
+
+    @app.callback(
+        Output("alert-msg", "children"),
+        Output("alert-note", "value"),
+        Input("alert-ack", "n_clicks"),
+        Input("alert-resolve", "n_clicks"),
+        State("alert-id", "data"),
+        State("alert-note", "value"),
+        prevent_initial_call=True,
+    )
+    def _act(_a: int, _r: int, alert_id: str, note: str | None) -> tuple:
+        if not ctx.triggered or not ctx.triggered[0].get("value"):
+            return no_update, no_update
+        note = (note or "").strip() or None
+        if ctx.triggered_id == "alert-ack":
+            out, done = d.acknowledge(alert_id, note), "已确认"
+        else:
+            out, done = d.resolve(alert_id, note), "已解除"
+        if out.status != 200:
+            return f"未能完成: {out.error}", no_update
+        return f"{done}（{d.signer()}）", ""
