@@ -26,7 +26,7 @@ from alerts.store import AlertStore, store_path
 from core.contract import Alert
 from smartcommunity.services import RunningService, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 API_TOKEN = "tok-" + uuid.uuid4().hex
 PASSWORD = "correct horse battery"
 
