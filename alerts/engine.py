@@ -315,7 +315,8 @@ class Engine:
                 tier = self.escalation.due_tier(
                     alert if since is None else dataclasses.replace(alert, started_at=iso(since)), now)
                 if tier is not None:
-                    up = self.store.update(alert.alert_id, step=(Step.ESCALATED, iso(now), None, {"tier": tier}),
+                    who = {"tier": tier, "to": self.escalation.told_at(alert, tier)}
+                    up = self.store.update(alert.alert_id, step=(Step.ESCALATED, iso(now), None, who),
                                            escalation_tier=tier, updated_at=iso(now))
                     if up is not None and up.state == "active":
                         self.open[key] = up

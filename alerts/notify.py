@@ -16,7 +16,7 @@ from alerts.delivery import Outbox
 from alerts.message import Message, Places, compose
 from alerts.roster import Person, Roster, load_roster
 from core.contract import Alert
-from core.timebase import epoch, iso
+from core.timebase import epoch
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,14 @@ class Escalation:
             return None
         return tier + 1 if now - epoch(alert.started_at) >= after * tier else None
 
+    def told_at(self, alert: Alert, tier: int) -> list[str]:
+        """The names of the people a tier reaches now (the escalation's timeline step names them)."""
+        return [p.name for p in self.roster.contacts(alert.community, tier)]
+
     def escalated(self, alert: Alert) -> None:
+        """Tell the tier the alert was escalated to (the engine wrote the step, with the same names)."""
         tier = alert.escalation_tier or 1
-        people = self.roster.contacts(alert.community, tier)
-        if self.notifier.record is not None:
-            try:
-                self.notifier.record(alert.alert_id, "escalated",
-                                     {"tier": tier, "to": [p.name for p in people], "at": iso(time.time())})
-            except Exception:
-                log.exception("could not record the escalation of %s", alert.alert_id)
-        self.notifier.notify(alert, "escalated", tier, people)
+        self.notifier.notify(alert, "escalated", tier, self.roster.contacts(alert.community, tier))
 
     def resolved(self, alert: Alert) -> None:
         roster = self.roster
