@@ -47,6 +47,7 @@ from alerts.channels.base import Channel, DeliveryError, Target
 from alerts.channels.config import make_channel
 from alerts.message import Message, digest
 from alerts.roster import Person
+from core.secrets import private_file
 from core.timebase import iso_ms
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,7 @@ class Outbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
+        private_file(path)
         self.changed = threading.Condition()
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import hashlib
 import io
 import logging
 import os
-import secrets
 import sqlite3
 import time
 import uuid
@@ -36,6 +35,7 @@ from alerts.store import AlertStore
 from alerts.teams import Member, Team
 from alerts.timeline import Event
 from core.contract import COMMUNITIES, Alert
+from core.secrets import installation_key
 from core.settings import Settings
 from core.severity import label as severity_label
 from core.timebase import beijing, epoch, iso
@@ -121,16 +121,7 @@ class Dispatch:
 
 def link_secret(data_dir: Path) -> bytes:
     """The link-signing secret, made once per installation, readable by its owner only."""
-    p = data_dir / "dispatch.secret"
-    if not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return p.read_bytes()  # another process made it first
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
-    return p.read_bytes()
+    return installation_key(data_dir / "dispatch.secret")
 
 
 def _serializer(secret: bytes) -> URLSafeTimedSerializer:

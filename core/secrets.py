@@ -42,6 +42,37 @@ def make_private(path: Path) -> None:
         os.chmod(path, PRIVATE_FILE)
 
 
+def private_file(path: Path) -> Path:
+    """Create `path` empty with mode 0600 if missing, and make it 0600 if it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE))
+    os.chmod(path, PRIVATE_FILE)
+    return path
+
+
+def installation_key(path: Path, nbytes: int = 32) -> bytes:
+    """A random key made once per installation (0600), e.g. for signing cookies or links.
+
+    Written to a temporary file and linked into place, so a process racing another never reads
+    a half-written key: link() fails if the other won, and then theirs is read."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        try:
+            os.write(fd, secrets.token_bytes(nbytes))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
 def private_open(path: Path, mode: str = "a", encoding: str | None = "utf-8"):  # type: ignore[no-untyped-def]
     """Open a file that is created 0600 (and forced to 0600 if it already existed wider)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from core.secrets import installation_key
+
 ROLES = ("viewer", "operator", "admin")  # lowest first
 DEFAULT_ROLE = "operator"
 # scrypt N=2**15, r=8, p=3: a row of OWASP's Password Storage table (32 MiB, ~0.3 s here).
@@ -182,23 +184,6 @@ class Accounts:
         return acc.name if acc else None
 
 
-def private_file(path: Path) -> None:
-    """Create `path` empty with mode 0600 if missing, and make it 0600 if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
-
-
 def secret_key(data_dir: Path) -> bytes:
     """The signing key, made once per installation and kept private."""
-    p = data_dir / "dashboard.secret"
-    if not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return p.read_bytes()
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(os.urandom(32))
-    return p.read_bytes()
+    return installation_key(data_dir / "dashboard.secret")

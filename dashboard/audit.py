@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from core.secrets import private_file
 from core.timebase import now_iso
 
 GENESIS = "0" * 64
@@ -55,10 +56,7 @@ def _last_line(fd: int) -> bytes | None:
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
+        private_file(path)
 
     def record(self, action: str, *, actor: str, outcome: str = "ok", role: str | None = None,
                via: str | None = None, target: str | None = None, status: int | None = None,
