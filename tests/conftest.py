@@ -138,6 +138,29 @@ def publisher(settings: Settings) -> Iterator[mqtt.Client]:
     client.disconnect()
 
 
+def clear_retained_alerts(settings: Settings, quiet_s: float = 0.5) -> int:
+    """Clear the retained alert copies earlier tests left on the session's shared broker; returns how many.
+
+    A test that reads the whole alert bus (the dashboard's live state) must start from an empty one."""
+    topics: list[str] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"clr-{uuid.uuid4().hex[:8]}")
+    client.on_message = lambda _c, _u, msg: topics.append(msg.topic) if msg.retain and msg.payload else None
+    client.connect(settings.mqtt.host, settings.mqtt.port)
+    client.loop_start()
+    try:
+        client.subscribe("sc/alerts/#", qos=1)
+        seen = -1
+        while seen != len(topics):  # retained copies arrive in one burst after SUBACK
+            seen = len(topics)
+            time.sleep(quiet_s)
+        for t in topics:
+            client.publish(t, b"", qos=1, retain=True).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return len(topics)
+
+
 def wait_until(pred: Callable[[], Any], timeout: float = 10, every: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -23,7 +23,7 @@ from dashboard.health import Freshness
 from dashboard.live import OFFLINE_CODE, compute_live
 from dashboard.state import LiveState
 from ingest.retention import ensure_retention
-from tests.conftest import make_settings, wait_until
+from tests.conftest import clear_retained_alerts, make_settings, wait_until
 
 
 def gas_device(settings: Settings, community: str = "lanshanjun") -> Device:
@@ -38,6 +38,7 @@ def make_alert(dev: Device, severity: str = "red", state: str = "active", rule: 
 
 
 def test_live_state_hears_alerts_and_status_on_mqtt(settings: Settings, publisher: mqtt.Client) -> None:
+    clear_retained_alerts(settings)  # other tests' alerts on the shared broker are not this test's
     state = LiveState(settings, MapData(settings))
     try:
         assert wait_until(lambda: state.feeds.mqtt_connected, 10)
