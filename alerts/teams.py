@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from alerts.configfile import ConfigError, Watched
 from core.contract import COMMUNITIES
 
 BUNDLED_TEAMS = Path(__file__).with_name("teams.yaml")
@@ -22,12 +23,12 @@ CONTACT_FIELDS: tuple[str, ...] = ("phone", "wecom_mobile", "dingtalk_mobile", "
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class TeamsError(ValueError):
+class TeamsError(ConfigError):
     """A teams file that cannot be used: `file:line: reason`."""
 
     def __init__(self, path: Path, line: int, reason: str) -> None:
-        super().__init__(f"{path}:{line}: {reason}")
-        self.path, self.line, self.reason = path, line, reason
+        super().__init__(path, [(line, reason)])
+        self.path, self.line, self.reason = path, line, reason  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,30 +183,7 @@ def load_teams(teams_file: str | None = None) -> Teams:
     return parse_teams(text, path)
 
 
-class TeamsWatcher:
-    """The current teams, re-read when the file changes; a bad edit is reported and the last good
-    teams stay in force (like the roster and the rules)."""
-
-    def __init__(self, teams_file: str | None) -> None:
-        self.path = teams_path(teams_file)
-        self._file = teams_file
-        self._teams = load_teams(teams_file)  # a bad file at start is an error the caller reports
-        self._mtime = self._stamp()
-        self.error: str | None = None
-
-    def _stamp(self) -> int:
-        try:
-            return self.path.stat().st_mtime_ns
-        except OSError:
-            return -1
-
-    def current(self) -> Teams:
-        stamp = self._stamp()
-        if stamp != self._mtime:
-            self._mtime = stamp
-            try:
-                self._teams = load_teams(self._file)
-                self.error = None
-            except TeamsError as exc:
-                self.error = str(exc)
-        return self._teams
+def TeamsWatcher(teams_file: str | None) -> Watched:
+    """The current teams, re-read when the file changes (checked at every call); a bad edit is
+    reported in `.error` and the last good teams stay in force, as for the roster and the rules."""
+    return Watched(teams_path(teams_file), lambda _p: load_teams(teams_file), poll_s=0.0)

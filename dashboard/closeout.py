@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, Response, jsonify, request, send_file
 
 from alerts.archive import archive, pending
+from alerts.configfile import Watched
 from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_for, link_secret, photo_path
 from alerts.report import Period, Report, build_report, place_names, to_csv, to_html
 from alerts.store import AlertStore
@@ -66,7 +67,7 @@ class TeamsHolder:
     """The teams in force: a bad file at start or after an edit is reported, never fatal."""
 
     def __init__(self, settings: Settings) -> None:
-        self._watcher: TeamsWatcher | None = None
+        self._watcher: Watched | None = None
         self._file = settings.dispatch_teams_file
         self.start_error: str | None = None
         try:

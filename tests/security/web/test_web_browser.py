@@ -5,19 +5,16 @@ is dead after sign-out."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
+from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, wait_with
 from tests.security.web.conftest import PASSWORD, LiveDashboard
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Issue 11's plotly/map-style race on load (helper dash11 is on it): not a CSP matter, so not failed on here.
 KNOWN_RACE = "reading 'layers'"
 CSP_LISTENER = """window.__csp = []; document.addEventListener('securitypolicyviolation',
@@ -43,15 +40,6 @@ class Watch:
         assert seen == [] and self.problems == [], (seen, self.problems)
 
 
-def wait_with(page: Any, pred: Any, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        page.wait_for_timeout(100)
-    return True
-
-
 def test_pages_work_under_the_csp_and_actions_are_signed(live: LiveDashboard) -> None:
     alert = live.alert()
     watch = Watch()
@@ -70,7 +58,7 @@ def test_pages_work_under_the_csp_and_actions_are_signed(live: LiveDashboard) ->
         page.wait_for_selector(f"text={alert.message}", timeout=30_000)
         page.fill("#action-note", "已到场")
         page.click(".btn-ack")
-        assert wait_with(page, lambda: live.state(alert.alert_id).state == "acknowledged")
+        assert wait_with(page, lambda: live.state(alert.alert_id).state == "acknowledged", 15)
         assert live.state(alert.alert_id).acked_by == "张三"
         page.wait_for_timeout(1500)
         watch.check(page)
