@@ -122,7 +122,15 @@
             // Layer toggles: traces by visibility, basemap layers by layout, device kinds by marker size.
             layers: function (on, _fig, isReady) {
                 var g = gd();
-                if (!isReady || !ready(g)) { return NO(); }
+                clearTimeout(window._scLayersRetry);  // the newest choice wins over a pending retry
+                if (!isReady) { return NO(); }  // map-ready turning true calls again
+                if (!ready(g)) {
+                    // The map is still drawing (e.g. the previous toggle): a click must not be lost,
+                    // so try again shortly with the newest choice instead of dropping it.
+                    var self = window.dash_clientside.sc.layers;
+                    window._scLayersRetry = setTimeout(function () { self(on, _fig, isReady); }, 250);
+                    return NO();
+                }
                 on = on || [];
                 var has = function (k) { return on.indexOf(k) >= 0; };
                 var only = has('alerts_only');
