@@ -181,6 +181,9 @@ def test_live_alarm_click_through_trends_and_stale_banner(live_site: tuple[str, 
         t1 = time.monotonic()
         page.wait_for_function(f"() => !({STALE_HIDDEN})()", timeout=40_000)
         timings["ingest_killed_to_banner"] = time.monotonic() - t1
+        # Data age may trip first ("N 秒无新数据"); the missing ingest heartbeat must be named soon after.
+        page.wait_for_function("() => document.querySelector('#stale').innerText.includes('接入服务')",
+                               timeout=40_000)
         assert "接入服务" in page.inner_text("#stale")
         ingest = IngestProcess(s).start()
         parts["ingest"] = ingest
