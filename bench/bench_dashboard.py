@@ -202,7 +202,8 @@ def browser_side(tmp: Path) -> dict[str, Any]:
             same.append(time.monotonic() - t2)
             wall.wait_for_selector("#wall-list .state-acknowledged", timeout=60_000)
             on_wall.append(time.monotonic() - t2)
-            d.resolve(a.alert_id, None)
+            with app.server.test_request_context("/"):
+                d.resolve(a.alert_id, None)
             page.wait_for_selector("#alert-list .state-acknowledged", state="detached", timeout=60_000)
             wall.wait_for_selector("#wall-list .state-acknowledged", state="detached", timeout=60_000)
         out["new_alert_to_list_s"] = appear

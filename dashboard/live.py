@@ -42,8 +42,6 @@ class Halo:
 class Live:
     alerts: list[Alert]  # open alerts, worst/newest first
     compound_codes: list[int]  # risk 0..4 per BaseLayers.compound_ids
-    device_ids: list[str]
-    device_codes: list[int]  # risk 0..4 per device_ids
     halos: list[Halo]
     signature: str  # changes whenever anything drawn from alerts changes
     registry_version: str
@@ -52,6 +50,10 @@ class Live:
     device_sparse: dict[str, int] = field(default_factory=dict)  # device_id -> code, non-zero only
     offline_ids: frozenset[str] = frozenset()  # offline or silent devices
     version: int = 0
+
+    def code_of(self, device_id: str) -> int:
+        """0 reporting without alert, 1..4 its worst alert (blue..red), OFFLINE_CODE offline or silent."""
+        return self.device_sparse.get(device_id, 0)
 
 
 def alert_point(a: Alert, base: BaseLayers, devices: Mapping[str, Device]) -> tuple[float, float] | None:
@@ -86,7 +88,6 @@ def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, De
         pt = alert_point(a, base, devices)
         if pt is not None:
             halos.append(Halo(a.alert_id, a.severity, a.state, pt[0], pt[1], a.message or a.rule))
-    device_ids = list(devices.keys())
     compound_worst = rollup(compound_pairs)
     device_worst = rollup(device_pairs)
     silent = {a.device_id for a in ordered if a.rule in SILENT_RULES and a.device_id}
@@ -109,8 +110,6 @@ def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, De
     return Live(
         alerts=ordered,
         compound_codes=[rank(compound_worst.get(c)) for c in base.compound_ids],
-        device_ids=device_ids,
-        device_codes=[sparse.get(d, 0) for d in device_ids],
         halos=halos[::-1],  # plotly draws later points on top: the worst alert must be last
         signature=h.hexdigest(),
         registry_version=registry_version,

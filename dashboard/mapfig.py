@@ -3,6 +3,12 @@
 Offline-map facts checked on this machine (plotly's MapLibre, no tiles): a local style.json whose
 glyph URL 404s (MapLibre then draws text with local fonts), `symbol.icon=""`, circle markers only,
 community labels drawn last, and live data changed only through `Patch()` on fixed trace indices.
+
+Devices are two traces. The registry's devices are one static, single-colour trace that MapLibre
+clusters (a bubble with a count at district zoom, single dots from CLUSTER_MAXZOOM on), so thousands of
+overlapping dots neither hide each other nor cost a draw; past DEVICE_CAP devices it becomes one marker
+per compound. A device in alert or offline is drawn again, never clustered, in the small state trace on
+top: a red device can never be folded into a green bubble, and a refresh only resends that short list.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from dash import Patch
 from core.contract import COMMUNITIES, Device
 from core.timebase import local_time
 from dashboard.geo import BaseLayers
-from dashboard.live import Live
+from dashboard.live import OFFLINE_CODE, Live
 from dashboard.theme import (
     BG,
     BUILDING,
     COMMUNITY_EDGE,
     COMMUNITY_FILL,
     COMPOUND_NORMAL,
+    DEVICE_CLUSTER,
     DEVICE_NORMAL,
     DEVICE_OFFLINE,
     KIND_LABEL,
@@ -38,15 +45,23 @@ from dashboard.theme import (
 
 # Trace indices: Patch() addresses traces by position, so the order is fixed here (assets/clientside.js
 # reads the same numbers from layout.meta.traces).
-T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_HALO, T_RING, T_CORE, T_RESOLVED, T_LABELS = range(9)
-TRACES = {"compounds": T_COMPOUNDS, "units": T_UNITS, "shops": T_SHOPS, "devices": T_DEVICES, "halo": T_HALO,
-          "ring": T_RING, "core": T_CORE, "resolved": T_RESOLVED, "labels": T_LABELS}
+T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_DEVSTATE, T_HALO, T_RING, T_CORE, T_RESOLVED, T_LABELS = range(10)
+TRACES = {"compounds": T_COMPOUNDS, "units": T_UNITS, "shops": T_SHOPS, "devices": T_DEVICES,
+          "devstate": T_DEVSTATE, "halo": T_HALO, "ring": T_RING, "core": T_CORE, "resolved": T_RESOLVED,
+          "labels": T_LABELS}
 HALO_SIZES = (44, 84)  # the pulse toggles the halo between these (clientside)
 UIREVISION = "onemap"  # keeps the operator's pan/zoom across every update
 RING_ACTIVE, RING_ACKED = "#ffffff", "#55657d"  # an acknowledged alert loses its white ring and shrinks
 CORE_ACTIVE, CORE_ACKED = 16, 11
 COMPOUND_LABEL_MINZOOM = 15.2  # compound names appear once they are readable
-DIFF_MAX = 4000  # more changed devices than this: send the whole colour array
+# More registered devices than this and the device trace is one marker per compound: 12,000 single
+# devices make ~0.7 MB of figure JSON (the goal is < 1 MB) and are clustered anyway at district zoom.
+DEVICE_CAP = 12_000
+# Devices in alert or offline drawn singly (worst first). A whole community going dark is one
+# community_silent alert on the map; past this many grey dots more add nothing but bytes.
+STATE_CAP = 4_000
+CLUSTER_MAXZOOM = 16.5  # from here on every device is its own dot (buildings are readable)
+COORD_DIGITS = 6  # ~0.1 m: enough for a map, and a third fewer bytes than full floats
 
 
 # The smallest map area we design for (a 1600×900 browser beside the console): the whole
@@ -142,18 +157,60 @@ def device_colorscale() -> list[list[float | str]]:
     return scale
 
 
-def _device_arrays(devices: Mapping[str, Device], base: BaseLayers) -> dict[str, list[Any]]:
-    lon, lat, custom, text = [], [], [], []
+def _r(x: float) -> float:
+    return round(x, COORD_DIGITS)
+
+
+def _device_arrays(devices: Mapping[str, Device], base: BaseLayers) -> dict[str, Any]:
+    """The static device trace: every device (customdata [id, kind label]), or past DEVICE_CAP one
+    marker per compound (customdata [compound id, summary]) that opens the compound's page."""
+    if len(devices) <= DEVICE_CAP:
+        return {
+            "lon": [_r(d.lon) for d in devices.values()],
+            "lat": [_r(d.lat) for d in devices.values()],
+            "customdata": [[d.device_id, KIND_LABEL.get(d.kind, d.kind)] for d in devices.values()],
+            "meta": {"agg": False, "n": len(devices)},
+        }
+    per: dict[str, dict[str, int]] = {}
     for d in devices.values():
-        lon.append(d.lon)
-        lat.append(d.lat)
-        place = base.places.get(d.compound_id)
-        custom.append([d.device_id, d.kind])
-        text.append(
-            f"{d.device_id} {KIND_LABEL.get(d.kind, d.kind)}<br>{place.name if place else d.compound_id}"
-            f" · {COMMUNITIES.get(d.community, d.community)}"
-        )
-    return {"lon": lon, "lat": lat, "customdata": custom, "text": text}
+        kinds = per.setdefault(d.compound_id, {})
+        kinds[d.kind] = kinds.get(d.kind, 0) + 1
+    lon, lat, custom = [], [], []
+    for cid, kinds in per.items():
+        place = base.places.get(cid)
+        if place is None:
+            continue
+        lon.append(_r(place.lon))
+        lat.append(_r(place.lat))
+        parts = " ".join(f"{KIND_LABEL.get(k, k)}{n}" for k, n in sorted(kinds.items()))
+        custom.append([cid, f"{place.name} · 设备 {sum(kinds.values())} 台（{parts}）"])
+    return {"lon": lon, "lat": lat, "customdata": custom, "meta": {"agg": True, "n": len(devices)}}
+
+
+def device_hovertemplate(agg: bool) -> str:
+    if agg:
+        return "<b>%{customdata[1]}</b><br>点击查看小区<extra></extra>"
+    return "<b>%{customdata[1]} %{customdata[0]}</b><br>点击查看设备<extra></extra>"
+
+
+STATE_TEXT = {1: "四级告警", 2: "三级告警", 3: "二级告警", 4: "一级告警", OFFLINE_CODE: "离线/无数据"}
+
+
+def _state_arrays(live: Live, devices: Mapping[str, Device]) -> dict[str, Any]:
+    """Devices in alert or offline: the worst last (drawn on top), at most STATE_CAP, alerts before grey."""
+    order = sorted(live.device_sparse.items(), key=lambda kv: (kv[1] != OFFLINE_CODE, kv[1], kv[0]))
+    if len(order) > STATE_CAP:
+        order = order[-STATE_CAP:]
+    lon, lat, codes, custom = [], [], [], []
+    for did, code in order:
+        d = devices.get(did)
+        if d is None:
+            continue
+        lon.append(_r(d.lon))
+        lat.append(_r(d.lat))
+        codes.append(code)
+        custom.append([did, KIND_LABEL.get(d.kind, d.kind), STATE_TEXT.get(code, "")])
+    return {"lon": lon, "lat": lat, "color": codes, "customdata": custom}
 
 
 def _halo_arrays(live: Live) -> dict[str, list[Any]]:
@@ -194,6 +251,7 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
     hv = _halo_arrays(live)
     rv = _resolved_arrays(live)
     dv = _device_arrays(devices, base)
+    sv = _state_arrays(live, devices)
     fig = go.Figure()
     fig.add_trace(
         go.Choroplethmap(
@@ -228,18 +286,35 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
             lon=dv["lon"],
             lat=dv["lat"],
             customdata=dv["customdata"],
-            text=dv["text"],
+            meta=dv["meta"],
             mode="markers",
             name="设备",
+            marker={"size": 12 if dv["meta"]["agg"] else 6, "color": DEVICE_NORMAL, "opacity": 0.85},
+            # MapLibre's own clustering (in its worker): a bubble with the count until the zoom where
+            # single devices are readable. Radii step with the count (2–19, 20–99, 100+); translucent, so
+            # a compound's risk colour shows through.
+            cluster=None if dv["meta"]["agg"] else {
+                "enabled": True, "maxzoom": CLUSTER_MAXZOOM, "color": DEVICE_CLUSTER, "opacity": 0.6,
+                "size": [9, 12, 15], "step": [-1, 20, 100]},
+            hovertemplate=device_hovertemplate(dv["meta"]["agg"]),
+        )
+    )
+    fig.add_trace(
+        go.Scattermap(
+            lon=sv["lon"],
+            lat=sv["lat"],
+            customdata=sv["customdata"],
+            mode="markers",
+            name="设备状态",
             marker={
-                "size": 5,
-                "color": live.device_codes,
+                "size": 9,
+                "color": sv["color"],
                 "cmin": -0.5,  # code k lands in the middle of its step
                 "cmax": 5.5,
                 "colorscale": device_colorscale(),
-                "opacity": 0.85,
+                "opacity": 0.95,
             },
-            hovertemplate="%{text}<extra></extra>",
+            hovertemplate="<b>%{customdata[1]} %{customdata[0]}</b><br>%{customdata[2]} · 点击查看设备<extra></extra>",
         )
     )
     fig.add_trace(
@@ -300,7 +375,7 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
     fig.update_layout(
         map={"style": style_url, **fit_view(base.bounds), "layers": base_layers(base)},
         # For the clientside code: the district's bounds (fit to the real size), trace and layer numbers.
-        meta={"bounds": list(base.bounds), "traces": TRACES, "layers": layer_index(base)},
+        meta={"bounds": list(base.bounds), "traces": TRACES, "layers": layer_index(base), "kinds": KIND_LABEL},
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         paper_bgcolor=BG,
         showlegend=False,
@@ -333,59 +408,42 @@ def _patch_alerts(p: Patch, live: Live) -> None:
     p["data"][T_RESOLVED]["customdata"] = rv["custom"]
 
 
+def _patch_state(p: Patch, live: Live, devices: Mapping[str, Device]) -> None:
+    sv = _state_arrays(live, devices)
+    p["data"][T_DEVSTATE]["lon"] = sv["lon"]
+    p["data"][T_DEVSTATE]["lat"] = sv["lat"]
+    p["data"][T_DEVSTATE]["customdata"] = sv["customdata"]
+    p["data"][T_DEVSTATE]["marker"]["color"] = sv["color"]
+
+
 def patch_figure(live: Live, devices: Mapping[str, Device], base: BaseLayers, devices_changed: bool) -> Patch:
-    """Only the live parts: compound risk, device colours, alert halos (and devices if re-registered)."""
+    """Only the live parts: compound risk, devices in alert / offline, alert halos (and the registry's
+    devices if it was re-registered)."""
     p = Patch()
     p["data"][T_COMPOUNDS]["z"] = live.compound_codes
     p["data"][T_COMPOUNDS]["marker"]["opacity"] = compound_opacity(live)
     if devices_changed:
         dv = _device_arrays(devices, base)
-        p["data"][T_DEVICES]["lon"] = dv["lon"]
-        p["data"][T_DEVICES]["lat"] = dv["lat"]
-        p["data"][T_DEVICES]["customdata"] = dv["customdata"]
-        p["data"][T_DEVICES]["text"] = dv["text"]
-    p["data"][T_DEVICES]["marker"]["color"] = live.device_codes
+        for key in ("lon", "lat", "customdata", "meta"):
+            p["data"][T_DEVICES][key] = dv[key]
+        p["data"][T_DEVICES]["hovertemplate"] = device_hovertemplate(dv["meta"]["agg"])
+    _patch_state(p, live, devices)
     _patch_alerts(p, live)
     return p
 
 
-_INDEX: dict[tuple[str, int], dict[str, int]] = {}
-
-
-def device_index(live: Live) -> dict[str, int]:
-    """device_id -> position in the device trace, built once per registry version (100,000: ~60 ms)."""
-    key = (live.registry_version, len(live.device_ids))
-    idx = _INDEX.get(key)
-    if idx is None or key[0] in ("", "none"):
-        idx = {d: i for i, d in enumerate(live.device_ids)}
-        _INDEX.clear()
-        _INDEX[key] = idx
-    return idx
-
-
-def patch_since(old: Live | None, live: Live) -> Patch:
+def patch_since(old: Live | None, live: Live, devices: Mapping[str, Device]) -> Patch:
     """What changed between the picture a browser has (`old`, same registry) and `live`.
 
-    Device colours go as single assignments at their positions when few changed (a refresh with
-    100,000 devices then costs the changed ones only); compound colours and the alert dots are small
-    and go whole, but only when they changed."""
+    The registry's device trace never changes here; the devices in alert or offline are a short list
+    sent whole when it changed (a refresh with 100,000 devices costs that list, not the 100,000);
+    compound colours and the alert dots are small and go whole, but only when they changed."""
     p = Patch()
     if old is None or old.compound_codes != live.compound_codes:
         p["data"][T_COMPOUNDS]["z"] = live.compound_codes
         p["data"][T_COMPOUNDS]["marker"]["opacity"] = compound_opacity(live)
-    if old is None:
-        p["data"][T_DEVICES]["marker"]["color"] = live.device_codes
-    else:
-        a, b = old.device_sparse, live.device_sparse
-        changed = [d for d in a.keys() | b.keys() if a.get(d, 0) != b.get(d, 0)]
-        if len(changed) > DIFF_MAX:
-            p["data"][T_DEVICES]["marker"]["color"] = live.device_codes
-        else:
-            idx = device_index(live)
-            for d in changed:
-                i = idx.get(d)
-                if i is not None:
-                    p["data"][T_DEVICES]["marker"]["color"][i] = b.get(d, 0)
+    if old is None or old.device_sparse != live.device_sparse:
+        _patch_state(p, live, devices)
     if old is None or old.halos != live.halos or old.resolved_halos != live.resolved_halos or \
             [(a.alert_id, a.resolved_by, a.resolved_at) for a in old.resolved] != \
             [(a.alert_id, a.resolved_by, a.resolved_at) for a in live.resolved]:

@@ -12,7 +12,7 @@ from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_u
 from core.severity import SEVERITIES
 from dashboard import mapfig
 from dashboard.offline import style_url
-from dashboard.theme import DEVICE_NORMAL, DEVICE_OFFLINE, KIND_LABEL, SEVERITY_COLOR, severity_label
+from dashboard.theme import DEVICE_CLUSTER, DEVICE_NORMAL, DEVICE_OFFLINE, KIND_LABEL, SEVERITY_COLOR, severity_label
 
 PULSE_MS = 1500  # how often the halo overlay is re-placed (the pulse itself is a CSS animation)
 LAYER_OPTIONS = [
@@ -44,6 +44,8 @@ def legend() -> html.Div:
                               ("#c9a2ff", "重点单位", "dot"), ("#7fd1ff", "沿街商铺", "dot")):
         rows.append(html.Div([html.Span(className=cls, style={"backgroundColor": colour}), text],
                              className="legend-row"))
+    bubble = html.Span(className="bubble", style={"backgroundColor": DEVICE_CLUSTER})
+    rows.append(html.Div([bubble, "设备聚合(数字为台数)"], className="legend-row"))
     rows.append(html.Div([html.Span(className="ring acked"), "已确认"], className="legend-row"))
     rows.append(html.Div([html.Span(className="ring faded"), "近期解除"], className="legend-row"))
     return html.Div(rows, className="map-legend")
@@ -100,7 +102,7 @@ def refresh_map(d: Any, sig: dict[str, Any] | None, ready: bool) -> tuple[Any, A
     if live.registry_version != sig.get("reg"):
         return mapfig.patch_figure(live, reg, base, devices_changed=True), new_sig
     old = state.past_view(int(sig.get("v", -1)), live.registry_version, base.key)
-    return mapfig.patch_since(old, live), new_sig
+    return mapfig.patch_since(old, live, reg), new_sig
 
 
 def register(app: Dash, d: Any) -> None:

@@ -133,9 +133,7 @@ class LiveState:
     def warm(self) -> None:
         """Compute the new picture here, in the feed's thread, so no browser's refresh pays for it."""
         try:
-            from dashboard.mapfig import device_index
-
-            device_index(self.view()[2])
+            self.view()
         except Exception:
             log.exception("live view not computed")
 

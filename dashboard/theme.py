@@ -22,6 +22,7 @@ MUTED = "#8da2bf"
 COMPOUND_NORMAL = "#2a4a75"  # a compound without open alerts
 DEVICE_NORMAL = SEVERITY_COLOR[NORMAL]  # green: reporting, no alert
 DEVICE_OFFLINE = "#8a94a6"  # grey: offline or silent
+DEVICE_CLUSTER = "#2f7d6d"  # a bubble of devices (all reporting; one in alert or offline is drawn on top)
 ROAD = "#4a5d7a"
 WATER = "#1b5384"
 BUILDING = "#3d5f8c"

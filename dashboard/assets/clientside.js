@@ -100,6 +100,60 @@
         }
     }
 
+    // Device kinds shown: the registry's trace and the state trace keep only the ticked kinds. The
+    // arrays the server sent are kept aside (found again by identity: a Patch or a new figure brings
+    // fresh arrays, which are then the full ones), so unticking removes the devices from the cluster
+    // counts too, not only from sight.
+    function filterKinds(g, i, labels) {
+        var tr = g.data[i];
+        if (!tr) { return; }
+        g._scKind = g._scKind || {};
+        var mine = g._scKind[i];
+        if (!mine || tr.lon !== mine.lon) {  // what the trace holds now is the server's whole list
+            mine = g._scKind[i] = {full: {lon: tr.lon || [], lat: tr.lat || [], customdata: tr.customdata || [],
+                                          color: tr.marker && tr.marker.color}, key: null, lon: tr.lon};
+        }
+        var agg = tr.meta && tr.meta.agg;  // one marker per compound: not split by kind
+        var key = (labels === null || agg) ? '' : labels.join(',');
+        if (mine.key === key || (mine.key === null && key === '')) { return; }
+        var f = mine.full, keep = [];
+        for (var j = 0; j < f.customdata.length; j++) {
+            if (key === '' || labels.indexOf(f.customdata[j][1]) >= 0) { keep.push(j); }
+        }
+        var pick = function (a) { return keep.map(function (j) { return a[j]; }); };
+        var upd = {lon: [pick(f.lon)], lat: [pick(f.lat)], customdata: [pick(f.customdata)]};
+        if (Array.isArray(f.color)) { upd['marker.color'] = [pick(f.color)]; }
+        window.Plotly.restyle(g, upd, [i]);
+        mine.key = key;
+        mine.lon = g.data[i].lon;
+    }
+
+    // A click on a bubble of devices zooms in on it (MapLibre's cluster layer, under plotly's trace).
+    function hookClusters(g, m) {
+        // plotly draws the count in dark 12 px text; white with a dark halo reads on the bubble.
+        (m.getStyle().layers || []).forEach(function (l) {
+            if (/-cluster-count$/.test(l.id) && m.getPaintProperty(l.id, 'text-color') !== '#ffffff') {
+                m.setPaintProperty(l.id, 'text-color', '#ffffff');
+                m.setPaintProperty(l.id, 'text-halo-color', '#0b1a2c');
+                m.setPaintProperty(l.id, 'text-halo-width', 1.2);
+            }
+        });
+        if (m._scClusterHooked === g) { return; }
+        m._scClusterHooked = g;
+        m.on('click', function (e) {
+            var ids = (m.getStyle().layers || []).map(function (l) { return l.id; })
+                .filter(function (id) { return /-cluster$/.test(id); });
+            if (!ids.length) { return; }
+            var hit = m.queryRenderedFeatures(e.point, {layers: ids});
+            if (!hit.length) { return; }
+            m.easeTo({center: hit[0].geometry.coordinates, zoom: Math.min(m.getZoom() + 2, 18.5), duration: 400});
+            m.once('moveend', function () {
+                var c = m.getCenter();
+                window.Plotly.relayout(g, {'map.center': {lon: c.lng, lat: c.lat}, 'map.zoom': m.getZoom()});
+            });
+        });
+    }
+
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
         sc: {
             // The pulsing halo of active alerts is a CSS animation on HTML rings laid over the map:
@@ -110,6 +164,7 @@
                 var ok = ready(g);
                 if (!ok) { return [NO(), wasReady ? false : NO()]; }
                 fit(g);
+                hookClusters(g, mapOf(g));
                 placeHalos(g);
                 return ['', wasReady ? NO() : true];
             },
@@ -142,17 +197,23 @@
                 vis[t.shops] = !only && has('shops');
                 vis[t.devices] = !only;
                 var idx = Object.keys(vis).map(Number);
-                var key = JSON.stringify([on, (g.data[t.devices].lon || []).length]);
-                if (g._scLayers === key) { return NO(); }
-                g._scLayers = key;
-                window.Plotly.restyle(g, {visible: idx.map(function (i) { return vis[i]; })}, idx);
-                var kinds = ['gas', 'water', 'power', 'camera'].filter(function (k) { return has('kind:' + k); });
-                var cd = g.data[t.devices].customdata || [];
-                var sizes = cd.map(function (c) { return kinds.indexOf(c[1]) >= 0 ? 5 : 0; });
-                window.Plotly.restyle(g, {'marker.size': [sizes]}, [t.devices]);
-                var rel = {};
-                if (L.buildings !== undefined) { rel['map.layers[' + L.buildings + '].visible'] = !only && has('buildings'); }
-                window.Plotly.relayout(g, rel);
+                // Compared with what is drawn, not with the last choice: a new figure from the server
+                // comes with everything visible again.
+                if (idx.some(function (i) { return (g.data[i].visible !== false) !== vis[i]; })) {
+                    window.Plotly.restyle(g, {visible: idx.map(function (i) { return vis[i]; })}, idx);
+                }
+                var labels = meta(g).kinds || {}, all = Object.keys(labels);
+                var want = all.filter(function (k) { return has('kind:' + k); });
+                var shown = want.length === all.length ? null : want.map(function (k) { return labels[k]; });
+                filterKinds(g, t.devices, shown);
+                if (t.devstate !== undefined) { filterKinds(g, t.devstate, shown); }
+                var bl = L.buildings !== undefined && ((g.layout.map || {}).layers || [])[L.buildings];
+                var bwant = !only && has('buildings');
+                if (bl && (bl.visible !== false) !== bwant) {
+                    var rel = {};
+                    rel['map.layers[' + L.buildings + '].visible'] = bwant;
+                    window.Plotly.relayout(g, rel);
+                }
                 return '';
             },
             // A click on a compound, a device or an alert opens its page.
@@ -162,7 +223,10 @@
                 var p = click.points[0], t = meta(g).traces || {};
                 var cd = p.customdata;
                 if (p.curveNumber === t.compounds && p.location) { return '/compounds/' + p.location; }
-                if (p.curveNumber === t.devices && cd) { return '/devices/' + cd[0]; }
+                if (p.curveNumber === t.devices && cd) {
+                    return ((p.data && p.data.meta && p.data.meta.agg) ? '/compounds/' : '/devices/') + cd[0];
+                }
+                if (p.curveNumber === t.devstate && cd) { return '/devices/' + cd[0]; }
                 if ((p.curveNumber === t.core || p.curveNumber === t.resolved) && cd) { return '/alerts/' + cd[3]; }
                 return NO();
             },

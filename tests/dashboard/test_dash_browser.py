@@ -18,7 +18,7 @@ from alerts.store import AlertStore, store_path
 from core.contract import COMMUNITIES, Alert
 from core.settings import Settings
 from dashboard.app import create_app
-from dashboard.mapfig import T_COMPOUNDS, T_DEVICES, T_HALO, T_RESOLVED
+from dashboard.mapfig import T_COMPOUNDS, T_DEVICES, T_DEVSTATE, T_HALO, T_RESOLVED
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.browser
@@ -225,3 +225,70 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
     ]
     assert offenders == []
     print("timings", {k: round(v, 2) for k, v in timings.items()})
+
+
+GD = "document.querySelector('#onemap .js-plotly-plot')"
+
+
+def test_devices_clustered_kinds_filtered_and_state_on_top(served: tuple[str, Settings]) -> None:
+    """Overlapping devices are bubbles with counts at district zoom (a click zooms in), a device in alert
+    is drawn singly on top of them and opens its page, and unticking a kind takes its devices out of
+    the bubbles' counts, not only out of sight."""
+    base_url, settings = served
+    store = AlertStore(store_path(settings.data_path))
+    alert = red_alert(store, settings)
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(base_url + "/")
+        page.wait_for_function(f"() => {GD} && ({GD}.data[{T_DEVSTATE}].customdata || []).length === 1",
+                               timeout=60_000)
+        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        page.wait_for_timeout(1600)  # a pulse: the cluster hook is in place
+        total = page.evaluate(f"() => {GD}.data[{T_DEVICES}].lon.length")
+        clusters_js = f"""() => {{ const m = {GD}._fullLayout.map._subplot.map;
+            const ids = m.getStyle().layers.map(l => l.id).filter(id => /-cluster$/.test(id));
+            return m.queryRenderedFeatures({{layers: ids}}).map(f => [f.properties.point_count,
+                f.geometry.coordinates]); }}"""
+        clusters = page.evaluate(clusters_js)
+        assert len(clusters) > 20 and sum(c[0] for c in clusters) > total * 0.8  # most devices are in bubbles
+        # A click on a bubble zooms in on it.
+        zoom0 = page.evaluate(f"() => {GD}._fullLayout.map._subplot.map.getZoom()")
+        biggest = max(clusters, key=lambda c: c[0])
+        xy = page.evaluate(f"""(ll) => {{ const m = {GD}._fullLayout.map._subplot.map;
+            const p = m.project(ll), r = m.getCanvas().getBoundingClientRect();
+            return [p.x + r.left, p.y + r.top]; }}""", biggest[1])
+        page.mouse.click(xy[0], xy[1])
+        page.wait_for_function(f"() => {GD}._fullLayout.map._subplot.map.getZoom() > {zoom0} + 1.5", timeout=15_000)
+        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        # Unticking 燃气: no gas device left in the trace or the bubbles; ticking it back restores all.
+        page.click(".layer-panel summary")
+        page.click(".layer-item:has-text('燃气')")
+        page.wait_for_function(f"() => {GD}.data[{T_DEVICES}].customdata.every(c => c[1] !== '燃气')", timeout=15_000)
+        left = page.evaluate(f"() => {GD}.data[{T_DEVICES}].lon.length")
+        assert 0 < left < total
+        assert page.evaluate(f"() => ({GD}.data[{T_DEVSTATE}].customdata || []).length") == 0  # its alert was gas
+        page.click(".layer-item:has-text('燃气')")
+        page.wait_for_function(f"() => {GD}.data[{T_DEVICES}].lon.length === {total}", timeout=15_000)
+        page.wait_for_function(f"() => ({GD}.data[{T_DEVSTATE}].customdata || []).length === 1", timeout=15_000)
+        page.click(".layer-panel summary")
+        # The device in alert, drawn on top, opens its page.
+        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        xy = page.evaluate(f"""() => {{ const g = {GD}, m = g._fullLayout.map._subplot.map, t = g.data[{T_DEVSTATE}];
+            m.jumpTo({{center: [t.lon[0], t.lat[0]], zoom: 17.5}});
+            const p = m.project([t.lon[0], t.lat[0]]), r = m.getCanvas().getBoundingClientRect();
+            return [p.x + r.left + 0, p.y + r.top]; }}""")
+        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        page.mouse.move(xy[0], xy[1])
+        page.wait_for_timeout(300)
+        page.mouse.click(xy[0], xy[1])
+        page.wait_for_url(f"**/devices/{alert.device_id}", timeout=30_000)
+        browser.close()
+    store.close()
+    assert external(requests) == [], external(requests)
+    assert errors == [], errors

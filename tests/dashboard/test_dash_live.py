@@ -50,7 +50,7 @@ def test_live_state_hears_alerts_and_status_on_mqtt(settings: Settings, publishe
         assert state.version > v0
         _base, _reg, live = state.view()
         assert [x.alert_id for x in live.alerts] == [a.alert_id]
-        assert live.device_codes[live.device_ids.index(dev.device_id)] == 4
+        assert live.code_of(dev.device_id) == 4
 
         # Garbage on the bus is ignored and the feed goes on.
         publisher.publish(f"sc/alerts/{dev.community}/junk", b"\xff{not json", qos=1)
@@ -60,7 +60,7 @@ def test_live_state_hears_alerts_and_status_on_mqtt(settings: Settings, publishe
                           orjson.dumps({"ts": int(time.time() * 1000), "state": "offline"}), qos=1, retain=True)
         assert wait_until(lambda: other.device_id in state.offline(), 5)
         live = state.view()[2]
-        assert live.device_codes[live.device_ids.index(other.device_id)] == OFFLINE_CODE
+        assert live.code_of(other.device_id) == OFFLINE_CODE
         assert other.device_id in live.offline_ids
 
         # Resolved by hand elsewhere: it leaves the open list and stays, faded, among the recent.
@@ -96,7 +96,8 @@ def test_live_state_sees_store_writes_without_a_broker(tmp_path: Path) -> None:
 
 
 def test_a_refresh_sends_only_the_devices_that_changed(tmp_path: Path) -> None:
-    """100,000 registered devices; one alert more: the Patch names that one device, not the 100,000."""
+    """100,000 registered devices; one alert more: the Patch carries the short list of devices in alert
+    (the new one among them), never the 100,000."""
     s = make_settings(tmp_path / "var")
     base = MapData(s).layers()
     devs = {f"D-{i:06d}": Device(f"D-{i:06d}", "gas", "yanling", base.compound_ids[i % len(base.compound_ids)], 10,
@@ -106,16 +107,53 @@ def test_a_refresh_sends_only_the_devices_that_changed(tmp_path: Path) -> None:
     old = compute_live([first], base, devs, "v", version=1)
     new = compute_live([first, second], base, devs, "v", version=2)
     t0 = time.perf_counter()
-    patch = mapfig.patch_since(old, new).to_plotly_json()
+    patch = mapfig.patch_since(old, new, devs).to_plotly_json()
     took = time.perf_counter() - t0
     ops = {tuple(op["location"]): op["params"]["value"] for op in patch["operations"]}
-    assert ops[("data", mapfig.T_DEVICES, "marker", "color", 54321)] == 2
-    assert not any(loc[:4] == ("data", mapfig.T_DEVICES, "marker", "color") and len(loc) == 4 for loc in ops)
+    state = mapfig.T_DEVSTATE
+    assert [c[0] for c in ops[("data", state, "customdata")]] == ["D-054321", "D-000010"]  # the worst last, on top
+    assert ops[("data", state, "marker", "color")] == [2, 4]
+    assert ops[("data", state, "lon")][0] == round(devs["D-054321"].lon, mapfig.COORD_DIGITS)
+    assert not any(loc[:2] == ("data", mapfig.T_DEVICES) for loc in ops)  # the registry's trace is not resent
     assert ("data", mapfig.T_CORE, "lon") in ops  # the alert dots changed
     assert len(orjson.dumps(patch)) < 20_000
-    same = mapfig.patch_since(new, new).to_plotly_json()
+    same = mapfig.patch_since(new, new, devs).to_plotly_json()
     assert same["operations"] == []  # nothing changed, nothing sent
     print(f"patch with 100k devices: {len(orjson.dumps(patch))} bytes, {took * 1000:.1f} ms")
+
+
+def test_a_registry_past_the_cap_is_one_marker_per_compound(tmp_path: Path) -> None:
+    """100,000 devices: the figure carries one marker per compound (with its count) and stays under
+    1 MB; a device in alert is still drawn on its own, in the state trace."""
+    s = make_settings(tmp_path / "var")
+    base = MapData(s).layers()
+    devs = {f"D-{i:06d}": Device(f"D-{i:06d}", "gas" if i % 3 else "power", "yanling",
+                                 base.compound_ids[i % len(base.compound_ids)], 10,
+                                 110.78 + (i % 300) * 1e-5, 32.64 + (i // 300) * 1e-5) for i in range(100_000)}
+    live = compute_live([make_alert(devs["D-054321"])], base, devs, "v", version=1)
+    fig = mapfig.build_figure(base, devs, live, "http://127.0.0.1/map/style.json")
+    dev_trace = fig["data"][mapfig.T_DEVICES]
+    assert dev_trace["meta"] == {"agg": True, "n": 100_000}
+    assert len(dev_trace["lon"]) == len({d.compound_id for d in devs.values()}) == len(base.compound_ids)
+    first_cid = base.compound_ids[0]
+    row = next(c for c in dev_trace["customdata"] if c[0] == first_cid)
+    n_first = sum(1 for d in devs.values() if d.compound_id == first_cid)
+    assert f"设备 {n_first} 台" in row[1]
+    assert [c[0] for c in fig["data"][mapfig.T_DEVSTATE]["customdata"]] == ["D-054321"]
+    assert len(orjson.dumps(fig)) < 1_000_000
+
+
+def test_devices_in_alert_or_offline_are_capped_worst_kept(tmp_path: Path) -> None:
+    """A flood of offline devices does not push an alert off the map: alerts are kept, grey ones capped."""
+    s = make_settings(tmp_path / "var")
+    base = MapData(s).layers()
+    devs = {f"D-{i:06d}": Device(f"D-{i:06d}", "gas", "yanling", base.compound_ids[0], 10, 110.78, 32.64)
+            for i in range(mapfig.STATE_CAP + 500)}
+    live = compute_live([make_alert(devs["D-000007"])], base, devs, "v",
+                        offline=frozenset(devs) - {"D-000007"}, version=1)
+    sv = mapfig.build_figure(base, devs, live, "http://127.0.0.1/s.json")["data"][mapfig.T_DEVSTATE]
+    assert len(sv["lon"]) == mapfig.STATE_CAP
+    assert sv["customdata"][-1][0] == "D-000007" and sv["marker"]["color"][-1] == 4
 
 
 def write_gas(influx: InfluxClient, dev: Device, start_s: float, n: int, step_s: float, lel: Any) -> None:

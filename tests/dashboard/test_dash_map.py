@@ -125,8 +125,8 @@ def test_live_colours_compound_device_and_halo(tmp_path: Path) -> None:
     assert [a.severity for a in live.alerts] == ["red", "yellow", "blue"]  # worst first
     assert live.compound_codes[base.compound_ids.index(dev.compound_id)] == 4
     assert live.compound_codes[base.compound_ids.index(other.compound_id)] == 1
-    assert live.device_codes[live.device_ids.index(dev.device_id)] == 4
-    assert sum(1 for c in live.device_codes if c) == 2
+    assert live.code_of(dev.device_id) == 4
+    assert len(live.device_sparse) == 2
     assert len(live.halos) == 3 and (live.halos[-1].lon, live.halos[-1].lat) == (dev.lon, dev.lat)
     assert [h.severity for h in live.halos] == ["blue", "yellow", "red"]  # the worst drawn last, on top
 
