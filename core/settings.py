@@ -53,7 +53,9 @@ class Settings:
     # that a compound or community going down at once gives one place alert, not one per device.
     alerts_fold_window_s: float = 30.0
     alerts_silence_check_s: float = 5.0  # how often the silence / place scan runs
-    dashboard_refresh_ms: int = 1000  # an unchanged picture costs a refresh microseconds (dashboard/state.py)
+    # How often open pages ask for news. An unchanged picture costs a refresh ~1 ms of server time and no
+    # bytes (dashboard/state.py); 500 ms keeps a new alert or a click on another page under 2 s.
+    dashboard_refresh_ms: int = 500
     dashboard_stale_s: float = 30.0  # no new data for this long (or no ingest heartbeat): the stale banner
     dashboard_session_idle_s: float = 43_200.0  # a staff session ends after this long without a request
     dashboard_session_max_s: float = 86_400.0  # and this long after sign-in, whatever happens

@@ -262,7 +262,8 @@
                             var c = m.getCenter();
                             window.Plotly.relayout(g, {'map.center': {lon: c.lng, lat: c.lat}, 'map.zoom': m.getZoom()});
                         });
-                        m.flyTo({center: [focus.lon, focus.lat], zoom: Math.max(m.getZoom(), 16.2), speed: 0.8});
+                        // A fixed 1.5 s flight: in software WebGL every frame holds the page ~0.1 s.
+                        m.flyTo({center: [focus.lon, focus.lat], zoom: Math.max(m.getZoom(), 16.2), duration: 1500});
                     } catch (e) { /* the page changed meanwhile */ }
                 }, 1200);
                 return focus.id;
