@@ -8,7 +8,13 @@ Devices are two traces. The registry's devices are one static, single-colour tra
 clusters (a bubble with a count at district zoom, single dots from CLUSTER_MAXZOOM on), so thousands of
 overlapping dots neither hide each other nor cost a draw; past DEVICE_CAP devices it becomes one marker
 per compound. A device in alert or offline is drawn again, never clustered, in the small state trace on
-top: a red device can never be folded into a green bubble, and a refresh only resends that short list.
+top: a red device can never be folded into a green bubble.
+
+Everything live (compound risk, devices in alert or offline, alert dots, recently resolved ones) is not
+in the plotly figure at all: it is a small JSON (`live_layers`) that assets/clientside.js draws into its
+own MapLibre sources. Any change to a plotly map trace re-plots every trace of the map (seconds of
+software WebGL on a wall PC without a GPU, during which the page does not answer); a new alert now
+costs one `setData` on a few tiny sources. The figure changes only when the registry or the GIS layers do.
 """
 
 from __future__ import annotations
@@ -39,20 +45,13 @@ from dashboard.theme import (
     STATE_LABEL,
     TEXT,
     WATER,
-    risk_colorscale,
     severity_label,
 )
 
-# Trace indices: Patch() addresses traces by position, so the order is fixed here (assets/clientside.js
-# reads the same numbers from layout.meta.traces).
-T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_DEVSTATE, T_HALO, T_RING, T_CORE, T_RESOLVED, T_LABELS = range(10)
-TRACES = {"compounds": T_COMPOUNDS, "units": T_UNITS, "shops": T_SHOPS, "devices": T_DEVICES,
-          "devstate": T_DEVSTATE, "halo": T_HALO, "ring": T_RING, "core": T_CORE, "resolved": T_RESOLVED,
-          "labels": T_LABELS}
-HALO_SIZES = (44, 84)  # the pulse toggles the halo between these (clientside)
+# Trace indices: fixed here (assets/clientside.js reads the same numbers from layout.meta.traces).
+T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_LABELS = range(5)
+TRACES = {"compounds": T_COMPOUNDS, "units": T_UNITS, "shops": T_SHOPS, "devices": T_DEVICES, "labels": T_LABELS}
 UIREVISION = "onemap"  # keeps the operator's pan/zoom across every update
-RING_ACTIVE, RING_ACKED = "#ffffff", "#55657d"  # an acknowledged alert loses its white ring and shrinks
-CORE_ACTIVE, CORE_ACKED = 16, 11
 COMPOUND_LABEL_MINZOOM = 15.2  # compound names appear once they are readable
 # More registered devices than this and the device trace is one marker per compound: 12,000 single
 # devices make ~0.7 MB of figure JSON (the goal is < 1 MB) and are clustered anyway at district zoom.
@@ -60,7 +59,7 @@ DEVICE_CAP = 12_000
 # Devices in alert or offline drawn singly (worst first). A whole community going dark is one
 # community_silent alert on the map; past this many grey dots more add nothing but bytes.
 STATE_CAP = 4_000
-CLUSTER_MAXZOOM = 16.5  # from here on every device is its own dot (buildings are readable)
+CLUSTER_MAXZOOM = 16  # past this zoom every device is its own dot (MapLibre takes whole zooms)
 COORD_DIGITS = 6  # ~0.1 m: enough for a map, and a third fewer bytes than full floats
 
 
@@ -142,21 +141,6 @@ def layer_index(base: BaseLayers) -> dict[str, int]:
             "compoundnames": n + 5}
 
 
-def compound_opacity(live: Live) -> list[float]:
-    """Quiet compounds stay translucent (buildings show through); compounds at risk glare."""
-    return [0.6 if c else 0.35 for c in live.compound_codes]
-
-
-def device_colorscale() -> list[list[float | str]]:
-    """Codes 0 (reporting, no alert), 1..4 (blue..red alert), 5 (offline or silent)."""
-    colours = [DEVICE_NORMAL] + [SEVERITY_COLOR[s] for s in ("blue", "yellow", "orange", "red")] + [DEVICE_OFFLINE]
-    scale: list[list[float | str]] = []
-    for i, c in enumerate(colours):
-        scale.append([i / 6, c])
-        scale.append([(i + 1) / 6, c])
-    return scale
-
-
 def _r(x: float) -> float:
     return round(x, COORD_DIGITS)
 
@@ -194,75 +178,62 @@ def device_hovertemplate(agg: bool) -> str:
 
 
 STATE_TEXT = {1: "四级告警", 2: "三级告警", 3: "二级告警", 4: "一级告警", OFFLINE_CODE: "离线/无数据"}
+CODE_COLOR = {0: DEVICE_NORMAL, 1: SEVERITY_COLOR["blue"], 2: SEVERITY_COLOR["yellow"], 3: SEVERITY_COLOR["orange"],
+              4: SEVERITY_COLOR["red"], OFFLINE_CODE: DEVICE_OFFLINE}
 
 
-def _state_arrays(live: Live, devices: Mapping[str, Device]) -> dict[str, Any]:
-    """Devices in alert or offline: the worst last (drawn on top), at most STATE_CAP, alerts before grey."""
+def _state_rows(live: Live, devices: Mapping[str, Device]) -> list[list[Any]]:
+    """Devices in alert or offline, [lon, lat, colour, id, kind label, state]: the worst last (drawn on
+    top), at most STATE_CAP, alerts kept before grey ones."""
     order = sorted(live.device_sparse.items(), key=lambda kv: (kv[1] != OFFLINE_CODE, kv[1], kv[0]))
     if len(order) > STATE_CAP:
         order = order[-STATE_CAP:]
-    lon, lat, codes, custom = [], [], [], []
+    rows = []
     for did, code in order:
         d = devices.get(did)
-        if d is None:
-            continue
-        lon.append(_r(d.lon))
-        lat.append(_r(d.lat))
-        codes.append(code)
-        custom.append([did, KIND_LABEL.get(d.kind, d.kind), STATE_TEXT.get(code, "")])
-    return {"lon": lon, "lat": lat, "color": codes, "customdata": custom}
+        if d is not None:
+            rows.append([_r(d.lon), _r(d.lat), CODE_COLOR.get(code, DEVICE_OFFLINE), did,
+                         KIND_LABEL.get(d.kind, d.kind), STATE_TEXT.get(code, "")])
+    return rows
 
 
-def _halo_arrays(live: Live) -> dict[str, list[Any]]:
-    active = [h for h in live.halos if h.state == "active"]
-    return {
-        "halo_lon": [h.lon for h in active],
-        "halo_lat": [h.lat for h in active],
-        "halo_color": [SEVERITY_COLOR.get(h.severity, "#ffffff") for h in active],
-        "core_lon": [h.lon for h in live.halos],
-        "core_lat": [h.lat for h in live.halos],
-        "core_color": [SEVERITY_COLOR.get(h.severity, "#ffffff") for h in live.halos],
-        "core_size": [CORE_ACTIVE if h.state == "active" else CORE_ACKED for h in live.halos],
-        "ring_color": [RING_ACTIVE if h.state == "active" else RING_ACKED for h in live.halos],
-        "ring_size": [24 if h.state == "active" else 17 for h in live.halos],
-        "core_custom": [
-            [severity_label(h.severity), STATE_LABEL.get(h.state, h.state), h.text, h.alert_id] for h in live.halos
-        ],
-    }
-
-
-def _resolved_arrays(live: Live) -> dict[str, list[Any]]:
+def live_layers(live: Live, devices: Mapping[str, Device], base: BaseLayers) -> dict[str, Any]:
+    """The live part of the one map, for assets/clientside.js (`scLive`): compound risk colours, devices
+    in alert or offline, alert dots (worst last, so on top; acknowledged ones without the white ring and
+    pulse) and the recently resolved ones, faded, with who or what cleared them."""
+    alerts = [[_r(h.lon), _r(h.lat), SEVERITY_COLOR.get(h.severity, "#ffffff"), int(h.state == "active"),
+               severity_label(h.severity), STATE_LABEL.get(h.state, h.state), h.text, h.alert_id]
+              for h in live.halos]
     by_id = {a.alert_id: a for a in live.resolved}
-    custom = []
+    resolved = []
     for h in live.resolved_halos:
         a = by_id[h.alert_id]
         how = f"{a.resolved_by} 解除" if a.resolved_by else "条件恢复，自动解除"
-        custom.append([severity_label(h.severity), h.text, f"{local_time(a.resolved_at)} {how}", h.alert_id])
+        resolved.append([_r(h.lon), _r(h.lat), SEVERITY_COLOR.get(h.severity, "#ffffff"), severity_label(h.severity),
+                         h.text, f"{local_time(a.resolved_at)} {how}", h.alert_id])
     return {
-        "lon": [h.lon for h in live.resolved_halos],
-        "lat": [h.lat for h in live.resolved_halos],
-        "color": [SEVERITY_COLOR.get(h.severity, "#ffffff") for h in live.resolved_halos],
-        "custom": custom,
+        "risk": {cid: CODE_COLOR[code]
+                 for cid, code in zip(base.compound_ids, live.compound_codes, strict=True) if code},
+        "devices": _state_rows(live, devices),
+        "alerts": alerts,
+        "resolved": resolved,
     }
 
 
-def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, style_url: str) -> dict[str, Any]:
-    """The whole figure as a plain dict (go.Figure validates it once here)."""
-    hv = _halo_arrays(live)
-    rv = _resolved_arrays(live)
+def build_figure(base: BaseLayers, devices: Mapping[str, Device], style_url: str) -> dict[str, Any]:
+    """The static figure as a plain dict (go.Figure validates it once here); `live_layers` is drawn on it."""
     dv = _device_arrays(devices, base)
-    sv = _state_arrays(live, devices)
     fig = go.Figure()
     fig.add_trace(
-        go.Choroplethmap(
+        go.Choroplethmap(  # compounds in their quiet colour; the risk colours are a live layer over them
             geojson=base.compounds,
             locations=base.compound_ids,
-            z=live.compound_codes,
+            z=[0] * len(base.compound_ids),
             zmin=0,
-            zmax=4,
-            colorscale=risk_colorscale(COMPOUND_NORMAL),
+            zmax=1,
+            colorscale=[[0, COMPOUND_NORMAL], [1, COMPOUND_NORMAL]],
             showscale=False,
-            marker={"opacity": compound_opacity(live), "line": {"color": "#6f93c0", "width": 1}},
+            marker={"opacity": 0.35, "line": {"color": "#6f93c0", "width": 1}},
             customdata=[[*info, cid] for info, cid in zip(base.compound_info, base.compound_ids, strict=True)],
             name="小区",
             hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>户数 %{customdata[2]}<br>点击查看详情"
@@ -299,67 +270,6 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
             hovertemplate=device_hovertemplate(dv["meta"]["agg"]),
         )
     )
-    fig.add_trace(
-        go.Scattermap(
-            lon=sv["lon"],
-            lat=sv["lat"],
-            customdata=sv["customdata"],
-            mode="markers",
-            name="设备状态",
-            marker={
-                "size": 9,
-                "color": sv["color"],
-                "cmin": -0.5,  # code k lands in the middle of its step
-                "cmax": 5.5,
-                "colorscale": device_colorscale(),
-                "opacity": 0.95,
-            },
-            hovertemplate="<b>%{customdata[1]} %{customdata[0]}</b><br>%{customdata[2]} · 点击查看设备<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scattermap(
-            lon=hv["halo_lon"],
-            lat=hv["halo_lat"],
-            mode="markers",
-            name="告警光晕",
-            hoverinfo="skip",
-            # A steady glow; the pulse is an HTML ring over it (assets/clientside.js placeHalos).
-            marker={"size": HALO_SIZES[0], "color": hv["halo_color"], "opacity": 0.35},
-        )
-    )
-    fig.add_trace(  # a white disc under each active alert dot reads as a ring on any fill colour
-        go.Scattermap(
-            lon=hv["core_lon"],
-            lat=hv["core_lat"],
-            mode="markers",
-            name="告警环",
-            hoverinfo="skip",
-            marker={"size": hv["ring_size"], "color": hv["ring_color"], "opacity": 0.95},
-        )
-    )
-    fig.add_trace(
-        go.Scattermap(
-            lon=hv["core_lon"],
-            lat=hv["core_lat"],
-            mode="markers",
-            name="告警",
-            marker={"size": hv["core_size"], "color": hv["core_color"], "opacity": 1.0},
-            customdata=hv["core_custom"],
-            hovertemplate="<b>%{customdata[0]} · %{customdata[1]}</b><br>%{customdata[2]}<extra></extra>",
-        )
-    )
-    fig.add_trace(  # resolved in the last minutes: faded, with who or what cleared them
-        go.Scattermap(
-            lon=rv["lon"],
-            lat=rv["lat"],
-            mode="markers",
-            name="近期解除",
-            marker={"size": 16, "color": rv["color"], "opacity": 0.45},
-            customdata=rv["custom"],
-            hovertemplate="<b>%{customdata[0]} · 已解除</b><br>%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
-        )
-    )
     names = [(COMMUNITIES.get(s, s), lon, lat) for s, (lon, lat) in base.community_centres.items()]
     fig.add_trace(
         go.Scattermap(  # last, so no other text hides the four names
@@ -387,65 +297,11 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], live: Live, st
     return out
 
 
-def _patch_alerts(p: Patch, live: Live) -> None:
-    hv = _halo_arrays(live)
-    rv = _resolved_arrays(live)
-    p["data"][T_HALO]["lon"] = hv["halo_lon"]
-    p["data"][T_HALO]["lat"] = hv["halo_lat"]
-    p["data"][T_HALO]["marker"]["color"] = hv["halo_color"]
-    p["data"][T_RING]["lon"] = hv["core_lon"]
-    p["data"][T_RING]["lat"] = hv["core_lat"]
-    p["data"][T_RING]["marker"]["color"] = hv["ring_color"]
-    p["data"][T_RING]["marker"]["size"] = hv["ring_size"]
-    p["data"][T_CORE]["lon"] = hv["core_lon"]
-    p["data"][T_CORE]["lat"] = hv["core_lat"]
-    p["data"][T_CORE]["marker"]["color"] = hv["core_color"]
-    p["data"][T_CORE]["marker"]["size"] = hv["core_size"]
-    p["data"][T_CORE]["customdata"] = hv["core_custom"]
-    p["data"][T_RESOLVED]["lon"] = rv["lon"]
-    p["data"][T_RESOLVED]["lat"] = rv["lat"]
-    p["data"][T_RESOLVED]["marker"]["color"] = rv["color"]
-    p["data"][T_RESOLVED]["customdata"] = rv["custom"]
-
-
-def _patch_state(p: Patch, live: Live, devices: Mapping[str, Device]) -> None:
-    sv = _state_arrays(live, devices)
-    p["data"][T_DEVSTATE]["lon"] = sv["lon"]
-    p["data"][T_DEVSTATE]["lat"] = sv["lat"]
-    p["data"][T_DEVSTATE]["customdata"] = sv["customdata"]
-    p["data"][T_DEVSTATE]["marker"]["color"] = sv["color"]
-
-
-def patch_figure(live: Live, devices: Mapping[str, Device], base: BaseLayers, devices_changed: bool) -> Patch:
-    """Only the live parts: compound risk, devices in alert / offline, alert halos (and the registry's
-    devices if it was re-registered)."""
+def registry_patch(devices: Mapping[str, Device], base: BaseLayers) -> Patch:
+    """The registry changed (devices added, moved or removed): only the device trace is resent."""
     p = Patch()
-    p["data"][T_COMPOUNDS]["z"] = live.compound_codes
-    p["data"][T_COMPOUNDS]["marker"]["opacity"] = compound_opacity(live)
-    if devices_changed:
-        dv = _device_arrays(devices, base)
-        for key in ("lon", "lat", "customdata", "meta"):
-            p["data"][T_DEVICES][key] = dv[key]
-        p["data"][T_DEVICES]["hovertemplate"] = device_hovertemplate(dv["meta"]["agg"])
-    _patch_state(p, live, devices)
-    _patch_alerts(p, live)
-    return p
-
-
-def patch_since(old: Live | None, live: Live, devices: Mapping[str, Device]) -> Patch:
-    """What changed between the picture a browser has (`old`, same registry) and `live`.
-
-    The registry's device trace never changes here; the devices in alert or offline are a short list
-    sent whole when it changed (a refresh with 100,000 devices costs that list, not the 100,000);
-    compound colours and the alert dots are small and go whole, but only when they changed."""
-    p = Patch()
-    if old is None or old.compound_codes != live.compound_codes:
-        p["data"][T_COMPOUNDS]["z"] = live.compound_codes
-        p["data"][T_COMPOUNDS]["marker"]["opacity"] = compound_opacity(live)
-    if old is None or old.device_sparse != live.device_sparse:
-        _patch_state(p, live, devices)
-    if old is None or old.halos != live.halos or old.resolved_halos != live.resolved_halos or \
-            [(a.alert_id, a.resolved_by, a.resolved_at) for a in old.resolved] != \
-            [(a.alert_id, a.resolved_by, a.resolved_at) for a in live.resolved]:
-        _patch_alerts(p, live)
+    dv = _device_arrays(devices, base)
+    for key in ("lon", "lat", "customdata", "meta"):
+        p["data"][T_DEVICES][key] = dv[key]
+    p["data"][T_DEVICES]["hovertemplate"] = device_hovertemplate(dv["meta"]["agg"])
     return p

@@ -53,7 +53,7 @@ def legend() -> html.Div:
 
 def map_block(d: Any, wall: bool) -> html.Div:
     base, reg, live = d.state.view()
-    fig = mapfig.build_figure(base, reg, live, style_url(base_url()))
+    fig = mapfig.build_figure(base, reg, style_url(base_url()))
     sig = {"v": live.version, "reg": live.registry_version, "base": base.key}
     warn = [html.Div(e, className="map-warning") for e in base.errors]
     toggles = html.Details(
@@ -70,6 +70,8 @@ def map_block(d: Any, wall: bool) -> html.Div:
             dcc.Interval(id="tick", interval=max(500, d.settings.dashboard_refresh_ms)),
             dcc.Interval(id="pulse", interval=PULSE_MS),
             dcc.Store(id="map-sig", data=sig),
+            dcc.Store(id="map-live", data=mapfig.live_layers(live, reg, base)),  # drawn by assets/clientside.js
+            html.Div(id="live-sink", hidden=True),
             dcc.Store(id="map-ready", data=False),
             html.Div(id="pulse-sink", hidden=True),
             html.Div(id="toggle-sink", hidden=True),
@@ -87,22 +89,27 @@ def map_block(d: Any, wall: bool) -> html.Div:
     )
 
 
-def refresh_map(d: Any, sig: dict[str, Any] | None, ready: bool) -> tuple[Any, Any]:
-    """(figure or Patch or no_update, new sig): nothing at all when the browser is current."""
+def refresh_map(d: Any, sig: dict[str, Any] | None, ready: bool = True) -> tuple[Any, Any, Any]:
+    """(figure: whole, Patch or no_update; live layers or no_update; new sig): nothing at all when the
+    browser is current. The figure changes only with the registry or the GIS layers."""
     sig = sig or {}
     state = d.state
     if sig.get("v") == state.version and not d.mapdata_changed(sig):
-        return no_update, no_update
-    if not ready:  # the map style is still loading: an update now races plotly ("reading 'layers'")
-        return no_update, no_update
+        return no_update, no_update, no_update
     base, reg, live = state.view()
     new_sig = {"v": live.version, "reg": live.registry_version, "base": base.key}
+    fig: Any = no_update
     if base.key != sig.get("base"):  # layers re-imported: the trace shapes changed, send it all
-        return mapfig.build_figure(base, reg, live, style_url(base_url())), new_sig
-    if live.registry_version != sig.get("reg"):
-        return mapfig.patch_figure(live, reg, base, devices_changed=True), new_sig
+        fig = mapfig.build_figure(base, reg, style_url(base_url()))
+    elif live.registry_version != sig.get("reg"):
+        fig = mapfig.registry_patch(reg, base)
+    if fig is not no_update and not ready:  # the map style is still loading: a new figure now races
+        return no_update, no_update, no_update  # plotly ("reading 'layers'"); the next tick sends it
     old = state.past_view(int(sig.get("v", -1)), live.registry_version, base.key)
-    return mapfig.patch_since(old, live, reg), new_sig
+    layers = mapfig.live_layers(live, reg, base)
+    if fig is no_update and old is not None and mapfig.live_layers(old, reg, base) == layers:
+        layers = no_update  # e.g. a new value on an open alert: nothing drawn changed
+    return fig, layers, new_sig
 
 
 def register(app: Dash, d: Any) -> None:
@@ -127,17 +134,24 @@ def register(app: Dash, d: Any) -> None:
         prevent_initial_call=True,
     )
 
+    app.clientside_callback(
+        ClientsideFunction("sc", "live"),
+        Output("live-sink", "children"),
+        Input("map-live", "data"),
+        Input("map-ready", "data"),
+    )
+
     @app.callback(
         Output("onemap", "figure"),
+        Output("map-live", "data"),
         Output("map-sig", "data"),
         Input("tick", "n_intervals"),
         State("map-sig", "data"),
         State("map-ready", "data"),
         State("panel-sig", "data"),
     )
-    def _refresh(_n: int, sig: dict[str, Any] | None, ready: bool, panel: dict[str, Any] | None) -> tuple[Any, Any]:
-        # The list / tiles first: in software WebGL a map update holds the page for a while, so the
-        # map follows one tick after the page's panel shows the new version.
+    def _refresh(_n: int, sig: dict[str, Any] | None, ready: bool, panel: dict[str, Any] | None) -> tuple:
+        # The list / tiles first: the map follows one tick after the page's panel shows the new version.
         if panel is not None and panel.get("v") != d.state.version:
-            return no_update, no_update
+            return no_update, no_update, no_update
         return refresh_map(d, sig, bool(ready))

@@ -19,15 +19,19 @@
 
     function meta(g) { return (g && g.layout && g.layout.meta) || {}; }
 
+    // Our own camera moves (fit, fly to an alert, zoom into a bubble) carry an `originalEvent`, so that
+    // plotly records the new view as it does a person's drag: without that, its next update would put
+    // the old view back, and a Plotly.relayout to tell it would re-plot the whole map (seconds in
+    // software WebGL).
+    var OWN_MOVE = {originalEvent: {type: 'sc-move'}};
+
     // Fit the district to the space the map really has (the server guessed a size).
     function fit(g) {
         var b = meta(g).bounds, m = mapOf(g);
         if (!b || !m || g._scFitted === g.clientWidth + 'x' + g.clientHeight) { return; }
         g._scFitted = g.clientWidth + 'x' + g.clientHeight;
         try {
-            m.fitBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 24, animate: false});
-            var c = m.getCenter();
-            window.Plotly.relayout(g, {'map.center': {lon: c.lng, lat: c.lat}, 'map.zoom': m.getZoom()});
+            m.fitBounds([[b[0], b[1]], [b[2], b[3]]], {padding: 24, animate: false}, OWN_MOVE);
         } catch (e) { /* a map being torn down by a page change */ }
     }
 
@@ -70,9 +74,9 @@
     }
 
     function placeHalos(g) {
-        var m = mapOf(g), t = meta(g).traces || {halo: 4};
+        var m = mapOf(g);
         var wrap = document.getElementById('map-wrap');
-        if (!m || !wrap || !g.data[t.halo]) { return; }
+        if (!m || !wrap) { return; }
         var layer = document.getElementById('halo-layer');
         if (!layer) {
             layer = document.createElement('div');
@@ -83,21 +87,145 @@
             m._scHaloHooked = g;
             m.on('move', function () { placeHalos(g); });
         }
-        var tr = g.data[t.halo], lon = tr.lon || [], lat = tr.lat || [];
-        var colours = (tr.marker && tr.marker.color) || [];
-        while (layer.children.length > lon.length) { layer.removeChild(layer.lastChild); }
-        while (layer.children.length < lon.length) {
+        var active = ((window.scLive || {}).alerts || []).filter(function (r) { return r[3] === 1; });
+        while (layer.children.length > active.length) { layer.removeChild(layer.lastChild); }
+        while (layer.children.length < active.length) {
             var el = document.createElement('div');
             el.className = 'halo-ring';
             layer.appendChild(el);
         }
         var box = g.getBoundingClientRect(), wb = wrap.getBoundingClientRect();
-        for (var i = 0; i < lon.length; i++) {
-            var p = m.project([lon[i], lat[i]]), el2 = layer.children[i];
+        for (var i = 0; i < active.length; i++) {
+            var p = m.project([active[i][0], active[i][1]]), el2 = layer.children[i];
             el2.style.left = (p.x + box.left - wb.left) + 'px';
             el2.style.top = (p.y + box.top - wb.top) + 'px';
-            el2.style.borderColor = Array.isArray(colours) ? colours[i] : colours;
+            el2.style.borderColor = active[i][2];
         }
+    }
+
+    // The live layers: MapLibre sources of our own over plotly's static traces (see dashboard/mapfig.py
+    // for why). Alert dots, recently resolved ones and devices in alert / offline above everything;
+    // compound risk colours under the devices.
+    var LIVE_TOP = ['sc-devstate', 'sc-resolved', 'sc-halo', 'sc-core'];
+    var LIVE_HIT = ['sc-core', 'sc-resolved', 'sc-devstate'];  // what a hover or a click finds, first wins
+    function fc(features) { return {type: 'FeatureCollection', features: features}; }
+    function pt(lon, lat, props) {
+        return {type: 'Feature', geometry: {type: 'Point', coordinates: [lon, lat]}, properties: props};
+    }
+    function traceLayer(g, m, i) {  // the first MapLibre layer of plotly's trace i
+        var fd = (g._fullData || [])[i], layers = m.getStyle().layers || [];
+        if (!fd) { return undefined; }
+        for (var k = 0; k < layers.length; k++) { if (layers[k].id.indexOf(fd.uid) >= 0) { return layers[k].id; } }
+        return undefined;
+    }
+    function raiseLive(g, m) {
+        if (!m.getLayer('sc-core')) { return; }
+        var ids = (m.getStyle().layers || []).map(function (l) { return l.id; });
+        if (ids.slice(-LIVE_TOP.length).join() !== LIVE_TOP.join()) {
+            LIVE_TOP.forEach(function (id) { m.moveLayer(id); });
+        }
+        var t = meta(g).traces || {}, below = traceLayer(g, m, t.units);
+        // Right under the units' first layer: above the basemap and the compounds' quiet fill, under the dots.
+        if (below && ids.indexOf('sc-risk') !== ids.indexOf(below) - 1) { m.moveLayer('sc-risk', below); }
+    }
+    function ensureLive(g, m) {
+        if (m.getSource('sc-alerts')) { return true; }
+        if (!(m.isStyleLoaded && m.isStyleLoaded())) { return false; }
+        ['sc-risk', 'sc-devstate', 'sc-resolved', 'sc-alerts'].forEach(function (id) {
+            m.addSource(id, {type: 'geojson', data: fc([])});
+        });
+        var active = ['==', ['get', 'a'], 1];
+        m.addLayer({id: 'sc-risk', type: 'fill', source: 'sc-risk',
+                    paint: {'fill-color': ['get', 'c'], 'fill-opacity': 0.6}});
+        m.addLayer({id: 'sc-devstate', type: 'circle', source: 'sc-devstate',
+                    paint: {'circle-color': ['get', 'c'], 'circle-radius': 4.5, 'circle-opacity': 0.95,
+                            'circle-stroke-color': '#0b1a2c', 'circle-stroke-width': 0.8}});
+        m.addLayer({id: 'sc-resolved', type: 'circle', source: 'sc-resolved',
+                    paint: {'circle-color': ['get', 'c'], 'circle-radius': 8, 'circle-opacity': 0.45}});
+        m.addLayer({id: 'sc-halo', type: 'circle', source: 'sc-alerts', filter: active,
+                    paint: {'circle-color': ['get', 'c'], 'circle-radius': 22, 'circle-opacity': 0.35}});
+        // An acknowledged alert loses its white ring and shrinks: visibly not the same as an active one.
+        m.addLayer({id: 'sc-core', type: 'circle', source: 'sc-alerts',
+                    paint: {'circle-color': ['get', 'c'], 'circle-radius': ['case', active, 8, 5.5],
+                            'circle-stroke-color': ['case', active, '#ffffff', '#55657d'],
+                            'circle-stroke-width': ['case', active, 4, 3]}});
+        g._scDrawn = {};
+        raiseLive(g, m);
+        return true;
+    }
+    function compoundIndex(g) {
+        var t = meta(g).traces || {}, geo = (g.data[t.compounds] || {}).geojson;
+        if (!geo) { return {}; }
+        if (g._scCmpGeo !== geo) {
+            g._scCmpGeo = geo;
+            g._scCmpIdx = {};
+            (geo.features || []).forEach(function (f) { g._scCmpIdx[f.id] = f.geometry; });
+        }
+        return g._scCmpIdx;
+    }
+    function setLive(g, m, id, features) {  // only a source whose content changed is re-set
+        var key = JSON.stringify(features);
+        if (g._scDrawn[id] === key) { return; }
+        g._scDrawn[id] = key;
+        m.getSource(id).setData(fc(features));
+    }
+    function drawLive(g, m) {
+        var data = window.scLive;
+        if (!data || !m || !m.getSource('sc-alerts')) { return; }
+        var kinds = window._scShownKinds || null, idx = compoundIndex(g);
+        setLive(g, m, 'sc-risk', Object.keys(data.risk || {}).filter(function (c) { return idx[c]; }).map(function (c) {
+            return {type: 'Feature', geometry: idx[c], properties: {c: data.risk[c]}};
+        }));
+        setLive(g, m, 'sc-devstate', (data.devices || []).filter(function (r) {
+            return !kinds || kinds.indexOf(r[4]) >= 0;
+        }).map(function (r) {
+            return pt(r[0], r[1], {c: r[2], href: '/devices/' + r[3], tip: r[4] + ' ' + r[3] + '\n' + r[5] + ' · 点击查看设备'});
+        }));
+        setLive(g, m, 'sc-alerts', (data.alerts || []).map(function (r) {
+            return pt(r[0], r[1], {c: r[2], a: r[3], href: '/alerts/' + r[7], tip: r[4] + ' · ' + r[5] + '\n' + r[6]});
+        }));
+        setLive(g, m, 'sc-resolved', (data.resolved || []).map(function (r) {
+            return pt(r[0], r[1], {c: r[2], href: '/alerts/' + r[6], tip: r[3] + ' · 已解除\n' + r[4] + '\n' + r[5]});
+        }));
+        placeHalos(g);
+    }
+    function tipEl() {
+        var el = document.getElementById('sc-tip'), wrap = document.getElementById('map-wrap');
+        if (!el && wrap) {
+            el = document.createElement('div');
+            el.id = 'sc-tip';
+            el.className = 'sc-tip';
+            wrap.appendChild(el);
+        }
+        return el;
+    }
+    function liveHit(m, point) {
+        var hit = m.queryRenderedFeatures(point, {layers: LIVE_HIT.filter(function (id) { return m.getLayer(id); })});
+        return hit.length ? hit[0] : null;
+    }
+    // Hover: our own label (plotly's does not know these layers); text set as text, never as HTML.
+    function hover(g, m, e) {
+        var tip = tipEl(), wrap = document.getElementById('map-wrap');
+        if (!tip || !wrap) { return; }
+        var f = liveHit(m, e.point);
+        wrap.classList.toggle('sc-tip-on', !!f);
+        if (!f) { tip.style.display = 'none'; m.getCanvas().style.cursor = ''; return; }
+        m.getCanvas().style.cursor = 'pointer';
+        var lines = String(f.properties.tip || '').split('\n');
+        tip.textContent = '';
+        lines.forEach(function (line, i) {
+            var el = document.createElement(i === 0 ? 'b' : 'div');
+            el.textContent = line;
+            tip.appendChild(el);
+        });
+        var box = m.getCanvas().getBoundingClientRect(), wb = wrap.getBoundingClientRect();
+        tip.style.left = (e.point.x + box.left - wb.left + 14) + 'px';
+        tip.style.top = (e.point.y + box.top - wb.top + 14) + 'px';
+        tip.style.display = 'block';
+    }
+    function go(path) {
+        window._scClickTaken = Date.now();  // plotly's click on what lies under it must not win
+        window.dash_clientside.set_props('nav', {pathname: path});
     }
 
     // Device kinds shown: the registry's trace and the state trace keep only the ticked kinds. The
@@ -128,8 +256,9 @@
         mine.lon = g.data[i].lon;
     }
 
-    // A click on a bubble of devices zooms in on it (MapLibre's cluster layer, under plotly's trace).
-    function hookClusters(g, m) {
+    // Once per map: the count style of device bubbles, clicks (an alert / device dot opens its page, a
+    // bubble zooms in), hover labels of the live layers, and keeping those layers on top.
+    function hookMap(g, m) {
         // plotly draws the count in dark 12 px text; white with a dark halo reads on the bubble.
         (m.getStyle().layers || []).forEach(function (l) {
             if (/-cluster-count$/.test(l.id) && m.getPaintProperty(l.id, 'text-color') !== '#ffffff') {
@@ -138,19 +267,22 @@
                 m.setPaintProperty(l.id, 'text-halo-width', 1.2);
             }
         });
-        if (m._scClusterHooked === g) { return; }
-        m._scClusterHooked = g;
+        if (m._scHooked === g) { return; }
+        m._scHooked = g;
+        g.on('plotly_afterplot', function () { raiseLive(g, m); });
+        m.on('mousemove', function (e) { hover(g, m, e); });
+        m.on('mouseout', function () { var t = tipEl(); if (t) { t.style.display = 'none'; } });
         m.on('click', function (e) {
+            var f = liveHit(m, e.point);
+            if (f && f.properties.href) { go(f.properties.href); return; }
             var ids = (m.getStyle().layers || []).map(function (l) { return l.id; })
                 .filter(function (id) { return /-cluster$/.test(id); });
             if (!ids.length) { return; }
             var hit = m.queryRenderedFeatures(e.point, {layers: ids});
             if (!hit.length) { return; }
-            m.easeTo({center: hit[0].geometry.coordinates, zoom: Math.min(m.getZoom() + 2, 18.5), duration: 400});
-            m.once('moveend', function () {
-                var c = m.getCenter();
-                window.Plotly.relayout(g, {'map.center': {lon: c.lng, lat: c.lat}, 'map.zoom': m.getZoom()});
-            });
+            window._scClickTaken = Date.now();
+            m.easeTo({center: hit[0].geometry.coordinates, zoom: Math.min(m.getZoom() + 2, 18.5), duration: 400},
+                     OWN_MOVE);
         });
     }
 
@@ -164,9 +296,17 @@
                 var ok = ready(g);
                 if (!ok) { return [NO(), wasReady ? false : NO()]; }
                 fit(g);
-                hookClusters(g, mapOf(g));
-                placeHalos(g);
+                hookMap(g, mapOf(g));
+                if (ensureLive(g, mapOf(g))) { drawLive(g, mapOf(g)); }
                 return ['', wasReady ? NO() : true];
+            },
+            // New live data (a tick that changed something): into our MapLibre sources, nothing else redrawn.
+            live: function (data, isReady) {
+                window.scLive = data;
+                var g = gd(), m = mapOf(g);
+                if (!data || !isReady || !m || !ensureLive(g, m)) { return NO(); }  // map-ready calls again
+                drawLive(g, m);
+                return '';
             },
             clock: function () {
                 return new Date().toLocaleString('zh-CN', {
@@ -206,7 +346,8 @@
                 var want = all.filter(function (k) { return has('kind:' + k); });
                 var shown = want.length === all.length ? null : want.map(function (k) { return labels[k]; });
                 filterKinds(g, t.devices, shown);
-                if (t.devstate !== undefined) { filterKinds(g, t.devstate, shown); }
+                window._scShownKinds = shown;
+                drawLive(g, mapOf(g));
                 var bl = L.buildings !== undefined && ((g.layout.map || {}).layers || [])[L.buildings];
                 var bwant = !only && has('buildings');
                 if (bl && (bl.visible !== false) !== bwant) {
@@ -220,14 +361,13 @@
             mapClick: function (click) {
                 var g = gd();
                 if (!click || !click.points || !click.points.length || !g) { return NO(); }
+                if (Date.now() - (window._scClickTaken || 0) < 800) { return NO(); }  // a live dot / bubble took it
                 var p = click.points[0], t = meta(g).traces || {};
                 var cd = p.customdata;
                 if (p.curveNumber === t.compounds && p.location) { return '/compounds/' + p.location; }
                 if (p.curveNumber === t.devices && cd) {
                     return ((p.data && p.data.meta && p.data.meta.agg) ? '/compounds/' : '/devices/') + cd[0];
                 }
-                if (p.curveNumber === t.devstate && cd) { return '/devices/' + cd[0]; }
-                if ((p.curveNumber === t.core || p.curveNumber === t.resolved) && cd) { return '/alerts/' + cd[3]; }
                 return NO();
             },
             phoneTab: function (_l, _m) {
@@ -254,16 +394,12 @@
                 var g = gd(), m = mapOf(g);
                 if (!focus || !isReady || !m || g._scFlown === focus.id) { return NO(); }
                 g._scFlown = focus.id;
-                // After the first fit to the screen has settled (a relayout would cut the flight short).
+                // After the first fit to the screen has settled.
                 setTimeout(function () {
                     try {
-                        // When the flight ends, tell plotly, or its next update would put the old view back.
-                        m.once('moveend', function () {
-                            var c = m.getCenter();
-                            window.Plotly.relayout(g, {'map.center': {lon: c.lng, lat: c.lat}, 'map.zoom': m.getZoom()});
-                        });
                         // A fixed 1.5 s flight: in software WebGL every frame holds the page ~0.1 s.
-                        m.flyTo({center: [focus.lon, focus.lat], zoom: Math.max(m.getZoom(), 16.2), duration: 1500});
+                        m.flyTo({center: [focus.lon, focus.lat], zoom: Math.max(m.getZoom(), 16.2), duration: 1500},
+                                OWN_MOVE);
                     } catch (e) { /* the page changed meanwhile */ }
                 }, 1200);
                 return focus.id;

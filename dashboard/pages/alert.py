@@ -4,6 +4,7 @@ around it (from InfluxDB), and the actions (signed by the signed-in account)."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import plotly.graph_objects as go
@@ -18,6 +19,7 @@ from dashboard.theme import BG, KIND_LABEL, STATE_LABEL, TEXT, severity_label
 PATH_TEMPLATE = "/alerts/<alert_id>"
 PATH = "/alerts/none"
 TITLE = "告警详情 · 车城路街道 综合一张图"
+TREND_REFRESH_MS = 5000  # one InfluxDB query per open alert page this often
 RULE_LABEL: dict[str, str] = {
     "gas_lel_high": "燃气浓度超限", "gas_lel_warn": "燃气浓度持续偏高", "power_leakage_high": "剩余电流超限",
     "power_temp_high": "线缆温度超限", "water_leak": "漏水", "camera_offline": "摄像头离线",
@@ -168,6 +170,9 @@ def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
             dcc.Store(id="alert-id", data=a.alert_id),
             dcc.Store(id="alert-sig", data=a.updated_at + a.state),
             dcc.Interval(id="alert-tick", interval=1000),
+            # The chart follows new readings: an alert opened the moment it is raised would otherwise
+            # miss the very readings that raised it (ingest writes them a moment after the engine sees them).
+            dcc.Interval(id="alert-trend-tick", interval=TREND_REFRESH_MS),
             html.Div(header(d, a), id="alert-head"),
             html.Div(
                 className="alert-actions-bar",
@@ -190,7 +195,8 @@ def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
                                             className="context-map")]),
                 ],
             ),
-            html.Section([html.H3("设备曲线（告警前后）"), html.Div(charts(d, a), className="trends")]),
+            html.Section([html.H3("设备曲线（告警前后）"),
+                          html.Div(charts(d, a), id="alert-trends", className="trends")]),
         ],
     )
 
@@ -211,6 +217,18 @@ def register(app: Dash, d: Any) -> None:
         if a is None or a.updated_at + a.state == sig:
             return (no_update,) * 5
         return header(d, a), timeline(d, a), a.updated_at + a.state, a.state != "active", a.state == "resolved"
+
+    @app.callback(
+        Output("alert-trends", "children"),
+        Input("alert-trend-tick", "n_intervals"),
+        State("alert-id", "data"),
+        prevent_initial_call=True,
+    )
+    def _trends(_n: int, alert_id: str) -> Any:
+        a = d.state.get(alert_id) or d.store.get(alert_id)
+        if a is None or (a.state == "resolved" and trends.around(a)[1] < time.time() - TREND_REFRESH_MS / 1000):
+            return no_update  # its window is over: the chart cannot change any more
+        return charts(d, a)
 
     @app.callback(
         Output("alert-msg", "children"),

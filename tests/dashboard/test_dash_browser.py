@@ -18,7 +18,7 @@ from alerts.store import AlertStore, store_path
 from core.contract import COMMUNITIES, Alert
 from core.settings import Settings
 from dashboard.app import create_app
-from dashboard.mapfig import T_COMPOUNDS, T_DEVICES, T_DEVSTATE, T_HALO, T_RESOLVED
+from dashboard.mapfig import CODE_COLOR, T_COMPOUNDS, T_DEVICES
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.browser
@@ -38,6 +38,20 @@ ARGS = [
 MAP_IDLE_JS = """() => { const gd = document.querySelector('#onemap .js-plotly-plot');
   const sp = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
   return !!(sp && sp.map && sp.map.loaded()); }"""
+
+
+def drawn_js(layer: str) -> str:
+    """JS giving the features MapLibre has drawn in one of the live layers (what is on screen, not the data)."""
+    return f"""() => {{ const g = document.querySelector('#onemap .js-plotly-plot');
+      const m = g && g._fullLayout && g._fullLayout.map && g._fullLayout.map._subplot.map;
+      if (!m || !m.getLayer('{layer}')) return [];
+      return m.queryRenderedFeatures({{layers: ['{layer}']}}).map(f => f.properties); }}"""
+
+
+def screen_xy(page: Any, lonlat: list[float]) -> list[float]:
+    return page.evaluate("""(ll) => { const g = document.querySelector('#onemap .js-plotly-plot');
+        const m = g._fullLayout.map._subplot.map, p = m.project(ll), r = m.getCanvas().getBoundingClientRect();
+        return [p.x + r.left, p.y + r.top]; }""", lonlat)
 
 
 def free_port() -> int:
@@ -72,8 +86,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     app.server.config["SC_DASHBOARD"].close()
 
 
-def red_alert(store: AlertStore, settings: Settings) -> Alert:
-    """A gas alert on a real registry device in 蓝山郡, placed (no lon/lat) by its device."""
+def red_alert(store: AlertStore, settings: Settings, offset: float | None = None) -> Alert:
+    """A gas alert on a real registry device in 蓝山郡, placed (no lon/lat) by its device, or `offset`
+    degrees east of it."""
     from core.registry import ensure_registry, load_registry
 
     dev = next(d for d in load_registry(ensure_registry(settings)).values() if d.community == "lanshanjun")
@@ -90,8 +105,8 @@ def red_alert(store: AlertStore, settings: Settings) -> Alert:
         "lel_pct",
         31.0,
         25.0,
-        None,
-        None,
+        None if offset is None else dev.lon + offset,
+        None if offset is None else dev.lat,
         now,
         now,
         "燃气浓度 31.0 %LEL ≥ 25 %LEL",
@@ -157,12 +172,11 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
         t1 = time.monotonic()
         page.wait_for_selector(f"text={alert.message}", timeout=15_000)
         timings["alert_in_list"] = time.monotonic() - t1
-        page.wait_for_function(
-            f"() => (document.querySelector('#onemap .js-plotly-plot').data[{T_HALO}].lon || []).length === 1",
-            timeout=15_000,
-        )
-        z = page.evaluate(f"() => document.querySelector('#onemap .js-plotly-plot').data[{T_COMPOUNDS}].z")
-        assert max(z) == 4  # the compound turned red
+        page.wait_for_function(f"() => ({drawn_js('sc-halo')})().length === 1", timeout=15_000)
+        core = page.evaluate(drawn_js("sc-core"))
+        assert [(c["a"], c["href"]) for c in core] == [(1, f"/alerts/{alert.alert_id}")]
+        risk = page.evaluate(drawn_js("sc-risk"))
+        assert risk and {r["c"] for r in risk} == {CODE_COLOR[4]}  # the compound turned red
         timings["alert_on_map"] = time.monotonic() - t1
         assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1  # no reload
         page.wait_for_timeout(2000)
@@ -193,17 +207,13 @@ def test_one_map_offline_live(served: tuple[str, Settings], tmp_path: Path) -> N
         assert wait_with(page, lambda: store.get(alert.alert_id).state == "resolved")  # type: ignore[union-attr]
         page.wait_for_selector("text=当前无未解除告警", timeout=15_000)
         # Resolved, it stays on the map a while, faded, and a click on it opens the alert's page.
-        page.wait_for_function(
-            f"() => (document.querySelector('#onemap .js-plotly-plot').data[{T_RESOLVED}].lon || []).length === 1",
-            timeout=30_000,
-        )
+        page.wait_for_function(f"() => ({drawn_js('sc-resolved')})().length === 1", timeout=30_000)
+        assert page.evaluate(f"() => ({drawn_js('sc-core')})().length") == 0
         page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
-        xy = page.evaluate(f"""() => {{ const g = document.querySelector('#onemap .js-plotly-plot');
-            const m = g._fullLayout.map._subplot.map, t = g.data[{T_RESOLVED}];
-            const p = m.project([t.lon[0], t.lat[0]]), r = m.getCanvas().getBoundingClientRect();
-            return [p.x + r.left, p.y + r.top]; }}""")
+        xy = screen_xy(page, page.evaluate("() => window.scLive.resolved[0].slice(0, 2)"))
         page.mouse.move(xy[0], xy[1])
-        page.wait_for_timeout(300)
+        page.wait_for_selector("#sc-tip >> text=已解除", timeout=10_000)  # the hover label says who/what cleared it
+        assert "值班员 解除" in page.inner_text("#sc-tip")
         page.mouse.click(xy[0], xy[1])
         page.wait_for_url(f"**/alerts/{alert.alert_id}", timeout=30_000)
         page.wait_for_selector("#alert-head", timeout=30_000)
@@ -236,7 +246,7 @@ def test_devices_clustered_kinds_filtered_and_state_on_top(served: tuple[str, Se
     the bubbles' counts, not only out of sight."""
     base_url, settings = served
     store = AlertStore(store_path(settings.data_path))
-    alert = red_alert(store, settings)
+    alert = red_alert(store, settings, offset=0.0006)  # its dot ~55 m east of the device's
     errors: list[str] = []
     requests: list[str] = []
     with sync_api.sync_playwright() as p:
@@ -246,10 +256,8 @@ def test_devices_clustered_kinds_filtered_and_state_on_top(served: tuple[str, Se
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(base_url + "/")
-        page.wait_for_function(f"() => {GD} && ({GD}.data[{T_DEVSTATE}].customdata || []).length === 1",
-                               timeout=60_000)
+        page.wait_for_function(f"() => ({drawn_js('sc-devstate')})().length === 1", timeout=60_000)
         page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
-        page.wait_for_timeout(1600)  # a pulse: the cluster hook is in place
         total = page.evaluate(f"() => {GD}.data[{T_DEVICES}].lon.length")
         clusters_js = f"""() => {{ const m = {GD}._fullLayout.map._subplot.map;
             const ids = m.getStyle().layers.map(l => l.id).filter(id => /-cluster$/.test(id));
@@ -257,12 +265,13 @@ def test_devices_clustered_kinds_filtered_and_state_on_top(served: tuple[str, Se
                 f.geometry.coordinates]); }}"""
         clusters = page.evaluate(clusters_js)
         assert len(clusters) > 20 and sum(c[0] for c in clusters) > total * 0.8  # most devices are in bubbles
+        # The live layers are drawn above plotly's traces (a red dot never under a bubble).
+        order = page.evaluate(f"() => {GD}._fullLayout.map._subplot.map.getStyle().layers.map(l => l.id)")
+        assert order[-4:] == ["sc-devstate", "sc-resolved", "sc-halo", "sc-core"]
         # A click on a bubble zooms in on it.
         zoom0 = page.evaluate(f"() => {GD}._fullLayout.map._subplot.map.getZoom()")
         biggest = max(clusters, key=lambda c: c[0])
-        xy = page.evaluate(f"""(ll) => {{ const m = {GD}._fullLayout.map._subplot.map;
-            const p = m.project(ll), r = m.getCanvas().getBoundingClientRect();
-            return [p.x + r.left, p.y + r.top]; }}""", biggest[1])
+        xy = screen_xy(page, biggest[1])
         page.mouse.click(xy[0], xy[1])
         page.wait_for_function(f"() => {GD}._fullLayout.map._subplot.map.getZoom() > {zoom0} + 1.5", timeout=15_000)
         page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
@@ -272,20 +281,20 @@ def test_devices_clustered_kinds_filtered_and_state_on_top(served: tuple[str, Se
         page.wait_for_function(f"() => {GD}.data[{T_DEVICES}].customdata.every(c => c[1] !== '燃气')", timeout=15_000)
         left = page.evaluate(f"() => {GD}.data[{T_DEVICES}].lon.length")
         assert 0 < left < total
-        assert page.evaluate(f"() => ({GD}.data[{T_DEVSTATE}].customdata || []).length") == 0  # its alert was gas
+        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)  # plotly re-plotted the map: the zoom stays
+        assert page.evaluate(f"() => {GD}._fullLayout.map._subplot.map.getZoom()") > zoom0 + 1.5
+        page.wait_for_function(f"() => ({drawn_js('sc-devstate')})().length === 0", timeout=15_000)  # it was gas
         page.click(".layer-item:has-text('燃气')")
         page.wait_for_function(f"() => {GD}.data[{T_DEVICES}].lon.length === {total}", timeout=15_000)
-        page.wait_for_function(f"() => ({GD}.data[{T_DEVSTATE}].customdata || []).length === 1", timeout=15_000)
         page.click(".layer-panel summary")
         # The device in alert, drawn on top, opens its page.
+        page.evaluate(f"""() => {{ const m = {GD}._fullLayout.map._subplot.map, r = window.scLive.devices[0];
+            m.jumpTo({{center: [r[0], r[1]], zoom: 17.5}}); }}""")
+        page.wait_for_function(f"() => ({drawn_js('sc-devstate')})().length === 1", timeout=15_000)
         page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
-        xy = page.evaluate(f"""() => {{ const g = {GD}, m = g._fullLayout.map._subplot.map, t = g.data[{T_DEVSTATE}];
-            m.jumpTo({{center: [t.lon[0], t.lat[0]], zoom: 17.5}});
-            const p = m.project([t.lon[0], t.lat[0]]), r = m.getCanvas().getBoundingClientRect();
-            return [p.x + r.left + 0, p.y + r.top]; }}""")
-        page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
+        xy = screen_xy(page, page.evaluate("() => window.scLive.devices[0].slice(0, 2)"))
         page.mouse.move(xy[0], xy[1])
-        page.wait_for_timeout(300)
+        page.wait_for_selector(f"#sc-tip >> text={alert.device_id}", timeout=10_000)
         page.mouse.click(xy[0], xy[1])
         page.wait_for_url(f"**/devices/{alert.device_id}", timeout=30_000)
         browser.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from dash import no_update
 
 from alerts.store import AlertStore, store_path
 from core import heartbeat
@@ -96,42 +98,63 @@ def test_live_state_sees_store_writes_without_a_broker(tmp_path: Path) -> None:
 
 
 def test_a_refresh_sends_only_the_devices_that_changed(tmp_path: Path) -> None:
-    """100,000 registered devices; one alert more: the Patch carries the short list of devices in alert
-    (the new one among them), never the 100,000."""
+    """100,000 registered devices; one alert more: the tick carries the live layers (the devices in alert,
+    the new one among them), never the 100,000, and the figure is not touched."""
     s = make_settings(tmp_path / "var")
     base = MapData(s).layers()
     devs = {f"D-{i:06d}": Device(f"D-{i:06d}", "gas", "yanling", base.compound_ids[i % len(base.compound_ids)], 10,
                                  110.78 + (i % 300) * 1e-5, 32.64 + (i // 300) * 1e-5) for i in range(100_000)}
     first = make_alert(devs["D-000010"])
     second = make_alert(devs["D-054321"], severity="yellow")
-    old = compute_live([first], base, devs, "v", version=1)
     new = compute_live([first, second], base, devs, "v", version=2)
     t0 = time.perf_counter()
-    patch = mapfig.patch_since(old, new, devs).to_plotly_json()
+    drawn = mapfig.live_layers(new, devs, base)
     took = time.perf_counter() - t0
-    ops = {tuple(op["location"]): op["params"]["value"] for op in patch["operations"]}
-    state = mapfig.T_DEVSTATE
-    assert [c[0] for c in ops[("data", state, "customdata")]] == ["D-054321", "D-000010"]  # the worst last, on top
-    assert ops[("data", state, "marker", "color")] == [2, 4]
-    assert ops[("data", state, "lon")][0] == round(devs["D-054321"].lon, mapfig.COORD_DIGITS)
-    assert not any(loc[:2] == ("data", mapfig.T_DEVICES) for loc in ops)  # the registry's trace is not resent
-    assert ("data", mapfig.T_CORE, "lon") in ops  # the alert dots changed
-    assert len(orjson.dumps(patch)) < 20_000
-    same = mapfig.patch_since(new, new, devs).to_plotly_json()
-    assert same["operations"] == []  # nothing changed, nothing sent
-    print(f"patch with 100k devices: {len(orjson.dumps(patch))} bytes, {took * 1000:.1f} ms")
+    assert [r[3] for r in drawn["devices"]] == ["D-054321", "D-000010"]  # the worst last, on top
+    assert [r[2] for r in drawn["devices"]] == [mapfig.CODE_COLOR[2], mapfig.CODE_COLOR[4]]
+    assert drawn["devices"][0][:2] == [round(devs["D-054321"].lon, mapfig.COORD_DIGITS),
+                                      round(devs["D-054321"].lat, mapfig.COORD_DIGITS)]
+    assert [r[7] for r in drawn["alerts"]] == [second.alert_id, first.alert_id]
+    assert len(orjson.dumps(drawn)) < 20_000
+    print(f"live layers with 100k devices: {len(orjson.dumps(drawn))} bytes, {took * 1000:.1f} ms")
+
+
+def test_a_tick_sends_the_live_layers_only_when_something_drawn_changed(tmp_path: Path) -> None:
+    """Through the map's refresh: an unchanged version sends nothing; a new alert sends the live layers
+    and no figure; a new value on the same open alert (nothing drawn changed) sends no layers."""
+    from dashboard import mapview
+    from dashboard.app import create_app
+
+    s = make_settings(tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9")
+    app = create_app(s, live_mqtt=False)
+    d = app.server.config["SC_DASHBOARD"]
+    try:
+        base, reg, live = d.state.view()
+        sig = {"v": live.version, "reg": live.registry_version, "base": base.key}
+        with app.server.test_request_context("/"):
+            assert mapview.refresh_map(d, sig) == (no_update, no_update, no_update)
+            dev = next(iter(reg.values()))
+            a = make_alert(dev)
+            d.state.apply(a)
+            fig, layers, sig2 = mapview.refresh_map(d, sig)
+            assert fig is no_update and [r[7] for r in layers["alerts"]] == [a.alert_id]
+            d.state.apply(dataclasses.replace(a, value=(a.value or 0) + 1, updated_at=a.updated_at + "1"))
+            fig, layers, sig3 = mapview.refresh_map(d, sig2)
+            assert fig is no_update and layers is no_update and sig3["v"] > sig2["v"]
+    finally:
+        d.close()
 
 
 def test_a_registry_past_the_cap_is_one_marker_per_compound(tmp_path: Path) -> None:
     """100,000 devices: the figure carries one marker per compound (with its count) and stays under
-    1 MB; a device in alert is still drawn on its own, in the state trace."""
+    1 MB; a device in alert is still drawn on its own, in the live layers."""
     s = make_settings(tmp_path / "var")
     base = MapData(s).layers()
     devs = {f"D-{i:06d}": Device(f"D-{i:06d}", "gas" if i % 3 else "power", "yanling",
                                  base.compound_ids[i % len(base.compound_ids)], 10,
                                  110.78 + (i % 300) * 1e-5, 32.64 + (i // 300) * 1e-5) for i in range(100_000)}
     live = compute_live([make_alert(devs["D-054321"])], base, devs, "v", version=1)
-    fig = mapfig.build_figure(base, devs, live, "http://127.0.0.1/map/style.json")
+    fig = mapfig.build_figure(base, devs, "http://127.0.0.1/map/style.json")
     dev_trace = fig["data"][mapfig.T_DEVICES]
     assert dev_trace["meta"] == {"agg": True, "n": 100_000}
     assert len(dev_trace["lon"]) == len({d.compound_id for d in devs.values()}) == len(base.compound_ids)
@@ -139,7 +162,7 @@ def test_a_registry_past_the_cap_is_one_marker_per_compound(tmp_path: Path) -> N
     row = next(c for c in dev_trace["customdata"] if c[0] == first_cid)
     n_first = sum(1 for d in devs.values() if d.compound_id == first_cid)
     assert f"设备 {n_first} 台" in row[1]
-    assert [c[0] for c in fig["data"][mapfig.T_DEVSTATE]["customdata"]] == ["D-054321"]
+    assert [r[3] for r in mapfig.live_layers(live, devs, base)["devices"]] == ["D-054321"]
     assert len(orjson.dumps(fig)) < 1_000_000
 
 
@@ -151,9 +174,9 @@ def test_devices_in_alert_or_offline_are_capped_worst_kept(tmp_path: Path) -> No
             for i in range(mapfig.STATE_CAP + 500)}
     live = compute_live([make_alert(devs["D-000007"])], base, devs, "v",
                         offline=frozenset(devs) - {"D-000007"}, version=1)
-    sv = mapfig.build_figure(base, devs, live, "http://127.0.0.1/s.json")["data"][mapfig.T_DEVSTATE]
-    assert len(sv["lon"]) == mapfig.STATE_CAP
-    assert sv["customdata"][-1][0] == "D-000007" and sv["marker"]["color"][-1] == 4
+    rows = mapfig.live_layers(live, devs, base)["devices"]
+    assert len(rows) == mapfig.STATE_CAP
+    assert rows[-1][3] == "D-000007" and rows[-1][2] == mapfig.CODE_COLOR[4]
 
 
 def write_gas(influx: InfluxClient, dev: Device, start_s: float, n: int, step_s: float, lel: Any) -> None:

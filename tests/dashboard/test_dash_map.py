@@ -13,7 +13,7 @@ from core.contract import COMMUNITIES, Alert
 from dashboard.app import create_app
 from dashboard.geo import MapData
 from dashboard.live import compute_live
-from dashboard.mapfig import T_COMPOUNDS, T_CORE, T_DEVICES, T_HALO, T_LABELS, patch_figure
+from dashboard.mapfig import CODE_COLOR, T_COMPOUNDS, T_DEVICES, T_LABELS, live_layers, registry_patch
 from tests.conftest import make_settings
 from tests.dashboard.pagehelp import page_layout
 
@@ -130,12 +130,17 @@ def test_live_colours_compound_device_and_halo(tmp_path: Path) -> None:
     assert len(live.halos) == 3 and (live.halos[-1].lon, live.halos[-1].lat) == (dev.lon, dev.lat)
     assert [h.severity for h in live.halos] == ["blue", "yellow", "red"]  # the worst drawn last, on top
 
-    patch = patch_figure(live, reg, base, devices_changed=False).to_plotly_json()
-    ops = {tuple(op["location"]): op["params"]["value"] for op in patch["operations"]}
-    assert ops[("data", T_COMPOUNDS, "z")] == live.compound_codes
-    assert len(ops[("data", T_HALO, "lon")]) == 2  # acknowledged alerts do not pulse
-    assert len(ops[("data", T_CORE, "lon")]) == 3
-    assert ("data", T_DEVICES, "lon") not in ops  # unchanged registry: device positions not resent
+    drawn = live_layers(live, reg, base)
+    assert drawn["risk"] == {dev.compound_id: CODE_COLOR[4], other.compound_id: CODE_COLOR[1]}
+    assert [r[3] for r in drawn["alerts"]] == [0, 1, 1]  # the acknowledged one does not pulse, the worst is last
+    assert [r[4] for r in drawn["alerts"]][-1] == "一级" and drawn["alerts"][-1][5] == "未处置"
+    assert drawn["alerts"][0][5] == "已确认"
+    assert [r[3] for r in drawn["devices"]] == [other.device_id, dev.device_id]
+    assert [r[2] for r in drawn["devices"]] == [CODE_COLOR[1], CODE_COLOR[4]]
+    assert len(json.dumps(drawn)) < 3000  # what a tick sends: a few hundred bytes per alert
+    # A re-registered device list resends the device trace only.
+    ops = {tuple(op["location"]) for op in registry_patch(reg, base).to_plotly_json()["operations"]}
+    assert ops and all(loc[:2] == ("data", T_DEVICES) for loc in ops)
 
     quiet = compute_live([], base, reg, "v1")
     assert not any(quiet.compound_codes) and quiet.signature != live.signature

@@ -150,9 +150,11 @@ def test_live_alarm_click_through_trends_and_stale_banner(live_site: tuple[str, 
         page.wait_for_selector("#alert-head", timeout=30_000)
         assert "燃气浓度" in page.inner_text("#alert-head")
         page.wait_for_selector("#trend-lel_pct .js-plotly-plot", timeout=30_000)
-        ys = page.evaluate("() => document.querySelector('#trend-lel_pct .js-plotly-plot').data"
-                           ".filter(t => t.name === '可燃气体浓度')[0].y")
-        assert ys and max(ys) >= 25  # the alarm's own readings, from the time series
+        # The alarm's own readings, from the time series: the chart follows new readings, so the ones
+        # ingest wrote a moment after the engine raised the alert appear without a reload.
+        page.wait_for_function("() => { const g = document.querySelector('#trend-lel_pct .js-plotly-plot');"
+                               " const t = g && g.data.filter(t => t.name === '可燃气体浓度')[0];"
+                               " return !!(t && t.y.length && Math.max(...t.y) >= 25); }", timeout=30_000)
 
         # ... its compound: devices, open alert, units, trends.
         page.click("#alert-head a[href^='/compounds/']")
