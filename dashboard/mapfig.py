@@ -197,13 +197,36 @@ def _state_rows(live: Live, devices: Mapping[str, Device]) -> list[list[Any]]:
     return rows
 
 
+SAME_SPOT_DIGITS = 5  # alerts within ~1 m of each other are one dot (one device, or one compound's centre)
+SPOT_LINES = 3  # the others at a spot named in its hover label
+
+
+def _alert_rows(live: Live) -> list[list[Any]]:
+    """One dot per spot, [lon, lat, colour, active, severity, state, text, alert id, n, others]: alerts at
+    the same spot (two rules on one device, a compound alert at its centre) would hide each other, so
+    the spot shows its worst alert, a count when there are more, and the others in its label. It pulses
+    while any of them is still unacknowledged. Worst spot last (drawn on top)."""
+    spots: dict[tuple[float, float], list[Any]] = {}
+    for h in live.halos:  # worst last
+        spots.setdefault((round(h.lon, SAME_SPOT_DIGITS), round(h.lat, SAME_SPOT_DIGITS)), []).append(h)
+    rows = []
+    for group in sorted(spots.values(), key=lambda g: live.halos.index(g[-1])):
+        top = group[-1]
+        others = [f"{severity_label(h.severity)} {STATE_LABEL.get(h.state, h.state)} {h.text}"
+                  for h in reversed(group[:-1])]
+        if len(others) > SPOT_LINES:
+            others = [*others[:SPOT_LINES], f"…另有 {len(others) - SPOT_LINES} 条"]
+        rows.append([_r(top.lon), _r(top.lat), SEVERITY_COLOR.get(top.severity, "#ffffff"),
+                     int(any(h.state == "active" for h in group)), severity_label(top.severity),
+                     STATE_LABEL.get(top.state, top.state), top.text, top.alert_id, len(group), others])
+    return rows
+
+
 def live_layers(live: Live, devices: Mapping[str, Device], base: BaseLayers) -> dict[str, Any]:
     """The live part of the one map, for assets/clientside.js (`scLive`): compound risk colours, devices
     in alert or offline, alert dots (worst last, so on top; acknowledged ones without the white ring and
     pulse) and the recently resolved ones, faded, with who or what cleared them."""
-    alerts = [[_r(h.lon), _r(h.lat), SEVERITY_COLOR.get(h.severity, "#ffffff"), int(h.state == "active"),
-               severity_label(h.severity), STATE_LABEL.get(h.state, h.state), h.text, h.alert_id]
-              for h in live.halos]
+    alerts = _alert_rows(live)
     by_id = {a.alert_id: a for a in live.resolved}
     resolved = []
     for h in live.resolved_halos:

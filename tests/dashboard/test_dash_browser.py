@@ -267,7 +267,7 @@ def test_devices_clustered_kinds_filtered_and_state_on_top(served: tuple[str, Se
         assert len(clusters) > 20 and sum(c[0] for c in clusters) > total * 0.8  # most devices are in bubbles
         # The live layers are drawn above plotly's traces (a red dot never under a bubble).
         order = page.evaluate(f"() => {GD}._fullLayout.map._subplot.map.getStyle().layers.map(l => l.id)")
-        assert order[-4:] == ["sc-devstate", "sc-resolved", "sc-halo", "sc-core"]
+        assert order[-5:] == ["sc-devstate", "sc-resolved", "sc-halo", "sc-core", "sc-count"]
         # A click on a bubble zooms in on it.
         zoom0 = page.evaluate(f"() => {GD}._fullLayout.map._subplot.map.getZoom()")
         biggest = max(clusters, key=lambda c: c[0])

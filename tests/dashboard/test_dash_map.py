@@ -132,9 +132,11 @@ def test_live_colours_compound_device_and_halo(tmp_path: Path) -> None:
 
     drawn = live_layers(live, reg, base)
     assert drawn["risk"] == {dev.compound_id: CODE_COLOR[4], other.compound_id: CODE_COLOR[1]}
-    assert [r[3] for r in drawn["alerts"]] == [0, 1, 1]  # the acknowledged one does not pulse, the worst is last
-    assert [r[4] for r in drawn["alerts"]][-1] == "一级" and drawn["alerts"][-1][5] == "未处置"
-    assert drawn["alerts"][0][5] == "已确认"
+    # Two alerts on one device are one dot showing the worst, with the count and the other in its label;
+    # the acknowledged one elsewhere does not pulse; the worst spot is last (on top).
+    assert [(r[3], r[4], r[5], r[8]) for r in drawn["alerts"]] == [(0, "四级", "已确认", 1), (1, "一级", "未处置", 2)]
+    assert drawn["alerts"][-1][7] == f"a-{dev.device_id}-red"
+    assert drawn["alerts"][-1][9] == ["三级 未处置 测试"]
     assert [r[3] for r in drawn["devices"]] == [other.device_id, dev.device_id]
     assert [r[2] for r in drawn["devices"]] == [CODE_COLOR[1], CODE_COLOR[4]]
     assert len(json.dumps(drawn)) < 3000  # what a tick sends: a few hundred bytes per alert
