@@ -232,7 +232,7 @@ def around(alert: Alert, before_s: float = 1800, after_s: float = 1800) -> tuple
 def fmt_value(v: Any, unit: str = "") -> str:
     if isinstance(v, bool):
         return "是" if v else "否"
-    if isinstance(v, float):
+    if isinstance(v, int | float):  # a reading that happens to be whole (31) keeps its unit too
         return f"{v:.2f}".rstrip("0").rstrip(".") + (f" {unit}" if unit and unit != "bool" else "")
     return "" if v is None else str(v)
 

@@ -249,3 +249,11 @@ def test_freshness_from_heartbeats_and_data_age(tmp_path: Path) -> None:
     heartbeat.write(data, "ingest-0", {"counters": {"received": 21}, "stopped": True})
     assert f.check()["reasons"] == ["接入服务无心跳"]
     assert iso(0).endswith("Z")
+
+
+def test_values_keep_their_unit_whole_or_not() -> None:
+    """A reading of exactly 31 %LEL is shown as such, not as a bare 31 (seen on a compound page)."""
+    assert trends.fmt_value(31, "%LEL") == "31 %LEL"
+    assert trends.fmt_value(0.17, "%LEL") == "0.17 %LEL"
+    assert trends.fmt_value(True, "bool") == "是"
+    assert trends.fmt_value(None, "%LEL") == ""
