@@ -15,8 +15,6 @@ from tests.security.web.conftest import PASSWORD, LiveDashboard
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 
-# Issue 11's plotly/map-style race on load (helper dash11 is on it): not a CSP matter, so not failed on here.
-KNOWN_RACE = "reading 'layers'"
 CSP_LISTENER = """window.__csp = []; document.addEventListener('securitypolicyviolation',
   e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"""
 
@@ -30,7 +28,7 @@ class Watch:
     def attach(self, page: Any) -> Any:
         page.on("console", lambda m: self.problems.append("console: " + m.text)
                 if "Content Security Policy" in m.text or "Refused to" in m.text else None)
-        page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}") if KNOWN_RACE not in str(e) else None)
+        page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
         page.on("request", lambda r: self.problems.append("external: " + r.url)
                 if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
         return page
