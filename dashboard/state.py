@@ -192,7 +192,9 @@ class LiveState:
                 cur = self._alerts.get(aid)
                 merged[aid] = cur if cur is not None and cur != a and _newer(cur, a) else a
             for aid, cur in self._alerts.items():  # heard on MQTT but not yet committed where we read
-                if aid not in merged and cur.state in OPEN and (cur.updated_at or "") >= cutoff:
+                # ... open, or resolved in the last minutes (it stays on the map, faded, like the others;
+                # dropping it here lost a resolution heard on MQTT whenever a reload came before the commit)
+                if aid not in merged and (cur.updated_at or "") >= cutoff:
                     merged[aid] = cur
             changed = merged != self._alerts
             self._alerts = merged

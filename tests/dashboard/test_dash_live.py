@@ -70,6 +70,8 @@ def test_live_state_hears_alerts_and_status_on_mqtt(settings: Settings, publishe
                         "resolved_by": "张三"})
         publisher.publish(f"sc/alerts/{dev.community}/{a.alert_id}", orjson.dumps(done.as_json()), qos=1)
         assert wait_until(lambda: (state.get(a.alert_id) or a).state == "resolved", 5)
+        state.reload()  # a re-read of the store (which never had it) keeps what was heard on MQTT
+        assert (state.get(a.alert_id) or a).state == "resolved"
         live = state.view()[2]
         assert live.alerts == [] and [x.resolved_by for x in live.resolved] == ["张三"]
         assert [h.alert_id for h in live.resolved_halos] == [a.alert_id]
