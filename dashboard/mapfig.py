@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 from dash import Patch
 
 from core.contract import COMMUNITIES, Device
+from core.severity import SEVERITIES, rank
 from core.timebase import local_time
 from dashboard.geo import BaseLayers
 from dashboard.live import OFFLINE_CODE, Live
@@ -178,8 +179,8 @@ def device_hovertemplate(agg: bool) -> str:
 
 
 STATE_TEXT = {1: "四级告警", 2: "三级告警", 3: "二级告警", 4: "一级告警", OFFLINE_CODE: "离线/无数据"}
-CODE_COLOR = {0: DEVICE_NORMAL, 1: SEVERITY_COLOR["blue"], 2: SEVERITY_COLOR["yellow"], 3: SEVERITY_COLOR["orange"],
-              4: SEVERITY_COLOR["red"], OFFLINE_CODE: DEVICE_OFFLINE}
+# Device / compound codes (dashboard.live: 0 quiet, the severity's rank, OFFLINE_CODE) to colours.
+CODE_COLOR = {0: DEVICE_NORMAL, **{rank(s): SEVERITY_COLOR[s] for s in SEVERITIES}, OFFLINE_CODE: DEVICE_OFFLINE}
 
 
 def _state_rows(live: Live, devices: Mapping[str, Device]) -> list[list[Any]]:

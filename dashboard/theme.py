@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from core.severity import COLOUR as SEVERITY_COLOR
-from core.severity import NORMAL, RISK_LEVELS, css_variables
+from core.severity import NORMAL, css_variables
 from core.severity import label as severity_label
 from core.severity import rank as risk_code
 from core.timebase import TZ_NAME
@@ -36,17 +36,6 @@ COMMUNITY_EDGE = "#7fb2e5"
 
 KIND_LABEL: dict[str, str] = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频"}
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
-
-
-def risk_colorscale(normal: str) -> list[list[float | str]]:
-    """A stepped colour scale for integer codes 0..4 (cmin=0, cmax=4)."""
-    colours = [normal] + [SEVERITY_COLOR[s] for s in reversed(RISK_LEVELS[:-1])]  # blue .. red
-    scale: list[list[float | str]] = []
-    for i, c in enumerate(colours):
-        scale.append([i / 5, c])
-        scale.append([(i + 1) / 5, c])
-    return scale
-
 
 
 def page_head() -> str:
