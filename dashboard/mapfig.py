@@ -178,9 +178,9 @@ def device_hovertemplate(agg: bool) -> str:
     return "<b>%{customdata[1]} %{customdata[0]}</b><br>点击查看设备<extra></extra>"
 
 
-STATE_TEXT = {1: "四级告警", 2: "三级告警", 3: "二级告警", 4: "一级告警", OFFLINE_CODE: "离线/无数据"}
-# Device / compound codes (dashboard.live: 0 quiet, the severity's rank, OFFLINE_CODE) to colours.
+# Device / compound codes (dashboard.live: 0 quiet, the severity's rank, OFFLINE_CODE) to colours and words.
 CODE_COLOR = {0: DEVICE_NORMAL, **{rank(s): SEVERITY_COLOR[s] for s in SEVERITIES}, OFFLINE_CODE: DEVICE_OFFLINE}
+STATE_TEXT = {**{rank(s): f"{severity_label(s)}告警" for s in SEVERITIES}, OFFLINE_CODE: "离线/无数据"}
 
 
 def _state_rows(live: Live, devices: Mapping[str, Device]) -> list[list[Any]]:
@@ -208,10 +208,13 @@ def _alert_rows(live: Live) -> list[list[Any]]:
     the spot shows its worst alert, a count when there are more, and the others in its label. It pulses
     while any of them is still unacknowledged. Worst spot last (drawn on top)."""
     spots: dict[tuple[float, float], list[Any]] = {}
-    for h in live.halos:  # worst last
-        spots.setdefault((round(h.lon, SAME_SPOT_DIGITS), round(h.lat, SAME_SPOT_DIGITS)), []).append(h)
+    last: dict[tuple[float, float], int] = {}  # where a spot's worst alert stands in live.halos
+    for i, h in enumerate(live.halos):  # worst last
+        key = (round(h.lon, SAME_SPOT_DIGITS), round(h.lat, SAME_SPOT_DIGITS))
+        spots.setdefault(key, []).append(h)
+        last[key] = i
     rows = []
-    for group in sorted(spots.values(), key=lambda g: live.halos.index(g[-1])):
+    for group in (spots[k] for k in sorted(spots, key=last.__getitem__)):
         top = group[-1]
         others = [f"{severity_label(h.severity)} {STATE_LABEL.get(h.state, h.state)} {h.text}"
                   for h in reversed(group[:-1])]

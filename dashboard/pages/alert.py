@@ -225,7 +225,7 @@ def register(app: Dash, d: Any) -> None:
         prevent_initial_call=True,
     )
     def _trends(_n: int, alert_id: str) -> Any:
-        a = d.state.get(alert_id) or d.store.get(alert_id)
+        a = _get(d, alert_id)
         if a is None or (a.state == "resolved" and trends.around(a)[1] < time.time() - TREND_REFRESH_MS / 1000):
             return no_update  # its window is over: the chart cannot change any more
         return charts(d, a)
