@@ -8,7 +8,7 @@ import csv
 import io
 import random
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +22,13 @@ from alerts.teams import load_teams
 from alerts.timeline import Event
 from core.contract import COMMUNITIES
 from core.settings import Settings
-from core.timebase import iso
+from core.timebase import BEIJING, beijing, iso
 from smartcommunity.cli import main
 from tests.alerts.test_store import alert
 from tests.conftest import make_settings
 
-CST = timezone(timedelta(hours=8))
-NOV_START = datetime(2026, 11, 1, tzinfo=CST).timestamp()
-DEC_START = datetime(2026, 12, 1, tzinfo=CST).timestamp()
+NOV_START = datetime(2026, 11, 1, tzinfo=BEIJING).timestamp()
+DEC_START = datetime(2026, 12, 1, tzinfo=BEIJING).timestamp()
 KINDS = ("gas", "water", "power", "camera")
 SEVS = ("red", "orange", "yellow", "blue")
 
@@ -178,7 +177,7 @@ def test_smartcommunity_report_writes_csv_and_html(tmp_path: Path, monkeypatch: 
     assert "蓝山郡社区" in page and "响应时间" in page
     assert main(["report", "--month", "2026-13"]) == 2
     assert main(["report", "--out", str(out)]) == 0  # default: this month, in Beijing time
-    this_month = datetime.fromtimestamp(__import__("time").time(), CST).strftime("%Y-%m")
+    this_month = beijing().strftime("%Y-%m")
     assert (out / f"report-{this_month}.csv").is_file()
     assert main(["report", "--from", "2026-11-05"]) == 2
 

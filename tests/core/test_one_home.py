@@ -196,3 +196,15 @@ def test_css_variables_cover_what_the_style_sheets_use() -> None:
     defined = set(re.findall(r"(--sev-[a-z]+):", css_variables()))
     used = {v for p in source_files((".css",)) for v in re.findall(r"var\((--sev-[a-z]+)\)", p.read_text())}
     assert used and used <= defined, used - defined
+
+
+def test_tests_take_the_beijing_offset_from_timebase() -> None:
+    """A test that shifts a clock by UTC+8 itself compares two zones (a date in UTC against one in
+    Beijing fails every evening from 16:00 UTC): tests import the offset from core/timebase.py too.
+    A fixed timestamp written with its offset (`...T03:12:00+08:00`) is test data, not a clock."""
+    me = Path(__file__).resolve()
+    files = sorted(p for p in (ROOT / "tests").rglob("*.py") if p.resolve() != me and "__pycache__" not in p.parts)
+    assert len(files) > 40
+    found = [f"{rel(p)}:{line} {what}" for p in files for fact, line, what in python_facts(ast.parse(p.read_text()))
+             if fact == "UTC+8 offset" and not re.match(r"\d{4}-\d\d-\d\dT", what)]
+    assert found == []

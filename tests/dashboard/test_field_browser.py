@@ -15,6 +15,7 @@ import requests
 from alerts.dispatch import CAUSES
 from alerts.store import AlertStore, store_path
 from core.settings import Settings
+from core.timebase import beijing, epoch
 from tests.alerts.test_dispatch import jpeg
 from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, external, red_alert, served  # noqa: F401 (served: the fixture)
 
@@ -140,13 +141,13 @@ def test_the_report_page_draws_its_charts_offline(served: tuple[str, Settings]) 
     store = AlertStore(store_path(settings.data_path))
     alert = red_alert(store, settings)
     store.close()
-    month = alert.started_at[:7]  # the red_alert is now: this month (UTC; Beijing may be a day ahead)
+    month = beijing(epoch(alert.started_at)).strftime("%Y-%m")  # the report's months are Beijing months
     seen: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
         page.on("request", lambda req: seen.append(req.url))
-        last = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+        last = beijing(time.time() + 86400).strftime("%Y-%m-%d")
         page.goto(f"{base_url}/report?from={month}-01&to={last}")
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4",
                                timeout=30_000)
