@@ -1,12 +1,14 @@
-"""The ground floor stays the ground floor, and each shared fact has one home (issue 8).
+"""The import graph is the one the README draws, and each shared fact has one home.
 
-- `core/` imports nothing of the parts (ingest, alerts, dashboard, geodata, simulators) nor the
-  launcher (smartcommunity); no part imports the launcher. Module- and function-level imports and
-  `importlib.import_module("...")` / `__import__("...")` strings all count.
+- Every package imports only along GRAPH below: `core/` imports nothing of the parts (ingest,
+  alerts, dashboard, geodata, simulators, security) nor the launcher (smartcommunity); no part
+  imports the launcher. Module- and function-level imports and `importlib.import_module("...")` /
+  `__import__("...")` strings all count.
 - The severity colours, the UTC+8 offset, an ISO-8601 formatter and a registry loader are each
   defined once, in core/severity.py, core/timebase.py and core/registry.py, across the source tree
   (Python, JavaScript, CSS). Docstrings and comments may mention them; code may not restate them.
-  Tests are not scanned: they restate facts on purpose, to check them independently.
+  Tests restate colours and formats on purpose, to check them independently; only a restated UTC+8
+  shift is looked for in tests (two clocks in one test fail at some hour of the day).
 """
 
 from __future__ import annotations
@@ -21,9 +23,22 @@ import pytest
 from core.severity import COLOUR
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("ingest", "alerts", "dashboard", "geodata", "simulators")
+PARTS = ("ingest", "alerts", "dashboard", "geodata", "simulators", "security")
 LAUNCHER = "smartcommunity"
 SOURCE_DIRS = ("core", *PARTS, LAUNCHER, "bench", "scripts")
+# The whole import graph between packages, as the README's architecture section draws it: each
+# package may import itself and what is listed here, nothing else. A new edge is a design decision:
+# add it here and to the README together. (bench/ measures everything and may import anything.)
+GRAPH = {
+    "core": set(),
+    "ingest": {"core"},
+    "security": {"core", "ingest"},              # InfluxDB accounts set the retention policies ingest owns
+    "geodata": {"core", "security"},             # device verbs: a new device gets its broker account
+    "alerts": {"core", "ingest", "geodata"},     # the fast MQTT client; places near an alert
+    "simulators": {"core", "alerts"},            # `eval` runs the real engine over the incident library
+    "dashboard": {"core", "ingest", "geodata", "alerts"},
+    LAUNCHER: {"core", *PARTS},
+}
 WEB = (".js", ".css", ".html")
 
 
@@ -72,6 +87,16 @@ def test_core_imports_no_part_and_not_the_launcher() -> None:
     files = [p for p in source_files((".py",)) if rel(p).startswith("core/")]
     assert len(files) > 10
     assert violations(files, {*PARTS, LAUNCHER}) == []
+
+
+def test_every_package_imports_only_along_the_graph() -> None:
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert packages == set(GRAPH), "a package without its place in GRAPH (and the README), or a stale one"
+    bad = []
+    for pkg, allowed in GRAPH.items():
+        files = [p for p in (ROOT / pkg).rglob("*.py") if "__pycache__" not in p.parts]
+        bad += [v for v in violations(files, set(GRAPH) - allowed - {pkg})]
+    assert bad == []
 
 
 def test_no_part_imports_the_launcher() -> None:
