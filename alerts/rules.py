@@ -16,14 +16,16 @@ from typing import Any
 
 import yaml
 
-from alerts.triggers import COMMON_KEYS, OPS, absence, count, event, group, place, rate, state, threshold
+import alerts.triggers
+from alerts.triggers import COMMON_KEYS, OPS
 from core.contract import KINDS, METRICS
+from core.plugins import modules_in
 from core.severity import RANK, Severity
 from core.validation import Record
 
 BUNDLED_RULES = Path(__file__).with_name("rules.yaml")
-TRIGGERS: dict[str, ModuleType] = {m.NAME: m for m in (threshold, state, event, count, rate, absence, place,
-                                                         group)}
+# Every module of alerts/triggers/ with a NAME is a trigger type: a new one is a new module there.
+TRIGGERS: dict[str, ModuleType] = {m.NAME: m for m in modules_in(alerts.triggers, having="NAME")}
 __all__ = ["OPS", "TRIGGERS", "Level", "Override", "Rule", "RuleError", "RuleSet", "load_rules", "load_ruleset"]
 
 

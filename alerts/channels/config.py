@@ -34,6 +34,7 @@ from typing import Any
 from alerts.channels.base import Channel, Target
 from alerts.configfile import ConfigError, line_of, load_yaml
 from core.contract import COMMUNITIES
+from core.plugins import modules_in
 from core.severity import SEVERITIES
 
 EVENTS = ("raised", "escalated", "resolved", "dispatch", "test")
@@ -43,15 +44,10 @@ _OPTIONS = {"email": {"from", "username", "password", "starttls", "verify_tls"}}
 
 
 def channel_kinds() -> dict[str, type[Channel]]:
-    from alerts.channels.dingtalk import DingTalkChannel
-    from alerts.channels.email import EmailChannel
-    from alerts.channels.mqtt import MqttChannel
-    from alerts.channels.sms import SmsGatewayChannel
-    from alerts.channels.webhook import WebhookChannel
-    from alerts.channels.wecom import WeComChannel
+    """Every Channel subclass of a module in alerts/channels/ (`CHANNEL`): a new kind is a new module."""
+    import alerts.channels
 
-    return {c.kind: c for c in (WeComChannel, DingTalkChannel, EmailChannel, WebhookChannel, SmsGatewayChannel,
-                                MqttChannel)}
+    return {m.CHANNEL.kind: m.CHANNEL for m in modules_in(alerts.channels, having="CHANNEL")}
 
 
 def _names(raw: Any, allowed: tuple[str, ...] | dict[str, str], what: str, line: int,

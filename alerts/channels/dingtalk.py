@@ -53,3 +53,6 @@ class DingTalkChannel(HttpChannel):
                 "markdown": {"title": message.title, "text": cut(text, self.max_bytes)},
                 "at": {"atMobiles": mobiles, "isAtAll": False}}
         robot_answer(self.post(body), RATE_CODES, "DingTalk")
+
+# The channel kind this module adds (alerts/channels/config.py finds it here).
+CHANNEL = DingTalkChannel

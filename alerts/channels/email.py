@@ -133,3 +133,6 @@ class EmailChannel(Channel):
         if smtp is not None:
             with contextlib.suppress(Exception):
                 smtp.quit()
+
+# The channel kind this module adds (alerts/channels/config.py finds it here).
+CHANNEL = EmailChannel

@@ -62,3 +62,6 @@ class MqttChannel(Channel):
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
+
+# The channel kind this module adds (alerts/channels/config.py finds it here).
+CHANNEL = MqttChannel

@@ -27,3 +27,6 @@ class SmsGatewayChannel(WebhookChannel):
             if alert and k in alert:
                 body[k] = alert[k]
         return body
+
+# The channel kind this module adds (alerts/channels/config.py finds it here).
+CHANNEL = SmsGatewayChannel

@@ -42,3 +42,6 @@ class WebhookChannel(HttpChannel):
         err = _json_error(r)
         if err:
             raise DeliveryError(f"webhook answered {err}")
+
+# The channel kind this module adds (alerts/channels/config.py finds it here).
+CHANNEL = WebhookChannel

@@ -41,3 +41,6 @@ class WeComChannel(HttpChannel):
 
     def messages_per_send(self, people: list[Person]) -> int:
         return 2 if self.addressees(people) else 1
+
+# The channel kind this module adds (alerts/channels/config.py finds it here).
+CHANNEL = WeComChannel

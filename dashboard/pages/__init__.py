@@ -1,7 +1,9 @@
 """The dashboard's pages (Dash Pages), one module each.
 
-Every module defines `PATH` (or `PATH_TEMPLATE`), `TITLE`, `layout(**kwargs)` (called per visit,
-inside the request, so it may read `current_user()`), and `register(app, dashboard)` for its callbacks.
+Every module defines `PATH` (or `PATH_TEMPLATE`), `TITLE`, `ORDER` (its place in the page list),
+`layout(**kwargs)` (called per visit, inside the request, so it may read `current_user()`), and
+`register(app, dashboard)` for its callbacks. A new page is a new module here: it is found by its
+`TITLE`, no list to edit.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from typing import Any
 
 import dash
 
+import dashboard.pages
+from core.plugins import modules_in
 from dashboard import mapview
-from dashboard.pages import alert, alerts, compound, device, home, wall
 
-PAGES: tuple[ModuleType, ...] = (home, wall, alerts, alert, device, compound)
+
+def pages() -> list[ModuleType]:
+    return modules_in(dashboard.pages, having="TITLE")
 
 
 def register_pages(app: dash.Dash, dashboard: Any) -> None:
     mapview.register(app, dashboard)  # the map block shared by / and /wall
-    for order, mod in enumerate(PAGES):
+    for order, mod in enumerate(pages()):
         kw: dict[str, Any] = {"path_template": mod.PATH_TEMPLATE} if hasattr(mod, "PATH_TEMPLATE") else {}
         dash.register_page(mod.__name__, path=getattr(mod, "PATH", None), name=mod.TITLE, title=mod.TITLE,
                            order=order, layout=mod.layout, **kw)

@@ -18,6 +18,7 @@ from dashboard.theme import BG, KIND_LABEL, STATE_LABEL, TEXT, severity_label
 
 PATH_TEMPLATE = "/alerts/<alert_id>"
 PATH = "/alerts/none"
+ORDER = 40  # place in the page list
 TITLE = "告警详情 · 车城路街道 综合一张图"
 TREND_REFRESH_MS = 5000  # one InfluxDB query per open alert page this often
 RULE_LABEL: dict[str, str] = {

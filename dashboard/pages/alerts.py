@@ -15,6 +15,7 @@ from dashboard import mapview
 from dashboard.theme import KIND_LABEL, STATE_LABEL, severity_label
 
 PATH = "/alerts"
+ORDER = 30  # place in the page list
 TITLE = "告警列表 · 车城路街道 综合一张图"
 LIMIT = 500
 SINCE: dict[str, tuple[str, int]] = {"1h": ("1 小时", 3600), "24h": ("24 小时", 86400), "7d": ("7 天", 7 * 86400),

@@ -14,6 +14,7 @@ from dashboard.theme import KIND_LABEL
 
 PATH_TEMPLATE = "/compounds/<compound_id>"
 PATH = "/compounds/none"
+ORDER = 60  # place in the page list
 TITLE = "小区 · 车城路街道 综合一张图"
 MAX_ROWS = 300
 

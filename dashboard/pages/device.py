@@ -15,6 +15,7 @@ from dashboard.theme import KIND_LABEL, STATE_LABEL, severity_label
 
 PATH_TEMPLATE = "/devices/<device_id>"
 PATH = "/devices/none"
+ORDER = 50  # place in the page list
 TITLE = "设备 · 车城路街道 综合一张图"
 
 

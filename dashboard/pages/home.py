@@ -18,6 +18,7 @@ from dashboard.live import Live, counts_by_community
 from dashboard.theme import severity_label
 
 PATH = "/"
+ORDER = 10  # place in the page list
 TITLE = "车城路街道 综合一张图"
 
 

@@ -19,6 +19,7 @@ from dashboard.live import Live, alert_point, counts_by_community
 from dashboard.theme import KIND_LABEL, STATE_LABEL, severity_label
 
 PATH = "/wall"
+ORDER = 20  # place in the page list
 TITLE = "大屏 · 车城路街道 综合一张图"
 LOUD = ("red", "orange")
 TICKER_N = 12
