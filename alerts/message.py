@@ -51,6 +51,7 @@ class Message:
     link: str | None = None
     severity: str | None = None
     alert_id: str | None = None
+    event: str | None = None  # what happened: raised, escalated, resolved, dispatch, test (None: a digest)
 
     def plain(self) -> str:
         body = [self.title, self.place, *self.lines]
@@ -169,7 +170,8 @@ def compose(alert: Alert, event: str, place: Place, *, tier: int = 1, public_url
         lines.append(note)
     lines.append(f"设备编号: {alert.device_id}")
     return Message(title=title, place=place.line(), lines=[x for x in lines if x],
-                   link=alert_link(public_url, alert.alert_id), severity=sev, alert_id=alert.alert_id)
+                   link=alert_link(public_url, alert.alert_id), severity=sev, alert_id=alert.alert_id,
+                   event=event)
 
 
 def digest(messages: list[Message], public_url: str | None = None) -> Message:

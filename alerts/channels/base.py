@@ -49,6 +49,7 @@ class Target:
 
 class Channel:
     kind: ClassVar[str]
+    options: ClassVar[frozenset[str]] = frozenset()  # fields of its own a target of this kind may have
     address_field: ClassVar[str | None] = None  # Person field this channel reaches people by
     needs_address: ClassVar[bool] = False  # nothing to send unless someone has that address
     default_rate: ClassVar[tuple[int, float] | None] = None  # (messages, per seconds)

@@ -40,7 +40,6 @@ from core.severity import SEVERITIES
 EVENTS = ("raised", "escalated", "resolved", "dispatch", "test")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _COMMON = {"id", "kind", "url", "secret", "communities", "severities", "events", "rate"}
-_OPTIONS = {"email": {"from", "username", "password", "starttls", "verify_tls"}}
 
 
 def channel_kinds() -> dict[str, type[Channel]]:
@@ -91,7 +90,7 @@ def parse_channels(path: Path) -> list[Target]:
             problems.append((line_of(c, "kind"), f"unknown kind {kind!r} ({', '.join(kinds)})"))
             continue
         for k in c:
-            if k not in _COMMON and k not in _OPTIONS.get(kind, ()):
+            if k not in _COMMON and k not in kinds[kind].options:
                 problems.append((line_of(c, k), f"unknown field {k!r} for a {kind} channel"))
         url = c.get("url")
         if not isinstance(url, str) or "://" not in url:
@@ -120,7 +119,7 @@ def parse_channels(path: Path) -> list[Target]:
             severities=_names(c.get("severities"), SEVERITIES, "severities", line_of(c, "severities"), problems),
             events=_names(c.get("events"), EVENTS, "events", line_of(c, "events"), problems),
             rate_count=rate_count, rate_window_s=window,
-            options={k: c[k] for k in _OPTIONS.get(kind, ()) if k in c},
+            options={k: c[k] for k in kinds[kind].options if k in c},
         )
         try:
             kinds[kind](target).close()  # the channel's own checks (e.g. the mail URL)

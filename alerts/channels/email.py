@@ -27,6 +27,7 @@ IDLE_S = 30.0  # an open session idle longer than this is closed and a new one o
 
 class EmailChannel(Channel):
     kind = "email"
+    options = frozenset({"from", "username", "password", "starttls", "verify_tls"})
     address_field = "email"
     needs_address = True
     max_bytes = 100_000
