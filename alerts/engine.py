@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -50,18 +51,34 @@ Key = tuple[str, str]
 # Only the serious alerts carry their surroundings: a dispatcher needs them, and a burst of
 # blue silence alerts should not cost a spatial query each.
 SURROUNDED = frozenset({"red", "orange"})
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
 ALARM_TRIGGERS = frozenset({"threshold", "count", "rate", "event"})  # a device's own alarms
 # What group rules look at, per kind: the last fresh reading of these metrics.
 TRACKED = {"power": ("voltage_v", "temp_c"), "water": ("pressure_mpa", "flow_m3h"), "gas": ("lel_pct",)}
 SILENT_MARK = "｜设备失联"  # appended to an alarm's message while its device is silent
 SILENT_KEY = "@silent"  # condition rule name: "this device's silence is written on its alarms"
 OVERDUE_FACTOR = 1.5
+BAND = 0.1  # a reading moves its alert to another value band every 10 % of the rule's threshold
 SEEN_SAVE_S = 30.0  # a device that missed 1.5 reports counts as down for the place test
 
 
 def with_surroundings(message: str, nearby: dict[str, Any] | None) -> str:
     line = summary(nearby) if nearby else ""
     return f"{message}; {line}" if line else message
+
+
+def value_band(value: object, threshold: object) -> object:
+    """What of a reading is worth telling anyone: its band of BAND x threshold for a number against a
+    numeric threshold (31.0 and 31.4 %LEL are the same news; 31 and 40 are not), else the value itself."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(threshold, int | float) \
+            and not isinstance(threshold, bool) and threshold:
+        return int(value // (abs(threshold) * BAND))
+    return value
+
+
+def news_text(message: str) -> str:
+    """A message with its numbers taken out: the words that changing numbers do not change."""
+    return _DIGITS.sub("#", message)
 
 
 def new_alert_id() -> str:
@@ -707,12 +724,16 @@ class Engine:
             return
         rises = RANK.get(severity, 0) > RANK.get(alert.severity, 0)
         new_level = level is not None and level not in alert.message
-        if not rises and not new_level and now - c.last_published < self.update_min_s:
-            return
         if alert.message.endswith(SILENT_MARK) and not message.endswith(SILENT_MARK):
             message += SILENT_MARK
         if alert.nearby:
             message = with_surroundings(message, alert.nearby)
+        # Published only when there is news (severity, level, value band or wording), never on a timer:
+        # an unchanged alert re-sent every few seconds is noise on every subscriber (ISA-18.2).
+        news = rises or new_level or value_band(value, threshold) != value_band(alert.value, alert.threshold) \
+            or news_text(message) != news_text(alert.message)
+        if not news or (not rises and not new_level and now - c.last_published < self.update_min_s):
+            return
         changes: dict[str, Any] = {"value": value, "updated_at": iso(now), "message": message}
         step = None
         if rises or new_level:

@@ -287,3 +287,19 @@ def test_a_kind_without_rules_is_simply_not_evaluated(tmp_path: Path) -> None:
     engine.handle(Telemetry(GAS, 1, None, {"lel_pct": 30.0}))
     assert [a.rule for a in published] == ["g"]
     store.close()
+
+
+def test_an_open_alert_is_published_on_news_only(rig) -> None:  # type: ignore[no-untyped-def]
+    """A reading that moves within its band (10 % of the threshold) is no news; a new band, a higher
+    severity or new wording is."""
+    engine, clock, published, _ = rig
+    engine.handle(tel(GAS, clock, lel_pct=31.0))
+    high = lambda: [a for a in published if a.rule == "gas_lel_high"]  # noqa: E731
+    assert len(high()) == 1
+    for v in (31.4, 30.1, 32.4, 31.0):  # all within 30.0..32.5 %LEL
+        clock.t += 10
+        engine.handle(tel(GAS, clock, lel_pct=v))
+    assert len(high()) == 1
+    clock.t += 10
+    engine.handle(tel(GAS, clock, lel_pct=40.0))
+    assert len(high()) == 2 and high()[-1].value == 40.0

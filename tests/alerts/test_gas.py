@@ -126,6 +126,6 @@ def test_open_alert_survives_restart(settings: Settings, start_alerts, collector
     first.stop()
 
     start_alerts()
-    send(publisher, dev, 41.0)  # still high after the restart: the same alert, updated
-    assert sub.wait_for(lambda m: any(a["value"] == 41.0 for a in alerts_for(sub, "gas_lel_high")), 5)
+    send(publisher, dev, 45.0)  # still high after the restart, and higher: the same alert, updated
+    assert sub.wait_for(lambda m: any(a["value"] == 45.0 for a in alerts_for(sub, "gas_lel_high")), 5)
     assert {a["alert_id"] for a in alerts_for(sub, "gas_lel_high")} == {alert_id}

@@ -145,3 +145,24 @@ def test_silence_scan_is_measured_from_our_own_restart(rig: Rig, tmp_path: Path)
     engine = Engine(load_ruleset(), store, rig.published.append, 60, 0, clock=rig.clock, fold_window_s=30)
     engine.check_silence(rig.reg)
     assert rig.published == []
+
+
+def test_a_quiet_minute_publishes_nothing(rig: Rig) -> None:
+    """Open place alerts that do not change are not re-published on a timer: once raised, a quiet
+    minute of scans every 5 s sends no message at all (before, every scan re-sent each of them)."""
+    rig.report()
+    b = [d for d in rig.reg if d.startswith("B1-")]
+    rig.run(600, talking=b)  # community yanling silent: raised
+    assert [a.rule for a in rig.raised().values()] == ["community_silent"]
+    before = len(rig.published)
+    rig.run(60, talking=b)
+    assert len(rig.published) == before, [(a.rule, a.message) for a in rig.published[before:]]
+
+
+def test_never_reported_notices_are_not_re_sent_either(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.run(300)
+    assert sorted(a.rule for a in rig.raised().values()) == ["not_reporting", "not_reporting"]
+    before = len(rig.published)
+    rig.run(60)
+    assert len(rig.published) == before, [(a.rule, a.message) for a in rig.published[before:]]

@@ -107,9 +107,9 @@ def test_kill_9_and_restart_resolves_nothing_and_raises_nothing_twice(
         publisher.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         assert wait_until(lambda: topic in retained(settings, topic, 0.5), 10), "cleared copy not re-asserted"
 
-        # Still high after the restart: the same alert, updated; then a clearing reading resolves it.
-        send(publisher, gas, "telemetry", {"ts": int(time.time() * 1000), "m": {"lel_pct": 56.0}})
-        assert sub.wait_for(lambda m: any(a.get("value") == 56.0 for a in live(sub)), 10)
+        # Still high after the restart, and higher: the same alert, updated; then a clearing reading resolves it.
+        send(publisher, gas, "telemetry", {"ts": int(time.time() * 1000), "m": {"lel_pct": 62.0}})
+        assert sub.wait_for(lambda m: any(a.get("value") == 62.0 for a in live(sub)), 10)
         assert {a["alert_id"] for a in live(sub) if a["rule"] == "gas_lel_high"} == {first["gas_lel_high"]["alert_id"]}
         send(publisher, gas, "telemetry", {"ts": int(time.time() * 1000), "m": {"lel_pct": 1.0}})
         assert sub.wait_for(lambda m: any(a["rule"] == "gas_lel_high" and a["state"] == "resolved"
