@@ -73,12 +73,16 @@ class Message:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
-@functools.lru_cache(maxsize=1)
 def _layer_names() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """(community -> name, place id -> name, building id -> name) from the GIS layers."""
+    """(community -> name, place id -> name, building id -> name) from the GIS layers as they are now:
+    `geodata import` changes a layer file, load_layers() sees its new mtime, and the names follow."""
     from geodata.layers import load_layers
 
-    layers = load_layers()
+    return _names_of(load_layers())
+
+
+@functools.lru_cache(maxsize=2)
+def _names_of(layers: Any) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     comms = {str(c): str(n) for c, n in zip(layers.communities["community"], layers.communities["name"], strict=True)}
     places = {pid: p.name for pid, p in layers.places.items()}
     b = layers.buildings

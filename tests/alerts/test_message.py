@@ -86,3 +86,19 @@ def test_engine_to_outbox_names_the_place(tmp_path: Path) -> None:
     assert "岩岭社区 半山尚小区 1栋 管井" in text and "燃气浓度 40.0 %LEL ≥ 25 %LEL" in text
     assert text.count("200 米内") == 1 and f"http://dash/alerts/{note['alert_id']}" in text
     store.close()
+
+
+def test_place_names_follow_a_layer_import_without_a_restart(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from geodata import BUNDLED_DIR
+
+    monkeypatch.setenv("SC_DATA_DIR", str(tmp_path / "var"))
+    a = sample_alert()
+    assert PLACES.of(a.community, a.compound_id, a.device_id).compound == "半山尚小区"
+    doc = orjson.loads((BUNDLED_DIR / "compounds.geojson").read_bytes())
+    for f in doc["features"]:
+        if f["properties"]["compound_id"] == a.compound_id:
+            f["properties"]["name"] = "半山尚苑"  # the survey office's name for it
+    override = tmp_path / "var" / "geodata" / "compounds.geojson"
+    override.parent.mkdir(parents=True)
+    override.write_bytes(orjson.dumps(doc))  # what `geodata import --layer compounds` leaves
+    assert PLACES.of(a.community, a.compound_id, a.device_id).compound == "半山尚苑"
