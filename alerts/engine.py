@@ -40,7 +40,7 @@ from alerts.triggers import Verdict
 from alerts.triggers import group as group_trigger
 from core.contract import KINDS, Alert, AlertState, Device
 from core.severity import LEVEL, RANK
-from core.timebase import iso
+from core.timebase import epoch, iso
 from core.validation import Record, Status, Telemetry
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class Engine:
         self.member_of: dict[str, Key] = {}  # device -> the group alert key it is a member of
         # Alerts back from a shelf: escalation counts from their return, not from when they were raised.
         self.escalate_from: dict[str, float] = {}
+        self.reminded_at: dict[str, float] = {}  # alert_id -> when everyone told was last told (in memory)
         self._deleted: set[Key] = set()
         self._dirty: set[Key] = set()
         self.started = clock()
@@ -340,6 +341,14 @@ class Engine:
                         log.warning("escalated %s to tier %d: nobody acknowledged it", up.alert_id, tier)
                         self.publish(up)
                         self.escalation.escalated(up)
+                        self.reminded_at[alert.alert_id] = now  # just told: the next reminder counts from here
+                elif self.escalation.reminder_due(
+                        alert, self.reminded_at.get(alert.alert_id, since or epoch(alert.started_at)), now):
+                    self.reminded_at[alert.alert_id] = now
+                    who = {"to": [p.name for p in self.escalation.told(alert)]}
+                    self.store.record(alert.alert_id, Step.REMINDED, iso(now), data=who)
+                    log.warning("reminded everyone told of %s: still unacknowledged", alert.alert_id)
+                    self.escalation.remind(alert)
         self._raise_pending(now)
         self.save()
 
@@ -800,6 +809,7 @@ class Engine:
         self.shelved.pop(alert.alert_id, None)
         self.folded.pop(alert.alert_id, None)
         self.escalate_from.pop(alert.alert_id, None)
+        self.reminded_at.pop(alert.alert_id, None)
 
     def resync(self) -> None:
         """Adopt the store's view: acknowledgements and resolutions made by hand."""

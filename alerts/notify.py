@@ -88,10 +88,22 @@ class Escalation:
         tier = alert.escalation_tier or 1
         self.notifier.notify(alert, "escalated", tier, self.roster.contacts(alert.community, tier))
 
-    def resolved(self, alert: Alert) -> None:
+    def told(self, alert: Alert) -> list[Person]:
+        """Everyone the alert has reached so far: each tier up to its current one."""
         roster = self.roster
         told: dict[str, Person] = {}
         for t in range(1, (alert.escalation_tier or 1) + 1):
             for p in roster.contacts(alert.community, t, epoch(alert.started_at)):
                 told.setdefault(p.pid or p.name, p)
-        self.notifier.notify(alert, "resolved", alert.escalation_tier or 1, list(told.values()))
+        return list(told.values())
+
+    def resolved(self, alert: Alert) -> None:
+        self.notifier.notify(alert, "resolved", alert.escalation_tier or 1, self.told(alert))
+
+    def reminder_due(self, alert: Alert, last: float, now: float) -> bool:
+        """Unacknowledged, and `remind_every_s[severity]` since `last` (raise or previous reminder)."""
+        every = self.roster.remind_every_s.get(alert.severity)
+        return every is not None and alert.state == "active" and now - last >= every
+
+    def remind(self, alert: Alert) -> None:
+        self.notifier.notify(alert, "reminder", alert.escalation_tier or 1, self.told(alert))

@@ -3,6 +3,7 @@
 File (YAML, `SC_ALERTS_ROSTER_FILE`, default the bundled `alerts/oncall.yaml`):
 
     escalate_after_s: {red: 120, orange: 300, yellow: 900}   # unacknowledged this long -> next tier
+    remind_every_s: {red: 300, orange: 900}                 # unacknowledged: everyone told, told again
     holidays: [2026-10-01, 2026-10-02]                      # Beijing dates
     shifts:
       day:   {hours: "08:00-18:00", weekdays: [1, 2, 3, 4, 5], holidays: skip}
@@ -105,6 +106,7 @@ class Roster:
     tiers: dict[str, list[list[Duty]]]
     escalate_after_s: dict[str, float]
     holidays: frozenset[dt.date] = field(default_factory=frozenset)
+    remind_every_s: dict[str, float] = field(default_factory=dict)  # unacknowledged: told again this often
     source: str = ""
 
     def chain(self, community: str) -> list[list[Duty]]:
@@ -203,25 +205,34 @@ def _person(raw: Any, pid: str | None, line: int, p: _Problems) -> Person | None
     return Person(name=name.strip(), pid=pid, **vals)
 
 
+KEYS = ("escalate_after_s", "remind_every_s", "holidays", "shifts", "people", "tiers")
+
+
+def _per_severity(doc: dict[str, Any], key: str, p: _Problems) -> dict[str, float]:
+    """`key: {red: 120, orange: 300}`: seconds per severity."""
+    out: dict[str, float] = {}
+    raw = doc.get(key) or {}
+    if not isinstance(raw, dict):
+        p.add(line_of(doc, key), f"{key} maps a severity to seconds")
+        return out
+    for sev, v in raw.items():
+        if sev not in SEVERITIES:
+            p.add(line_of(raw, sev), f"unknown severity {sev!r} ({', '.join(SEVERITIES)})")
+        elif isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            p.add(line_of(raw, sev), f"{key}.{sev} must be seconds > 0, got {v!r}")
+        else:
+            out[sev] = float(v)
+    return out
+
+
 def parse_roster(path: Path) -> Roster:
     doc = load_yaml(path)
     p = _Problems()
     for k in doc:
-        if k not in ("escalate_after_s", "holidays", "shifts", "people", "tiers"):
-            p.add(line_of(doc, k), f"unknown key {k!r} (escalate_after_s, holidays, shifts, people, tiers)")
+        if k not in KEYS:
+            p.add(line_of(doc, k), f"unknown key {k!r} ({', '.join(KEYS)})")
 
-    esc: dict[str, float] = {}
-    raw_esc = doc.get("escalate_after_s") or {}
-    if not isinstance(raw_esc, dict):
-        p.add(line_of(doc, "escalate_after_s"), "escalate_after_s maps a severity to seconds")
-    else:
-        for sev, v in raw_esc.items():
-            if sev not in SEVERITIES:
-                p.add(line_of(raw_esc, sev), f"unknown severity {sev!r} ({', '.join(SEVERITIES)})")
-            elif isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-                p.add(line_of(raw_esc, sev), f"escalate_after_s.{sev} must be seconds > 0, got {v!r}")
-            else:
-                esc[sev] = float(v)
+    esc, remind = _per_severity(doc, "escalate_after_s", p), _per_severity(doc, "remind_every_s", p)
 
     holidays: set[dt.date] = set()
     raw_hol = doc.get("holidays") or []
@@ -307,7 +318,7 @@ def parse_roster(path: Path) -> Roster:
         tiers[str(comm)] = out_chain
     if p.items:
         raise ConfigError(path, p.items)
-    return Roster(tiers, esc, frozenset(holidays), str(path))
+    return Roster(tiers, esc, frozenset(holidays), source=str(path), remind_every_s=remind)
 
 
 def load_roster(path: Path | None = None) -> Roster:

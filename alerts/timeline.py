@@ -20,6 +20,7 @@ class Event(StrEnum):
     SEVERITY_RAISED = "severity_raised"
     NOTIFIED = "notified"  # data: person, channel, delivered, error
     ESCALATED = "escalated"
+    REMINDED = "reminded"  # still unacknowledged: everyone told so far told again (data: to)
     ACKNOWLEDGED = "acknowledged"
     NOTE = "note"
     DISPATCHED = "dispatched"  # data: team, assignee, deadline
@@ -41,6 +42,7 @@ EVENT_LABEL: dict[str, str] = {
     Event.SEVERITY_RAISED: "级别升高",
     Event.NOTIFIED: "已通知",
     Event.ESCALATED: "逐级上报",
+    Event.REMINDED: "再次提醒",
     Event.ACKNOWLEDGED: "已确认",
     Event.NOTE: "备注",
     Event.DISPATCHED: "已派单",

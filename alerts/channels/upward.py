@@ -104,7 +104,7 @@ class UpwardChannel(HttpChannel):
                              "(the HMAC key agreed with the platform)")
 
     def wants(self, event: str, community: str | None, severity: str | None, people: list[Person]) -> bool:
-        if event == "dispatch":  # work orders stay in the street
+        if event in ("dispatch", "reminder"):  # work orders and nags to the duty staff stay in the street
             return False
         if event != "test" and self.target.severities is None and severity not in REPORTED:
             return False

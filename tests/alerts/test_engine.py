@@ -303,3 +303,34 @@ def test_an_open_alert_is_published_on_news_only(rig) -> None:  # type: ignore[n
     clock.t += 10
     engine.handle(tel(GAS, clock, lel_pct=40.0))
     assert len(high()) == 2 and high()[-1].value == 40.0
+
+
+def test_an_unacknowledged_red_alert_reminds_everyone_told_until_acknowledged(tmp_path: Path) -> None:
+    """Past its last tier, a red alert nobody acknowledged is told again every remind_every_s.red (300 s
+    in the bundled roster) to everyone it has reached; an acknowledgement stops the reminders."""
+    from alerts.notify import Escalation, Notifier, load_roster
+
+    clock = Clock()
+    store = AlertStore(tmp_path / "a.sqlite")
+    outbox = tmp_path / "outbox.jsonl"
+    roster = load_roster()
+    assert roster.remind_every_s["red"] == 300
+    engine = Engine(load_rules(), store, [].append, 60, 0, clock=clock, escalation=Escalation(roster, Notifier(outbox)))
+    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    aid = next(iter(engine.open.values())).alert_id
+    for _ in range(13 * 60 // 5):  # 13 minutes of ticks every 5 s
+        clock.t += 5
+        engine.tick()
+    notes = [orjson.loads(line) for line in outbox.read_bytes().splitlines()]
+    events = [(n["event"], n["tier"]) for n in notes]
+    # raised; tiers 2 and 3 at 2 and 4 min; reminders at 9 and 14 min would be next: one by 13 min (at 9)
+    assert events == [("raised", 1), ("escalated", 2), ("escalated", 3), ("reminder", 3)], events
+    assert {p["name"] for p in notes[-1]["to"]} >= {"岩岭社区值班员", "车城路街道指挥中心值班长"}
+    assert "再次提醒" in notes[-1]["text"]
+    assert [s.event for s in store.timeline(aid)].count("reminded") == 1
+    store.acknowledge(aid, "张三", None, "2026-12-03T00:00:00.000Z")
+    for _ in range(20 * 60 // 5):
+        clock.t += 5
+        engine.tick()
+    assert len(outbox.read_bytes().splitlines()) == len(notes)  # acknowledged: no more reminders
+    store.close()
