@@ -1,4 +1,4 @@
-"""Verbs `devices list|import` and `geodata import|synth|layers`.
+"""Verbs `devices list|import|export` and `geodata import|synth|layers`.
 
 Handlers import their heavy modules lazily so `smartcommunity --help` stays fast.
 """
@@ -26,9 +26,14 @@ def register(sub: Any) -> None:
     p.add_argument("--community", choices=sorted(COMMUNITIES), help="only this community")
     p.add_argument("--kind", choices=KINDS, help="only this kind")
     p.set_defaults(func=cmd_devices_list)
-    p = dsub.add_parser("import", help="add or update devices from GeoJSON or CSV (lon,lat); all or nothing")
+    p = dsub.add_parser("import", help="add or update devices from GeoJSON, CSV (lon,lat) or the Excel ledger "
+                                       "(台账 .xlsx); all or nothing")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_devices_import)
+    p = dsub.add_parser("export", help="write the registry as the street's Excel ledger (台账)")
+    p.add_argument("--xlsx", type=Path, required=True, metavar="FILE")
+    p.add_argument("--community", choices=sorted(COMMUNITIES), help="only this community")
+    p.set_defaults(func=cmd_devices_export)
     from security.cli import add_device_verbs
 
     add_device_verbs(dsub)  # devices provision | revoke (broker accounts, issue 12)
@@ -91,6 +96,25 @@ def cmd_devices_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{exc.source}: {len(exc.problems)} problem(s); nothing imported", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(report.summary())
+    return 0
+
+
+def cmd_devices_export(args: argparse.Namespace, settings: Settings) -> int:
+    from core.registry import RegistryError, system_registry
+    from geodata.ledger import write_ledger
+
+    try:
+        reg = system_registry(settings)
+    except RegistryError as exc:
+        print(f"smartcommunity: {exc}", file=sys.stderr)
+        return 1
+    devs = [d for d in reg.values() if args.community is None or d.community == args.community]
+    try:
+        write_ledger(args.xlsx, devs)
+    except OSError as exc:
+        print(f"smartcommunity: cannot write {args.xlsx}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(devs)} devices to {args.xlsx}")
     return 0
 
 

@@ -1,6 +1,9 @@
-"""`devices import`: validate every row of a GeoJSON/CSV file, then merge into the registry atomically.
+"""`devices import`: validate every row of a GeoJSON/CSV file or Excel ledger, then merge into the registry
+atomically.
 
 All-or-nothing: any bad row raises DeviceImportError listing every problem, and the registry is untouched.
+Each problem names the row (CSV line, GeoJSON feature) or, for an Excel ledger (`geodata/ledger.py`), the
+cell (`Sheet1!F7`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ CSV_REQUIRED: tuple[str, ...] = (*CORE_PROPERTIES, "lon", "lat")
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
-    row: str  # "line 7" (CSV, physical line), "features[3]" (GeoJSON, 0-based) or "file"
+    row: str  # "line 7" (CSV, physical line), "features[3]" (GeoJSON, 0-based), "Sheet1!F7" (Excel) or "file"
     device_id: str | None
     reason: str
 
@@ -80,6 +83,15 @@ class _Row:
     props: dict[str, Any]
     lon: Any
     lat: Any
+    # Excel: field (a property, "lon", "lat" or "crs") -> its cell, so that a problem names the cell.
+    cells: dict[str, str] | None = None
+    # (field, reason) found while reading (e.g. an unknown 设备类型 word); that field is not checked again.
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def where(self, what: str | None) -> str:
+        return self.cells.get(what, self.label) if self.cells and what else self.label
+
+Problem = tuple[str | None, str]  # (field it is about, if one; reason)
 
 
 def _read_rows(source: Path, data: bytes) -> Iterator[_Row]:
@@ -172,41 +184,59 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _row_problems(row: _Row, layers: Layers) -> list[str]:
+_POSITION = frozenset({"lon", "lat", "crs"})
+
+
+def _position_known(row: _Row) -> bool:
+    return not any(f in _POSITION for f, _ in row.problems)
+
+
+def _row_problems(row: _Row, layers: Layers) -> list[Problem]:
     p = row.props
-    out: list[str] = []
+    out: list[Problem] = list(row.problems)
+    seen = {f for f, _ in row.problems}
     did = p.get("device_id")
-    if did is None or did == "":
-        out.append("device_id missing")
+    if "device_id" in seen:
+        pass
+    elif did is None or did == "":
+        out.append(("device_id", "device_id missing"))
     elif not isinstance(did, str) or not DEVICE_ID_RE.match(did):
-        out.append(f"device_id {did!r} does not match {DEVICE_ID_RE.pattern}")
+        out.append(("device_id", f"device_id {did!r} does not match {DEVICE_ID_RE.pattern}"))
     kind = p.get("kind")
-    if kind not in KINDS:
-        out.append(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if kind not in KINDS and "kind" not in seen:
+        out.append(("kind", f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})"))
     comm = p.get("community")
-    if comm not in COMMUNITIES:
-        out.append(f"unknown community {comm!r} (expected one of {', '.join(COMMUNITIES)})")
+    if comm not in COMMUNITIES and "community" not in seen:
+        out.append(("community", f"unknown community {comm!r} (expected one of {', '.join(COMMUNITIES)})"))
     iv = p.get("interval_s")
-    if iv is None:
-        out.append("interval_s missing")
+    if "interval_s" in seen:
+        pass
+    elif iv is None:
+        out.append(("interval_s", "interval_s missing"))
     elif not _is_number(iv):
-        out.append(f"interval_s must be a number, got {iv!r}")
+        out.append(("interval_s", f"interval_s must be a number, got {iv!r}"))
     elif iv <= 0:
-        out.append(f"interval_s must be positive, got {iv!r}")
-    if row.lon is _NOT_POINT:
-        out.append(str(row.lat))
+        out.append(("interval_s", f"interval_s must be positive, got {iv!r}"))
+    if not _position_known(row):
+        pass
+    elif row.lon is _NOT_POINT:
+        out.append((None, str(row.lat)))
     elif not (_is_number(row.lon) and _is_number(row.lat)):
-        out.append(f"bad lon/lat {row.lon!r}, {row.lat!r}: need finite numbers")
+        out.append(("lon" if not _is_number(row.lon) else "lat",
+                    f"bad lon/lat {row.lon!r}, {row.lat!r}: need finite numbers"))
     elif not (-180 <= row.lon <= 180 and -90 <= row.lat <= 90):
-        out.append(f"bad lon/lat {row.lon!r}, {row.lat!r}: out of range")
+        out.append(("lon" if not -180 <= row.lon <= 180 else "lat",
+                    f"bad lon/lat {row.lon!r}, {row.lat!r}: out of range"))
     cid = p.get("compound_id")
     place = layers.places.get(cid) if isinstance(cid, str) else None
-    if cid is None or cid == "":
-        out.append("compound_id missing")
+    if "compound_id" in seen:
+        pass
+    elif cid is None or cid == "":
+        out.append(("compound_id", "compound_id missing"))
     elif place is None:
-        out.append(f"compound_id {cid!r} is not in the GIS layers (compounds, units or shops)")
+        out.append(("compound_id", f"compound_id {cid!r} is not in the GIS layers (compounds, units or shops)"))
     elif comm in COMMUNITIES and place.community != comm:
-        out.append(f"compound_id {cid!r} is in community {place.community!r}, not {comm!r}")
+        out.append(("compound_id", f"compound_id {cid!r} is in community {place.community!r}, not {comm!r}"))
     return out
 
 
@@ -224,15 +254,21 @@ def validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
 
 def _validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
     try:
-        rows = list(_read_rows(source, data))
+        if is_ledger(source, data):
+            from geodata.ledger import read_ledger
+
+            rows = read_ledger(data)
+        else:
+            rows = list(_read_rows(source, data))
     except _FileProblem as exc:
         raise DeviceImportError(source, [RowProblem("file", None, str(exc))]) from None
     if not rows:
         raise DeviceImportError(source, [RowProblem("file", None, "no devices in file")])
-    problems: dict[int, list[str]] = {i: _row_problems(r, layers) for i, r in enumerate(rows)}
+    problems: dict[int, list[Problem]] = {i: _row_problems(r, layers) for i, r in enumerate(rows)}
     _check_duplicates(rows, problems)
     _check_locations(rows, problems, layers)
-    bad = [RowProblem(rows[i].label, _did(rows[i]), reason) for i in sorted(problems) for reason in problems[i]]
+    bad = [RowProblem(rows[i].where(what), _did(rows[i]), reason)
+           for i in sorted(problems) for what, reason in problems[i]]
     if bad:
         raise DeviceImportError(source, bad)
     return [
@@ -250,12 +286,17 @@ def _validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
     ]
 
 
+def is_ledger(source: Path, data: bytes) -> bool:
+    """An Excel workbook (.xlsx is a zip file): by its name, or by its first bytes."""
+    return source.suffix.lower() in (".xlsx", ".xlsm") or data[:4] == b"PK\x03\x04"
+
+
 def _did(row: _Row) -> str | None:
     v = row.props.get("device_id")
     return v if isinstance(v, str) and v else None
 
 
-def _check_duplicates(rows: list[_Row], problems: dict[int, list[str]]) -> None:
+def _check_duplicates(rows: list[_Row], problems: dict[int, list[Problem]]) -> None:
     seen: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         did = _did(r)
@@ -264,11 +305,11 @@ def _check_duplicates(rows: list[_Row], problems: dict[int, list[str]]) -> None:
     for did, idx in seen.items():
         if len(idx) > 1:
             for i in idx:
-                others = ", ".join(rows[j].label for j in idx if j != i)
-                problems[i].append(f"duplicate device_id {did!r} in this file (also at {others})")
+                others = ", ".join(rows[j].where("device_id") for j in idx if j != i)
+                problems[i].append(("device_id", f"duplicate device_id {did!r} in this file (also at {others})"))
 
 
-def _check_locations(rows: list[_Row], problems: dict[int, list[str]], layers: Layers) -> None:
+def _check_locations(rows: list[_Row], problems: dict[int, list[Problem]], layers: Layers) -> None:
     """Vectorised: distance in metres (METRIC_CRS) from each point to its compound/unit/shop geometry."""
     import shapely
 
@@ -278,7 +319,8 @@ def _check_locations(rows: list[_Row], problems: dict[int, list[str]], layers: L
     for i, r in enumerate(rows):
         cid = r.props.get("compound_id")
         place = layers.places.get(cid) if isinstance(cid, str) else None
-        if place is not None and _is_number(r.lon) and _is_number(r.lat) and abs(r.lat) <= 90:
+        if place is not None and _position_known(r) and _is_number(r.lon) and _is_number(r.lat) \
+                and abs(r.lat) <= 90:
             idx.append(i)
             lons.append(r.lon)
             lats.append(r.lat)
@@ -290,10 +332,11 @@ def _check_locations(rows: list[_Row], problems: dict[int, list[str]], layers: L
     for i, d, lon, lat in zip(idx, dist, lons, lats, strict=True):
         if not (d <= LOCATION_TOLERANCE_M):  # also catches NaN/inf from projection
             place = layers.places[rows[i].props["compound_id"]]
-            problems[i].append(
+            problems[i].append((
+                "lon",
                 f"point ({lon}, {lat}) is {d:.0f} m outside {place.layer} {place.place_id} "
-                f"({place.name}); tolerance {LOCATION_TOLERANCE_M:.0f} m"
-            )
+                f"({place.name}); tolerance {LOCATION_TOLERANCE_M:.0f} m",
+            ))
 
 
 @contextlib.contextmanager
@@ -310,8 +353,9 @@ def registry_lock(path: Path) -> Iterator[None]:
 
 
 def import_devices(settings: Settings, file: Path, layers: Layers | None = None) -> ImportReport:
-    """Validate `file` (GeoJSON FeatureCollection of Points, CSV with lon,lat, or a JSON array as printed
-    by `devices list --json`) against the layers, then add/update by device_id into the registry."""
+    """Validate `file` (GeoJSON FeatureCollection of Points, CSV with lon,lat, a JSON array as printed
+    by `devices list --json`, or the street's Excel ledger) against the layers, then add/update by
+    device_id into the registry."""
     from geodata.layers import layers_dir, load_layers
 
     file = Path(file)
