@@ -311,3 +311,24 @@ def test_backup_while_up_runs_then_restore_on_a_wiped_machine(tmp_path: Path) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_configuration_outside_the_data_dir_comes_back_to_its_place(tmp_path: Path) -> None:
+    conf = tmp_path / "etc" / "smartcommunity.toml"
+    conf.parent.mkdir()
+    conf.write_text('influx_db = "smartcommunity"\n')
+    rules = tmp_path / "etc" / "rules.yaml"
+    rules.write_text("rules: []\n")
+    s = make_settings(tmp_path / "var", influx_url=f"http://127.0.0.1:{free_port()}", config=str(conf),
+                      alerts_rules_file=str(rules))
+    AlertStore(store_path(s.data_path)).close()
+    m = backup(s, tmp_path / "bk", skip_influx=True)
+    assert {e.restore_to for e in m.entries if e.root == "external"} == {str(conf), str(rules)}
+
+    conf.unlink()  # a new machine: not there at all
+    rules.write_text("rules: [edited after the backup]\n")  # this machine: changed since
+    restore(s, tmp_path / "bk")
+    assert conf.read_text() == 'influx_db = "smartcommunity"\n'
+    assert rules.read_text() == "rules: []\n"
+    aside = [p for p in rules.parent.iterdir() if p.name.startswith("rules.yaml.pre-restore-")]
+    assert len(aside) == 1 and aside[0].read_text() == "rules: [edited after the backup]\n"
