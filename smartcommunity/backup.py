@@ -139,10 +139,23 @@ def _copy_sqlite(src: Path, dst: Path) -> None:
 
 def _copy_prefix(src: Path, dst: Path) -> None:
     """An append-only log up to its last whole line (a line being appended now is left for next time)."""
-    with src.open("rb") as fh:
-        data = fh.read()
-    cut = data.rfind(b"\n") + 1
-    dst.write_bytes(data[:cut])
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        left = os.fstat(fin.fileno()).st_size  # what is there now; later appends wait for the next backup
+        while left > 0 and (chunk := fin.read(min(CHUNK, left))):
+            fout.write(chunk)
+            left -= len(chunk)
+    with dst.open("r+b") as fh:  # cut a line still being written
+        end = fh.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            start = max(0, pos - CHUNK)
+            fh.seek(start)
+            nl = fh.read(pos - start).rfind(b"\n")
+            if nl >= 0:
+                fh.truncate(start + nl + 1)
+                return
+            pos = start
+        fh.truncate(0)
 
 
 def _store_schema(path: Path) -> int | None:

@@ -24,7 +24,7 @@ import requests
 
 from alerts.store import AlertStore, store_path
 from core import heartbeat
-from core.influx import InfluxClient
+from core.influx import InfluxClient, InfluxRejected
 from core.registry import ensure_registry, load_registry
 from core.settings import Settings
 from smartcommunity.backup import MANIFEST, BackupError, backup, read_manifest, restore
@@ -42,6 +42,7 @@ def seed_data_dir(tmp_path: Path) -> Settings:
     secret.write_text("pw\n")
     os.chmod(secret, 0o600)
     (s.data_path / "alerts" / "outbox.jsonl").write_bytes(b'{"n": 1}\n{"n": 2}\n{"n": 3, "half')
+    (s.data_path / "audit.jsonl").write_bytes(b'{"only a half line')
     ensure_registry(s)
     return s
 
@@ -61,6 +62,7 @@ def test_backup_then_restore_without_influx(tmp_path: Path) -> None:
     assert doc["schema"]["alert_store"] >= 7 and doc["total_bytes"] > 0
     assert all(len(f["sha256"]) == 64 for f in doc["files"])
     assert (tmp_path / "bk" / "data/alerts/outbox.jsonl").read_bytes() == b'{"n": 1}\n{"n": 2}\n'  # whole lines
+    assert (tmp_path / "bk" / "data/audit.jsonl").read_bytes() == b""
 
     shutil.rmtree(s.data_path)
     report = restore(s, tmp_path / "bk")
@@ -332,3 +334,41 @@ def test_configuration_outside_the_data_dir_comes_back_to_its_place(tmp_path: Pa
     assert rules.read_text() == "rules: []\n"
     aside = [p for p in rules.parent.iterdir() if p.name.startswith("rules.yaml.pre-restore-")]
     assert len(aside) == 1 and aside[0].read_text() == "rules: [edited after the backup]\n"
+
+
+def test_secure_influxdb_round_trip_on_a_new_machine(tmp_path: Path) -> None:
+    """SC_SECURE: InfluxDB with auth on. The restore starts InfluxDB as `up` does, which makes the admin
+    from the restored secret and the database at once; the backup's points are merged into it."""
+    from core.accounts import INFLUX_ADMIN
+    from core.influx import client_for
+    from smartcommunity.services import start_influxdb
+
+    s = make_settings(tmp_path / "var", secure=True, influx_url=f"http://127.0.0.1:{free_port()}", influx_db="sc")
+    svc = start_influxdb(s)
+    try:
+        admin = client_for(s, account=INFLUX_ADMIN)
+        t0 = int(time.time() * 1000) - 60_000
+        admin.write(b"\n".join(f"gas,device_id=G-7 lel_pct={i} {t0 + i}".encode() for i in range(50)))
+        before = points(admin)
+        assert len(before) == 50
+        m = backup(s, tmp_path / "bk")  # backup service found in the conf `start_influxdb` wrote
+        assert any(e.root == "influxdb" for e in m.entries)
+        assert any(e.restore_to == f"secrets/influx/{INFLUX_ADMIN}" and e.mode == "0600" for e in m.entries)
+        admin.close()
+    finally:
+        svc.stop()
+
+    shutil.rmtree(s.data_path)
+    report = restore(s, tmp_path / "bk")
+    assert report.influx == "time series merged into the existing database sc"
+    svc = start_influxdb(s)
+    try:
+        admin = client_for(s, account=INFLUX_ADMIN)
+        assert points(admin) == before
+        anonymous = InfluxClient(s.influx_url, "sc")
+        with pytest.raises(InfluxRejected, match="authentication"):  # auth is still on
+            anonymous.rows("SELECT * FROM gas")
+        anonymous.close()
+        admin.close()
+    finally:
+        svc.stop()
