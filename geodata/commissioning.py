@@ -166,7 +166,7 @@ def write_xlsx(path: Path, groups: list[CompoundCheck], now: int) -> None:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
-    from core.geojson_io import atomic_write_bytes
+    from core.secrets import write_private
 
     wb = Workbook()
     ws = wb.active
@@ -194,4 +194,4 @@ def write_xlsx(path: Path, groups: list[CompoundCheck], now: int) -> None:
         sheet.freeze_panes = "A2"
     buf = io.BytesIO()
     wb.save(buf)
-    atomic_write_bytes(Path(path), [buf.getvalue()])
+    write_private(Path(path), buf.getvalue())

@@ -254,6 +254,8 @@ def validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
 
 def _validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
     try:
+        if source.suffix.lower() == ".xls" or data[:4] == b"\xd0\xcf\x11\xe0":  # OLE2: Excel 97-2003
+            raise _FileProblem("an Excel 97-2003 .xls workbook: save it as .xlsx (另存为 Excel 工作簿) and import that")
         if is_ledger(source, data):
             from geodata.ledger import read_ledger
 

@@ -29,8 +29,8 @@ import numpy as np
 import orjson
 
 from core.contract import COMMUNITIES, KIND_LEDGER_NAMES, KINDS, Device
-from core.geojson_io import atomic_write_bytes
 from core.registry import CORE_PROPERTIES, feature_from_device
+from core.secrets import write_private
 from geodata.chinacrs import TO_WGS84
 from geodata.importer import _FileProblem, _Row
 
@@ -265,5 +265,6 @@ def ledger_bytes(devices: Iterable[Device]) -> bytes:
 
 
 def write_ledger(path: Path, devices: Iterable[Device]) -> None:
-    """Write the ledger atomically (readers see the old file or the new one)."""
-    atomic_write_bytes(Path(path), [ledger_bytes(devices)])
+    """Write the ledger atomically, 0600 like every file the system writes (a ledger's other columns may
+    hold names and phone numbers)."""
+    write_private(Path(path), ledger_bytes(devices))

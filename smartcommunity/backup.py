@@ -327,9 +327,12 @@ def read_manifest(src: Path) -> dict[str, Any]:
         if e.get("root") not in ("data", "external", "influxdb"):
             problems.append(f"{rel}: unknown root {e.get('root')!r}")
             continue
-        if e["root"] == "data" and (not isinstance(e.get("restore_to"), str) or Path(e["restore_to"]).is_absolute()
-                                    or ".." in Path(e["restore_to"]).parts):
-            problems.append(f"{rel}: bad restore_to {e.get('restore_to')!r}")
+        to = e.get("restore_to")
+        inside = e["root"] == "data" and isinstance(to, str) and not Path(to).is_absolute() \
+            and ".." not in Path(to).parts
+        outside = e["root"] == "external" and isinstance(to, str) and Path(to).is_absolute()
+        if not (inside or outside or e["root"] == "influxdb"):
+            problems.append(f"{rel}: bad restore_to {to!r}")
             continue
         if not re.fullmatch(r"0?[0-7]{3}", str(e.get("mode"))):
             problems.append(f"{rel}: bad mode {e.get('mode')!r}")
@@ -392,7 +395,11 @@ def restore(settings: Settings, src: Path, influx_rpc: str | None = None) -> Res
     if aside.exists():
         report.set_aside = aside
     if doc.get("influx_db"):
-        report.influx = _restore_influx(settings, src, doc["influx_db"], doc["files"], influx_rpc)
+        try:
+            report.influx = _restore_influx(settings, src, doc["influx_db"], doc["files"], influx_rpc)
+        except BackupError as exc:
+            raise BackupError(f"{exc}\nThe files are restored, the time series are not: once InfluxDB is put "
+                              "right, run the same restore again (files already in place are left alone)") from None
     return report
 
 
@@ -451,22 +458,35 @@ SHARD_WAIT_S = 120.0
 TRANSIENT = ("shard is disabled", "engine is closed")  # a restored shard still opening
 
 
+def _settled(client: Any, q: str, what: str, quiet_s: float = 0.0) -> None:
+    """Run `q` until it answers, through the moments after `influxd restore` returns while the restored shards
+    are still being opened ("shard is disabled", "engine is closed": influxdata/influxdb#11935); with
+    `quiet_s`, until it has kept answering that long."""
+    from core.influx import InfluxRejected
+
+    deadline = time.monotonic() + SHARD_WAIT_S
+    ok_since: float | None = None
+    while True:
+        try:
+            client.query(q, db=False, epoch=None)
+            ok_since = ok_since or time.monotonic()
+            if time.monotonic() - ok_since >= quiet_s:
+                return
+        except InfluxRejected as exc:
+            ok_since = None
+            if not any(t in exc.error for t in TRANSIENT) or time.monotonic() > deadline:
+                raise BackupError(f"{what}: {exc.error}") from None
+        time.sleep(0.25)
+
+
 def _wait_enabled(settings: Settings, db: str) -> None:
-    """influxd restore returns while the restored shards are still being opened ("shard is disabled"
-    or "engine is closed" for a moment, influxdata/influxdb#11935): wait until every measurement of `db` reads."""
-    from core.influx import InfluxRejected, quote_ident
+    """Wait until the restored database `db` reads, steadily."""
+    from core.influx import quote_ident
 
     client = _admin_client(settings)
-    deadline = time.monotonic() + SHARD_WAIT_S
     try:
-        while True:
-            try:
-                client.query(f"SELECT * FROM {quote_ident(db)}../.*/ LIMIT 1", db=False)
-                return
-            except InfluxRejected as exc:
-                if not any(t in exc.error for t in TRANSIENT) or time.monotonic() > deadline:
-                    raise BackupError(f"the restored database {db} does not read: {exc.error}") from None
-            time.sleep(0.5)
+        _settled(client, f"SELECT * FROM {quote_ident(db)}../.*/ LIMIT 1", f"the restored database {db} does not read",
+                 quiet_s=2.0)
     finally:
         client.close()
 
@@ -488,8 +508,10 @@ def _merge_influx(settings: Settings, src: Path, base: list[str], rpc: str) -> s
             if name not in have:
                 client.query(f"CREATE RETENTION POLICY {quote_ident(name)} ON {quote_ident(settings.influx_db)} "
                              f"DURATION {rp['duration']} REPLICATION 1", db=False, epoch=None)
-            client.query(f"SELECT * INTO {quote_ident(settings.influx_db)}.{quote_ident(name)}.:MEASUREMENT "
-                         f"FROM {quote_ident(tmp)}.{quote_ident(name)}./.*/ GROUP BY *", db=False, epoch=None)
+            # Idempotent (the same points land on the same series and times), so safe to retry.
+            _settled(client, f"SELECT * INTO {quote_ident(settings.influx_db)}.{quote_ident(name)}.:MEASUREMENT "
+                     f"FROM {quote_ident(tmp)}.{quote_ident(name)}./.*/ GROUP BY *",
+                     f"copying the restored points of {name} into {settings.influx_db}")
         client.query(f"DROP DATABASE {quote_ident(tmp)}", db=False, epoch=None)
     finally:
         client.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,9 @@ def test_file_level_problems(cli: Cli, registry: Path, tmp_path: Path) -> None:
     import_bad(cli, registry, broken, "not a readable Excel .xlsx workbook")
     empty = ledger(tmp_path / "e.xlsx", [])
     import_bad(cli, registry, empty, "no devices in file")
+    old = tmp_path / "old.xls"
+    old.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
+    import_bad(cli, registry, old, "an Excel 97-2003 .xls workbook: save it as .xlsx")
 
 
 def test_export_then_import_round_trips(cli: Cli, registry: Path, tmp_path: Path,
@@ -216,6 +220,7 @@ def test_export_then_import_round_trips(cli: Cli, registry: Path, tmp_path: Path
     rc, stdout, err = cli("devices", "export", "--xlsx", out)
     assert rc == 0, err
     assert f"wrote {len(SAMPLE) + 1} devices" in stdout
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # other columns may hold names and phone numbers
     ws = load_workbook(out).worksheets[0]
     head = [c.value for c in ws[1]]
     assert head[:8] == ["设备编号", "设备类型", "所属社区", "小区编号", "上报周期", "经度", "纬度", "坐标系"]

@@ -3,6 +3,7 @@ and the whole round trip with a real `up` (alerts raised, backed up live, data d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -104,6 +105,10 @@ def test_restore_refuses_a_damaged_or_incomplete_backup(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="bad entry"):
         read_manifest(tmp_path / "bk")
     doc["files"] = [{**doc["files"][0], "path": "data/registry/devices.geojson", "restore_to": "../../x"}]
+    (tmp_path / "bk" / MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(BackupError, match="bad restore_to"):
+        read_manifest(tmp_path / "bk")
+    doc["files"] = [{**doc["files"][0], "root": "external", "restore_to": "relative/x"}]
     (tmp_path / "bk" / MANIFEST).write_text(json.dumps(doc))
     with pytest.raises(BackupError, match="bad restore_to"):
         read_manifest(tmp_path / "bk")
@@ -372,3 +377,23 @@ def test_secure_influxdb_round_trip_on_a_new_machine(tmp_path: Path) -> None:
         admin.close()
     finally:
         svc.stop()
+
+
+def test_restore_says_what_is_back_when_influxdb_cannot_be_reached(tmp_path: Path) -> None:
+    s = seed_data_dir(tmp_path)
+    backup(s, tmp_path / "bk", skip_influx=True)
+    # A backup holding time series (a stand-in portable manifest), restored where InfluxDB is another,
+    # unreachable host (TEST-NET-1): not started here, so the time series cannot go back.
+    fake = tmp_path / "bk" / "influxdb" / "20261203T000000Z.manifest"
+    fake.parent.mkdir()
+    fake.write_text("{}")
+    doc = json.loads((tmp_path / "bk" / MANIFEST).read_text())
+    doc["influx_db"] = "smartcommunity"
+    doc["files"].append({"path": "influxdb/20261203T000000Z.manifest", "root": "influxdb", "restore_to": None,
+                         "bytes": 2, "sha256": hashlib.sha256(b"{}").hexdigest(), "mode": "0600", "how": "influxd"})
+    (tmp_path / "bk" / MANIFEST).write_text(json.dumps(doc))
+    shutil.rmtree(s.data_path)
+    far = make_settings(s.data_path, influx_url="http://192.0.2.1:8086")
+    with pytest.raises(BackupError, match=r"(?s)cannot start InfluxDB.*The files are restored, the time series"):
+        restore(far, tmp_path / "bk")
+    assert (s.data_path / "alerts" / "alerts.sqlite").exists()
