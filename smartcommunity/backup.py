@@ -53,7 +53,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 # pid files, and earlier restores' set-aside copies.
 SKIP_DIRS = frozenset({"influxdb", "run"})
 SKIP_DIR_PREFIX = "pre-restore-"
-SKIP_FILE = re.compile(r"(\.log|-wal|-shm|-journal|\.lock|\.pid|\.tmp)$|^\.|^lock$")
+# (mosquitto writes mosquitto.db.new, then renames it: the .new file is never the one to keep.)
+SKIP_FILE = re.compile(r"(\.log|-wal|-shm|-journal|\.lock|\.pid|\.tmp|\.new)$|^\.|^lock$")
 APPEND_ONLY = (".jsonl",)
 CHUNK = 1 << 20
 
@@ -131,7 +132,7 @@ def _data_files(data: Path) -> Iterator[Path]:
 
 def _copy_sqlite(src: Path, dst: Path) -> None:
     """A consistent copy of a live SQLite database (online backup API), as one self-contained file."""
-    with contextlib.closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)) as s, \
+    with contextlib.closing(sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as s, \
             contextlib.closing(sqlite3.connect(dst)) as d:
         s.backup(d)
         d.execute("PRAGMA journal_mode=DELETE")  # no -wal beside it: one file to carry
@@ -161,7 +162,7 @@ def _copy_prefix(src: Path, dst: Path) -> None:
 def _store_schema(path: Path) -> int | None:
     if not path.exists():
         return None
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
@@ -257,7 +258,10 @@ def backup(settings: Settings, dest: Path, influx_rpc: str | None = None, skip_i
                  _store_schema(store_path(data)))
     for src in _data_files(data):
         rel = src.relative_to(data).as_posix()
-        _add_file(dest, m, src, f"data/{rel}", "data", rel)
+        try:
+            _add_file(dest, m, src, f"data/{rel}", "data", rel)
+        except FileNotFoundError:  # gone since the walk (a replayed spool segment): nothing to bring back
+            (dest / "data" / rel).unlink(missing_ok=True)
     for n, ext in enumerate(_external(settings)):
         files = [ext] if ext.is_file() else [p for p in sorted(ext.rglob("*")) if p.is_file()]
         for src in files:

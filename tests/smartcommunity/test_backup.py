@@ -397,3 +397,28 @@ def test_restore_says_what_is_back_when_influxdb_cannot_be_reached(tmp_path: Pat
     with pytest.raises(BackupError, match=r"(?s)cannot start InfluxDB.*The files are restored, the time series"):
         restore(far, tmp_path / "bk")
     assert (s.data_path / "alerts" / "alerts.sqlite").exists()
+
+
+def test_odd_folder_names_and_a_file_gone_during_the_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import smartcommunity.backup as bk
+
+    s = make_settings(tmp_path / "var #1?%20", influx_url=f"http://127.0.0.1:{free_port()}")
+    AlertStore(store_path(s.data_path)).close()  # a SQLite file whose path needs URI quoting
+    seg = s.data_path / "spool" / "ingest-0" / "000001.seg"
+    seg.parent.mkdir(parents=True)
+    seg.write_bytes(b"x" * 100)
+    walk = bk._data_files
+
+    def racing(data: Path):  # type: ignore[no-untyped-def]
+        files = list(walk(data))
+        seg.unlink()  # replayed and removed by ingest after the walk saw it
+        yield from files
+
+    monkeypatch.setattr(bk, "_data_files", racing)
+    m = backup(s, tmp_path / "bk", skip_influx=True)
+    held = {e.restore_to for e in m.entries}
+    assert "alerts/alerts.sqlite" in held and "spool/ingest-0/000001.seg" not in held
+    copy = sqlite3.connect(tmp_path / "bk" / "data" / "alerts" / "alerts.sqlite")
+    assert copy.execute("SELECT count(*) FROM sqlite_master WHERE name = 'alerts'").fetchone()[0] == 1  # not empty
+    copy.close()
+    read_manifest(tmp_path / "bk")  # and it checks out
