@@ -78,7 +78,9 @@ class ImportReport:
 
 
 @dataclass(slots=True)
-class _Row:
+class Row:
+    """One device as read from a file, before any check (a reader per format builds these)."""
+
     label: str
     props: dict[str, Any]
     lon: Any
@@ -94,7 +96,7 @@ class _Row:
 Problem = tuple[str | None, str]  # (field it is about, if one; reason)
 
 
-def _read_rows(source: Path, data: bytes) -> Iterator[_Row]:
+def _read_rows(source: Path, data: bytes) -> Iterator[Row]:
     text_start = data.lstrip()[:1]
     if source.suffix.lower() == ".csv" or (source.suffix.lower() not in (".json", ".geojson")
                                            and text_start not in (b"{", b"[")):  # fmt: skip
@@ -103,16 +105,16 @@ def _read_rows(source: Path, data: bytes) -> Iterator[_Row]:
         yield from _json_rows(data)
 
 
-def _csv_rows(data: bytes) -> Iterator[_Row]:
+def _csv_rows(data: bytes) -> Iterator[Row]:
     try:
         text = data.decode("utf-8-sig")  # Excel writes a BOM
     except UnicodeDecodeError as exc:
-        raise _FileProblem(f"not UTF-8 text ({exc})") from None
+        raise FileProblem(f"not UTF-8 text ({exc})") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     cols = [c.strip() for c in reader.fieldnames or []]
     missing = [c for c in CSV_REQUIRED if c not in cols]
     if missing:
-        raise _FileProblem(f"CSV lacks column(s) {', '.join(missing)} (needs {', '.join(CSV_REQUIRED)})")
+        raise FileProblem(f"CSV lacks column(s) {', '.join(missing)} (needs {', '.join(CSV_REQUIRED)})")
     reader.fieldnames = cols
     for rec in reader:
         props: dict[str, Any] = {}
@@ -127,7 +129,7 @@ def _csv_rows(data: bytes) -> Iterator[_Row]:
         iv = props.get("interval_s")
         if iv is not None:
             props["interval_s"] = _csv_number(iv)
-        yield _Row(f"line {reader.line_num}", props, _csv_number(rec.get("lon")), _csv_number(rec.get("lat")))
+        yield Row(f"line {reader.line_num}", props, _csv_number(rec.get("lon")), _csv_number(rec.get("lat")))
 
 
 def _csv_number(text: str | None) -> Any:
@@ -140,44 +142,44 @@ def _csv_number(text: str | None) -> Any:
         return text  # left as text so the check names it
 
 
-def _json_rows(data: bytes) -> Iterator[_Row]:
+def _json_rows(data: bytes) -> Iterator[Row]:
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise _FileProblem(f"not valid JSON ({exc})") from None
+        raise FileProblem(f"not valid JSON ({exc})") from None
     if isinstance(doc, list):  # the output of `devices list --json` imports too
         for i, obj in enumerate(doc):
             if not isinstance(obj, dict):
-                yield _Row(f"[{i}]", {}, None, None)
+                yield Row(f"[{i}]", {}, None, None)
                 continue
             props = {k: v for k, v in obj.items() if k not in ("lon", "lat")}
-            yield _Row(f"[{i}]", props, obj.get("lon"), obj.get("lat"))
+            yield Row(f"[{i}]", props, obj.get("lon"), obj.get("lat"))
         return
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
-        raise _FileProblem("not a GeoJSON FeatureCollection (nor a JSON array of devices)")
+        raise FileProblem("not a GeoJSON FeatureCollection (nor a JSON array of devices)")
     for i, feat in enumerate(doc["features"]):
         label = f"features[{i}]"
         if not isinstance(feat, dict) or feat.get("type") != "Feature":
-            yield _Row(label, {}, _NOT_POINT, "not a GeoJSON Feature")
+            yield Row(label, {}, _NOT_POINT, "not a GeoJSON Feature")
             continue
         props = feat.get("properties") if isinstance(feat.get("properties"), dict) else {}
         geom = feat.get("geometry")
         if not isinstance(geom, dict) or geom.get("type") != "Point":
             kind = geom.get("type") if isinstance(geom, dict) else geom
-            yield _Row(label, props, _NOT_POINT, f"geometry must be a Point, got {kind!r}")
+            yield Row(label, props, _NOT_POINT, f"geometry must be a Point, got {kind!r}")
             continue
         coords = geom.get("coordinates")
         if not isinstance(coords, list) or len(coords) < 2:
-            yield _Row(label, props, _NOT_POINT, f"bad Point coordinates {coords!r}")
+            yield Row(label, props, _NOT_POINT, f"bad Point coordinates {coords!r}")
             continue
-        yield _Row(label, props, coords[0], coords[1])
+        yield Row(label, props, coords[0], coords[1])
 
 
 _NOT_POINT = object()  # sentinel lon: `lat` then holds the geometry problem
 
 
-class _FileProblem(Exception):
-    pass
+class FileProblem(Exception):
+    """The file as a whole cannot be read as devices (not JSON, no header, ...)."""
 
 
 def _is_number(v: Any) -> bool:
@@ -187,11 +189,11 @@ def _is_number(v: Any) -> bool:
 _POSITION = frozenset({"lon", "lat", "crs"})
 
 
-def _position_known(row: _Row) -> bool:
+def _position_known(row: Row) -> bool:
     return not any(f in _POSITION for f, _ in row.problems)
 
 
-def _row_problems(row: _Row, layers: Layers) -> list[Problem]:
+def _row_problems(row: Row, layers: Layers) -> list[Problem]:
     p = row.props
     out: list[Problem] = list(row.problems)
     seen = {f for f, _ in row.problems}
@@ -255,14 +257,14 @@ def validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
 def _validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
     try:
         if source.suffix.lower() == ".xls" or data[:4] == b"\xd0\xcf\x11\xe0":  # OLE2: Excel 97-2003
-            raise _FileProblem("an Excel 97-2003 .xls workbook: save it as .xlsx (另存为 Excel 工作簿) and import that")
+            raise FileProblem("an Excel 97-2003 .xls workbook: save it as .xlsx (另存为 Excel 工作簿) and import that")
         if is_ledger(source, data):
             from geodata.ledger import read_ledger
 
             rows = read_ledger(data)
         else:
             rows = list(_read_rows(source, data))
-    except _FileProblem as exc:
+    except FileProblem as exc:
         raise DeviceImportError(source, [RowProblem("file", None, str(exc))]) from None
     if not rows:
         raise DeviceImportError(source, [RowProblem("file", None, "no devices in file")])
@@ -293,12 +295,12 @@ def is_ledger(source: Path, data: bytes) -> bool:
     return source.suffix.lower() in (".xlsx", ".xlsm") or data[:4] == b"PK\x03\x04"
 
 
-def _did(row: _Row) -> str | None:
+def _did(row: Row) -> str | None:
     v = row.props.get("device_id")
     return v if isinstance(v, str) and v else None
 
 
-def _check_duplicates(rows: list[_Row], problems: dict[int, list[Problem]]) -> None:
+def _check_duplicates(rows: list[Row], problems: dict[int, list[Problem]]) -> None:
     seen: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         did = _did(r)
@@ -311,7 +313,7 @@ def _check_duplicates(rows: list[_Row], problems: dict[int, list[Problem]]) -> N
                 problems[i].append(("device_id", f"duplicate device_id {did!r} in this file (also at {others})"))
 
 
-def _check_locations(rows: list[_Row], problems: dict[int, list[Problem]], layers: Layers) -> None:
+def _check_locations(rows: list[Row], problems: dict[int, list[Problem]], layers: Layers) -> None:
     """Vectorised: distance in metres (METRIC_CRS) from each point to its compound/unit/shop geometry."""
     import shapely
 

@@ -32,7 +32,7 @@ from core.contract import COMMUNITIES, KIND_LEDGER_NAMES, KINDS, Device
 from core.registry import CORE_PROPERTIES, feature_from_device
 from core.secrets import write_private
 from geodata.chinacrs import TO_WGS84
-from geodata.importer import _FileProblem, _Row
+from geodata.importer import FileProblem, Row
 
 # field -> the ledger's header, in the order the export writes them.
 HEADERS: dict[str, str] = {
@@ -76,8 +76,8 @@ def _col_letter(index: int) -> str:
 
 
 def _header_key(value: Any) -> str:
-    text = re.sub(r"\s+", "", str(value)) if value is not None else ""
-    return _UNIT.sub("", text)
+    text = _UNIT.sub("", re.sub(r"\s+", "", str(value)) if value is not None else "")
+    return text.lower() if text.lower() in _BY_HEADER else text  # Device_ID, LON: property names in any case
 
 
 def _text(v: Any) -> str | None:
@@ -90,6 +90,12 @@ def _text(v: Any) -> str | None:
         return str(int(v))
     text = str(v).strip()
     return text or None
+
+
+def _word(v: Any) -> str | None:
+    """A 设备类型 / 所属社区 cell: slugs in any case (GAS, Yanling)."""
+    text = _text(v)
+    return text.lower() if text and text.isascii() else text
 
 
 def _number(v: Any) -> float | int | str | None:
@@ -117,24 +123,24 @@ def _extra(v: Any) -> Any:
     return v
 
 
-def read_ledger(data: bytes) -> list[_Row]:
+def read_ledger(data: bytes) -> list[Row]:
     """The first sheet's devices as importer rows, coordinates already in WGS-84."""
     from openpyxl import load_workbook
 
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zipfile, KeyError, ValueError ... for a broken file
-        raise _FileProblem(f"not a readable Excel .xlsx workbook ({type(exc).__name__}: {exc})") from None
+        raise FileProblem(f"not a readable Excel .xlsx workbook ({type(exc).__name__}: {exc})") from None
     try:
         if not wb.worksheets:
-            raise _FileProblem("the workbook has no sheet")
+            raise FileProblem("the workbook has no sheet")
         ws = wb.worksheets[0]
         sheet = ws.title if _PLAIN_SHEET.match(ws.title) else "'" + ws.title.replace("'", "''") + "'"
         rows = list(ws.iter_rows(values_only=True))
     finally:
         wb.close()
     head_at, fields, extras = _header(sheet, rows)
-    out: list[_Row] = []
+    out: list[Row] = []
     crs_of: list[str | None] = []
     for r, values in enumerate(rows[head_at + 1:], start=head_at + 2):  # Excel rows count from 1
         if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
@@ -163,30 +169,30 @@ def _header(sheet: str, rows: list[tuple[Any, ...]]) -> tuple[int, dict[str, int
             name = f or key
             if name in target:
                 first = _col_letter(target[name])
-                raise _FileProblem(f"{sheet}: columns {first} and {_col_letter(c)} are both {key}")
+                raise FileProblem(f"{sheet}: columns {first} and {_col_letter(c)} are both {key}")
             target[name] = c
         missing = [f"{HEADERS[f]} ({f})" for f in REQUIRED if f not in fields]
         if missing:
-            raise _FileProblem(f"{sheet}!{i + 1}: header lacks column(s) {', '.join(missing)}")
+            raise FileProblem(f"{sheet}!{i + 1}: header lacks column(s) {', '.join(missing)}")
         return i, fields, extras
-    raise _FileProblem(f"{sheet}: no header row naming 设备编号 (device_id) in its first {HEADER_SCAN_ROWS} rows")
+    raise FileProblem(f"{sheet}: no header row naming 设备编号 (device_id) in its first {HEADER_SCAN_ROWS} rows")
 
 
 def _row(label: str, cells: dict[str, str], fields: dict[str, int], extras: dict[str, int],
-         values: tuple[Any, ...]) -> tuple[_Row, str | None]:
+         values: tuple[Any, ...]) -> tuple[Row, str | None]:
     def cell(f: str) -> Any:
         c = fields.get(f)
         return values[c] if c is not None and c < len(values) else None
 
     problems: list[tuple[str, str]] = []
     props: dict[str, Any] = {"device_id": _text(cell("device_id")), "compound_id": _text(cell("compound_id"))}
-    kind = _text(cell("kind"))
+    kind = _word(cell("kind"))
     if kind is None:
         problems.append(("kind", "设备类型 (kind) missing"))
     elif kind not in _KIND_WORDS:
         problems.append(("kind", f"unknown 设备类型 {kind!r} (expected one of {_KIND_EXPECTED})"))
     props["kind"] = _KIND_WORDS.get(kind or "", kind)
-    comm = _text(cell("community"))
+    comm = _word(cell("community"))
     if comm is None:
         problems.append(("community", "所属社区 (community) missing"))
     elif comm not in _COMMUNITY_WORDS:
@@ -207,10 +213,10 @@ def _row(label: str, cells: dict[str, str], fields: dict[str, int], extras: dict
         v = _extra(values[c]) if c < len(values) else None
         if v is not None:
             props[name] = v
-    return _Row(label, props, lon, lat, cells, problems), CRS.get(key)
+    return Row(label, props, lon, lat, cells, problems), CRS.get(key)
 
 
-def _to_wgs84(rows: list[_Row], crs_of: list[str | None]) -> None:
+def _to_wgs84(rows: list[Row], crs_of: list[str | None]) -> None:
     """Convert the GCJ-02 / BD-09 rows in one vectorised call per datum."""
     for datum, conv in TO_WGS84.items():
         idx = [i for i, d in enumerate(crs_of) if d == datum and not any(

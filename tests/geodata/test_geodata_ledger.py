@@ -125,8 +125,8 @@ def test_chinese_ledger_with_title_row_imports(cli: Cli, registry: Path, tmp_pat
 
 
 def test_slug_headers_and_slug_values_import(cli: Cli, registry: Path, tmp_path: Path) -> None:
-    src = ledger(tmp_path / "ledger.xlsx", [row("G-910002", kind="gas", community="yanling", crs="wgs-84")],
-                 header=SLUG)
+    src = ledger(tmp_path / "ledger.xlsx", [row("G-910002", kind="GAS", community="Yanling", crs="wgs-84")],
+                 header=[h.upper() if h in ("lon", "lat") else h for h in SLUG])
     rc, _, err = cli("devices", "import", src)
     assert rc == 0, err
     dev = load_registry(registry)["G-910002"]
