@@ -30,7 +30,7 @@ from core.registry import ensure_registry, load_registry
 from core.settings import Settings
 from smartcommunity.backup import MANIFEST, BackupError, backup, read_manifest, restore
 from smartcommunity.services import RunningService, free_port, influxdb_rpc_address, port_open
-from tests.conftest import make_settings, wait_until
+from tests.conftest import Collector, make_settings, wait_until
 from tests.smartcommunity.test_up import launch_up
 
 
@@ -311,6 +311,13 @@ def test_backup_while_up_runs_then_restore_on_a_wiped_machine(tmp_path: Path) ->
         influx = InfluxClient(env["SC_INFLUX_URL"], "smartcommunity")
         assert influx.rows(query) == points_before
         influx.close()
+        # On-call tools see the open alerts again: retained on the new broker, re-published from the store.
+        bus = Collector(make_settings(data, mqtt_url=env["SC_MQTT_URL"]), "sc/alerts/#")
+        try:
+            assert bus.wait_for(lambda msgs: {orjson.loads(p)["alert_id"] for _, p, retained in msgs
+                                              if retained and p} >= set(alerts_before), 20)
+        finally:
+            bus.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
