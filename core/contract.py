@@ -24,6 +24,9 @@ COMMUNITIES: dict[str, str] = {
 
 KINDS: tuple[str, ...] = ("gas", "water", "power", "camera")
 
+# The kinds as the street's Excel device ledger (台账) writes them (contract §6).
+KIND_LEDGER_NAMES: dict[str, str] = {"gas": "燃气", "water": "水", "power": "电", "camera": "摄像头"}
+
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 MAX_PAYLOAD_BYTES = 16 * 1024

@@ -1,4 +1,4 @@
-"""Verbs `devices list|import` and `geodata import|synth|layers`.
+"""Verbs `devices list|import|export|commissioning` and `geodata import|synth|layers`.
 
 Handlers import their heavy modules lazily so `smartcommunity --help` stays fast.
 """
@@ -26,9 +26,20 @@ def register(sub: Any) -> None:
     p.add_argument("--community", choices=sorted(COMMUNITIES), help="only this community")
     p.add_argument("--kind", choices=KINDS, help="only this kind")
     p.set_defaults(func=cmd_devices_list)
-    p = dsub.add_parser("import", help="add or update devices from GeoJSON or CSV (lon,lat); all or nothing")
+    p = dsub.add_parser("import", help="add or update devices from GeoJSON, CSV (lon,lat) or the Excel ledger "
+                                       "(台账 .xlsx); all or nothing")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_devices_import)
+    p = dsub.add_parser("export", help="write the registry as the street's Excel ledger (台账)")
+    p.add_argument("--xlsx", type=Path, required=True, metavar="FILE")
+    p.add_argument("--community", choices=sorted(COMMUNITIES), help="only this community")
+    p.set_defaults(func=cmd_devices_export)
+    p = dsub.add_parser("commissioning", help="per community and compound: registered, reported in 24 h, never "
+                                              "reported, last seen, offline, low battery (设备验收)")
+    p.add_argument("--xlsx", type=Path, metavar="FILE", help="also write the report as an Excel workbook")
+    p.add_argument("--json", action="store_true", help="print JSON: compounds and devices")
+    p.add_argument("--community", choices=sorted(COMMUNITIES), help="only this community")
+    p.set_defaults(func=cmd_devices_commissioning)
     from security.cli import add_device_verbs
 
     add_device_verbs(dsub)  # devices provision | revoke (broker accounts, issue 12)
@@ -91,6 +102,68 @@ def cmd_devices_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{exc.source}: {len(exc.problems)} problem(s); nothing imported", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(report.summary())
+    return 0
+
+
+def cmd_devices_export(args: argparse.Namespace, settings: Settings) -> int:
+    from core.registry import RegistryError, system_registry
+    from geodata.ledger import write_ledger
+
+    try:
+        reg = system_registry(settings)
+    except RegistryError as exc:
+        print(f"smartcommunity: {exc}", file=sys.stderr)
+        return 1
+    devs = [d for d in reg.values() if args.community is None or d.community == args.community]
+    try:
+        write_ledger(args.xlsx, devs)
+    except OSError as exc:
+        print(f"smartcommunity: cannot write {args.xlsx}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(devs)} devices to {args.xlsx}")
+    return 0
+
+
+def cmd_devices_commissioning(args: argparse.Namespace, settings: Settings) -> int:
+    from core.accounts import INFLUX_READER
+    from core.influx import InfluxRejected, InfluxUnavailable, client_for
+    from core.registry import RegistryError, system_registry
+    from geodata import commissioning as cm
+    from geodata.layers import layers_dir, load_layers
+
+    try:
+        reg = system_registry(settings)
+    except RegistryError as exc:
+        print(f"smartcommunity: {exc}", file=sys.stderr)
+        return 1
+    devs = [d for d in reg.values() if args.community is None or d.community == args.community]
+    names = {pid: p.name for pid, p in load_layers(layers_dir(settings)).places.items()}
+    client = client_for(settings, account=INFLUX_READER if settings.secure and not settings.influx_account else None)
+    try:
+        groups = cm.check(devs, client, names)
+    except InfluxRejected as exc:
+        if "database not found" not in exc.error:
+            print(f"smartcommunity: InfluxDB refused the query: {exc.error}", file=sys.stderr)
+            return 1
+        groups = cm.check(devs, None, names)  # nothing was ever stored
+    except InfluxUnavailable as exc:
+        print(f"smartcommunity: InfluxDB does not answer ({exc}); start it (`smartcommunity services start`)",
+              file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    now = cm.now_ms()
+    if args.xlsx:
+        cm.write_xlsx(args.xlsx, groups, now)
+    if args.json:
+        doc = {"compounds": [g.summary(now) for g in groups],
+               "devices": [c.as_json(now) for g in groups for c in g.devices]}
+        sys.stdout.buffer.write(orjson.dumps(doc) + b"\n")
+        sys.stdout.flush()
+    else:
+        print(cm.text_report(groups, now))
+        if args.xlsx:
+            print(f"wrote {args.xlsx}")
     return 0
 
 

@@ -1,6 +1,9 @@
-"""`devices import`: validate every row of a GeoJSON/CSV file, then merge into the registry atomically.
+"""`devices import`: validate every row of a GeoJSON/CSV file or Excel ledger, then merge into the registry
+atomically.
 
 All-or-nothing: any bad row raises DeviceImportError listing every problem, and the registry is untouched.
+Each problem names the row (CSV line, GeoJSON feature) or, for an Excel ledger (`geodata/ledger.py`), the
+cell (`Sheet1!F7`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ CSV_REQUIRED: tuple[str, ...] = (*CORE_PROPERTIES, "lon", "lat")
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
-    row: str  # "line 7" (CSV, physical line), "features[3]" (GeoJSON, 0-based) or "file"
+    row: str  # "line 7" (CSV, physical line), "features[3]" (GeoJSON, 0-based), "Sheet1!F7" (Excel) or "file"
     device_id: str | None
     reason: str
 
@@ -75,14 +78,25 @@ class ImportReport:
 
 
 @dataclass(slots=True)
-class _Row:
+class Row:
+    """One device as read from a file, before any check (a reader per format builds these)."""
+
     label: str
     props: dict[str, Any]
     lon: Any
     lat: Any
+    # Excel: field (a property, "lon", "lat" or "crs") -> its cell, so that a problem names the cell.
+    cells: dict[str, str] | None = None
+    # (field, reason) found while reading (e.g. an unknown 设备类型 word); that field is not checked again.
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def where(self, what: str | None) -> str:
+        return self.cells.get(what, self.label) if self.cells and what else self.label
+
+Problem = tuple[str | None, str]  # (field it is about, if one; reason)
 
 
-def _read_rows(source: Path, data: bytes) -> Iterator[_Row]:
+def _read_rows(source: Path, data: bytes) -> Iterator[Row]:
     text_start = data.lstrip()[:1]
     if source.suffix.lower() == ".csv" or (source.suffix.lower() not in (".json", ".geojson")
                                            and text_start not in (b"{", b"[")):  # fmt: skip
@@ -91,16 +105,16 @@ def _read_rows(source: Path, data: bytes) -> Iterator[_Row]:
         yield from _json_rows(data)
 
 
-def _csv_rows(data: bytes) -> Iterator[_Row]:
+def _csv_rows(data: bytes) -> Iterator[Row]:
     try:
         text = data.decode("utf-8-sig")  # Excel writes a BOM
     except UnicodeDecodeError as exc:
-        raise _FileProblem(f"not UTF-8 text ({exc})") from None
+        raise FileProblem(f"not UTF-8 text ({exc})") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     cols = [c.strip() for c in reader.fieldnames or []]
     missing = [c for c in CSV_REQUIRED if c not in cols]
     if missing:
-        raise _FileProblem(f"CSV lacks column(s) {', '.join(missing)} (needs {', '.join(CSV_REQUIRED)})")
+        raise FileProblem(f"CSV lacks column(s) {', '.join(missing)} (needs {', '.join(CSV_REQUIRED)})")
     reader.fieldnames = cols
     for rec in reader:
         props: dict[str, Any] = {}
@@ -115,7 +129,7 @@ def _csv_rows(data: bytes) -> Iterator[_Row]:
         iv = props.get("interval_s")
         if iv is not None:
             props["interval_s"] = _csv_number(iv)
-        yield _Row(f"line {reader.line_num}", props, _csv_number(rec.get("lon")), _csv_number(rec.get("lat")))
+        yield Row(f"line {reader.line_num}", props, _csv_number(rec.get("lon")), _csv_number(rec.get("lat")))
 
 
 def _csv_number(text: str | None) -> Any:
@@ -128,85 +142,103 @@ def _csv_number(text: str | None) -> Any:
         return text  # left as text so the check names it
 
 
-def _json_rows(data: bytes) -> Iterator[_Row]:
+def _json_rows(data: bytes) -> Iterator[Row]:
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise _FileProblem(f"not valid JSON ({exc})") from None
+        raise FileProblem(f"not valid JSON ({exc})") from None
     if isinstance(doc, list):  # the output of `devices list --json` imports too
         for i, obj in enumerate(doc):
             if not isinstance(obj, dict):
-                yield _Row(f"[{i}]", {}, None, None)
+                yield Row(f"[{i}]", {}, None, None)
                 continue
             props = {k: v for k, v in obj.items() if k not in ("lon", "lat")}
-            yield _Row(f"[{i}]", props, obj.get("lon"), obj.get("lat"))
+            yield Row(f"[{i}]", props, obj.get("lon"), obj.get("lat"))
         return
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
-        raise _FileProblem("not a GeoJSON FeatureCollection (nor a JSON array of devices)")
+        raise FileProblem("not a GeoJSON FeatureCollection (nor a JSON array of devices)")
     for i, feat in enumerate(doc["features"]):
         label = f"features[{i}]"
         if not isinstance(feat, dict) or feat.get("type") != "Feature":
-            yield _Row(label, {}, _NOT_POINT, "not a GeoJSON Feature")
+            yield Row(label, {}, _NOT_POINT, "not a GeoJSON Feature")
             continue
         props = feat.get("properties") if isinstance(feat.get("properties"), dict) else {}
         geom = feat.get("geometry")
         if not isinstance(geom, dict) or geom.get("type") != "Point":
             kind = geom.get("type") if isinstance(geom, dict) else geom
-            yield _Row(label, props, _NOT_POINT, f"geometry must be a Point, got {kind!r}")
+            yield Row(label, props, _NOT_POINT, f"geometry must be a Point, got {kind!r}")
             continue
         coords = geom.get("coordinates")
         if not isinstance(coords, list) or len(coords) < 2:
-            yield _Row(label, props, _NOT_POINT, f"bad Point coordinates {coords!r}")
+            yield Row(label, props, _NOT_POINT, f"bad Point coordinates {coords!r}")
             continue
-        yield _Row(label, props, coords[0], coords[1])
+        yield Row(label, props, coords[0], coords[1])
 
 
 _NOT_POINT = object()  # sentinel lon: `lat` then holds the geometry problem
 
 
-class _FileProblem(Exception):
-    pass
+class FileProblem(Exception):
+    """The file as a whole cannot be read as devices (not JSON, no header, ...)."""
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _row_problems(row: _Row, layers: Layers) -> list[str]:
+_POSITION = frozenset({"lon", "lat", "crs"})
+
+
+def _position_known(row: Row) -> bool:
+    return not any(f in _POSITION for f, _ in row.problems)
+
+
+def _row_problems(row: Row, layers: Layers) -> list[Problem]:
     p = row.props
-    out: list[str] = []
+    out: list[Problem] = list(row.problems)
+    seen = {f for f, _ in row.problems}
     did = p.get("device_id")
-    if did is None or did == "":
-        out.append("device_id missing")
+    if "device_id" in seen:
+        pass
+    elif did is None or did == "":
+        out.append(("device_id", "device_id missing"))
     elif not isinstance(did, str) or not DEVICE_ID_RE.match(did):
-        out.append(f"device_id {did!r} does not match {DEVICE_ID_RE.pattern}")
+        out.append(("device_id", f"device_id {did!r} does not match {DEVICE_ID_RE.pattern}"))
     kind = p.get("kind")
-    if kind not in KINDS:
-        out.append(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if kind not in KINDS and "kind" not in seen:
+        out.append(("kind", f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})"))
     comm = p.get("community")
-    if comm not in COMMUNITIES:
-        out.append(f"unknown community {comm!r} (expected one of {', '.join(COMMUNITIES)})")
+    if comm not in COMMUNITIES and "community" not in seen:
+        out.append(("community", f"unknown community {comm!r} (expected one of {', '.join(COMMUNITIES)})"))
     iv = p.get("interval_s")
-    if iv is None:
-        out.append("interval_s missing")
+    if "interval_s" in seen:
+        pass
+    elif iv is None:
+        out.append(("interval_s", "interval_s missing"))
     elif not _is_number(iv):
-        out.append(f"interval_s must be a number, got {iv!r}")
+        out.append(("interval_s", f"interval_s must be a number, got {iv!r}"))
     elif iv <= 0:
-        out.append(f"interval_s must be positive, got {iv!r}")
-    if row.lon is _NOT_POINT:
-        out.append(str(row.lat))
+        out.append(("interval_s", f"interval_s must be positive, got {iv!r}"))
+    if not _position_known(row):
+        pass
+    elif row.lon is _NOT_POINT:
+        out.append((None, str(row.lat)))
     elif not (_is_number(row.lon) and _is_number(row.lat)):
-        out.append(f"bad lon/lat {row.lon!r}, {row.lat!r}: need finite numbers")
+        out.append(("lon" if not _is_number(row.lon) else "lat",
+                    f"bad lon/lat {row.lon!r}, {row.lat!r}: need finite numbers"))
     elif not (-180 <= row.lon <= 180 and -90 <= row.lat <= 90):
-        out.append(f"bad lon/lat {row.lon!r}, {row.lat!r}: out of range")
+        out.append(("lon" if not -180 <= row.lon <= 180 else "lat",
+                    f"bad lon/lat {row.lon!r}, {row.lat!r}: out of range"))
     cid = p.get("compound_id")
     place = layers.places.get(cid) if isinstance(cid, str) else None
-    if cid is None or cid == "":
-        out.append("compound_id missing")
+    if "compound_id" in seen:
+        pass
+    elif cid is None or cid == "":
+        out.append(("compound_id", "compound_id missing"))
     elif place is None:
-        out.append(f"compound_id {cid!r} is not in the GIS layers (compounds, units or shops)")
+        out.append(("compound_id", f"compound_id {cid!r} is not in the GIS layers (compounds, units or shops)"))
     elif comm in COMMUNITIES and place.community != comm:
-        out.append(f"compound_id {cid!r} is in community {place.community!r}, not {comm!r}")
+        out.append(("compound_id", f"compound_id {cid!r} is in community {place.community!r}, not {comm!r}"))
     return out
 
 
@@ -224,15 +256,23 @@ def validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
 
 def _validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
     try:
-        rows = list(_read_rows(source, data))
-    except _FileProblem as exc:
+        if source.suffix.lower() == ".xls" or data[:4] == b"\xd0\xcf\x11\xe0":  # OLE2: Excel 97-2003
+            raise FileProblem("an Excel 97-2003 .xls workbook: save it as .xlsx (另存为 Excel 工作簿) and import that")
+        if is_ledger(source, data):
+            from geodata.ledger import read_ledger
+
+            rows = read_ledger(data)
+        else:
+            rows = list(_read_rows(source, data))
+    except FileProblem as exc:
         raise DeviceImportError(source, [RowProblem("file", None, str(exc))]) from None
     if not rows:
         raise DeviceImportError(source, [RowProblem("file", None, "no devices in file")])
-    problems: dict[int, list[str]] = {i: _row_problems(r, layers) for i, r in enumerate(rows)}
+    problems: dict[int, list[Problem]] = {i: _row_problems(r, layers) for i, r in enumerate(rows)}
     _check_duplicates(rows, problems)
     _check_locations(rows, problems, layers)
-    bad = [RowProblem(rows[i].label, _did(rows[i]), reason) for i in sorted(problems) for reason in problems[i]]
+    bad = [RowProblem(rows[i].where(what), _did(rows[i]), reason)
+           for i in sorted(problems) for what, reason in problems[i]]
     if bad:
         raise DeviceImportError(source, bad)
     return [
@@ -250,12 +290,17 @@ def _validate_rows(source: Path, data: bytes, layers: Layers) -> list[Device]:
     ]
 
 
-def _did(row: _Row) -> str | None:
+def is_ledger(source: Path, data: bytes) -> bool:
+    """An Excel workbook (.xlsx is a zip file): by its name, or by its first bytes."""
+    return source.suffix.lower() in (".xlsx", ".xlsm") or data[:4] == b"PK\x03\x04"
+
+
+def _did(row: Row) -> str | None:
     v = row.props.get("device_id")
     return v if isinstance(v, str) and v else None
 
 
-def _check_duplicates(rows: list[_Row], problems: dict[int, list[str]]) -> None:
+def _check_duplicates(rows: list[Row], problems: dict[int, list[Problem]]) -> None:
     seen: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         did = _did(r)
@@ -264,11 +309,11 @@ def _check_duplicates(rows: list[_Row], problems: dict[int, list[str]]) -> None:
     for did, idx in seen.items():
         if len(idx) > 1:
             for i in idx:
-                others = ", ".join(rows[j].label for j in idx if j != i)
-                problems[i].append(f"duplicate device_id {did!r} in this file (also at {others})")
+                others = ", ".join(rows[j].where("device_id") for j in idx if j != i)
+                problems[i].append(("device_id", f"duplicate device_id {did!r} in this file (also at {others})"))
 
 
-def _check_locations(rows: list[_Row], problems: dict[int, list[str]], layers: Layers) -> None:
+def _check_locations(rows: list[Row], problems: dict[int, list[Problem]], layers: Layers) -> None:
     """Vectorised: distance in metres (METRIC_CRS) from each point to its compound/unit/shop geometry."""
     import shapely
 
@@ -278,7 +323,8 @@ def _check_locations(rows: list[_Row], problems: dict[int, list[str]], layers: L
     for i, r in enumerate(rows):
         cid = r.props.get("compound_id")
         place = layers.places.get(cid) if isinstance(cid, str) else None
-        if place is not None and _is_number(r.lon) and _is_number(r.lat) and abs(r.lat) <= 90:
+        if place is not None and _position_known(r) and _is_number(r.lon) and _is_number(r.lat) \
+                and abs(r.lat) <= 90:
             idx.append(i)
             lons.append(r.lon)
             lats.append(r.lat)
@@ -290,10 +336,11 @@ def _check_locations(rows: list[_Row], problems: dict[int, list[str]], layers: L
     for i, d, lon, lat in zip(idx, dist, lons, lats, strict=True):
         if not (d <= LOCATION_TOLERANCE_M):  # also catches NaN/inf from projection
             place = layers.places[rows[i].props["compound_id"]]
-            problems[i].append(
+            problems[i].append((
+                "lon",
                 f"point ({lon}, {lat}) is {d:.0f} m outside {place.layer} {place.place_id} "
-                f"({place.name}); tolerance {LOCATION_TOLERANCE_M:.0f} m"
-            )
+                f"({place.name}); tolerance {LOCATION_TOLERANCE_M:.0f} m",
+            ))
 
 
 @contextlib.contextmanager
@@ -310,8 +357,9 @@ def registry_lock(path: Path) -> Iterator[None]:
 
 
 def import_devices(settings: Settings, file: Path, layers: Layers | None = None) -> ImportReport:
-    """Validate `file` (GeoJSON FeatureCollection of Points, CSV with lon,lat, or a JSON array as printed
-    by `devices list --json`) against the layers, then add/update by device_id into the registry."""
+    """Validate `file` (GeoJSON FeatureCollection of Points, CSV with lon,lat, a JSON array as printed
+    by `devices list --json`, or the street's Excel ledger) against the layers, then add/update by
+    device_id into the registry."""
     from geodata.layers import layers_dir, load_layers
 
     file = Path(file)

@@ -14,6 +14,7 @@ from core.settings import Settings, load_settings
 # Modules that expose `register(subparsers)`; each adds its verbs and sets `func(args, settings) -> int`.
 VERB_MODULES = (
     "smartcommunity.services_cli",
+    "smartcommunity.backup",
     "ingest.cli",
     "alerts.cli",
     "dashboard.cli",

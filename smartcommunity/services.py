@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -144,6 +145,20 @@ bind-address = "127.0.0.1:{rpc_port}"
 [continuous_queries]
   log-enabled = false
 """
+
+
+def influxdb_rpc_address(settings: Settings) -> str | None:
+    """host:port of the backup service (RPC bind-address) of the InfluxDB started for this data dir,
+    if that is the one at SC_INFLUX_URL; None otherwise."""
+    try:
+        conf = (settings.data_path / "influxdb" / "influxdb.conf").read_text()
+    except OSError:
+        return None
+    rpc = re.search(r'^bind-address = "([^"]+)"', conf, re.M)
+    http = re.search(r'^\[http\][^\[]*?bind-address = "[^"]*:(\d+)"', conf, re.M | re.S)
+    if rpc and http and settings.influx.is_loopback and int(http.group(1)) == settings.influx.port:
+        return rpc.group(1)
+    return None
 
 
 @dataclass
