@@ -282,8 +282,8 @@ class OneNetBridge:
 
     def close(self) -> None:
         self._stop.set()
+        self.client.disconnect()  # first: the network loop then ends at once instead of at its next select timeout
         self.client.loop_stop()
-        self.client.disconnect()
         self.deadletters.close()
 
     def _count(self, name: str, n: int = 1) -> None:

@@ -335,6 +335,34 @@ def test_a_repeated_push_is_stored_once(run_bridge: Callable[..., Running], mapp
         ing.close()
 
 
+def test_a_repeated_push_raises_one_alert(run_bridge: Callable[..., Running], mapping: StreamMap, gas: Device,
+                                          settings: Settings, collector: Any) -> None:
+    from alerts.service import AlertService
+
+    sub = collector("sc/alerts/#")
+    svc = AlertService(settings)
+    thread = threading.Thread(target=svc.run_forever, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: svc.mqtt_ok, 10)
+        time.sleep(0.3)
+        r = run_bridge(mapping)
+        body = plain_body([point("CH4", 31.0, now_ms())])  # ≥ 25 %LEL: gas_lel_high, red
+
+        def raised() -> set[str]:
+            return {d["alert_id"] for _, p, retained in sub.messages if p and not retained
+                    for d in [orjson.loads(p)] if d["rule"] == "gas_lel_high" and d["device_id"] == gas.device_id}
+
+        assert r.post(body).status_code == 200
+        assert wait_until(raised, 10)
+        assert r.post(body).status_code == 200  # the platform's retry
+        time.sleep(1.5)
+        assert len(raised()) == 1
+    finally:
+        svc.stop()
+        thread.join(10)
+
+
 def test_body_over_the_limit_gets_413(run_bridge: Callable[..., Running], settings: Settings) -> None:
     r = run_bridge(max_body_bytes=4096)
     big = plain_body([point("CH4", 1, now_ms() + i) for i in range(70)])
