@@ -1,4 +1,5 @@
-"""Verb `bridge onenet`: the OneNET data-push endpoint (bridges/onenet.py).
+"""Verbs `bridge onenet` (the OneNET data-push endpoint, bridges/onenet.py) and `bridge modbus`
+(Modbus TCP polling, bridges/modbus.py).
 
 Credentials: `--token` is the contract's spelling, but a command line is visible to every user of
 the machine (`ps`), so a deployment gives the token by `--token-file` (0600), or as
@@ -39,6 +40,7 @@ def register(sub: Any) -> None:
                    help="points/s one device may push on average; beyond: dead letter rate_limited")
     p.add_argument("--device-burst", type=int, default=DEFAULT_DEVICE_BURST, help="... and at once")
     p.set_defaults(func=run_onenet)
+    register_modbus(bsub)
 
 
 def credentials(args: argparse.Namespace, settings: Settings) -> tuple[str, str | None]:
@@ -93,3 +95,26 @@ def run_onenet(args: argparse.Namespace, settings: Settings) -> int:
 
 def _stop() -> None:
     raise SystemExit(0)
+
+
+def register_modbus(bsub: Any) -> None:
+    p = bsub.add_parser("modbus", help="poll electrical-fire monitors over Modbus TCP")
+    p.add_argument("--config", type=Path, required=True, help="register maps and gateways (modbus.sample.yaml)")
+    p.set_defaults(func=run_modbus)
+
+
+def run_modbus(args: argparse.Namespace, settings: Settings) -> int:
+    from bridges.modbus import ConfigError, ModbusBridge, load_config
+    from core import procs
+
+    try:
+        bridge = ModbusBridge(settings, load_config(args.config))
+    except ConfigError as exc:
+        print(f"smartcommunity bridge modbus: {exc}", file=sys.stderr)
+        return 2
+    procs.on_stop(bridge.stop)
+    try:
+        bridge.run_forever()
+    finally:
+        bridge.close()
+    return 0
