@@ -22,7 +22,8 @@ Mapping: `--map` FILE `{"devices": {dev_id: device_id}, "streams": {ds_id: metri
 map does not name is taken as it is, so it must then be a registered device_id / a metric of the
 device's kind. Each point becomes `{"ts": at, "seq": at, "m": {metric: value}}` on
 `sc/{community}/{kind}/{device_id}/telemetry` (points of one device at one `at` in one push share
-a message), type 2 `{"ts": at, "state": "online"|"offline"}` on `.../status` (retained), QoS 1.
+a message), type 2 `{"ts": at, "state": "online"|"offline"}` on `.../status` (retained unless older
+than the status already retained), QoS 1.
 `ts` and `seq` come from `at` alone, so a push the platform repeats (it retries anything but a
 200) gives the same (device, ts) and ingest stores it once (contract §3, at-least-once).
 
@@ -270,6 +271,7 @@ class OneNetBridge:
         self._over_budget = f"over the bridge's per-device budget of {device_rate:g} points/s (burst {device_burst})"
         self.counters: Counter[str] = Counter()
         self.dead_by_reason: Counter[str] = Counter()
+        self._status_at: dict[str, int] = {}  # device_id -> `at` of the newest status published retained
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.client = client_factory(settings)
@@ -456,8 +458,16 @@ class OneNetBridge:
             if key in out and kind_of_msg == 1:
                 out[key].payload["m"].update(payload["m"])
                 out[key].sources.append((where, src))
+            elif kind_of_msg == 2:
+                # Retained only if not older than the last status retained: a late or retried
+                # "online" must not overwrite a newer "offline" for whoever subscribes next.
+                with self._lock:
+                    newest = at >= self._status_at.get(dev.device_id, at)
+                    if newest:
+                        self._status_at[dev.device_id] = at
+                out[key] = Outgoing(topic, payload, newest, [(where, src)])
             else:
-                out[key] = Outgoing(topic, payload, kind_of_msg == 2, [(where, src)])
+                out[key] = Outgoing(topic, payload, False, [(where, src)])
         return list(out.values()), dead
 
     def _device(self, dev_id: str, registry: Any) -> Device:

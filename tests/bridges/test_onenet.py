@@ -197,8 +197,13 @@ def test_online_and_offline_become_retained_status(run_bridge: Callable[..., Run
         assert r.post(body).status_code == 200
     assert col.wait_for(lambda m: len(m) >= 2)
     assert col.json()[-2:] == [{"ts": at, "state": "online"}, {"ts": at + 2000, "state": "offline"}]
-    late = collector(topic)  # a new subscriber gets the last state, retained
+    # A late "online" (older than the offline) is passed on for the record, but not retained.
+    body = plain_body({"type": 2, "dev_id": int(ONENET_DEV), "status": 1, "login_type": 7, "at": at + 1000})
+    assert r.post(body).status_code == 200
+    assert col.wait_for(lambda m: len(m) >= 3)
+    late = collector(topic)  # a new subscriber gets the newest state, retained
     assert late.wait_for(lambda m: len(m) == 1)
+    time.sleep(0.3)
     assert late.messages[0][2] is True and late.json() == [{"ts": at + 2000, "state": "offline"}]
 
 
