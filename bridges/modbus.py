@@ -280,6 +280,11 @@ class ModbusBridge:
             except Rejected as r:
                 self._dead(gw, d, {"m": values}, str(r.reason), r.detail, now_ms)
                 continue
+            if not self.client.is_connected():
+                # A reading is a snapshot: while the broker is away it is counted, not queued without bound.
+                with self._lock:
+                    self.counters["not_published"] = self.counters.get("not_published", 0) + 1
+                continue
             self.client.publish(topic, payload, qos=1)
             with self._lock:
                 self.counters["published"] += 1
@@ -308,11 +313,13 @@ class ModbusBridge:
             st.last_error = error[:200]
             self.counters["reads_failed"] += 1
             due = st.failures >= self.config.offline_after and st.state != "offline"
-        if due and dev is not None:
+        if due and dev is not None:  # (again on every failed poll until it could be told)
             log.warning("%s offline after %d failed polls: %s", d.device_id, st.failures, error)
             self._status(dev, "offline", now_ms, st)
 
     def _status(self, dev: Any, state: str, now_ms: int, st: DeviceState) -> None:
+        if not self.client.is_connected():
+            return  # not marked as told: the next poll after the broker is back tells it
         topic = device_topic(dev.community, dev.kind, dev.device_id, "status")
         self.client.publish(topic, orjson.dumps({"ts": now_ms, "state": state}), qos=1, retain=True)
         with self._lock:

@@ -82,6 +82,7 @@ DEFAULT_DEVICE_RATE = 2.0  # points/s one device may push on average (detectors 
 DEFAULT_DEVICE_BURST = 120  # ... and at once (a backlog the platform sends after an outage)
 PUBLISH_TIMEOUT_S = 5.0  # the broker's PUBACKs must come within this, or the push is answered 503
 HEARTBEAT_S = 1.0
+LOG_EVERY_S = 10.0  # refusals are logged at most this often (they are all counted)
 STATES = {0: "offline", 1: "online"}
 
 ClientFactory = Callable[[Settings], mqtt.Client]
@@ -271,6 +272,7 @@ class OneNetBridge:
         self._over_budget = f"over the bridge's per-device budget of {device_rate:g} points/s (burst {device_burst})"
         self.counters: Counter[str] = Counter()
         self.dead_by_reason: Counter[str] = Counter()
+        self._warned: dict[str, tuple[float, int]] = {}  # warning -> (last logged, refused since)
         self._status_at: dict[str, int] = {}  # device_id -> `at` of the newest status published retained
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -344,7 +346,7 @@ class OneNetBridge:
             return Reply(400, "msg, nonce and signature required")
         if not verify(self.token, nonce, msg, sig):
             self._count("refused_url_check")
-            log.warning("OneNET URL check with a wrong signature refused")
+            self._warn("OneNET URL check with a wrong signature refused")
             return Reply(403, "signature mismatch")
         self._count("url_checks")
         return Reply(200, msg)  # the bare msg: the platform compares it byte for byte
@@ -400,8 +402,20 @@ class OneNetBridge:
 
     def _bad_signature(self) -> Reply:
         self._count("refused_signature")
-        log.warning("OneNET push with a wrong msg_signature refused")
+        self._warn("OneNET push with a wrong msg_signature refused")
         return Reply(403, "signature mismatch")
+
+    def _warn(self, what: str) -> None:
+        """Log a refusal at most every LOG_EVERY_S per kind, with how many there were: a flood of
+        forged requests must not flood the log."""
+        now = time.monotonic()
+        with self._lock:
+            last, n = self._warned.get(what, (now - LOG_EVERY_S, 0))
+            if now - last < LOG_EVERY_S:
+                self._warned[what] = (last, n + 1)
+                return
+            self._warned[what] = (now, 0)
+        log.warning("%s (%d more since the last such warning)", what, n)
 
     def _letter(self, topic: str, payload: bytes, reason: str, detail: str, now_ms: int) -> DeadLetter:
         return DeadLetter(topic, payload, str(reason), detail, now_ms)

@@ -6,6 +6,7 @@ import asyncio
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from core.registry import ensure_registry, load_registry
 from core.settings import Settings
 from ingest.deadletter import DeadLetterStore, store_path
 from smartcommunity.services import free_port
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = [
@@ -163,3 +165,20 @@ def test_register_maps_are_checked_against_the_contract(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=str(f)):
         load_config(f)
 
+
+
+def test_readings_while_the_broker_is_away_are_counted_not_queued(settings: Settings, power: list[Device],
+                                                                   servers: Any) -> None:
+    srv = servers({1: words(2205, 150, 30, 20, 1.0)})
+    away = replace(settings, mqtt_url=f"mqtt://127.0.0.1:{free_port()}")  # nothing listens there
+    cfg = parse_config(config(srv.port, [{"device_id": power[0].device_id, "unit": 1, "model": "efm"}]))
+    bridge = ModbusBridge(away, cfg)
+    bridge.start(wait_s=0.5)
+    try:
+        assert wait_until(lambda: bridge.snapshot()["counters"].get("not_published", 0) >= 2, 10)
+        snap = bridge.snapshot()
+        assert snap["counters"]["published"] == 0 and snap["counters"]["reads_failed"] == 0
+        assert snap["devices"][power[0].device_id]["state"] is None  # online still to be told
+        assert snap["mqtt"] == "down"
+    finally:
+        bridge.close()

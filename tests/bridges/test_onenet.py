@@ -209,7 +209,8 @@ def test_online_and_offline_become_retained_status(run_bridge: Callable[..., Run
 
 def test_wrong_signature_is_refused_counted_and_nothing_passes(run_bridge: Callable[..., Running], collector: Any,
                                                                mapping: StreamMap, gas: Device,
-                                                               settings: Settings) -> None:
+                                                               settings: Settings,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     r = run_bridge(mapping)
     col = collector(f"sc/{gas.community}/gas/#")
     at = now_ms()
@@ -222,6 +223,8 @@ def test_wrong_signature_is_refused_counted_and_nothing_passes(run_bridge: Calla
     assert r.post(b'{"msg": {"type": 1}, "nonce": "abcdefgh"}').status_code == 400  # unsigned
     assert r.post(b"not json at all").status_code == 400
     assert r.bridge.counters["refused_signature"] == 2 and r.bridge.counters["refused_malformed"] == 2
+    # Logged once, not once per forged request (all are counted).
+    assert len([x for x in caplog.records if "wrong msg_signature" in x.getMessage()]) == 1
     time.sleep(1.0)
     fresh = [m for m in col.messages if not m[2]]  # retained copies are earlier tests' status
     assert fresh == [] and letters(settings) == []
