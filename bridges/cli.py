@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 def register(sub: Any) -> None:
     b = sub.add_parser("bridge", help="bridges for devices that do not speak the contract")
     bsub = b.add_subparsers(dest="bridge_cmd", required=True, metavar="BRIDGE")
-    from bridges.onenet import DEFAULT_DEVICE_BURST, DEFAULT_DEVICE_RATE, DEFAULT_MAX_BODY_BYTES
-
     p = bsub.add_parser("onenet", help="HTTP endpoint for China Mobile OneNET's data push")
     p.add_argument("--port", type=int, required=True, help="port the platform pushes to")
     p.add_argument("--host", default="0.0.0.0",
@@ -35,10 +33,11 @@ def register(sub: Any) -> None:
     p.add_argument("--token-file", type=Path, help="file holding the token, mode 0600")
     p.add_argument("--aes-key-file", type=Path, help="file holding the 安全模式 AES key, mode 0600")
     p.add_argument("--map", type=Path, help='JSON {"devices": {dev_id: device_id}, "streams": {ds_id: metric}}')
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger pushes get 413")
-    p.add_argument("--device-rate", type=float, default=DEFAULT_DEVICE_RATE,
-                   help="points/s one device may push on average; beyond: dead letter rate_limited")
-    p.add_argument("--device-burst", type=int, default=DEFAULT_DEVICE_BURST, help="... and at once")
+    # Defaults (None here) are bridges/onenet.py's: the handler imports it, `--help` stays light.
+    p.add_argument("--max-body-bytes", type=int, help="larger pushes get 413 (default 1 MiB)")
+    p.add_argument("--device-rate", type=float,
+                   help="points/s one device may push on average; beyond: dead letter rate_limited (default 2)")
+    p.add_argument("--device-burst", type=int, help="... and at once (default 120)")
     p.set_defaults(func=run_onenet)
     register_modbus(bsub)
 
@@ -70,14 +69,20 @@ def credentials(args: argparse.Namespace, settings: Settings) -> tuple[str, str 
 
 
 def run_onenet(args: argparse.Namespace, settings: Settings) -> int:
+    from bridges import onenet
     from bridges.onenet import ConfigError, OneNetBridge, StreamMap, load_map, serve
     from core import procs
+
+    def given(value: Any, default: Any) -> Any:
+        return default if value is None else value
 
     try:
         token, aeskey = credentials(args, settings)
         mapping = load_map(args.map) if args.map else StreamMap()
-        bridge = OneNetBridge(settings, token, aeskey, mapping, max_body_bytes=args.max_body_bytes,
-                              device_rate=args.device_rate, device_burst=args.device_burst)
+        bridge = OneNetBridge(settings, token, aeskey, mapping,
+                              max_body_bytes=given(args.max_body_bytes, onenet.DEFAULT_MAX_BODY_BYTES),
+                              device_rate=given(args.device_rate, onenet.DEFAULT_DEVICE_RATE),
+                              device_burst=given(args.device_burst, onenet.DEFAULT_DEVICE_BURST))
     except ConfigError as exc:
         print(f"smartcommunity bridge onenet: {exc}", file=sys.stderr)
         return 2

@@ -477,3 +477,14 @@ def test_the_command_serves_and_stops_on_sigterm(tmp_path: Path, settings: Setti
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_help_names_the_bridges_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from bridges import onenet
+    from smartcommunity.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bridge", "onenet", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert onenet.DEFAULT_MAX_BODY_BYTES == 1024 * 1024 and "(default 1 MiB)" in text
+    assert f"(default {onenet.DEFAULT_DEVICE_RATE:g})" in text and f"(default {onenet.DEFAULT_DEVICE_BURST})" in text
