@@ -14,32 +14,32 @@ import sys
 import threading
 import time
 from argparse import Namespace
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+import paho.mqtt.client as mqtt
 import pytest
 import requests
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bridges.cli import credentials
-from bridges.onenet import NAME, ConfigError, OneNetBridge, StreamMap, decrypt, load_map, members_raw, serve
+from bridges.onenet import NAME, ConfigError, StreamMap, decrypt, load_map, members_raw
 from core import heartbeat
 from core.contract import Device
 from core.influx import InfluxClient
-from core.registry import ensure_registry, load_registry
+from core.mqtt import make_client
 from core.settings import Settings
 from ingest.deadletter import DeadLetterStore, store_path
 from ingest.service import Ingestor
 from smartcommunity.services import free_port
+from tests.bridges.conftest import ONENET_DEV, TOKEN, Running
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "5ec78dbca0db5a7e49b603fe"
-ONENET_DEV = "523698741"  # a OneNET device id (numeric, as the platform numbers them)
 
 
 # ---- the platform's side, from its documentation ------------------------------------------------
@@ -79,47 +79,6 @@ def point(ds_id: str, value: Any, at: int, dev_id: str = ONENET_DEV) -> dict[str
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-# ---- fixtures -----------------------------------------------------------------------------------
-
-@pytest.fixture
-def gas(settings: Settings) -> Device:
-    reg = load_registry(ensure_registry(settings))
-    return sorted((d for d in reg.values() if d.kind == "gas"), key=lambda d: d.device_id)[0]
-
-
-@pytest.fixture
-def mapping(gas: Device) -> StreamMap:
-    return StreamMap({ONENET_DEV: gas.device_id}, {"CH4": "lel_pct", "CO": "co_ppm"})
-
-
-class Running:
-    def __init__(self, bridge: OneNetBridge, url: str) -> None:
-        self.bridge, self.url = bridge, url
-
-    def post(self, body: bytes) -> requests.Response:
-        return requests.post(self.url, data=body, headers={"Content-Type": "application/json"}, timeout=20)
-
-
-@pytest.fixture
-def run_bridge(settings: Settings) -> Iterator[Callable[..., Running]]:
-    made: list[tuple[Any, OneNetBridge]] = []
-
-    def start(mapping: StreamMap | None = None, aeskey: str | None = None, settings: Settings = settings,
-              wait_s: float = 10.0, **kw: Any) -> Running:
-        bridge = OneNetBridge(settings, TOKEN, aeskey, mapping, **kw)
-        bridge.start(wait_s=wait_s)
-        port = free_port()
-        srv = serve(bridge, "127.0.0.1", port)
-        threading.Thread(target=srv.run, daemon=True).start()
-        made.append((srv, bridge))
-        return Running(bridge, f"http://127.0.0.1:{port}/onenet")
-
-    yield start
-    for srv, bridge in made:
-        srv.close()
-        bridge.close()
 
 
 def letters(settings: Settings) -> list[dict[str, Any]]:
@@ -178,7 +137,11 @@ def test_data_points_become_the_devices_telemetry(run_bridge: Callable[..., Runn
 
 def test_a_single_object_msg_and_unmapped_names_taken_as_they_are(run_bridge: Callable[..., Running], collector: Any,
                                                                   gas: Device) -> None:
-    r = run_bridge()  # no map: dev_id is the registered device_id, ds_id the metric
+    # No map: dev_id is the registered device_id, ds_id the metric. The client is injected: an
+    # MQTT 3.1.1 one with a fixed id, as a broker account of a deployment might require.
+    cid = f"sc-onenet-{now_ms() % 10**6}"
+    r = run_bridge(client_factory=lambda s: make_client(s, client_id=cid, protocol=mqtt.MQTTv311))
+    assert r.bridge.client._client_id.decode() == cid
     col = collector(f"sc/{gas.community}/gas/{gas.device_id}/telemetry")
     at = now_ms()
     assert r.post(plain_body(point("valve_open", 1, at, dev_id=gas.device_id))).status_code == 200
