@@ -36,7 +36,7 @@ GRAPH = {
     "geodata": {"core", "security"},             # device verbs: a new device gets its broker account
     "alerts": {"core", "ingest", "geodata"},     # the fast MQTT client; places near an alert
     "simulators": {"core", "alerts"},            # `eval` runs the real engine over the incident library
-    "dashboard": {"core", "ingest", "geodata", "alerts"},
+    "dashboard": {"core", "ingest", "geodata", "alerts", "bridges"},  # bridges: their /metrics names
     "bridges": {"core", "ingest"},               # ingest's dead-letter store and per-device budget
     LAUNCHER: {"core", *PARTS},
 }
