@@ -223,7 +223,7 @@ class Outgoing:
     topic: str
     payload: dict[str, Any]
     retain: bool
-    sources: list[tuple[str, bytes]]  # (dead-letter topic, OneNET item) per point, should publishing fail
+    sources: list[tuple[str, bytes]]  # (where from, OneNET item) of each point it carries
 
 
 class Reply:
@@ -427,7 +427,7 @@ class OneNetBridge:
         out: dict[tuple[str, int | str], Outgoing] = {}
         dead: list[DeadLetter] = []
         for item in items:
-            src = orjson.dumps(item) if not isinstance(item, bytes) else item
+            src = json.dumps(item, ensure_ascii=False).encode()  # any parsed JSON (orjson refuses ints past 64 bits)
             where = SOURCE
             try:
                 if not isinstance(item, dict):
@@ -526,10 +526,10 @@ def _at(raw: Any) -> int:
     """The platform's `at` (ms; an integer, sometimes sent as a string of digits)."""
     if isinstance(raw, bool):
         raise Rejected(Reason.BAD_TIMESTAMP, "at is a boolean")
-    if isinstance(raw, int):
-        return raw
     if isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
-        return int(raw)
+        raw = int(raw)
+    if isinstance(raw, int) and 0 <= raw < 10**15:  # (the year 33658: the contract's window judges further)
+        return raw
     raise Rejected(Reason.BAD_TIMESTAMP, f"at {str(raw)[:32]!r} is not epoch milliseconds")
 
 
@@ -551,7 +551,10 @@ def _value(dev: Device, metric: str, raw: Any) -> float | bool:
             pass
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise Rejected(Reason.BAD_VALUE, f"{metric} must be a number, got {str(raw)[:32]!r}")
-    return float(raw)
+    try:
+        return float(raw)
+    except OverflowError:  # an integer past any float
+        raise Rejected(Reason.BAD_VALUE, f"{metric} is out of range") from None
 
 
 def serve(bridge: OneNetBridge, host: str, port: int, threads: int = 4) -> Any:

@@ -255,6 +255,8 @@ def test_what_cannot_be_mapped_is_dead_lettered_with_a_reason(run_bridge: Callab
         point("CH4", "abc", at + 1),                   # not a number
         point("CH4", 250, at + 2),                     # outside 0..100 %LEL
         point("CH4", 3, 1_500_000_000_000),            # 2017: beyond the contract's 7 days
+        point("CH4", 3, 10**30),                       # no time at all (and past 64 bits)
+        point("CH4", 10**400, at + 3),                 # past any float
         {"type": 7, "dev_id": int(ONENET_DEV), "cmd_id": "c1", "at": at},  # NB command result: not bridged
         {"type": 2, "dev_id": int(ONENET_DEV), "status": 5, "at": at},     # neither online nor offline
         "a string, not an object",
@@ -276,6 +278,8 @@ def test_what_cannot_be_mapped_is_dead_lettered_with_a_reason(run_bridge: Callab
         (f"onenet/{ONENET_DEV}/CH4", "bad_value"),
         (f"onenet/{ONENET_DEV}/CH4", "bad_value"),
         (f"onenet/{ONENET_DEV}/CH4", "bad_timestamp"),
+        (f"onenet/{ONENET_DEV}/CH4", "bad_timestamp"),
+        (f"onenet/{ONENET_DEV}/CH4", "bad_value"),
         (f"onenet/{ONENET_DEV}/status", "bad_payload"),
         (f"onenet/{ONENET_DEV}/status", "bad_payload"),
         ("onenet", "bad_payload"),
@@ -283,7 +287,7 @@ def test_what_cannot_be_mapped_is_dead_lettered_with_a_reason(run_bridge: Callab
     unknown = next(d for d in rows if d["reason"] == "unknown_device")
     assert json.loads(unknown["payload"])["dev_id"] == 999000111  # the item as OneNET sent it
     assert all(d["received_at"] for d in rows)
-    assert r.bridge.snapshot()["deadlettered_by_reason"]["bad_value"] == 2
+    assert r.bridge.snapshot()["deadlettered_by_reason"]["bad_value"] == 3
 
 
 def test_a_repeated_push_is_stored_once(run_bridge: Callable[..., Running], mapping: StreamMap, gas: Device,
