@@ -257,6 +257,7 @@ def test_what_cannot_be_mapped_is_dead_lettered_with_a_reason(run_bridge: Callab
         point("CH4", 3, 1_500_000_000_000),            # 2017: beyond the contract's 7 days
         point("CH4", 3, 10**30),                       # no time at all (and past 64 bits)
         point("CH4", 10**400, at + 3),                 # past any float
+        point("CH4", "9" * 20_000, at + 4),            # one item over the contract's 16 KiB
         {"type": 7, "dev_id": int(ONENET_DEV), "cmd_id": "c1", "at": at},  # NB command result: not bridged
         {"type": 2, "dev_id": int(ONENET_DEV), "status": 5, "at": at},     # neither online nor offline
         "a string, not an object",
@@ -283,6 +284,7 @@ def test_what_cannot_be_mapped_is_dead_lettered_with_a_reason(run_bridge: Callab
         (f"onenet/{ONENET_DEV}/status", "bad_payload"),
         (f"onenet/{ONENET_DEV}/status", "bad_payload"),
         ("onenet", "bad_payload"),
+        (f"onenet/{ONENET_DEV}/CH4", "bad_json"),
     ])
     unknown = next(d for d in rows if d["reason"] == "unknown_device")
     assert json.loads(unknown["payload"])["dev_id"] == 999000111  # the item as OneNET sent it
