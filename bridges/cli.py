@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
 def credentials(args: argparse.Namespace, settings: Settings) -> tuple[str, str | None]:
     """(token, AES key or None) from the arguments, the environment or the secrets folder."""
     from bridges.onenet import ConfigError, read_private_text
-    from core.secrets import SecretError, read_secret
+    from core.secrets import SecretError, read_secret, secret_file
 
     if args.token:
         log.warning("the OneNET token was given on the command line, where `ps` shows it: "
@@ -57,7 +57,10 @@ def credentials(args: argparse.Namespace, settings: Settings) -> tuple[str, str 
         try:
             token = read_secret(settings, "onenet", "token")
         except SecretError as exc:
-            raise ConfigError(f"no OneNET token: give --token-file, or {exc}") from None
+            if "does not exist" not in str(exc):
+                raise ConfigError(str(exc)) from None  # e.g. a secret file others can read
+            raise ConfigError(f"no OneNET token: give --token-file FILE (mode 0600), set SC_SECRET_ONENET_TOKEN, "
+                              f"or write it to {secret_file(settings, 'onenet', 'token')} (mode 0600)") from None
     if args.aes_key_file:
         return token, read_private_text(args.aes_key_file, "AES key")
     try:

@@ -385,6 +385,14 @@ def test_credentials_from_private_files_or_the_environment(tmp_path: Path, setti
     monkeypatch.delenv("SC_SECRET_ONENET_AESKEY", raising=False)
     with pytest.raises(ConfigError, match="no OneNET token"):
         credentials(args, settings)
+    stored = settings.secrets_path / "onenet" / "token"  # the secrets folder, checked like a --token-file
+    stored.parent.mkdir(parents=True)
+    stored.write_text("from-store\n")
+    stored.chmod(0o640)
+    with pytest.raises(ConfigError, match="readable by others"):
+        credentials(args, settings)
+    stored.chmod(0o600)
+    assert credentials(args, settings) == ("from-store", None)
     f = tmp_path / "token"
     f.write_text(TOKEN + "\n")
     f.chmod(0o644)
