@@ -20,6 +20,7 @@ VERB_MODULES = (
     "dashboard.cli",
     "geodata.cli",
     "simulators.cli",
+    "bridges.cli",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

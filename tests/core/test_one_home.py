@@ -1,7 +1,7 @@
 """The import graph is the one the README draws, and each shared fact has one home.
 
 - Every package imports only along GRAPH below: `core/` imports nothing of the parts (ingest,
-  alerts, dashboard, geodata, simulators, security) nor the launcher (smartcommunity); no part
+  alerts, dashboard, geodata, simulators, security, bridges) nor the launcher (smartcommunity); no part
   imports the launcher. Module- and function-level imports and `importlib.import_module("...")` /
   `__import__("...")` strings all count.
 - The severity colours, the UTC+8 offset, an ISO-8601 formatter and a registry loader are each
@@ -23,7 +23,7 @@ import pytest
 from core.severity import COLOUR
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("ingest", "alerts", "dashboard", "geodata", "simulators", "security")
+PARTS = ("ingest", "alerts", "dashboard", "geodata", "simulators", "security", "bridges")
 LAUNCHER = "smartcommunity"
 SOURCE_DIRS = ("core", *PARTS, LAUNCHER, "bench", "scripts")
 # The whole import graph between packages, as the README's architecture section draws it: each
@@ -36,7 +36,8 @@ GRAPH = {
     "geodata": {"core", "security"},             # device verbs: a new device gets its broker account
     "alerts": {"core", "ingest", "geodata"},     # the fast MQTT client; places near an alert
     "simulators": {"core", "alerts"},            # `eval` runs the real engine over the incident library
-    "dashboard": {"core", "ingest", "geodata", "alerts"},
+    "dashboard": {"core", "ingest", "geodata", "alerts", "bridges"},  # bridges: their /metrics names
+    "bridges": {"core", "ingest"},               # ingest's dead-letter store and per-device budget
     LAUNCHER: {"core", *PARTS},
 }
 WEB = (".js", ".css", ".html")
