@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -152,7 +153,11 @@ def demo_accounts(settings: Settings) -> str:
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     settings = secure_demo_settings(settings)
-    print(demo_accounts(settings), end="", file=sys.stderr, flush=True)
+    text = demo_accounts(settings)
+    if not sys.stderr.isatty():  # output kept in a log: the passwords stay in their 0600 file only
+        text = re.sub(r"^(  \S+ / )\S+", rf"\g<1>(password in {demo_accounts_path(settings)})", text, flags=re.M)
+        text = re.sub(r"/display/\S+", "/display/… (in the same file)", text)
+    print(text, end="", file=sys.stderr, flush=True)
     return _supervise(settings, demo_parts(settings, None if args.no_leak else args.leak_after))
 
 
