@@ -151,13 +151,19 @@ def demo_accounts(settings: Settings) -> str:
     return text
 
 
-def run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    settings = secure_demo_settings(settings)
+def demo_sign_in_text(settings: Settings, terminal: bool) -> str:
+    """What the demo prints at start: the accounts with their passwords on a terminal; when the output
+    goes to a log, the passwords and the display link stay in their 0600 file only."""
     text = demo_accounts(settings)
-    if not sys.stderr.isatty():  # output kept in a log: the passwords stay in their 0600 file only
+    if not terminal:
         text = re.sub(r"^(  \S+ / )\S+", rf"\g<1>(password in {demo_accounts_path(settings)})", text, flags=re.M)
         text = re.sub(r"/display/\S+", "/display/… (in the same file)", text)
-    print(text, end="", file=sys.stderr, flush=True)
+    return text
+
+
+def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    settings = secure_demo_settings(settings)
+    print(demo_sign_in_text(settings, sys.stderr.isatty()), end="", file=sys.stderr, flush=True)
     return _supervise(settings, demo_parts(settings, None if args.no_leak else args.leak_after))
 
 
