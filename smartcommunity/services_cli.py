@@ -164,6 +164,10 @@ def demo_sign_in_text(settings: Settings, terminal: bool) -> str:
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     settings = secure_demo_settings(settings)
     print(demo_sign_in_text(settings, sys.stderr.isatty()), end="", file=sys.stderr, flush=True)
+    if not args.no_leak:
+        from smartcommunity.demo_story import provision_story
+
+        provision_story(settings)  # the scripted staff act through /api with their own tokens
     return _supervise(settings, demo_parts(settings, None if args.no_leak else args.leak_after))
 
 

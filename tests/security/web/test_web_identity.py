@@ -46,12 +46,14 @@ MAKE = 0x010F
 def staffed(tmp_path_factory: pytest.TempPathFactory, broker: RunningService) -> Iterator[LiveDashboard]:
     """A dashboard with staff accounts and NO SC_API_TOKEN (the demo's way): zhang operator, kan viewer."""
     d = LiveDashboard(tmp_path_factory.mktemp("ident") / "var", broker.url.port)
-    d.start()
-    for name, role, label in (("deps-reader", "operator", None), ("zhang", "operator", "张三"),
-                              ("kan", "viewer", "看板员")):
-        d.add_user(name, role, name=label)
-    yield d
-    d.stop()
+    try:
+        d.start()
+        for name, role, label in (("deps-reader", "operator", None), ("zhang", "operator", "张三"),
+                                  ("kan", "viewer", "看板员")):
+            d.add_user(name, role, name=label)
+        yield d
+    finally:
+        d.stop()
 
 
 def audit_entries(live: LiveDashboard) -> list[dict[str, Any]]:
@@ -338,8 +340,9 @@ def test_bound_beyond_loopback_nobody_acts_anonymously_even_with_no_account(
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("[::1]")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("::")
-    live = LiveDashboard(tmp_path / "var", broker.url.port).start(extra_args=("--host", "0.0.0.0"))
+    live = LiveDashboard(tmp_path / "var", broker.url.port)
     try:
+        live.start(extra_args=("--host", "0.0.0.0"))
         a = live.alert()
         assert requests.get(f"{live.url}/api/alerts", timeout=10).status_code == 401
         r = requests.post(f"{live.url}/api/alerts/{a.alert_id}/ack", json={"by": "街道值班长张三"}, timeout=10)
