@@ -3,7 +3,8 @@
 Required unless this is a loopback-only insecure dev run, i.e. whenever `SC_API_TOKEN` is set, security
 is on (`SC_SECURE`), the HTTP port is bound beyond loopback, or any staff account exists: the pages and
 their callbacks then need a signed-in account (or a display link's viewer identity), and every `/api`
-request but `/api/health` needs a session or a bearer token (dashboard/security.py) — a personal token
+request but `/api/health` needs a session or (always, when SC_API_TOKEN is set) a bearer token
+(dashboard/security.py) — a personal token
 (`smartcommunity users token NAME`, acting as that account with its role) or the contract's service token
 `SC_API_TOKEN` (identity `api-token`, operator). `/metrics` and the static files stay open.
 
@@ -158,11 +159,25 @@ def acting_as(by: str | None, note: str | None) -> tuple[str | None, str | None]
 
 
 def load_user() -> User | None:
-    """The identity of this request's session cookie, else (on /api) of its bearer token (None if none
-    or ended); cached per request."""
+    """The identity of this request (None if none or ended); cached per request. On /api a bearer
+    token, when sent, is the identity (a wrong one: None); otherwise, and on every other path, the
+    session cookie's (`session_user`)."""
     if "sc_user" in g:
         user: User | None = g.sc_user
         return user
+    sec = _security()
+    user = session_user()
+    if sec is not None and request.path.startswith("/api/") and bearer():
+        user = _token_user(sec)
+    g.sc_user = user
+    return user
+
+
+def session_user() -> User | None:
+    """The identity of this request's session cookie alone (None if none or ended); cached per request."""
+    if "sc_session_user" in g:
+        cached: User | None = g.sc_session_user
+        return cached
     sec = _security()
     user = None
     sess: Session | None = None
@@ -178,9 +193,7 @@ def load_user() -> User | None:
                 sess = None
             else:
                 user = User(acc.username, acc.name, acc.role)
-        if user is None and request.path.startswith("/api/"):
-            user = _token_user(sec)
-    g.sc_user = user
+    g.sc_session_user = user
     g.sc_session = sess
     return user
 

@@ -42,7 +42,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from core.settings import Settings
 from dashboard.accounts import Accounts, accounts_path, secret_key
 from dashboard.audit import AuditLog, audit_path
-from dashboard.login import CALLBACK_PREFIXES, bearer, current_user, register_login
+from dashboard.login import CALLBACK_PREFIXES, bearer, current_user, register_login, session_user
 from dashboard.sessions import SessionStore, sessions_path
 
 log = logging.getLogger(__name__)
@@ -420,19 +420,26 @@ def register_security(app: Dash, settings: Settings) -> Security:
     def _bodies() -> tuple[Response, int] | None:
         path = request.path
         if path.startswith("/api/") and path != "/api/health":
-            user = current_user()  # the session's account, else the bearer token's
-            if user is None and sec.sign_in_required():
+            user = current_user()  # the bearer token's identity when one is sent, else the session's
+            # With SC_API_TOKEN set the contract wants the bearer header on every /api request (a
+            # personal token is one too); without it a session will do.
+            need_bearer = bool(sec.settings.api_token) and not bearer()
+            if (user is None and sec.sign_in_required()) or (bearer() and user is None) or need_bearer:
                 if request.method not in SAFE_METHODS or bearer():
                     audit_refusal("bearer token" if bearer() else "no credentials", 401)
-                resp, status = json_error(401, "sign in, or send Authorization: Bearer <token> "
-                                               "(a personal token: smartcommunity users token NAME)")
+                resp, status = json_error(401, "send Authorization: Bearer <token> (a personal token: "
+                                               "smartcommunity users token NAME)" if need_bearer else
+                                          "sign in, or send Authorization: Bearer <token> "
+                                          "(a personal token: smartcommunity users token NAME)")
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="smartcommunity"'
                 return resp, status
-            if request.method not in SAFE_METHODS and user is not None and not user.can("operator"):
+            if request.method not in SAFE_METHODS:
                 # Below operator (a viewer, a display link, a viewer's token) never acts through /api,
-                # whichever way it authenticated.
-                audit_refusal("role", 403, need="operator", have=user.role)
-                return json_error(403, "this needs the operator role")
+                # whichever way it authenticated, nor a viewer's browser by adding someone's token.
+                for who in (user, session_user()):
+                    if who is not None and not who.can("operator"):
+                        audit_refusal("role", 403, need="operator", have=who.role)
+                        return json_error(403, "this needs the operator role")
         if request.method in SAFE_METHODS:
             return None
         if path.startswith(JSON_PREFIXES):

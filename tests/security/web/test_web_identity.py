@@ -350,3 +350,20 @@ def test_bound_beyond_loopback_nobody_acts_anonymously_even_with_no_account(
         assert requests.get(live.url + "/", allow_redirects=False, timeout=10).status_code == 302  # to /login
     finally:
         live.stop()
+
+
+def test_with_the_service_token_set_api_needs_a_bearer_header(live: LiveDashboard) -> None:
+    """The contract (§5): with SC_API_TOKEN set every /api request needs `Authorization: Bearer`; a
+    personal token is one, a page session alone is not."""
+    a = live.alert()
+    c = Client(live)
+    assert c.sign_in("zhang").status_code == 302
+    r = c.post(f"{live.url}/api/alerts/{a.alert_id}/ack", json={}, headers={"Origin": live.url}, timeout=10)
+    assert r.status_code == 401 and live.state(a.alert_id).state == "active"
+    assert c.get(f"{live.url}/api/alerts", timeout=10).status_code == 401
+    token = new_token(live, "zhang")
+    r = requests.post(f"{live.url}/api/alerts/{a.alert_id}/ack", json={"by": "主任"}, headers=bearer(token),
+                      timeout=10)
+    assert r.status_code == 200 and r.json()["acked_by"] == "张三"
+    wrong = requests.get(f"{live.url}/api/alerts", headers=bearer(token + "x"), timeout=10)
+    assert wrong.status_code == 401
