@@ -349,6 +349,15 @@ def _callback_body_problem(app: Dash, doc: Any) -> str | None:
             return f'"outputs" must list the callback\'s {want} outputs'
     elif isinstance(outs, list) and not output.startswith("{"):  # one output (a list only for a pattern id)
         return '"outputs" of a one-output callback is an object'
+    if outs is None:
+        return None
+    wanted = output.strip(".").split("...") if output.startswith("..") else [output]
+    for want, got in zip(wanted, outs if output.startswith("..") else [outs], strict=True):
+        for e in got if isinstance(got, list) else [got]:  # a list: the ids one pattern output matched
+            if not isinstance(e, dict) or "id" not in e or not isinstance(e.get("property"), str):
+                return "each output is {id, property}"
+            if isinstance(e["id"], str) and f"{e['id']}.{e['property']}" != want:
+                return "the outputs do not match the callback"
     return None
 
 

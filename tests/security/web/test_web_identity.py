@@ -298,9 +298,11 @@ def test_the_two_500s_are_4xx_and_leave_no_traceback(staffed: LiveDashboard) -> 
     body = ack_body(live, a.alert_id)
     short = {**body, "outputs": body["outputs"][:1]}
     single = {**body, "outputs": body["outputs"][0]}
-    for b in (short, single) * 3:
+    n = len(body["outputs"])
+    for b in [short, single, {**body, "outputs": list(range(n))}, {**body, "outputs": [{"id": "x"}] * n},
+              {**body, "outputs": [{"id": "nope", "property": "children"}] * n}] * 2:
         r = c.callback(b)
-        assert r.status_code == 400 and "outputs" in r.json()["error"], r.text[:200]
+        assert r.status_code == 400 and "output" in r.json()["error"], r.text[:200]
     tok = new_token(live, "kan")
     for q in ("from=0001-01-01&to=9999-12-31", "month=9999-12", "from=9999-12-31&to=9999-12-31"):
         for _ in range(3):
