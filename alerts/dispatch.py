@@ -7,6 +7,8 @@ transaction, by a conditional UPDATE, so two phones pressing "接单" at once le
 and a clear refusal. The assignee needs no account: the message carries a signed link
 (`link_for`, itsdangerous with a secret in `SC_DATA_DIR/dispatch.secret`, 0600) that expires after
 `SC_DISPATCH_LINK_TTL_S`, names this alert and this dispatch, and opens only the field page of it.
+The link's token is written nowhere but into the outgoing message (logs and the audit name the
+dispatch id). Feedback photos are kept re-encoded without their metadata (`clean_photo`: no GPS).
 
 A dispatch nobody accepted by its deadline escalates like an unacknowledged alert
 (`escalate_overdue`, run by the alert service): an `escalated` step and a message to the next tier
@@ -15,7 +17,9 @@ of the on-call roster. Messages go out through ONE function, `send_dispatch`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import io
 import logging
 import os
@@ -149,6 +153,13 @@ def link_for(settings: Settings, d: Dispatch) -> str:
     return f"{settings.public_base_url}/d/{sign_link(link_secret(settings.data_path), d.alert_id, d.dispatch_id)}"
 
 
+def form_token(secret: bytes, token: str) -> str:
+    """The field page's per-link form token: rendered into its forms, checked on their POSTs, so the
+    page's own posts are told from another site's where the browser sends no Fetch Metadata."""
+    mac = hmac.new(secret, b"field-form\0" + token.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
 # ---------------------------------------------------------------- photos
 
 
@@ -189,6 +200,29 @@ def check_photo(data: bytes, max_bytes: int) -> str:
     except Exception:
         raise Refused(415, "图片已损坏或无法识别。") from None
     return kind
+
+
+def clean_photo(data: bytes, kind: str) -> bytes:
+    """The photo as it is kept and served: turned upright as its EXIF orientation says, then encoded
+    afresh with no metadata (EXIF with the phone's GPS position and serial, XMP, comments), only the
+    colour profile kept. `data` has passed `check_photo`."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as src:
+        im = ImageOps.exif_transpose(src) or src
+        icc = src.info.get("icc_profile")
+        if kind == "jpeg" and im.mode not in ("L", "RGB", "CMYK"):
+            im = im.convert("RGB")
+        im.info = {}  # nothing of the original rides along into the new file
+        out = io.BytesIO()
+        extra: dict[str, Any] = {"icc_profile": icc} if icc else {}
+        if kind == "jpeg":
+            im.save(out, "JPEG", quality=90, **extra)
+        elif kind == "webp":
+            im.save(out, "WEBP", quality=90, **extra)
+        else:
+            im.save(out, "PNG", **extra)
+    return out.getvalue()
 
 
 def photo_dir(data_dir: Path, dispatch_id: str) -> Path:
@@ -385,6 +419,7 @@ class DispatchBook:
         if len(photos) > MAX_PHOTOS:
             raise Refused(400, f"最多上传 {MAX_PHOTOS} 张照片。")
         kinds = [check_photo(p, self.settings.dispatch_photo_max_bytes) for p in photos]
+        photos = [clean_photo(p, k) for p, k in zip(photos, kinds, strict=True)]
         folder = photo_dir(self.settings.data_path, dispatch_id)
         meta = []
         for i, (data, kind) in enumerate(zip(photos, kinds, strict=True), start=1):

@@ -1,7 +1,8 @@
 """The audit log: every state-changing action and every refusal, append-only (`SC_DATA_DIR/audit.jsonl`, 0600).
 
 One JSON object a line: `seq`, `at` (ISO-8601, Beijing time), `actor` (account, `api-token`,
-`anonymous`, `display:<link>` or `cli:<os user>`), `role`, `via` (console, api, login, cli),
+`anonymous`, `display:<link>` or `cli:<os user>`; an action by a personal API token is under its
+account, with `detail.auth` = "token" and `detail.token_id`), `role`, `via` (console, api, login, cli),
 `action`, `target`, `outcome` (ok / refused / failed), `status`, `addr` (the client address),
 `detail`, and `prev` = SHA-256 of the previous line, so a deleted or edited line shows (`verify`).
 Writers in several processes (the server, the CLI) take an exclusive `flock` for each append.

@@ -58,6 +58,19 @@ def register(sub: Any) -> None:
     dl.add_argument("--revoke", metavar="ID", default=None, help="revoke a link by id (or 'all'); its screens "
                     "are signed out at their next refresh")
     dl.set_defaults(func=users_display_link)
+    tk = usub.add_parser(
+        "token",
+        help="print a new personal /api token of an account; --list, --revoke to withdraw",
+        description="Without options: make a new personal API token of USERNAME and print it (once; only "
+        "its hash is kept). The token acts as the account, with the account's role, in "
+        "`Authorization: Bearer <token>` on /api.",
+    )
+    tk.add_argument("username", nargs="?", default=None, help="the account (for --list: optional)")
+    tk.add_argument("--label", default="api", help="what the token is for (e.g. the script using it)")
+    tk.add_argument("--list", action="store_true", help="list tokens (id, account, label, created, last used)")
+    tk.add_argument("--revoke", metavar="ID", default=None, help="revoke one of the account's tokens by id "
+                    "(or 'all'); it is refused from the next request on")
+    tk.set_defaults(func=users_token)
 
 
 def _accounts(settings: Settings) -> Accounts:
@@ -110,8 +123,10 @@ def users_remove(args: argparse.Namespace, settings: Settings) -> int:
     if not _accounts(settings).remove(args.username):
         print(f"no account {args.username}", file=sys.stderr)
         return 2
-    ended = _sessions(settings).end_user(args.username)
-    _audit(settings, "account.remove", args.username, sessions_ended=ended)
+    store = _sessions(settings)
+    ended = store.end_user(args.username)
+    tokens = store.revoke_token(args.username)
+    _audit(settings, "account.remove", args.username, sessions_ended=ended, tokens_revoked=tokens)
     print(f"account {args.username} removed; {ended} open session(s) ended")
     return 0
 
@@ -146,6 +161,35 @@ def users_display_link(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{base}/display/{token}")
     print(f"display link {link_id} ({args.label}): read-only wall; revoke with "
           f"`smartcommunity users display-link --revoke {link_id}`", file=sys.stderr)
+    return 0
+
+
+def users_token(args: argparse.Namespace, settings: Settings) -> int:
+    store = _sessions(settings)
+    if args.list:
+        for token_id, user, label, created, used in store.tokens(args.username):
+            print(f"{token_id}\t{user}\t{label}\t{iso(created)}\t{iso(used) if used else 'never used'}")
+        return 0
+    if not args.username:
+        print("smartcommunity users token: name the account", file=sys.stderr)
+        return 2
+    if args.revoke:
+        n = store.revoke_token(args.username, None if args.revoke == "all" else args.revoke)
+        if n == 0:
+            print(f"no token {args.revoke} of {args.username}", file=sys.stderr)
+            return 2
+        _audit(settings, "token.revoke", args.username, token_id=args.revoke, tokens=n)
+        print(f"revoked {n} token(s) of {args.username}")
+        return 0
+    acc = _accounts(settings).get(args.username)
+    if acc is None:
+        print(f"no account {args.username}", file=sys.stderr)
+        return 2
+    token_id, token = store.new_token(acc.username, args.label)
+    _audit(settings, "token.create", acc.username, token_id=token_id, label=args.label, role=acc.role)
+    print(token)
+    print(f"token {token_id} of {acc.username} ({acc.role}): Authorization: Bearer <token> on /api; revoke with "
+          f"`smartcommunity users token {acc.username} --revoke {token_id}`", file=sys.stderr)
     return 0
 
 
@@ -195,10 +239,14 @@ def raise_fd_limit(want: int) -> int:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.app import create_app
+    from dashboard.security import is_loopback
 
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
-        log.warning("binding %s without SC_API_TOKEN: the /api is open to the network", args.host)
     app = create_app(settings)
+    sec = app.server.config["SC_SECURITY"]
+    sec.exposed = not is_loopback(args.host)  # reachable from the network: nobody acts anonymously
+    if not sec.sign_in_required():
+        log.warning("loopback-only dev run with no staff account: the pages and /api are open to anyone on "
+                    "this machine; `smartcommunity users add NAME` turns sign-in on")
     port = args.port or settings.http_port
     log.info("dashboard on http://%s:%d/ (wall view: /wall)", args.host, port)
     try:

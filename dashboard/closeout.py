@@ -2,7 +2,8 @@
 field page of dispatched staff. `register_closeout(server, settings, store)` is the one call
 app.py makes.
 
-JSON API (alongside the contract's /api; same bearer token when SC_API_TOKEN is set):
+JSON API (alongside the contract's /api, behind the same sign-in or bearer token; who acts is the
+authenticated identity, a body's "by" only a remark in the note):
   GET  /api/dispatch/teams                      teams and members (+ the file's error, if any)
   GET  /api/dispatch/options                    cause categories and actions
   POST /api/alerts/{id}/dispatch                {"team", "member"?, "deadline" (ISO) | "deadline_min", "by"?, "note"?}
@@ -37,9 +38,9 @@ from alerts.teams import Teams, TeamsError, TeamsWatcher
 from core.contract import COMMUNITIES
 from core.settings import Settings
 from core.timebase import iso, now_iso, parse_iso
-from dashboard.api import error, token_ok
+from dashboard.api import error
 from dashboard.fieldpage import register_field_page
-from dashboard.login import current_user
+from dashboard.login import acting_as
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +105,13 @@ def _text(doc: dict[str, Any], key: str) -> str | None:
     return v.strip() if isinstance(v, str) and v.strip() else None
 
 
-def _operator(doc: dict[str, Any], what: str) -> str:
-    """The signed-in operator, else the body's "by" (an /api client with the bearer token)."""
-    who = current_user() or _text(doc, "by")
+def _operator(doc: dict[str, Any], what: str) -> tuple[str, str | None]:
+    """(who acts, the note): the authenticated identity; the body's "by" only in the loopback-only dev
+    run, where nobody signs in."""
+    who, note = acting_as(_text(doc, "by"), _text(doc, "note"))
     if not who:
         raise Refused(400, f'"by" (who {what}) is required')
-    return who
+    return who, note
 
 
 def period_from_args(args: Any) -> tuple[Period, str | None]:
@@ -124,6 +126,8 @@ def period_from_args(args: Any) -> tuple[Period, str | None]:
         return (Period.month(args["month"]) if args.get("month") else Period.this_month()), community
     except ValueError as exc:
         raise Refused(400, str(exc)) from None
+    except OverflowError:  # e.g. to=9999-12-31: the day after it is past the calendar
+        raise Refused(400, "dates must lie between 1970-01-01 and 9998-12-31") from None
 
 
 def report_json(rep: Report) -> dict[str, Any]:
@@ -164,14 +168,6 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
     secret = link_secret(settings.data_path)
     api = Blueprint("sc_closeout", __name__, url_prefix="/api")
 
-    @api.before_request
-    def _auth() -> tuple[Response, int] | None:
-        if not settings.api_token or token_ok(request.headers.get("Authorization"), settings.api_token):
-            return None
-        resp, status = error(401, "missing or wrong bearer token")
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="smartcommunity"'
-        return resp, status
-
     @api.errorhandler(Refused)
     def _refused(exc: Refused) -> tuple[Response, int]:
         return error(exc.status, exc.message)
@@ -210,13 +206,15 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
             if isinstance(mins, bool) or not isinstance(mins, int | float) or not 1 <= mins <= MAX_DEADLINE_MIN:
                 raise Refused(400, f'"deadline_min" must be a number of minutes, 1..{MAX_DEADLINE_MIN}')
             deadline = iso(now + float(mins) * 60)
-        d = book.create(alert_id, team, member, deadline, _operator(doc, "dispatches"), _text(doc, "note"), now)
+        who, note = _operator(doc, "dispatches")
+        d = book.create(alert_id, team, member, deadline, who, note, now)
         return jsonify({**d.as_json(), "link": link_for(settings, d)}), 201
 
     @api.post("/dispatches/<dispatch_id>/cancel")
     def cancel_dispatch(dispatch_id: str) -> tuple[Response, int]:
         doc = _json_body()
-        d = book.cancel(dispatch_id, _operator(doc, "takes the dispatch back"), _text(doc, "note"), time.time())
+        who, note = _operator(doc, "takes the dispatch back")
+        d = book.cancel(dispatch_id, who, note, time.time())
         return jsonify(d.as_json()), 200
 
     @api.get("/alerts/<alert_id>/dispatches")
@@ -246,8 +244,8 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
     @api.post("/alerts/<alert_id>/archive")
     def archive_alert(alert_id: str) -> tuple[Response, int]:
         doc = _json_body()
-        done = archive(store, alert_id, _operator(doc, "archives"), _text(doc, "cause") or "", _text(doc, "note"),
-                       now_iso())
+        who, note = _operator(doc, "archives")
+        done = archive(store, alert_id, who, _text(doc, "cause") or "", note, now_iso())
         return jsonify(done.as_json()), 200
 
     @api.get("/archive/pending")

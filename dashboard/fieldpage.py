@@ -6,17 +6,25 @@ expires, and opens only this page and its three actions — accept (接单), arr
 feedback form (cause, action, text, up to 3 photos). Anything refused (a forged, expired or
 mismatched link, a second acceptance, an oversize or non-image photo) gets a clear message and
 changes nothing.
+
+Its forms post to `…?ft=<form token>` (`form_token`, per link): a browser without Fetch Metadata
+sends `Origin: null` from this no-referrer page, and the form token is how dashboard/security.py tells
+the page's own post from another site's. The feedback photos are shown to the link's holder at
+`/d/<token>/photos/<n>`. `SC_LINK_NAME` (in the server's config) names a link by its dispatch id for
+logs and the audit, which never hold the token.
 """
 
 from __future__ import annotations
 
+import hmac
 import html
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
-from flask import Flask, Response, redirect, request
+from flask import Flask, Response, redirect, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from alerts.dispatch import (
@@ -28,6 +36,8 @@ from alerts.dispatch import (
     DispatchBook,
     Places,
     Refused,
+    form_token,
+    photo_path,
     place_of,
     read_link,
 )
@@ -90,9 +100,12 @@ def _options(values: tuple[str, ...], name: str, label: str, chosen: str = "") -
 
 
 def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: str | None = None,
-           error: str | None = None, status: int = 200, kept: dict[str, str] | None = None) -> Response:
-    """`kept`: what the person had typed in the feedback form, shown again after a refusal."""
+           error: str | None = None, status: int = 200, kept: dict[str, str] | None = None,
+           ft: str = "") -> Response:
+    """`kept`: what the person had typed in the feedback form, shown again after a refusal; `ft`: the
+    link's form token, carried by the forms' actions."""
     kept = kept or {}
+    q = f"?ft={quote(ft)}" if ft else ""
     sev = alert.severity if alert else "blue"
     title = f"{severity_label(sev)}预警 · 派单" if alert else "派单"
     base = f"/d/{token}"
@@ -123,19 +136,19 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
         f'<div class="step{" on" if at else ""}">{name}<small>{_hm(at) if at else "—"}</small></div>'
         for name, at in steps) + "</div>")
     if d.state == "sent":
-        parts.append(f'<form class="card" method="post" action="{base}/accept">'
+        parts.append(f'<form class="card" method="post" action="{base}/accept{q}">'
                      '<label for="name">您的姓名（可选）</label>'
                      '<input type="text" id="name" name="name" maxlength="40" autocomplete="name">'
                      '<button type="submit" id="accept" class="go">接单</button></form>')
     elif d.state == "accepted":
-        parts.append(f'<form class="card" method="post" action="{base}/arrive">'
+        parts.append(f'<form class="card" method="post" action="{base}/arrive{q}">'
                      '<p class="hint">到达现场后请点击：</p>'
                      '<button type="submit" id="arrive" class="go">已到场</button></form>')
     elif d.state == "arrived":
         files = "".join(f'<input type="file" name="photo" id="photo{i}" accept="image/jpeg,image/png,image/webp">'
                         for i in range(1, MAX_PHOTOS + 1))
         parts.append(
-            f'<form class="card" method="post" action="{base}/feedback" enctype="multipart/form-data">'
+            f'<form class="card" method="post" action="{base}/feedback{q}" enctype="multipart/form-data">'
             f'<div class="msg">现场反馈</div>{_options(CAUSES, "cause", "原因类别", kept.get("cause", ""))}'
             f'{_options(ACTIONS, "action", "处置措施", kept.get("action", ""))}'
             '<label for="text">情况说明</label><textarea id="text" name="text" maxlength="2000" '
@@ -151,7 +164,9 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
             f'<div class="row"><span class="k">原因</span><span class="v">{html.escape(d.cause or "")}</span></div>'
             f'<div class="row"><span class="k">措施</span><span class="v">{html.escape(d.action_taken or "")}'
             "</span></div>"
-            f'<div class="row"><span class="k">照片</span><span class="v">{len(d.photos)} 张</span></div>'
+            f'<div class="row"><span class="k">照片</span><span class="v">{len(d.photos)} 张 '
+            + " ".join(f'<a href="{base}/photos/{i}" id="photo-link{i}">照片{i}</a>'
+                       for i in range(1, len(d.photos) + 1)) + "</span></div>"
             + (f"<p>{html.escape(d.feedback)}</p>" if d.feedback else "") + "</div>")
     return _page(title, COLOUR.get(sev, "#2b6fd6"), "".join(parts), status)
 
@@ -170,7 +185,19 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
         return d
 
     def show(token: str, d: Dispatch, **kw: Any) -> Response:
-        return render(token, d, store.get(d.alert_id), places(), **kw)
+        return render(token, d, store.get(d.alert_id), places(), ft=form_token(secret(), token), **kw)
+
+    def link_name(token: str) -> str | None:
+        try:
+            return read_link(secret(), token, ttl)[1]
+        except Refused:
+            return None
+
+    def form_ok(token: str, sent: str) -> bool:
+        return bool(sent) and hmac.compare_digest(sent.encode(), form_token(secret(), token).encode())
+
+    server.config["SC_LINK_NAME"] = link_name
+    server.config["SC_FIELD_FORM_OK"] = form_ok
 
     def _kept() -> dict[str, str]:
         """The typed text and choices of a refused feedback (nothing when the body was too big to read)."""
@@ -199,6 +226,19 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
             log.info("field action on %s refused: %s", d.dispatch_id, exc.message)
             return show(token, book.get(d.dispatch_id) or d, error=exc.message, status=exc.status, kept=_kept())
         return redirect(f"/d/{token}?ok={new.state}", code=303)  # type: ignore[return-value]
+
+    @server.get("/d/<token>/photos/<int:n>")
+    def field_photo(token: str, n: int) -> Response:
+        try:
+            d = resolve(token)
+        except Refused as exc:
+            return refused_page(exc.message, exc.status)
+        p = photo_path(settings.data_path, d, n - 1)
+        if p is None or not p.is_file():
+            return refused_page(f"没有第 {n} 张照片。", 404)
+        resp = send_file(p, mimetype=d.photos[n - 1]["type"], max_age=0)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
 
     @server.post("/d/<token>/accept")
     def field_accept(token: str) -> Response:

@@ -1,14 +1,18 @@
 """Sign-in for the dashboard pages: server-side sessions, roles, throttling, display links.
 
-Required when `SC_API_TOKEN` is set or any staff account exists: the pages and their callbacks
-then need a signed-in account (or a display link's viewer identity), while `/api` keeps its bearer
-token and `/api/health`, `/metrics` and the static files stay open.
+Required unless this is a loopback-only insecure dev run, i.e. whenever `SC_API_TOKEN` is set, security
+is on (`SC_SECURE`), the HTTP port is bound beyond loopback, or any staff account exists: the pages and
+their callbacks then need a signed-in account (or a display link's viewer identity), and every `/api`
+request but `/api/health` needs a session or (always, when SC_API_TOKEN is set) a bearer token
+(dashboard/security.py) — a personal token
+(`smartcommunity users token NAME`, acting as that account with its role) or the contract's service token
+`SC_API_TOKEN` (identity `api-token`, operator). `/metrics` and the static files stay open.
 
 For other code: `current_user()` (a `User` with `.username`, `.name`, `.role`; `str()` of it is the
 display name), `has_role(role)`, `check_role(role)` (the same, auditing a refusal: for callbacks that
 show the refusal on the page) and `require_role(role)` (a 403 when the signed-in account is below
-`role`). With no sign-in required (no token, no accounts: the contract's loopback default) everyone
-may act and `current_user()` is None.
+`role`). With no sign-in required (the loopback-only dev run) everyone may act and `current_user()` is
+None. `acting_as(by, note)` is who an action is recorded under: the identity, never the body's `by`.
 """
 
 from __future__ import annotations
@@ -65,10 +69,17 @@ MESSAGE_PAGE = HEAD + """
 </head><body><div class="box"><h1>{title}</h1><div class="err">{message}</div></div></body></html>"""
 
 
+SERVICE_KIND = "service"  # the contract's SC_API_TOKEN
+TOKEN_KIND = "token"  # a personal API token: acts as its account
+SERVICE_USERNAME = "api-token"
+SERVICE_NAME = "API令牌"
+
+
 class User(str):
     """The signed-in identity: a `str` of the display name (so `current_user() or typed_name` and
     JSON/SQLite keep working for callers written when it was a name), with `.username`, `.name`,
-    `.role` and `.kind` ("staff": an account; "display": a display link, always a viewer)."""
+    `.role` and `.kind` ("staff": an account's session; "token": an account's personal API token;
+    "service": the SC_API_TOKEN; "display": a display link, always a viewer)."""
 
     username: str
     name: str
@@ -111,11 +122,62 @@ def sign_in_required() -> bool:
     return sec is not None and sec.sign_in_required()
 
 
+def bearer() -> str | None:
+    """The token of `Authorization: Bearer <token>`, if sent."""
+    header = request.headers.get("Authorization", "")
+    return (header[7:].strip() or None) if header.startswith("Bearer ") else None
+
+
+def _token_user(sec: Security) -> User | None:
+    """The identity of this /api request's bearer token: the service token, or a personal one."""
+    token = bearer()
+    if not token:
+        return None
+    if sec.settings.api_token and hmac.compare_digest(token.encode(), sec.settings.api_token.encode()):
+        return User(SERVICE_USERNAME, SERVICE_NAME, "operator", SERVICE_KIND)
+    found = sec.sessions.token_user(token)
+    if found is None:
+        return None
+    acc = sec.accounts.get(found[0])
+    if acc is None:  # the account was removed: its tokens go with it
+        sec.sessions.revoke_token(found[0])
+        return None
+    g.sc_token_id = found[1]
+    return User(acc.username, acc.name, acc.role, TOKEN_KIND)
+
+
+def acting_as(by: str | None, note: str | None) -> tuple[str | None, str | None]:
+    """(who an action is recorded under, its note). Signed in (session or token): the identity, and a
+    different name typed in the body's "by" kept only as a remark in the note. Otherwise (the
+    loopback-only dev run) the typed name."""
+    user = current_user()
+    if user is None:
+        return by, note
+    if by and by != user.name:
+        note = f"（署名：{by}）{note or ''}"
+    return user, note
+
+
 def load_user() -> User | None:
-    """The identity of this request's session cookie (None if none or ended); cached per request."""
+    """The identity of this request (None if none or ended); cached per request. On /api a bearer
+    token, when sent, is the identity (a wrong one: None); otherwise, and on every other path, the
+    session cookie's (`session_user`)."""
     if "sc_user" in g:
         user: User | None = g.sc_user
         return user
+    sec = _security()
+    user = session_user()
+    if sec is not None and request.path.startswith("/api/") and bearer():
+        user = _token_user(sec)
+    g.sc_user = user
+    return user
+
+
+def session_user() -> User | None:
+    """The identity of this request's session cookie alone (None if none or ended); cached per request."""
+    if "sc_session_user" in g:
+        cached: User | None = g.sc_session_user
+        return cached
     sec = _security()
     user = None
     sess: Session | None = None
@@ -131,7 +193,7 @@ def load_user() -> User | None:
                 sess = None
             else:
                 user = User(acc.username, acc.name, acc.role)
-    g.sc_user = user
+    g.sc_session_user = user
     g.sc_session = sess
     return user
 

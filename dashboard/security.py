@@ -1,6 +1,10 @@
 """Web security of the dashboard, registered with one call: `register_security(app, settings)`.
 
 - sign-in (dashboard/login.py): server-side sessions, roles, throttling, CSRF, display links;
+- who may use `/api`: nobody anonymously unless this is a loopback-only insecure dev run (no
+  SC_API_TOKEN, SC_SECURE off, the port bound to loopback, no staff account); otherwise every request
+  but `/api/health` needs a session or a bearer token (personal, or the service SC_API_TOKEN), a 401
+  without, and a state change needs the operator role whichever way the identity came;
 - headers on every response: a CSP as strict as Dash allows (scripts only from this site plus the
   SHA-256 of Dash's own inline scripts, `frame-ancestors 'none'`), X-Frame-Options, nosniff,
   Referrer-Policy, COOP/CORP, Permissions-Policy, `Cache-Control: no-store` on pages and JSON;
@@ -10,7 +14,11 @@
   browsers and carry no ambient cookie), plus the session's CSRF token on Dash callbacks;
 - every malformed body to /api or a Dash callback answered with a JSON 400 (JSON is parsed by orjson:
   depth-limited, no RecursionError), oversized ones a JSON 413, and errors there JSON, never HTML;
-- the audit log (dashboard/audit.py) of every state-changing action and every refusal.
+  an unexpected error's traceback is logged once per kind, then counted (`ErrorLog`), so a client
+  repeating a bad request cannot fill the log;
+- the audit log (dashboard/audit.py) of every state-changing action and every refusal, under the
+  authenticated identity, and never with a field link's token (its path is written with the
+  dispatch id instead: the token is the link's only credential).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from core.settings import Settings
 from dashboard.accounts import Accounts, accounts_path, secret_key
 from dashboard.audit import AuditLog, audit_path
-from dashboard.login import CALLBACK_PREFIXES, current_user, register_login
+from dashboard.login import CALLBACK_PREFIXES, bearer, current_user, register_login, session_user
 from dashboard.sessions import SessionStore, sessions_path
 
 log = logging.getLogger(__name__)
@@ -91,10 +99,72 @@ class Security:
                                      settings.dashboard_session_max_s)
         self.audit = AuditLog(audit_path(data))
         self.refusals = RefusalLimiter()
+        self.errors = ErrorLog()
+        # Set by whoever binds the HTTP port (dashboard/cli.py): bound beyond loopback.
+        self.exposed = False
         self.sessions.purge_expired()
 
     def sign_in_required(self) -> bool:
-        return bool(self.settings.api_token) or self.accounts.any()
+        """False only in a loopback-only insecure dev run with no staff account."""
+        s = self.settings
+        return bool(s.api_token) or s.secure or self.exposed or self.accounts.any()
+
+
+def is_loopback(host: str) -> bool:
+    """A bind address that only this machine can reach."""
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class ErrorLog:
+    """Unexpected errors: the first of each kind (exception type, where it was raised, route) logged
+    with its traceback, the later ones counted and summed up in one line at most once a minute."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._kinds: dict[tuple[str, str, str], list[float]] = {}  # kind -> [count, unreported, last summary]
+
+    @staticmethod
+    def kind(exc: BaseException, route: str) -> tuple[str, str, str]:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+        return type(exc).__name__, where, route
+
+    def report(self, exc: BaseException, route: str, what: str) -> None:
+        key = self.kind(exc, route)
+        now = time.monotonic()
+        with self._lock:
+            if len(self._kinds) > 1000:  # bounded whatever the variety
+                self._kinds.clear()
+            seen = self._kinds.get(key)
+            if seen is None:
+                self._kinds[key] = [1, 0, now]
+                first = True
+            else:
+                seen[0] += 1
+                seen[1] += 1
+                first = False
+                if now - seen[2] < self.every_s:
+                    return
+                count, unreported = int(seen[0]), int(seen[1])
+                seen[1], seen[2] = 0, now
+        if first:
+            log.error("unhandled error on %s (first of its kind; repeats are counted)", what, exc_info=exc)
+        else:
+            log.error("unhandled error %s at %s on %s: %d times so far (%d since the last line)",
+                      key[0], key[1], route, count, unreported)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {" ".join(k): int(v[0]) for k, v in self._kinds.items()}
 
 
 def json_error(status: int, message: str) -> tuple[Response, int]:
@@ -103,22 +173,29 @@ def json_error(status: int, message: str) -> tuple[Response, int]:
 
 
 def _actor() -> dict[str, Any]:
-    """Who and from where, for the audit log, from the current request."""
+    """Who and from where, for the audit log, from the current request: the authenticated identity
+    (account, `api-token`, `display:<link>`), and how it authenticated (`auth`)."""
     if not has_request_context():
         return {"actor": "local", "via": None, "addr": None}
     user = current_user()
     path = request.path
     via = "api" if path.startswith("/api/") else "console" if path.startswith(CALLBACK_PREFIXES) else "web"
-    if via == "api":
-        from dashboard.api import token_ok
-
-        sec = current_app.config.get("SC_SECURITY")
-        token = sec.settings.api_token if sec else None
-        if token and token_ok(request.headers.get("Authorization"), token):
-            return {"actor": "api-token", "role": "operator", "via": via, "addr": request.remote_addr}
     if user is None:
         return {"actor": "anonymous", "via": via, "addr": request.remote_addr}
-    return {"actor": user.username, "role": user.role, "via": via, "addr": request.remote_addr}
+    out = {"actor": user.username, "role": user.role, "via": via, "addr": request.remote_addr, "auth": user.kind}
+    if g.get("sc_token_id"):
+        out["token_id"] = g.sc_token_id
+    return out
+
+
+def redacted_path(path: str) -> str:
+    """The request path fit for a log: a field link's token replaced by its dispatch id (or `<link>`)."""
+    if not path.startswith("/d/"):
+        return path
+    token, _, rest = path[3:].partition("/")
+    name = current_app.config.get("SC_LINK_NAME")
+    label = (name(token) if name else None) or "<link>"
+    return f"/d/{label}" + (f"/{rest}" if rest else "")
 
 
 def audit(action: str, **fields: Any) -> None:
@@ -177,7 +254,7 @@ def audit_refusal(reason: str, status: int, **detail: Any) -> None:
         return
     if suppressed:
         detail["suppressed_before"] = suppressed
-    audit("refused", target=f"{request.method} {request.path}", outcome="refused", status=status,
+    audit("refused", target=f"{request.method} {redacted_path(request.path)}", outcome="refused", status=status,
           reason=reason, **detail)
 
 
@@ -225,13 +302,20 @@ def allowed_hosts(settings: Settings) -> frozenset[str]:
 def _origin_ok() -> bool:
     """Browsers say where a request comes from: Fetch Metadata (`Sec-Fetch-Site`, which a page cannot
     set) where sent, else Origin, else Referer. A page with `no-referrer` (the field page, whose URL
-    is its credential) sends `Origin: null` on its own form posts; Sec-Fetch-Site still says same-origin."""
+    is its credential) sends `Origin: null` on its own form posts; Sec-Fetch-Site still says same-origin,
+    and where the browser sends no Sec-Fetch-Site the form's per-link token (`?ft=`) stands in."""
     origin = request.headers.get("Origin")
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:
         if site not in ("same-origin", "none"):
             return False
         return origin is None or origin == "null" or _same_origin(origin)
+    if origin == "null" and request.path.startswith("/d/"):
+        # The field page's own post from a browser without Fetch Metadata: it carries the link's form
+        # token in its action URL, which another site's page cannot know.
+        form_ok = current_app.config.get("SC_FIELD_FORM_OK")
+        token = request.path[3:].split("/", 1)[0]
+        return bool(form_ok and form_ok(token, request.args.get("ft", "")))
     if origin is not None:
         return origin != "null" and _same_origin(origin)
     referer = request.headers.get("Referer")
@@ -259,6 +343,21 @@ def _callback_body_problem(app: Dash, doc: Any) -> str | None:
     outs = doc.get("outputs")
     if outs is not None and not isinstance(outs, dict | list):
         return '"outputs" must be an object or a list'
+    if output.startswith(".."):  # a callback of several outputs: one entry each, in order
+        want = len(output.strip(".").split("..."))
+        if not isinstance(outs, list) or len(outs) != want:
+            return f'"outputs" must list the callback\'s {want} outputs'
+    elif isinstance(outs, list) and not output.startswith("{"):  # one output (a list only for a pattern id)
+        return '"outputs" of a one-output callback is an object'
+    if outs is None:
+        return None
+    wanted = output.strip(".").split("...") if output.startswith("..") else [output]
+    for want, got in zip(wanted, outs if output.startswith("..") else [outs], strict=True):
+        for e in got if isinstance(got, list) else [got]:  # a list: the ids one pattern output matched
+            if not isinstance(e, dict) or "id" not in e or not isinstance(e.get("property"), str):
+                return "each output is {id, property}"
+            if isinstance(e["id"], str) and f"{e['id']}.{e['property']}" != want:
+                return "the outputs do not match the callback"
     return None
 
 
@@ -329,15 +428,29 @@ def register_security(app: Dash, settings: Settings) -> Security:
     @server.before_request
     def _bodies() -> tuple[Response, int] | None:
         path = request.path
+        if path.startswith("/api/") and path != "/api/health":
+            user = current_user()  # the bearer token's identity when one is sent, else the session's
+            # With SC_API_TOKEN set the contract wants the bearer header on every /api request (a
+            # personal token is one too); without it a session will do.
+            need_bearer = bool(sec.settings.api_token) and not bearer()
+            if (user is None and sec.sign_in_required()) or (bearer() and user is None) or need_bearer:
+                if request.method not in SAFE_METHODS or bearer():
+                    audit_refusal("bearer token" if bearer() else "no credentials", 401)
+                resp, status = json_error(401, "send Authorization: Bearer <token> (a personal token: "
+                                               "smartcommunity users token NAME)" if need_bearer else
+                                          "sign in, or send Authorization: Bearer <token> "
+                                          "(a personal token: smartcommunity users token NAME)")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="smartcommunity"'
+                return resp, status
+            if request.method not in SAFE_METHODS:
+                # Below operator (a viewer, a display link, a viewer's token) never acts through /api,
+                # whichever way it authenticated, nor a viewer's browser by adding someone's token.
+                for who in (user, session_user()):
+                    if who is not None and not who.can("operator"):
+                        audit_refusal("role", 403, need="operator", have=who.role)
+                        return json_error(403, "this needs the operator role")
         if request.method in SAFE_METHODS:
             return None
-        if path.startswith("/api/"):
-            # A browser session below operator (a viewer, a display link) never acts through /api,
-            # whatever the blueprint and whether or not a bearer token is also sent.
-            user = current_user()
-            if user is not None and not user.can("operator"):
-                audit_refusal("role", 403, need="operator", have=user.role)
-                return json_error(403, "this needs the operator role")
         if path.startswith(JSON_PREFIXES):
             if (request.content_length or 0) > MAX_BODY:
                 return json_error(413, f"body larger than {MAX_BODY} bytes")
@@ -365,7 +478,8 @@ def register_security(app: Dash, settings: Settings) -> Security:
     def _any_error(exc: Exception) -> Any:
         if isinstance(exc, HTTPException):
             return _http_error(exc)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        sec.errors.report(exc, str(request.url_rule or redacted_path(request.path)),
+                          f"{request.method} {redacted_path(request.path)}")
         if request.path.startswith(JSON_PREFIXES) or request.path.startswith(CALLBACK_PREFIXES):
             return json_error(500, "internal error (logged)")
         return InternalServerError()
@@ -384,6 +498,8 @@ def register_security(app: Dash, settings: Settings) -> Security:
             # A state change by a route that writes no audit line of its own (dispatch, archive, the
             # field page ...): the route's pattern and its arguments, never a link token.
             args = {k: v for k, v in (request.view_args or {}).items() if k != "token"}
+            if request.path.startswith("/d/"):  # the field page: its dispatch, named by id
+                args = {"dispatch_id": redacted_path(request.path).split("/")[2], **args}
             audit(f"{request.method} {request.url_rule.rule}", target=next(iter(args.values()), None),
                   outcome="ok", status=resp.status_code, **args)
         sess = g.get("sc_session")

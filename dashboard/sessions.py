@@ -6,6 +6,11 @@ nothing. A session ends on sign-out, when its account is removed or its password
 request), after `dashboard_session_idle_s` without a request, and `dashboard_session_max_s` after
 sign-in. A display-link session lives until its link is revoked.
 
+Personal API tokens (`smartcommunity users token NAME`): `sct_<id>_<secret>`, 256 random bits, of
+which the store keeps only the SHA-256 (a high-entropy secret needs no slow hash); a token acts as
+its account, with the account's role at the time of each request, until revoked or the account is
+removed.
+
 Sign-in throttling: every refused attempt (wrong password or too early) is counted per account and
 per address over `WINDOW_S`; past the free attempts each further one must wait 2**(n - free) seconds
 after the previous attempt, up to `MAX_DELAY_S`.
@@ -31,6 +36,10 @@ CREATE TABLE IF NOT EXISTS signin_failures (key TEXT NOT NULL, at REAL NOT NULL)
 CREATE INDEX IF NOT EXISTS signin_failures_key ON signin_failures(key, at);
 CREATE TABLE IF NOT EXISTS display_links (
   link_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, label TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_tokens (
+  token_id TEXT PRIMARY KEY, username TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, label TEXT NOT NULL,
+  created REAL NOT NULL, last_used REAL);
+CREATE INDEX IF NOT EXISTS api_tokens_user ON api_tokens(username);
 """
 
 WINDOW_S = 900.0
@@ -40,6 +49,7 @@ MAX_DELAY_S = 300.0
 TOUCH_EVERY_S = 30.0  # last_seen is written at most this often per session (or a tenth of the idle limit)
 DISPLAY_KIND = "display"
 STAFF_KIND = "staff"
+TOKEN_PREFIX = "sct_"
 
 
 def sessions_path(data_dir: Path) -> Path:
@@ -211,6 +221,44 @@ class SessionStore:
             n = db.execute("DELETE FROM display_links WHERE link_id=?", (link_id,)).rowcount
             db.execute("DELETE FROM sessions WHERE link_id=?", (link_id,))
         return int(n)
+
+    # -- personal API tokens --------------------------------------------------------------------------
+    def new_token(self, username: str, label: str) -> tuple[str, str]:
+        """A new personal token of `username`: (token id, the token, shown once)."""
+        token_id = secrets.token_hex(4)
+        token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        self._db().execute("INSERT INTO api_tokens VALUES (?,?,?,?,?,NULL)",
+                           (token_id, username, _h(token), label, time.time()))
+        return token_id, token
+
+    def token_user(self, token: str) -> tuple[str, str] | None:
+        """(username, token id) of a live personal token, else None."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+            return None
+        db = self._db()
+        row = db.execute("SELECT username, token_id, last_used FROM api_tokens WHERE token_hash=?",
+                         (_h(token),)).fetchone()
+        if row is None:
+            return None
+        now = time.time()
+        if row[2] is None or now - float(row[2]) > TOUCH_EVERY_S:
+            db.execute("UPDATE api_tokens SET last_used=? WHERE token_id=?", (now, row[1]))
+        return str(row[0]), str(row[1])
+
+    def tokens(self, username: str | None = None) -> list[tuple[str, str, str, float, float | None]]:
+        """(token id, username, label, created, last used) of every personal token (of one account)."""
+        q = "SELECT token_id, username, label, created, last_used FROM api_tokens"
+        rows = (self._db().execute(q + " WHERE username=? ORDER BY created", (username,)) if username
+                else self._db().execute(q + " ORDER BY created"))
+        return [(str(r[0]), str(r[1]), str(r[2]), float(r[3]), None if r[4] is None else float(r[4])) for r in rows]
+
+    def revoke_token(self, username: str, token_id: str | None = None) -> int:
+        """Revoke one personal token of `username` (or all of them with None); the number revoked."""
+        if token_id is None:
+            q, args = "DELETE FROM api_tokens WHERE username=?", (username,)
+        else:
+            q, args = "DELETE FROM api_tokens WHERE username=? AND token_id=?", (username, token_id)
+        return int(self._db().execute(q, args).rowcount)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

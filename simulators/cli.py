@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = verbs.add_parser("score", help="score alerts against a ground-truth file")
     s.add_argument("--truth", required=True, help="ground-truth JSONL written by a simulate run")
     s.add_argument("--alerts", required=True, help="JSON file of alerts, or the dashboard URL (GET /api/alerts)")
-    s.add_argument("--token", help="bearer token for /api (default SC_API_TOKEN)")
+    s.add_argument("--token", help="bearer token for /api: a personal one (smartcommunity users token NAME) "
+                   "or the service token (default SC_API_TOKEN)")
     s.add_argument("--json", action="store_true", help="print the score as JSON")
     s.set_defaults(func=_score)
     la = verbs.add_parser("list", help="list the incident library")

@@ -6,7 +6,11 @@
     accepted → arrived → feedback (cause, action, text, one photo) → the alert clears by itself
     when the simulated leak ends → archived by the shift leader with a cause category.
 
-It goes through the same code as people do (AlertActions, DispatchBook, archive), not around it.
+It acts as people do, over HTTP and signed in: the duty officer and the shift leader are scripted
+staff accounts (`demo-duty`, `demo-leader`, operators) that call the dashboard's `/api` with their
+personal tokens (`provision_story`: made by `demo`, kept 0600 under the secrets folder), so their
+steps are recorded under those accounts like anyone's; the fitter opens the dispatch's field link
+as a phone would (the link lives only in memory, as in the message).
 """
 
 from __future__ import annotations
@@ -18,15 +22,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from alerts.archive import archive
-from alerts.dispatch import DispatchBook, Refused, link_for
+from alerts.dispatch import DispatchBook
 from alerts.report import place_names
 from alerts.store import AlertStore, store_path
 from alerts.teams import load_teams
 from core.contract import Alert
 from core.settings import Settings
-from core.timebase import iso, now_iso
+from core.timebase import iso
 
 log = logging.getLogger("smartcommunity.demo_story")
 
@@ -59,9 +63,52 @@ def demo_photo() -> bytes:
     return buf.getvalue()
 
 
+STORY_ACCOUNTS = (("demo-duty", DUTY), ("demo-leader", LEADER))  # scripted staff, operators
+HTTP_TIMEOUT_S = 30.0
+
+
+def story_tokens_path(settings: Settings) -> Path:
+    return settings.secrets_path / "demo-story" / "tokens.json"
+
+
+def provision_story(settings: Settings) -> dict[str, str]:
+    """The scripted staff's accounts (made if missing; a random password nobody keeps: they never sign
+    in by password) and a fresh personal token each (older ones revoked), written 0600."""
+    import secrets
+
+    import orjson
+
+    from core.secrets import private_dir, write_private
+    from dashboard.accounts import Accounts, accounts_path
+    from dashboard.sessions import SessionStore, sessions_path
+
+    accounts = Accounts(accounts_path(settings.data_path))
+    store = SessionStore(sessions_path(settings.data_path))
+    tokens: dict[str, str] = {}
+    try:
+        for username, name in STORY_ACCOUNTS:
+            if accounts.get(username) is None:
+                accounts.add(username, name, secrets.token_urlsafe(32), role="operator")
+            store.revoke_token(username)
+            tokens[username] = store.new_token(username, "demo-story")[1]
+    finally:
+        store.close()
+    path = story_tokens_path(settings)
+    private_dir(path.parent)
+    write_private(path, orjson.dumps(tokens))
+    return tokens
+
+
+class StepRefused(Exception):
+    """The dashboard refused a step (an HTTP error): e.g. a restarted story finds it already done."""
+
+
 class DemoStory:
     def __init__(self, settings: Settings, community: str, pace_s: float = 10.0,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, base_url: str | None = None) -> None:
+        import orjson
+        import requests
+
         self.settings = settings
         self.community = community
         self.pace_s = pace_s
@@ -70,6 +117,10 @@ class DemoStory:
         names = functools.cache(lambda: place_names(settings))
         self.book = DispatchBook(self.store, settings, places=names)
         self.since = iso(time.time() - 60)
+        self.base = (base_url or f"http://127.0.0.1:{settings.http_port}").rstrip("/")
+        self.tokens: dict[str, str] = orjson.loads(story_tokens_path(settings).read_bytes())
+        self.http = requests.Session()
+        self.link: str | None = None  # the field link, as the fitter's phone got it
 
     def _wait(self, pred: Callable[[], object], poll_s: float = 1.0) -> object:
         while not self.stop.is_set():
@@ -88,6 +139,27 @@ class DemoStory:
                 return a
         return None
 
+    def _post(self, path: str, who: str | None = None, **kw: Any) -> Any:
+        """POST to the dashboard as `who` (a scripted account's token) or as the field page (no token),
+        retrying while the dashboard is not up yet; an HTTP error is StepRefused."""
+        import requests
+
+        headers = {"Origin": self.base}
+        if who is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[who]}"
+        url = path if path.startswith("http") else self.base + path
+        for _ in range(30):
+            try:
+                r = self.http.post(url, headers=headers, timeout=HTTP_TIMEOUT_S, allow_redirects=False, **kw)
+            except requests.ConnectionError:
+                if self.stop.wait(2.0):
+                    raise StepRefused("stopped") from None
+                continue
+            if r.status_code >= 400:
+                raise StepRefused(f"{r.status_code} {r.text[:200]}")
+            return r
+        raise StepRefused(f"the dashboard at {self.base} did not answer")
+
     def run(self) -> str | None:
         """Walk one alert through; returns its id (None when stopped first)."""
         alert = self._wait(self._leak)
@@ -96,12 +168,14 @@ class DemoStory:
         aid = alert.alert_id
         log.info("【演示】demo story follows alert %s", aid)
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("acknowledge", lambda: self._ack(aid)),
+            ("acknowledge", lambda: self._post(f"/api/alerts/{aid}/ack", "demo-duty",
+                                               json={"note": "【演示】已电话联系住户，派燃气公司到场"})),
             ("dispatch", lambda: self._dispatch(aid)),
-            ("accept", lambda: self.book.accept(self._did(aid), time.time(), FITTER)),
-            ("arrive", lambda: self.book.arrive(self._did(aid), time.time())),
-            ("feedback", lambda: self.book.feedback(self._did(aid), CAUSE, ACTION, FEEDBACK, [demo_photo()],
-                                                    time.time())),
+            ("accept", lambda: self._field("accept", data={"name": FITTER})),
+            ("arrive", lambda: self._field("arrive", data={})),
+            ("feedback", lambda: self._field("submit-feedback", data={"cause": CAUSE, "action": ACTION,
+                                                                      "text": FEEDBACK},
+                                             files={"photo": ("demo.jpg", demo_photo(), "image/jpeg")})),
         ]
         for name, step in steps:
             if not self._pause():
@@ -109,41 +183,48 @@ class DemoStory:
             try:
                 step()
                 log.info("【演示】%s: %s", aid, name)
-            except Refused as exc:  # a restarted story finds the step already done
-                log.info("【演示】%s: %s skipped (%s)", aid, name, exc.message)
+            except StepRefused as exc:  # a restarted story finds the step already done
+                log.info("【演示】%s: %s skipped (%s)", aid, name, exc)
         if not self._wait(lambda: (a := self.store.get(aid)) is not None and a.state == "resolved", 2.0):
             return None
         if not self._pause():
             return None
         try:
-            archive(self.store, aid, LEADER, CAUSE, "【演示】已核实：住户使用不当，软管已更换。", now_iso())
+            self._post(f"/api/alerts/{aid}/archive", "demo-leader",
+                       json={"cause": CAUSE, "note": "【演示】已核实：住户使用不当，软管已更换。"})
             log.info("【演示】%s: archived", aid)
-        except Refused as exc:
-            log.info("【演示】%s: archive skipped (%s)", aid, exc.message)
+        except StepRefused as exc:
+            log.info("【演示】%s: archive skipped (%s)", aid, exc)
         return aid
-
-    def _ack(self, aid: str) -> None:
-        from dashboard.actions import AlertActions, Publisher
-
-        pub = Publisher(self.settings)
-        try:
-            AlertActions(self.store, pub).acknowledge(aid, DUTY, "【演示】已电话联系住户，派燃气公司到场")
-        finally:
-            pub.close()
 
     def _dispatch(self, aid: str) -> None:
         if self.book.for_alert(aid):
-            return
+            raise StepRefused("already dispatched")
         teams = load_teams(self.settings.dispatch_teams_file)
         alert = self.store.get(aid)
         team = next(t for t in teams.teams.values()
                     if t.type == "燃气公司" and t.serves(alert.community if alert else None))
-        now = time.time()
-        d = self.book.create(aid, team, None, iso(now + 1800), DUTY, "【演示】厨房燃气报警，请速到场", now)
-        log.info("【演示】field link of %s: %s", d.dispatch_id, link_for(self.settings, d))
+        r = self._post(f"/api/alerts/{aid}/dispatch", "demo-duty",
+                       json={"team": team.team_id, "deadline_min": 30, "note": "【演示】厨房燃气报警，请速到场"})
+        self.link = str(r.json()["link"])
+        log.info("【演示】dispatch %s sent (its field link went out in the message only)", r.json()["dispatch_id"])
 
-    def _did(self, aid: str) -> str:
-        return self.book.for_alert(aid)[0].dispatch_id
+    def _field(self, button: str, **kw: Any) -> None:
+        """Press a button of the field page, as the fitter's phone does: the form's own action URL."""
+        import re
+
+        if self.link is None:
+            raise StepRefused("no field link (the story restarted after the dispatch)")
+        path = "/d/" + self.link.split("/d/", 1)[1]
+        page = self.http.get(self.base + path, timeout=HTTP_TIMEOUT_S).text
+        for form in re.findall(r"<form[^>]*>.*?</form>", page, re.S):
+            if f'id="{button}"' in form:
+                action = re.search(r'action="([^"]+)"', form)
+                if action:
+                    self._post(action.group(1).replace("&amp;", "&"), **kw)
+                    return
+        raise StepRefused(f"the field page shows no {button} button")
 
     def close(self) -> None:
+        self.http.close()
         self.store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -103,8 +104,70 @@ def secure_demo_settings(settings: Settings, environ: dict[str, str] | None = No
     return settings
 
 
+DEMO_ACCOUNTS = (("duty", "值班员（演示账号）", "operator"), ("admin", "管理员（演示账号）", "admin"))
+
+
+def demo_accounts_path(settings: Settings) -> Path:
+    return settings.data_path / "demo-accounts.txt"
+
+
+def demo_accounts(settings: Settings) -> str:
+    """The demo signs in like a deployment: with no staff account yet, it makes a duty officer
+    (operator) and an admin with generated passwords, and a wall display link, kept in
+    SC_DATA_DIR/demo-accounts.txt (0600). Returns what to print: that file's text."""
+    import secrets
+
+    from dashboard.accounts import Accounts, accounts_path
+    from dashboard.audit import AuditLog, audit_path
+    from dashboard.sessions import SessionStore, sessions_path
+
+    path = demo_accounts_path(settings)
+    accounts = Accounts(accounts_path(settings.data_path))
+    if accounts.any():
+        return path.read_text(encoding="utf-8") if path.exists() else (
+            "smartcommunity demo: staff accounts exist; sign in with yours (smartcommunity users list)\n")
+    base = settings.public_base_url
+    lines = [f"smartcommunity demo: sign in at {base}/ as"]
+    audit = AuditLog(audit_path(settings.data_path))
+    for username, name, role in DEMO_ACCOUNTS:
+        password = secrets.token_urlsafe(12)
+        accounts.add(username, name, password, role=role)
+        audit.record("account.add", actor="demo", via="cli", target=username, role=role)
+        lines.append(f"  {username} / {password}   ({name}, {role})")
+    store = SessionStore(sessions_path(settings.data_path))
+    try:
+        link_id, token = store.new_link("演示大屏")
+    finally:
+        store.close()
+    audit.record("display-link.create", actor="demo", via="cli", target=link_id, label="演示大屏")
+    lines.append(f"wall display (read-only, no typing): {base}/display/{token}")
+    lines.append(f"(kept in {path}; more accounts: smartcommunity users add NAME --role operator)")
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+    return text
+
+
+def demo_sign_in_text(settings: Settings, terminal: bool) -> str:
+    """What the demo prints at start: the accounts with their passwords on a terminal; when the output
+    goes to a log, the passwords and the display link stay in their 0600 file only."""
+    text = demo_accounts(settings)
+    if not terminal:
+        text = re.sub(r"^(  \S+ / )\S+", rf"\g<1>(password in {demo_accounts_path(settings)})", text, flags=re.M)
+        text = re.sub(r"/display/\S+", "/display/… (in the same file)", text)
+    return text
+
+
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     settings = secure_demo_settings(settings)
+    print(demo_sign_in_text(settings, sys.stderr.isatty()), end="", file=sys.stderr, flush=True)
+    if not args.no_leak:
+        from smartcommunity.demo_story import provision_story
+
+        provision_story(settings)  # the scripted staff act through /api with their own tokens
     return _supervise(settings, demo_parts(settings, None if args.no_leak else args.leak_after))
 
 

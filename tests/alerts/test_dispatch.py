@@ -24,6 +24,7 @@ from alerts.dispatch import (
     Dispatch,
     DispatchBook,
     Refused,
+    clean_photo,
     link_secret,
     photo_dir,
     read_link,
@@ -100,11 +101,11 @@ def test_dispatch_accept_arrive_feedback_are_steps_on_the_timeline(env: tuple) -
     assert steps[3].actor == "王师傅"
     fb = steps[5]
     assert fb.note == "阀门松动，已紧固" and fb.data["cause"] == CAUSES[0] and len(fb.data["photos"]) == 2
-    # The photos are stored privately under SC_DATA_DIR, byte for byte.
+    # The photos are stored privately under SC_DATA_DIR, re-encoded without metadata (the same pictures).
     folder = photo_dir(s.data_path, d.dispatch_id)
     assert folder.stat().st_mode & 0o777 == 0o700
     files = sorted(folder.iterdir())
-    assert [f.read_bytes() for f in files] == photos
+    assert [f.read_bytes() for f in files] == [clean_photo(p, k) for p, k in zip(photos, ("jpeg", "png"), strict=True)]
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
     assert [p["type"] for p in done.photos] == ["image/jpeg", "image/png"]
     assert (s.data_path / "dispatch.secret").stat().st_mode & 0o777 == 0o600

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from PIL import Image
 
 from alerts.dispatch import CAUSES, link_secret, photo_dir, sign_link
 from alerts.store import AlertStore
@@ -126,7 +127,10 @@ def test_field_page_walk_and_the_photo_back_through_the_api(served: tuple) -> No
     done = client.get(f"/d/{token}")
     assert 'id="done"' in done.text and CAUSES[1] in done.text
     got = client.get(f"/api/dispatches/{body['dispatch_id']}/photos/1")
-    assert got.status_code == 200 and got.data == photo and got.mimetype == "image/jpeg"
+    assert got.status_code == 200 and got.mimetype == "image/jpeg"
+    with Image.open(io.BytesIO(got.data)) as im:  # kept re-encoded (no metadata), the same picture
+        assert im.format == "JPEG" and im.size == (120, 90)
+    assert client.get(f"/d/{token}/photos/1").data == got.data  # the link's holder sees it too
     assert client.get(f"/api/dispatches/{body['dispatch_id']}/photos/2").status_code == 404
     events = [st["event"] for st in client.get(f"/api/alerts/{aid}").json["timeline"]]
     assert events == ["raised", "dispatched", "notified", "accepted", "arrived", "feedback"]
@@ -240,13 +244,16 @@ def test_the_report_needs_sign_in_and_the_field_page_does_not(tmp_path: Path) ->
     try:
         c = app.server.test_client()
         aid = new_alert(dctx.store)
-        _body, token = dispatched(c, aid)
+        r = c.post(f"/api/alerts/{aid}/dispatch", json={"team": "gas", "deadline_min": 30, "by": "张三"})
+        assert r.status_code == 401 and dctx.store.timeline(aid)[-1].event == Event.RAISED  # no anonymous act
         assert c.get("/report?month=2026-11").status_code == 302
         assert c.get("/report.csv").status_code == 302
-        assert c.get(f"/d/{token}").status_code == 200  # the signed link is the phone's only credential
         from tests.dashboard.test_dash_login import sign_in
 
         assert sign_in(c, "zhang", "correct horse").status_code == 302
+        _body, token = dispatched(c, aid)
+        phone = app.server.test_client()  # no cookie: the signed link is the phone's only credential
+        assert phone.get(f"/d/{token}").status_code == 200
         assert c.get("/report?month=2026-11").status_code == 200
         # signed in, the operator's own name signs the dispatch, whatever the body says
         r = c.post(f"/api/alerts/{aid}/dispatch", json={"team": "police", "by": "冒名"})

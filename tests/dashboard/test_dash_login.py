@@ -213,3 +213,13 @@ def test_a_flood_of_refusals_cannot_fill_the_audit_log(tmp_path: Path) -> None:
     key = ("10.0.0.9", "csrf")
     assert [lim.admit(key, t)[0] for t in (0.0, 1.0, 2.0, 3.0)] == [True, True, False, False]
     assert lim.admit(key, 61.0) == (True, 2)  # the next line says how many were left out
+
+
+def test_security_on_means_sign_in_even_with_no_account(tmp_path: Path) -> None:
+    """SC_SECURE: nobody acts or reads anonymously, even before the first account exists."""
+    _, c = client_for(tmp_path, secure=True)
+    assert c.get("/api/alerts").status_code == 401
+    r = c.post("/api/alerts/a-1/ack", json={"by": "街道值班长张三"})
+    assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+    assert c.get("/").status_code == 302
+    assert c.get("/api/health").status_code in (200, 503)

@@ -49,11 +49,11 @@ class LiveDashboard:
         self.log = data / "dashboard.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90) -> LiveDashboard:
+    def start(self, timeout: float = 90, extra_args: tuple[str, ...] = ()) -> LiveDashboard:
         self.data.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "smartcommunity", "dashboard", "--port", str(self.port)],
+                [sys.executable, "-m", "smartcommunity", "dashboard", "--port", str(self.port), *extra_args],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
