@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
-from alerts.triggers import COMMON_KEYS, OPS, absence, count, event, group, place, rate, state, threshold
+from alerts.triggers import COMMON_KEYS, OPS, absence, count, event, flood, group, place, rate, state, threshold
 from core.contract import KINDS, METRICS
 from core.severity import RANK, Severity
 from core.validation import Record
 
 BUNDLED_RULES = Path(__file__).with_name("rules.yaml")
 TRIGGERS: dict[str, ModuleType] = {m.NAME: m for m in (threshold, state, event, count, rate, absence, place,
-                                                         group)}
+                                                         group, flood)}
 __all__ = ["OPS", "TRIGGERS", "Level", "Override", "Rule", "RuleError", "RuleSet", "load_rules", "load_ruleset"]
 
 
@@ -326,6 +326,9 @@ def _fires_when(r: Rule) -> str:
         if r.what == "silent":
             return f"≥ {r.share or 0:.0%} (≥ {r.min_devices}) of a {r.place}'s devices down at once"
         return f"devices of a {r.place} that never reported"
+    if t == "flood":
+        return (f"≥ {r.threshold:g} messages over the device's budget (`rate_limited`) within a minute; "
+                f"clears after {flood.calm_s(r):g} s without one")
     return f"pattern `{r.pattern}` (alerts/triggers/group.py)"
 
 
