@@ -1,0 +1,116 @@
+"""The alert service on a full data disk (a real, filled tmpfs): a red reading is published on
+`sc/alerts` and reaches a webhook as fast as with space, the heartbeat keeps beating, and once space
+is back every held row, timeline step and outbox line is written with its true time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+
+from alerts.delivery import outbox_path
+from alerts.service import AlertService
+from alerts.store import AlertStore, store_path
+from core import heartbeat
+from core.contract import Device
+from core.registry import ensure_registry, load_registry
+from core.settings import Settings
+from core.timebase import epoch
+from tests.alerts.channels.receivers import Webhook
+from tests.conftest import Collector, wait_until
+from tests.faults.conftest import SmallDisk
+
+
+def gas_devices(settings: Settings, n: int) -> list[Device]:
+    reg = load_registry(ensure_registry(settings))
+    return sorted((d for d in reg.values() if d.kind == "gas" and d.community == "yanhu"),
+                  key=lambda d: d.device_id)[:n]
+
+
+def red(publisher, dev: Device) -> int:  # type: ignore[no-untyped-def]
+    ts = int(time.time() * 1000)
+    publisher.publish(f"sc/{dev.community}/gas/{dev.device_id}/telemetry",
+                      orjson.dumps({"ts": ts, "m": {"lel_pct": 30.0}}), qos=1).wait_for_publish(5)
+    return ts
+
+
+def raised_for(sub: Collector, dev: Device) -> dict | None:  # type: ignore[type-arg]
+    for _, p, retained in sub.messages:
+        if p and not retained:
+            a = orjson.loads(p)
+            if a.get("device_id") == dev.device_id and a.get("rule") == "gas_lel_high":
+                return a  # type: ignore[no-any-return]
+    return None
+
+
+def test_red_reading_on_a_full_disk(settings: Settings, small_disk: SmallDisk, tmp_path: Path,
+                                    collector, publisher) -> None:  # type: ignore[no-untyped-def]
+    hook = Webhook()
+    chans = tmp_path / "channels.yaml"
+    chans.write_text(f"channels:\n  - {{id: hook, kind: webhook, url: '{hook.url}/hook'}}\n", encoding="utf-8")
+    s = replace(settings, data_dir=str(small_disk.root / "var"), alerts_channels_file=str(chans))
+    with_space, on_full = gas_devices(s, 2)
+    sub = collector("sc/alerts/#")
+    svc = AlertService(s)
+    thread = threading.Thread(target=svc.run_forever, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: svc.mqtt_ok and heartbeat.read_all(s.data_path, "alerts"), 10)
+
+        t0 = time.monotonic()
+        red(publisher, with_space)
+        assert sub.wait_for(lambda m: raised_for(sub, with_space) is not None, 10)
+        latency_space = time.monotonic() - t0
+        assert len(hook.wait_for(1, 10)) >= 1
+
+        taken = small_disk.fill()
+        time.sleep(1.5)  # a beat or two on the full disk
+        t0 = time.monotonic()
+        ts = red(publisher, on_full)
+        assert sub.wait_for(lambda m: raised_for(sub, on_full) is not None, 10), "no alert on a full disk"
+        latency_full = time.monotonic() - t0
+        alert = raised_for(sub, on_full)
+        assert alert is not None
+        # Its start is when the reading came, not when space came back.
+        assert abs(epoch(alert["started_at"]) - ts / 1000) < 2.0
+        got = hook.wait_for(2, 10)
+        assert any(on_full.device_id in str(r.body) for r in got), "the webhook never heard of it"
+        # Something really could not be written, and was kept.
+        assert wait_until(lambda: svc.store.holding or svc.delivery.outbox.held, 5)
+        assert thread.is_alive()
+        beats = heartbeat.read_all(s.data_path, "alerts")
+        assert beats and beats[0]["fresh"] and beats[0].get("disk_full") is True
+        print(f"\nred reading -> sc/alerts: with space {latency_space * 1000:.0f} ms, "
+              f"on a full disk {latency_full * 1000:.0f} ms ({taken / 2**20:.1f} MiB filled)")
+        assert latency_full < max(2.0, 4 * latency_space)
+
+        small_disk.free()
+        t_free = time.monotonic()
+        assert wait_until(lambda: not svc.store.holding and not svc.delivery.outbox.held, 15)
+        print(f"held rows, steps and outbox lines written {time.monotonic() - t_free:.1f} s after space came back")
+        assert thread.is_alive()
+    finally:
+        svc.stop()
+        thread.join(15)
+        hook.close()
+
+    store = AlertStore(store_path(s.data_path))
+    try:
+        rows = {a.device_id: a for a in store.list(rule="gas_lel_high")}
+        assert set(rows) == {with_space.device_id, on_full.device_id}  # 0 alerts lost
+        late = rows[on_full.device_id]
+        assert late.started_at == alert["started_at"]
+        steps = store.timeline(late.alert_id)
+    finally:
+        store.close()
+    events = [st.event for st in steps]
+    assert events[0] == "raised" and steps[0].at == alert["started_at"]
+    notified = [st for st in steps if st.event == "notified" and st.data.get("delivered")]
+    assert notified, f"the delivery is not on the timeline: {events}"
+    gap = [st for st in steps if st.event == "written_late"]
+    assert len(gap) == 1 and gap[0].data["from"] <= steps[0].at
+    lines = [orjson.loads(x) for x in outbox_path(s.data_path).read_bytes().splitlines() if x.strip()]
+    assert any(e["alert_id"] == late.alert_id and e["event"] == "raised" for e in lines)
