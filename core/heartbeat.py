@@ -97,3 +97,18 @@ def read_all(data_dir: Path, prefix: str) -> list[dict[str, Any]]:
         doc["fresh"] = now - float(doc.get("at", 0)) < STALE_S
         out.append(doc)
     return out
+
+
+def cannot_write(data_dir: Path) -> list[str]:
+    """Names of the live parts whose last beat says they could not write to the data disk (what
+    they could not write is kept in memory: the alert store's rows, outbox lines, dead letters)."""
+    out = []
+    for prefix in ("ingest", "alerts"):
+        for hb in read_all(data_dir, prefix):
+            if not hb.get("fresh") or hb.get("stopped"):
+                continue
+            store = hb.get("store") or {}
+            if (hb.get("disk_full") or store.get("holding") or hb.get("outbox_held")
+                    or hb.get("holding_reason") == "disk_full"):
+                out.append(str(hb.get("name")))
+    return out

@@ -142,20 +142,6 @@ def check_workers(data_path: Path, prefix: str) -> tuple[str, dict[str, Any]]:
     return (OK if alive else DOWN), detail
 
 
-def cannot_write(data_path: Path) -> list[str]:
-    """Names of the parts whose last heartbeat says they could not write to the data disk."""
-    out = []
-    for prefix in ("ingest", "alerts"):
-        for hb in heartbeat.read_all(data_path, prefix):
-            if not hb.get("fresh") or hb.get("stopped"):
-                continue
-            store = hb.get("store") or {}
-            if (hb.get("disk_full") or store.get("holding") or hb.get("outbox_held")
-                    or hb.get("holding_reason") == "disk_full"):
-                out.append(str(hb.get("name")))
-    return out
-
-
 def check_disk(data_path: Path) -> tuple[str, dict[str, Any]]:
     """The data disk: down past FULL_PCT used, or while a part cannot write to it."""
     try:
@@ -163,7 +149,7 @@ def check_disk(data_path: Path) -> tuple[str, dict[str, Any]]:
     except OSError as exc:
         return DOWN, {"error": f"cannot look at {data_path}: {exc}"}
     detail: dict[str, Any] = use.as_json()
-    stuck = cannot_write(data_path)
+    stuck = heartbeat.cannot_write(data_path)
     if stuck:
         detail["cannot_write"] = stuck
     if use.full or stuck:

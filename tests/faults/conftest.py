@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +43,25 @@ class SmallDisk:
 
 
 @pytest.fixture
-def small_disk() -> Iterator[SmallDisk]:
+def tmpfs() -> Iterator[Callable[[int], SmallDisk]]:
+    """Mounts a tmpfs of the size asked (MiB) under /tmp; every mount is undone at the end."""
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    root = Path(tempfile.mkdtemp(prefix=f"sc-disk-{uuid.uuid4().hex[:6]}-", dir="/tmp"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(root)], check=True)
-    try:
-        yield SmallDisk(root)
-    finally:
+    roots: list[Path] = []
+
+    def mount(size_mb: int) -> SmallDisk:
+        root = Path(tempfile.mkdtemp(prefix=f"sc-disk-{uuid.uuid4().hex[:6]}-", dir="/tmp"))
+        roots.append(root)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(root)],
+                       check=True)
+        return SmallDisk(root)
+
+    yield mount
+    for root in roots:
         subprocess.run(["umount", "-l", str(root)], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def small_disk(tmpfs: Callable[[int], SmallDisk]) -> SmallDisk:
+    return tmpfs(24)
