@@ -116,7 +116,9 @@ class HeldStore(AlertStore):
         """Name the gap on the timeline of every alert whose steps were written late."""
         if self.full_since is None:
             return
-        since, until = iso_ms(int(self.full_since * 1000)), iso_ms(int(time.time() * 1000))
+        until = iso_ms(int(time.time() * 1000))
+        # From the first write that failed: its own time may be a moment before the failure was seen.
+        since = min([iso_ms(int(self.full_since * 1000))] + [st.at for sts in self._steps.values() for st in sts])
         touched = list(self._steps)
         steps = [(a, Event.WRITTEN_LATE, until, SYSTEM, "数据盘满期间的记录已按实际时间补写",
                   {"from": since, "to": until, "steps": len(self._steps[a])}) for a in touched]
