@@ -31,6 +31,7 @@ log = logging.getLogger("smartcommunity.up")
 MAX_BACKOFF_S = 30.0
 STABLE_S = 60.0  # a child that ran this long has its backoff reset
 SERVICE_CHECK_S = 5.0  # how often `up` checks that the broker and the database still answer
+DISK_CHECK_S = 1.0  # how often it looks at the data disk and at whether ingest's writes fail
 WRITE_FAIL_RESTART_S = 10.0  # writes still failing this long after the disk has room: restart influxd
 MAX_WRITE_RESTARTS = 3  # ... at most this often an hour (a restart that does not help is not repeated forever)
 
@@ -81,6 +82,7 @@ class Supervisor:
         self.services: list[RunningService] = []
         self._stop = threading.Event()
         self._last_service_check = time.monotonic()
+        self._last_disk_check = 0.0
         self._disk_said: tuple[bool, tuple[str, ...]] = (False, ())
         self._room_since: float | None = None  # writes failing while the disk has room, since
         self.write_restarts: list[float] = []  # when influxd was restarted for refusing writes
@@ -165,6 +167,8 @@ class Supervisor:
         if now - self._last_service_check >= SERVICE_CHECK_S or any(not s.alive() for s in self.services):
             self._last_service_check = now
             self._watch_services()
+        if now - self._last_disk_check >= DISK_CHECK_S:
+            self._last_disk_check = now
             self._watch_disk()
             self._watch_writes(now)
         for ch in self.children:

@@ -57,7 +57,7 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
     chans = tmp_path / "channels.yaml"
     chans.write_text(f"channels:\n  - {{id: hook, kind: webhook, url: '{hook.url}/hook'}}\n", encoding="utf-8")
     s = replace(settings, data_dir=str(small_disk.root / "var"), alerts_channels_file=str(chans))
-    with_space, on_full, later = gas_devices(s, 3)
+    warm, with_space, on_full, later = gas_devices(s, 4)
     sub = collector("sc/alerts/#")
     svc = AlertService(s)
     thread = threading.Thread(target=svc.run_forever, daemon=True)
@@ -65,11 +65,14 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
     try:
         assert wait_until(lambda: svc.mqtt_ok and heartbeat.read_all(s.data_path, "alerts"), 10)
 
+        # The first alert of a process loads the places around it: not what is measured here.
+        reading(publisher, warm, 30.0)
+        assert sub.wait_for(lambda m: published(sub, warm) is not None, 20)
         t0 = time.monotonic()
         reading(publisher, with_space, 30.0)
         assert sub.wait_for(lambda m: published(sub, with_space) is not None, 10)
         latency_space = time.monotonic() - t0
-        assert len(hook.wait_for(1, 10)) >= 1
+        assert len(hook.wait_for(2, 10)) >= 2
 
         taken = small_disk.fill()
         t_full = time.monotonic()
@@ -82,7 +85,7 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
         assert alert is not None
         # Its start is when the reading came, not when space came back.
         assert abs(epoch(alert["started_at"]) - ts / 1000) < 2.0
-        got = hook.wait_for(2, 10)
+        got = hook.wait_for(3, 10)
         assert any(on_full.device_id in str(r.body) for r in got), "the webhook never heard of it"
         # Something really could not be written, and was kept.
         assert wait_until(lambda: svc.store.holding or svc.delivery.outbox.held, 5)
@@ -114,7 +117,7 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
         thread.join(15)
         hook.close()
 
-    devices = [with_space, on_full] + ([later] if full_s > 60 else [])
+    devices = [warm, with_space, on_full] + ([later] if full_s > 60 else [])
     store = AlertStore(store_path(s.data_path))
     try:
         rows = {a.device_id: a for a in store.list(rule="gas_lel_high")}

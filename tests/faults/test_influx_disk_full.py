@@ -25,8 +25,8 @@ RATE = 120.0  # msg/s over 200 devices: well inside each device's budget
 
 @pytest.mark.parametrize("full_s", [pytest.param(4.0, id="brief"),
                                     pytest.param(300.0, id="5min", marks=pytest.mark.slow)])
-def test_influx_writes_fail_then_recover(full_s: float, settings: Settings,
-                                         tmpfs: Callable[[int], SmallDisk]) -> None:
+def test_influx_writes_fail_then_recover(full_s: float, settings: Settings, tmpfs: Callable[[int], SmallDisk],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     n = int(RATE * (full_s + 16))  # sent before, during and after the full spell
     disk = tmpfs(96)
     s = replace(settings, data_dir=str(disk.root / "var"), influx_url=f"http://127.0.0.1:{free_port()}")
@@ -82,6 +82,9 @@ def test_influx_writes_fail_then_recover(full_s: float, settings: Settings,
         assert stored == n  # 0 points lost
         _ok, body = health.report()
         assert body["influxdb"] == "ok" and body["disk"] == "ok", body["details"]
+        said = capsys.readouterr().err  # the supervisor's own words on stderr
+        assert "DATA DISK 100% used" in said and "cannot write: ingest-0" in said
+        assert "data disk back to" in said
     finally:
         if pub is not None:
             pub.close()
