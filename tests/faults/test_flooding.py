@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import orjson
 
+from alerts.rules import BUNDLED_RULES
 from alerts.service import AlertService
 from core.settings import Settings
 from tests.conftest import wait_until
 from tests.ingest.conftest import IngestProcess, gas_devices
 
 
-def test_flooding_device_is_an_alert(settings: Settings, collector, publisher) -> None:  # type: ignore[no-untyped-def]
+def test_flooding_device_is_an_alert(settings: Settings, tmp_path: Path, collector, publisher) -> None:  # type: ignore[no-untyped-def]
+    # The bundled rules, with a shorter calm (10 s) to keep the test quick.
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(BUNDLED_RULES.read_text(encoding="utf-8").replace("calm_s: 10,", "calm_s: 3,"), encoding="utf-8")
+    settings = replace(settings, alerts_rules_file=str(rules))
     babbler, quiet = gas_devices(settings, 2)
     sub = collector("sc/alerts/#")
     ing = IngestProcess(settings, SC_INGEST_DEVICE_RATE="5", SC_INGEST_DEVICE_BURST="20").start()

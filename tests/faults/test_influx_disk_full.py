@@ -73,10 +73,12 @@ def test_influx_writes_fail_then_recover(full_s: float, settings: Settings, tmpf
                 break
             time.sleep(0.5)
         stored = count_gas(influx)
-        print(f"\nhealth said influxdb down {t_red - t_fill:.1f} s after its disk filled; "
+        figures = (f"\nhealth said influxdb down {t_red - t_fill:.1f} s after its disk filled; "
               f"influxd restarted by the supervisor {len(sup.write_restarts)} time(s); "
               + (f"spool drained, {stored}/{n} points stored {drained - t_free:.1f} s after space came back "
                  f"(disk full {t_free - t_fill:.0f} s)" if drained else f"NOT drained: {stored}/{n} points after 90 s"))
+        with capsys.disabled():
+            print(figures)
         assert t_red - t_fill <= 10.0
         assert drained is not None and drained - t_free <= 60.0, f"{stored}/{n} stored; {ing.heartbeats()}"
         assert stored == n  # 0 points lost
