@@ -50,7 +50,7 @@ def published(sub: Collector, dev: Device, state: str = "active") -> dict | None
 
 
 @pytest.mark.parametrize("full_s", [pytest.param(1.5, id="brief"),
-                                    pytest.param(300.0, id="5min", marks=pytest.mark.slow)])
+                                    pytest.param(300.0, id="5min", marks=[pytest.mark.slow, pytest.mark.timeout(900)])])
 def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_disk: SmallDisk, tmp_path: Path,
                                     collector, publisher) -> None:  # type: ignore[no-untyped-def]
     hook = Webhook()
@@ -125,6 +125,7 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
         late = rows[on_full.device_id]
         assert late.started_at == alert["started_at"]
         timelines = {d.device_id: store.timeline(rows[d.device_id].alert_id) for d in devices}
+        conditions = store.load_conditions()
     finally:
         store.close()
     for dev_id, steps in timelines.items():
@@ -132,6 +133,8 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
         assert events[0] == "raised", (dev_id, events)
         # 0 notification steps missing: every alert raised was delivered, and the delivery recorded.
         assert [st for st in steps if st.event == "notified" and st.data.get("delivered")], (dev_id, events)
+    # The condition state of the alert raised on the full disk was written too (a restart carries on).
+    assert ("gas_lel_high", on_full.device_id) in conditions
     steps = timelines[on_full.device_id]
     assert steps[0].at == alert["started_at"]
     gap = [st for st in steps if st.event == "written_late"]

@@ -24,7 +24,7 @@ RATE = 120.0  # msg/s over 200 devices: well inside each device's budget
 
 
 @pytest.mark.parametrize("full_s", [pytest.param(4.0, id="brief"),
-                                    pytest.param(300.0, id="5min", marks=pytest.mark.slow)])
+                                    pytest.param(300.0, id="5min", marks=[pytest.mark.slow, pytest.mark.timeout(900)])])
 def test_influx_writes_fail_then_recover(full_s: float, settings: Settings, tmpfs: Callable[[int], SmallDisk],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     n = int(RATE * (full_s + 16))  # sent before, during and after the full spell
