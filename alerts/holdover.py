@@ -7,18 +7,24 @@ on raising, updating and resolving as if it had been written. Once a retry (at m
 so a full disk costs the hot path nothing) succeeds, the queue is written in order — rows and
 steps carry their true times — and every alert touched meanwhile gets a `written_late` step naming
 the gap. Condition state and last-heard times are merged while held (only the latest matters).
+
+Started on a full disk (a restart while it is full), the database cannot be opened for writing (its
+WAL needs room): it is then read as it is on disk (SQLite `immutable`, or an empty store if there is
+none yet), every write is held, and it is opened properly as soon as there is room.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+from alerts.migrations import migrate
 from alerts.store import AlertStore
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
@@ -33,16 +39,46 @@ Key = tuple[str, str]
 
 class HeldStore(AlertStore):
     def __init__(self, path: Path) -> None:
-        super().__init__(path)
+        self.path = path
+        self.degraded = False  # opened read-only on a full disk: every write is held
+        try:
+            super().__init__(path)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._open_degraded(exc)
         self._hold = threading.RLock()
         self._ops: deque[tuple[str, tuple[Any, ...], dict[str, Any]]] = deque()
         self._held: dict[str, tuple[Alert, str]] = {}  # alert_id -> (latest state, subject)
         self._steps: dict[str, list[Step]] = {}  # alert_id -> steps not yet written
         self._conds: dict[Key, dict[str, Any] | None] = {}  # None: deleted
         self._seen: dict[str, float] = {}
-        self.full_since: float | None = None
-        self._tried_at = 0.0
+        self.full_since: float | None = time.time() if self.degraded else None
+        self._tried_at = time.monotonic()
         self.written_late = 0  # operations written after the disk came back (since start)
+
+    def _open_degraded(self, exc: BaseException) -> None:
+        log.critical("ALERT STORE CANNOT BE OPENED FOR WRITING (%s): read as it is, every write held in "
+                     "memory until there is room", exc)
+        self._lock = threading.Lock()
+        if self.path.exists():
+            db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, check_same_thread=False,
+                                 isolation_level=None)
+        else:
+            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            migrate(db)
+        db.row_factory = sqlite3.Row
+        self._db = db
+        self.degraded = True
+
+    def _reopen(self) -> None:
+        """Open the database for writing (there is room again); raises a disk-full error if not."""
+        fresh = AlertStore(self.path)  # on failure this store is left as it was
+        with self._lock:
+            old, self._db = self._db, fresh._db
+        old.close()
+        self.degraded = False
+        log.warning("alert store opened for writing again")
 
     # -- state ----------------------------------------------------------------------------------
     @property
@@ -51,16 +87,17 @@ class HeldStore(AlertStore):
         return len(self._ops) + len(self._conds) + len(self._seen)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"holding": self.holding, "disk_full_since": iso_ms(int(self.full_since * 1000))
-                if self.full_since else None, "written_late": self.written_late}
+        since = iso_ms(int(self.full_since * 1000)) if self.full_since else None
+        return {"holding": self.holding, "degraded": self.degraded, "disk_full_since": since,
+                "written_late": self.written_late}
 
     # -- the write path -------------------------------------------------------------------------
     def _try(self, name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[bool, Any]:
         """(written?, result): written now if nothing is queued before it and the disk takes it."""
         with self._hold:
-            if self.holding:
+            if self.holding or self.degraded:
                 self.retry()
-            if not self._ops:
+            if not self._ops and not self.degraded:
                 try:
                     return True, getattr(AlertStore, name)(self, *args, **kw)
                 except Exception as exc:
@@ -81,12 +118,14 @@ class HeldStore(AlertStore):
     def retry(self, force: bool = False) -> bool:
         """Write what is held, in order; True when nothing is held any more."""
         with self._hold:
-            if not self.holding:
+            if not self.holding and not self.degraded:
                 return True
             if not force and time.monotonic() - self._tried_at < RETRY_S:
                 return False
             self._tried_at = time.monotonic()
             try:
+                if self.degraded:
+                    self._reopen()
                 while self._ops:
                     name, args, kw = self._ops[0]
                     try:
@@ -204,7 +243,7 @@ class HeldStore(AlertStore):
         if not upserts and not deletes:
             return
         with self._hold:
-            if not self.holding:
+            if not self.holding and not self.degraded:
                 try:
                     AlertStore.save_conditions(self, upserts, deletes)
                     return
@@ -221,7 +260,7 @@ class HeldStore(AlertStore):
         if not seen:
             return
         with self._hold:
-            if not self.holding:
+            if not self.holding and not self.degraded:
                 try:
                     AlertStore.save_seen(self, seen)
                     return

@@ -22,6 +22,7 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in _ERRNOS:
         return True
     if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+        # A full disk also shows as an I/O error when SQLite cannot create or extend its WAL index.
         code = getattr(exc, "sqlite_errorcode", None)
         return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc) or "disk I/O error" in str(exc)
     return "no space left on device" in str(exc).lower()

@@ -108,7 +108,7 @@ def cannot_write(data_dir: Path) -> list[str]:
             if not hb.get("fresh") or hb.get("stopped"):
                 continue
             store = hb.get("store") or {}
-            if (hb.get("disk_full") or store.get("holding") or hb.get("outbox_held")
+            if (hb.get("disk_full") or store.get("holding") or store.get("degraded") or hb.get("outbox_held")
                     or hb.get("holding_reason") == "disk_full"):
                 out.append(str(hb.get("name")))
     return out

@@ -145,3 +145,53 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
         assert any(st.event == "resolved" for st in timelines[with_space.device_id])
     lines = [orjson.loads(x) for x in outbox_path(s.data_path).read_bytes().splitlines() if x.strip()]
     assert any(e["alert_id"] == late.alert_id and e["event"] == "raised" for e in lines)
+
+
+def test_alert_service_restarted_on_a_full_disk(settings: Settings, small_disk: SmallDisk, tmp_path: Path,
+                                                collector, publisher) -> None:  # type: ignore[no-untyped-def]
+    """Restarted while the disk is full (its database cannot be opened for writing), the engine still
+    starts, warns, and writes everything once there is room."""
+    hook = Webhook()
+    chans = tmp_path / "channels.yaml"
+    chans.write_text(f"channels:\n  - {{id: hook, kind: webhook, url: '{hook.url}/hook'}}\n", encoding="utf-8")
+    s = replace(settings, data_dir=str(small_disk.root / "var"), alerts_channels_file=str(chans))
+    (dev,) = gas_devices(s, 1)
+    sub = collector("sc/alerts/#")
+    first = AlertService(s)
+    first.delivery.start()
+    first.engine.save(seen=True)
+    heartbeat.write(s.data_path, "alerts", first.snapshot())
+    first.delivery.stop()
+    first.store.close()
+
+    small_disk.fill()
+    svc = AlertService(s)  # must not raise on the full disk
+    assert svc.store.degraded
+    thread = threading.Thread(target=svc.run_forever, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: svc.mqtt_ok, 10)
+        time.sleep(0.5)
+        ts = reading(publisher, dev, 30.0)
+        assert sub.wait_for(lambda m: published(sub, dev) is not None, 20), "no alert after a restart on a full disk"
+        alert = published(sub, dev)
+        assert alert is not None and abs(epoch(alert["started_at"]) - ts / 1000) < 3.0
+        assert any(dev.device_id in str(r.body) for r in hook.wait_for(1, 10))
+        assert thread.is_alive()
+        assert wait_until(lambda: heartbeat.cannot_write(s.data_path) == ["alerts"], 5)
+
+        small_disk.free()
+        assert wait_until(lambda: not svc.store.degraded and not svc.store.holding
+                          and not svc.delivery.outbox.held, 15)
+    finally:
+        svc.stop()
+        thread.join(15)
+        hook.close()
+    store = AlertStore(store_path(s.data_path))
+    try:
+        row = store.get(alert["alert_id"])
+        steps = [st.event for st in store.timeline(alert["alert_id"])]
+    finally:
+        store.close()
+    assert row is not None and row.started_at == alert["started_at"]
+    assert steps[0] == "raised" and "notified" in steps and "written_late" in steps, steps
