@@ -13,12 +13,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.delivery import outbox_path
+from alerts.metrics import add_alerts
 from alerts.service import AlertService
 from alerts.store import AlertStore, store_path
 from core import heartbeat
 from core.contract import Device
+from core.prometheus import HeartbeatCollector, render
 from core.registry import ensure_registry, load_registry
 from core.settings import Settings
 from core.timebase import epoch
@@ -47,6 +50,12 @@ def published(sub: Collector, dev: Device, state: str = "active") -> dict | None
             if a.get("device_id") == dev.device_id and a.get("rule") == "gas_lel_high" and a["state"] == state:
                 return a  # type: ignore[no-any-return]
     return None
+
+
+def held_on_metrics(s: Settings) -> float:
+    text = render(HeartbeatCollector(s.data_path, {"alerts": add_alerts}))
+    return sum(x.value for fam in text_string_to_metric_families(text) for x in fam.samples
+               if x.name in ("sc_alerts_store_held", "sc_alerts_outbox_held"))
 
 
 @pytest.mark.parametrize("full_s", [pytest.param(1.5, id="brief"),
@@ -92,6 +101,7 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
         assert thread.is_alive()
         beats = heartbeat.read_all(s.data_path, "alerts")
         assert beats and beats[0]["fresh"] and beats[0].get("disk_full") is True
+        assert wait_until(lambda: held_on_metrics(s) > 0, 5), "/metrics does not show what is held"
         print(f"\nred reading -> sc/alerts: with space {latency_space * 1000:.0f} ms, "
               f"on a full disk {latency_full * 1000:.0f} ms ({taken / 2**20:.1f} MiB filled)")
         assert latency_full < max(2.0, 4 * latency_space)
