@@ -47,6 +47,7 @@ from alerts.channels.base import Channel, DeliveryError, Target
 from alerts.channels.config import make_channel
 from alerts.message import Message, digest
 from alerts.roster import Person
+from core.diskfull import is_disk_full
 from core.secrets import private_file
 from core.timebase import iso_ms
 
@@ -66,16 +67,75 @@ def cursor_dir(data_dir: Path) -> Path:
 
 
 class Outbox:
-    """Append-only JSON lines, shared by processes (flock), readable from any byte offset."""
+    """Append-only JSON lines, shared by processes (flock), readable from any byte offset.
+
+    On a full disk a line that cannot be written is held in memory (`held`, numbered from 1) and this
+    process's targets deliver it from there at once; it is written, with its own time, when there is
+    space again (`retry`), and the targets then skip it in the file (they know its id)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         private_file(path)
         self.changed = threading.Condition()
+        self.held: list[tuple[int, dict[str, Any]]] = []
+        self.held_seq = 0
+        self._held_lock = threading.Lock()
+        self._tried_at = 0.0
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
         entry.setdefault("id", uuid.uuid4().hex)
         entry.setdefault("at", time.time())
+        with self._held_lock:
+            if self.held:
+                self._retry_locked()
+            if not self.held:
+                try:
+                    self._write(entry)
+                except OSError as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    log.critical("OUTBOX CANNOT WRITE (%s): notifications are delivered from memory and "
+                                 "written when there is space again", exc)
+                    self._hold(entry)
+                return self._told(entry)
+            self._hold(entry)
+        return self._told(entry)
+
+    def _hold(self, entry: dict[str, Any]) -> None:
+        self.held_seq += 1
+        self.held.append((self.held_seq, entry))
+        self._tried_at = time.monotonic()
+
+    def _told(self, entry: dict[str, Any]) -> dict[str, Any]:
+        with self.changed:
+            self.changed.notify_all()
+        return entry
+
+    def held_after(self, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        with self._held_lock:
+            return [(n, e) for n, e in self.held if n > seq]
+
+    def retry(self) -> None:
+        """Write the held lines (at most one try a second); they keep their order and times."""
+        if not self.held or time.monotonic() - self._tried_at < 1.0:
+            return
+        with self._held_lock:
+            self._retry_locked()
+
+    def _retry_locked(self) -> None:
+        self._tried_at = time.monotonic()
+        while self.held:
+            try:
+                self._write(self.held[0][1])
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                return
+            self.held.pop(0)
+            if not self.held:
+                log.warning("outbox writing again: the notifications held in memory are written")
+
+    def _write(self, entry: dict[str, Any]) -> None:
         line = orjson.dumps(entry) + b"\n"
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -91,13 +151,16 @@ class Outbox:
             # A torn last line (a crash mid-write) is closed off, so this one starts on its own line.
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line
-            os.write(fd, line)
-            os.fsync(fd)
+            n = os.write(fd, line)
+            try:
+                os.fsync(fd)
+            except OSError:
+                n = -1
+            if n != len(line):  # a short write on a full disk: cut it off, the line is held instead
+                os.ftruncate(fd, size)
+                raise OSError(28, "No space left on device (short write)")
         finally:
             os.close(fd)
-        with self.changed:
-            self.changed.notify_all()
-        return entry
 
     def size(self) -> int:
         try:
@@ -187,6 +250,9 @@ class TargetWorker(threading.Thread):
         self.digests = 0
         self.last_error: str | None = None
         self._seen_size = -1
+        self.held_seen = 0  # the outbox's held lines taken up so far (their number)
+        self.from_memory: set[str] = set()  # ids of lines taken up from memory (skipped in the file)
+        self._save_failed = False
         self.lock = threading.Lock()  # held while a round runs; compaction takes it to find the worker idle
 
     # -- cursor ---------------------------------------------------------------------------------
@@ -214,6 +280,17 @@ class TargetWorker(threading.Thread):
 
     def _save(self, st: CursorState | None = None) -> None:
         st = st or self.state
+        try:
+            self._write_cursor(st)
+            self._save_failed = False
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            if not self._save_failed:  # kept in memory; a crash meanwhile may send some twice, never lose one
+                log.error("cursor of %s not saved (disk full): %s", self.target.id, exc)
+            self._save_failed = True
+
+    def _write_cursor(self, st: CursorState) -> None:
         self.cursor_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cursor_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -245,12 +322,18 @@ class TargetWorker(threading.Thread):
                       self.target.id)
             self.read_pos, self.order, self.pending = 0, [], {}
             self.state.offset, self.state.done = 0, set()
+        if self.outbox.held_seq != self.held_seen:
+            self._read_held()
         if size <= self.read_pos:
             return
         lines = self.outbox.read(self.read_pos)
         skipped: list[int] = []
         for off, entry in lines:
             self.order.append(off)
+            if entry is not None and entry.get("id") in self.from_memory:
+                self.from_memory.discard(entry["id"])  # delivered (or pending) from memory already
+                skipped.append(off)
+                continue
             if off in self.state.done:
                 skipped.append(off)
                 continue
@@ -280,6 +363,15 @@ class TargetWorker(threading.Thread):
         self.read_pos = self.outbox.consumed
         if skipped:
             self._finish(skipped)
+
+    def _read_held(self) -> None:
+        """Lines the disk could not take: taken up from memory, under negative offsets."""
+        for seq, entry in self.outbox.held_after(self.held_seen):
+            self.held_seen = seq
+            self.from_memory.add(str(entry.get("id")))
+            people = [Person.from_json(p) for p in entry.get("to") or []]
+            if self.channel.wants(str(entry.get("event")), entry.get("community"), entry.get("severity"), people):
+                self.pending[-seq] = Pending(-seq, entry, Message.from_json(entry["message"]), people)
 
     # -- rate ----------------------------------------------------------------------------------
     def _budget(self, now: float) -> tuple[int, float]:
@@ -392,6 +484,7 @@ class TargetWorker(threading.Thread):
 
     def step(self) -> float:
         """One round: read, send what is due within the rate; returns how long to wait."""
+        self.outbox.retry()
         self._read_new()
         now = time.time()
         if not self.pending:
@@ -431,7 +524,7 @@ class TargetWorker(threading.Thread):
             if wait > 0:
                 with self.outbox.changed:
                     size = self.outbox.size()
-                    if size == self._seen_size:  # nothing new since the last read: sleep until told
+                    if size == self._seen_size and self.outbox.held_seq == self.held_seen:  # nothing new: sleep
                         self.outbox.changed.wait(wait)
                     self._seen_size = size
 

@@ -131,6 +131,10 @@ class Subject:
         return Subject(dev.device_id, dev.community, dev.compound_id, dev.device_id, dev.kind, dev.lon, dev.lat)
 
 
+# Triggers judged by a periodic look, never per record (nothing of theirs on a message's path).
+PERIODIC = frozenset({"place", "group", "flood"})
+
+
 class Engine:
     def __init__(
         self,
@@ -202,7 +206,7 @@ class Engine:
         # Per kind, every record rule that applies to it (its own and the kind-less ones), built
         # once: the lookup on each message allocates nothing and never misses a kind.
         self.by_kind: dict[str, list[Rule]] = {
-            k: [r for r in rules if r.trigger not in ("place", "group") and r.kind in (k, None)] for k in KINDS
+            k: [r for r in rules if r.trigger not in PERIODIC and r.kind in (k, None)] for k in KINDS
         }
         self.fast: dict[str, list[tuple[Rule, Any, Any, bool]]] = {
             k: [(r, r.mod.evaluate, getattr(r.mod, "wants_memory", None), r.trigger == "absence") for r in rs]

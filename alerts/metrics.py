@@ -38,6 +38,13 @@ def add_alerts(out: Families, snapshots: Iterable[Mapping[str, Any]]) -> None:
             v = number(snap.get("pending"))
             if v is not None:
                 out.add("sc_alerts_notify_pending", "gauge", "notifications waiting for delivery", labels, v)
+        store = hb.get("store")
+        if isinstance(store, Mapping):  # writes the full data disk could not take, kept in memory
+            out.add("sc_alerts_store_held", "gauge", "alert store writes held in memory (data disk full)", w,
+                    float(number(store.get("holding")) or 0))
+        if "outbox_held" in hb:
+            out.add("sc_alerts_outbox_held", "gauge", "notifications held in memory (data disk full)", w,
+                    float(number(hb.get("outbox_held")) or 0))
         if "config_errors" in hb:
             out.add("sc_alerts_config_errors", "gauge", "roster/channels files refused (running ones kept)", w,
                     float(len(hb.get("config_errors") or [])))

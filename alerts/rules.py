@@ -328,6 +328,9 @@ def _fires_when(r: Rule) -> str:
         if r.what == "silent":
             return f"≥ {r.share or 0:.0%} (≥ {r.min_devices}) of a {r.place}'s devices down at once"
         return f"devices of a {r.place} that never reported"
+    if t == "flood":
+        return (f"≥ {r.threshold:g} messages over the device's budget (`rate_limited`) within a minute; "
+                f"clears after {TRIGGERS['flood'].calm_s(r):g} s without one")
     return f"pattern `{r.pattern}` (alerts/triggers/group.py)"
 
 

@@ -28,12 +28,14 @@ from alerts.context import Surroundings
 from alerts.delivery import Delivery, RetryPolicy
 from alerts.dispatch import DispatchBook
 from alerts.engine import Engine
+from alerts.flooding import FloodWatch
+from alerts.holdover import HeldStore
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
 from alerts.publisher import publish_alert
 from alerts.roster import BUNDLED_ROSTER, parse_roster
 from alerts.rules import BUNDLED_RULES, RuleError, RuleSet, load_ruleset
-from alerts.store import AlertStore, store_path
+from alerts.store import store_path
 from core import heartbeat
 from core.contract import TOPIC_ROOT, AlertState
 from core.mqtt import connect, make_client
@@ -101,7 +103,8 @@ class AlertService:
         self.settings = settings
         ensure_registry(settings)
         self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
-        self.store = AlertStore(store_path(settings.data_path))
+        # On a full disk the store keeps what it cannot write in memory (alerts/holdover.py).
+        self.store = HeldStore(store_path(settings.data_path))
         self.rules = RulesWatcher(Path(settings.alerts_rules_file) if settings.alerts_rules_file else BUNDLED_RULES)
         # The buffered, lean-decoding client ingest uses: the engine must keep up with all that ingest takes.
         self.client = make_fast(make_client(settings, client_id=settings.alerts_client_id, persistent=True))
@@ -131,6 +134,7 @@ class AlertService:
             escalation=Escalation(self.roster.current, notifier),
             fold_window_s=settings.alerts_fold_window_s,
         )
+        self.floods = FloodWatch(self.engine, settings.data_path)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
         self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.counters = {"received": 0, "invalid": 0, "published": 0, "reasserted": 0, "stale_cleared": 0}
@@ -255,6 +259,8 @@ class AlertService:
                     self.check_dispatches()
                     last_dispatch_check = now
                 if now - last_beat >= 1.0:
+                    self.store.retry()
+                    self.floods.check(self.registry.current())
                     self._reload_channels()
                     if now - last_compact >= 60.0:
                         self.delivery.compact()
@@ -282,7 +288,8 @@ class AlertService:
                 "shelved": len(self.engine.shelved), "pending": len(self.engine.pending),
                 "rules_error": self.rules.last_error,
                 "queue": self.inbox.qsize(), "mqtt": "ok" if self.mqtt_ok else "down",
-                "notify": self.delivery.snapshot(),
+                "notify": self.delivery.snapshot(), "store": self.store.snapshot(),
+                "outbox_held": len(self.delivery.outbox.held),
                 "config_errors": [w.error for w in (self.roster, self.channels) if w is not None and w.error]}
 
     def stop(self) -> None:

@@ -71,10 +71,12 @@ class AlertStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")  # on a full disk the COMMIT is what fails: rolled back too
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite may have rolled back already (SQLITE_FULL): then ROLLBACK fails harmlessly.
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     @staticmethod
     def _step(db: sqlite3.Connection, alert_id: str, event: str, at: str, actor: str | None, note: str | None,

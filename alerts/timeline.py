@@ -35,6 +35,7 @@ class Event(StrEnum):
     DEVICE_SILENT = "device_silent"  # the device went quiet while in alarm: a fact, not a clear
     DEVICE_BACK = "device_back"
     FOLDED = "folded"  # folded under a place-level alert (data: parent alert_id)
+    WRITTEN_LATE = "written_late"  # the disk was full: the steps of this gap were kept in memory (data: from, to)
 
 
 EVENT_LABEL: dict[str, str] = {
@@ -57,6 +58,7 @@ EVENT_LABEL: dict[str, str] = {
     Event.DEVICE_SILENT: "设备失联",
     Event.DEVICE_BACK: "设备恢复",
     Event.FOLDED: "已归并",
+    Event.WRITTEN_LATE: "磁盘满, 事后补记",
 }
 
 

@@ -170,7 +170,7 @@ def wall_tiles(counts: Mapping[str, Mapping[str, int]]) -> list[Any]:
     return out
 
 
-PART_LABEL = {"mqtt": "消息总线", "influxdb": "时序库", "ingest": "接入", "alerts": "告警引擎"}
+PART_LABEL = {"mqtt": "消息总线", "influxdb": "时序库", "ingest": "接入", "alerts": "告警引擎", "disk": "数据盘"}
 
 
 def service_bar(body: Mapping[str, Any]) -> list[Any]:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from core import heartbeat
+from core import diskfull, heartbeat
 from core.accounts import MQTT_HEALTH
 from core.influx import client_for
 from core.mqtt import credentials, tls_context
@@ -109,7 +109,16 @@ def check_influx(settings: Settings, timeout_s: float = 2.0) -> tuple[str, dict[
         client.close()
     if not ok:
         return DOWN, detail | {"error": "no answer to /ping"}
-    return OK, detail | {"latency_ms": round((time.monotonic() - t0) * 1000, 1)}
+    detail["latency_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    # Answering /ping is not taking writes (a full disk, a broken WAL): ingest knows its writes.
+    failing = [hb for hb in heartbeat.read_all(settings.data_path, "ingest")
+               if hb.get("fresh") and not hb.get("stopped") and hb.get("influx_write_failing_since")]
+    if failing:
+        since = min(float(hb["influx_write_failing_since"]) for hb in failing)
+        return DOWN, detail | {"error": f"writes failing for {time.time() - since:.0f} s (ingest spooling): "
+                                        f"{failing[0].get('influx_write_error') or ''}"[:400],
+                               "writes_failing_since": since}
+    return OK, detail
 
 
 def check_workers(data_path: Path, prefix: str) -> tuple[str, dict[str, Any]]:
@@ -133,6 +142,23 @@ def check_workers(data_path: Path, prefix: str) -> tuple[str, dict[str, Any]]:
     return (OK if alive else DOWN), detail
 
 
+def check_disk(data_path: Path) -> tuple[str, dict[str, Any]]:
+    """The data disk: down past FULL_PCT used, or while a part cannot write to it."""
+    try:
+        use = diskfull.usage(data_path)
+    except OSError as exc:
+        return DOWN, {"error": f"cannot look at {data_path}: {exc}"}
+    detail: dict[str, Any] = use.as_json()
+    stuck = heartbeat.cannot_write(data_path)
+    if stuck:
+        detail["cannot_write"] = stuck
+    if use.full or stuck:
+        why = [f"{use.used_pct:.0f}% used ({use.free_bytes / 2**20:.0f} MB free)"] if use.full else []
+        why += [f"{', '.join(stuck)} cannot write (kept in memory)"] if stuck else []
+        return DOWN, detail | {"error": "; ".join(why)}
+    return OK, detail
+
+
 class HealthChecker:
     def __init__(self, settings: Settings, cache_s: float = 1.0) -> None:
         self.settings = settings
@@ -153,6 +179,7 @@ class HealthChecker:
                 "influxdb": influx_f.result(),
                 "ingest": check_workers(self.settings.data_path, "ingest"),
                 "alerts": check_workers(self.settings.data_path, "alerts"),
+                "disk": check_disk(self.settings.data_path),
             }
             body: dict[str, Any] = {k: v[0] for k, v in results.items()}
             ok = all(v == OK for v in body.values())
@@ -202,4 +229,9 @@ class Freshness:
                   if hb.get("fresh") and not hb.get("stopped")]
         if not engine:
             reasons.append("告警引擎无心跳")
+        disk, detail = check_disk(self.data_path)
+        if disk != OK:
+            reasons.append(f"数据盘 {detail.get('used_pct', '?')}% 已用" + (
+                f", {'、'.join(detail['cannot_write'])} 写不进磁盘 (记录暂存内存, 告警照常)"
+                if detail.get("cannot_write") else ""))
         return {"stale": bool(reasons), "reasons": reasons, "data_age_s": round(age, 1) if alive else None}

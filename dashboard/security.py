@@ -39,6 +39,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from core.diskfull import is_disk_full
 from core.settings import Settings
 from dashboard.accounts import Accounts, accounts_path, secret_key
 from dashboard.audit import AuditLog, audit_path
@@ -165,6 +166,13 @@ class ErrorLog:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return {" ".join(k): int(v[0]) for k, v in self._kinds.items()}
+
+
+DISK_FULL_TEXT = "数据盘已满, 本次操作未能保存, 请稍后重试 (告警仍照常产生和推送)"
+DISK_FULL_PAGE = ("<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\"><title>暂时无法保存</title>"
+                  "<body style=\"font-family:sans-serif;margin:3em\"><h1>暂时无法保存</h1><p>" + DISK_FULL_TEXT +
+                  "</p><p>The data disk is full: this action was not saved. Try again shortly; alerts are still "
+                  "raised and sent.</p></body></html>")
 
 
 def json_error(status: int, message: str) -> tuple[Response, int]:
@@ -478,6 +486,14 @@ def register_security(app: Dash, settings: Settings) -> Security:
     def _any_error(exc: Exception) -> Any:
         if isinstance(exc, HTTPException):
             return _http_error(exc)
+        if is_disk_full(exc):  # a full data disk is a known, passing condition: 503, said plainly
+            log.error("%s %s not saved: data disk full (%s)", request.method, redacted_path(request.path), exc)
+            if request.path.startswith(JSON_PREFIXES) or request.path.startswith(CALLBACK_PREFIXES):
+                resp, status = json_error(503, DISK_FULL_TEXT)
+            else:
+                resp, status = Response(DISK_FULL_PAGE, status=503, mimetype="text/html"), 503
+            resp.headers["Retry-After"] = "30"
+            return resp, status
         sec.errors.report(exc, str(request.url_rule or redacted_path(request.path)),
                           f"{request.method} {redacted_path(request.path)}")
         if request.path.startswith(JSON_PREFIXES) or request.path.startswith(CALLBACK_PREFIXES):

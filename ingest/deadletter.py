@@ -10,6 +10,7 @@ full length and SHA-256 (every row has both), so a flood of 1 MB junk cannot fil
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -136,6 +137,11 @@ class DeadLetterStore:
             self._bump("bytes", added)
             self._trim()
         return len(rows)
+
+    def rollback(self) -> None:
+        """End a transaction a failed write left open (SQLite may have rolled it back already)."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.rollback()
 
     def dropped(self) -> int:
         with self._lock:

@@ -27,6 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from core import heartbeat
 from core.accounts import ingest_account
 from core.contract import ALERT_TOPIC_ROOT, TOPIC_ROOT, Reason
+from core.diskfull import is_disk_full
 from core.influx import InfluxClient, InfluxUnavailable, client_for
 from core.lineprotocol import split_lines, to_line
 from core.mqtt import connect, make_client
@@ -47,6 +48,7 @@ SUBSCRIPTION = f"{TOPIC_ROOT}/#"
 SHARE_GROUP = "ingest"
 _ALERT_PREFIX = ALERT_TOPIC_ROOT + "/"
 _HOLD_LOG_EVERY_S = 30.0
+HELD_DEAD_MAX = 50_000  # dead letters kept in memory while the disk is full (beyond: counted, not kept)
 
 
 @dataclass(slots=True)
@@ -86,6 +88,16 @@ class Ingestor:
                              f"(burst {settings.ingest_device_burst})")
         self.dead_by_reason = self.stats.dead_by_reason
         self.influx_ok = True
+        # Set by a failed write, cleared only by a written one: a database that answers /ping but
+        # cannot write (its disk full, its WAL broken) is down, and health says so.
+        self.write_failing_since: float | None = None
+        self.write_error: str | None = None
+        self._up_logged = -1e9
+        # Dead letters the full disk could not take: kept here (their batch is acknowledged, or the
+        # broker's in-flight window would fill with it and stop ingest) and written when it can.
+        self._held_dead: list[DeadLetter] = []
+        self._dead_lock = threading.Lock()
+        self._dead_tried = 0.0
         self.mqtt_ok = False
         self.hold_reason: str | None = None  # set while a batch can be neither written nor spooled
         self._hold_logged = 0.0
@@ -250,7 +262,7 @@ class Ingestor:
             topic, payload = b.sources[i]
             dead.append(DeadLetter(topic, bytes(payload), str(Reason.BAD_VALUE), f"influxdb: {err}", now_ms))
         if dead:
-            self.deadletters.add_many(dead)
+            self._dead_letters(dead)
         self._ack(b)
         lag = (now_ms - b.ts_min, now_ms - b.ts_sum // b.ts_n) if b.ts_n and not spooled else None
         self.stats.batch_done(len(b.lines) - len(refused), spooled, dead, len(refused), lag)
@@ -262,6 +274,7 @@ class Ingestor:
             if self.influx_ok:
                 try:
                     refused = write_isolating(influx, lines, body, self.settings.ingest_gzip)
+                    self.write_failing_since = None
                     self._release_hold()
                     return False, refused
                 except InfluxUnavailable as exc:
@@ -278,6 +291,45 @@ class Ingestor:
             if not self.influx_ok and influx.ping(1.0):
                 self._influx_up()
 
+    def _dead_letters(self, dead: list[DeadLetter]) -> None:
+        with self._dead_lock:
+            if self._held_dead:
+                self._retry_dead_locked()
+            if not self._held_dead:
+                try:
+                    self.deadletters.add_many(dead)
+                    return
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self.deadletters.rollback()
+                    log.critical("dead-letter store cannot write (%s): dead letters kept in memory (up to %d) "
+                                 "until there is space", exc, HELD_DEAD_MAX)
+                    self._dead_tried = time.monotonic()
+            room = max(0, HELD_DEAD_MAX - len(self._held_dead))
+            self._held_dead.extend(dead[:room])
+            if len(dead) > room:
+                self.stats.add("deadletters_not_kept", len(dead) - room)
+
+    def _retry_dead(self) -> None:
+        if self._held_dead and time.monotonic() - self._dead_tried >= 1.0:
+            with self._dead_lock:
+                self._retry_dead_locked()
+
+    def _retry_dead_locked(self) -> None:
+        if time.monotonic() - self._dead_tried < 1.0:
+            return
+        self._dead_tried = time.monotonic()
+        try:
+            self.deadletters.add_many(self._held_dead)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.deadletters.rollback()
+            return
+        log.warning("dead-letter store writing again: %d held dead letters written", len(self._held_dead))
+        self._held_dead = []
+
     def _ack(self, b: Batch) -> None:
         if not b.mids:
             return
@@ -290,13 +342,18 @@ class Ingestor:
 
     # -- health transitions ------------------------------------------------------------------------
     def _influx_down(self, exc: Exception) -> None:
-        if self.influx_ok:
+        if self.influx_ok and self.write_failing_since is None:
             log.error("InfluxDB unavailable: spooling to %s until it is back: %s", self.spool.dir, exc)
+        if self.write_failing_since is None:
+            self.write_failing_since = time.time()
+        self.write_error = str(exc)[:300]
         self.influx_ok = False
 
     def _influx_up(self) -> None:
-        if not self.influx_ok:
-            log.warning("InfluxDB is back: writing live data and replaying the spool")
+        if not self.influx_ok and time.monotonic() - self._up_logged > _HOLD_LOG_EVERY_S:
+            # While it answers /ping but refuses writes this repeats: said once per 30 s.
+            log.warning("InfluxDB answers again: writing live data and replaying the spool")
+            self._up_logged = time.monotonic()
         self.influx_ok = True
 
     def _hold(self, exc: SpoolFull) -> None:
@@ -326,6 +383,7 @@ class Ingestor:
 
     def _replay_step(self) -> bool:
         """One unit of background work; False when there was nothing to do."""
+        self._retry_dead()
         if not self.influx_ok:
             if not self.influx.ping(1.0):
                 return False
@@ -354,6 +412,7 @@ class Ingestor:
                            f"influxdb (replay): {err}", now_ms) for i, err in refused]
         if dead:
             self.deadletters.add_many(dead)
+        self.write_failing_since = None
         spool.commit(rec)
         self.stats.replayed_done(len(lines) - len(refused), dead)
         return True
@@ -373,11 +432,15 @@ class Ingestor:
             acking=self.hold_reason is None,
             holding_reason=self.hold_reason,
             mqtt="ok" if self.mqtt_ok else "down",
-            influxdb="ok" if self.influx_ok else "down",
+            influxdb="ok" if self.influx_ok and self.write_failing_since is None else "down",
+            influx_write_failing_since=self.write_failing_since,
+            influx_write_error=self.write_error if self.write_failing_since is not None else None,
             spool_bytes=self.spool.pending_bytes() + sum(o.pending_bytes() for o in self.orphans),
             spool_disk_bytes=self.spool.bytes,
             spool_skipped_bytes=self.spool.skipped_bytes,
             deadletter_dropped=self.deadletters.dropped(),
+            deadletters_held=len(self._held_dead),
+            disk_full=bool(self._held_dead) or self.hold_reason == "disk_full",
             rate_limited_devices=self.budget.recent(),
             registry_devices=len(self.registry.current()),
             registry_reloads=self.registry.reload_count,

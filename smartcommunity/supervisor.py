@@ -1,6 +1,10 @@
 """`smartcommunity up`: start what is missing, run the parts as child processes, watch them.
 
-A child that dies is reported on stderr with its exit code and restarted with backoff; on
+A child that dies is reported on stderr with its exit code and restarted with backoff. A data disk
+past 90 % and a part that cannot write to it are reported on stderr (the parts keep warning from
+memory meanwhile). An InfluxDB this process started that answers but keeps refusing ingest's writes
+once its disk has room again (InfluxDB 1.x's WAL stays broken after a full disk) is restarted, at
+most `MAX_WRITE_RESTARTS` times an hour; the ingest spool then drains into it. On
 SIGINT/SIGTERM the parts stop first (so ingest flushes and acknowledges), then the services
 this process started, and every port is free again when `up` returns.
 """
@@ -16,17 +20,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from core import procs
+from core import diskfull, heartbeat, procs
 from core.accounts import part_env
 from core.secrets import tighten_tree
 from core.settings import Settings
-from smartcommunity.services import RunningService, ServiceError, start_missing
+from smartcommunity.services import INFLUXDB, RunningService, ServiceError, start_influxdb, start_missing
 
 log = logging.getLogger("smartcommunity.up")
 
 MAX_BACKOFF_S = 30.0
 STABLE_S = 60.0  # a child that ran this long has its backoff reset
 SERVICE_CHECK_S = 5.0  # how often `up` checks that the broker and the database still answer
+DISK_CHECK_S = 1.0  # how often it looks at the data disk and at whether ingest's writes fail
+WRITE_FAIL_RESTART_S = 10.0  # writes still failing this long after the disk has room: restart influxd
+MAX_WRITE_RESTARTS = 3  # ... at most this often an hour (a restart that does not help is not repeated forever)
 
 
 @dataclass
@@ -75,6 +82,10 @@ class Supervisor:
         self.services: list[RunningService] = []
         self._stop = threading.Event()
         self._last_service_check = time.monotonic()
+        self._last_disk_check = 0.0
+        self._disk_said: tuple[bool, tuple[str, ...]] = (False, ())
+        self._room_since: float | None = None  # writes failing while the disk has room, since
+        self.write_restarts: list[float] = []  # when influxd was restarted for refusing writes
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
@@ -100,11 +111,66 @@ class Supervisor:
                       f"started our own {svc.spec.name}", file=sys.stderr, flush=True)
         self.services += started
 
+    def _watch_disk(self) -> None:
+        """Say on stderr when the data disk passes 90 % or a part cannot write, and when it is over."""
+        try:
+            use = diskfull.usage(self.settings.data_path)
+        except OSError:
+            return
+        stuck = tuple(heartbeat.cannot_write(self.settings.data_path))
+        said = (use.full, stuck)
+        if said == self._disk_said:
+            return
+        self._disk_said = said
+        if use.full or stuck:
+            print(f"smartcommunity up: DATA DISK {use.used_pct:.0f}% used ({use.free_bytes / 2**20:.0f} MB free)"
+                  + (f"; cannot write: {', '.join(stuck)} (alerts go on from memory)" if stuck else "")
+                  + ": free space under " + str(self.settings.data_path), file=sys.stderr, flush=True)
+        else:
+            print(f"smartcommunity up: data disk back to {use.used_pct:.0f}% used; every part writes again",
+                  file=sys.stderr, flush=True)
+
+    def _watch_writes(self, now: float) -> None:
+        """Restart our influxd when ingest's writes keep failing although its disk has room."""
+        ours = [s for s in self.services if s.spec == INFLUXDB and s.alive()]
+        if not ours:
+            return
+        failing = [hb for hb in heartbeat.read_all(self.settings.data_path, "ingest")
+                   if hb.get("fresh") and not hb.get("stopped") and hb.get("influx_write_failing_since")]
+        try:
+            room = not diskfull.usage(self.settings.data_path / "influxdb").full
+        except OSError:
+            room = False
+        if not failing or not room:
+            self._room_since = None
+            return
+        if self._room_since is None:
+            self._room_since = now
+        self.write_restarts = [t for t in self.write_restarts if now - t < 3600]
+        if now - self._room_since < WRITE_FAIL_RESTART_S or len(self.write_restarts) >= MAX_WRITE_RESTARTS:
+            return
+        svc = ours[0]
+        err = failing[0].get("influx_write_error") or ""
+        print(f"smartcommunity up: influxdb refuses writes with room on its disk ({err[:200]}); restarting it "
+              f"({len(self.write_restarts) + 1} of {MAX_WRITE_RESTARTS} an hour)", file=sys.stderr, flush=True)
+        self.write_restarts.append(now)
+        self._room_since = None
+        self.services.remove(svc)
+        svc.stop()
+        try:
+            self.services.append(start_influxdb(self.settings))
+        except ServiceError as exc:
+            log.error("influxdb did not come back: %s (tried again at the next check)", exc)
+
     def _watch_once(self) -> None:
         now = time.monotonic()
         if now - self._last_service_check >= SERVICE_CHECK_S or any(not s.alive() for s in self.services):
             self._last_service_check = now
             self._watch_services()
+        if now - self._last_disk_check >= DISK_CHECK_S:
+            self._last_disk_check = now
+            self._watch_disk()
+            self._watch_writes(now)
         for ch in self.children:
             assert ch.proc is not None
             if ch.restart_at is not None:

@@ -24,7 +24,7 @@ TREND_REFRESH_MS = 5000  # one InfluxDB query per open alert page this often
 RULE_LABEL: dict[str, str] = {
     "gas_lel_high": "燃气浓度超限", "gas_lel_warn": "燃气浓度持续偏高", "power_leakage_high": "剩余电流超限",
     "power_temp_high": "线缆温度超限", "water_leak": "漏水", "camera_offline": "摄像头离线",
-    "camera_tamper": "摄像头遭破坏/遮挡", "device_silent": "设备无数据",
+    "camera_tamper": "摄像头遭破坏/遮挡", "device_silent": "设备无数据", "device_flooding": "设备报文洪泛",
 }
 
 

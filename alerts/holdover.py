@@ -1,0 +1,295 @@
+"""The alert store on a full disk: what cannot be written is kept in memory and written later.
+
+`HeldStore` is the `AlertStore` the engine uses. While the data disk is full, a write that fails
+with "database or disk is full" is queued in memory, in order, with the times it happened; reads
+(`get`, `open_alerts`, `timeline`) see the queued state on top of the database, so the engine goes
+on raising, updating and resolving as if it had been written. Once a retry (at most one a second,
+so a full disk costs the hot path nothing) succeeds, the queue is written in order — rows and
+steps carry their true times — and every alert touched meanwhile gets a `written_late` step naming
+the gap. Condition state and last-heard times are merged while held (only the latest matters).
+
+Started on a full disk (a restart while it is full), the database cannot be opened for writing (its
+WAL needs room): it is then read as it is on disk (SQLite `immutable`, or an empty store if there is
+none yet), every write is held, and it is opened properly as soon as there is room.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from alerts.migrations import migrate
+from alerts.store import AlertStore
+from alerts.timeline import SYSTEM, Event, Step
+from core.contract import Alert, AlertState
+from core.diskfull import is_disk_full
+from core.timebase import iso_ms
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 1.0
+Key = tuple[str, str]
+
+
+class HeldStore(AlertStore):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.degraded = False  # opened read-only on a full disk: every write is held
+        try:
+            super().__init__(path)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._open_degraded(exc)
+        self._hold = threading.RLock()
+        self._ops: deque[tuple[str, tuple[Any, ...], dict[str, Any]]] = deque()
+        self._held: dict[str, tuple[Alert, str]] = {}  # alert_id -> (latest state, subject)
+        self._steps: dict[str, list[Step]] = {}  # alert_id -> steps not yet written
+        self._conds: dict[Key, dict[str, Any] | None] = {}  # None: deleted
+        self._seen: dict[str, float] = {}
+        self.full_since: float | None = time.time() if self.degraded else None
+        self._tried_at = time.monotonic()
+        self.written_late = 0  # operations written after the disk came back (since start)
+
+    def _open_degraded(self, exc: BaseException) -> None:
+        log.critical("ALERT STORE CANNOT BE OPENED FOR WRITING (%s): read as it is, every write held in "
+                     "memory until there is room", exc)
+        self._lock = threading.Lock()
+        if self.path.exists():
+            db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, check_same_thread=False,
+                                 isolation_level=None)
+        else:
+            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            migrate(db)
+        db.row_factory = sqlite3.Row
+        self._db = db
+        self.degraded = True
+
+    def _reopen(self) -> None:
+        """Open the database for writing (there is room again); raises a disk-full error if not."""
+        fresh = AlertStore(self.path)  # on failure this store is left as it was
+        with self._lock:
+            old, self._db = self._db, fresh._db
+        old.close()
+        self.degraded = False
+        log.warning("alert store opened for writing again")
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def holding(self) -> int:
+        """Writes kept in memory now."""
+        return len(self._ops) + len(self._conds) + len(self._seen)
+
+    def snapshot(self) -> dict[str, Any]:
+        since = iso_ms(int(self.full_since * 1000)) if self.full_since else None
+        return {"holding": self.holding, "degraded": self.degraded, "disk_full_since": since,
+                "written_late": self.written_late}
+
+    # -- the write path -------------------------------------------------------------------------
+    def _try(self, name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[bool, Any]:
+        """(written?, result): written now if nothing is queued before it and the disk takes it."""
+        with self._hold:
+            if self.holding or self.degraded:
+                self.retry()
+            if not self._ops and not self.degraded:
+                try:
+                    return True, getattr(AlertStore, name)(self, *args, **kw)
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self._went_full(exc)
+            self._ops.append((name, args, kw))
+            return False, None
+
+    def _went_full(self, exc: BaseException) -> None:
+        now = time.time()
+        if self.full_since is None:
+            self.full_since = now
+            log.critical("ALERT STORE CANNOT WRITE (%s): alerts go on from memory; rows, steps and "
+                         "condition state are kept and written when there is space again", exc)
+        self._tried_at = time.monotonic()
+
+    def retry(self, force: bool = False) -> bool:
+        """Write what is held, in order; True when nothing is held any more."""
+        with self._hold:
+            if not self.holding and not self.degraded:
+                return True
+            if not force and time.monotonic() - self._tried_at < RETRY_S:
+                return False
+            self._tried_at = time.monotonic()
+            try:
+                if self.degraded:
+                    self._reopen()
+                while self._ops:
+                    name, args, kw = self._ops[0]
+                    try:
+                        getattr(AlertStore, name)(self, *args, **kw)
+                    except Exception as exc:
+                        if is_disk_full(exc):
+                            raise
+                        log.error("held %s could not be written (%s): dropped", name, exc)
+                    self._ops.popleft()
+                    self.written_late += 1
+                if self._conds:
+                    ups = [(r, s, c) for (r, s), c in self._conds.items() if c is not None]
+                    dels = [k for k, c in self._conds.items() if c is None]
+                    AlertStore.save_conditions(self, ups, dels)
+                    self._conds.clear()
+                if self._seen:
+                    AlertStore.save_seen(self, list(self._seen.items()))
+                    self._seen.clear()
+                self._mark_gap()
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                return False
+            return True
+
+    def _mark_gap(self) -> None:
+        """Name the gap on the timeline of every alert whose steps were written late."""
+        if self.full_since is None:
+            return
+        until = iso_ms(int(time.time() * 1000))
+        # From the first write that failed: its own time may be a moment before the failure was seen.
+        since = min([iso_ms(int(self.full_since * 1000))] + [st.at for sts in self._steps.values() for st in sts])
+        touched = list(self._steps)
+        steps = [(a, Event.WRITTEN_LATE, until, SYSTEM, "数据盘满期间的记录已按实际时间补写",
+                  {"from": since, "to": until, "steps": len(self._steps[a])}) for a in touched]
+        AlertStore.record_many(self, steps)
+        log.warning("alert store writing again: held rows and steps written (disk full %s to %s, %d alerts)",
+                    since, until, len(touched))
+        self.full_since = None
+        self._held.clear()
+        self._steps.clear()
+
+    def _held_step(self, alert_id: str, event: str, at: str, by: str | None, note: str | None,
+                   data: dict[str, Any] | None) -> None:
+        lst = self._steps.setdefault(alert_id, [])
+        lst.append(Step(-1 - len(lst), alert_id, at, str(event), by or SYSTEM, note, data or {}))
+
+    def _base(self, alert_id: str) -> tuple[Alert, str] | None:
+        held = self._held.get(alert_id)
+        if held is not None:
+            return held
+        alert = AlertStore.get(self, alert_id)
+        if alert is None:
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT subject FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        return alert, row["subject"] if row else alert.device_id
+
+    # -- writes ---------------------------------------------------------------------------------
+    def insert(self, alert: Alert, subject: str) -> None:
+        with self._hold:
+            done, _ = self._try("insert", (alert, subject), {})
+            if not done:
+                self._held[alert.alert_id] = (alert, subject)
+                self._held_step(alert.alert_id, Event.RAISED, alert.started_at, SYSTEM, None,
+                                {"severity": alert.severity, "value": alert.value, "message": alert.message})
+
+    def update(self, alert_id: str, step: Any = None, **changes: Any) -> Alert | None:
+        with self._hold:
+            done, result = self._try("update", (alert_id,), {"step": step, **changes})
+            if done:
+                return result  # type: ignore[no-any-return]
+            base = self._base(alert_id)
+            if base is None or base[0].state == AlertState.RESOLVED:
+                return None
+            alert = dataclasses.replace(base[0], **changes) if changes else base[0]
+            self._held[alert_id] = (alert, base[1])
+            if step is not None:
+                event, at, note, data = step
+                self._held_step(alert_id, event, at, SYSTEM, note, data)
+            return alert
+
+    def resolve(self, alert_id: str, now: str, note: str | None = None, by: str | None = None) -> Alert | None:
+        with self._hold:
+            done, result = self._try("resolve", (alert_id, now), {"note": note, "by": by})
+            if done:
+                return result  # type: ignore[no-any-return]
+            base = self._base(alert_id)
+            if base is None or base[0].state == AlertState.RESOLVED:
+                return None
+            alert = dataclasses.replace(base[0], state=str(AlertState.RESOLVED), updated_at=now, resolved_at=now,
+                                        note=note or base[0].note, resolved_by=by)
+            self._held[alert_id] = (alert, base[1])
+            self._held_step(alert_id, Event.RESOLVED, now, by, note, {"by_hand": by is not None})
+            return alert
+
+    def record(self, alert_id: str, event: str, at: str, *, by: str | None = None, note: str | None = None,
+               data: dict[str, Any] | None = None) -> None:
+        with self._hold:
+            done, _ = self._try("record", (alert_id, event, at), {"by": by, "note": note, "data": data})
+            if not done:
+                self._held_step(alert_id, event, at, by, note, data)
+
+    def record_many(self, steps: list[tuple[str, str, str, str | None, str | None, dict[str, Any] | None]]) -> None:
+        if not steps:
+            return
+        with self._hold:
+            done, _ = self._try("record_many", (list(steps),), {})
+            if not done:
+                for alert_id, event, at, by, note, data in steps:
+                    self._held_step(alert_id, event, at, by, note, data)
+
+    def save_conditions(self, upserts: list[tuple[str, str, dict[str, Any]]],
+                        deletes: list[tuple[str, str]]) -> None:
+        if not upserts and not deletes:
+            return
+        with self._hold:
+            if not self.holding and not self.degraded:
+                try:
+                    AlertStore.save_conditions(self, upserts, deletes)
+                    return
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self._went_full(exc)
+            for k in deletes:
+                self._conds[k] = None
+            for rule, subject, c in upserts:
+                self._conds[(rule, subject)] = dict(c)
+
+    def save_seen(self, seen: list[tuple[str, float]]) -> None:
+        if not seen:
+            return
+        with self._hold:
+            if not self.holding and not self.degraded:
+                try:
+                    AlertStore.save_seen(self, seen)
+                    return
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self._went_full(exc)
+            for dev, at in seen:
+                self._seen[dev] = max(at, self._seen.get(dev, at))
+
+    # -- reads see what is held -----------------------------------------------------------------
+    def get(self, alert_id: str) -> Alert | None:
+        held = self._held.get(alert_id)
+        return held[0] if held is not None else AlertStore.get(self, alert_id)
+
+    def open_alerts(self) -> dict[tuple[str, str], Alert]:
+        out = AlertStore.open_alerts(self)
+        with self._hold:
+            held = list(self._held.values())
+        for alert, subject in held:
+            key = (alert.rule, subject)
+            if alert.state == AlertState.RESOLVED:
+                if key in out and out[key].alert_id == alert.alert_id:
+                    del out[key]
+            else:
+                out[key] = alert
+        return out
+
+    def timeline(self, alert_id: str) -> list[Step]:
+        with self._hold:
+            held = list(self._steps.get(alert_id, ()))
+        return AlertStore.timeline(self, alert_id) + held
