@@ -35,6 +35,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "shops": ("shop_id", "name", "category", "community", "contact", "phone"),
     "roads": ("road_id", "name"),
     "water": ("water_id", "name"),
+    "resources": ("resource_id", "category", "name", "community", "closes", "serves"),  # geodata/resources.py
 }
 
 
@@ -75,6 +76,9 @@ class Layers:
     shops: gpd.GeoDataFrame
     roads: gpd.GeoDataFrame
     water: gpd.GeoDataFrame
+    # Valves, hydrants, teams, shelters, AEDs (geodata/resources.py); empty when a caller builds
+    # Layers without them.
+    resources: gpd.GeoDataFrame = field(default_factory=lambda: _empty_frame("resources"))
     sources: dict[str, Path] = field(default_factory=dict)
 
     def layer(self, name: str) -> gpd.GeoDataFrame:
@@ -100,6 +104,12 @@ class Layers:
                 # First definition wins; duplicates are reported by validate_layers(), not hidden here.
                 out.setdefault(str(pid), Place(str(pid), layer, str(comm), str(name), g, gm))  # type: ignore[arg-type]
         return out
+
+
+def _empty_frame(name: str) -> gpd.GeoDataFrame:
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame({c: [] for c in REQUIRED_COLUMNS[name]}, geometry=[], crs="EPSG:4326")
 
 
 def places_index(layers: Layers | None = None) -> dict[str, Place]:
