@@ -50,6 +50,7 @@ class Need:
     serves: str | None
     label: str
     kinds: frozenset[str]  # alert kinds whose message names the answer
+    named: bool = False  # the message names it too: a valve (what it closes), a shelter (where to go)
 
 
 # Ordered as a dispatcher acts: close the source, call who repairs it, then water, people, first aid.
@@ -57,14 +58,14 @@ class Need:
 # explosion came minutes after a leak). Water: its valve and team. Power: its team, a hydrant,
 # an AED (electric shock). Cameras need none.
 NEEDS: tuple[Need, ...] = (
-    Need("gas_valve", "gas_valve", None, "燃气阀门", frozenset({"gas"})),
+    Need("gas_valve", "gas_valve", None, "燃气阀门", frozenset({"gas"}), named=True),
     Need("gas_team", "team", "gas", "燃气抢修队", frozenset({"gas"})),
-    Need("water_valve", "water_valve", None, "供水阀门", frozenset({"water"})),
+    Need("water_valve", "water_valve", None, "供水阀门", frozenset({"water"}), named=True),
     Need("water_team", "team", "water", "供水抢修队", frozenset({"water"})),
     Need("power_team", "team", "power", "供电抢修队", frozenset({"power"})),
     Need("hydrant", "hydrant", None, "消火栓", frozenset({"gas", "power"})),
-    Need("shelter", "shelter", None, "应急避难场所", frozenset({"gas"})),
-    Need("aed", "aed", None, "AED", frozenset({"power"})),
+    Need("shelter", "shelter", None, "应急避难场所", frozenset({"gas"}), named=True),
+    Need("aed", "aed", None, "AED", frozenset({"power"}), named=True),
 )
 NEED_BY_KEY: dict[str, Need] = {n.key: n for n in NEEDS}
 
