@@ -47,6 +47,7 @@ def test_the_map_has_a_resources_layer_with_its_own_colours(app_client: Any) -> 
     tr = data[T_RESOURCES]
     res = load_bundled_layers().resources
     assert tr["name"] == "应急资源" and len(tr["lon"]) == len(res)
+    assert set(RESOURCE_STYLE) == set(CATEGORIES)  # every category has its own look
     colours = set(tr["marker"]["color"])
     assert colours == {c for c, _ in RESOURCE_STYLE.values()} and len(colours) == len(CATEGORIES)
     assert not colours & {c.lower() for c in COLOUR.values()}  # not the severity colours
