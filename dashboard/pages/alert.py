@@ -14,7 +14,7 @@ from core.contract import COMMUNITIES, Alert
 from core.severity import COLOUR
 from core.timebase import local_time
 from dashboard import mapview, trends
-from dashboard.theme import BG, KIND_LABEL, STATE_LABEL, TEXT, severity_label
+from dashboard.theme import BG, KIND_LABEL, RESOURCE_STYLE, STATE_LABEL, TEXT, severity_label
 
 PATH_TEMPLATE = "/alerts/<alert_id>"
 PATH = "/alerts/none"
@@ -158,6 +158,12 @@ def context_map(d: Any, a: Alert) -> dict[str, Any]:
         fig.add_trace(go.Scatter(x=[p["lon"] for p in near], y=[p["lat"] for p in near], mode="markers",
                                  marker={"size": 9, "color": colour}, text=[p["name"] for p in near],
                                  hovertemplate="%{text}<br>" + name + "<extra></extra>"))
+    near_res = [p for p in base.resources if abs(p["lon"] - pt[0]) < r and abs(p["lat"] - pt[1]) < r]
+    fig.add_trace(go.Scatter(  # valves, hydrants, teams, shelters, AEDs in their map colours
+        x=[p["lon"] for p in near_res], y=[p["lat"] for p in near_res], mode="markers",
+        marker={"size": [RESOURCE_STYLE.get(p["category"], ("#fff", 6))[1] + 2 for p in near_res],
+                "color": [RESOURCE_STYLE.get(p["category"], ("#fff", 6))[0] for p in near_res]},
+        text=[f"{p['name']}<br>{p['label']}" for p in near_res], hovertemplate="%{text}<extra></extra>"))
     colour = COLOUR.get(a.severity, "#fff")
     fig.add_trace(go.Scatter(x=[pt[0]], y=[pt[1]], mode="markers",
                              marker={"size": 22, "color": colour, "line": {"color": "#fff", "width": 3}},

@@ -23,7 +23,7 @@ from dashboard.theme import RESOURCE_STYLE
 from geodata.layers import load_bundled_layers
 from geodata.resources import CATEGORIES
 from tests.conftest import make_settings
-from tests.dashboard.pagehelp import page_layout, text_of
+from tests.dashboard.pagehelp import find, page_layout, text_of
 from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, MAP_IDLE_JS, screen_xy, served  # noqa: F401
 from tests.dashboard.test_dash_map import find_figure
 
@@ -82,6 +82,10 @@ def test_the_alert_page_lists_the_nearest_resources_with_distances(app_client: A
     assert f"燃气阀门 · {distance_text(valve['distance_m'])} · 半山尚小区 东侧阀门 · 关闭 半山尚小区" in text
     assert "燃气抢修队 · " in text and "AED · " in text
     assert text.index("燃气阀门 · ") < text.index("AED · ")  # what a gas alert needs first
+    sketch = find(page_layout(client, f"/alerts/{red.alert_id}"),
+                  lambda n: n.get("type") == "Graph" and "context-map" in str(n["props"].get("className")))
+    drawn = [t for t in sketch[0]["props"]["figure"]["data"] if "燃气阀门" in str(t.get("text"))]
+    assert drawn and any("半山尚小区 东侧阀门" in str(x) for x in drawn[0]["text"])  # on its sketch too
     # A yellow warning carries no surroundings: the page asks the layers itself, from the device's spot.
     yellow = _alert(store, dev, "gas_lel_warn", "yellow", None)
     assert f"燃气阀门 · {distance_text(valve['distance_m'])} · 半山尚小区 东侧阀门" in \
@@ -99,7 +103,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.mark.browser
 def test_resources_toggle_and_hover_in_the_browser(served: tuple[str, Any]) -> None:  # noqa: F811
-    base_url, _ = served
+    base_url, settings = served
     errors: list[str] = []
     vis = f"() => {GD}.data[{T_RESOURCES}].visible"
     with sync_api.sync_playwright() as p:
@@ -139,5 +143,16 @@ def test_resources_toggle_and_hover_in_the_browser(served: tuple[str, Any]) -> N
         page.wait_for_function(f"() => ({vis})() === true", timeout=15_000)
         page.wait_for_function(MAP_IDLE_JS, timeout=60_000)
         page.wait_for_function(f"() => ({drawn})() > 0", timeout=15_000)
+        # The alert page lists them, the ones a gas leak needs first.
+        dev = next(d for d in load_registry(bundled_registry_path()).values()
+                   if d.kind == "gas" and d.compound_id == "YL-01")
+        store = AlertStore(store_path(settings.data_path))
+        a = _alert(store, dev, "gas_lel_high", "red", Surroundings(200).around(dev.lon, dev.lat))
+        store.close()
+        page.goto(f"{base_url}/alerts/{a.alert_id}")
+        page.wait_for_selector("#alert-resources >> text=燃气阀门", timeout=30_000)
+        first = page.inner_text("#alert-resources li:first-child")
+        assert first.startswith("燃气阀门 · ") and "关闭 半山尚小区" in first
+        page.screenshot(path="/tmp/dash_resources_alert.png")
         browser.close()
     assert errors == [], errors
