@@ -97,6 +97,11 @@ class SpatialIndex:
         res = self.layers.resources
         self._res_m = to_metric(np.asarray(res.geometry.values)) if len(res) else np.array([], dtype=object)
         self._res_closes = [tuple(split_ids(v)) for v in res["closes"]]
+        phones = list(res["phone"]) if "phone" in res.columns else [None] * len(res)
+        # Plain tuples: a query reads a few rows, and pandas' per-cell access would cost more than the search.
+        self._res_rows = [(str(i), str(n), str(c), float(g.x), float(g.y), p if isinstance(p, str) and p else None)
+                          for i, n, c, g, p in zip(res["resource_id"], res["name"], res["category"], res.geometry,
+                                                   phones, strict=True)]  # fmt: skip
         serves = [set(split_ids(v)) for v in res["serves"]]
         cats = np.asarray(res["category"].astype(str)) if len(res) else np.array([], dtype=str)
         cp, b = self.layers.compounds, self.layers.buildings
@@ -125,7 +130,6 @@ class SpatialIndex:
         """
         px, py = lonlat_to_metric(np.array([lon]), np.array([lat]))
         centre = shapely.points(px[0], py[0])
-        res = self.layers.resources
         out: dict[str, ResourceHit] = {}
         for key, ni in self._needs.items():
             pos, here = -1, False
@@ -138,16 +142,13 @@ class SpatialIndex:
             if pos < 0:
                 pos = int(ni.tree.query_nearest(centre, all_matches=False)[0])
             r = int(ni.rows[pos])
-            g = res.geometry.iat[r]
+            rid, name, cat, lon_r, lat_r, phone = self._res_rows[r]
             closes = self._res_closes[r]
-            phone = res["phone"].iat[r] if "phone" in res.columns else None
             out[key] = ResourceHit(
-                need=key, id=str(res["resource_id"].iat[r]), name=str(res["name"].iat[r]),
-                category=str(res["category"].iat[r]),
-                label=NEED_BY_KEY[key].label,
-                distance_m=float(shapely.distance(self._res_m[r], centre)), lon=float(g.x), lat=float(g.y),
+                need=key, id=rid, name=name, category=cat, label=NEED_BY_KEY[key].label,
+                distance_m=float(shapely.distance(self._res_m[r], centre)), lon=lon_r, lat=lat_r,
                 closes=closes, closes_names=tuple(self._closed_name.get(c, c) for c in closes), closes_here=here,
-                phone=str(phone) if isinstance(phone, str) and phone else None,
+                phone=phone,
             )
         return out
 
