@@ -289,8 +289,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     _warn_orphans(settings, load_layers(out_dir))
+    _warn_closed_orphans(load_layers(out_dir))
     print(f"imported {len(frame)} {args.layer} features into {target}")
     return 0
+
+
+def _warn_closed_orphans(layers: Layers) -> None:
+    """Valves that close compounds / buildings no longer in the layers would name a place nobody can find."""
+    from geodata.resources import split_ids
+
+    have = {*map(str, layers.compounds["compound_id"]), *map(str, layers.buildings["building_id"])}
+    res = layers.resources
+    orphans = [f"{rid} ({c})" for rid, closes in zip(res["resource_id"], res["closes"], strict=True)
+               for c in split_ids(closes) if c not in have]  # fmt: skip
+    if orphans:
+        shown = ", ".join(orphans[:10]) + (" ..." if len(orphans) > 10 else "")
+        print(f"warning: valves close places no longer in the layers: {shown}", file=sys.stderr)
 
 
 def _warn_orphans(settings: Settings, layers: Layers) -> None:

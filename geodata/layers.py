@@ -162,5 +162,11 @@ def _load_cached(key: tuple[tuple[str, str, int], ...]) -> Layers:
         missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
         if missing:
             raise ValueError(f"{path}: layer {name!r} lacks column(s) {', '.join(missing)}")
+        if name == "resources":  # every query takes a resource as a point: say which row is not one
+            bad = [f"{rid} ({g.geom_type if g is not None else 'no geometry'})"
+                   for rid, g in zip(frame["resource_id"], frame.geometry, strict=True)
+                   if g is None or g.geom_type != "Point" or g.is_empty]
+            if bad:
+                raise ValueError(f"{path}: layer 'resources' needs Point geometry: {', '.join(bad[:10])}")
         frames[name] = frame
     return Layers(**frames, sources={name: Path(path) for name, path, _ in key})

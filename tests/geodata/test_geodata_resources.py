@@ -196,9 +196,23 @@ def test_a_bad_resources_file_is_refused_with_reasons(cli: Cli, tmp_path: Path, 
     assert rc == 2 and "layer resources lacks field(s) category" in err
 
 
+def test_a_compound_import_warns_of_valves_left_closing_nothing(cli: Cli, tmp_path: Path, data_dir: Path,
+                                                                 layers: Layers) -> None:
+    cp = layers.compounds[layers.compounds["compound_id"] != "YL-01"]
+    cp.to_file(tmp_path / "cp.geojson", driver="GeoJSON")
+    rc, _, err = cli("geodata", "import", tmp_path / "cp.geojson", "--layer", "compounds")
+    assert rc == 0, err
+    assert "warning: valves close places no longer in the layers: GV-YL-01 (YL-01), WV-YL-01 (YL-01)" in err
+
+
 def test_a_hand_edited_override_without_a_column_fails_loading_loudly(tmp_path: Path, layers: Layers) -> None:
     p = layers.compounds.geometry.iloc[0].representative_point()
     _write(tmp_path, [{"resource_id": "H-1", "name": "栓", "community": "yanling", "closes": None, "serves": None}],
            [p], "resources.geojson")
     with pytest.raises(ValueError, match=r"layer 'resources' lacks column.*category"):
+        load_layers(tmp_path)
+    gpd.GeoDataFrame([{"resource_id": "SH-1", "category": "shelter", "name": "广场", "community": "yanling",
+                       "closes": None, "serves": None}],
+                     geometry=[p.buffer(0.0001)], crs="EPSG:4326").to_file(tmp_path / "resources.geojson")
+    with pytest.raises(ValueError, match=r"layer 'resources' needs Point geometry: SH-1 \(Polygon\)"):
         load_layers(tmp_path)
