@@ -97,10 +97,7 @@ def _resources(layers: Layers) -> list[dict[str, Any]]:
     res = layers.resources
     if not len(res):
         return []
-    cp, b = layers.compounds, layers.buildings
-    names = dict(zip(cp["compound_id"].astype(str), cp["name"].astype(str), strict=True))
-    names |= {str(bid): f"{names.get(str(cid), cid)} {n}"
-              for bid, cid, n in zip(b["building_id"], b["compound_id"], b["name"], strict=True)}  # fmt: skip
+    names = layers.closable
     out = []
     for i, (rid, name, cat, closes, serves, g) in enumerate(zip(
             res["resource_id"], res["name"], res["category"], res["closes"], res["serves"], res.geometry,

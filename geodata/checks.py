@@ -65,7 +65,7 @@ def _check_resources(layers: Layers, comm_geom: dict[str, shapely.Geometry]) -> 
     from geodata.resources import row_problems
 
     res = layers.resources
-    closable = {*map(str, layers.compounds["compound_id"]), *map(str, layers.buildings["building_id"])}
+    closable = set(layers.closable)
     ids = Counter(map(str, res["resource_id"]))
     problems = [f"resource id {i!r} used {n} times" for i, n in ids.items() if n > 1]
     problems += [f"resource id {i!r} does not match {DEVICE_ID_RE.pattern}" for i in ids if not DEVICE_ID_RE.match(i)]

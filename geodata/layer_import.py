@@ -234,7 +234,7 @@ def _check_ids(frame: gpd.GeoDataFrame, layer: str, current: Layers) -> list[str
     if layer == "resources":
         from geodata.resources import row_problems
 
-        closable = {*map(str, current.compounds["compound_id"]), *map(str, current.buildings["building_id"])}
+        closable = set(current.closable)
         rows = zip(frame["category"], frame["closes"], frame["serves"], strict=True)
         for i, (cat, closes, serves) in enumerate(rows):
             problems += [f"{_label(layer, frame, i)}: {p}" for p in row_problems(cat, closes, serves, closable)]
@@ -298,7 +298,7 @@ def _warn_closed_orphans(layers: Layers) -> None:
     """Valves that close compounds / buildings no longer in the layers would name a place nobody can find."""
     from geodata.resources import split_ids
 
-    have = {*map(str, layers.compounds["compound_id"]), *map(str, layers.buildings["building_id"])}
+    have = layers.closable
     res = layers.resources
     orphans = [f"{rid} ({c})" for rid, closes in zip(res["resource_id"], res["closes"], strict=True)
                for c in split_ids(closes) if c not in have]  # fmt: skip

@@ -105,6 +105,14 @@ class Layers:
                 out.setdefault(str(pid), Place(str(pid), layer, str(comm), str(name), g, gm))  # type: ignore[arg-type]
         return out
 
+    @cached_property
+    def closable(self) -> dict[str, str]:
+        """What a valve may close: compound id -> 半山尚小区, building id -> 半山尚小区 3栋."""
+        cp, b = self.compounds, self.buildings
+        names = dict(zip(cp["compound_id"].astype(str), cp["name"].astype(str), strict=True))
+        return names | {str(bid): f"{names.get(str(cid), str(cid))} {n}"
+                        for bid, cid, n in zip(b["building_id"], b["compound_id"], b["name"], strict=True)}
+
 
 def _empty_frame(name: str) -> gpd.GeoDataFrame:
     import geopandas as gpd

@@ -104,11 +104,7 @@ class SpatialIndex:
                                                    phones, strict=True)]  # fmt: skip
         serves = [set(split_ids(v)) for v in res["serves"]]
         cats = np.asarray(res["category"].astype(str)) if len(res) else np.array([], dtype=str)
-        cp, b = self.layers.compounds, self.layers.buildings
-        cp_name = dict(zip(cp["compound_id"].astype(str), cp["name"].astype(str), strict=True))
-        self._closed_name = {**cp_name, **{
-            str(bid): f"{cp_name.get(str(cid), str(cid))} {name}"
-            for bid, cid, name in zip(b["building_id"], b["compound_id"], b["name"], strict=True)}}  # fmt: skip
+        self._closed_name = self.layers.closable
         self._needs: dict[str, _NeedIndex] = {}
         for need in NEEDS:
             rows = np.flatnonzero((cats == need.category) & np.array(
