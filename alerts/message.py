@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from alerts.context import summary
+from alerts.context import resources_line, summary
 from core.contract import COMMUNITIES, METRICS, Alert, Device
 from core.severity import LEVEL, NAME
 from core.timebase import beijing, parse_iso
@@ -166,6 +166,8 @@ def compose(alert: Alert, event: str, place: Place, *, tier: int = 1, public_url
         s = summary(alert.nearby)
         if s:
             lines.append(f"周边 {s}")
+        if event != "resolved":  # the all-clear needs no valve
+            lines.append(resources_line(alert.nearby, alert.kind))
     when = parse_iso(alert.resolved_at if event == "resolved" else alert.started_at)
     if when is not None:
         label = "解除时间" if event == "resolved" else "发生时间"

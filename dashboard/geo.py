@@ -58,6 +58,8 @@ class BaseLayers:
     bounds: tuple[float, float, float, float]
     key: str = ""
     errors: list[str] = field(default_factory=list)
+    # {"id","name","category","label","detail","lon","lat"} per valve, hydrant, team, shelter, AED
+    resources: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _fc(frame: Any) -> dict[str, Any]:
@@ -85,6 +87,33 @@ def _points(frame: Any, id_col: str) -> list[dict[str, Any]]:
         for col in cols:
             row[col] = _text(frame[col].iloc[i])
         out.append(row)
+    return out
+
+
+def _resources(layers: Layers) -> list[dict[str, Any]]:
+    """The resources layer for the map: label (燃气阀门, 燃气抢修队, …) and one line of detail each."""
+    from geodata.resources import category_label, split_ids
+
+    res = layers.resources
+    if not len(res):
+        return []
+    names = layers.closable
+    out = []
+    for i, (rid, name, cat, closes, serves, g) in enumerate(zip(
+            res["resource_id"], res["name"], res["category"], res["closes"], res["serves"], res.geometry,
+            strict=True)):  # fmt: skip
+        detail = []
+        if split_ids(closes):
+            detail.append("关闭 " + "、".join(names.get(c, c) for c in split_ids(closes)))
+        cap = res["capacity"].iloc[i] if "capacity" in res.columns else None
+        if isinstance(cap, int | float) and cap == cap:
+            detail.append(f"可容纳 {int(cap)} 人")
+        phone = _text(res["phone"].iloc[i]) if "phone" in res.columns else ""
+        if phone:
+            detail.append(f"电话 {phone}")
+        out.append({"id": str(rid), "name": str(name), "category": str(cat),
+                    "label": category_label(str(cat), serves), "detail": " · ".join(detail),
+                    "lon": float(g.x), "lat": float(g.y)})
     return out
 
 
@@ -130,6 +159,7 @@ def build_layers(layers: Layers) -> BaseLayers:
         places=places,
         bounds=(minx, miny, maxx, maxy),
         key=key,
+        resources=_resources(layers),
     )
 
 

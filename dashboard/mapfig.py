@@ -41,6 +41,7 @@ from dashboard.theme import (
     DEVICE_NORMAL,
     DEVICE_OFFLINE,
     KIND_LABEL,
+    RESOURCE_STYLE,
     ROAD,
     SEVERITY_COLOR,
     STATE_LABEL,
@@ -50,8 +51,9 @@ from dashboard.theme import (
 )
 
 # Trace indices: fixed here (assets/clientside.js reads the same numbers from layout.meta.traces).
-T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_LABELS = range(5)
-TRACES = {"compounds": T_COMPOUNDS, "units": T_UNITS, "shops": T_SHOPS, "devices": T_DEVICES, "labels": T_LABELS}
+T_COMPOUNDS, T_UNITS, T_SHOPS, T_DEVICES, T_RESOURCES, T_LABELS = range(6)
+TRACES = {"compounds": T_COMPOUNDS, "units": T_UNITS, "shops": T_SHOPS, "devices": T_DEVICES,
+          "resources": T_RESOURCES, "labels": T_LABELS}
 UIREVISION = "onemap"  # keeps the operator's pan/zoom across every update
 COMPOUND_LABEL_MINZOOM = 15.2  # compound names appear once they are readable
 # More registered devices than this and the device trace is one marker per compound: 12,000 single
@@ -295,6 +297,19 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], style_url: str
                 "enabled": True, "maxzoom": CLUSTER_MAXZOOM, "color": DEVICE_CLUSTER, "opacity": 0.6,
                 "size": [9, 12, 15], "step": [-1, 20, 100]},
             hovertemplate=device_hovertemplate(dv["meta"]["agg"]),
+        )
+    )
+    res = base.resources
+    fig.add_trace(
+        go.Scattermap(  # valves, hydrants, teams, shelters, AEDs: over the device bubbles, under the names
+            lon=[_r(r["lon"]) for r in res],
+            lat=[_r(r["lat"]) for r in res],
+            mode="markers",
+            name="应急资源",
+            marker={"size": [RESOURCE_STYLE.get(r["category"], ("#ffffff", 6))[1] for r in res],
+                    "color": [RESOURCE_STYLE.get(r["category"], ("#ffffff", 6))[0] for r in res], "opacity": 0.95},
+            customdata=[[r["name"], r["label"], r["detail"], r["id"]] for r in res],
+            hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
         )
     )
     names = [(COMMUNITIES.get(s, s), lon, lat) for s, (lon, lat) in base.community_centres.items()]

@@ -12,7 +12,16 @@ from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_u
 from core.severity import SEVERITIES
 from dashboard import mapfig
 from dashboard.offline import style_url
-from dashboard.theme import DEVICE_CLUSTER, DEVICE_NORMAL, DEVICE_OFFLINE, KIND_LABEL, SEVERITY_COLOR, severity_label
+from dashboard.theme import (
+    DEVICE_CLUSTER,
+    DEVICE_NORMAL,
+    DEVICE_OFFLINE,
+    KIND_LABEL,
+    RESOURCE_STYLE,
+    SEVERITY_COLOR,
+    severity_label,
+)
+from geodata.resources import CATEGORIES
 
 PULSE_MS = 1500  # how often the halo overlay is re-placed (the pulse itself is a CSS animation)
 LAYER_OPTIONS = [
@@ -20,6 +29,7 @@ LAYER_OPTIONS = [
     {"label": "建筑", "value": "buildings"},
     {"label": "单位", "value": "units"},
     {"label": "商铺", "value": "shops"},
+    {"label": "应急资源", "value": "resources"},
     *({"label": KIND_LABEL[k], "value": f"kind:{k}"} for k in ("gas", "water", "power", "camera")),
     {"label": "仅告警", "value": "alerts_only"},
 ]
@@ -44,6 +54,9 @@ def legend() -> html.Div:
                               ("#c9a2ff", "重点单位", "dot"), ("#7fd1ff", "沿街商铺", "dot")):
         rows.append(html.Div([html.Span(className=cls, style={"backgroundColor": colour}), text],
                              className="legend-row"))
+    res = [html.Span([html.Span(className="dot", style={"backgroundColor": RESOURCE_STYLE[k][0]}), c.label],
+                     className="res-item") for k, c in CATEGORIES.items() if k in RESOURCE_STYLE]
+    rows.append(html.Div(res, className="legend-row legend-res", title="应急资源"))
     bubble = html.Span(className="bubble", style={"backgroundColor": DEVICE_CLUSTER})
     rows.append(html.Div([bubble, "设备聚合(数字为台数)"], className="legend-row"))
     rows.append(html.Div([html.Span(className="ring acked"), "已确认"], className="legend-row"))

@@ -34,6 +34,17 @@ COMMUNITY_FILL: dict[str, str] = {  # faint tints telling the four communities a
 }
 COMMUNITY_EDGE = "#7fb2e5"
 
+# Emergency resources on the map (categories of geodata.resources): small dots apart from the
+# severity colours, the units' violet and the shops' light blue; the size tells a point from a base.
+RESOURCE_STYLE: dict[str, tuple[str, int]] = {  # category -> (colour, marker size px)
+    "gas_valve": ("#ff4fd8", 7),
+    "water_valve": ("#00e5ff", 7),
+    "hydrant": ("#eceff4", 5),
+    "team": ("#d9a760", 12),
+    "shelter": ("#a8ff60", 12),
+    "aed": ("#ff9ec7", 8),
+}
+
 KIND_LABEL: dict[str, str] = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频"}
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "data"
-LAYER_NAMES: tuple[str, ...] = ("communities", "compounds", "buildings", "units", "shops", "roads", "water")
+LAYER_NAMES: tuple[str, ...] = ("communities", "compounds", "buildings", "units", "shops", "roads", "water",
+                              "resources")
 # EPSG:4546 = CGCS2000 / 3-degree Gauss-Kruger CM 111E, the national metric grid for Shiyan (110.8 E).
 METRIC_CRS = "EPSG:4546"
 # How far (metres) a device may sit outside the polygon / from the point of its compound, unit or shop.

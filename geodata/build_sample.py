@@ -193,7 +193,8 @@ def free_point(
 
 def build() -> dict[str, list[dict[str, Any]]]:
     rng = random.Random(SEED)
-    layers: dict[str, list[dict[str, Any]]] = {k: [] for k in LAYER_NAMES}
+    # resources: a step of its own over these layers (geodata.build_resources), run by main().
+    layers: dict[str, list[dict[str, Any]]] = {k: [] for k in LAYER_NAMES if k != "resources"}
     # Water: 百二河 along the south, and the 艳湖 pond inside the yanhu community.
     xs = np.linspace(-1600, 1600, 33)
     north = [(x, -1070 + 12 * math.sin(x / 300)) for x in xs]
@@ -280,6 +281,9 @@ def main() -> int:
     layers = load_layers(BUNDLED_DIR)
     feats = plan_features(layers, seed=SEED)
     write_devices(BUNDLED_DIR, feats)
+    from geodata import build_resources
+
+    build_resources.write(build_resources.build())
     print(f"wrote sample layers and {len(feats)} devices to {BUNDLED_DIR}")
     return 0
 

@@ -53,9 +53,29 @@ def check_layers(layers: Layers) -> list[str]:
     for uid, cid, g in zip(layers.units["unit_id"], layers.units["compound_id"], layers.units.geometry, strict=True):
         if cid is not None and cid == cid and (cid not in cgeom or not cgeom[cid].contains(g)):  # cid==cid: not NaN
             problems.append(f"unit {uid} is not inside its compound {cid}")
+    problems += _check_resources(layers, comm_geom)
     for frame, what in ((cp, "compound"), (layers.buildings, "building"), (comm, "community")):
         bad = ~shapely.is_valid(np.asarray(frame.geometry.values))
         problems += [f"{what} #{i}: invalid geometry" for i in np.flatnonzero(bad)]
+    return problems
+
+
+def _check_resources(layers: Layers, comm_geom: dict[str, shapely.Geometry]) -> list[str]:
+    """Valves, hydrants, teams, shelters, AEDs: known category, what a valve closes exists, in its community."""
+    from geodata.resources import row_problems
+
+    res = layers.resources
+    closable = set(layers.closable)
+    ids = Counter(map(str, res["resource_id"]))
+    problems = [f"resource id {i!r} used {n} times" for i, n in ids.items() if n > 1]
+    problems += [f"resource id {i!r} does not match {DEVICE_ID_RE.pattern}" for i in ids if not DEVICE_ID_RE.match(i)]
+    for rid, cat, c, closes, serves, g in zip(res["resource_id"], res["category"], res["community"], res["closes"],
+                                              res["serves"], res.geometry, strict=True):  # fmt: skip
+        problems += [f"resource {rid}: {p}" for p in row_problems(cat, closes, serves, closable)]
+        if c not in comm_geom:
+            problems.append(f"resource {rid}: unknown community {c!r}")
+        elif not comm_geom[c].contains(g):
+            problems.append(f"resource {rid} is not inside community {c}")
     return problems
 
 

@@ -33,6 +33,7 @@ GEOM_TYPES: dict[str, tuple[str, ...]] = {
     "units": ("Point",),
     "shops": ("Point",),
     "roads": ("LineString", "MultiLineString"),
+    "resources": ("Point",),
 }
 ID_COLUMN: dict[str, str] = {
     "communities": "community",
@@ -42,6 +43,7 @@ ID_COLUMN: dict[str, str] = {
     "shops": "shop_id",
     "roads": "road_id",
     "water": "water_id",
+    "resources": "resource_id",
 }
 PLACE_LAYERS = ("compounds", "units", "shops")  # their ids share the registry's compound_id namespace
 
@@ -173,7 +175,7 @@ def _complete(frame: gpd.GeoDataFrame, layer: str, current: Layers, warnings: li
     idx = SpatialIndex(current)
     reps = frame.geometry.representative_point()
     lon, lat = reps.x.to_numpy(), reps.y.to_numpy()
-    if layer in ("compounds", "units", "shops") and "community" not in frame.columns:
+    if layer in ("compounds", "units", "shops", "resources") and "community" not in frame.columns:
         frame["community"] = idx.assign(lon, lat, "communities")
         warnings.append("community filled in from the communities layer by location")
     if layer in ("units", "buildings") and "compound_id" not in frame.columns:
@@ -189,6 +191,10 @@ def _complete(frame: gpd.GeoDataFrame, layer: str, current: Layers, warnings: li
             warnings.append("households not given: set to 0")
     if layer in ("units", "shops"):
         for col in ("contact", "phone"):
+            if col not in frame.columns:
+                frame[col] = None
+    if layer == "resources":
+        for col in ("closes", "serves"):  # only valves close and only teams serve: row_problems says which
             if col not in frame.columns:
                 frame[col] = None
     if layer == "buildings" and "floors" not in frame.columns:
@@ -221,10 +227,17 @@ def _check_ids(frame: gpd.GeoDataFrame, layer: str, current: Layers) -> list[str
     if layer == "communities":
         problems += [f"community {c!r} is not one of the contract's {sorted(COMMUNITIES)}" for c in seen
                      if c not in COMMUNITIES]  # fmt: skip
-    if "community" in frame.columns and layer in ("compounds", "units", "shops"):
+    if "community" in frame.columns and layer in ("compounds", "units", "shops", "resources"):
         for i, c in enumerate(frame["community"]):
             if c not in COMMUNITIES:
                 problems.append(f"{_label(layer, frame, i)}: unknown community {c!r}")
+    if layer == "resources":
+        from geodata.resources import row_problems
+
+        closable = set(current.closable)
+        rows = zip(frame["category"], frame["closes"], frame["serves"], strict=True)
+        for i, (cat, closes, serves) in enumerate(rows):
+            problems += [f"{_label(layer, frame, i)}: {p}" for p in row_problems(cat, closes, serves, closable)]
     if layer in PLACE_LAYERS:
         others = {
             str(v): other for other in PLACE_LAYERS if other != layer for v in current.layer(other)[ID_COLUMN[other]]
@@ -276,8 +289,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     _warn_orphans(settings, load_layers(out_dir))
+    _warn_closed_orphans(load_layers(out_dir))
     print(f"imported {len(frame)} {args.layer} features into {target}")
     return 0
+
+
+def _warn_closed_orphans(layers: Layers) -> None:
+    """Valves that close compounds / buildings no longer in the layers would name a place nobody can find."""
+    from geodata.resources import split_ids
+
+    have = layers.closable
+    res = layers.resources
+    orphans = [f"{rid} ({c})" for rid, closes in zip(res["resource_id"], res["closes"], strict=True)
+               for c in split_ids(closes) if c not in have]  # fmt: skip
+    if orphans:
+        shown = ", ".join(orphans[:10]) + (" ..." if len(orphans) > 10 else "")
+        print(f"warning: valves close places no longer in the layers: {shown}", file=sys.stderr)
 
 
 def _warn_orphans(settings: Settings, layers: Layers) -> None:

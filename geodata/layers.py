@@ -35,6 +35,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "shops": ("shop_id", "name", "category", "community", "contact", "phone"),
     "roads": ("road_id", "name"),
     "water": ("water_id", "name"),
+    "resources": ("resource_id", "category", "name", "community", "closes", "serves"),  # geodata/resources.py
 }
 
 
@@ -75,6 +76,9 @@ class Layers:
     shops: gpd.GeoDataFrame
     roads: gpd.GeoDataFrame
     water: gpd.GeoDataFrame
+    # Valves, hydrants, teams, shelters, AEDs (geodata/resources.py); empty when a caller builds
+    # Layers without them.
+    resources: gpd.GeoDataFrame = field(default_factory=lambda: _empty_frame("resources"))
     sources: dict[str, Path] = field(default_factory=dict)
 
     def layer(self, name: str) -> gpd.GeoDataFrame:
@@ -100,6 +104,20 @@ class Layers:
                 # First definition wins; duplicates are reported by validate_layers(), not hidden here.
                 out.setdefault(str(pid), Place(str(pid), layer, str(comm), str(name), g, gm))  # type: ignore[arg-type]
         return out
+
+    @cached_property
+    def closable(self) -> dict[str, str]:
+        """What a valve may close: compound id -> 半山尚小区, building id -> 半山尚小区 3栋."""
+        cp, b = self.compounds, self.buildings
+        names = dict(zip(cp["compound_id"].astype(str), cp["name"].astype(str), strict=True))
+        return names | {str(bid): f"{names.get(str(cid), str(cid))} {n}"
+                        for bid, cid, n in zip(b["building_id"], b["compound_id"], b["name"], strict=True)}
+
+
+def _empty_frame(name: str) -> gpd.GeoDataFrame:
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame({c: [] for c in REQUIRED_COLUMNS[name]}, geometry=[], crs="EPSG:4326")
 
 
 def places_index(layers: Layers | None = None) -> dict[str, Place]:
@@ -152,5 +170,11 @@ def _load_cached(key: tuple[tuple[str, str, int], ...]) -> Layers:
         missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
         if missing:
             raise ValueError(f"{path}: layer {name!r} lacks column(s) {', '.join(missing)}")
+        if name == "resources":  # every query takes a resource as a point: say which row is not one
+            bad = [f"{rid} ({g.geom_type if g is not None else 'no geometry'})"
+                   for rid, g in zip(frame["resource_id"], frame.geometry, strict=True)
+                   if g is None or g.geom_type != "Point" or g.is_empty]
+            if bad:
+                raise ValueError(f"{path}: layer 'resources' needs Point geometry: {', '.join(bad[:10])}")
         frames[name] = frame
     return Layers(**frames, sources={name: Path(path) for name, path, _ in key})

@@ -17,6 +17,7 @@ from shapely.geometry import LineString, Point
 
 from core.severity import rollup
 from geodata.layers import Layers, lonlat_to_metric, to_metric
+from geodata.resources import NEED_BY_KEY, NEEDS, split_ids
 
 ContainerLayer = Literal["communities", "compounds", "buildings"]
 _ID_COL: dict[str, str] = {"communities": "community", "compounds": "compound_id", "buildings": "building_id"}
@@ -46,6 +47,31 @@ class Nearby:
     households_in_radius: float  # estimate: each compound's households x share of its area in the circle
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceHit:
+    """The nearest resource answering one Need (geodata.resources.NEEDS) around a point."""
+
+    need: str  # Need.key, e.g. gas_valve, gas_team
+    id: str
+    name: str
+    category: str
+    label: str  # 燃气阀门, 燃气抢修队, …
+    distance_m: float
+    lon: float
+    lat: float
+    closes: tuple[str, ...] = ()  # valves: the compound / building ids it shuts off
+    closes_names: tuple[str, ...] = ()  # 半山尚小区, 半山尚小区 3栋
+    closes_here: bool = False  # a valve that closes the place the point is in (preferred over a nearer one)
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _NeedIndex:
+    rows: np.ndarray  # row numbers in the resources layer
+    tree: shapely.STRtree  # over their metric points
+    by_place: dict[str, np.ndarray]  # closed compound / building id -> positions in `rows`
+
+
 class SpatialIndex:
     """STRtrees and projected coordinates built once per Layers; every query reuses them."""
 
@@ -64,6 +90,63 @@ class SpatialIndex:
             frame = layers.layer(name)
             x, y = lonlat_to_metric(frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy())
             self._points[name] = (x, y, list(frame[id_col]), list(frame["name"]), list(frame["category"]))
+        self._build_resources()
+
+    # --- the resources layer: one STRtree per Need, built here once -------------------------------
+    def _build_resources(self) -> None:
+        res = self.layers.resources
+        self._res_m = to_metric(np.asarray(res.geometry.values)) if len(res) else np.array([], dtype=object)
+        self._res_closes = [tuple(split_ids(v)) for v in res["closes"]]
+        phones = list(res["phone"]) if "phone" in res.columns else [None] * len(res)
+        # Plain tuples: a query reads a few rows, and pandas' per-cell access would cost more than the search.
+        self._res_rows = [(str(i), str(n), str(c), float(g.x), float(g.y), p if isinstance(p, str) and p else None)
+                          for i, n, c, g, p in zip(res["resource_id"], res["name"], res["category"], res.geometry,
+                                                   phones, strict=True)]  # fmt: skip
+        serves = [set(split_ids(v)) for v in res["serves"]]
+        cats = np.asarray(res["category"].astype(str)) if len(res) else np.array([], dtype=str)
+        self._closed_name = self.layers.closable
+        self._needs: dict[str, _NeedIndex] = {}
+        for need in NEEDS:
+            rows = np.flatnonzero((cats == need.category) & np.array(
+                [need.serves is None or need.serves in s for s in serves], dtype=bool))
+            if not len(rows):
+                continue
+            by_place: dict[str, list[int]] = {}
+            for pos, r in enumerate(rows):
+                for pid in self._res_closes[r]:
+                    by_place.setdefault(pid, []).append(pos)
+            self._needs[need.key] = _NeedIndex(rows, shapely.STRtree(self._res_m[rows]),
+                                               {k: np.array(v) for k, v in by_place.items()})
+
+    def nearest_resources(self, lon: float, lat: float, within: Sequence[str | None] = ()) -> dict[str, ResourceHit]:
+        """The nearest resource of each Need to (lon, lat), in metres; Needs the layer cannot answer are absent.
+
+        `within`: ids of the building / compound the point is in, most specific first. A valve that
+        closes one of them wins over a nearer valve of a neighbour (closing that would not stop this leak).
+        """
+        px, py = lonlat_to_metric(np.array([lon]), np.array([lat]))
+        centre = shapely.points(px[0], py[0])
+        out: dict[str, ResourceHit] = {}
+        for key, ni in self._needs.items():
+            pos, here = -1, False
+            for pid in within:
+                cand = ni.by_place.get(pid or "")
+                if cand is not None:
+                    d = shapely.distance(self._res_m[ni.rows[cand]], centre)
+                    pos, here = int(cand[int(np.argmin(d))]), True
+                    break
+            if pos < 0:
+                pos = int(ni.tree.query_nearest(centre, all_matches=False)[0])
+            r = int(ni.rows[pos])
+            rid, name, cat, lon_r, lat_r, phone = self._res_rows[r]
+            closes = self._res_closes[r]
+            out[key] = ResourceHit(
+                need=key, id=rid, name=name, category=cat, label=NEED_BY_KEY[key].label,
+                distance_m=float(shapely.distance(self._res_m[r], centre)), lon=lon_r, lat=lat_r,
+                closes=closes, closes_names=tuple(self._closed_name.get(c, c) for c in closes), closes_here=here,
+                phone=phone,
+            )
+        return out
 
     # --- which place contains a point ------------------------------------------------------------
     def assign(self, lons: Sequence[float] | np.ndarray, lats: Sequence[float] | np.ndarray,

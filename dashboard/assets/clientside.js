@@ -348,6 +348,7 @@
                 vis[t.compounds] = !only && has('compounds');
                 vis[t.units] = !only && has('units');
                 vis[t.shops] = !only && has('shops');
+                if (t.resources !== undefined) { vis[t.resources] = !only && has('resources'); }
                 vis[t.devices] = !only;
                 var idx = Object.keys(vis).map(Number);
                 // Compared with what is drawn, not with the last choice: a new figure from the server

@@ -14,7 +14,7 @@ from core.contract import COMMUNITIES, Alert
 from core.severity import COLOUR
 from core.timebase import local_time
 from dashboard import mapview, trends
-from dashboard.theme import BG, KIND_LABEL, STATE_LABEL, TEXT, severity_label
+from dashboard.theme import BG, KIND_LABEL, RESOURCE_STYLE, STATE_LABEL, TEXT, severity_label
 
 PATH_TEMPLATE = "/alerts/<alert_id>"
 PATH = "/alerts/none"
@@ -94,6 +94,44 @@ def nearby(a: Alert) -> list[Any]:
     ]
 
 
+def resources(d: Any, a: Alert) -> list[Any]:
+    """The nearest valve, repair team, hydrant, shelter, AED with distances: those stored with the alert,
+    else (a yellow or an older alert has none stored) asked of the map's layers now. The ones that
+    matter to the alert's kind first."""
+    from alerts.context import Surroundings, distance_text
+    from geodata.resources import needs_for
+
+    got = list((a.nearby or {}).get("resources") or [])
+    if not got:
+        from dashboard.live import alert_point
+        from geodata.layers import layers_dir, load_layers
+        from geodata.spatial import spatial_index
+
+        base, reg = d.mapdata.layers(), d.mapdata.registry()
+        # Only from a real spot (its own point, its device, its compound): not a community's centre.
+        placed = a.lon is not None or (a.device_id or "") in reg or (a.compound_id or "") in base.places
+        pt = alert_point(a, base, reg) if placed else None
+        try:
+            if pt is not None:
+                got = Surroundings(0, spatial_index(load_layers(layers_dir(d.settings)))).resources(*pt)
+        except Exception:  # the page without resources beats no page
+            got = []
+    if not got:
+        return [html.Div("无应急资源信息", className="muted")]
+    key = {n.key for n in needs_for(a.kind)}
+    got.sort(key=lambda r: r.get("need") not in key)  # stable: NEEDS order within each group
+    items = []
+    for r in got:
+        parts = [str(r.get("label", "")), distance_text(float(r.get("distance_m", 0))), str(r.get("name", ""))]
+        if r.get("closes"):
+            parts.append("关闭 " + "、".join(map(str, r["closes"])))
+        if r.get("phone"):
+            parts.append(str(r["phone"]))
+        items.append(html.Li(" · ".join(p for p in parts if p),
+                             className="res-item res-key" if r.get("need") in key else "res-item"))
+    return [html.H4("最近应急资源"), html.Ul(items, className="near-list res-list", id="alert-resources")]
+
+
 def context_map(d: Any, a: Alert) -> dict[str, Any]:
     """A small lon/lat sketch around the alert: compound outlines, the alert, units and shops nearby."""
     from dashboard.live import alert_point
@@ -120,6 +158,12 @@ def context_map(d: Any, a: Alert) -> dict[str, Any]:
         fig.add_trace(go.Scatter(x=[p["lon"] for p in near], y=[p["lat"] for p in near], mode="markers",
                                  marker={"size": 9, "color": colour}, text=[p["name"] for p in near],
                                  hovertemplate="%{text}<br>" + name + "<extra></extra>"))
+    near_res = [p for p in base.resources if abs(p["lon"] - pt[0]) < r and abs(p["lat"] - pt[1]) < r]
+    fig.add_trace(go.Scatter(  # valves, hydrants, teams, shelters, AEDs in their map colours
+        x=[p["lon"] for p in near_res], y=[p["lat"] for p in near_res], mode="markers",
+        marker={"size": [RESOURCE_STYLE.get(p["category"], ("#fff", 6))[1] + 2 for p in near_res],
+                "color": [RESOURCE_STYLE.get(p["category"], ("#fff", 6))[0] for p in near_res]},
+        text=[f"{p['name']}<br>{p['label']}" for p in near_res], hovertemplate="%{text}<extra></extra>"))
     colour = COLOUR.get(a.severity, "#fff")
     fig.add_trace(go.Scatter(x=[pt[0]], y=[pt[1]], mode="markers",
                              marker={"size": 22, "color": colour, "line": {"color": "#fff", "width": 3}},
@@ -191,7 +235,7 @@ def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
                 children=[
                     html.Section([html.H3("时间线"),
                                   html.Ul(timeline(d, a), id="alert-timeline", className="timeline")]),
-                    html.Section([html.H3("周边"), *nearby(a),
+                    html.Section([html.H3("周边"), *nearby(a), *resources(d, a),
                                   dcc.Graph(figure=context_map(d, a), config={"displayModeBar": False},
                                             className="context-map")]),
                 ],
