@@ -105,16 +105,24 @@ def cmd_devices_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_devices_export(args: argparse.Namespace, settings: Settings) -> int:
+def _chosen_devices(args: argparse.Namespace, settings: Settings) -> list[Any] | None:
+    """The registry's devices of `--community` (all without it); None, said, if it cannot be read."""
     from core.registry import RegistryError, system_registry
-    from geodata.ledger import write_ledger
 
     try:
         reg = system_registry(settings)
     except RegistryError as exc:
         print(f"smartcommunity: {exc}", file=sys.stderr)
+        return None
+    return [d for d in reg.values() if args.community is None or d.community == args.community]
+
+
+def cmd_devices_export(args: argparse.Namespace, settings: Settings) -> int:
+    from geodata.ledger import write_ledger
+
+    devs = _chosen_devices(args, settings)
+    if devs is None:
         return 1
-    devs = [d for d in reg.values() if args.community is None or d.community == args.community]
     try:
         write_ledger(args.xlsx, devs)
     except OSError as exc:
@@ -127,16 +135,12 @@ def cmd_devices_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_devices_commissioning(args: argparse.Namespace, settings: Settings) -> int:
     from core.accounts import INFLUX_READER
     from core.influx import InfluxRejected, InfluxUnavailable, client_for
-    from core.registry import RegistryError, system_registry
     from geodata import commissioning as cm
     from geodata.layers import layers_dir, load_layers
 
-    try:
-        reg = system_registry(settings)
-    except RegistryError as exc:
-        print(f"smartcommunity: {exc}", file=sys.stderr)
+    devs = _chosen_devices(args, settings)
+    if devs is None:
         return 1
-    devs = [d for d in reg.values() if args.community is None or d.community == args.community]
     names = {pid: p.name for pid, p in load_layers(layers_dir(settings)).places.items()}
     client = client_for(settings, account=INFLUX_READER if settings.secure and not settings.influx_account else None)
     try:
