@@ -65,10 +65,11 @@ STATE_LABEL = {"sent": "待接单", "accepted": "已接单", "arrived": "已到�
 class Refused(Exception):
     """An action that changes nothing: `status` (400/403/404/409/410/413) and a message for people."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.body = body  # more for a JSON answer (the live reading of a refused close: alerts/guard.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,8 @@ def send_dispatch(settings: Settings, alert: Alert, to: list[Any], text: str, *,
     rate limits and a `notified` step per delivery. Returns the entry as queued."""
     from alerts.channels import queue_message
 
-    title = "【派单超时】请协调" if event == "dispatch_escalated" else "【派单】请处置"
+    title = {"dispatch_escalated": "【派单超时】请协调", "dispatch_reopened": "【复燃】请立即返回现场"}.get(
+        event, "【派单】请处置")
     nid = queue_message(settings, to, text, link, title=title, alert_id=alert.alert_id, community=alert.community,
                         severity=alert.severity, event=event, extra={"dispatch_id": dispatch_id})
     return {"id": nid, "event": event, "dispatch_id": dispatch_id, "alert_id": alert.alert_id, "link": link}
@@ -417,6 +419,33 @@ class DispatchBook:
             raise
 
     # -- escalation of a dispatch nobody accepted
+
+    def reopened(self, alert: Alert, now: float | None = None) -> list[Dispatch]:
+        """The alert came back within its watch (复燃): every team dispatched to it (but one taken back)
+        is told again with its link, and a dispatch already fed back is open again (已接单): the team
+        goes back and feeds back anew, and the alert cannot be archived meanwhile."""
+        now = time.time() if now is None else now
+        told = []
+        for d in self.for_alert(alert.alert_id):
+            if d.state == "cancelled":
+                continue
+            with self.store._tx() as db:
+                if d.state == "done":
+                    db.execute("UPDATE dispatches SET state = 'accepted' WHERE dispatch_id = ? AND state = 'done'",
+                               (d.dispatch_id,))
+                again = self._row(db, d.dispatch_id)
+            assert again is not None
+            link = link_for(self.settings, again)
+            text = (f"[复燃·重新告警] {place_of(alert, self.places())}：{alert.message}。此前派给 {d.team_name}"
+                    f"{'·' + d.assignee if d.member_id else ''} 的警情再次报警，请立即返回现场复测处置。"
+                    f"接单与反馈：{link}")
+            send_dispatch(self.settings, alert, d.contacts, text, event="dispatch_reopened",
+                          dispatch_id=d.dispatch_id, link=link)
+            self.store.record(alert.alert_id, Event.NOTIFIED, iso(now), data={
+                "dispatch_id": d.dispatch_id, "to": [c.get("name") for c in d.contacts], "channel": "outbox",
+                "delivered": "queued", "event": "reopened"})
+            told.append(again)
+        return told
 
     def escalate_overdue(self, roster: Any, now: float) -> list[Dispatch]:
         """Every dispatch still unaccepted past its deadline: an `escalated` step (once) and a message

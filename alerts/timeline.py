@@ -34,6 +34,8 @@ class Event(StrEnum):
     DEVICE_SILENT = "device_silent"  # the device went quiet while in alarm: a fact, not a clear
     DEVICE_BACK = "device_back"
     FOLDED = "folded"  # folded under a place-level alert (data: parent alert_id)
+    REOPENED = "reopened"  # the condition held again within the watch after a close (data: value, tier)
+    REFUSED = "close_refused"  # a hand close refused: the danger was still measured (data: value, at)
 
 
 EVENT_LABEL: dict[str, str] = {
@@ -55,6 +57,8 @@ EVENT_LABEL: dict[str, str] = {
     Event.DEVICE_SILENT: "设备失联",
     Event.DEVICE_BACK: "设备恢复",
     Event.FOLDED: "已归并",
+    Event.REOPENED: "复燃/重新告警",
+    Event.REFUSED: "解除被拒(仍在报警)",
 }
 
 

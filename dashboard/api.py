@@ -2,6 +2,9 @@
 
 With SC_API_TOKEN set, every /api request but /api/health needs `Authorization: Bearer <token>`
 (compared in constant time). Errors are JSON: {"error": "..."} with 400/401/404/409.
+A resolve refused because the danger is still
+measured answers 409 with the live reading {"error", "value", "at", ...} (alerts/guard.py); the body's
+`"override": true` with a non-empty `"note"` closes it all the same, recorded as an override.
 """
 
 from __future__ import annotations
@@ -122,9 +125,11 @@ def make_api(settings: Settings, store: AlertStore, actions: AlertActions, check
         body, problem = _body(required_by=False)
         if problem:
             return error(400, problem)
-        out = actions.resolve(alert_id, body["by"], body["note"])
+        override = request.get_json(force=True, silent=True) if request.get_data(cache=True).strip() else None
+        override = isinstance(override, dict) and override.get("override") is True
+        out = actions.resolve(alert_id, body["by"], body["note"], override=override)
         if out.alert is None or out.status != 200:
-            return error(out.status, out.error or "refused")
+            return jsonify(out.body()), out.status
         return jsonify(out.alert.as_json()), 200
 
     # Without this, Dash's catch-all page route would answer unknown /api paths with HTML.

@@ -36,7 +36,7 @@ from alerts.configfile import ConfigError, line_of, load_yaml
 from core.contract import COMMUNITIES
 from core.severity import SEVERITIES
 
-EVENTS = ("raised", "escalated", "resolved", "dispatch", "test")
+EVENTS = ("raised", "escalated", "resolved", "dispatch", "test", "reopened", "dispatch_reopened")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _COMMON = {"id", "kind", "url", "secret", "communities", "severities", "events", "rate"}
 _OPTIONS = {"email": {"from", "username", "password", "starttls", "verify_tls"}}
