@@ -250,6 +250,7 @@ class DispatchBook:
         self.store = store
         self.settings = settings
         self._places = places  # names for the messages (the dashboard's cache; None: ids)
+        self._policy: Any = None  # the close guard's hold-offs, read on first use (alerts/guard.py)
 
     def places(self) -> Places | None:
         try:
@@ -373,10 +374,38 @@ class DispatchBook:
     def arrive(self, dispatch_id: str, now: float) -> Dispatch:
         return self._advance(dispatch_id, ("accepted",), "arrived", "arrived_at", Event.ARRIVED, now)
 
+    def live_reading(self, alert_id: str) -> Any:
+        """The alert's live reading while its device is still in alarm (alerts/guard.py), else None."""
+        from alerts.guard import Policy, device_danger
+
+        alert = self.store.get(alert_id)
+        if alert is None:
+            return None
+        if self._policy is None:
+            self._policy = Policy.of(self.settings)
+        return device_danger(self.store, alert, self._policy)
+
     def feedback(self, dispatch_id: str, cause: str, action: str, text: str, photos: list[bytes],
-                 now: float) -> Dispatch:
+                 now: float, *, remeasure: str | None = None, reason: str | None = None) -> Dispatch:
         """Close a dispatch with what was found. Everything is checked before anything is written; a
-        bad photo refuses the whole feedback and leaves no file and no step."""
+        bad photo refuses the whole feedback and leaves no file and no step.
+
+        While the device is still in alarm (the close guard, alerts/guard.py), a feedback — 处置完毕 —
+        is refused unless it carries a re-measurement on site (复测, a number) and a stated reason;
+        both, and the live reading, are written on the feedback step."""
+        d0 = self.get(dispatch_id)
+        live = self.live_reading(d0.alert_id) if d0 is not None and d0.is_open else None
+        extra: dict[str, Any] = {}
+        if live is not None:
+            try:
+                measured = float((remeasure or "").strip())
+            except ValueError:
+                measured = None
+            if measured is None or not (reason or "").strip():
+                raise Refused(409, f"设备仍在报警：最新读数 {live.words()}。请现场复测并填写复测读数，"
+                                   "并写明仍提交「处置完毕」的理由。")
+            extra = {"remeasure": measured, "reason": reason.strip() if reason else None, "override": True,
+                     "live_value": live.value, "live_at": live.at}
         if cause not in CAUSES:
             raise Refused(400, "请选择原因类别。")
         if action not in ACTIONS:
@@ -412,7 +441,8 @@ class DispatchBook:
                 dispatch_id, ("accepted", "arrived"), "done", "done_at", Event.FEEDBACK, now,
                 extra_sets={"cause": cause, "action_taken": action, "feedback": text or None,
                             "photos": orjson.dumps(meta).decode()},
-                data={"cause": cause, "action": action, "photos": public}, note=text or None, inside=write_photos)
+                data={"cause": cause, "action": action, "photos": public, **extra}, note=text or None,
+                inside=write_photos)
         except BaseException:
             for p in written:
                 p.unlink(missing_ok=True)

@@ -3,7 +3,9 @@
 `/d/<token>`: server-rendered HTML, no JS framework, readable on a 390×844 phone, buttons ≥ 48 px.
 The signed token (alerts/dispatch.py) is the only credential: it names one alert and one dispatch,
 expires, and opens only this page and its three actions — accept (接单), arrived (已到场) and the
-feedback form (cause, action, text, up to 3 photos). Anything refused (a forged, expired or
+feedback form (cause, action, text, up to 3 photos). It shows the device's reading now; while the
+device is still in alarm (alerts/guard.py) a feedback — 处置完毕 — needs a re-measurement on site (复测)
+and a stated reason, or it is refused. Anything refused (a forged, expired or
 mismatched link, a second acceptance, an oversize or non-image photo) gets a clear message and
 changes nothing.
 """
@@ -31,11 +33,13 @@ from alerts.dispatch import (
     place_of,
     read_link,
 )
+from alerts.guard import Live
 from alerts.store import AlertStore
+from core.contract import METRICS
 from core.settings import Settings
 from core.severity import COLOUR
 from core.severity import label as severity_label
-from core.timebase import beijing, epoch
+from core.timebase import beijing, epoch, iso
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,8 @@ padding:12px;margin-bottom:12px;font-weight:600}.ok{background:#e8f6ee;color:#17
 border:1px solid #b7e2c8;border-radius:10px;padding:12px;margin-bottom:12px;font-weight:600}.late{
 color:#c0261b;font-weight:700}.hint{color:#66768a;font-size:14px}
 input[type=file]::file-selector-button{min-height:44px;min-width:96px;font-size:16px;margin-right:10px;
-border:1px solid #c3ccd8;border-radius:8px;background:#eef3fa}"""
+border:1px solid #c3ccd8;border-radius:8px;background:#eef3fa}.alarm{border:2px solid #c0261b}.big{
+font-size:26px;font-weight:800}"""
 
 OK_TEXT = {"accepted": "已接单，请尽快赶往现场。", "arrived": "已记录到场时间。", "done": "反馈已提交，谢谢！"}
 
@@ -89,9 +94,28 @@ def _options(values: tuple[str, ...], name: str, label: str, chosen: str = "") -
             f'<option value="">请选择</option>{opts}</select>')
 
 
+def _reading(live: Live | None, last: dict[str, Any] | None, alert: Any) -> str:
+    """The device's reading now: in alarm (red, with its time), or the last one, cleared."""
+    if live is not None:
+        state = "仍在报警" if live.holds else f"已回落, 恢复确认期 {live.holdoff_s:g} 秒未满"
+        return (f'<div class="card alarm" id="live-reading"><div class="k">设备实时读数</div>'
+                f'<div class="big">{html.escape(live.words())}</div><div class="late">{state}'
+                f'（报警值 {html.escape(str(live.threshold))}）</div></div>')
+    if last is not None and last.get("last_value") is not None and alert is not None:
+        unit = METRICS.get(alert.kind, {}).get(alert.metric or "")
+        at = f"（{_hm(iso(float(last['last_evidence'])))}）" if last.get("last_evidence") else ""
+        return (f'<div class="card" id="live-reading"><div class="k">设备最新读数</div><div class="big">'
+                f'{html.escape(str(last["last_value"]))} {unit.unit if unit else ""}{at}</div>'
+                '<div class="hint">未达报警值</div></div>')
+    return ""
+
+
 def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: str | None = None,
-           error: str | None = None, status: int = 200, kept: dict[str, str] | None = None) -> Response:
-    """`kept`: what the person had typed in the feedback form, shown again after a refusal."""
+           error: str | None = None, status: int = 200, kept: dict[str, str] | None = None,
+           live: Live | None = None, last: dict[str, Any] | None = None) -> Response:
+    """`kept`: what the person had typed in the feedback form, shown again after a refusal; `live`:
+    the reading while the device is still in alarm (then a feedback needs a 复测 value and a reason);
+    `last`: the condition's last reading otherwise."""
     kept = kept or {}
     sev = alert.severity if alert else "blue"
     title = f"{severity_label(sev)}预警 · 派单" if alert else "派单"
@@ -118,6 +142,7 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
            if d.note else "")
         + f'<div class="row"><span class="k">状态</span><span class="v" id="state">'
         f'{html.escape(STATE_LABEL.get(d.state, d.state))}</span></div></div>')
+    parts.append(_reading(live, last, alert))
     steps = [("接单", d.accepted_at), ("到场", d.arrived_at), ("反馈", d.done_at if d.state == "done" else None)]
     parts.append('<div class="card steps">' + "".join(
         f'<div class="step{" on" if at else ""}">{name}<small>{_hm(at) if at else "—"}</small></div>'
@@ -141,7 +166,8 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
             '<label for="text">情况说明</label><textarea id="text" name="text" maxlength="2000" '
             f'placeholder="发现了什么、做了什么、是否还需要其他部门">{html.escape(kept.get("text", ""))}</textarea>'
             f'<label>现场照片（最多 {MAX_PHOTOS} 张，JPEG/PNG/WebP）</label>{files}'
-            '<button type="submit" id="submit-feedback" class="go">提交反馈</button></form>')
+            + (_still_in_alarm(live, kept) if live is not None else "")
+            + '<button type="submit" id="submit-feedback" class="go">提交反馈</button></form>')
     elif d.state == "cancelled":
         parts.append('<div class="card" id="cancelled"><div class="msg">该派单已由指挥中心撤回，无需处置。</div>'
                      '<p class="hint">如有疑问请联系街道指挥中心。</p></div>')
@@ -154,6 +180,19 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
             f'<div class="row"><span class="k">照片</span><span class="v">{len(d.photos)} 张</span></div>'
             + (f"<p>{html.escape(d.feedback)}</p>" if d.feedback else "") + "</div>")
     return _page(title, COLOUR.get(sev, "#2b6fd6"), "".join(parts), status)
+
+
+def _still_in_alarm(live: Live, kept: dict[str, str]) -> str:
+    """While the device is in alarm, 处置完毕 needs a re-measurement and a stated reason."""
+    unit = html.escape(live.unit)
+    return ('<div class="err" id="still-alarm">设备仍在报警，请现场复测后填写复测读数；'
+            '如仍要提交「处置完毕」，请写明理由。</div>'
+            f'<label for="remeasure">现场复测读数（{unit or "数值"}）</label>'
+            f'<input type="text" inputmode="decimal" id="remeasure" name="remeasure" required '
+            f'value="{html.escape(kept.get("remeasure", ""))}">'
+            '<label for="reason">仍提交处置完毕的理由</label><textarea id="reason" name="reason" maxlength="500" '
+            f'required placeholder="例如：已关闭入户阀，复测为 0，探测器读数待燃气公司核查">'
+            f'{html.escape(kept.get("reason", ""))}</textarea>')
 
 
 def register_field_page(server: Flask, settings: Settings, store: AlertStore, book: DispatchBook,
@@ -170,12 +209,14 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
         return d
 
     def show(token: str, d: Dispatch, **kw: Any) -> Response:
-        return render(token, d, store.get(d.alert_id), places(), **kw)
+        got = store.condition_of(d.alert_id)
+        return render(token, d, store.get(d.alert_id), places(), live=book.live_reading(d.alert_id),
+                      last=got[2] if got else None, **kw)
 
     def _kept() -> dict[str, str]:
         """The typed text and choices of a refused feedback (nothing when the body was too big to read)."""
         try:
-            return {k: request.form.get(k, "")[:2000] for k in ("cause", "action", "text")}
+            return {k: request.form.get(k, "")[:2000] for k in ("cause", "action", "text", "remeasure", "reason")}
         except RequestEntityTooLarge:
             return {}
 
@@ -225,6 +266,7 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
                     continue  # an empty file field
                 photos.append(data)
             return book.feedback(d.dispatch_id, form.get("cause", ""), form.get("action", ""),
-                                 form.get("text", ""), photos, time.time())
+                                 form.get("text", ""), photos, time.time(), remeasure=form.get("remeasure"),
+                                 reason=form.get("reason"))
 
         return act(token, step)

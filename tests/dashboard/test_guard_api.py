@@ -10,14 +10,15 @@ from collections.abc import Iterator
 import pytest
 from flask.testing import FlaskClient
 
-from alerts.dispatch import CAUSES
+from alerts.dispatch import ACTIONS, CAUSES, DispatchBook, link_for
 from alerts.engine import Engine
 from alerts.report import Period, build_report
 from alerts.rules import load_rules
 from alerts.store import AlertStore
+from alerts.teams import load_teams
 from core.contract import Alert, Device
 from core.settings import Settings
-from core.timebase import beijing
+from core.timebase import beijing, iso
 from core.validation import Telemetry
 from dashboard.app import create_app
 from tests.dashboard.test_dash_api import Published, dash_settings  # noqa: F401  (fixture)
@@ -109,3 +110,35 @@ def test_a_close_when_the_reading_is_clear_and_held_is_plain(rig) -> None:  # ty
     store.save_conditions([("gas_lel_high", GAS.device_id, {**cond[2], "clear_since": time.time() - 61})], [])
     r = client.post(f"/api/alerts/{aid}/resolve", json={"by": "张", "note": "复测 0"})
     assert r.status_code == 200 and "override" not in client.get(f"/api/alerts/{aid}").json["timeline"][-1]["data"]
+
+
+def test_field_page_shows_the_reading_and_refuses_done_in_alarm_without_a_reason(rig) -> None:  # type: ignore[no-untyped-def]
+    client, store, engine, published, _ = rig
+    reading(engine, 62.0)
+    aid = published[-1].alert_id
+    engine.tick()
+    settings = client.application.config["SC_DASHBOARD"].settings
+    book = DispatchBook(store, settings)
+    team = load_teams().get("gas")
+    assert team is not None
+    d = book.create(aid, team, None, iso(time.time() + 1800), "值班员张", None, time.time())
+    path = "/d/" + link_for(settings, d).split("/d/")[1]
+
+    page = client.get(path).get_data(as_text=True)
+    assert 'id="live-reading"' in page and "62.0 %LEL" in page and "仍在报警" in page
+    assert client.post(path + "/accept", data={"name": "王师傅"}).status_code == 303
+    assert client.post(path + "/arrive").status_code == 303
+    page = client.get(path).get_data(as_text=True)
+    assert 'id="still-alarm"' in page and 'name="remeasure"' in page and 'name="reason"' in page
+
+    form = {"cause": CAUSES[0], "action": ACTIONS[0], "text": "处置完毕"}
+    for extra in ({}, {"remeasure": "0"}, {"reason": "已关阀"}, {"remeasure": "零", "reason": "已关阀"}):
+        r = client.post(path + "/feedback", data={**form, **extra})
+        assert r.status_code == 409, extra
+        assert "设备仍在报警" in r.get_data(as_text=True) and "62.0 %LEL" in r.get_data(as_text=True)
+        assert book.get(d.dispatch_id).state == "arrived"  # type: ignore[union-attr]  # nothing recorded
+    r = client.post(path + "/feedback", data={**form, "remeasure": "3.5", "reason": "已关入户阀, 复测 3.5 %LEL"})
+    assert r.status_code == 303
+    step = store.timeline(aid)[-1]
+    assert step.event == "feedback" and step.data["remeasure"] == 3.5 and step.data["live_value"] == 62.0
+    assert step.data["reason"] == "已关入户阀, 复测 3.5 %LEL"
