@@ -150,7 +150,8 @@ def device_danger(store: AlertStore, alert: Alert, policy: Policy, now: float | 
 @dataclass(frozen=True, slots=True)
 class Closed:
     """What a close came to: `alert` (new state on 200, current one on a refusal), `status` (200,
-    400 override without a reason, 404 unknown, 409 already resolved or the danger still measured)."""
+    400 override without a reason, 404 unknown, 409 already resolved or the danger still measured),
+    `live`: the reading that refused it, or (on 200) that it was closed over — an override."""
 
     alert: Alert | None
     status: int
@@ -206,4 +207,4 @@ def resolve(store: AlertStore, policy: Policy, alert_id: str, by: str | None, no
         return Closed(again, 409, f"alert {alert_id} is already {again.state if again else 'gone'}")
     if live is not None:
         log.warning("alert %s closed by %s OVER a live reading %s: %s", alert_id, by, live.words(), note)
-    return Closed(done, 200)
+    return Closed(done, 200, live=live)  # `live` set: this close was an override
