@@ -70,6 +70,8 @@ def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_hand_close_refused_while_the_reading_is_in_alarm(rig: Rig) -> None:
     rig.gas(62.0)
     aid = rig.published[-1].alert_id
+    # No tick yet: the raise itself wrote the reading that opened it, so no close slips in before.
+    assert guard_resolve(rig.store, rig.policy, aid, "值班员张", None, now=rig.clock.t).status == 409
     rig.clock.t += 5
     rig.gas(62.0)
     rig.engine.tick()  # the condition with its latest reading is in the store
@@ -112,7 +114,8 @@ def test_override_then_re_rise_reopens_the_same_alert_and_tells_everyone_again(r
     d = rig.book.create(aid, team, None, iso(rig.clock.t + 1800), "值班员张", None, rig.clock.t)
     rig.book.accept(d.dispatch_id, rig.clock.t + 1)
     rig.book.arrive(d.dispatch_id, rig.clock.t + 2)
-    rig.book.feedback(d.dispatch_id, CAUSES[0], ACTIONS[0], "处置完毕", [], rig.clock.t + 3)
+    rig.book.feedback(d.dispatch_id, CAUSES[0], ACTIONS[0], "处置完毕", [], rig.clock.t + 3, remeasure="8",
+                     reason="关阀后复测 8 %LEL")
     before = len(rig.notes())
 
     out = guard_resolve(rig.store, rig.policy, aid, "值班员张", "阀门已关, 复测中", override=True, now=rig.clock.t)
