@@ -74,6 +74,10 @@ def timeline(d: Any, a: Alert) -> list[Any]:
         data = j.get("data") or {}
         if s.event == "notified" and data:
             extra = f"{data.get('person', '')} {data.get('channel', '')} {'送达' if data.get('delivered') else ''}"
+        elif data.get("override"):  # closed over a live reading (alerts/guard.py): say so, with the reading
+            extra = f"【强制·读数 {data.get('value', data.get('live_value'))}】{extra}"
+        elif s.event == "reopened":
+            extra = f"第{data.get('reopened', 1)}次 · 读数 {data.get('value')} · 升至第{data.get('tier')}级通知"
         out.append(html.Li([html.Span(local_time(s.at), className="tl-time"), html.Span(j["label"], className="tl-ev"),
                             html.Span(who, className="tl-who"), html.Span(extra, className="tl-note")],
                            className=f"tl-step ev-{s.event}"))
