@@ -36,10 +36,12 @@ from alerts.dispatch import (
 from alerts.guard import Live
 from alerts.store import AlertStore
 from core.contract import METRICS
+from core.influx import client_for
 from core.settings import Settings
 from core.severity import COLOUR
 from core.severity import label as severity_label
 from core.timebase import beijing, epoch, iso
+from dashboard.trends import Trend, TrendError, numeric_metrics, series
 
 log = logging.getLogger(__name__)
 
@@ -94,25 +96,52 @@ def _options(values: tuple[str, ...], name: str, label: str, chosen: str = "") -
             f'<option value="">请选择</option>{opts}</select>')
 
 
-def _reading(live: Live | None, last: dict[str, Any] | None, alert: Any) -> str:
-    """The device's reading now: in alarm (red, with its time), or the last one, cleared."""
+TREND_BEFORE_S = 300  # the sparkline starts this long before the alert
+SPARK_W, SPARK_H = 340, 80
+
+
+def sparkline(tr: Trend | None, threshold: Any, error: str | None = None) -> str:
+    """The reading since the alert as a small inline SVG (no script, no library), the threshold dashed."""
+    if error is not None:
+        return f'<div class="hint" id="trend-none">趋势暂不可用（{html.escape(error[:80])}）</div>'
+    if tr is None or len(tr.y) < 2:
+        return '<div class="hint" id="trend-none">告警以来暂无更多读数</div>'
+    t0, t1 = tr.t_ms[0], tr.t_ms[-1]
+    thr = float(threshold) if isinstance(threshold, int | float) and not isinstance(threshold, bool) else None
+    top = max([*tr.y, thr or 0.0]) * 1.1 or 1.0
+
+    def xy(t: float, v: float) -> str:
+        return f"{(t - t0) / max(t1 - t0, 1) * SPARK_W:.1f},{SPARK_H - v / top * SPARK_H:.1f}"
+
+    pts = " ".join(xy(t, v) for t, v in zip(tr.t_ms, tr.y, strict=True))
+    y = f"{SPARK_H - (thr or 0.0) / top * SPARK_H:.1f}"
+    line = (f'<line x1="0" x2="{SPARK_W}" y1="{y}" y2="{y}" stroke="#c0261b" stroke-dasharray="4 3"/>'
+            if thr is not None else "")
+    return (f'<div class="k">告警以来读数（最高 {max(tr.y):.1f} {html.escape(tr.unit)}，虚线为报警值）</div>'
+            f'<svg id="trend" viewBox="0 0 {SPARK_W} {SPARK_H}" width="100%" height="{SPARK_H}" role="img">'
+            f'{line}<polyline fill="none" stroke="#2b6fd6" stroke-width="2" points="{pts}"/></svg>')
+
+
+def _reading(live: Live | None, last: dict[str, Any] | None, alert: Any, trend: str = "") -> str:
+    """The device's reading now: in alarm (red, with its time), or the last one, cleared; with the
+    trend since the alert under it."""
     if live is not None:
         state = "仍在报警" if live.holds else f"已回落, 恢复确认期 {live.holdoff_s:g} 秒未满"
         return (f'<div class="card alarm" id="live-reading"><div class="k">设备实时读数</div>'
                 f'<div class="big">{html.escape(live.words())}</div><div class="late">{state}'
-                f'（报警值 {html.escape(str(live.threshold))}）</div></div>')
+                f'（报警值 {html.escape(str(live.threshold))}）</div>{trend}</div>')
     if last is not None and last.get("last_value") is not None and alert is not None:
         unit = METRICS.get(alert.kind, {}).get(alert.metric or "")
         at = f"（{_hm(iso(float(last['last_evidence'])))}）" if last.get("last_evidence") else ""
         return (f'<div class="card" id="live-reading"><div class="k">设备最新读数</div><div class="big">'
                 f'{html.escape(str(last["last_value"]))} {unit.unit if unit else ""}{at}</div>'
-                '<div class="hint">未达报警值</div></div>')
-    return ""
+                f'<div class="hint">未达报警值</div>{trend}</div>')
+    return f'<div class="card">{trend}</div>' if trend else ""
 
 
 def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: str | None = None,
            error: str | None = None, status: int = 200, kept: dict[str, str] | None = None,
-           live: Live | None = None, last: dict[str, Any] | None = None) -> Response:
+           live: Live | None = None, last: dict[str, Any] | None = None, trend: str = "") -> Response:
     """`kept`: what the person had typed in the feedback form, shown again after a refusal; `live`:
     the reading while the device is still in alarm (then a feedback needs a 复测 value and a reason);
     `last`: the condition's last reading otherwise."""
@@ -142,7 +171,7 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
            if d.note else "")
         + f'<div class="row"><span class="k">状态</span><span class="v" id="state">'
         f'{html.escape(STATE_LABEL.get(d.state, d.state))}</span></div></div>')
-    parts.append(_reading(live, last, alert))
+    parts.append(_reading(live, last, alert, trend))
     steps = [("接单", d.accepted_at), ("到场", d.arrived_at), ("反馈", d.done_at if d.state == "done" else None)]
     parts.append('<div class="card steps">' + "".join(
         f'<div class="step{" on" if at else ""}">{name}<small>{_hm(at) if at else "—"}</small></div>'
@@ -208,10 +237,26 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
             raise Refused(403, "链接与派单不符，请使用消息中的原始链接。")
         return d
 
+    influx: list[Any] = []
+
+    def trend_of(alert: Any) -> str:
+        """The alert's metric on its device since a little before the alert (InfluxDB, dashboard/trends.py)."""
+        if alert is None or not alert.device_id or alert.metric not in {m.name for m in numeric_metrics(alert.kind)}:
+            return ""
+        if not influx:
+            influx.append(client_for(settings, timeout_s=3.0))
+        try:
+            got = series(influx[0], alert.kind, [alert.metric], "device_id", alert.device_id,
+                         epoch(alert.started_at) - TREND_BEFORE_S, time.time(), agg="max")
+        except TrendError as exc:
+            return sparkline(None, alert.threshold, str(exc))
+        return sparkline(got[0] if got else None, alert.threshold)
+
     def show(token: str, d: Dispatch, **kw: Any) -> Response:
         got = store.condition_of(d.alert_id)
-        return render(token, d, store.get(d.alert_id), places(), live=book.live_reading(d.alert_id),
-                      last=got[2] if got else None, **kw)
+        alert = store.get(d.alert_id)
+        return render(token, d, alert, places(), live=book.live_reading(d.alert_id),
+                      last=got[2] if got else None, trend=trend_of(alert), **kw)
 
     def _kept() -> dict[str, str]:
         """The typed text and choices of a refused feedback (nothing when the body was too big to read)."""
