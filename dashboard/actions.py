@@ -109,8 +109,9 @@ class AlertActions:
         unless `override` with a reason in `note`."""
         done = guard_resolve(self.store, self.policy, alert_id, by, note, override=override)
         out = Outcome(done.alert, done.status, done.error, done.live)
-        audit_action("alert.resolve.override" if override and done.live is not None else "alert.resolve", alert_id,
-                     "ok" if out.status == 200 else "refused", out.status, by=by, note=note, error=out.error)
+        audit_action("alert.resolve", alert_id, "ok" if out.status == 200 else "refused", out.status, by=by,
+                     note=note, error=out.error, override=bool(override and done.live is not None),
+                     live_value=done.live.value if done.live is not None else None)
         if out.status != 200 or out.alert is None:
             return out
         self.publisher.publish(out.alert)
