@@ -210,3 +210,15 @@ def test_power_alarm_is_not_life_safety_but_a_red_re_raise_under_a_shelf_is_noti
     assert any(st.event == "shelved" and st.data.get("notified") for st in rig.store.timeline(aid))
     with pytest.raises(ShelfError, match=aid):
         shelve(rig.store, "compound", "YH-01", 600, "检修", "张三", now=rig.clock.t)
+
+
+def test_the_watch_survives_a_restart_of_the_engine(rig: Rig) -> None:
+    rig.gas(62.0)
+    aid = rig.published[-1].alert_id
+    assert guard_resolve(rig.store, rig.policy, aid, "张", "关阀", override=True, now=rig.clock.t).status == 200
+    # The engine dies before it even saw the close (as kill -9); a new one on the same store.
+    again: list[Alert] = []
+    engine = Engine(load_rules(), rig.store, again.append, holdoff_s=60, update_min_s=0, clock=rig.clock)
+    rig.clock.t += 600
+    engine.handle(Telemetry(GAS, int(rig.clock.t * 1000), None, {"lel_pct": 40.0}))
+    assert again[-1].alert_id == aid and again[-1].reopened == 1 and again[-1].state == "active"
