@@ -1,7 +1,8 @@
 """The 6·13 scenario in real Chromium: a red gas leak at 62 %LEL; 解除 on the alert page is refused
 with the live reading and its time in the dialog; an override without a reason changes nothing; with
 a reason it closes (recorded on the timeline); the leak still measured reopens the SAME alert id,
-shown as 复燃 on the alert page and in the console's list, whose dialog names the reading too."""
+shown as 复燃 on the alert page and in the console's list, whose dialog names the reading too; a
+life-safety shelf approved by a second person is marked on the console and the wall."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from alerts.engine import Engine
 from alerts.rules import load_rules
+from alerts.shelving import shelve
 from alerts.store import AlertStore, store_path
 from core.contract import Alert
 from core.registry import ensure_registry, load_registry
@@ -78,13 +80,22 @@ def test_the_6_13_scenario(served: tuple[str, Settings]) -> None:  # noqa: F811
         page.wait_for_selector("#alert-head >> text=复燃", timeout=30_000)
         page.screenshot(path="/tmp/guard_reopened.png")
 
+        # A second person approves shelving the compound for the repair: marked on the console and the wall.
+        shelve(store, "compound", dev.compound_id, 3600, "燃气公司抢修", "zhangsan", approved_by="lisi",
+               approver_role={"lisi": "operator"}.get)
         page.goto(base_url + "/")
+        page.wait_for_selector("#shelf-marker >> text=生命安全告警已搁置", timeout=30_000)
+        assert "lisi 批准" in page.inner_text("#shelf-marker")
         page.wait_for_selector(".reopened-tag", timeout=30_000)
         assert "复燃×1" in page.inner_text(".reopened-tag")
         page.click(f"[id*='{aid}'].btn-resolve, .btn-resolve")
         assert wait_with(page, lambda: len(dialogs) == 3, timeout=15)
         assert "62.0 %LEL" in dialogs[2] and "仍在报警" in dialogs[2]
         assert store.get(aid).state == "active"  # type: ignore[union-attr]  # empty note: refused again
+        page.goto(base_url + "/wall")
+        page.wait_for_selector("#wall-shelf-marker >> text=生命安全告警已搁置", timeout=30_000)
+        page.wait_for_selector("#wall-list .reopened-tag", timeout=30_000)
+        page.screenshot(path="/tmp/guard_wall.png")
         browser.close()
     store.close()
     assert errors == [], errors
