@@ -31,8 +31,9 @@ from core.timebase import iso, local_time
 
 log = logging.getLogger(__name__)
 
-# Triggers whose condition is a measurement of the danger; silence and place alerts are not.
-MEASURED = frozenset({"threshold", "count", "rate", "event", "state", "group"})
+# Triggers whose condition is a measurement of the danger. Silence and place alerts are not; nor is
+# an event (a camera tamper), which its rule lets a person end by hand once they have looked.
+MEASURED = frozenset({"threshold", "count", "rate", "state", "group"})
 
 
 @dataclass(frozen=True, slots=True)
