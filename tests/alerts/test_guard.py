@@ -222,3 +222,16 @@ def test_the_watch_survives_a_restart_of_the_engine(rig: Rig) -> None:
     rig.clock.t += 600
     engine.handle(Telemetry(GAS, int(rig.clock.t * 1000), None, {"lel_pct": 40.0}))
     assert again[-1].alert_id == aid and again[-1].reopened == 1 and again[-1].state == "active"
+
+
+def test_a_power_alarm_is_guarded_too_but_a_camera_tamper_closes_by_hand(rig: Rig) -> None:
+    from core.validation import Event
+
+    rig.engine.handle(Telemetry(POWER, int(rig.clock.t * 1000), None, {"leakage_ma": 420.0}))
+    hot = rig.published[-1].alert_id
+    out = guard_resolve(rig.store, rig.policy, hot, "张", None, now=rig.clock.t)
+    assert out.status == 409 and out.live is not None and "420" in out.live.words()
+    cam = Device("C-1", "camera", "yanhu", "YH-01", 30, 110.79, 32.65)
+    rig.engine.handle(Event(cam, int(rig.clock.t * 1000), "tamper", "镜头被遮挡"))
+    tamper = rig.published[-1].alert_id
+    assert guard_resolve(rig.store, rig.policy, tamper, "张", "已到场查看", now=rig.clock.t).status == 200
