@@ -2,7 +2,9 @@
 closed out by a person with a cause category (the categories of `alerts.dispatch.CAUSES`).
 
 An alert is archived once, after it is resolved and none of its dispatches is still open (fed back
-or taken back); the archive row and the `archived` timeline step are written in one transaction.
+or taken back), and not while its device is still in alarm (alerts/guard.py: 409 with the live
+reading, unless overridden with a reason); the archive row and the `archived` timeline step are
+written in one transaction.
 `pending` lists what is still to archive, oldest first.
 """
 
@@ -12,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts.dispatch import CAUSES, MAX_TEXT, OPEN_STATES, STATE_LABEL, Refused
+from alerts.guard import Policy, check_override, device_danger, override_data
 from alerts.store import AlertStore, _decode
 from alerts.timeline import Event
 from core.contract import Alert
+from core.settings import Settings
 from core.severity import Severity
 
 MUST_ARCHIVE: tuple[str, ...] = (Severity.RED.value, Severity.ORANGE.value)
@@ -33,8 +37,10 @@ class Archived:
                 "cause": self.cause, "note": self.note}
 
 
-def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | None, now: str) -> Archived:
-    """Close out a resolved alert; Refused (400 bad input, 404 unknown, 409 open or already archived)."""
+def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | None, now: str, *,
+            policy: Policy | None = None, override: bool = False) -> Archived:
+    """Close out a resolved alert; Refused (400 bad input, 404 unknown, 409 open or already archived,
+    or its device still in alarm: the live reading in `body`, unless `override` with a reason in `note`)."""
     by = (by or "").strip()
     if not by:
         raise Refused(400, '"by" (who archives) is required')
@@ -42,6 +48,14 @@ def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | N
         raise Refused(400, f"cause must be one of: {'、'.join(CAUSES)}")
     if note is not None and len(note) > MAX_TEXT:
         raise Refused(400, f"note is longer than {MAX_TEXT} characters")
+    extra: dict[str, Any] = {}
+    cur = store.get(alert_id)
+    if cur is not None and cur.state == "resolved":
+        live = device_danger(store, cur, policy or Policy(Settings.alert_holdoff_s, Settings.alerts_watch_s))
+        refused = check_override(live, override, note, cur)
+        if refused is not None:
+            raise Refused(refused.status, refused.error or "refused", refused.body())
+        extra = override_data(live, note, override)
     with store._tx() as db:
         row = db.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
         if row is None:
@@ -59,7 +73,7 @@ def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | N
             raise Refused(409, f"alert {alert_id} is already archived by {done['archived_by']}")
         db.execute("INSERT INTO archives(alert_id, archived_at, archived_by, cause, note) VALUES (?,?,?,?,?)",
                    (alert_id, now, by, cause, note or None))
-        store._step(db, alert_id, Event.ARCHIVED, now, by, note or None, {"cause": cause})
+        store._step(db, alert_id, Event.ARCHIVED, now, by, note or None, {"cause": cause, **extra})
     return Archived(alert_id, now, by, cause, note or None)
 
 

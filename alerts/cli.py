@@ -1,6 +1,7 @@
 """Verbs: `alerts` runs the rule engine; `alerts shelve|shelves|unshelve` manage shelving;
 `notify test|check|status` for the notification channels; `report` writes the period report;
-`dispatch` and `archive` close the loop from a terminal (the same store steps as the dashboard's /api)."""
+`dispatch`, `resolve` and `archive` close the loop from a terminal (the same store steps and the same
+close guard as the dashboard's /api: alerts/guard.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--for", dest="duration", required=True, help="how long: 30m, 2h, 1d")
     s.add_argument("--reason", required=True, help="why (e.g. 燃气公司抢修主管)")
     s.add_argument("--by", required=True, help="who shelves it")
+    s.add_argument("--approved-by", help="a second person's account (operator or admin), required to shelve a "
+                                         "gas rule or device, or anything with an open red or gas alert")
     s.set_defaults(func=run_shelve)
     ls = verbs.add_parser("shelves", help="list shelves (live ones, or --all)")
     ls.add_argument("--all", action="store_true")
@@ -74,12 +77,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--note", help="a note for the assignee")
     d.set_defaults(func=run_dispatch)
 
+    rv = sub.add_parser("resolve", help="resolve an alert by hand (refused while the danger is still measured)")
+    rv.add_argument("alert_id")
+    rv.add_argument("--by", required=True, help="who resolves it")
+    rv.add_argument("--note", help="what was done; with --override, the reason (required)")
+    rv.add_argument("--override", action="store_true",
+                    help="resolve although the latest reading is still in alarm (needs --note: the reason)")
+    rv.set_defaults(func=run_resolve)
+
     a = sub.add_parser("archive", help="close out a resolved alert with a cause (归档), or list what is pending")
     a.add_argument("alert_id", nargs="?")
     a.add_argument("--cause", help="cause category (run with --pending to see them)")
     a.add_argument("--by", help="who archives")
     a.add_argument("--note")
     a.add_argument("--pending", action="store_true", help="list resolved red/orange alerts not archived yet")
+    a.add_argument("--override", action="store_true",
+                   help="archive although its device is still in alarm (needs --note: the reason)")
     a.set_defaults(func=run_archive)
 
 
@@ -259,6 +272,7 @@ def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def run_archive(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.archive import archive, pending
     from alerts.dispatch import CAUSES, Refused
+    from alerts.guard import Policy
     from alerts.store import AlertStore, store_path
     from core.timebase import now_iso
 
@@ -272,7 +286,8 @@ def run_archive(args: argparse.Namespace, settings: Settings) -> int:
         if not args.cause or not args.by:
             print("smartcommunity archive: --cause and --by are required", file=sys.stderr)
             return 2
-        done = archive(store, args.alert_id, args.by, args.cause, args.note, now_iso())
+        done = archive(store, args.alert_id, args.by, args.cause, args.note, now_iso(), policy=Policy.of(settings),
+                       override=args.override)
     except Refused as exc:
         print(f"smartcommunity archive: {exc.message}", file=sys.stderr)
         return 1
@@ -285,20 +300,76 @@ def _store(settings: Settings):  # type: ignore[no-untyped-def]
     return AlertStore(store_path(settings.data_path))
 
 
+def run_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    """The same close guard as the /api and the console (alerts/guard.py); the change is published."""
+    from alerts.guard import Policy
+    from alerts.guard import resolve as guard_resolve
+
+    store = _store(settings)
+    try:
+        out = guard_resolve(store, Policy.of(settings), args.alert_id, args.by, args.note, override=args.override)
+    finally:
+        store.close()
+    if out.status != 200 or out.alert is None:
+        print(f"smartcommunity resolve: {out.error}", file=sys.stderr)
+        return 1
+    _publish(settings, out.alert)
+    print(f"{out.alert.alert_id} resolved by {out.alert.resolved_by}"
+          + (f" OVER the live reading {out.live.words()}: {args.note}" if out.live else ""))
+    return 0
+
+
+def _publish(settings: Settings, alert: object) -> None:
+    """Tell on-call tools of a change made here (best effort: the engine's own copy follows anyway)."""
+    from alerts.publisher import publish_alert
+    from core.mqtt import connect, make_client
+
+    try:
+        client = make_client(settings, client_id=f"sc-cli-{int(time.time() * 1000) % 10**9}")
+        connect(client, settings, wait_s=2.0)
+        publish_alert(client, alert).wait_for_publish(timeout=5)  # type: ignore[arg-type]
+        client.disconnect()
+        client.loop_stop()
+    except Exception as exc:  # the store holds the change; the broker hears it from the engine's resync
+        print(f"smartcommunity: could not publish the change ({exc})", file=sys.stderr)
+
+
+def _account_role(settings: Settings):  # type: ignore[no-untyped-def]
+    """An account's role from the staff accounts file (the dashboard's), or None."""
+    from core.staff import Accounts, accounts_path
+
+    accounts = Accounts(accounts_path(settings.data_path))
+
+    def role(name: str) -> str | None:
+        a = accounts.get(name)
+        return a.role if a is not None else None
+
+    return role
+
+
 def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.rules import BUNDLED_RULES, load_rules
     from alerts.shelving import ShelfError, parse_duration, shelve
+    from core.registry import system_registry
 
     scope, target = next((k, v) for k, v in (("device", args.device), ("compound", args.compound),
                                               ("rule", args.rule)) if v)
+    registry = system_registry(settings)
     store = _store(settings)
     try:
-        shelf = shelve(store, scope, target, parse_duration(args.duration), args.reason, args.by)
+        shelf = shelve(store, scope, target, parse_duration(args.duration), args.reason, args.by,
+                       approved_by=args.approved_by, approver_role=_account_role(settings),
+                       rules=load_rules(Path(settings.alerts_rules_file) if settings.alerts_rules_file
+                                        else BUNDLED_RULES),
+                       device_kind=lambda d: (registry.get(d).kind if registry.get(d) is not None else None))
     except ShelfError as exc:
         print(f"alerts shelve: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()
-    print(f"shelf {shelf['shelf_id']}: {scope} {target} until {shelf['until_iso']} ({args.reason})")
+    extra = f"; LIFE-SAFETY, approved by {shelf['approved_by']}: red alerts are still told" \
+        if shelf["life_safety"] else ""
+    print(f"shelf {shelf['shelf_id']}: {scope} {target} until {shelf['until_iso']} ({args.reason}){extra}")
     return 0
 
 
@@ -311,8 +382,9 @@ def run_shelves(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for r in rows:
         end = f" ended {r['ended_at']} by {r['ended_by']}" if r["ended_at"] else ""
+        safety = f" [生命安全·批准 {r['approved_by']}]" if r.get("life_safety") else ""
         print(f"{r['shelf_id']:5} {r['scope']:8} {r['target']:14} until {r['until_iso']}  "
-              f"{r['by']}: {r['reason']}{end}")
+              f"{r['by']}: {r['reason']}{safety}{end}")
     return 0
 
 

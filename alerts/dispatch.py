@@ -69,10 +69,11 @@ STATE_LABEL = {"sent": "待接单", "accepted": "已接单", "arrived": "已到�
 class Refused(Exception):
     """An action that changes nothing: `status` (400/403/404/409/410/413) and a message for people."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.body = body  # more for a JSON answer (the live reading of a refused close: alerts/guard.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +246,8 @@ def send_dispatch(settings: Settings, alert: Alert, to: list[Any], text: str, *,
     rate limits and a `notified` step per delivery. Returns the entry as queued."""
     from alerts.channels import queue_message
 
-    title = "【派单超时】请协调" if event == "dispatch_escalated" else "【派单】请处置"
+    title = {"dispatch_escalated": "【派单超时】请协调", "dispatch_reopened": "【复燃】请立即返回现场"}.get(
+        event, "【派单】请处置")
     nid = queue_message(settings, to, text, link, title=title, alert_id=alert.alert_id, community=alert.community,
                         severity=alert.severity, event=event, extra={"dispatch_id": dispatch_id})
     return {"id": nid, "event": event, "dispatch_id": dispatch_id, "alert_id": alert.alert_id, "link": link}
@@ -282,6 +284,7 @@ class DispatchBook:
         self.store = store
         self.settings = settings
         self._places = places  # names for the messages (the dashboard's cache; None: ids)
+        self._policy: Any = None  # the close guard's hold-offs, read on first use (alerts/guard.py)
 
     def places(self) -> Places | None:
         try:
@@ -405,10 +408,38 @@ class DispatchBook:
     def arrive(self, dispatch_id: str, now: float) -> Dispatch:
         return self._advance(dispatch_id, ("accepted",), "arrived", "arrived_at", Event.ARRIVED, now)
 
+    def live_reading(self, alert_id: str) -> Any:
+        """The alert's live reading while its device is still in alarm (alerts/guard.py), else None."""
+        from alerts.guard import Policy, device_danger
+
+        alert = self.store.get(alert_id)
+        if alert is None:
+            return None
+        if self._policy is None:
+            self._policy = Policy.of(self.settings)
+        return device_danger(self.store, alert, self._policy)
+
     def feedback(self, dispatch_id: str, cause: str, action: str, text: str, photos: list[bytes],
-                 now: float) -> Dispatch:
+                 now: float, *, remeasure: str | None = None, reason: str | None = None) -> Dispatch:
         """Close a dispatch with what was found. Everything is checked before anything is written; a
-        bad photo refuses the whole feedback and leaves no file and no step."""
+        bad photo refuses the whole feedback and leaves no file and no step.
+
+        While the device is still in alarm (the close guard, alerts/guard.py), a feedback — 处置完毕 —
+        is refused unless it carries a re-measurement on site (复测, a number) and a stated reason;
+        both, and the live reading, are written on the feedback step."""
+        d0 = self.get(dispatch_id)
+        live = self.live_reading(d0.alert_id) if d0 is not None and d0.is_open else None
+        extra: dict[str, Any] = {}
+        if live is not None:
+            try:
+                measured = float((remeasure or "").strip())
+            except ValueError:
+                measured = None
+            if measured is None or not (reason or "").strip():
+                raise Refused(409, f"设备仍在报警：最新读数 {live.words()}。请现场复测并填写复测读数，"
+                                   "并写明仍提交「处置完毕」的理由。")
+            extra = {"remeasure": measured, "reason": reason.strip() if reason else None, "override": True,
+                     "live_value": live.value, "live_at": live.at}
         if cause not in CAUSES:
             raise Refused(400, "请选择原因类别。")
         if action not in ACTIONS:
@@ -445,13 +476,41 @@ class DispatchBook:
                 dispatch_id, ("accepted", "arrived"), "done", "done_at", Event.FEEDBACK, now,
                 extra_sets={"cause": cause, "action_taken": action, "feedback": text or None,
                             "photos": orjson.dumps(meta).decode()},
-                data={"cause": cause, "action": action, "photos": public}, note=text or None, inside=write_photos)
+                data={"cause": cause, "action": action, "photos": public, **extra}, note=text or None,
+                inside=write_photos)
         except BaseException:
             for p in written:
                 p.unlink(missing_ok=True)
             raise
 
     # -- escalation of a dispatch nobody accepted
+
+    def reopened(self, alert: Alert, now: float | None = None) -> list[Dispatch]:
+        """The alert came back within its watch (复燃): every team dispatched to it (but one taken back)
+        is told again with its link, and a dispatch already fed back is open again (已接单): the team
+        goes back and feeds back anew, and the alert cannot be archived meanwhile."""
+        now = time.time() if now is None else now
+        told = []
+        for d in self.for_alert(alert.alert_id):
+            if d.state == "cancelled":
+                continue
+            with self.store._tx() as db:
+                if d.state == "done":
+                    db.execute("UPDATE dispatches SET state = 'accepted' WHERE dispatch_id = ? AND state = 'done'",
+                               (d.dispatch_id,))
+                again = self._row(db, d.dispatch_id)
+            assert again is not None
+            link = link_for(self.settings, again)
+            text = (f"[复燃·重新告警] {place_of(alert, self.places())}：{alert.message}。此前派给 {d.team_name}"
+                    f"{'·' + d.assignee if d.member_id else ''} 的警情再次报警，请立即返回现场复测处置。"
+                    f"接单与反馈：{link}")
+            send_dispatch(self.settings, alert, d.contacts, text, event="dispatch_reopened",
+                          dispatch_id=d.dispatch_id, link=link)
+            self.store.record(alert.alert_id, Event.NOTIFIED, iso(now), data={
+                "dispatch_id": d.dispatch_id, "to": [c.get("name") for c in d.contacts], "channel": "outbox",
+                "delivered": "queued", "event": "reopened"})
+            told.append(again)
+        return told
 
     def escalate_overdue(self, roster: Any, now: float) -> list[Dispatch]:
         """Every dispatch still unaccepted past its deadline: an `escalated` step (once) and a message

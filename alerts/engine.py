@@ -34,11 +34,13 @@ from alerts.context import summary
 from alerts.liveness import Liveness
 from alerts.notify import Escalation
 from alerts.rules import Rule, RuleSet
+from alerts.shelving import never_silenced
 from alerts.store import AlertStore, AlreadyOpen
 from alerts.timeline import Event as Step
 from alerts.triggers import Verdict
 from alerts.triggers import group as group_trigger
 from core.contract import KINDS, Alert, AlertState, Device
+from core.settings import Settings
 from core.severity import LEVEL, RANK
 from core.timebase import epoch, iso
 from core.validation import Record, Status, Telemetry
@@ -147,6 +149,8 @@ class Engine:
         surroundings: Surround | None = None,
         escalation: Escalation | None = None,
         fold_window_s: float = 0.0,
+        watch_s: float = Settings.alerts_watch_s,
+        on_reopen: Callable[[Alert], None] | None = None,
     ) -> None:
         self.store = store
         self.publish = publish
@@ -156,6 +160,8 @@ class Engine:
         self.surroundings = surroundings
         self.escalation = escalation
         self.fold_window_s = fold_window_s
+        self.watch_s = watch_s  # after a close, a re-rise within this long reopens it (a rule's watch_s wins)
+        self.on_reopen = on_reopen  # tells the teams dispatched to a reopened alert (alerts/dispatch.py)
         self.set_rules(rules if isinstance(rules, RuleSet) else RuleSet(list(rules)))
         self.open: dict[Key, Alert] = {}
         self.pending: dict[Key, Pending] = {}
@@ -276,6 +282,7 @@ class Engine:
                     self._dirty.add(key)
                 if is_open:
                     c.last_value, c.last_evidence = value, now
+                    self._dirty.add(key)  # the close guard (alerts/guard.py) reads the latest reading
                     if c.clear_since is None and verdict is Verdict.FALSE and not rule.latch:
                         c.clear_since = now
                         self._dirty.add(key)
@@ -285,6 +292,8 @@ class Engine:
             if c is None:
                 c = self.conditions[key] = Condition()
             c.last_value, c.last_evidence = value, now
+            if key in open_:
+                self._dirty.add(key)  # the close guard (alerts/guard.py) reads the latest reading
             if verdict is Verdict.KEEP:
                 continue  # inside the hysteresis band: neither raise again nor start the hold-off
             if c.true_since_ts is None:
@@ -698,6 +707,8 @@ class Engine:
             c.clear_since = None
             self._dirty.add(key)
         alert = self.open.get(key)
+        if alert is None and self._reopen(rule, subj, key, c, value, now, message, severity):
+            return
         if alert is None:
             nearby = None
             if self.surroundings is not None and severity in SURROUNDED and subj.lon is not None:
@@ -721,10 +732,12 @@ class Engine:
                 self.resync()
                 return
             self.open[key] = alert
-            self._dirty.add(key)
             c.last_published = now
+            self._save_now(key, c)
             shelf = self._shelf_for(alert)
-            if shelf is not None:
+            if shelf is not None and never_silenced(alert.severity):
+                self._shelf_overridden(alert, shelf, now)
+            elif shelf is not None:
                 self.shelved[alert.alert_id] = shelf["shelf_id"]
                 self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
                                   data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"]})
@@ -762,12 +775,76 @@ class Engine:
             return
         self.open[key] = updated
         c.last_published = now
+        if updated.alert_id in self.shelved and never_silenced(updated.severity):
+            # Risen to red under a shelf: a life-safety alarm is never silent.
+            shelf_id = self.shelved.pop(updated.alert_id)
+            self._shelf_overridden(updated, next((s for s in self.live_shelves if s["shelf_id"] == shelf_id),
+                                                 {"shelf_id": shelf_id, "by": None, "reason": None, "until_iso": None}),
+                                   now)
+            self._publish(updated)
+            self._notify("raised", updated)
+            return
         if updated.alert_id in self.shelved:
             return
         self._publish(updated)
         if rises:
             log.warning("severity of %s rose %s -> %s", updated.alert_id, alert.severity, severity)
             self._notify("raised", updated)
+
+    def _watch_of(self, rule_name: str) -> float:
+        rule = self.by_name.get(rule_name)
+        return rule.watch_s if rule is not None and rule.watch_s is not None else self.watch_s
+
+    def _save_now(self, key: Key, c: Condition) -> None:
+        """Write one condition at once (a raise, a reopen): the close guard must never see an open
+        alert without the reading that opened it."""
+        self.store.save_conditions([(key[0], key[1], c.as_row())], [])
+        self._dirty.discard(key)
+
+    def _reopen(self, rule: Rule, subj: Subject, key: Key, c: Condition, value: object, now: float,
+                message: str, severity: str) -> bool:
+        """Within the watch after a close, the condition holding again reopens the same incident (复燃):
+        same alert_id, `active`, one roster tier up, published, and everyone told of it told again."""
+        w = self.store.watch_for(rule.name, subj.key)
+        if w is None or float(w["until"]) <= now:
+            return False
+        old = self.store.get(w["alert_id"])
+        if old is None or old.state != AlertState.RESOLVED:
+            return False
+        tier = old.escalation_tier or 1
+        top = self.escalation.roster.max_tier(old.community) if self.escalation is not None else tier + 1
+        tier = max(tier, min(tier + 1, top))
+        sev = severity if RANK.get(severity, 0) >= RANK.get(old.severity, 0) else old.severity
+        n = old.reopened + 1
+        text = with_surroundings(f"【复燃·第{n}次】{message}", old.nearby)
+        up = self.store.reopen(old.alert_id, iso(now), {
+            "value": value, "severity": sev, "tier": tier, "closed_at": iso(float(w["closed_at"])),
+            "closed_by": old.resolved_by, "from_tier": old.escalation_tier or 1,
+        }, severity=sev, value=value, message=text, escalation_tier=tier)
+        if up is None:
+            return False
+        self.open[key] = up
+        c.last_published = now
+        self._save_now(key, c)
+        self.escalate_from[up.alert_id] = now  # the next tier counts from the reopening
+        log.warning("REOPENED %s (%s on %s, %d time(s)) within its watch: %s", up.alert_id, rule.name, subj.key,
+                    n, message)
+        shelf = self._shelf_for(up)
+        if shelf is not None and not never_silenced(up.severity):
+            self.shelved[up.alert_id] = shelf["shelf_id"]
+            self.store.record(up.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
+                              data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"]})
+            return True
+        if shelf is not None:
+            self._shelf_overridden(up, shelf, now)
+        self._publish(up)
+        self._notify("reopened", up)
+        if self.on_reopen is not None:
+            try:
+                self.on_reopen(up)
+            except Exception:  # a dispatch message problem never stops the engine
+                log.exception("could not tell the teams dispatched to %s", up.alert_id)
+        return True
 
     def _publish(self, alert: Alert) -> None:
         if alert.alert_id not in self.shelved:
@@ -785,6 +862,8 @@ class Engine:
                 self.escalation.raised(alert)
             elif what == "resolved":
                 self.escalation.resolved(alert)
+            elif what == "reopened":
+                self.escalation.reopened(alert)
         except Exception:  # a notification problem never stops the engine
             log.exception("notification of %s (%s) failed", alert.alert_id, what)
 
@@ -803,7 +882,7 @@ class Engine:
                 self._dirty.add(key)
 
     def _resolve(self, key: Key, alert: Alert, now: float, note: str | None = None) -> None:
-        done = self.store.resolve(alert.alert_id, iso(now), note=note)
+        done = self.store.resolve(alert.alert_id, iso(now), note=note, watch_s=self._watch_of(alert.rule))
         self.open.pop(key, None)
         self._forget(key)
         if done is not None:
@@ -816,11 +895,16 @@ class Engine:
         self.reminded_at.pop(alert.alert_id, None)
 
     def resync(self) -> None:
-        """Adopt the store's view: acknowledgements and resolutions made by hand."""
+        """Adopt the store's view: acknowledgements and resolutions made by hand (each puts its
+        condition under watch: alerts/guard.py writes it; a close by another path gets it here)."""
         fresh = self.store.open_alerts()
         for key in list(self.open):
             if key not in fresh:
                 a = self.open.pop(key)
+                w = self.store.watch_for(*key)
+                if w is None or w["alert_id"] != a.alert_id:
+                    now = self.clock()
+                    self.store.set_watch(key[0], key[1], a.alert_id, now, now + self._watch_of(a.rule))
                 self.shelved.pop(a.alert_id, None)
                 self.folded.pop(a.alert_id, None)
                 self._forget(key)
@@ -846,10 +930,20 @@ class Engine:
                 return s
         return None
 
+    def _shelf_overridden(self, alert: Alert, shelf: dict[str, Any], now: float) -> None:
+        """A red or gas alert under a shelf: written on its timeline, and told as every other."""
+        self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
+                          data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"], "notified": True,
+                                "why": "生命安全告警 (红色/燃气) 搁置期间照常发布和通知"})
+        log.warning("%s (%s, %s) under shelf %s: life-safety, published and notified all the same",
+                    alert.alert_id, alert.rule, alert.severity, shelf["shelf_id"])
+
     def _load_shelves(self, now: float) -> None:
         self.live_shelves = self.store.shelves(live_at=now)
         for alert in list(self.open.values()):
             shelf = self._shelf_for(alert)
+            if never_silenced(alert.severity) and alert.alert_id not in self.shelved:
+                continue  # never silenced by a shelf
             was = self.shelved.get(alert.alert_id)
             if shelf is not None and was is None:
                 self.shelved[alert.alert_id] = shelf["shelf_id"]

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 KIND_NAME = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频监控"}
 EVENT_HEAD = {"raised": "新告警", "escalated": "逐级上报", "resolved": "已解除", "test": "测试消息",
-              "dispatch": "派单", "reminder": "再次提醒: 尚无人确认"}
+              "dispatch": "派单", "reminder": "再次提醒: 尚无人确认", "reopened": "复燃·重新告警"}
 # The surroundings line the engine appends to an alert's message ("...; 200 米内: ..."): the message
 # names the surroundings itself, once, from `alert.nearby`.
 _SURROUNDINGS_RE = re.compile(r";\s*\d+(?:\.\d+)? 米内[:：].*$")

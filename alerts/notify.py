@@ -88,14 +88,18 @@ class Escalation:
         tier = alert.escalation_tier or 1
         self.notifier.notify(alert, "escalated", tier, self.roster.contacts(alert.community, tier))
 
-    def told(self, alert: Alert) -> list[Person]:
-        """Everyone the alert has reached so far: each tier up to its current one."""
+    def _told(self, alert: Alert, upto: int) -> dict[str, Person]:
+        """Everyone tiers 1..upto reached when the alert was raised."""
         roster = self.roster
         told: dict[str, Person] = {}
-        for t in range(1, (alert.escalation_tier or 1) + 1):
+        for t in range(1, upto + 1):
             for p in roster.contacts(alert.community, t, epoch(alert.started_at)):
                 told.setdefault(p.pid or p.name, p)
-        return list(told.values())
+        return told
+
+    def told(self, alert: Alert) -> list[Person]:
+        """Everyone the alert has reached so far: each tier up to its current one."""
+        return list(self._told(alert, alert.escalation_tier or 1).values())
 
     def resolved(self, alert: Alert) -> None:
         self.notifier.notify(alert, "resolved", alert.escalation_tier or 1, self.told(alert))
@@ -107,3 +111,13 @@ class Escalation:
 
     def remind(self, alert: Alert) -> None:
         self.notifier.notify(alert, "reminder", alert.escalation_tier or 1, self.told(alert))
+
+    def reopened(self, alert: Alert) -> None:
+        """复燃: everyone told of it before (and who is on shift now on those tiers), and the tier it
+        was escalated to on reopening."""
+        tier = alert.escalation_tier or 1
+        told = self._told(alert, tier)
+        for t in range(1, tier + 1):
+            for p in self.roster.contacts(alert.community, t):
+                told.setdefault(p.pid or p.name, p)
+        self.notifier.notify(alert, "reopened", tier, list(told.values()))

@@ -4,7 +4,9 @@ For the alerts that STARTED in the period (Beijing time; a month is `--month 202
 alerts by kind and severity; time from raise to the first acknowledgement, to the first arrival on
 site (from a dispatch) and to resolution, each as count, median and p90 (nearest rank: the
 smallest time within which 90 % were done); alerts by compound; the devices that raised most
-(two alerts or more); and the dispatches made in the period that are still open.
+(two alerts or more); the dispatches made in the period that are still open; and how often a close
+was given over a live reading (an override, alerts/guard.py) and an incident came back within its
+watch (复燃, reopened).
 Each community has its section, and 全街道 sums them. Written as CSV (`to_csv`) and as an HTML
 page with plotly charts (`to_html`), served by the dashboard at /report and written by
 `smartcommunity report`.
@@ -103,6 +105,10 @@ class Section:
     by_compound: Counter[str] = field(default_factory=Counter)
     by_device: Counter[str] = field(default_factory=Counter)
     open_dispatches: list[Dispatch] = field(default_factory=list)
+    # Closes given over a live reading (resolve or archive with an override) and incidents that came
+    # back within their watch (复燃): the 6·13 lesson, counted per community.
+    overrides: int = 0
+    reopened: int = 0
 
     @property
     def name(self) -> str:
@@ -147,6 +153,11 @@ def build_report(store: AlertStore, period: Period, community: str | None = None
             dq += " AND a.community = ?"
             dargs.append(community)
         drows = store._db.execute(dq + " ORDER BY d.deadline", dargs).fetchall()
+        overrides = dict(store._db.execute(
+            "SELECT e.alert_id, COUNT(*) FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
+            "WHERE a.started_at >= ? AND a.started_at < ? AND e.event IN (?, ?) "
+            "AND json_extract(e.data, '$.override') = 1 GROUP BY e.alert_id",
+            (lo, hi, str(Event.RESOLVED), str(Event.ARCHIVED))).fetchall())
     first: dict[tuple[str, str], str] = {(r["alert_id"], r["event"]): r["at"] for r in firsts}
     comms = [community] if community else list(COMMUNITIES)
     sections = {c: Section(c) for c in [*comms, ALL]}
@@ -162,6 +173,8 @@ def build_report(store: AlertStore, period: Period, community: str | None = None
             sec.by_kind_severity[(a.kind, a.severity)] += 1
             sec.by_compound[a.compound_id] += 1
             sec.by_device[a.device_id] += 1
+            sec.overrides += overrides.get(a.alert_id, 0)
+            sec.reopened += a.reopened or 0
             for m, t in times.items():
                 if t is not None:
                     sec.durations[m].append(max(0.0, epoch(t) - started))
@@ -212,6 +225,8 @@ def to_csv(rep: Report) -> str:
     w.writerow(("period", "", rep.period.label, rep.period.title(), ""))
     for c, sec in rep.sections.items():
         w.writerow(("alerts_total", c, "", sec.name, sec.total))
+        w.writerow(("closed_over_live_reading", c, "", "强制解除/归档 (读数仍在报警)", sec.overrides))
+        w.writerow(("reopened", c, "", "复燃/重新告警 (观察期内再次报警)", sec.reopened))
         for (kind, sev), n in sorted(sec.by_kind_severity.items()):
             w.writerow(("alerts_by_kind_severity", c, kind, sev, n))
         for m, st in sec.stats().items():
@@ -319,6 +334,8 @@ def to_html(rep: Report, plotly_js: str, nav: str = "") -> str:
             [[KIND_LABEL.get(k, k), *[sec.by_kind_severity.get((k, s), 0) for s in SEVERITIES],
               sum(sec.by_kind_severity.get((k, s), 0) for s in SEVERITIES)]
              for k in sorted({k for k, _ in sec.by_kind_severity})]))
+        parts.append("<h3>强制解除与复燃</h3>" + _table(
+            ["读数仍在报警时强制解除/归档", "观察期内复燃(同一警情重开)"], [[sec.overrides, sec.reopened]]))
         parts.append("<h3>响应时间</h3>" + _table(
             ["环节", "起数", "中位数", "P90"],
             [[label, st[m].n, _dur(st[m].median), _dur(st[m].p90)] for m, label in MEASURES]))

@@ -64,6 +64,8 @@ class Rule:
     clear_metric: str | None = None
     latch: bool = False
     holdoff_s: float | None = None  # how long clear before it resolves (default SC_ALERT_HOLDOFF_S)
+    # After a close, how long a re-rise reopens the same alert (default SC_ALERTS_WATCH_S).
+    watch_s: float | None = None
     levels: tuple[Level, ...] = ()
     count: int | None = None
     window_s: float | None = None
@@ -199,7 +201,7 @@ def _rule_from(d: Any, where: str) -> Rule:
     for key, typ in (("name", str), ("message", str), ("severity", str)):
         if not isinstance(getattr(rule, key), typ):
             raise RuleError(f"{where}: {key} must be text")
-    for key in ("for_s", "holdoff_s", "window_s", "silent_factor"):
+    for key in ("for_s", "holdoff_s", "window_s", "silent_factor", "watch_s"):
         v = getattr(rule, key)
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
             raise RuleError(f"{where}: {key} must be a number ≥ 0")

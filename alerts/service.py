@@ -133,6 +133,8 @@ class AlertService:
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
             escalation=Escalation(self.roster.current, notifier),
             fold_window_s=settings.alerts_fold_window_s,
+            watch_s=settings.alerts_watch_s,
+            on_reopen=self.dispatches.reopened,
         )
         self.floods = FloodWatch(self.engine, settings.data_path)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)

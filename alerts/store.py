@@ -22,6 +22,7 @@ import orjson
 from alerts.migrations import migrate
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
+from core.timebase import epoch
 
 _FIELDS = list(Alert.__dataclass_fields__)
 StepSpec = tuple[str, str, str | None, dict[str, Any] | None]  # event, at (ISO), note, data
@@ -177,11 +178,12 @@ class AlertStore:
 
     # -- shelving (migration 0007) ------------------------------------------------------------------
     def shelve(self, scope: str, target: str, reason: str, by: str, until: float, now_iso: str,
-               until_iso: str) -> int:
+               until_iso: str, *, approved_by: str | None = None, life_safety: bool = False) -> int:
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO shelves(scope, target, reason, by, created_at, until, until_iso)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", (scope, target, reason, by, now_iso, until, until_iso))
+                "INSERT INTO shelves(scope, target, reason, by, created_at, until, until_iso, approved_by, life_safety)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (scope, target, reason, by, now_iso, until, until_iso, approved_by, int(life_safety)))
             return int(cur.lastrowid or 0)
 
     def unshelve(self, shelf_id: int, by: str, now_iso: str) -> bool:
@@ -256,9 +258,13 @@ class AlertStore:
         return _decode(row) if row else None
 
     def resolve(
-        self, alert_id: str, now: str, note: str | None = None, by: str | None = None
+        self, alert_id: str, now: str, note: str | None = None, by: str | None = None, *,
+        data: dict[str, Any] | None = None, watch_s: float | None = None,
     ) -> Alert | None:
-        """Resolve an unresolved alert: by a person (`by`) or, with `by` None, because its condition cleared."""
+        """Resolve an unresolved alert: by a person (`by`) or, with `by` None, because its condition cleared.
+
+        `data` is added to the `resolved` step (an override, the reading it was given against); with
+        `watch_s` its (rule, subject) is put under watch that long, in the same transaction."""
         with self._tx() as db:
             row = db.execute(
                 "UPDATE alerts SET state = ?, updated_at = ?, resolved_at = ?, note = COALESCE(?, note), "
@@ -266,5 +272,61 @@ class AlertStore:
                 (str(AlertState.RESOLVED), now, now, note or None, by, alert_id),
             ).fetchone()
             if row is not None:
-                self._step(db, alert_id, Event.RESOLVED, now, by, note, {"by_hand": by is not None})
+                self._step(db, alert_id, Event.RESOLVED, now, by, note, {"by_hand": by is not None, **(data or {})})
+                if watch_s:
+                    closed = epoch(now)
+                    self._watch(db, row["rule"], row["subject"], alert_id, closed, closed + watch_s)
+        return _decode(row) if row else None
+
+    # -- the watch after a close, and reopening (migration 0008) -----------------------------------
+    @staticmethod
+    def _watch(db: sqlite3.Connection, rule: str, subject: str, alert_id: str, closed: float, until: float) -> None:
+        db.execute("INSERT INTO watches(rule, subject, alert_id, closed_at, until) VALUES (?, ?, ?, ?, ?)"
+                   " ON CONFLICT(rule, subject) DO UPDATE SET alert_id = excluded.alert_id,"
+                   " closed_at = excluded.closed_at, until = excluded.until", (rule, subject, alert_id, closed, until))
+
+    def set_watch(self, rule: str, subject: str, alert_id: str, closed: float, until: float) -> None:
+        with self._tx() as db:
+            self._watch(db, rule, subject, alert_id, closed, until)
+
+    def watch_for(self, rule: str, subject: str) -> dict[str, Any] | None:
+        """The watch on (rule, subject), live or run out, or None."""
+        with self._lock:
+            r = self._db.execute("SELECT * FROM watches WHERE rule = ? AND subject = ?", (rule, subject)).fetchone()
+        return dict(r) if r else None
+
+    def watches(self, live_at: float) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute("SELECT * FROM watches WHERE until > ?", (live_at,))]
+
+    def condition_of(self, alert_id: str) -> tuple[Alert, str, dict[str, Any] | None] | None:
+        """(alert, subject, its condition row as `load_conditions` gives it, or None); None if no such alert."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            if row is None:
+                return None
+            c = self._db.execute("SELECT * FROM conditions WHERE rule = ? AND subject = ?",
+                                 (row["rule"], row["subject"])).fetchone()
+        cond = None if c is None else {
+            "true_since_ts": c["true_since_ts"], "clear_since": c["clear_since"],
+            "last_value": orjson.loads(c["last_value"]) if c["last_value"] is not None else None,
+            "last_evidence": c["last_evidence"]}
+        return _decode(row), row["subject"], cond
+
+    def reopen(self, alert_id: str, now: str, data: dict[str, Any], **changes: Any) -> Alert | None:
+        """Bring a resolved alert back to `active` (复燃): its watch ends, `reopened` counts up, a
+        `reopened` step is written; None if it is not resolved (or another alert holds its place)."""
+        sets = "".join(f", {k} = ?" for k in changes)
+        args = [_encode(k, v) for k, v in changes.items()]
+        try:
+            with self._tx() as db:
+                row = db.execute(
+                    "UPDATE alerts SET state = ?, resolved_at = NULL, resolved_by = NULL, reopened = reopened + 1,"
+                    f" updated_at = ?{sets} WHERE alert_id = ? AND state = 'resolved' RETURNING *",
+                    [str(AlertState.ACTIVE), now, *args, alert_id]).fetchone()
+                if row is not None:
+                    db.execute("DELETE FROM watches WHERE alert_id = ?", (alert_id,))
+                    self._step(db, alert_id, Event.REOPENED, now, SYSTEM, None, {**data, "reopened": row["reopened"]})
+        except sqlite3.IntegrityError:  # a new alert for the same condition is open already
+            return None
         return _decode(row) if row else None

@@ -36,6 +36,8 @@ class Event(StrEnum):
     DEVICE_BACK = "device_back"
     FOLDED = "folded"  # folded under a place-level alert (data: parent alert_id)
     WRITTEN_LATE = "written_late"  # the disk was full: the steps of this gap were kept in memory (data: from, to)
+    REOPENED = "reopened"  # the condition held again within the watch after a close (data: value, tier)
+    REFUSED = "close_refused"  # a hand close refused: the danger was still measured (data: value, at)
 
 
 EVENT_LABEL: dict[str, str] = {
@@ -59,6 +61,8 @@ EVENT_LABEL: dict[str, str] = {
     Event.DEVICE_BACK: "设备恢复",
     Event.FOLDED: "已归并",
     Event.WRITTEN_LATE: "磁盘满, 事后补记",
+    Event.REOPENED: "复燃/重新告警",
+    Event.REFUSED: "解除被拒(仍在报警)",
 }
 
 

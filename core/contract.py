@@ -11,7 +11,7 @@ Every part imports these; nothing else may spell a topic, metric, reason or aler
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -199,11 +199,14 @@ class Alert:
     nearby: dict[str, Any] | None = None
     escalation_tier: int | None = None  # which tier of the on-call roster has been told
     resolved_by: str | None = None  # the person who resolved it by hand (None: the condition cleared)
+    # How many times the incident came back within its watch after a close (复燃): same alert_id, reopened.
+    reopened: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Alert:
-        names = cls.__dataclass_fields__.keys()
-        return cls(**{k: d.get(k) for k in names})
+        # A field the payload lacks takes its default (an older payload has no `reopened`), else None.
+        return cls(**{k: d.get(k, None if f.default is MISSING else f.default)
+                      for k, f in cls.__dataclass_fields__.items()})

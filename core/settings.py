@@ -40,6 +40,9 @@ class Settings:
     alerts_rules_file: str | None = None  # default: bundled alerts/rules.yaml
     alerts_update_min_s: float = 1.0  # publish value updates of one alert at most this often
     alerts_tick_s: float = 1.0
+    # After any close, a re-rise of the same condition on the same device within this long reopens the
+    # same alert (rules may set their own `watch_s`; gas rules watch 30 min, alerts/rules.yaml).
+    alerts_watch_s: float = 600.0
     alerts_nearby_radius_m: float = 200.0  # units, shops, households named in an alert
     alerts_roster_file: str | None = None  # default: bundled alerts/oncall.yaml
     alerts_webhook_url: str | None = None  # notifications are also POSTed here (SMS/voice gateway)

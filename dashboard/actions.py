@@ -1,6 +1,8 @@
 """Acknowledge and resolve by hand, for both the /api and the console buttons.
 
-The store decides (it refuses to touch a resolved alert); the new state is then published on MQTT
+A resolve goes through the close guard (alerts/guard.py: not while the danger is still measured,
+unless overridden with a reason); the store decides the rest (it refuses to touch a resolved alert);
+the new state is then published on MQTT
 (contract §4) through one long-lived client, so on-call tools hear of a hand-made change too.
 """
 
@@ -10,8 +12,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from alerts.guard import Live, Policy, danger
+from alerts.guard import resolve as guard_resolve
 from alerts.store import AlertStore
 from core.contract import Alert
 from core.settings import Settings
@@ -26,11 +30,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """`alert` on success; else `status` (404 unknown, 409 already resolved) and `error`."""
+    """`alert` on success; else `status` (404 unknown, 409 already resolved or the danger still
+    measured — then `live` holds the reading, alerts/guard.py — 400 an override without a reason) and `error`."""
 
     alert: Alert | None
     status: int
     error: str | None = None
+    live: Live | None = None
+
+    def body(self) -> dict[str, Any]:
+        if self.live is not None and self.status == 409:
+            return {**self.live.as_json(), "status": 409}
+        return {"error": self.error or "refused", "status": self.status}
 
 
 class Publisher:
@@ -66,9 +77,10 @@ class Publisher:
 
 
 class AlertActions:
-    def __init__(self, store: AlertStore, publisher: Publisher) -> None:
+    def __init__(self, store: AlertStore, publisher: Publisher, policy: Policy | None = None) -> None:
         self.store = store
         self.publisher = publisher
+        self.policy = policy or Policy.of(publisher.settings)
 
     def _refused(self, alert_id: str) -> Outcome:
         cur = self.store.get(alert_id)
@@ -87,13 +99,21 @@ class AlertActions:
         log.info("alert %s acknowledged by %s", alert_id, by)
         return out
 
-    def resolve(self, alert_id: str, by: str | None, note: str | None) -> Outcome:
-        alert = self.store.resolve(alert_id, now_iso(), note=note, by=by)
-        out = self._refused(alert_id) if alert is None else Outcome(alert, 200)
-        audit_action("alert.resolve", alert_id, "ok" if out.status == 200 else "refused", out.status,
-                     by=by, note=note, error=out.error)
-        if alert is None:
+    def live(self, alert_id: str) -> Live | None:
+        """The reading that would refuse a close now (for the confirm dialogs), or None."""
+        a = self.store.get(alert_id)
+        return danger(self.store, a, self.policy) if a is not None and a.state != "resolved" else None
+
+    def resolve(self, alert_id: str, by: str | None, note: str | None, override: bool = False) -> Outcome:
+        """Resolve by hand through the close guard (alerts/guard.py): refused while the danger is measured,
+        unless `override` with a reason in `note`."""
+        done = guard_resolve(self.store, self.policy, alert_id, by, note, override=override)
+        out = Outcome(done.alert, done.status, done.error, done.live)
+        audit_action("alert.resolve", alert_id, "ok" if out.status == 200 else "refused", out.status, by=by,
+                     note=note, error=out.error, override=bool(override and done.live is not None),
+                     live_value=done.live.value if done.live is not None else None)
+        if out.status != 200 or out.alert is None:
             return out
-        self.publisher.publish(alert)
-        log.info("alert %s resolved by hand (%s)", alert_id, by or "unknown")
+        self.publisher.publish(out.alert)
+        log.info("alert %s resolved by hand (%s)%s", alert_id, by or "unknown", " OVERRIDE" if done.live else "")
         return out

@@ -42,6 +42,9 @@ def alert_item(a: Alert, base: BaseLayers, console: bool) -> html.Li:
     ]
     if a.state == "acknowledged":  # in the head line, never over the buttons
         children[0].children.insert(1, html.Span("已确认", className="acked-tag"))
+    if a.reopened:  # came back within its watch after a close: the same incident, again
+        children[0].children.insert(1, html.Span(f"复燃×{a.reopened}", className="reopened-tag",
+                                                 title="解除后观察期内再次报警"))
     if console:
         buttons = [
             html.Button(
@@ -186,3 +189,12 @@ def service_bar(body: Mapping[str, Any]) -> list[Any]:
             )
         )
     return out
+
+
+def confirm_text(live: Any, what: str) -> str:
+    """The confirm dialog while the danger is still measured: the live reading, its time, and that an
+    override needs a reason."""
+    return (f"⚠ 设备仍在报警，不能直接解除！\n最新读数 {live.words()}，报警值 {live.threshold}"
+            f"{'' if live.holds else f'（已回落，恢复确认期 {live.holdoff_s:g} 秒未满）'}\n{what}\n\n"
+            "如确需强制解除：请先在「处置备注」中写明理由（必填），再点「确定」。强制解除将记录在时间线，"
+            "设备继续观察，再次报警即重开本警情。")

@@ -4,6 +4,9 @@ Who may call it is settled before any route runs (dashboard/security.py): outsid
 run every request but /api/health needs a session or a bearer token (the contract's SC_API_TOKEN, or a
 personal token), and acknowledge / resolve are recorded under that identity; the body's "by" is kept
 only as a remark in the note (`acting_as`). Errors are JSON: {"error": "..."} with 400/401/403/404/409.
+A resolve refused because the danger is still measured answers 409 with the live reading
+{"error", "value", "at", ...} (alerts/guard.py); the body's `"override": true` with a non-empty
+`"note"` closes it all the same, recorded as an override.
 """
 
 from __future__ import annotations
@@ -106,10 +109,12 @@ def make_api(settings: Settings, store: AlertStore, actions: AlertActions, check
         body, problem = _body(required_by=False)
         if problem:
             return error(400, problem)
+        override = request.get_json(force=True, silent=True) if request.get_data(cache=True).strip() else None
+        override = isinstance(override, dict) and override.get("override") is True
         who, note = acting_as(body["by"], body["note"])
-        out = actions.resolve(alert_id, who, note)
+        out = actions.resolve(alert_id, who, note, override=override)
         if out.alert is None or out.status != 200:
-            return error(out.status, out.error or "refused")
+            return jsonify(out.body()), out.status
         return jsonify(out.alert.as_json()), 200
 
     # Without this, Dash's catch-all page route would answer unknown /api paths with HTML.

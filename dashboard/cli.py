@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from core.settings import Settings
+from core.staff import DEFAULT_ROLE, ROLES, Accounts, accounts_path
 from core.timebase import iso
-from dashboard.accounts import DEFAULT_ROLE, ROLES, Accounts, accounts_path
 from dashboard.audit import AuditLog, audit_path
 from dashboard.sessions import SessionStore, sessions_path
 

@@ -32,6 +32,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, send_file
 from alerts.archive import archive, pending
 from alerts.configfile import Watched
 from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_for, link_secret, photo_path
+from alerts.guard import Policy
 from alerts.report import Period, Report, build_report, place_names, to_csv, to_html
 from alerts.store import AlertStore
 from alerts.teams import Teams, TeamsError, TeamsWatcher
@@ -164,12 +165,15 @@ def report_nav(args: Any) -> str:
 def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> None:
     places = Places(settings)
     book = DispatchBook(store, settings, places=places.get)
+    policy = Policy.of(settings)  # the close guard's hold-offs (alerts/guard.py)
     teams = TeamsHolder(settings)
     secret = link_secret(settings.data_path)
     api = Blueprint("sc_closeout", __name__, url_prefix="/api")
 
     @api.errorhandler(Refused)
     def _refused(exc: Refused) -> tuple[Response, int]:
+        if exc.body:
+            return jsonify({**exc.body, "error": exc.message, "status": exc.status}), exc.status
         return error(exc.status, exc.message)
 
     @api.get("/dispatch/teams")
@@ -245,7 +249,8 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
     def archive_alert(alert_id: str) -> tuple[Response, int]:
         doc = _json_body()
         who, note = _operator(doc, "archives")
-        done = archive(store, alert_id, who, _text(doc, "cause") or "", note, now_iso())
+        done = archive(store, alert_id, who, _text(doc, "cause") or "", note, now_iso(), policy=policy,
+                       override=doc.get("override") is True)
         return jsonify(done.as_json()), 200
 
     @api.get("/archive/pending")

@@ -3,7 +3,9 @@
 `/d/<token>`: server-rendered HTML, no JS framework, readable on a 390×844 phone, buttons ≥ 48 px.
 The signed token (alerts/dispatch.py) is the only credential: it names one alert and one dispatch,
 expires, and opens only this page and its three actions — accept (接单), arrived (已到场) and the
-feedback form (cause, action, text, up to 3 photos). Anything refused (a forged, expired or
+feedback form (cause, action, text, up to 3 photos). It shows the device's reading now; while the
+device is still in alarm (alerts/guard.py) a feedback — 处置完毕 — needs a re-measurement on site (复测)
+and a stated reason, or it is refused. Anything refused (a forged, expired or
 mismatched link, a second acceptance, an oversize or non-image photo) gets a clear message and
 changes nothing.
 
@@ -41,11 +43,15 @@ from alerts.dispatch import (
     place_of,
     read_link,
 )
+from alerts.guard import Live
 from alerts.store import AlertStore
+from core.contract import METRICS
+from core.influx import client_for
 from core.settings import Settings
 from core.severity import COLOUR
 from core.severity import label as severity_label
-from core.timebase import beijing, epoch
+from core.timebase import beijing, epoch, iso
+from dashboard.trends import Trend, TrendError, numeric_metrics, series
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +72,8 @@ padding:12px;margin-bottom:12px;font-weight:600}.ok{background:#e8f6ee;color:#17
 border:1px solid #b7e2c8;border-radius:10px;padding:12px;margin-bottom:12px;font-weight:600}.late{
 color:#c0261b;font-weight:700}.hint{color:#66768a;font-size:14px}
 input[type=file]::file-selector-button{min-height:44px;min-width:96px;font-size:16px;margin-right:10px;
-border:1px solid #c3ccd8;border-radius:8px;background:#eef3fa}"""
+border:1px solid #c3ccd8;border-radius:8px;background:#eef3fa}.alarm{border:2px solid #c0261b}.big{
+font-size:26px;font-weight:800}"""
 
 OK_TEXT = {"accepted": "已接单，请尽快赶往现场。", "arrived": "已记录到场时间。", "done": "反馈已提交，谢谢！"}
 
@@ -99,11 +106,57 @@ def _options(values: tuple[str, ...], name: str, label: str, chosen: str = "") -
             f'<option value="">请选择</option>{opts}</select>')
 
 
+TREND_BEFORE_S = 300  # the sparkline starts this long before the alert
+SPARK_W, SPARK_H = 340, 80
+
+
+def sparkline(tr: Trend | None, threshold: Any, error: str | None = None) -> str:
+    """The reading since the alert as a small inline SVG (no script, no library), the threshold dashed."""
+    if error is not None:
+        return f'<div class="hint" id="trend-none">趋势暂不可用（{html.escape(error[:80])}）</div>'
+    if tr is None or len(tr.y) < 2:
+        return '<div class="hint" id="trend-none">告警以来暂无更多读数</div>'
+    t0, t1 = tr.t_ms[0], tr.t_ms[-1]
+    thr = float(threshold) if isinstance(threshold, int | float) and not isinstance(threshold, bool) else None
+    top = max([*tr.y, thr or 0.0]) * 1.1 or 1.0
+
+    def xy(t: float, v: float) -> str:
+        return f"{(t - t0) / max(t1 - t0, 1) * SPARK_W:.1f},{SPARK_H - v / top * SPARK_H:.1f}"
+
+    pts = " ".join(xy(t, v) for t, v in zip(tr.t_ms, tr.y, strict=True))
+    y = f"{SPARK_H - (thr or 0.0) / top * SPARK_H:.1f}"
+    line = (f'<line x1="0" x2="{SPARK_W}" y1="{y}" y2="{y}" stroke="#c0261b" stroke-dasharray="4 3"/>'
+            if thr is not None else "")
+    return (f'<div class="k">告警以来读数（最高 {max(tr.y):.1f} {html.escape(tr.unit)}，虚线为报警值）</div>'
+            f'<svg id="trend" viewBox="0 0 {SPARK_W} {SPARK_H}" width="100%" height="{SPARK_H}" role="img">'
+            f'{line}<polyline fill="none" stroke="#2b6fd6" stroke-width="2" points="{pts}"/></svg>')
+
+
+def _reading(live: Live | None, last: dict[str, Any] | None, alert: Any, trend: str = "") -> str:
+    """The device's reading now: in alarm (red, with its time), or the last one, cleared; with the
+    trend since the alert under it."""
+    if live is not None:
+        state = "仍在报警" if live.holds else f"已回落, 恢复确认期 {live.holdoff_s:g} 秒未满"
+        return (f'<div class="card alarm" id="live-reading"><div class="k">设备实时读数</div>'
+                f'<div class="big">{html.escape(live.words())}</div><div class="late">{state}'
+                f'（报警值 {html.escape(str(live.threshold))}）</div>{trend}</div>')
+    if last is not None and last.get("last_value") is not None and alert is not None:
+        unit = METRICS.get(alert.kind, {}).get(alert.metric or "")
+        at = f"（{_hm(iso(float(last['last_evidence'])))}）" if last.get("last_evidence") else ""
+        return (f'<div class="card" id="live-reading"><div class="k">设备最新读数</div><div class="big">'
+                f'{html.escape(str(last["last_value"]))} {unit.unit if unit else ""}{at}</div>'
+                f'<div class="hint">未达报警值</div>{trend}</div>')
+    return f'<div class="card">{trend}</div>' if trend else ""
+
+
 def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: str | None = None,
            error: str | None = None, status: int = 200, kept: dict[str, str] | None = None,
-           ft: str = "") -> Response:
+           ft: str = "", live: Live | None = None, last: dict[str, Any] | None = None,
+           trend: str = "") -> Response:
     """`kept`: what the person had typed in the feedback form, shown again after a refusal; `ft`: the
-    link's form token, carried by the forms' actions."""
+    link's form token, carried by the forms' actions; `live`: the reading while the device is still in
+    alarm (then a feedback needs a 复测 value and a reason); `last`: the condition's last reading
+    otherwise."""
     kept = kept or {}
     q = f"?ft={quote(ft)}" if ft else ""
     sev = alert.severity if alert else "blue"
@@ -131,6 +184,7 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
            if d.note else "")
         + f'<div class="row"><span class="k">状态</span><span class="v" id="state">'
         f'{html.escape(STATE_LABEL.get(d.state, d.state))}</span></div></div>')
+    parts.append(_reading(live, last, alert, trend))
     steps = [("接单", d.accepted_at), ("到场", d.arrived_at), ("反馈", d.done_at if d.state == "done" else None)]
     parts.append('<div class="card steps">' + "".join(
         f'<div class="step{" on" if at else ""}">{name}<small>{_hm(at) if at else "—"}</small></div>'
@@ -154,7 +208,8 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
             '<label for="text">情况说明</label><textarea id="text" name="text" maxlength="2000" '
             f'placeholder="发现了什么、做了什么、是否还需要其他部门">{html.escape(kept.get("text", ""))}</textarea>'
             f'<label>现场照片（最多 {MAX_PHOTOS} 张，JPEG/PNG/WebP）</label>{files}'
-            '<button type="submit" id="submit-feedback" class="go">提交反馈</button></form>')
+            + (_still_in_alarm(live, kept) if live is not None else "")
+            + '<button type="submit" id="submit-feedback" class="go">提交反馈</button></form>')
     elif d.state == "cancelled":
         parts.append('<div class="card" id="cancelled"><div class="msg">该派单已由指挥中心撤回，无需处置。</div>'
                      '<p class="hint">如有疑问请联系街道指挥中心。</p></div>')
@@ -171,6 +226,19 @@ def render(token: str, d: Dispatch, alert: Any, places: Places | None, *, ok: st
     return _page(title, COLOUR.get(sev, "#2b6fd6"), "".join(parts), status)
 
 
+def _still_in_alarm(live: Live, kept: dict[str, str]) -> str:
+    """While the device is in alarm, 处置完毕 needs a re-measurement and a stated reason."""
+    unit = html.escape(live.unit)
+    return ('<div class="err" id="still-alarm">设备仍在报警，请现场复测后填写复测读数；'
+            '如仍要提交「处置完毕」，请写明理由。</div>'
+            f'<label for="remeasure">现场复测读数（{unit or "数值"}）</label>'
+            f'<input type="text" inputmode="decimal" id="remeasure" name="remeasure" required '
+            f'value="{html.escape(kept.get("remeasure", ""))}">'
+            '<label for="reason">仍提交处置完毕的理由</label><textarea id="reason" name="reason" maxlength="500" '
+            f'required placeholder="例如：已关闭入户阀，复测为 0，探测器读数待燃气公司核查">'
+            f'{html.escape(kept.get("reason", ""))}</textarea>')
+
+
 def register_field_page(server: Flask, settings: Settings, store: AlertStore, book: DispatchBook,
                         secret: Callable[[], bytes], places: Callable[[], Places]) -> None:
     ttl = settings.dispatch_link_ttl_s
@@ -184,8 +252,26 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
             raise Refused(403, "链接与派单不符，请使用消息中的原始链接。")
         return d
 
+    influx: list[Any] = []
+
+    def trend_of(alert: Any) -> str:
+        """The alert's metric on its device since a little before the alert (InfluxDB, dashboard/trends.py)."""
+        if alert is None or not alert.device_id or alert.metric not in {m.name for m in numeric_metrics(alert.kind)}:
+            return ""
+        if not influx:
+            influx.append(client_for(settings, timeout_s=3.0))
+        try:
+            got = series(influx[0], alert.kind, [alert.metric], "device_id", alert.device_id,
+                         epoch(alert.started_at) - TREND_BEFORE_S, time.time(), agg="max")
+        except TrendError as exc:
+            return sparkline(None, alert.threshold, str(exc))
+        return sparkline(got[0] if got else None, alert.threshold)
+
     def show(token: str, d: Dispatch, **kw: Any) -> Response:
-        return render(token, d, store.get(d.alert_id), places(), ft=form_token(secret(), token), **kw)
+        got = store.condition_of(d.alert_id)
+        alert = store.get(d.alert_id)
+        return render(token, d, alert, places(), ft=form_token(secret(), token), live=book.live_reading(d.alert_id),
+                      last=got[2] if got else None, trend=trend_of(alert), **kw)
 
     def link_name(token: str) -> str | None:
         try:
@@ -202,7 +288,7 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
     def _kept() -> dict[str, str]:
         """The typed text and choices of a refused feedback (nothing when the body was too big to read)."""
         try:
-            return {k: request.form.get(k, "")[:2000] for k in ("cause", "action", "text")}
+            return {k: request.form.get(k, "")[:2000] for k in ("cause", "action", "text", "remeasure", "reason")}
         except RequestEntityTooLarge:
             return {}
 
@@ -265,6 +351,7 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
                     continue  # an empty file field
                 photos.append(data)
             return book.feedback(d.dispatch_id, form.get("cause", ""), form.get("action", ""),
-                                 form.get("text", ""), photos, time.time())
+                                 form.get("text", ""), photos, time.time(), remeasure=form.get("remeasure"),
+                                 reason=form.get("reason"))
 
         return act(token, step)

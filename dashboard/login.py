@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 from flask import Flask, Response, current_app, g, redirect, request
 from werkzeug.exceptions import Forbidden
 
-from dashboard.accounts import Accounts, role_rank
+from core.staff import Accounts, role_rank
 from dashboard.sessions import DISPLAY_KIND, Session, SessionStore
 
 if TYPE_CHECKING:

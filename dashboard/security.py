@@ -41,7 +41,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from core.diskfull import is_disk_full
 from core.settings import Settings
-from dashboard.accounts import Accounts, accounts_path, secret_key
+from core.staff import Accounts, accounts_path, secret_key
 from dashboard.audit import AuditLog, audit_path
 from dashboard.login import CALLBACK_PREFIXES, bearer, current_user, register_login, session_user
 from dashboard.sessions import SessionStore, sessions_path

@@ -59,6 +59,8 @@ def _newer(a: Alert, b: Alert | None) -> bool:
     """True when `a` is at least as new as `b` (ISO-8601 UTC text compares in time order)."""
     if b is None:
         return True
+    if (a.reopened or 0) != (b.reopened or 0):  # a reopening (复燃) comes after the close it undid
+        return (a.reopened or 0) > (b.reopened or 0)
     if a.state == AlertState.RESOLVED and b.state != AlertState.RESOLVED:
         return True  # a resolution is final, whatever the clocks say
     if b.state == AlertState.RESOLVED and a.state != AlertState.RESOLVED:

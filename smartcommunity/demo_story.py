@@ -79,7 +79,7 @@ def provision_story(settings: Settings) -> dict[str, str]:
     import orjson
 
     from core.secrets import private_dir, write_private
-    from dashboard.accounts import Accounts, accounts_path
+    from core.staff import Accounts, accounts_path
     from dashboard.sessions import SessionStore, sessions_path
 
     accounts = Accounts(accounts_path(settings.data_path))

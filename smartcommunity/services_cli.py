@@ -117,7 +117,7 @@ def demo_accounts(settings: Settings) -> str:
     SC_DATA_DIR/demo-accounts.txt (0600). Returns what to print: that file's text."""
     import secrets
 
-    from dashboard.accounts import Accounts, accounts_path
+    from core.staff import Accounts, accounts_path
     from dashboard.audit import AuditLog, audit_path
     from dashboard.sessions import SessionStore, sessions_path
 

@@ -68,7 +68,8 @@ class Channel:
 
     def wants(self, event: str, community: str | None, severity: str | None, people: list[Person]) -> bool:
         t = self.target
-        if t.events is not None and event not in t.events:
+        # A reopening (复燃) is a raise again: a target that takes raises takes it too.
+        if t.events is not None and event not in t.events and not (event == "reopened" and "raised" in t.events):
             return False
         if event != "test":
             if t.communities is not None and community is not None and community not in t.communities:

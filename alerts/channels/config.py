@@ -37,7 +37,7 @@ from core.contract import COMMUNITIES
 from core.plugins import modules_in
 from core.severity import SEVERITIES
 
-EVENTS = ("raised", "escalated", "reminder", "resolved", "dispatch", "test")
+EVENTS = ("raised", "escalated", "reminder", "resolved", "dispatch", "test", "reopened", "dispatch_reopened")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _COMMON = {"id", "kind", "url", "secret", "communities", "severities", "events", "rate"}
 

@@ -15,7 +15,7 @@ The body (`schema: "sc.incident/1"`) and its signature:
     X-SC-Event-Id: 3f5c…                  (the body's event_id)
     X-SC-Signature: sha256=<hex>          HMAC-SHA256(secret, "<timestamp>.<raw body bytes>")
 
-    {"schema": "sc.incident/1", "event_id": "3f5c…", "event": "raised" | "escalated" | "resolved" | "test",
+    {"schema": "sc.incident/1", "event_id": "3f5c…", "event": "raised" | "escalated" | "reopened" | "resolved" | "test",
      "source": "<this street's id on the platform>", "sent_at": "2026-12-03T20:31:07.000Z",
      "incident": {<the alert as contract §4 publishes it, with level 一级..四级 and place names>},
      "title": "…", "place": "…", "text": "<the staff message, plain text>", "link": "…" | null}
@@ -104,7 +104,7 @@ class UpwardChannel(HttpChannel):
                              "(the HMAC key agreed with the platform)")
 
     def wants(self, event: str, community: str | None, severity: str | None, people: list[Person]) -> bool:
-        if event in ("dispatch", "reminder"):  # work orders and nags to the duty staff stay in the street
+        if event in ("dispatch", "dispatch_reopened", "reminder"):  # work orders and nags stay in the street
             return False
         if event != "test" and self.target.severities is None and severity not in REPORTED:
             return False

@@ -13,7 +13,7 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from core.contract import COMMUNITIES, Alert
 from core.severity import COLOUR
 from core.timebase import local_time
-from dashboard import mapview, trends
+from dashboard import alertview, mapview, trends
 from dashboard.theme import BG, KIND_LABEL, RESOURCE_STYLE, STATE_LABEL, TEXT, severity_label
 
 PATH_TEMPLATE = "/alerts/<alert_id>"
@@ -51,6 +51,8 @@ def header(d: Any, a: Alert) -> list[Any]:
     if a.state == "resolved":
         facts.append(("解除", f"{local_time(a.resolved_at)} " + (f"{a.resolved_by} 解除" if a.resolved_by
                                                               else "条件恢复，自动解除")))
+    if a.reopened:
+        facts.append(("复燃", f"解除后观察期内再次报警 {a.reopened} 次（同一警情重开）"))
     if a.note:
         facts.append(("备注", a.note))
     return [
@@ -73,6 +75,10 @@ def timeline(d: Any, a: Alert) -> list[Any]:
         data = j.get("data") or {}
         if s.event == "notified" and data:
             extra = f"{data.get('person', '')} {data.get('channel', '')} {'送达' if data.get('delivered') else ''}"
+        elif data.get("override"):  # closed over a live reading (alerts/guard.py): say so, with the reading
+            extra = f"【强制·读数 {data.get('value', data.get('live_value'))}】{extra}"
+        elif s.event == "reopened":
+            extra = f"第{data.get('reopened', 1)}次 · 读数 {data.get('value')} · 升至第{data.get('tier')}级通知"
         out.append(html.Li([html.Span(local_time(s.at), className="tl-time"), html.Span(j["label"], className="tl-ev"),
                             html.Span(who, className="tl-who"), html.Span(extra, className="tl-note")],
                            className=f"tl-step ev-{s.event}"))
@@ -227,6 +233,9 @@ def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
                                 disabled=a.state != "active"),
                     html.Button("解除", id="alert-resolve", className="btn btn-resolve", n_clicks=0,
                                 disabled=a.state == "resolved"),
+                    # Asks first; while the danger is measured it says so, with the reading (alerts/guard.py).
+                    dcc.ConfirmDialog(id="alert-confirm-resolve"),
+                    dcc.Store(id="alert-pending-resolve"),
                     html.Div(id="alert-msg", className="action-msg", role="status"),
                 ],
             ),
@@ -276,22 +285,43 @@ def register(app: Dash, d: Any) -> None:
         return charts(d, a)
 
     @app.callback(
+        Output("alert-pending-resolve", "data"),
+        Output("alert-confirm-resolve", "displayed"),
+        Output("alert-confirm-resolve", "message"),
+        Input("alert-resolve", "n_clicks"),
+        State("alert-id", "data"),
+        prevent_initial_call=True,
+    )
+    def _ask_resolve(n: int | None, alert_id: str) -> tuple:
+        if not n:
+            return no_update, no_update, no_update
+        a = _get(d, alert_id)
+        what = f"{severity_label(a.severity)} {a.message}" if a else alert_id
+        live = d.actions.live(alert_id)
+        if live is None:
+            return {"id": alert_id, "override": False}, True, f"确认该警情已处置完毕并解除？\n{what}"
+        return {"id": alert_id, "override": True}, True, alertview.confirm_text(live, what)
+
+    @app.callback(
         Output("alert-msg", "children"),
         Output("alert-note", "value"),
         Input("alert-ack", "n_clicks"),
-        Input("alert-resolve", "n_clicks"),
+        Input("alert-confirm-resolve", "submit_n_clicks"),
         State("alert-id", "data"),
         State("alert-note", "value"),
+        State("alert-pending-resolve", "data"),
         prevent_initial_call=True,
     )
-    def _act(_a: int, _r: int, alert_id: str, note: str | None) -> tuple:
+    def _act(_a: int, _r: int, alert_id: str, note: str | None, pending: dict[str, Any] | None) -> tuple:
         if not ctx.triggered or not ctx.triggered[0].get("value"):
             return no_update, no_update
         note = (note or "").strip() or None
         if ctx.triggered_id == "alert-ack":
             out, done = d.acknowledge(alert_id, note), "已确认"
         else:
-            out, done = d.resolve(alert_id, note), "已解除"
+            override = bool(pending and pending.get("id") == alert_id and pending.get("override"))
+            out = d.resolve(alert_id, note, override=override)
+            done = "已解除" + ("，已记录为强制解除" if out.live is not None else "")
         if out.status != 200:
             return f"未能完成: {out.error}", no_update
         return f"{done}（{d.signer()}）", ""

@@ -15,6 +15,7 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, 
 
 from dashboard import alertview, mapview
 from dashboard.live import Live, counts_by_community
+from dashboard.shelfmark import marker, signature
 from dashboard.theme import severity_label
 
 PATH = "/"
@@ -40,6 +41,8 @@ def console(d: Any) -> html.Aside:
             dcc.Store(id="pending-resolve"),
             dcc.Store(id="alarm-ids", data=loud_ids(live)),
             dcc.ConfirmDialog(id="confirm-resolve"),
+            dcc.Store(id="shelf-sig", data=signature(d.shelf_marks.live())),
+            html.Div(marker(d.shelf_marks.live()), id="shelf-marker", className="shelf-mark", role="alert"),
             html.Div(alertview.counters(counts, live), id="counters", className="counters"),
             html.Div(
                 className="console-bar console-only",
@@ -78,6 +81,18 @@ def layout(**_kw: Any) -> html.Div:
 
 
 def register(app: Dash, d: Any) -> None:
+    @app.callback(
+        Output("shelf-marker", "children"),
+        Output("shelf-sig", "data"),
+        Input("home-tick", "n_intervals"),
+        State("shelf-sig", "data"),
+        prevent_initial_call=True,
+    )
+    def _shelf_marker(_n: int, sig: list[Any] | None) -> tuple:
+        shelves = d.shelf_marks.live()
+        now = signature(shelves)
+        return (no_update, no_update) if now == sig else (marker(shelves), now)
+
     app.clientside_callback(
         ClientsideFunction("sc", "phoneTab"),
         Output("home-body", "className"),
@@ -139,7 +154,12 @@ def register(app: Dash, d: Any) -> None:
             return no_update, no_update, no_update
         alert = d.state.get(trig["index"]) or d.store.get(trig["index"])
         what = f"{severity_label(alert.severity)} {alert.message}" if alert else trig["index"]
-        return trig["index"], True, f"确认该警情已处置完毕并解除？\n{what}"
+        live = d.actions.live(trig["index"])
+        if live is None:
+            return {"id": trig["index"], "override": False}, True, f"确认该警情已处置完毕并解除？\n{what}"
+        # The danger is still measured (alerts/guard.py): say so, with the reading and its time; OK
+        # then means "override", which the guard takes only with a reason typed in the note.
+        return {"id": trig["index"], "override": True}, True, alertview.confirm_text(live, what)
 
     @app.callback(
         Output("action-kick", "data", allow_duplicate=True),
@@ -150,9 +170,11 @@ def register(app: Dash, d: Any) -> None:
         State("action-note", "value"),
         prevent_initial_call=True,
     )
-    def _resolve(_n: int | None, alert_id: str | None, note: str | None) -> tuple:
-        if not alert_id:
+    def _resolve(_n: int | None, pending: dict[str, Any] | None, note: str | None) -> tuple:
+        if not pending or not pending.get("id"):
             return no_update, no_update, no_update
-        out = d.resolve(alert_id, (note or "").strip() or None)
-        msg = f"已解除（{d.signer()}）" if out.status == 200 else f"未能解除: {out.error}"
+        alert_id = pending["id"]
+        out = d.resolve(alert_id, (note or "").strip() or None, override=bool(pending.get("override")))
+        msg = (f"已解除（{d.signer()}）" + ("，已记录为强制解除" if out.live is not None else "")
+               if out.status == 200 else f"未能解除: {out.error}")
         return {"t": time.time(), "id": alert_id}, msg, ("" if out.status == 200 else no_update)

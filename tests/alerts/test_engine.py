@@ -133,7 +133,9 @@ def test_ack_by_hand_survives_engine_updates(rig) -> None:  # type: ignore[no-un
     assert published[-1].acked_by == "值班员张"
 
 
-def test_resolved_by_hand_while_still_high_raises_a_new_alert(rig) -> None:  # type: ignore[no-untyped-def]
+def test_resolved_by_hand_while_still_high_reopens_the_same_alert(rig) -> None:  # type: ignore[no-untyped-def]
+    # A close that went around the guard (straight in the store) is watched all the same: the
+    # condition still true reopens the same incident; once the watch has run out, a new one.
     engine, clock, published, store = rig
     engine.handle(tel(GAS, clock, lel_pct=30.0))
     first = published[0].alert_id
@@ -141,7 +143,12 @@ def test_resolved_by_hand_while_still_high_raises_a_new_alert(rig) -> None:  # t
     engine.tick()
     clock.t += 1
     engine.handle(tel(GAS, clock, lel_pct=30.0))
-    assert published[-1].alert_id != first and published[-1].state == "active"
+    assert published[-1].alert_id == first and published[-1].state == "active" and published[-1].reopened == 1
+    store.resolve(first, "2026-11-25T03:00:05Z")
+    engine.tick()
+    clock.t += 1801  # gas: a 30 min watch
+    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    assert published[-1].alert_id != first and published[-1].state == "active" and published[-1].reopened == 0
 
 
 def test_bad_rules_file_is_refused(tmp_path: Path) -> None:

@@ -36,24 +36,25 @@ def notified(outbox: Path) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_shelved_device_is_recorded_not_notified_and_comes_back(tmp_path: Path) -> None:
+    # A power device (not life-safety: one person may shelve it); gas and red: tests/alerts/test_guard.py.
     engine, clock, published, store, outbox = rig(tmp_path)
-    shelve(store, "device", GAS.device_id, 600, "燃气公司抢修主管", "值班长王", now=clock.t)
+    shelve(store, "device", POWER.device_id, 600, "供电所检修配电箱", "值班长王", now=clock.t)
     engine.tick()
-    engine.handle(tel(GAS, clock, lel_pct=30.0))
-    engine.handle(tel(POWER, clock, temp_c=80.0))  # not shelved: published as usual
-    assert [a.rule for a in published] == ["power_temp_high"]
-    shelved = [a for a in store.list() if a.rule == "gas_lel_high"]
+    engine.handle(tel(POWER, clock, temp_c=80.0))
+    engine.handle(tel(GAS, clock, lel_pct=30.0))  # not shelved: published as usual
+    assert [a.rule for a in published] == ["gas_lel_high"]
+    shelved = [a for a in store.list() if a.rule == "power_temp_high"]
     assert len(shelved) == 1 and shelved[0].state == "active"  # recorded, listed
     steps = store.timeline(shelved[0].alert_id)
-    assert steps[-1].event == Step.SHELVED and steps[-1].actor == "值班长王" and steps[-1].note == "燃气公司抢修主管"
+    assert steps[-1].event == Step.SHELVED and steps[-1].actor == "值班长王" and steps[-1].note == "供电所检修配电箱"
     assert [n["alert_id"] for n in notified(outbox)] == [published[0].alert_id]
     clock.t += 300
-    engine.handle(tel(GAS, clock, lel_pct=31.0))
+    engine.handle(tel(POWER, clock, temp_c=81.0))
     engine.tick()  # still shelved: no escalation, nothing published
-    assert not [a for a in published if a.rule == "gas_lel_high"]
+    assert not [a for a in published if a.rule == "power_temp_high"]
     clock.t += 301  # the shelf ran out: back by itself
     engine.tick()
-    back = [a for a in published if a.rule == "gas_lel_high"]
+    back = [a for a in published if a.rule == "power_temp_high"]
     assert len(back) == 1 and back[0].alert_id == shelved[0].alert_id
     assert store.timeline(shelved[0].alert_id)[-1].event == Step.UNSHELVED
     assert shelved[0].alert_id in [n["alert_id"] for n in notified(outbox)]
@@ -62,17 +63,28 @@ def test_shelved_device_is_recorded_not_notified_and_comes_back(tmp_path: Path) 
 
 def test_shelving_a_rule_covers_alerts_already_open(tmp_path: Path) -> None:
     engine, clock, published, store, outbox = rig(tmp_path)
-    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    engine.handle(tel(POWER, clock, temp_c=80.0))
     aid = published[0].alert_id
-    shelve(store, "rule", "gas_lel_high", 3600, "演练", "张三", now=clock.t)
+    shelve(store, "rule", "power_temp_high", 3600, "演练", "张三", now=clock.t)
     engine.tick()
     assert [s.event for s in store.timeline(aid)].count(Step.SHELVED) == 1
-    clock.t += 600  # past the red escalation time: shelved, so no escalation
+    clock.t += 3000  # past the orange escalation time: shelved, so no escalation
     engine.tick()
     engine.tick()
     assert [n["event"] for n in notified(outbox)] == ["raised"]
     assert [s.event for s in store.timeline(aid)].count(Step.SHELVED) == 1
     store.close()
+
+
+def test_a_red_alert_is_never_silenced_by_a_shelf(tmp_path: Path) -> None:
+    # Even a shelf written straight in the store (around the second-person check): red is told.
+    engine, clock, published, store, outbox = rig(tmp_path)
+    store.shelve("rule", "gas_lel_high", "演练", "张三", clock.t + 3600, "x", "y")
+    engine.tick()
+    engine.handle(tel(GAS, clock, lel_pct=30.0))
+    assert [a.rule for a in published] == ["gas_lel_high"]
+    assert [n["event"] for n in notified(outbox)] == ["raised"]
+    assert store.timeline(published[0].alert_id)[-1].data["notified"] is True
 
 
 def test_bad_shelves_are_refused() -> None:

@@ -19,7 +19,7 @@ from alerts.dispatch import CAUSES, link_secret, photo_dir, sign_link
 from alerts.store import AlertStore
 from alerts.timeline import Event
 from core.settings import Settings
-from dashboard.accounts import Accounts, accounts_path
+from core.staff import Accounts, accounts_path
 from dashboard.app import create_app
 from tests.alerts.test_dispatch import jpeg, png
 from tests.conftest import make_settings

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dashboard.accounts import Accounts, accounts_path
+from core.staff import Accounts, accounts_path
 from dashboard.app import create_app
 from dashboard.audit import audit_path, verify
 from dashboard.login import safe_next

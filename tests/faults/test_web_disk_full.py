@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dashboard.accounts import Accounts, accounts_path
+from core.staff import Accounts, accounts_path
 from dashboard.app import create_app
 from dashboard.security import DISK_FULL_TEXT
 from tests.conftest import make_settings

@@ -7,7 +7,7 @@ import re
 import stat
 from pathlib import Path
 
-from dashboard.accounts import Accounts, accounts_path
+from core.staff import Accounts, accounts_path
 from dashboard.sessions import SessionStore, sessions_path
 from smartcommunity.services_cli import DEMO_ACCOUNTS, demo_accounts_path, demo_sign_in_text
 from tests.conftest import make_settings

@@ -1,5 +1,5 @@
-"""Staff accounts for the dashboard pages (`SC_DATA_DIR/accounts.json`, 0600): scrypt-hashed
-passwords and a role each.
+"""Staff accounts, for the dashboard pages, the /api and the CLI (`SC_DATA_DIR/accounts.json`, 0600):
+scrypt-hashed passwords and a role each.
 
 Managed with `smartcommunity users add|list|remove|role`; an acknowledgement made on the page is
 signed with the account's display name. Roles, lowest first: viewer (wall and map, no actions),
