@@ -208,9 +208,12 @@ class HeldStore(AlertStore):
                 self._held_step(alert_id, event, at, SYSTEM, note, data)
             return alert
 
-    def resolve(self, alert_id: str, now: str, note: str | None = None, by: str | None = None) -> Alert | None:
+    def resolve(self, alert_id: str, now: str, note: str | None = None, by: str | None = None, *,
+                data: dict[str, Any] | None = None, watch_s: float | None = None) -> Alert | None:
+        # Held, the watch after this close is written with it later; until then a re-rise raises anew.
         with self._hold:
-            done, result = self._try("resolve", (alert_id, now), {"note": note, "by": by})
+            done, result = self._try("resolve", (alert_id, now), {"note": note, "by": by, "data": data,
+                                                                   "watch_s": watch_s})
             if done:
                 return result  # type: ignore[no-any-return]
             base = self._base(alert_id)
@@ -219,7 +222,21 @@ class HeldStore(AlertStore):
             alert = dataclasses.replace(base[0], state=str(AlertState.RESOLVED), updated_at=now, resolved_at=now,
                                         note=note or base[0].note, resolved_by=by)
             self._held[alert_id] = (alert, base[1])
-            self._held_step(alert_id, Event.RESOLVED, now, by, note, {"by_hand": by is not None})
+            self._held_step(alert_id, Event.RESOLVED, now, by, note, {"by_hand": by is not None, **(data or {})})
+            return alert
+
+    def reopen(self, alert_id: str, now: str, data: dict[str, Any], **changes: Any) -> Alert | None:
+        with self._hold:
+            done, result = self._try("reopen", (alert_id, now, data), changes)
+            if done:
+                return result  # type: ignore[no-any-return]
+            base = self._base(alert_id)
+            if base is None or base[0].state != AlertState.RESOLVED:
+                return None
+            alert = dataclasses.replace(base[0], state=str(AlertState.ACTIVE), resolved_at=None, resolved_by=None,
+                                        reopened=(base[0].reopened or 0) + 1, updated_at=now, **changes)
+            self._held[alert_id] = (alert, base[1])
+            self._held_step(alert_id, Event.REOPENED, now, SYSTEM, None, {**data, "reopened": alert.reopened})
             return alert
 
     def record(self, alert_id: str, event: str, at: str, *, by: str | None = None, note: str | None = None,
