@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alerts.context import summary
+from alerts.rules import title_of
 from core.contract import COMMUNITIES, METRICS, Alert, Device
 from core.severity import LEVEL, NAME
 from core.timebase import beijing, parse_iso
@@ -93,6 +94,16 @@ def warm_up() -> None:
         log.exception("GIS layers unavailable")
 
 
+def place_label(*ids: str) -> str:
+    """Community, compound or building ids as the names people use ("蓝山郡社区", "半山尚小区 1栋"),
+    each id kept where the layers do not name it."""
+    try:
+        comms, places, buildings = _layer_names()
+    except Exception:
+        comms, places, buildings = {}, {}, {}
+    return " ".join(comms.get(i) or COMMUNITIES.get(i) or places.get(i) or buildings.get(i) or i for i in ids if i)
+
+
 class Places:
     """Names for a device's place: community and compound from the layers, building and install
     place from the registry's `building_id` / `install` properties."""
@@ -152,7 +163,8 @@ def compose(alert: Alert, event: str, place: Place, *, tier: int = 1, public_url
         head = f"逐级上报(第{tier}级): 尚无人确认"
     title = f"【{LEVEL.get(sev, sev)}·{NAME.get(sev, sev)}预警】{KIND_NAME.get(alert.kind, alert.kind)}告警 {head}"
     desc = description(alert)
-    lines = [desc]
+    what = title_of(alert.rule)
+    lines = [desc if not what or what == alert.rule or what in desc else f"{what}：{desc}"]
     r = reading(alert)
     unit = METRICS.get(alert.kind, {}).get(alert.metric or "")
     if r and not (unit and unit.unit in desc):  # the rule's own text may already say it, with units

@@ -176,18 +176,23 @@ def place_names(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
     """(compound id → name, device id → install place) from the GIS layers and the registry, when
     they load; a report without them still has every number, with ids."""
     compounds: dict[str, str] = {}
+    buildings: dict[str, str] = {}
     devices: dict[str, str] = {}
     try:
         from geodata.layers import layers_dir, load_layers
 
-        compounds = {pid: p.name for pid, p in load_layers(layers_dir(settings)).places.items()}
+        layers = load_layers(layers_dir(settings))
+        compounds = {pid: p.name for pid, p in layers.places.items()}
+        b = layers.buildings
+        buildings = {str(i): str(n) for i, n in zip(b["building_id"], b["name"], strict=True)}
     except Exception:  # a missing or broken layer costs the names, not the report
         pass
     try:
         from core.registry import ensure_registry, load_registry
 
         for dev in load_registry(ensure_registry(settings)).values():
-            where = [compounds.get(dev.compound_id, dev.compound_id), str(dev.extra.get("building_id") or ""),
+            bid = str(dev.extra.get("building_id") or "")
+            where = [compounds.get(dev.compound_id, dev.compound_id), buildings.get(bid, bid),
                      str(dev.extra.get("install") or "")]
             devices[dev.device_id] = " ".join(w for w in where if w)
     except Exception:

@@ -18,6 +18,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from alerts.rules import title_of
 from core.contract import METRICS, Alert, MetricSpec
 from core.influx import InfluxClient, InfluxRejected, InfluxUnavailable, quote_ident, quote_str
 from core.severity import COLOUR, label
@@ -194,7 +195,7 @@ def figure(tr: Trend, alerts: list[Alert], start_s: float, end_s: float, height:
         fig.add_trace(go.Scatter(
             x=[s for _, s in marks], y=[1.0] * len(marks), yaxis="y2", mode="markers", name="告警",
             marker={"symbol": "triangle-down", "size": 14, "color": [COLOUR.get(a.severity, "#888") for a, _ in marks]},
-            customdata=[[label(a.severity), a.message or a.rule] for a, _ in marks],
+            customdata=[[label(a.severity), a.message or title_of(a.rule)] for a, _ in marks],
             hovertemplate="%{x|%m-%d %H:%M:%S}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
             showlegend=False))
     if threshold is not None:
