@@ -307,7 +307,7 @@ def load_rules(path: Path | None = None) -> list[Rule]:
     return load_ruleset(path).rules
 
 
-_titles: dict[str, tuple[float, dict[str, Rule]]] = {}
+_titles: dict[str, tuple[tuple[int, int], dict[str, Rule]]] = {}
 
 
 def rules_in_force(path: Path | str | None = None) -> dict[str, Rule]:
@@ -315,9 +315,10 @@ def rules_in_force(path: Path | str | None = None) -> dict[str, Rule]:
     that does not load gives the bundled rules (the words must not go missing with a bad edit)."""
     p = Path(path) if path else BUNDLED_RULES
     try:
-        mtime = p.stat().st_mtime
+        st = p.stat()
+        mtime = (st.st_mtime_ns, st.st_size)
     except OSError:
-        mtime = -1.0
+        mtime = (-1, -1)
     hit = _titles.get(str(p))
     if hit is not None and hit[0] == mtime:
         return hit[1]
