@@ -50,6 +50,9 @@ COMPOUND_METRICS: dict[str, tuple[str, str]] = {
 AGG_LABEL = {"max": "最大值", "mean": "平均值"}
 
 
+DB_DOWN = "时序库暂时无法访问，稍后自动重试"
+
+
 class TrendError(Exception):
     """The database could not answer: the page says so instead of drawing an empty chart."""
 
@@ -88,11 +91,13 @@ def _run(client: InfluxClient, q: str) -> list[list[Any]]:
     try:
         series = client.query(q)
     except InfluxUnavailable as exc:
-        raise TrendError(f"时序库无响应: {exc}") from None
+        log.warning("trend query failed: %s", exc)  # the detail is for the log; staff read what it means
+        raise TrendError(DB_DOWN) from None
     except InfluxRejected as exc:
         if "retention policy not found" in exc.error or "not found" in exc.error:
             return []
-        raise TrendError(f"时序库拒绝查询: {exc.error}") from None
+        log.warning("trend query refused: %s", exc.error)
+        raise TrendError("时序库拒绝了查询，已记入日志，请联系系统管理员") from None
     return [row for s in series for row in s.values]
 
 
@@ -141,17 +146,22 @@ def series(client: InfluxClient, kind: str, metrics: list[str], tag: str, value:
 
 def latest(client: InfluxClient, kind: str, tag: str, value: str, within_s: float = 3600) -> dict[str, dict[str, Any]]:
     """The newest stored point of each series under `tag = value` (one query, on page load only)."""
-    q = (f"SELECT * FROM {quote_ident(RAW_POLICY)}.{quote_ident(kind)} WHERE {quote_ident(tag)} = {quote_str(value)}"
-         f" AND time > now() - {int(within_s)}s GROUP BY device_id ORDER BY time DESC LIMIT 1")
+    # One `last()` per metric: a message that lacks a metric must not blank that metric's tile.
+    where = (f"FROM {quote_ident(RAW_POLICY)}.{quote_ident(kind)} WHERE {quote_ident(tag)} = {quote_str(value)}"
+             f" AND time > now() - {int(within_s)}s GROUP BY device_id")
+    q = ";".join(f"SELECT last({quote_ident(m)}) AS {quote_ident(m)} {where}" for m in METRICS.get(kind, {}))
     try:
-        got = client.query(q)
+        got = client.query(q) if q else []
     except (InfluxUnavailable, InfluxRejected) as exc:
-        raise TrendError(f"时序库无响应: {exc}") from None
+        log.warning("latest values query failed: %s", exc)
+        raise TrendError(DB_DOWN) from None
     out: dict[str, dict[str, Any]] = {}
     for s in got:
-        if s.values:
-            row = dict(zip(s.columns, s.values[0], strict=False))
-            out[s.tags.get("device_id", "")] = row
+        if s.values and len(s.columns) == 2:
+            t_ms, v = s.values[0]
+            row = out.setdefault(s.tags.get("device_id", ""), {"time": t_ms})
+            row[s.columns[1]] = v
+            row["time"] = max(row["time"], t_ms)
     return out
 
 
