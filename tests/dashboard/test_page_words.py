@@ -6,7 +6,6 @@ Screenshots go to /tmp/words_*.png."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
