@@ -35,6 +35,9 @@ COMMUNITY_FILL: dict[str, str] = {  # faint tints telling the four communities a
 COMMUNITY_EDGE = "#7fb2e5"
 
 KIND_LABEL: dict[str, str] = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频"}
+# The navigation of every page (the Dash shell and the served report); `/report` is a plain page.
+NAV: tuple[tuple[str, str], ...] = (("一张图", "/"), ("告警列表", "/alerts"), ("大屏", "/wall"), ("月报", "/report"))
+DASH_PAGES_NAV = frozenset({"/", "/alerts", "/wall"})
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
 
 
