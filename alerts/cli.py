@@ -298,8 +298,17 @@ def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     finally:
         store.close()
-    print(f"shelf {shelf['shelf_id']}: {scope} {target} until {shelf['until_iso']} ({args.reason})")
+    print(f"shelf {shelf['shelf_id']}: {scope} {_named(scope, target)} until {shelf['until_iso']} ({args.reason})")
     return 0
+
+
+def _named(scope: str, target: str) -> str:
+    """A shelved rule with its title beside its name (the name is what `--rule` takes)."""
+    if scope != "rule":
+        return target
+    from alerts.rules import title_of
+
+    return f"{target}({title_of(target)})"
 
 
 def run_shelves(args: argparse.Namespace, settings: Settings) -> int:
@@ -311,7 +320,7 @@ def run_shelves(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for r in rows:
         end = f" ended {r['ended_at']} by {r['ended_by']}" if r["ended_at"] else ""
-        print(f"{r['shelf_id']:5} {r['scope']:8} {r['target']:14} until {r['until_iso']}  "
+        print(f"{r['shelf_id']:5} {r['scope']:8} {_named(r['scope'], r['target']):14} until {r['until_iso']}  "
               f"{r['by']}: {r['reason']}{end}")
     return 0
 

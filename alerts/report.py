@@ -273,7 +273,8 @@ def _figures(rep: Report, theme: dict[str, Any] | None = None) -> list[tuple[str
         f2.add_bar(name=KIND_LABEL.get(kind, kind), x=names,
                    y=[sum(n for (k, _s), n in sec.by_kind_severity.items() if k == kind) for sec in secs])
     out.append(("by_kind", f2))
-    f3 = go.Figure(layout={**layout, "barmode": "group", "title": "响应时间（分钟）：中位数 / P90"})
+    f3 = go.Figure(layout={**layout, "barmode": "group", "title": "响应时间（分钟）：中位数 / P90",
+                           "yaxis": {"rangemode": "nonnegative"}})
     for m, label in MEASURES:
         st = [sec.stats()[m] for sec in secs]
         f3.add_bar(name=f"{label}中位数", x=names, y=[(s.median or 0) / 60 for s in st])

@@ -55,8 +55,12 @@ def open_rule_filter(page: Any) -> str:
 
 
 def wait_ready(page: Any) -> None:
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(600)
+    """Loaded and drawn: Dash has put the page in (no loading placeholder); live pages never go
+    network-idle (the clock, the live layers), so no waiting for that."""
+    page.wait_for_load_state("load")
+    page.wait_for_function("() => !document.querySelector('._dash-loading') && document.body.innerText.length > 20",
+                           timeout=20_000)
+    page.wait_for_timeout(1200)
 
 
 SMALL_TEXT_JS = """(min) => { const out = [];
@@ -147,6 +151,11 @@ def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # n
                     cut = page.evaluate(CLIPPED_JS)
                     if cut:
                         wide[path + " (cut off)"] = cut
+                if size == "wall" and path == "/":  # the title bar: the navigation never runs over the title
+                    gap = page.evaluate("() => document.querySelector('.nav').getBoundingClientRect().left - "
+                                        "document.querySelector('.title-block').getBoundingClientRect().right")
+                    if gap < 0:
+                        words["title bar overlap (px)"] = [str(gap)]
                 if size == "wall" and path == "/wall":
                     small = page.evaluate(SMALL_TEXT_JS, 24)
                     faint = [c for c in page.evaluate(CONTRAST_JS) if c[1] < 4.5]
