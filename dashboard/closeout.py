@@ -160,7 +160,8 @@ padding:8px 12px;border-radius:6px}}.nav-link.on{{background:#16304f}}
 form.nav{{display:flex;flex-wrap:wrap;gap:10px;align-items:center;font-size:16px;margin:8px 0}}
 form.nav input,form.nav select,form.nav button{{font-size:16px;min-height:40px;background:{PANEL};color:{TEXT};
 border:1px solid {GRID};border-radius:6px;padding:4px 8px;color-scheme:dark}}
-@media (max-width:600px){{table{{display:block;overflow-x:auto}}.topbar b{{font-size:18px}}}}"""
+@media (max-width:600px){{table{{display:block;overflow-x:auto}}td,th{{white-space:nowrap}}
+.topbar b{{font-size:18px}}}}"""
 REPORT_CHARTS = {"template": "plotly_dark", "paper_bgcolor": PANEL, "plot_bgcolor": PANEL}
 
 

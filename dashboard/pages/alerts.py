@@ -24,10 +24,10 @@ SINCE: dict[str, tuple[str, int]] = {"1h": ("1 小时", 3600), "24h": ("24 小�
 
 
 def rule_options() -> list[dict[str, str]]:
-    """The filter's rules, by title (the value stays the rule's name, as the store keeps it)."""
+    """The filter's rules by title, in the rules file's order (the contract's first); the value
+    stays the rule's name, as the store keeps it."""
     path = mapview.dctx().settings.alerts_rules_file if flask.has_app_context() else None
-    return sorted(({"label": r.label, "value": r.name} for r in rules_in_force(path).values()),
-                  key=lambda o: o["label"])
+    return [{"label": r.label, "value": r.name} for r in rules_in_force(path).values()]  # the file's order
 
 
 def rows(d: Any, community: str | None, severity: list[str], state: list[str], rule: str | None,
@@ -86,7 +86,7 @@ def layout(**_kw: Any) -> html.Div:
                 [html.Thead(html.Tr([html.Th(h) for h in ("级别", "状态", "时间", "社区", "小区", "类别", "内容",
                                                           "确认人")])),
                  html.Tbody(id="alert-rows")],
-                className="table",
+                className="table alert-table",
             ),
         ],
     )

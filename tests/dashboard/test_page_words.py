@@ -90,6 +90,16 @@ CLIPPED_JS = """() => { const W = innerWidth, out = [];
     if (r.width > 0 && r.right > W + 1) out.push([own.slice(0, 30), Math.round(r.right)]);
   } return out; }"""
 
+# Text crushed into a column too narrow for it (a word stacked a character a line).
+CRUSHED_JS = """() => { const out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const own = Array.from(el.childNodes).filter(n => n.nodeType === 3 && n.textContent.trim())
+      .map(n => n.textContent.trim()).join(' ');
+    if (own.length < 3 || !el.offsetParent) continue;
+    const r = el.getBoundingClientRect(), fs = parseFloat(getComputedStyle(el).fontSize);
+    if (r.width > 0 && r.width < 2.5 * fs && r.height > 2.5 * fs) out.push([own.slice(0, 20), Math.round(r.width)]);
+  } return out; }"""
+
 # Contrast of each count (every element whose own text is a number) against the first opaque
 # background behind it, per WCAG 2 relative luminance.
 CONTRAST_JS = """() => { const parse = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
@@ -148,6 +158,9 @@ def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # n
                     sw = int(page.evaluate("() => document.documentElement.scrollWidth"))
                     if sw > int(page.evaluate("() => innerWidth")):
                         wide[path] = sw
+                    crushed = page.evaluate(CRUSHED_JS)
+                    if crushed:
+                        wide[path + " (crushed)"] = crushed
                     cut = page.evaluate(CLIPPED_JS)
                     if cut:
                         wide[path + " (cut off)"] = cut
