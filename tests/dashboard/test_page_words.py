@@ -164,6 +164,8 @@ def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # n
                     cut = page.evaluate(CLIPPED_JS)
                     if cut:
                         wide[path + " (cut off)"] = cut
+                if size == "wall" and path == "/":  # the console's counts are read from across the room too
+                    faint += [["console", *c] for c in page.evaluate(CONTRAST_JS) if c[1] < 4.5]
                 if size == "wall" and path == "/":  # the title bar: the navigation never runs over the title
                     gap = page.evaluate("() => document.querySelector('.nav').getBoundingClientRect().left - "
                                         "document.querySelector('.title-block').getBoundingClientRect().right")
@@ -171,7 +173,7 @@ def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # n
                         words["title bar overlap (px)"] = [str(gap)]
                 if size == "wall" and path == "/wall":
                     small = page.evaluate(SMALL_TEXT_JS, 24)
-                    faint = [c for c in page.evaluate(CONTRAST_JS) if c[1] < 4.5]
+                    faint += [["wall", *c] for c in page.evaluate(CONTRAST_JS) if c[1] < 4.5]
                     counts = page.evaluate(CONTRAST_JS)
                     assert counts, "the wall shows its counts"
             ctx.close()
