@@ -322,7 +322,9 @@ def to_html(rep: Report, plotly_js: str, nav: str = "", css: str = PAGE_CSS,
     """The report page; `plotly_js` is a <script> tag (a local URL, or the library inline for a file);
     `nav` is HTML put above the title (the dashboard's period picker); `css` and `chart_theme` let the
     dashboard dress it like its other pages (the file keeps the light, printable look)."""
-    conf = {"responsive": True, "displaylogo": False}  # each chart fills its grid cell, whatever the screen
+    # Each chart fills its grid cell, whatever the screen; a report has nothing to zoom, and the mode
+    # bar would sit over the chart titles on a phone.
+    conf = {"responsive": True, "displaylogo": False, "displayModeBar": False}
     charts = "".join(f'<div class="chart" id="chart-{key}">'
                      f"{fig.to_html(full_html=False, include_plotlyjs=False, config=conf, default_width='100%')}"
                      "</div>" for key, fig in _figures(rep, chart_theme))

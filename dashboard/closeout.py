@@ -36,7 +36,7 @@ from alerts.store import AlertStore
 from alerts.teams import Teams, TeamsError, TeamsWatcher
 from core.contract import COMMUNITIES
 from core.settings import Settings
-from core.timebase import iso, now_iso, parse_iso
+from core.timebase import beijing, iso, now_iso, parse_iso
 from dashboard.api import error, token_ok
 from dashboard.fieldpage import register_field_page
 from dashboard.login import current_user
@@ -165,10 +165,26 @@ border:1px solid {GRID};border-radius:6px;padding:4px 8px;color-scheme:dark}}
 REPORT_CHARTS = {"template": "plotly_dark", "paper_bgcolor": PANEL, "plot_bgcolor": PANEL}
 
 
+def recent_months(n: int = 24) -> list[str]:
+    """This month and the n - 1 before it, newest first ("2026-11"), in Beijing time."""
+    y, m = beijing().year, beijing().month
+    out = []
+    for _ in range(n):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y, m - 1) if m > 1 else (y - 1, 12)
+    return out
+
+
 def report_nav(args: Any, period_label: str = "") -> str:
     """The dashboard's title bar, a period picker (plain GET form, the month shown filled in) and
     the CSV of what is shown."""
-    month = html.escape(args.get("month") or (period_label if len(period_label) == 7 else ""))
+    month = args.get("month") or (period_label if len(period_label) == 7 else "")
+    months = recent_months()
+    if month and month not in months:
+        months.insert(0, month)
+    # A list of months written in Chinese (a month <input> would show the browser's own language).
+    month_opts = "".join(f'<option value="{html.escape(m)}"{" selected" if m == month else ""}>'
+                         f"{html.escape(m[:4])}年{html.escape(m[5:7])}月</option>" for m in months)
     comm = args.get("community") or ""
     opts = "".join(f'<option value="{c}"{" selected" if c == comm else ""}>{html.escape(n)}</option>'
                    for c, n in COMMUNITIES.items())
@@ -176,8 +192,8 @@ def report_nav(args: Any, period_label: str = "") -> str:
     links = "".join(f'<a class="nav-link{" on" if href == "/report" else ""}" href="{href}">{name}</a>'
                     for name, href in NAV)
     return (f'<header class="topbar"><b>车城路街道 综合一张图</b><nav>{links}</nav></header><main>'
-            '<form class="nav" method="get" action="/report"><label>月份 <input type="month" name="month" '
-            f'value="{month}"></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
+            '<form class="nav" method="get" action="/report"><label>月份 <select name="month" id="month">'
+            f'{month_opts}</select></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
             '</select></label> <button type="submit">查看</button> '
             f'<a href="/report.csv?{query}" id="csv">下载 CSV</a></form>')
 
