@@ -44,9 +44,10 @@ def strange_words(text: str) -> list[str]:
 
 def visible_text(page: Any) -> str:
     """The page's text and what its fields show (a chosen option, a typed value)."""
-    return str(page.evaluate("""() => [document.body.innerText, ...Array.from(document.querySelectorAll(
-        'select, input:not([type=hidden]):not([type=file])')).map(e => e.tagName === 'SELECT'
-        ? (e.selectedOptions[0] ? e.selectedOptions[0].text : '') : (e.value || e.placeholder || ''))].join(' ')"""))
+    return str(page.evaluate("""() => [document.body.innerText, ...Array.from(document.querySelectorAll('select, '
+        + 'input:not([type=hidden]):not([type=file]):not([type=checkbox]):not([type=radio])')).map(e =>
+        e.tagName === 'SELECT' ? (e.selectedOptions[0] ? e.selectedOptions[0].text : '')
+        : (e.value || e.placeholder || ''))].join(' ')"""))
 
 
 def open_rule_filter(page: Any) -> str:
