@@ -50,7 +50,7 @@ COMPOUND_METRICS: dict[str, tuple[str, str]] = {
 AGG_LABEL = {"max": "最大值", "mean": "平均值"}
 
 
-DB_DOWN = "时序库暂时无法访问，稍后自动重试"
+DB_DOWN = "时序库暂时无法访问，请稍后刷新页面"
 
 
 class TrendError(Exception):
