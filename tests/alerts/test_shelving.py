@@ -102,3 +102,6 @@ def test_cli_shelve_list_unshelve(tmp_path: Path) -> None:
     store = AlertStore(store_path(tmp_path / "var"))
     assert store.shelves()[0]["ended_by"] == "李四"
     store.close()
+    r = run("shelve", "--rule", "power_voltage_low", "--for", "1h", "--reason", "线路改造", "--by", "李四")
+    assert r.returncode == 0 and "power_voltage_low(电压偏低)" in r.stdout, r.stderr  # the rule by its title too
+    assert "power_voltage_low(电压偏低)" in run("shelves").stdout
