@@ -17,13 +17,12 @@ from typing import Any
 
 from alerts.context import summary
 from alerts.rules import title_of
-from core.contract import COMMUNITIES, METRICS, Alert, Device
+from core.contract import COMMUNITIES, KIND_LABEL, METRICS, Alert, Device
 from core.severity import LEVEL, NAME
 from core.timebase import beijing, parse_iso
 
 log = logging.getLogger(__name__)
 
-KIND_NAME = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频监控"}
 EVENT_HEAD = {"raised": "新告警", "escalated": "逐级上报", "resolved": "已解除", "test": "测试消息",
               "dispatch": "派单"}
 # The surroundings line the engine appends to an alert's message ("...; 200 米内: ..."): the message
@@ -161,7 +160,7 @@ def compose(alert: Alert, event: str, place: Place, *, tier: int = 1, public_url
     head = EVENT_HEAD.get(event, event)
     if event == "escalated":
         head = f"逐级上报(第{tier}级): 尚无人确认"
-    title = f"【{LEVEL.get(sev, sev)}·{NAME.get(sev, sev)}预警】{KIND_NAME.get(alert.kind, alert.kind)}告警 {head}"
+    title = f"【{LEVEL.get(sev, sev)}·{NAME.get(sev, sev)}预警】{KIND_LABEL.get(alert.kind, alert.kind)}告警 {head}"
     desc = description(alert)
     what = title_of(alert.rule)
     lines = [desc if not what or what == alert.rule or what in desc else f"{what}：{desc}"]

@@ -25,7 +25,7 @@ from typing import Any
 from alerts.dispatch import OPEN_STATES, STATE_LABEL, Dispatch
 from alerts.store import AlertStore, _decode
 from alerts.timeline import Event
-from core.contract import COMMUNITIES, KINDS
+from core.contract import COMMUNITIES, KIND_LABEL, KINDS
 from core.settings import Settings
 from core.severity import COLOUR, SEVERITIES
 from core.severity import label as severity_label
@@ -33,7 +33,6 @@ from core.timebase import BEIJING, beijing, epoch, iso
 
 ALL = "*"  # the whole sub-district
 ALL_LABEL = "全街道"
-KIND_LABEL = {"gas": "燃气", "water": "供水", "power": "供电", "camera": "视频"}
 MEASURES: tuple[tuple[str, str], ...] = (("ack", "确认"), ("arrive", "到场"), ("resolve", "解除"))
 TOP_DEVICES = 10
 

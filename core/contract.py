@@ -23,6 +23,8 @@ COMMUNITIES: dict[str, str] = {
 }
 
 KINDS: tuple[str, ...] = ("gas", "water", "power", "camera")
+# What staff call each kind, everywhere (pages, messages, the report): the one home of these words.
+KIND_LABEL: dict[str, str] = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频"}
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
