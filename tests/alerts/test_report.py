@@ -245,3 +245,9 @@ def test_places_are_named_by_their_names_not_ids(tmp_path: Path) -> None:
               lon=110.8, lat=32.6, started_at="2026-11-29T03:04:05Z", updated_at="2026-11-29T03:04:05Z",
               message="燃气浓度 30.0 %LEL ≥ 25 %LEL")
     assert place_of(a, (compounds, devices)) == f"艳湖社区 {where}"
+    from alerts.dispatch import Dispatch, dispatch_text
+
+    d = Dispatch("d-1", "a-1", "gas", "十堰燃气", "gas", "gas-wang", "王师傅", [], "2026-11-29T03:34:05Z",
+                 "2026-11-29T03:04:05Z", "张三", None, "sent", None, None, None, None, None, None, None, [])
+    text = dispatch_text(a, d, "http://x/d/t", (compounds, devices))
+    assert f"艳湖社区 {where}：燃气浓度超限，燃气浓度 30.0 %LEL" in text and "gas_lel_high" not in text
