@@ -21,7 +21,10 @@ TEST_KINDS = ("wecom", "dingtalk", "webhook", "email", "sms")
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("alerts", help="run the alert rule engine; shelve devices, compounds or rules")
     p.set_defaults(func=run_alerts)
-    verbs = p.add_subparsers(dest="alerts_verb", metavar="{shelve,shelves,unshelve}")
+    verbs = p.add_subparsers(dest="alerts_verb", metavar="{rules,shelve,shelves,unshelve}")
+    rl = verbs.add_parser("rules", help="the rules in force: name (for --rule), title, severity, when it fires")
+    rl.add_argument("--json", action="store_true")
+    rl.set_defaults(func=run_rules)
     s = verbs.add_parser("shelve", help="shelve a device, compound or rule for a time (recorded, not notified)")
     who = s.add_mutually_exclusive_group(required=True)
     who.add_argument("--device")
@@ -299,6 +302,24 @@ def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     print(f"shelf {shelf['shelf_id']}: {scope} {_named(scope, target)} until {shelf['until_iso']} ({args.reason})")
+    return 0
+
+
+def run_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.rules import RuleError, load_rules
+    from core.severity import label
+
+    try:
+        rules = load_rules(Path(settings.alerts_rules_file) if settings.alerts_rules_file else None)
+    except RuleError as exc:
+        print(f"alerts rules: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([{"name": r.name, "title": r.label, "severity": r.severity, "description": r.description}
+                          for r in rules], ensure_ascii=False))
+        return 0
+    for r in rules:
+        print(f"{r.name:22} {label(r.severity)} {r.label}：{r.description}")
     return 0
 
 
