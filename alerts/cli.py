@@ -22,7 +22,10 @@ TEST_KINDS = ("wecom", "dingtalk", "webhook", "email", "sms")
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("alerts", help="run the alert rule engine; shelve devices, compounds or rules")
     p.set_defaults(func=run_alerts)
-    verbs = p.add_subparsers(dest="alerts_verb", metavar="{shelve,shelves,unshelve}")
+    verbs = p.add_subparsers(dest="alerts_verb", metavar="{rules,shelve,shelves,unshelve}")
+    rl = verbs.add_parser("rules", help="the rules in force: name (for --rule), title, severity, when it fires")
+    rl.add_argument("--json", action="store_true")
+    rl.set_defaults(func=run_rules)
     s = verbs.add_parser("shelve", help="shelve a device, compound or rule for a time (recorded, not notified)")
     who = s.add_mutually_exclusive_group(required=True)
     who.add_argument("--device")
@@ -369,8 +372,36 @@ def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
     extra = f"; LIFE-SAFETY, approved by {shelf['approved_by']}: red alerts are still told" \
         if shelf["life_safety"] else ""
-    print(f"shelf {shelf['shelf_id']}: {scope} {target} until {shelf['until_iso']} ({args.reason}){extra}")
+    print(f"shelf {shelf['shelf_id']}: {scope} {_named(scope, target)} until {shelf['until_iso']} "
+          f"({args.reason}){extra}")
     return 0
+
+
+def run_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.rules import RuleError, load_rules
+    from core.severity import label
+
+    try:
+        rules = load_rules(Path(settings.alerts_rules_file) if settings.alerts_rules_file else None)
+    except RuleError as exc:
+        print(f"alerts rules: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([{"name": r.name, "title": r.label, "severity": r.severity, "description": r.description}
+                          for r in rules], ensure_ascii=False))
+        return 0
+    for r in rules:
+        print(f"{r.name:22} {label(r.severity)} {r.label}：{r.description}")
+    return 0
+
+
+def _named(scope: str, target: str) -> str:
+    """A shelved rule with its title beside its name (the name is what `--rule` takes)."""
+    if scope != "rule":
+        return target
+    from alerts.rules import title_of
+
+    return f"{target}({title_of(target)})"
 
 
 def run_shelves(args: argparse.Namespace, settings: Settings) -> int:
@@ -383,7 +414,7 @@ def run_shelves(args: argparse.Namespace, settings: Settings) -> int:
     for r in rows:
         end = f" ended {r['ended_at']} by {r['ended_by']}" if r["ended_at"] else ""
         safety = f" [生命安全·批准 {r['approved_by']}]" if r.get("life_safety") else ""
-        print(f"{r['shelf_id']:5} {r['scope']:8} {r['target']:14} until {r['until_iso']}  "
+        print(f"{r['shelf_id']:5} {r['scope']:8} {_named(r['scope'], r['target']):14} until {r['until_iso']}  "
               f"{r['by']}: {r['reason']}{safety}{end}")
     return 0
 

@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from alerts.rules import title_of
 from alerts.store import AlertStore
 from alerts.teams import Member, Team
 from alerts.timeline import Event
@@ -269,7 +270,9 @@ def _hm(iso_text: str) -> str:
 
 
 def dispatch_text(alert: Alert, d: Dispatch, link: str, places: Places | None = None) -> str:
-    return (f"[{severity_label(alert.severity)}预警·派单] {place_of(alert, places)}：{alert.message}。"
+    what = title_of(alert.rule)
+    said = alert.message if what in (alert.message or "") else f"{what}，{alert.message}"
+    return (f"[{severity_label(alert.severity)}预警·派单] {place_of(alert, places)}：{said}。"
             f"派给 {d.team_name}{'·' + d.assignee if d.member_id else ''}，请于 {_hm(d.deadline)} 前接单并到场处置。"
             f"{('指挥中心备注：' + d.note + '。') if d.note else ''}接单与反馈：{link}")
 

@@ -32,8 +32,9 @@ import numpy as np
 
 from alerts.context import summary
 from alerts.liveness import Liveness
+from alerts.message import place_label
 from alerts.notify import Escalation
-from alerts.rules import Rule, RuleSet
+from alerts.rules import Rule, RuleSet, title_of
 from alerts.shelving import never_silenced
 from alerts.store import AlertStore, AlreadyOpen
 from alerts.timeline import Event as Step
@@ -510,7 +511,7 @@ class Engine:
             parent = self._parent_for(rule_name, dev)
             if parent is not None:
                 self.folded[a.alert_id] = parent.alert_id
-                self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到 {parent.rule} {parent.alert_id}",
+                self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到「{title_of(parent.rule)}」",
                                   data={"parent": parent.alert_id})
 
     def _group_view(self, live: Liveness, scan: Any) -> group_trigger.View:
@@ -558,8 +559,8 @@ class Engine:
                 place = group_trigger.PLACE_OF[rule.pattern or ""]
                 subj = Subject(place_id, first.community, first.compound_id, "", "",
                                float(np.mean([d.lon for d in members])), float(np.mean([d.lat for d in members])))
-                msg = rule.render(value=h.value, place=place_id if place != "building" else
-                                  f"{first.compound_id} {place_id}", **h.fields)
+                msg = rule.render(value=h.value, place=place_label(place_id) if place != "building" else
+                                  place_label(first.compound_id, place_id), **h.fields)
                 self._fire_subject(rule, subj, h.value, now, msg, None, rule.severity)
             if self._settled(live, now):
                 for key in [k for k in self.open if k[0] == rule.name and k[1] not in hits]:
@@ -625,14 +626,15 @@ class Engine:
                         a = self.open.get(key)
                         if a is not None and parent is not None and a.alert_id not in self.folded:
                             self.folded[a.alert_id] = parent.alert_id
-                            self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到 {parent.rule}",
+                            self.store.record(a.alert_id, Step.FOLDED, iso(now),
+                                              note=f"归并到「{title_of(parent.rule)}」",
                                               data={"parent": parent.alert_id})
                         continue
                     if rule.place == "compound" and key not in self.open \
                             and now - c.true_since_ts / 1000 < self.fold_window_s:
                         continue  # wait: the whole community may be going down
                     subj = self._place_subject(live, rule.place or "compound", i, place_id)
-                    msg = rule.render(value=int(dn[i]), place=place_id, n=int(dn[i]), total=int(tot[i]))
+                    msg = rule.render(value=int(dn[i]), place=place_label(place_id), n=int(dn[i]), total=int(tot[i]))
                     self._fire_subject(rule, subj, int(dn[i]), now, msg, rule.share, rule.severity)
                 elif key in self.open:
                     if self._settled(live, now):
@@ -645,7 +647,7 @@ class Engine:
                 key = (nrule.name, place_id)
                 if nv[i] > 0:
                     subj = self._place_subject(live, "community", i, place_id)
-                    msg = nrule.render(value=int(nv[i]), place=place_id, n=int(nv[i]), total=int(allm[i]))
+                    msg = nrule.render(value=int(nv[i]), place=place_label(place_id), n=int(nv[i]), total=int(allm[i]))
                     self.conditions.setdefault(key, Condition())
                     self._fire_subject(nrule, subj, int(nv[i]), now, msg, None, nrule.severity)
                 elif key in self.open:
@@ -872,7 +874,7 @@ class Engine:
         for other in self.rules:
             key = (other.name, device_id)
             if rule.name in other.suppressed_by and key in self.open:
-                self._resolve(key, self.open[key], now, note=f"由 {rule.name} 取代 (superseded)")
+                self._resolve(key, self.open[key], now, note=f"由「{rule.label}」取代")
 
     def _clear(self, key: Key, now: float) -> None:
         if key in self.open:

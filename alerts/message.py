@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alerts.context import resources_line, summary
-from core.contract import COMMUNITIES, METRICS, Alert, Device
+from alerts.rules import title_of
+from core.contract import COMMUNITIES, KIND_LABEL, METRICS, Alert, Device
 from core.severity import LEVEL, NAME
 from core.timebase import beijing, parse_iso
 
 log = logging.getLogger(__name__)
 
-KIND_NAME = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频监控"}
 EVENT_HEAD = {"raised": "新告警", "escalated": "逐级上报", "resolved": "已解除", "test": "测试消息",
               "dispatch": "派单", "reminder": "再次提醒: 尚无人确认", "reopened": "复燃·重新告警"}
 # The surroundings line the engine appends to an alert's message ("...; 200 米内: ..."): the message
@@ -98,6 +98,16 @@ def warm_up() -> None:
         log.exception("GIS layers unavailable")
 
 
+def place_label(*ids: str) -> str:
+    """Community, compound or building ids as the names people use ("蓝山郡社区", "半山尚小区 1栋"),
+    each id kept where the layers do not name it."""
+    try:
+        comms, places, buildings = _layer_names()
+    except Exception:
+        comms, places, buildings = {}, {}, {}
+    return " ".join(comms.get(i) or COMMUNITIES.get(i) or places.get(i) or buildings.get(i) or i for i in ids if i)
+
+
 class Places:
     """Names for a device's place: community and compound from the layers, building and install
     place from the registry's `building_id` / `install` properties."""
@@ -155,9 +165,10 @@ def compose(alert: Alert, event: str, place: Place, *, tier: int = 1, public_url
     head = EVENT_HEAD.get(event, event)
     if event == "escalated":
         head = f"逐级上报(第{tier}级): 尚无人确认"
-    title = f"【{LEVEL.get(sev, sev)}·{NAME.get(sev, sev)}预警】{KIND_NAME.get(alert.kind, alert.kind)}告警 {head}"
+    title = f"【{LEVEL.get(sev, sev)}·{NAME.get(sev, sev)}预警】{KIND_LABEL.get(alert.kind, alert.kind)}告警 {head}"
     desc = description(alert)
-    lines = [desc]
+    what = title_of(alert.rule)
+    lines = [desc if not what or what == alert.rule or what in desc else f"{what}：{desc}"]
     r = reading(alert)
     unit = METRICS.get(alert.kind, {}).get(alert.metric or "")
     if r and not (unit and unit.unit in desc):  # the rule's own text may already say it, with units

@@ -27,7 +27,7 @@ from typing import Any
 from alerts.dispatch import OPEN_STATES, STATE_LABEL, Dispatch
 from alerts.store import AlertStore, _decode
 from alerts.timeline import Event
-from core.contract import COMMUNITIES, KINDS
+from core.contract import COMMUNITIES, KIND_LABEL, KINDS
 from core.settings import Settings
 from core.severity import COLOUR, SEVERITIES
 from core.severity import label as severity_label
@@ -35,7 +35,6 @@ from core.timebase import BEIJING, beijing, epoch, iso
 
 ALL = "*"  # the whole sub-district
 ALL_LABEL = "全街道"
-KIND_LABEL = {"gas": "燃气", "water": "供水", "power": "供电", "camera": "视频"}
 MEASURES: tuple[tuple[str, str], ...] = (("ack", "确认"), ("arrive", "到场"), ("resolve", "解除"))
 TOP_DEVICES = 10
 
@@ -189,18 +188,23 @@ def place_names(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
     """(compound id → name, device id → install place) from the GIS layers and the registry, when
     they load; a report without them still has every number, with ids."""
     compounds: dict[str, str] = {}
+    buildings: dict[str, str] = {}
     devices: dict[str, str] = {}
     try:
         from geodata.layers import layers_dir, load_layers
 
-        compounds = {pid: p.name for pid, p in load_layers(layers_dir(settings)).places.items()}
+        layers = load_layers(layers_dir(settings))
+        compounds = {pid: p.name for pid, p in layers.places.items()}
+        b = layers.buildings
+        buildings = {str(i): str(n) for i, n in zip(b["building_id"], b["name"], strict=True)}
     except Exception:  # a missing or broken layer costs the names, not the report
         pass
     try:
         from core.registry import ensure_registry, load_registry
 
         for dev in load_registry(ensure_registry(settings)).values():
-            where = [compounds.get(dev.compound_id, dev.compound_id), str(dev.extra.get("building_id") or ""),
+            bid = str(dev.extra.get("building_id") or "")
+            where = [compounds.get(dev.compound_id, dev.compound_id), buildings.get(bid, bid),
                      str(dev.extra.get("install") or "")]
             devices[dev.device_id] = " ".join(w for w in where if w)
     except Exception:
@@ -257,27 +261,34 @@ def _dur(v: float | None) -> str:
     return f"{v / 3600:.1f} 时"
 
 
-def _figures(rep: Report) -> list[tuple[str, Any]]:
+def count_axis(top: float) -> dict[str, Any]:
+    """An axis of counts: whole numbers only (never a 0.5 alert), from zero."""
+    return {"rangemode": "tozero", "tickformat": "d", **({"dtick": 1} if top <= 10 else {})}
+
+
+def _figures(rep: Report, theme: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
     import plotly.graph_objects as go
 
     secs = [s for c, s in rep.sections.items() if c != ALL]
     names = [s.name for s in secs]
     layout = {"template": "plotly_white", "height": 340, "margin": {"l": 50, "r": 20, "t": 40, "b": 60},
               "font": {"family": "Noto Sans CJK SC, sans-serif"}, "autosize": True,
-              "legend": {"orientation": "h", "traceorder": "normal"}}
+              "legend": {"orientation": "h", "traceorder": "normal"}, **(theme or {})}
+    top = max([sec.total for sec in secs] or [0])
     out: list[tuple[str, Any]] = []
-    f1 = go.Figure(layout={**layout, "barmode": "stack", "title": "各社区告警数（按级别）"})
+    f1 = go.Figure(layout={**layout, "barmode": "stack", "title": "各社区告警数（按级别）", "yaxis": count_axis(top)})
     for sev in SEVERITIES:
         f1.add_bar(name=severity_label(sev), x=names, y=[sum(n for (_k, s), n in sec.by_kind_severity.items()
                                                             if s == sev) for sec in secs],
                    marker_color=COLOUR[sev])
     out.append(("by_severity", f1))
-    f2 = go.Figure(layout={**layout, "barmode": "stack", "title": "各社区告警数（按类别）"})
+    f2 = go.Figure(layout={**layout, "barmode": "stack", "title": "各社区告警数（按类别）", "yaxis": count_axis(top)})
     for kind in KINDS:
         f2.add_bar(name=KIND_LABEL.get(kind, kind), x=names,
                    y=[sum(n for (k, _s), n in sec.by_kind_severity.items() if k == kind) for sec in secs])
     out.append(("by_kind", f2))
-    f3 = go.Figure(layout={**layout, "barmode": "group", "title": "响应时间（分钟）：中位数 / P90"})
+    f3 = go.Figure(layout={**layout, "barmode": "group", "title": "响应时间（分钟）：中位数 / P90",
+                           "yaxis": {"rangemode": "nonnegative"}})
     for m, label in MEASURES:
         st = [sec.stats()[m] for sec in secs]
         f3.add_bar(name=f"{label}中位数", x=names, y=[(s.median or 0) / 60 for s in st])
@@ -285,18 +296,24 @@ def _figures(rep: Report) -> list[tuple[str, Any]]:
     out.append(("durations", f3))
     allc = rep.sections[ALL].by_compound.most_common(15)
     f4 = go.Figure(layout={**layout, "title": "告警最多的小区/单位", "height": max(300, 28 * len(allc) + 80),
-                           "margin": {"l": 160, "r": 20, "t": 40, "b": 40}})
+                           "margin": {"l": 160, "r": 20, "t": 40, "b": 40},
+                           "xaxis": count_axis(max([n for _, n in allc] or [0]))})
     f4.add_bar(orientation="h", y=[rep.compound_names.get(c, c) for c, _ in reversed(allc)],
                x=[n for _, n in reversed(allc)], marker_color="#2b6fd6")
     out.append(("by_compound", f4))
     return out
 
 
+class Markup(str):
+    """A table cell that is already HTML (a link), not text to escape."""
+
+
 def _table(head: list[str], rows: list[list[Any]]) -> str:
     if not rows:
         return '<p class="none">无</p>'
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{v if isinstance(v, Markup) else html.escape(str(v))}</td>" for v in r)
+                    + "</tr>" for r in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -314,13 +331,17 @@ RESIZE_JS = ("<script>window.addEventListener('load', function () { document.que
              ".forEach(function (gd) { Plotly.Plots.resize(gd); }); });</script>")
 
 
-def to_html(rep: Report, plotly_js: str, nav: str = "") -> str:
+def to_html(rep: Report, plotly_js: str, nav: str = "", css: str = PAGE_CSS,
+            chart_theme: dict[str, Any] | None = None) -> str:
     """The report page; `plotly_js` is a <script> tag (a local URL, or the library inline for a file);
-    `nav` is HTML put above the title (the dashboard's period picker)."""
-    conf = {"responsive": True, "displaylogo": False}  # each chart fills its grid cell, whatever the screen
+    `nav` is HTML put above the title (the dashboard's period picker); `css` and `chart_theme` let the
+    dashboard dress it like its other pages (the file keeps the light, printable look)."""
+    # Each chart fills its grid cell, whatever the screen; a report has nothing to zoom, and the mode
+    # bar would sit over the chart titles on a phone.
+    conf = {"responsive": True, "displaylogo": False, "displayModeBar": False}
     charts = "".join(f'<div class="chart" id="chart-{key}">'
                      f"{fig.to_html(full_html=False, include_plotlyjs=False, config=conf, default_width='100%')}"
-                     "</div>" for key, fig in _figures(rep))
+                     "</div>" for key, fig in _figures(rep, chart_theme))
     parts = [nav, f"<h1>车城路街道 安全运行报告 {html.escape(rep.period.title())}</h1>",
              f'<p class="meta">生成于 {beijing(epoch(rep.generated_at)):%Y-%m-%d %H:%M} · 按告警产生时间统计 · '
              "响应时间自告警产生起算；P90 为 90% 告警在此时间内完成</p>",
@@ -340,20 +361,21 @@ def to_html(rep: Report, plotly_js: str, nav: str = "") -> str:
             ["环节", "起数", "中位数", "P90"],
             [[label, st[m].n, _dur(st[m].median), _dur(st[m].p90)] for m, label in MEASURES]))
         parts.append("<h3>各小区/单位告警数</h3>" + _table(
-            ["编号", "名称", "告警数"],
-            [[cid, rep.compound_names.get(cid, ""), n]
+            ["小区/单位", "告警数"],
+            [[rep.compound_names.get(cid) or cid, n]
              for cid, n in sorted(sec.by_compound.items(), key=lambda kv: (-kv[1], kv[0]))]))
         parts.append("<h3>重复告警设备</h3>" + _table(
             ["设备", "位置", "告警数"], [[d, rep.device_places.get(d, ""), n] for d, n in sec.top_devices()]))
         parts.append("<h3>未完成派单</h3>" + _table(
-            ["派单", "告警", "派给", "状态", "期限"],
-            [[d.dispatch_id, d.alert_id, f"{d.team_name}·{d.assignee}" if d.member_id else d.team_name,
-              STATE_LABEL.get(d.state, d.state), f"{beijing(epoch(d.deadline)):%m-%d %H:%M}"]
+            ["派给", "状态", "期限", "告警"],
+            [[f"{d.team_name}·{d.assignee}" if d.member_id else d.team_name,
+              STATE_LABEL.get(d.state, d.state), f"{beijing(epoch(d.deadline)):%m-%d %H:%M}",
+              Markup(f'<a href="/alerts/{html.escape(d.alert_id)}">查看告警</a>')]
              for d in sec.open_dispatches]))
         parts.append("</section>")
     return (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>安全运行报告 {html.escape(rep.period.title())}</title><style>{PAGE_CSS}</style>{plotly_js}"
+            f"<title>安全运行报告 {html.escape(rep.period.title())}</title><style>{css}</style>{plotly_js}"
             f"</head><body>{''.join(parts)}{RESIZE_JS}</body></html>")
 
 

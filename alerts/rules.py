@@ -26,7 +26,8 @@ from core.validation import Record
 BUNDLED_RULES = Path(__file__).with_name("rules.yaml")
 # Every module of alerts/triggers/ with a NAME is a trigger type: a new one is a new module there.
 TRIGGERS: dict[str, ModuleType] = {m.NAME: m for m in modules_in(alerts.triggers, having="NAME")}
-__all__ = ["OPS", "TRIGGERS", "Level", "Override", "Rule", "RuleError", "RuleSet", "load_rules", "load_ruleset"]
+__all__ = ["OPS", "TRIGGERS", "Level", "Override", "Rule", "RuleError", "RuleSet", "load_rules", "load_ruleset",
+           "rules_in_force", "title_of"]
 
 
 class RuleError(ValueError):
@@ -44,9 +45,11 @@ class Level:
 
 @dataclass(frozen=True)
 class Rule:
-    name: str
+    name: str  # an id (topics, API, files); never shown to staff: they read `title`
     severity: str
     message: str
+    title: str = ""  # the Chinese name on every page, message, report and CLI line (`title_of`)
+    description: str = ""  # one sentence: when it fires
     kind: str | None = None
     trigger: str | None = None
     metric: str | None = None
@@ -115,7 +118,12 @@ class Rule:
         try:
             return self.message.format(**values).strip()
         except (ValueError, TypeError, KeyError, IndexError):
-            return f"{self.name}: {values['value']}"
+            return f"{self.label}: {values['value']}"
+
+    @property
+    def label(self) -> str:
+        """What staff read for this rule: its title (a rule file without one shows its name)."""
+        return self.title or self.name
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,7 @@ def _rule_from(d: Any, where: str) -> Rule:
         rule = Rule(**d)
     except TypeError as exc:
         raise RuleError(f"{where}: {exc}") from None
-    for key, typ in (("name", str), ("message", str), ("severity", str)):
+    for key, typ in (("name", str), ("message", str), ("severity", str), ("title", str), ("description", str)):
         if not isinstance(getattr(rule, key), typ):
             raise RuleError(f"{where}: {key} must be text")
     for key in ("for_s", "holdoff_s", "window_s", "silent_factor", "watch_s"):
@@ -303,6 +311,41 @@ def load_rules(path: Path | None = None) -> list[Rule]:
     return load_ruleset(path).rules
 
 
+_titles: dict[str, tuple[tuple[int, int], dict[str, Rule]]] = {}
+
+
+def rules_in_force(path: Path | str | None = None) -> dict[str, Rule]:
+    """Name → rule of a rules file (default the bundled one), re-read when the file changes; a file
+    that does not load gives the bundled rules (the words must not go missing with a bad edit)."""
+    p = Path(path) if path else BUNDLED_RULES
+    try:
+        st = p.stat()
+        mtime = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        mtime = (-1, -1)
+    hit = _titles.get(str(p))
+    if hit is not None and hit[0] == mtime:
+        return hit[1]
+    try:
+        rules = {r.name: r for r in load_rules(p)}
+    except RuleError:
+        rules = {r.name: r for r in load_rules(BUNDLED_RULES)} if p != BUNDLED_RULES else {}
+    _titles[str(p)] = (mtime, rules)
+    return rules
+
+
+def title_of(name: str | None, path: Path | str | None = None) -> str:
+    """The Chinese title of a rule by its name: the one home of rule wording for pages, messages,
+    the report and the CLI. A name no rule file knows (an alert of a rule since removed) is shown
+    as it is rather than hidden."""
+    if not name:
+        return ""
+    r = rules_in_force(path).get(name)
+    if r is None and path:
+        r = rules_in_force(None).get(name)
+    return r.label if r is not None else name
+
+
 def _fires_when(r: Rule) -> str:
     t = r.trigger
     if t == "threshold":
@@ -338,9 +381,10 @@ def _fires_when(r: Rule) -> str:
 
 def rules_table(rules: list[Rule] | None = None) -> str:
     """The README's table of rules, made from the rules themselves (one home for the facts)."""
-    lines = ["| rule | trigger | fires when | severity | folds | source |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| rule | title | trigger | fires when | severity | folds | source |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rules if rules is not None else load_rules():
         folds = ", ".join(f"`{f}`" for f in r.folds)
-        lines.append(f"| `{r.name}` | {r.trigger} | {_fires_when(r).replace('|', '/')} | {r.severity} | {folds} "
-                     f"| {r.source} |")
+        lines.append(f"| `{r.name}` | {r.title} | {r.trigger} | {_fires_when(r).replace('|', '/')} | {r.severity} "
+                     f"| {folds} | {r.source} |")
     return "\n".join(lines)

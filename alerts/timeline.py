@@ -66,6 +66,25 @@ EVENT_LABEL: dict[str, str] = {
 }
 
 
+# How a notification went out, in the words staff use (the channel kinds of alerts/channels/).
+CHANNEL_LABEL: dict[str, str] = {
+    "wecom": "企业微信", "dingtalk": "钉钉", "email": "邮件", "sms": "短信/语音", "webhook": "对接系统",
+    "mqtt": "消息总线", "outbox": "消息",
+}
+
+
+def notified_words(data: dict[str, Any]) -> str:
+    """"张三 企业微信 已送达" / "李四 短信/语音 发送失败" / "派单消息 王五 已排队发送": a notification
+    step in Chinese (the record keeps channel ids, error text and the outbox for the operators)."""
+    who = data.get("person") or "、".join(str(x) for x in data.get("to") or ())
+    how = CHANNEL_LABEL.get(str(data.get("kind") or data.get("channel") or ""), "消息")
+    got = data.get("delivered")
+    status = "已排队发送" if got == "queued" else "已送达" if got is True else "发送失败" if got is False else ""
+    if data.get("dispatch_id"):
+        how = "派单消息"
+    return " ".join(x for x in (str(who), how, status) if x)
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     seq: int
@@ -79,3 +98,17 @@ class Step:
     def as_json(self) -> dict[str, Any]:
         return {"seq": self.seq, "at": self.at, "event": self.event, "label": EVENT_LABEL.get(self.event, self.event),
                 "by": self.actor, "note": self.note, "data": self.data}
+
+    def words(self) -> str:
+        """What the step says beyond its label, in Chinese, for pages and the field phone."""
+        if self.event == Event.NOTIFIED and self.data:
+            return notified_words(self.data)
+        if self.data.get("override"):  # closed over a live reading (alerts/guard.py): said, with the reading
+            return f"【强制解除·当时读数 {self.data.get('value', self.data.get('live_value'))}】{self.note or ''}"
+        if self.event == Event.REOPENED:
+            return (f"第 {self.data.get('reopened', 1)} 次 · 读数 {self.data.get('value')} · "
+                    f"升至第 {self.data.get('tier')} 级通知")
+        if self.event == Event.ESCALATED and self.data.get("tier"):
+            return f"第 {self.data['tier']} 级" + (f" {'、'.join(map(str, self.data['to']))}" if self.data.get("to")
+                                                  else "")
+        return self.note or ""

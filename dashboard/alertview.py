@@ -7,6 +7,7 @@ from typing import Any
 
 from dash import dcc, html
 
+from alerts.rules import title_of
 from core.contract import COMMUNITIES, Alert
 from core.severity import SEVERITIES, SHORT
 from core.timebase import local_time
@@ -37,7 +38,7 @@ def alert_item(a: Alert, base: BaseLayers, console: bool) -> html.Li:
                 html.Span(local_time(a.started_at), className="alert-time", title=a.started_at),
             ],
         ),
-        dcc.Link(a.message or a.rule, href=f"/alerts/{a.alert_id}", className="alert-message"),
+        dcc.Link(a.message or title_of(a.rule), href=f"/alerts/{a.alert_id}", className="alert-message"),
         html.Div(" · ".join(m for m in meta if m), className="alert-meta"),
     ]
     if a.state == "acknowledged":  # in the head line, never over the buttons
@@ -86,7 +87,7 @@ def resolved_item(a: Alert, base: BaseLayers) -> html.Li:
                     html.Span(local_time(a.resolved_at), className="alert-time", title=a.resolved_at or ""),
                 ],
             ),
-            dcc.Link(a.message or a.rule, href=f"/alerts/{a.alert_id}", className="alert-message"),
+            dcc.Link(a.message or title_of(a.rule), href=f"/alerts/{a.alert_id}", className="alert-message"),
             html.Div(f"已解除 · {how}", className="alert-meta"),
         ],
         className=f"alert-item resolved sev-{a.severity}",

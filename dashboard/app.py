@@ -28,7 +28,7 @@ from dashboard.offline import register_offline_routes
 from dashboard.security import register_security
 from dashboard.shelfmark import ShelfMarks
 from dashboard.state import LiveState
-from dashboard.theme import install_page_head
+from dashboard.theme import DASH_PAGES_NAV, NAV, install_page_head
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,8 @@ class Dashboard:
 
 
 def shell() -> html.Div:
-    nav = [
-        dcc.Link("一张图", href="/", className="nav-link"),
-        dcc.Link("告警列表", href="/alerts", className="nav-link"),
-        dcc.Link("大屏", href="/wall", className="nav-link"),
-    ]
+    nav = [dcc.Link(name, href=href, className="nav-link") if href in DASH_PAGES_NAV
+           else html.A(name, href=href, className="nav-link") for name, href in NAV]
     who = current_user()
     return html.Div(
         id="root",

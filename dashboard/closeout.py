@@ -38,10 +38,11 @@ from alerts.store import AlertStore
 from alerts.teams import Teams, TeamsError, TeamsWatcher
 from core.contract import COMMUNITIES
 from core.settings import Settings
-from core.timebase import iso, now_iso, parse_iso
+from core.timebase import beijing, iso, now_iso, parse_iso
 from dashboard.api import error
 from dashboard.fieldpage import register_field_page
 from dashboard.login import acting_as
+from dashboard.theme import BG, COMMUNITY_EDGE, GRID, MUTED, NAV, PANEL, TEXT
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +150,57 @@ def report_json(rep: Report) -> dict[str, Any]:
     return out
 
 
-def report_nav(args: Any) -> str:
-    """A period picker (plain GET form) and the CSV of what is shown."""
-    month = html.escape(args.get("month") or "")
+# The report served inside the dashboard wears the dashboard's look (dark, the same title bar and
+# navigation); the file written by `smartcommunity report` keeps the light, printable one.
+REPORT_CSS = f"""body{{font-family:"Noto Sans CJK SC",sans-serif;margin:0;background:{BG};color:{TEXT}}}
+main{{margin:0 auto;max-width:1400px;padding:12px 16px}}h1{{font-size:26px}}
+h2{{font-size:21px;border-bottom:2px solid {COMMUNITY_EDGE};padding-bottom:4px;margin-top:32px}}
+h3{{font-size:17px;margin:18px 0 6px}}table{{border-collapse:collapse;margin:6px 0;font-size:16px;max-width:100%}}
+td,th{{border:1px solid {GRID};padding:6px 10px;text-align:left}}th{{background:{PANEL}}}.none,.meta{{color:{MUTED}}}
+a{{color:#9cc7ff}}.charts{{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(360px,100%),1fr));gap:8px}}
+.chart{{min-width:0;background:{PANEL};border-radius:8px}}
+.topbar{{display:flex;align-items:center;gap:18px;padding:6px 18px;min-height:60px;background:{PANEL};flex-wrap:wrap}}
+.topbar b{{font-size:24px;letter-spacing:2px}}.nav-link{{color:#cfe0f7;text-decoration:none;font-size:17px;
+padding:8px 12px;border-radius:6px}}.nav-link.on{{background:#16304f}}
+form.nav{{display:flex;flex-wrap:wrap;gap:10px;align-items:center;font-size:16px;margin:8px 0}}
+form.nav input,form.nav select,form.nav button{{font-size:16px;min-height:40px;background:{PANEL};color:{TEXT};
+border:1px solid {GRID};border-radius:6px;padding:4px 8px;color-scheme:dark}}
+@media (max-width:600px){{table{{display:block;overflow-x:auto}}td,th{{white-space:nowrap}}
+.topbar b{{font-size:18px}}}}"""
+REPORT_CHARTS = {"template": "plotly_dark", "paper_bgcolor": PANEL, "plot_bgcolor": PANEL}
+
+
+def recent_months(n: int = 24) -> list[str]:
+    """This month and the n - 1 before it, newest first ("2026-11"), in Beijing time."""
+    y, m = beijing().year, beijing().month
+    out = []
+    for _ in range(n):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y, m - 1) if m > 1 else (y - 1, 12)
+    return out
+
+
+def report_nav(args: Any, period_label: str = "") -> str:
+    """The dashboard's title bar, a period picker (plain GET form, the month shown filled in) and
+    the CSV of what is shown."""
+    month = args.get("month") or (period_label if len(period_label) == 7 else "")
+    months = recent_months()
+    if month and month not in months:
+        months.insert(0, month)
+    # A list of months written in Chinese (a month <input> would show the browser's own language).
+    month_opts = "".join(f'<option value="{html.escape(m)}"{" selected" if m == month else ""}>'
+                         f"{html.escape(m[:4])}年{html.escape(m[5:7])}月</option>" for m in months)
     comm = args.get("community") or ""
     opts = "".join(f'<option value="{c}"{" selected" if c == comm else ""}>{html.escape(n)}</option>'
                    for c, n in COMMUNITIES.items())
     query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
-    return ('<form class="nav" method="get" action="/report"><label>月份 <input type="month" name="month" '
-            f'value="{month}"></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
+    links = "".join(f'<a class="nav-link{" on" if href == "/report" else ""}" href="{href}">{name}</a>'
+                    for name, href in NAV)
+    return (f'<header class="topbar"><b>车城路街道 综合一张图</b><nav>{links}</nav></header><main>'
+            '<form class="nav" method="get" action="/report"><label>月份 <select name="month" id="month">'
+            f'{month_opts}</select></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
             '</select></label> <button type="submit">查看</button> '
-            f'<a href="/report.csv?{query}" id="csv">下载 CSV</a> <a href="/">返回一张图</a></form>')
+            f'<a href="/report.csv?{query}" id="csv">下载 CSV</a></form>')
 
 
 def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> None:
@@ -289,8 +330,9 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
             rep = make_report()
         except Refused as exc:
             return Response(exc.message, status=exc.status, mimetype="text/plain")
-        return Response(to_html(rep, '<script src="/report/plotly.min.js"></script>', report_nav(request.args)),
-                        mimetype="text/html")
+        page = to_html(rep, '<script src="/report/plotly.min.js"></script>', report_nav(request.args, rep.period.label),
+                       css=REPORT_CSS, chart_theme=REPORT_CHARTS)
+        return Response(page.replace("</body>", "</main></body>", 1), mimetype="text/html")
 
     @server.get("/report.csv")
     def report_csv() -> Response:

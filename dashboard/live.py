@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerts.rules import title_of
 from core.contract import Alert, AlertState, Device
 from core.severity import SEVERITIES, rank, rollup
 from dashboard.geo import BaseLayers
@@ -87,7 +88,7 @@ def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, De
             device_pairs.append((a.device_id, a.severity))
         pt = alert_point(a, base, devices)
         if pt is not None:
-            halos.append(Halo(a.alert_id, a.severity, a.state, pt[0], pt[1], a.message or a.rule))
+            halos.append(Halo(a.alert_id, a.severity, a.state, pt[0], pt[1], a.message or title_of(a.rule)))
     compound_worst = rollup(compound_pairs)
     device_worst = rollup(device_pairs)
     silent = {a.device_id for a in ordered if a.rule in SILENT_RULES and a.device_id}
@@ -101,7 +102,7 @@ def compute_live(alerts: list[Alert], base: BaseLayers, devices: Mapping[str, De
     for a in gone:
         pt = alert_point(a, base, devices)
         if pt is not None:
-            faded.append(Halo(a.alert_id, a.severity, a.state, pt[0], pt[1], a.message or a.rule))
+            faded.append(Halo(a.alert_id, a.severity, a.state, pt[0], pt[1], a.message or title_of(a.rule)))
     h = hashlib.blake2b(digest_size=12)
     for a in ordered + gone:
         h.update(f"{a.alert_id}|{a.state}|{a.severity}|{a.updated_at}|{a.value}\n".encode())

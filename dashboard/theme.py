@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from core.contract import KIND_LABEL
 from core.severity import COLOUR as SEVERITY_COLOR
 from core.severity import NORMAL, css_variables
 from core.severity import label as severity_label
 from core.severity import rank as risk_code
 from core.timebase import TZ_NAME
 
-__all__ = ["SEVERITY_COLOR", "risk_code", "severity_label"]  # the severity scale itself lives in core.severity
+__all__ = ["KIND_LABEL", "SEVERITY_COLOR", "risk_code", "severity_label"]  # they live in core (severity, contract)
 
 BG = "#070d18"
 PANEL = "#0e1726"
@@ -45,7 +46,9 @@ RESOURCE_STYLE: dict[str, tuple[str, int]] = {  # category -> (colour, marker si
     "aed": ("#ff9ec7", 8),
 }
 
-KIND_LABEL: dict[str, str] = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频"}
+# The navigation of every page (the Dash shell and the served report); `/report` is a plain page.
+NAV: tuple[tuple[str, str], ...] = (("一张图", "/"), ("告警列表", "/alerts"), ("大屏", "/wall"), ("月报", "/report"))
+DASH_PAGES_NAV = frozenset({"/", "/alerts", "/wall"})
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from alerts.rules import title_of
 from core.contract import METRICS, Alert, MetricSpec
 from core.influx import InfluxClient, InfluxRejected, InfluxUnavailable, quote_ident, quote_str
 from core.severity import COLOUR, label
@@ -47,6 +48,9 @@ COMPOUND_METRICS: dict[str, tuple[str, str]] = {
     "camera": ("fps", "mean"),
 }
 AGG_LABEL = {"max": "最大值", "mean": "平均值"}
+
+
+DB_DOWN = "时序库暂时无法访问，请稍后刷新页面"
 
 
 class TrendError(Exception):
@@ -87,11 +91,13 @@ def _run(client: InfluxClient, q: str) -> list[list[Any]]:
     try:
         series = client.query(q)
     except InfluxUnavailable as exc:
-        raise TrendError(f"时序库无响应: {exc}") from None
+        log.warning("trend query failed: %s", exc)  # the detail is for the log; staff read what it means
+        raise TrendError(DB_DOWN) from None
     except InfluxRejected as exc:
         if "retention policy not found" in exc.error or "not found" in exc.error:
             return []
-        raise TrendError(f"时序库拒绝查询: {exc.error}") from None
+        log.warning("trend query refused: %s", exc.error)
+        raise TrendError("时序库拒绝了查询，已记入日志，请联系系统管理员") from None
     return [row for s in series for row in s.values]
 
 
@@ -140,17 +146,22 @@ def series(client: InfluxClient, kind: str, metrics: list[str], tag: str, value:
 
 def latest(client: InfluxClient, kind: str, tag: str, value: str, within_s: float = 3600) -> dict[str, dict[str, Any]]:
     """The newest stored point of each series under `tag = value` (one query, on page load only)."""
-    q = (f"SELECT * FROM {quote_ident(RAW_POLICY)}.{quote_ident(kind)} WHERE {quote_ident(tag)} = {quote_str(value)}"
-         f" AND time > now() - {int(within_s)}s GROUP BY device_id ORDER BY time DESC LIMIT 1")
+    # One `last()` per metric: a message that lacks a metric must not blank that metric's tile.
+    where = (f"FROM {quote_ident(RAW_POLICY)}.{quote_ident(kind)} WHERE {quote_ident(tag)} = {quote_str(value)}"
+             f" AND time > now() - {int(within_s)}s GROUP BY device_id")
+    q = ";".join(f"SELECT last({quote_ident(m)}) AS {quote_ident(m)} {where}" for m in METRICS.get(kind, {}))
     try:
-        got = client.query(q)
+        got = client.query(q) if q else []
     except (InfluxUnavailable, InfluxRejected) as exc:
-        raise TrendError(f"时序库无响应: {exc}") from None
+        log.warning("latest values query failed: %s", exc)
+        raise TrendError(DB_DOWN) from None
     out: dict[str, dict[str, Any]] = {}
     for s in got:
-        if s.values:
-            row = dict(zip(s.columns, s.values[0], strict=False))
-            out[s.tags.get("device_id", "")] = row
+        if s.values and len(s.columns) == 2:
+            t_ms, v = s.values[0]
+            row = out.setdefault(s.tags.get("device_id", ""), {"time": t_ms})
+            row[s.columns[1]] = v
+            row["time"] = max(row["time"], t_ms)
     return out
 
 
@@ -194,7 +205,7 @@ def figure(tr: Trend, alerts: list[Alert], start_s: float, end_s: float, height:
         fig.add_trace(go.Scatter(
             x=[s for _, s in marks], y=[1.0] * len(marks), yaxis="y2", mode="markers", name="告警",
             marker={"symbol": "triangle-down", "size": 14, "color": [COLOUR.get(a.severity, "#888") for a, _ in marks]},
-            customdata=[[label(a.severity), a.message or a.rule] for a, _ in marks],
+            customdata=[[label(a.severity), a.message or title_of(a.rule)] for a, _ in marks],
             hovertemplate="%{x|%m-%d %H:%M:%S}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
             showlegend=False))
     if threshold is not None:

@@ -28,5 +28,5 @@ class Verdict(Enum):
 # Keys every rule may have, whatever its trigger.
 COMMON_KEYS = frozenset({
     "name", "severity", "message", "kind", "trigger", "for_s", "holdoff_s", "suppressed_by", "source",
-    "levels", "foldable", "notes", "folds", "watch_s",
+    "levels", "foldable", "notes", "folds", "watch_s", "title", "description",
 })

@@ -10,6 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
+from alerts.rules import title_of
 from core.contract import COMMUNITIES, Alert
 from core.severity import COLOUR
 from core.timebase import local_time
@@ -21,11 +22,6 @@ PATH = "/alerts/none"
 ORDER = 40  # place in the page list
 TITLE = "告警详情 · 车城路街道 综合一张图"
 TREND_REFRESH_MS = 5000  # one InfluxDB query per open alert page this often
-RULE_LABEL: dict[str, str] = {
-    "gas_lel_high": "燃气浓度超限", "gas_lel_warn": "燃气浓度持续偏高", "power_leakage_high": "剩余电流超限",
-    "power_temp_high": "线缆温度超限", "water_leak": "漏水", "camera_offline": "摄像头离线",
-    "camera_tamper": "摄像头遭破坏/遮挡", "device_silent": "设备无数据", "device_flooding": "设备报文洪泛",
-}
 
 
 def _get(d: Any, alert_id: str) -> Alert | None:
@@ -37,7 +33,7 @@ def header(d: Any, a: Alert) -> list[Any]:
     place = base.places.get(a.compound_id or "")
     facts = [
         ("状态", html.Span(STATE_LABEL.get(a.state, a.state), className=f"state-tag st-{a.state}")),
-        ("规则", RULE_LABEL.get(a.rule, a.rule)),
+        ("规则", title_of(a.rule)),
         ("社区", COMMUNITIES.get(a.community, a.community)),
         ("小区", dcc.Link(place.name if place else a.compound_id, href=f"/compounds/{a.compound_id}")
          if a.compound_id else "—"),
@@ -58,7 +54,7 @@ def header(d: Any, a: Alert) -> list[Any]:
     return [
         html.Div([html.Span(severity_label(a.severity), className="sev-badge big-badge",
                             style={"backgroundColor": COLOUR.get(a.severity, "#888")}),
-                  html.H2(a.message or a.rule, className="alert-title")], className="alert-title-row"),
+                  html.H2(a.message or title_of(a.rule), className="alert-title")], className="alert-title-row"),
         html.Dl([x for k, v in facts for x in (html.Dt(k), html.Dd(v))], className="facts"),
     ]
 
@@ -71,14 +67,7 @@ def timeline(d: Any, a: Alert) -> list[Any]:
     for s in steps:
         j = s.as_json()
         who = "" if j["by"] in ("system", None) else j["by"]
-        extra = j["note"] or ""
-        data = j.get("data") or {}
-        if s.event == "notified" and data:
-            extra = f"{data.get('person', '')} {data.get('channel', '')} {'送达' if data.get('delivered') else ''}"
-        elif data.get("override"):  # closed over a live reading (alerts/guard.py): say so, with the reading
-            extra = f"【强制·读数 {data.get('value', data.get('live_value'))}】{extra}"
-        elif s.event == "reopened":
-            extra = f"第{data.get('reopened', 1)}次 · 读数 {data.get('value')} · 升至第{data.get('tier')}级通知"
+        extra = s.words()
         out.append(html.Li([html.Span(local_time(s.at), className="tl-time"), html.Span(j["label"], className="tl-ev"),
                             html.Span(who, className="tl-who"), html.Span(extra, className="tl-note")],
                            className=f"tl-step ev-{s.event}"))
@@ -173,7 +162,7 @@ def context_map(d: Any, a: Alert) -> dict[str, Any]:
     colour = COLOUR.get(a.severity, "#fff")
     fig.add_trace(go.Scatter(x=[pt[0]], y=[pt[1]], mode="markers",
                              marker={"size": 22, "color": colour, "line": {"color": "#fff", "width": 3}},
-                             hovertemplate=(a.message or a.rule) + "<extra></extra>"))
+                             hovertemplate=(a.message or title_of(a.rule)) + "<extra></extra>"))
     ratio = 1 / math.cos(math.radians(pt[1]))
     fig.update_layout(
         height=300, margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor=BG, plot_bgcolor=BG, showlegend=False,

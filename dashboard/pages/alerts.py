@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import flask
 from dash import Dash, Input, Output, dcc, html
 
+from alerts.rules import rules_in_force, title_of
 from core.contract import COMMUNITIES, AlertState
 from core.severity import COLOUR, SEVERITIES
 from core.timebase import iso, local_time
@@ -22,19 +24,11 @@ SINCE: dict[str, tuple[str, int]] = {"1h": ("1 小时", 3600), "24h": ("24 小�
                                      "30d": ("30 天", 30 * 86400), "all": ("全部", 0)}
 
 
-def rules() -> list[str]:
-    try:
-        from alerts.rules import load_rules
-
-        return sorted({r.name for r in load_rules(None)})
-    except Exception:
-        return []
-
-
-def rule_label(name: str) -> str:
-    from dashboard.pages.alert import RULE_LABEL
-
-    return RULE_LABEL.get(name, name)
+def rule_options() -> list[dict[str, str]]:
+    """The filter's rules by title, in the rules file's order (the contract's first); the value
+    stays the rule's name, as the store keeps it."""
+    path = mapview.dctx().settings.alerts_rules_file if flask.has_app_context() else None
+    return [{"label": r.label, "value": r.name} for r in rules_in_force(path).values()]  # the file's order
 
 
 def rows(d: Any, community: str | None, severity: list[str], state: list[str], rule: str | None,
@@ -58,7 +52,7 @@ def rows(d: Any, community: str | None, severity: list[str], state: list[str], r
                 html.Td(COMMUNITIES.get(a.community, a.community)),
                 html.Td(place.name if place else a.compound_id),
                 html.Td(KIND_LABEL.get(a.kind, a.kind)),
-                html.Td(dcc.Link(a.message or a.rule, href=f"/alerts/{a.alert_id}")),
+                html.Td(dcc.Link(a.message or title_of(a.rule), href=f"/alerts/{a.alert_id}")),
                 html.Td(a.acked_by or ""),
             ],
             className=f"row-{a.state}",
@@ -82,7 +76,7 @@ def layout(**_kw: Any) -> html.Div:
                                   value=[], className="f-checks", inline=True),
                     dcc.Checklist(id="f-state", options=[{"label": STATE_LABEL.get(s, s), "value": s} for s in states],
                                   value=[], className="f-checks", inline=True),
-                    dcc.Dropdown(id="f-rule", options=[{"label": rule_label(r), "value": r} for r in rules()],
+                    dcc.Dropdown(id="f-rule", options=rule_options(),
                                  placeholder="全部规则", className="f-drop", searchable=False),
                     dcc.RadioItems(id="f-since", options=[{"label": v[0], "value": k} for k, v in SINCE.items()],
                                    value="24h", className="f-checks", inline=True),
@@ -93,7 +87,7 @@ def layout(**_kw: Any) -> html.Div:
                 [html.Thead(html.Tr([html.Th(h) for h in ("级别", "状态", "时间", "社区", "小区", "类别", "内容",
                                                           "确认人")])),
                  html.Tbody(id="alert-rows")],
-                className="table",
+                className="table alert-table",
             ),
         ],
     )

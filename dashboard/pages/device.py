@@ -7,6 +7,7 @@ from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html
 
+from alerts.rules import title_of
 from core.contract import COMMUNITIES, METRICS
 from core.severity import COLOUR
 from core.timebase import iso, local_time
@@ -25,7 +26,7 @@ def open_alerts(d: Any, alerts: list[Any]) -> list[Any]:
     return [html.Li([html.Span(severity_label(a.severity), className="sev-badge",
                                style={"backgroundColor": COLOUR.get(a.severity, "#888")}),
                      f" {STATE_LABEL.get(a.state, a.state)} ",
-                     dcc.Link(a.message or a.rule, href=f"/alerts/{a.alert_id}"),
+                     dcc.Link(a.message or title_of(a.rule), href=f"/alerts/{a.alert_id}"),
                      html.Span(f" {local_time(a.started_at)}", className="muted")]) for a in alerts]
 
 

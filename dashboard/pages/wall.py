@@ -11,6 +11,7 @@ from typing import Any
 
 from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 
+from alerts.rules import title_of
 from core.contract import COMMUNITIES, Alert
 from core.severity import COLOUR
 from core.timebase import local_time
@@ -38,7 +39,7 @@ def banner(a: Alert | None, live: Live, base: Any) -> list[Any]:
     return [
         html.Span(severity_label(a.severity), className="wb-sev"),
         html.Span(f"{COMMUNITIES.get(a.community, a.community)} {place.name if place else ''}", className="wb-where"),
-        html.Span(a.message or a.rule, className="wb-msg"),
+        html.Span(a.message or title_of(a.rule), className="wb-msg"),
         html.Span(local_time(a.started_at), className="wb-time"),
     ]
 

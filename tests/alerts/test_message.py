@@ -102,3 +102,21 @@ def test_place_names_follow_a_layer_import_without_a_restart(tmp_path: Path, mon
     override.parent.mkdir(parents=True)
     override.write_bytes(orjson.dumps(doc))  # what `geodata import --layer compounds` leaves
     assert PLACES.of(a.community, a.compound_id, a.device_id).compound == "半山尚苑"
+
+
+def test_the_rule_title_leads_the_message_and_steps_read_in_chinese() -> None:
+    from alerts.timeline import Step
+
+    a = sample_alert(rule="power_leakage_repeat", message="10 分钟内剩余电流 3 次超过 150 mA(间歇性接地故障)")
+    text = compose(a, "raised", PLACES.of(a.community, a.compound_id, a.device_id)).plain()
+    assert "间歇性漏电：10 分钟内剩余电流" in text and "power_leakage_repeat" not in text
+
+    def words(event: str, **data: object) -> str:
+        return Step(1, "a-1", "2026-11-29T03:04:05Z", event, "system", None, dict(data)).words()
+
+    assert words("notified", person="张三", channel="ops-wecom", kind="wecom", delivered=True) == "张三 企业微信 已送达"
+    assert words("notified", person="李四", channel="gateway", kind="sms", delivered=False,
+                 error="HTTP 502") == "李四 短信/语音 发送失败"
+    assert words("notified", dispatch_id="d-1", to=["王五"], channel="outbox", delivered="queued") \
+        == "王五 派单消息 已排队发送"
+    assert words("escalated", tier=2, to=["赵六", "钱七"]) == "第 2 级 赵六、钱七"

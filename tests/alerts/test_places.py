@@ -94,7 +94,8 @@ def test_a_whole_community_down_is_one_alert(rig: Rig) -> None:
     rig.run(600, talking=b)
     alerts = list(rig.raised().values())
     assert [(a.rule, a.community, a.compound_id) for a in alerts] == [("community_silent", "yanling", "")]
-    assert "23/23" in rig.store.get(alerts[0].alert_id).message  # type: ignore[union-attr]
+    message = rig.store.get(alerts[0].alert_id).message  # type: ignore[union-attr]
+    assert "23/23" in message and message.startswith("岩岭社区:") and "yanling" not in message  # by its name
 
 
 def test_one_silent_device_is_still_its_own_alert(rig: Rig) -> None:

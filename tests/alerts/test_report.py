@@ -224,3 +224,30 @@ def test_archive_closes_out_red_and_orange_alerts_including_self_resolved(tmp_pa
         assert [a.alert_id for a in pending(store)] == ["a-orange"]
     finally:
         store.close()
+
+
+def test_places_are_named_by_their_names_not_ids(tmp_path: Path) -> None:
+    """The report, the dispatch message and the field page name a device's building as people do."""
+    import re
+
+    from alerts.dispatch import place_of
+    from alerts.report import place_names
+    from core.contract import Alert
+    from tests.conftest import make_settings
+
+    compounds, devices = place_names(make_settings(tmp_path))
+    with_building = [w for w in devices.values() if "栋" in w]
+    assert with_building, "the bundled registry places devices in buildings"
+    assert not [w for w in devices.values() if re.search(r"[A-Z]{2}-\d{2}", w)], "an id where a name belongs"
+    dev_id, where = next((d, w) for d, w in devices.items() if "栋" in w)
+    a = Alert(alert_id="a-1", rule="gas_lel_high", severity="red", state="active", community="yanhu",
+              compound_id="YH-01", device_id=dev_id, kind="gas", metric="lel_pct", value=30.0, threshold=25.0,
+              lon=110.8, lat=32.6, started_at="2026-11-29T03:04:05Z", updated_at="2026-11-29T03:04:05Z",
+              message="燃气浓度 30.0 %LEL ≥ 25 %LEL")
+    assert place_of(a, (compounds, devices)) == f"艳湖社区 {where}"
+    from alerts.dispatch import Dispatch, dispatch_text
+
+    d = Dispatch("d-1", "a-1", "gas", "十堰燃气", "gas", "gas-wang", "王师傅", [], "2026-11-29T03:34:05Z",
+                 "2026-11-29T03:04:05Z", "张三", None, "sent", None, None, None, None, None, None, None, [])
+    text = dispatch_text(a, d, "http://x/d/t", (compounds, devices))
+    assert f"艳湖社区 {where}：燃气浓度超限，燃气浓度 30.0 %LEL" in text and "gas_lel_high" not in text

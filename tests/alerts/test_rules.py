@@ -119,3 +119,30 @@ def test_overrides_per_compound_and_per_device(tmp_path: Path) -> None:
     assert [a.device_id for a in published] == ["P-1", "P-B"]
     assert published[-1].threshold == 85
     store.close()
+
+
+def test_every_rule_has_chinese_words_and_levels_never_read_against_the_warning_scale() -> None:
+    from alerts.rules import load_rules, title_of
+    from core.severity import LEVEL
+
+    han = re.compile(r"[\u4e00-\u9fff]")
+    rules = load_rules()
+    for r in rules:
+        assert r.title and han.search(r.title) and not re.search(r"[A-Za-z_]{3,}", r.title), r.name
+        assert r.description and han.search(r.description), r.name
+        assert title_of(r.name) == r.title
+        for lv in r.levels:  # 一级..四级 are the warning scale: a detector level must not use them
+            assert not any(word in lv.label for word in LEVEL.values()), (r.name, lv.label)
+    assert len({r.title for r in rules}) == len(rules), "two rules under one title"
+    assert title_of("no_such_rule") == "no_such_rule"  # an old alert's rule is shown, not hidden
+
+
+def test_a_rule_file_that_does_not_load_keeps_the_bundled_words(tmp_path: Path) -> None:
+    from alerts.rules import title_of
+
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules: [", encoding="utf-8")
+    assert title_of("gas_lel_high", bad) == "燃气浓度超限"
+    bad.write_text("rules:\n  - {name: x_high, title: 某某超限, kind: gas, metric: lel_pct, op: '>=', threshold: 5,"
+                   " severity: red, message: m}\n", encoding="utf-8")
+    assert title_of("x_high", bad) == "某某超限" and title_of("gas_lel_high", bad) == "燃气浓度超限"

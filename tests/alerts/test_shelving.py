@@ -114,3 +114,10 @@ def test_cli_shelve_list_unshelve(tmp_path: Path) -> None:
     store = AlertStore(store_path(tmp_path / "var"))
     assert store.shelves()[0]["ended_by"] == "李四"
     store.close()
+    r = run("shelve", "--rule", "power_voltage_low", "--for", "1h", "--reason", "线路改造", "--by", "李四")
+    assert r.returncode == 0 and "power_voltage_low(电压偏低)" in r.stdout, r.stderr  # the rule by its title too
+    assert "power_voltage_low(电压偏低)" in run("shelves").stdout
+    listed = json.loads(run("rules", "--json").stdout)  # the names --rule takes, with the words staff read
+    assert {"name": "fire_risk", "title": "火灾风险", "severity": "red",
+            "description": "同一楼栋燃气浓度上升且断路器或线缆发热"} in listed
+    assert "gas_lel_high           一级 燃气浓度超限：" in run("rules").stdout

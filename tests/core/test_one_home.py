@@ -234,3 +234,33 @@ def test_tests_take_the_beijing_offset_from_timebase() -> None:
     found = [f"{rel(p)}:{line} {what}" for p in files for fact, line, what in python_facts(ast.parse(p.read_text()))
              if fact == "UTC+8 offset" and not re.match(r"\d{4}-\d\d-\d\dT", what)]
     assert found == []
+
+
+def label_tables(tree: ast.AST, rule_names: set[str]) -> Iterator[tuple[str, int]]:
+    """Dict literals that word rules or kinds ({"gas_lel_high": "...", ...} / {"gas": "燃气", ...})."""
+    from core.contract import KINDS
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Dict):
+            continue
+        keys = {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+        words = [v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+        if not any(re.search(r"[\u4e00-\u9fff]", w) for w in words):
+            continue  # a table of facts (a rule's metric, a pattern's place), not of words
+        if len(keys & rule_names) >= 2:
+            yield "rule words", node.lineno
+        elif set(KINDS) <= keys:
+            yield "kind words", node.lineno
+
+
+def test_rule_and_kind_words_have_one_home() -> None:
+    """A rule's words live in alerts/rules.yaml (title, description), a kind's in core/contract.py."""
+    from alerts.rules import load_rules
+
+    names = {r.name for r in load_rules()}
+    sample = 'A = {"gas_lel_high": "燃气", "water_leak": "漏水"}\nB = {"gas": "燃气", "water": "水", "power": "电", ' \
+             '"camera": "摄像"}\n'
+    assert sorted(label_tables(ast.parse(sample), names)) == [("kind words", 2), ("rule words", 1)]
+    found = [(what, rel(p)) for p in source_files((".py",))
+             for what, _ in label_tables(ast.parse(p.read_text()), names)]
+    assert found == [("kind words", "core/contract.py")], found

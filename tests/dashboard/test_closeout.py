@@ -225,6 +225,11 @@ def test_report_page_csv_and_local_plotly(served: tuple) -> None:
     assert srcs == ["/report/plotly.min.js"]  # no CDN
     assert page.text.count("Plotly.newPlot") == 4 and "蓝山郡社区" in page.text
     assert 'href="/report.csv?month=2026-11"' in page.text  # the CSV of what is shown
+    # in the navigation of every page, the month chosen shown in words, counts in whole numbers
+    assert 'href="/report"' in page.text and '<option value="2026-11" selected>2026年11月</option>' in page.text
+    assert page.text.count('"tickformat":"d"') >= 3 and '"dtick":1' in page.text
+    this_month = client.get("/report").text
+    assert re.search(r'<option value="\d{4}-\d{2}" selected>\d{4}年\d{2}月</option>', this_month)
     js = client.get("/report/plotly.min.js")
     assert js.status_code == 200 and b"plotly" in js.data[:2000].lower() and len(js.data) > 1_000_000
     csv_ = client.get("/report.csv?month=2026-11&community=yanhu")

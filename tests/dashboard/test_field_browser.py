@@ -58,11 +58,15 @@ def test_dispatch_to_archive_on_a_phone(served: tuple[str, Settings], tmp_path: 
     from geodata.layers import layers_dir, load_layers
 
     dev = load_registry(ensure_registry(settings))[alert.device_id]
-    compound = load_layers(layers_dir(settings)).places[alert.compound_id].name
+    layers = load_layers(layers_dir(settings))
+    compound = layers.places[alert.compound_id].name
+    building = dict(zip(layers.buildings["building_id"], layers.buildings["name"], strict=True))[
+        dev.extra["building_id"]]
     sent = [json.loads(line) for line in (settings.data_path / "alerts" / "outbox.jsonl").read_text().splitlines()]
     assert len(sent) == 1 and sent[0]["event"] == "dispatch" and sent[0]["to"] == [{"name": "王师傅",
                                                                                    "phone": "13800000101"}]
-    assert f"蓝山郡社区 {compound} {dev.extra['building_id']} {dev.extra['install']}" in sent[0]["text"]
+    assert f"蓝山郡社区 {compound} {building} {dev.extra['install']}" in sent[0]["text"]
+    assert dev.extra["building_id"] not in sent[0]["text"]
     seen: list[str] = []
     photo = jpeg(1200, 900)
     with sync_api.sync_playwright() as p:

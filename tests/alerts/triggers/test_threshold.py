@@ -58,5 +58,6 @@ def test_gas_level_two_at_50_lel_is_written_on_the_red_alarm(rig: Rig) -> None:
     rig.engine.handle(tel(gas, rig.clock, lel_pct=55.0))
     high = rig.of("gas_lel_high")
     assert len({a.alert_id for a in high}) == 1 and high[-1].severity == "red"
-    assert "二级报警" in high[-1].message
+    assert "高报 (≥ 50 %LEL)" in high[-1].message  # the detector's level, never a word of the 一级..四级 scale
+    assert not any(w in high[-1].message for w in ("一级", "二级"))
     assert any(s.event == Step.SEVERITY_RAISED and s.data.get("level") for s in rig.store.timeline(high[0].alert_id))
