@@ -26,10 +26,11 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "i
          "has_touch": True, "locale": "zh-CN"}
 # What may stand in Latin letters on a page, because it is how staff name it: units (%LEL, mA, V,
 # kPa, MPa, m³/h, kW, ppm, fps), device ids (G-000123: printed on the device), the report's P90 and
-# CSV, the map's copyright line (OpenStreetMap), weekday-less dates and times are digits anyway.
+# CSV, the map's copyright line (OpenStreetMap), AED (the name on the public defibrillator boxes and
+# in the national guidance on them), weekday-less dates and times are digits anyway.
 ALLOWED = re.compile(
     r"%LEL|LEL|\bm[Aa]\b|\bkPa\b|\bMPa\b|\bm³/h\b|m3/h|\bkW\b|\bkV?\b|\bV\b|\bA\b|\bppm\b|°C|\bfps\b|\bkbit/s\b|"
-    r"\b[A-Z]{1,3}-\d{3,}\b|\bP90\b|\bCSV\b|OpenStreetMap|©|\bMQTT\b|\bInfluxDB\b|\bm\b|\bMB\b|\bGB\b|\bs\b")
+    r"\b[A-Z]{1,3}-\d{3,}\b|\bP90\b|\bCSV\b|OpenStreetMap|©|\bMQTT\b|\bInfluxDB\b|\bm\b|\bMB\b|\bGB\b|\bs\b|\bAED\b")
 INTERNAL = ("outbox", "webhook", "shelved", "superseded", "alert_id", "None", "null", "undefined", "NaN")
 
 
