@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -20,8 +21,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from core.contract import MAX_PAYLOAD_BYTES
+from core.diskfull import is_disk_full
 from core.secrets import make_private
 from core.timebase import iso_ms
+
+log = logging.getLogger(__name__)
 
 KEEP_BYTES = MAX_PAYLOAD_BYTES  # payload bytes kept per dead letter
 ROW_OVERHEAD = 64  # bytes counted per row on top of its payload, topic and detail
@@ -57,28 +61,58 @@ def store_path(data_dir: Path) -> Path:
 
 class DeadLetterStore:
     def __init__(self, path: Path, max_rows: int, max_bytes: int = 268_435_456) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self._open()
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            # Started on a full disk: ingest goes on (it holds its dead letters in memory, and they are
+            # written once this store opens, on a later `add_many`). Readers see an empty store meanwhile.
+            log.error("dead-letter store %s cannot be opened: data disk full; opened when there is room", path)
+
+    def _open(self) -> None:
+        path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # created private (WAL/SHM follow its mode)
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             make_private(p)  # and made private if an older version left it 0644
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        with self._db:
-            have = {r[1] for r in self._db.execute("PRAGMA table_info(deadletter)")}
-            for col, decl in COLUMNS.items():
-                if col not in have:
-                    self._db.execute(f"ALTER TABLE deadletter ADD COLUMN {col} {decl}")
-            if "size" not in have:
-                self._db.execute(f"UPDATE deadletter SET size = {_SIZE_SQL}, payload_len = length(payload)")
-            if self._counter("bytes") is None:
-                (total,) = self._db.execute("SELECT coalesce(sum(size), 0) FROM deadletter").fetchone()
-                self._bump("bytes", int(total))
+        db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            self._conn = db
+            with db:
+                have = {r[1] for r in db.execute("PRAGMA table_info(deadletter)")}
+                for col, decl in COLUMNS.items():
+                    if col not in have:
+                        db.execute(f"ALTER TABLE deadletter ADD COLUMN {col} {decl}")
+                if "size" not in have:
+                    db.execute(f"UPDATE deadletter SET size = {_SIZE_SQL}, payload_len = length(payload)")
+                if self._counter("bytes") is None:
+                    (total,) = db.execute("SELECT coalesce(sum(size), 0) FROM deadletter").fetchone()
+                    self._bump("bytes", int(total))
+        except BaseException:
+            self._conn = None
+            db.close()
+            raise
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened now if the disk was full when the store started (raises while it is)."""
+        if self._conn is None:
+            self._open()
+        assert self._conn is not None
+        return self._conn
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
 
     def _counter(self, name: str) -> int | None:
         row = self._db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
@@ -114,7 +148,8 @@ class DeadLetterStore:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._conn is not None:
+                self._conn.close()
 
     def add_many(self, letters: Iterable[DeadLetter]) -> int:
         rows = []
@@ -141,11 +176,12 @@ class DeadLetterStore:
     def rollback(self) -> None:
         """End a transaction a failed write left open (SQLite may have rolled it back already)."""
         with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.rollback()
+            if self._conn is not None:
+                self._conn.rollback()
 
     def dropped(self) -> int:
         with self._lock:
-            return self._counter("dropped") or 0
+            return (self._counter("dropped") or 0) if self._conn is not None else 0
 
     def usage(self) -> dict[str, int]:
         """Rows and bytes kept, and what was dropped to keep within the bounds."""
