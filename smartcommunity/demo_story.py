@@ -105,13 +105,14 @@ class StepRefused(Exception):
 
 class DemoStory:
     def __init__(self, settings: Settings, community: str, pace_s: float = 10.0,
-                 stop: threading.Event | None = None, base_url: str | None = None) -> None:
+                 stop: threading.Event | None = None, base_url: str | None = None, after_s: float = 0.0) -> None:
         import orjson
         import requests
 
         self.settings = settings
         self.community = community
         self.pace_s = pace_s
+        self.after_s = after_s  # a visitor acts first: the scripted staff wait this long after the alert
         self.stop = stop or threading.Event()
         self.store = AlertStore(store_path(settings.data_path))
         names = functools.cache(lambda: place_names(settings))
@@ -166,16 +167,17 @@ class DemoStory:
         if not isinstance(alert, Alert):
             return None
         aid = alert.alert_id
-        log.info("【演示】demo story follows alert %s", aid)
+        log.info("【演示】demo story follows alert %s; the scripted staff act in %g s (what a visitor has done "
+                 "by then, they leave)", aid, self.after_s)
+        if self.stop.wait(self.after_s):
+            return None
         steps: list[tuple[str, Callable[[], object]]] = [
             ("acknowledge", lambda: self._post(f"/api/alerts/{aid}/ack", "demo-duty",
                                                json={"note": "【演示】已电话联系住户，派燃气公司到场"})),
             ("dispatch", lambda: self._dispatch(aid)),
             ("accept", lambda: self._field("accept", data={"name": FITTER})),
             ("arrive", lambda: self._field("arrive", data={})),
-            ("feedback", lambda: self._field("submit-feedback", data={"cause": CAUSE, "action": ACTION,
-                                                                      "text": FEEDBACK},
-                                             files={"photo": ("demo.jpg", demo_photo(), "image/jpeg")})),
+            ("feedback", lambda: self._feedback(aid)),
         ]
         for name, step in steps:
             if not self._pause():
@@ -208,6 +210,17 @@ class DemoStory:
                        json={"team": team.team_id, "deadline_min": 30, "note": "【演示】厨房燃气报警，请速到场"})
         self.link = str(r.json()["link"])
         log.info("【演示】dispatch %s sent (its field link went out in the message only)", r.json()["dispatch_id"])
+
+    def _feedback(self, aid: str) -> None:
+        """处置完毕 only once the detector reads normal again (the close guard): the fitter waits on site,
+        re-measures, and says so with the reading, never while the gas is still measured."""
+        self._wait(lambda: self.book.live_reading(aid) is None, 2.0)
+        got = self.store.condition_of(aid)
+        last = (got[2] or {}).get("last_value") if got else None
+        text = FEEDBACK if last is None else f"{FEEDBACK}（现场复测 {last} %LEL）"
+        self._field("submit-feedback", data={"cause": CAUSE, "action": ACTION, "text": text,
+                                             **({"remeasure": str(last)} if last is not None else {})},
+                    files={"photo": ("demo.jpg", demo_photo(), "image/jpeg")})
 
     def _field(self, button: str, **kw: Any) -> None:
         """Press a button of the field page, as the fitter's phone does: the form's own action URL."""

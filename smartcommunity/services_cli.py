@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                               "of the demo leak: dispatch, feedback, archive")
     story.add_argument("--community", default=DEMO_LEAK_COMMUNITY)
     story.add_argument("--pace", type=float, default=10.0, help="seconds between steps (default 10)")
+    story.add_argument("--after", type=float, default=None,
+                       help="seconds after the leak's alert before the first step (default SC_DEMO_RESPONDERS_AFTER_S)")
     story.set_defaults(func=run_demo_story)
 
     svc = sub.add_parser("services", help="local Mosquitto / InfluxDB, detached from any terminal")
@@ -78,8 +80,12 @@ def demo_parts(settings: Settings, leak_after_s: float | None) -> list[tuple[str
                      if d.kind == "gas" and d.community == DEMO_LEAK_COMMUNITY)
         if gas:
             argv += ["--inject", f"gas_leak:{gas[0]}@+{leak_after_s:g}"]
-            # 【演示】the simulated staff walk that leak's alert through dispatch, feedback and archive.
-            return [*PARTS, ("simulate", argv), ("demo-story", ["demo-story", "--community", DEMO_LEAK_COMMUNITY])]
+            if settings.demo_responders_after_s > 0:
+                # 【演示】the simulated staff walk that leak's alert through dispatch, feedback and archive,
+                # after a visitor has had SC_DEMO_RESPONDERS_AFTER_S to act first (0: no simulated staff).
+                story = ["demo-story", "--community", DEMO_LEAK_COMMUNITY,
+                         "--after", f"{settings.demo_responders_after_s:g}"]
+                return [*PARTS, ("simulate", argv), ("demo-story", story)]
     return [*PARTS, ("simulate", argv)]
 
 
@@ -179,7 +185,8 @@ def run_demo_story(args: argparse.Namespace, settings: Settings) -> int:
 
     stop = threading.Event()
     procs.on_stop(stop.set)
-    story = DemoStory(settings, args.community, pace_s=args.pace, stop=stop)
+    after = settings.demo_responders_after_s if args.after is None else args.after
+    story = DemoStory(settings, args.community, pace_s=args.pace, stop=stop, after_s=after)
     try:
         story.run()
         stop.wait()  # done: stay until the demo stops (the supervisor restarts a part that exits)

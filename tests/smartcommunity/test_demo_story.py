@@ -13,6 +13,7 @@ import orjson
 from alerts.store import AlertStore, store_path
 from alerts.timeline import Event
 from core.settings import Settings
+from core.timebase import epoch
 from dashboard.audit import audit_path
 from smartcommunity.demo_story import DemoStory, provision_story, story_tokens_path
 from smartcommunity.services import RunningService
@@ -31,7 +32,7 @@ def test_the_demo_story_dispatches_feeds_back_and_archives_the_leak(tmp_path: Pa
         assert stat.S_IMODE(story_tokens_path(s).stat().st_mode) == 0o600
         store = AlertStore(store_path(s.data_path))
         stop = threading.Event()
-        story = DemoStory(s, DEMO_LEAK_COMMUNITY, pace_s=0.05, stop=stop, base_url=live.url)
+        story = DemoStory(s, DEMO_LEAK_COMMUNITY, pace_s=0.05, stop=stop, base_url=live.url, after_s=1.5)
         result: list[str | None] = []
         th = threading.Thread(target=lambda: result.append(story.run()))
         try:
@@ -59,6 +60,7 @@ def test_the_demo_story_dispatches_feeds_back_and_archives_the_leak(tmp_path: Pa
     people = [st.actor for st in steps if st.actor != "system"]
     assert people and all("演示" in who for who in people)  # clearly labelled as the demo
     assert steps[2].data["team_type"] == "燃气公司"
+    assert epoch(steps[1].at) - epoch(steps[0].at) >= 1.5  # a visitor had the time to act first
     assert len(steps[6].data["photos"]) == 1
     store.close()
     # Signed in as themselves: the scripted accounts' tokens, recorded under those accounts.
@@ -75,3 +77,7 @@ def test_only_the_demo_runs_the_story(tmp_path: Path) -> None:
     assert "demo-story" in [name for name, _ in demo_parts(s, 45.0)]
     assert "demo-story" not in [name for name, _ in demo_parts(s, None)]  # --no-leak: nothing to walk through
     assert "demo-story" not in [name for name, _ in PARTS]  # `up`
+    story = dict(demo_parts(s, 45.0))["demo-story"]
+    assert story[story.index("--after") + 1] == "180"  # a visitor has three minutes to act first
+    off = make_settings(tmp_path / "var", demo_responders_after_s=0)
+    assert "demo-story" not in [name for name, _ in demo_parts(off, 45.0)]  # 0: no simulated staff
