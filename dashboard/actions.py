@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from alerts.guard import Live, Policy, danger
+from alerts.guard import Closed, Live, Policy, danger
 from alerts.guard import resolve as guard_resolve
 from alerts.store import AlertStore
 from core.contract import Alert
@@ -26,22 +25,6 @@ if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """`alert` on success; else `status` (404 unknown, 409 already resolved or the danger still
-    measured — then `live` holds the reading, alerts/guard.py — 400 an override without a reason) and `error`."""
-
-    alert: Alert | None
-    status: int
-    error: str | None = None
-    live: Live | None = None
-
-    def body(self) -> dict[str, Any]:
-        if self.live is not None and self.status == 409:
-            return {**self.live.as_json(), "status": 409}
-        return {"error": self.error or "refused", "status": self.status}
 
 
 class Publisher:
@@ -82,15 +65,15 @@ class AlertActions:
         self.publisher = publisher
         self.policy = policy or Policy.of(publisher.settings)
 
-    def _refused(self, alert_id: str) -> Outcome:
+    def _refused(self, alert_id: str) -> Closed:
         cur = self.store.get(alert_id)
         if cur is None:
-            return Outcome(None, 404, f"no alert {alert_id}")
-        return Outcome(cur, 409, f"alert {alert_id} is already {cur.state}")
+            return Closed(None, 404, f"no alert {alert_id}")
+        return Closed(cur, 409, f"alert {alert_id} is already {cur.state}")
 
-    def acknowledge(self, alert_id: str, by: str, note: str | None) -> Outcome:
+    def acknowledge(self, alert_id: str, by: str, note: str | None) -> Closed:
         alert = self.store.acknowledge(alert_id, by, note, now_iso())
-        out = self._refused(alert_id) if alert is None else Outcome(alert, 200)
+        out = self._refused(alert_id) if alert is None else Closed(alert, 200)
         audit_action("alert.acknowledge", alert_id, "ok" if out.status == 200 else "refused", out.status,
                      by=by, note=note, error=out.error)
         if alert is None:
@@ -104,11 +87,11 @@ class AlertActions:
         a = self.store.get(alert_id)
         return danger(self.store, a, self.policy) if a is not None and a.state != "resolved" else None
 
-    def resolve(self, alert_id: str, by: str | None, note: str | None, override: bool = False) -> Outcome:
+    def resolve(self, alert_id: str, by: str | None, note: str | None, override: bool = False) -> Closed:
         """Resolve by hand through the close guard (alerts/guard.py): refused while the danger is measured,
         unless `override` with a reason in `note`."""
         done = guard_resolve(self.store, self.policy, alert_id, by, note, override=override)
-        out = Outcome(done.alert, done.status, done.error, done.live)
+        out = done
         audit_action("alert.resolve", alert_id, "ok" if out.status == 200 else "refused", out.status, by=by,
                      note=note, error=out.error, override=bool(override and done.live is not None),
                      live_value=done.live.value if done.live is not None else None)

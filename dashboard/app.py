@@ -14,10 +14,11 @@ from typing import Any
 import dash
 from dash import Dash, Input, Output, dcc, html
 
+from alerts.guard import Closed
 from alerts.store import AlertStore, store_path
 from core.settings import Settings
 from dashboard import alertview, pages
-from dashboard.actions import AlertActions, Outcome, Publisher
+from dashboard.actions import AlertActions, Publisher
 from dashboard.api import register_api
 from dashboard.closeout import register_closeout
 from dashboard.geo import BaseLayers, MapData
@@ -72,7 +73,7 @@ class Dashboard:
 
     def acknowledge(self, alert_id: str, note: str | None) -> Any:
         if not check_role("operator"):  # refused server-side, whatever the page shows (and audited)
-            return Outcome(None, 403, NOT_OPERATOR)
+            return Closed(None, 403, NOT_OPERATOR)
         out = self.actions.acknowledge(alert_id, self.signer(), note)
         if out.alert is not None and out.status == 200:
             self.state.apply(out.alert)  # the person who clicked sees it at once
@@ -82,7 +83,7 @@ class Dashboard:
         """Through the close guard (alerts/guard.py): refused while the danger is measured, unless
         `override` with a reason in `note`."""
         if not check_role("operator"):
-            return Outcome(None, 403, NOT_OPERATOR)
+            return Closed(None, 403, NOT_OPERATOR)
         out = self.actions.resolve(alert_id, self.signer(), note, override=override)
         if out.alert is not None and out.status == 200:
             self.state.apply(out.alert)
