@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from dash import html
+from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from alerts.store import AlertStore
 from core.timebase import local_time
@@ -48,3 +48,25 @@ def marker(shelves: list[dict[str, Any]]) -> list[Any]:
 def signature(shelves: list[dict[str, Any]]) -> list[Any]:
     """What the marker shows depends on: a page's tick sends nothing while it is unchanged."""
     return [[s["shelf_id"], s["until"]] for s in shelves]
+
+
+def block(d: Any, prefix: str = "") -> list[Any]:
+    """The marker and what its page last showed, for a page's layout (ids `<prefix>shelf-…`)."""
+    shelves = d.shelf_marks.live()
+    return [dcc.Store(id=f"{prefix}shelf-sig", data=signature(shelves)),
+            html.Div(marker(shelves), id=f"{prefix}shelf-marker", className="shelf-mark", role="alert")]
+
+
+def register(app: Dash, d: Any, tick_id: str, prefix: str = "") -> None:
+    """Redraw a page's marker on its tick, only when the live shelves changed."""
+    @app.callback(
+        Output(f"{prefix}shelf-marker", "children"),
+        Output(f"{prefix}shelf-sig", "data"),
+        Input(tick_id, "n_intervals"),
+        State(f"{prefix}shelf-sig", "data"),
+        prevent_initial_call=True,
+    )
+    def _shelf_marker(_n: int, sig: list[Any] | None) -> tuple[Any, Any]:
+        shelves = d.shelf_marks.live()
+        now = signature(shelves)
+        return (no_update, no_update) if now == sig else (marker(shelves), now)

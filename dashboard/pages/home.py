@@ -13,9 +13,8 @@ from typing import Any
 
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from dashboard import alertview, mapview
+from dashboard import alertview, mapview, shelfmark
 from dashboard.live import Live, counts_by_community
-from dashboard.shelfmark import marker, signature
 from dashboard.theme import severity_label
 
 PATH = "/"
@@ -41,8 +40,7 @@ def console(d: Any) -> html.Aside:
             dcc.Store(id="pending-resolve"),
             dcc.Store(id="alarm-ids", data=loud_ids(live)),
             dcc.ConfirmDialog(id="confirm-resolve"),
-            dcc.Store(id="shelf-sig", data=signature(d.shelf_marks.live())),
-            html.Div(marker(d.shelf_marks.live()), id="shelf-marker", className="shelf-mark", role="alert"),
+            *shelfmark.block(d),
             html.Div(alertview.counters(counts, live), id="counters", className="counters"),
             html.Div(
                 className="console-bar console-only",
@@ -81,17 +79,7 @@ def layout(**_kw: Any) -> html.Div:
 
 
 def register(app: Dash, d: Any) -> None:
-    @app.callback(
-        Output("shelf-marker", "children"),
-        Output("shelf-sig", "data"),
-        Input("home-tick", "n_intervals"),
-        State("shelf-sig", "data"),
-        prevent_initial_call=True,
-    )
-    def _shelf_marker(_n: int, sig: list[Any] | None) -> tuple:
-        shelves = d.shelf_marks.live()
-        now = signature(shelves)
-        return (no_update, no_update) if now == sig else (marker(shelves), now)
+    shelfmark.register(app, d, "home-tick")
 
     app.clientside_callback(
         ClientsideFunction("sc", "phoneTab"),

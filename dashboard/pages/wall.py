@@ -15,9 +15,8 @@ from alerts.rules import title_of
 from core.contract import COMMUNITIES, Alert
 from core.severity import COLOUR
 from core.timebase import local_time
-from dashboard import alertview, mapview
+from dashboard import alertview, mapview, shelfmark
 from dashboard.live import Live, alert_point, counts_by_community
-from dashboard.shelfmark import marker, signature
 from dashboard.theme import KIND_LABEL, STATE_LABEL, severity_label
 
 PATH = "/wall"
@@ -96,9 +95,7 @@ def layout(**_kw: Any) -> html.Div:
                 className="wall-main",
                 children=[
                     html.Div(ban, id="wall-banner", className=ban_cls, role="alert"),
-                    dcc.Store(id="wall-shelf-sig", data=signature(d.shelf_marks.live())),
-                    html.Div(marker(d.shelf_marks.live()), id="wall-shelf-marker", className="shelf-mark",
-                             role="alert"),
+                    *shelfmark.block(d, "wall-"),
                     mapview.map_block(d, wall=True),
                     html.Div(html.Div(tick, id="wall-ticker", className="ticker-track"), className="ticker"),
                 ],
@@ -133,17 +130,7 @@ def register(app: Dash, d: Any) -> None:
             return (no_update,) * 7
         return panels(d)
 
-    @app.callback(
-        Output("wall-shelf-marker", "children"),
-        Output("wall-shelf-sig", "data"),
-        Input("wall-tick", "n_intervals"),
-        State("wall-shelf-sig", "data"),
-        prevent_initial_call=True,
-    )
-    def _shelf_marker(_n: int, sig: list[Any] | None) -> tuple:
-        shelves = d.shelf_marks.live()
-        now = signature(shelves)
-        return (no_update, no_update) if now == sig else (marker(shelves), now)
+    shelfmark.register(app, d, "wall-tick", "wall-")
 
     app.clientside_callback(
         ClientsideFunction("sc", "flyTo"),
