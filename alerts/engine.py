@@ -359,10 +359,9 @@ class Engine:
                 elif self.escalation.reminder_due(
                         alert, self.reminded_at.get(alert.alert_id, since or epoch(alert.started_at)), now):
                     self.reminded_at[alert.alert_id] = now
-                    who = {"to": [p.name for p in self.escalation.told(alert)]}
-                    self.store.record(alert.alert_id, Step.REMINDED, iso(now), data=who)
+                    told = self.escalation.remind(alert)
+                    self.store.record(alert.alert_id, Step.REMINDED, iso(now), data={"to": [p.name for p in told]})
                     log.warning("reminded everyone told of %s: still unacknowledged", alert.alert_id)
-                    self.escalation.remind(alert)
         self._raise_pending(now)
         self.save()
 

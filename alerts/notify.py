@@ -109,8 +109,11 @@ class Escalation:
         every = self.roster.remind_every_s.get(alert.severity)
         return every is not None and alert.state == "active" and now - last >= every
 
-    def remind(self, alert: Alert) -> None:
-        self.notifier.notify(alert, "reminder", alert.escalation_tier or 1, self.told(alert))
+    def remind(self, alert: Alert) -> list[Person]:
+        """Tell everyone told so far again; returns them (the timeline step names them)."""
+        told = self.told(alert)
+        self.notifier.notify(alert, "reminder", alert.escalation_tier or 1, told)
+        return told
 
     def reopened(self, alert: Alert) -> None:
         """复燃: everyone told of it before (and who is on shift now on those tiers), and the tier it
