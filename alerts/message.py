@@ -51,7 +51,7 @@ class Message:
     link: str | None = None
     severity: str | None = None
     alert_id: str | None = None
-    event: str | None = None  # what happened: raised, escalated, resolved, dispatch, test (None: a digest)
+    event: str | None = None  # what happened: an outbox event (raised, reminder, reopened ...); None: a digest
 
     def plain(self) -> str:
         body = [self.title, self.place, *self.lines]
