@@ -229,7 +229,7 @@ class LiveState:
         from core.mqtt import make_client
 
         try:
-            # Its own account when security is on: the publisher of staff actions holds svc.dashboard.
+            # Its own account when security is on: svc.dashboard-live only reads.
             client = make_client(self.settings, client_id=f"sc-dash-live-{uuid.uuid4().hex[:8]}",
                                  account=MQTT_DASHBOARD_LIVE if self.settings.secure else None)
         except Exception as exc:
