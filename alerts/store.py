@@ -362,16 +362,20 @@ class AlertStore:
                 " ON CONFLICT(command_id) DO UPDATE SET status = excluded.status, answer = excluded.answer",
                 (command_id, name, actor, at, status, orjson.dumps(answer).decode()))
 
-    # -- the change feed: every change of an alert writes a timeline step, numbered ---------------
+    # -- the change feed (migration 0010): every write of an alert row, numbered --------------------
     def last_seq(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM alert_events").fetchone()[0])
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
 
-    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[str]]:
-        """(the newest step number, the ids of alerts with a step after `seq`, oldest change first)."""
+    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[str] | None]:
+        """(the newest change number, the ids of alerts written after `seq`, oldest first); the ids are
+        None when `seq` is older than the feed keeps (the reader reloads everything)."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, alert_id FROM alert_events WHERE seq > ? ORDER BY seq LIMIT ?",
+            oldest = self._db.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
+            rows = self._db.execute("SELECT seq, alert_id FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
                                     (seq, limit)).fetchall()
         if not rows:
             return seq, []
+        if (oldest is not None and seq < oldest - 1) or len(rows) == limit:
+            return int(rows[-1]["seq"]), None
         return int(rows[-1]["seq"]), list(dict.fromkeys(r["alert_id"] for r in rows))
