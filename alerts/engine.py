@@ -937,7 +937,9 @@ class Engine:
         self.folded.pop(alert.alert_id, None)
         self.escalate_from.pop(alert.alert_id, None)
         self.reminded_at.pop(alert.alert_id, None)
-        self._forget(key)
+        # The condition is kept: closed by hand over a live reading, the danger is still what was last
+        # measured (an archive is refused on it, alerts/guard.py) until a reading says otherwise — a
+        # clear one forgets it, one still in alarm reopens the alert within its watch.
 
     def shelves_changed(self) -> None:
         self._load_shelves(self.clock())

@@ -53,6 +53,9 @@ class Handlers:
         self.device_kind: Callable[[str], str | None] = lambda _d: None
 
     def apply(self, cmd: Command) -> Answer:
+        # The close guard reads the conditions from the store: written now, it judges the reading the
+        # engine has just handled, not the one of its last tick.
+        self.engine.save(seen=False)
         fn = getattr(self, f"do_{cmd.name}")
         try:
             out: Answer = fn(cmd.actor, **cmd.args)
