@@ -22,6 +22,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from alerts.command import endpoint_path
 from alerts.store import AlertStore, store_path
 from core.contract import Alert
 from smartcommunity.services import RunningService, free_port
@@ -48,10 +49,15 @@ class LiveDashboard:
         )
         self.log = data / "dashboard.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.alerts: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90, extra_args: tuple[str, ...] = ()) -> LiveDashboard:
         self.data.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
+            # The alert service beside it, as deployed: staff actions are commands to it.
+            if self.alerts is None or self.alerts.poll() is not None:
+                self.alerts = subprocess.Popen([sys.executable, "-m", "smartcommunity", "alerts"], cwd=ROOT,
+                                               env=self.env, stdout=out, stderr=subprocess.STDOUT)
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "smartcommunity", "dashboard", "--port", str(self.port), *extra_args],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
@@ -61,19 +67,21 @@ class LiveDashboard:
             assert self.proc.poll() is None, self.log.read_text(errors="replace")[-3000:]
             try:
                 requests.get(self.url + "/api/health", timeout=2)
-                return self
+                if endpoint_path(self.data).exists():  # the alert service takes commands too
+                    return self
             except requests.RequestException:
                 time.sleep(0.2)
         raise AssertionError("dashboard did not answer: " + self.log.read_text(errors="replace")[-3000:])
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        for proc in (self.proc, self.alerts):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
 
     def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         """The real `smartcommunity` command against this dashboard's data directory."""
