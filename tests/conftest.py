@@ -37,7 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for the parallel run: every browser test in one worker (two Chromiums at once starve a
     2-core machine into timeouts); each module whose dashboard is module-scoped in one worker, so
-    that dashboard starts once."""
+    that dashboard starts once. The browser group is the longest: it goes first, so it is handed out
+    first."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is None)  # stable: order kept otherwise
     for item in items:
         if item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.xdist_group("browser"))
