@@ -25,6 +25,28 @@ from smartcommunity.services import RunningService, free_port, start_influxdb, s
 CONTRACT_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples"
 
 
+MODULE_DASHBOARDS = {"live", "staffed"}  # tests/security/web: module-scoped LiveDashboard fixtures
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): tests that `make test` (pytest-xdist, --dist loadgroup) "
+                            "runs in one worker, one after the other")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for the parallel run: every browser test in one worker (two Chromiums at once starve a
+    2-core machine into timeouts); each module whose dashboard is module-scoped in one worker, so
+    that dashboard starts once. The browser group is the longest: it goes first, so it is handed out
+    first."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is None)  # stable: order kept otherwise
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif MODULE_DASHBOARDS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
+
+
 def make_settings(data_dir: Path, **over: Any) -> Settings:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
     return load_settings(env, data_dir=str(data_dir), **over)
