@@ -31,7 +31,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 5000  # rows kept; the oldest go first
 MAX_BODY = 256 * 1024  # a robot message is at most 20 KB; an SMS request far less
+FOLLOW_S = 10.0  # a WeCom text this soon after a markdown message to the same group is its @-mention
 SIGN_WINDOW_MS = 3_600_000  # DingTalk refuses a signature timestamp more than an hour off
 WECOM_PATH = "/cgi-bin/webhook/send"
 DINGTALK_PATH = "/robot/send"
@@ -306,7 +307,12 @@ def make_app(store: InboxStore, wecom_keys: frozenset[str], dingtalk: dict[str, 
         key = request.args.get("key", "")
         if key not in wecom_keys:
             return answer({"errcode": 93000, "errmsg": "invalid webhook url"})
-        store.add(parse_wecom(key, body_json()))
+        got = parse_wecom(key, body_json())
+        last = store.recent(1, "wecom", key)
+        if last and got[0].alert_id is None and got[0].at - last[0].at < FOLLOW_S:
+            # The @-mention that follows an alert in the group (markdown cannot @ by mobile) is about that alert.
+            got = [replace(r, alert_id=last[0].alert_id) for r in got]
+        store.add(got)
         return answer({"errcode": 0, "errmsg": "ok"})
 
     @app.post(DINGTALK_PATH)
