@@ -34,7 +34,11 @@ def page_nav(settings: Any) -> list[tuple[str, str]]:
 
 def register_pages(app: dash.Dash, dashboard: Any) -> None:
     mapview.register(app, dashboard)  # the map block shared by / and /wall
-    for order, mod in enumerate(pages(dashboard.settings)):
+    shown = pages(dashboard.settings)
+    for mod in pages():
+        if mod not in shown:  # Dash's page registry is per process: an earlier app's page must not linger
+            dash.page_registry.pop(mod.__name__, None)
+    for order, mod in enumerate(shown):
         kw: dict[str, Any] = {"path_template": mod.PATH_TEMPLATE} if hasattr(mod, "PATH_TEMPLATE") else {}
         dash.register_page(mod.__name__, path=getattr(mod, "PATH", None), name=mod.TITLE, title=mod.TITLE,
                            order=order, layout=mod.layout, **kw)
