@@ -87,12 +87,21 @@ def about(alert_id: str | None) -> Any:
                     className="inbox-about")
 
 
+def _below_title(m: Received) -> str:
+    """The text under the card's title: without its first line when that line is the title itself
+    (a robot message's heading, an SMS's first line), so it is not read twice."""
+    first, _, rest = m.text.lstrip().partition("\n")
+    return rest.lstrip("\n") if first.lstrip("#").strip().strip("*").strip() == m.title.strip() else m.text
+
+
 def card(m: Received, recipients: list[tuple[str, str, str, int]]) -> html.Article:
     name = who(m.channel, m.recipient, m.name, _groups(recipients, m.channel))
-    body: Any = (dcc.Markdown(m.text, className="inbox-text md", link_target="_blank") if m.markdown
-                 else html.Div(m.text, className="inbox-text plain"))
-    mentions = (html.Div(f"{W['mention']}: " + " ".join(f"@{x}" for x in m.mentions), className="inbox-mention")
-                if m.mentions else None)
+    text = _below_title(m)
+    body: Any = (dcc.Markdown(text, className="inbox-text md", link_target="_blank") if m.markdown
+                 else html.Div(text, className="inbox-text plain"))
+    unseen = [x for x in m.mentions if f"@{x}" not in m.text]  # DingTalk's are in the text already
+    mentions = (html.Div(f"{W['mention']}: " + " ".join(f"@{x}" for x in unseen), className="inbox-mention")
+                if unseen else None)
     return html.Article(
         className=f"inbox-msg ch-{m.channel}",
         children=[
