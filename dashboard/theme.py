@@ -61,6 +61,7 @@ INBOX_WORDS: dict[str, str] = {
     "group": "值班群",
     "empty": "还没有通知。告警产生后, 通知会在几秒内出现在这里。",
     "count": "共 {n} 条",
+    "more": "（仅显示最新 {n} 条）",
     "mention": "被提醒的手机",
     "about": "关于告警",
     "alert": "告警详情",

@@ -126,7 +126,9 @@ def messages(choice: str | None) -> tuple[list[Any], list[dict[str, str]], str]:
     got = s.recent(LIMIT, channel or None, recipient or None)
     if not got:
         return [html.Div(W["empty"], className="inbox-empty")], choices(recipients), ""
-    return [card(m, recipients) for m in got], choices(recipients), W["count"].format(n=s.count())
+    n = sum(k for c, r, _n, k in recipients if not channel or (c, r) == (channel, recipient))
+    more = W["more"].format(n=LIMIT) if n > LIMIT else ""
+    return [card(m, recipients) for m in got], choices(recipients), W["count"].format(n=n) + more
 
 
 def layout(**_kw: Any) -> html.Div:

@@ -38,6 +38,12 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
     r.stop()
 
 
+def ready(app: Any) -> Any:
+    """The app with its base layers loaded (pandas fully imported before plotly's encoder looks for it)."""
+    app.server.config["SC_DASHBOARD"].mapdata.layers()
+    return app.server.test_client()
+
+
 def nav_hrefs(client: Any) -> list[str]:
     layout = client.get("/_dash-layout").get_json()
     return [n["props"]["href"] for n in find(layout, lambda n: "nav-link" in str(n["props"].get("className", "")))]
@@ -54,11 +60,11 @@ def test_the_inbox_shows_what_each_recipient_got(receiver: Receiver) -> None:
     send_all(s, msg, [LS_DUTY, CENTER])
     app = create_app(s, live_mqtt=False)
     try:
-        c = app.server.test_client()
+        c = ready(app)
         assert "/inbox" in nav_hrefs(c)
         layout = page_layout(c, "/inbox")
         text = text_of(layout)
-        assert INBOX_WORDS["heading"] in text
+        assert INBOX_WORDS["heading"] in text and INBOX_WORDS["count"].format(n=9) in text
         for label in INBOX_CHANNEL.values():
             assert label in text
         assert f"{LS_DUTY.name} {LS_DUTY.phone}" in text and f"{CENTER.name} {CENTER.phone}" in text
@@ -84,6 +90,7 @@ def test_the_inbox_shows_what_each_recipient_got(receiver: Receiver) -> None:
         only = find(got["inbox-list"]["children"], lambda n: n["type"] == "Article")
         assert len(only) == 1 and CENTER.phone in text_of(only[0]) and LS_DUTY.phone not in text_of(only[0])
         assert any(o["value"] == f"sms|{CENTER.phone}" for o in got["inbox-who"]["options"])
+        assert got["inbox-count"]["children"] == INBOX_WORDS["count"].format(n=1)
     finally:
         app.server.config["SC_DASHBOARD"].close()
 
@@ -93,7 +100,7 @@ def test_no_inbox_page_in_a_deployment(tmp_path: Path) -> None:
     assert not s.demo_inbox_port
     app = create_app(s, live_mqtt=False)
     try:
-        c = app.server.test_client()
+        c = ready(app)
         hrefs = nav_hrefs(c)
         assert "/alerts" in hrefs and "/inbox" not in hrefs
         assert INBOX_NAV not in str(c.get("/_dash-layout").get_json())
@@ -114,7 +121,7 @@ def test_a_wall_display_link_cannot_read_the_phone_numbers(receiver: Receiver) -
                                    alerts_channels_file=s.alerts_channels_file, api_token="svc", **OFFLINE),
                      live_mqtt=False)
     try:
-        c = app.server.test_client()
+        c = ready(app)
         assert c.get("/inbox").status_code == 302  # sign-in required, as every page
         assert c.get(f"/display/{token}").status_code == 302
         cookie = c.get_cookie(CSRF_COOKIE)
