@@ -180,7 +180,7 @@ def recent_months(n: int = 24) -> list[str]:
     return out
 
 
-def report_nav(args: Any, period_label: str = "") -> str:
+def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]] | None = None) -> str:
     """The dashboard's title bar, a period picker (plain GET form, the month shown filled in) and
     the CSV of what is shown."""
     month = args.get("month") or (period_label if len(period_label) == 7 else "")
@@ -195,7 +195,7 @@ def report_nav(args: Any, period_label: str = "") -> str:
                    for c, n in COMMUNITIES.items())
     query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
     links = "".join(f'<a class="nav-link{" on" if href == "/report" else ""}" href="{href}">{name}</a>'
-                    for name, href in NAV)
+                    for name, href in (*NAV, *(more_nav or [])))
     return (f'<header class="topbar"><b>车城路街道 综合一张图</b><nav>{links}</nav></header><main>'
             '<form class="nav" method="get" action="/report"><label>月份 <select name="month" id="month">'
             f'{month_opts}</select></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
@@ -330,8 +330,11 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
             rep = make_report()
         except Refused as exc:
             return Response(exc.message, status=exc.status, mimetype="text/plain")
-        page = to_html(rep, '<script src="/report/plotly.min.js"></script>', report_nav(request.args, rep.period.label),
-                       css=REPORT_CSS, chart_theme=REPORT_CHARTS)
+        from dashboard.pages import page_nav  # the pages' own entries (the demo's inbox), as the shell shows them
+
+        nav = report_nav(request.args, rep.period.label, page_nav(settings))
+        page = to_html(rep, '<script src="/report/plotly.min.js"></script>', nav, css=REPORT_CSS,
+                       chart_theme=REPORT_CHARTS)
         return Response(page.replace("</body>", "</main></body>", 1), mimetype="text/html")
 
     @server.get("/report.csv")

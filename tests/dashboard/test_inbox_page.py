@@ -62,6 +62,7 @@ def test_the_inbox_shows_what_each_recipient_got(receiver: Receiver) -> None:
     try:
         c = ready(app)
         assert "/inbox" in nav_hrefs(c)
+        assert 'href="/inbox"' in c.get("/report").get_data(as_text=True)  # the served report's title bar too
         layout = page_layout(c, "/inbox")
         text = text_of(layout)
         assert INBOX_WORDS["heading"] in text and INBOX_WORDS["count"].format(n=9) in text
@@ -103,6 +104,8 @@ def test_no_inbox_page_in_a_deployment(tmp_path: Path) -> None:
         c = ready(app)
         hrefs = nav_hrefs(c)
         assert "/alerts" in hrefs and "/inbox" not in hrefs
+        report = c.get("/report").get_data(as_text=True)
+        assert 'href="/alerts"' in report and 'href="/inbox"' not in report
         assert INBOX_NAV not in str(c.get("/_dash-layout").get_json())
         assert INBOX_WORDS["heading"] not in text_of(page_layout(c, "/inbox"))  # Dash's not-found page
     finally:
