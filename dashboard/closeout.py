@@ -161,7 +161,7 @@ a{{color:#9cc7ff}}.charts{{display:grid;grid-template-columns:repeat(auto-fit,mi
 .chart{{min-width:0;background:{PANEL};border-radius:8px}}
 .topbar{{display:flex;align-items:center;gap:18px;padding:6px 18px;min-height:60px;background:{PANEL};flex-wrap:wrap}}
 .topbar b{{font-size:24px;letter-spacing:2px}}.nav-link{{color:#cfe0f7;text-decoration:none;font-size:17px;
-padding:8px 12px;border-radius:6px}}.nav-link.on{{background:#16304f}}
+padding:8px 12px;border-radius:6px;white-space:nowrap;display:inline-block}}.nav-link.on{{background:#16304f}}
 form.nav{{display:flex;flex-wrap:wrap;gap:10px;align-items:center;font-size:16px;margin:8px 0}}
 form.nav input,form.nav select,form.nav button{{font-size:16px;min-height:40px;background:{PANEL};color:{TEXT};
 border:1px solid {GRID};border-radius:6px;padding:4px 8px;color-scheme:dark}}

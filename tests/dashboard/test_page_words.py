@@ -203,7 +203,7 @@ def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # n
 
 def test_the_demo_inbox_page_speaks_chinese_and_fits(tmp_path: Path) -> None:
     """The demo's inbox with what the real channels sent its real receiver (a robot's markdown, an
-    @-mention, SMS with their links), and the console whose title bar now carries its link."""
+    @-mention, SMS with their links), and the console and the report whose title bars now carry its link."""
     from waitress import create_server
 
     from dashboard.app import create_app
@@ -224,7 +224,7 @@ def test_the_demo_inbox_page_speaks_chinese_and_fits(tmp_path: Path) -> None:
         alert = red_alert(store, s)
         store.close()
         send_all(s, leak_message(alert.alert_id), [LS_DUTY, CENTER])
-        found = check_pages(f"http://127.0.0.1:{port}", ["/inbox", "/"])
+        found = check_pages(f"http://127.0.0.1:{port}", ["/inbox", "/", "/report"])
     finally:
         srv.close()
         app.server.config["SC_DASHBOARD"].close()
