@@ -1,7 +1,8 @@
 """Verbs: `alerts` runs the rule engine; `alerts shelve|shelves|unshelve` manage shelving;
 `notify test|check|status` for the notification channels; `report` writes the period report;
-`dispatch`, `resolve` and `archive` close the loop from a terminal (the same store steps and the same
-close guard as the dashboard's /api: alerts/guard.py)."""
+`dispatch`, `resolve` and `archive` close the loop from a terminal. Every change is a command to the
+running alert service (alerts/command/), as from the dashboard: the same close guard, the same audit
+of who did it; with the service stopped they say so (exit 3) and change nothing."""
 
 from __future__ import annotations
 
@@ -239,9 +240,6 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.dispatch import DispatchBook, Refused, link_for
-    from alerts.report import place_names
-    from alerts.store import AlertStore, store_path
     from alerts.teams import TeamsError, load_teams
     from core.timebase import iso
 
@@ -258,45 +256,45 @@ def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.member and member is None:
         print(f"smartcommunity dispatch: team {team.team_id} has no member {args.member!r}", file=sys.stderr)
         return 2
-    store = AlertStore(store_path(settings.data_path))
-    try:
-        now = time.time()
-        book = DispatchBook(store, settings, places=lambda: place_names(settings))
-        d = book.create(args.alert_id, team, member, iso(now + args.deadline_min * 60), args.by, args.note, now)
-    except Refused as exc:
-        print(f"smartcommunity dispatch: {exc.message}", file=sys.stderr)
+    ans = _command(settings, "dispatch", args.by, alert_id=args.alert_id, team=team.team_id,
+                   member=member.member_id if member else None,
+                   deadline=iso(time.time() + args.deadline_min * 60), note=args.note)
+    if ans is None:
+        return 3
+    if not ans.ok:
+        print(f"smartcommunity dispatch: {ans.body.get('error')}", file=sys.stderr)
         return 1
-    finally:
-        store.close()
-    print(f"{d.dispatch_id}\t{d.assignee}\t{link_for(settings, d)}")
+    print(f"{ans.body['dispatch_id']}\t{ans.body['assignee']}\t{ans.body['link']}")
     return 0
 
 
 def run_archive(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.archive import archive, pending
-    from alerts.dispatch import CAUSES, Refused
-    from alerts.guard import Policy
-    from alerts.store import AlertStore, store_path
-    from core.timebase import now_iso
+    from alerts.archive import pending
+    from alerts.dispatch import CAUSES
 
-    store = AlertStore(store_path(settings.data_path))
-    try:
-        if args.pending or not args.alert_id:
+    if args.pending or not args.alert_id:
+        store = _store(settings)
+        try:
             for a in pending(store):
                 print(f"{a.alert_id}\t{a.severity}\t{a.community}\t{a.started_at}\t{a.message}")
-            print("causes: " + " | ".join(CAUSES), file=sys.stderr)
-            return 0
-        if not args.cause or not args.by:
-            print("smartcommunity archive: --cause and --by are required", file=sys.stderr)
-            return 2
-        done = archive(store, args.alert_id, args.by, args.cause, args.note, now_iso(), policy=Policy.of(settings),
-                       override=args.override)
-    except Refused as exc:
-        print(f"smartcommunity archive: {exc.message}", file=sys.stderr)
+        finally:
+            store.close()
+        print("causes: " + " | ".join(CAUSES), file=sys.stderr)
+        return 0
+    if not args.cause or not args.by:
+        print("smartcommunity archive: --cause and --by are required", file=sys.stderr)
+        return 2
+    ans = _command(settings, "archive", args.by, alert_id=args.alert_id, cause=args.cause, note=args.note,
+                   override=True if args.override else None)
+    if ans is None:
+        return 3
+    if not ans.ok:
+        print(f"smartcommunity archive: {ans.body.get('error')}", file=sys.stderr)
         return 1
-    finally:
-        store.close()
-    print(f"{done.alert_id} archived by {done.archived_by}: {done.cause}")
+    print(f"{args.alert_id} archived by {ans.body['archived_by']}: {ans.body['cause']}")
+    return 0
+
+
 def _store(settings: Settings):  # type: ignore[no-untyped-def]
     from alerts.store import AlertStore, store_path
 
@@ -304,72 +302,54 @@ def _store(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def run_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    """The same close guard as the /api and the console (alerts/guard.py); the change is published."""
-    from alerts.guard import Policy
-    from alerts.guard import resolve as guard_resolve
-
-    store = _store(settings)
-    try:
-        out = guard_resolve(store, Policy.of(settings), args.alert_id, args.by, args.note, override=args.override)
-    finally:
-        store.close()
-    if out.status != 200 or out.alert is None:
-        print(f"smartcommunity resolve: {out.error}", file=sys.stderr)
+    """A command to the alert service, which asks the same close guard as the /api and the console
+    (alerts/guard.py) and publishes the change."""
+    ans = _command(settings, "resolve", args.by, alert_id=args.alert_id, note=args.note,
+                   override=True if args.override else None)
+    if ans is None:
+        return 3
+    body = ans.body
+    if ans.status != 200 or not body.get("alert"):
+        print(f"smartcommunity resolve: {body.get('error')}", file=sys.stderr)
         return 1
-    _publish(settings, out.alert)
-    print(f"{out.alert.alert_id} resolved by {out.alert.resolved_by}"
-          + (f" OVER the live reading {out.live.words()}: {args.note}" if out.live else ""))
+    live = body.get("live")
+    print(f"{args.alert_id} resolved by {body['alert']['resolved_by']}"
+          + (f" OVER the live reading {live['value']} ({live['at']}): {args.note}" if live else ""))
     return 0
 
 
-def _publish(settings: Settings, alert: object) -> None:
-    """Tell on-call tools of a change made here (best effort: the engine's own copy follows anyway)."""
-    from alerts.publisher import publish_alert
-    from core.mqtt import connect, make_client
+def _command(settings: Settings, verb: str, actor: str | None, **args: object):  # type: ignore[no-untyped-def]
+    """Send one command to the running alert service; None (and the reason on stderr) if it is down."""
+    from alerts.command import ServiceDown
+    from alerts.command.client import command
 
     try:
-        client = make_client(settings, client_id=f"sc-cli-{int(time.time() * 1000) % 10**9}")
-        connect(client, settings, wait_s=2.0)
-        publish_alert(client, alert).wait_for_publish(timeout=5)  # type: ignore[arg-type]
-        client.disconnect()
-        client.loop_stop()
-    except Exception as exc:  # the store holds the change; the broker hears it from the engine's resync
-        print(f"smartcommunity: could not publish the change ({exc})", file=sys.stderr)
-
-
-def _account_role(settings: Settings):  # type: ignore[no-untyped-def]
-    """An account's role from the staff accounts file (the dashboard's), or None."""
-    from core.staff import Accounts, accounts_path
-
-    accounts = Accounts(accounts_path(settings.data_path))
-
-    def role(name: str) -> str | None:
-        a = accounts.get(name)
-        return a.role if a is not None else None
-
-    return role
+        return command(settings, verb, actor, "cli", **args)
+    except ServiceDown as exc:
+        print(f"smartcommunity: {exc}", file=sys.stderr)
+        return None
 
 
 def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.rules import BUNDLED_RULES, load_rules
-    from alerts.shelving import ShelfError, parse_duration, shelve
-    from core.registry import system_registry
+    """A command to the alert service: it checks the shelf (a life-safety one needs a second person's
+    approval, alerts/shelving.py) and applies it at once."""
+    from alerts.shelving import ShelfError, parse_duration
 
     scope, target = next((k, v) for k, v in (("device", args.device), ("compound", args.compound),
                                               ("rule", args.rule)) if v)
-    registry = system_registry(settings)
-    store = _store(settings)
     try:
-        shelf = shelve(store, scope, target, parse_duration(args.duration), args.reason, args.by,
-                       approved_by=args.approved_by, approver_role=_account_role(settings),
-                       rules=load_rules(Path(settings.alerts_rules_file) if settings.alerts_rules_file
-                                        else BUNDLED_RULES),
-                       device_kind=lambda d: (registry.get(d).kind if registry.get(d) is not None else None))
+        seconds = parse_duration(args.duration)
     except ShelfError as exc:
         print(f"alerts shelve: {exc}", file=sys.stderr)
         return 2
-    finally:
-        store.close()
+    ans = _command(settings, "shelve", args.by, scope=scope, target=target, reason=args.reason, seconds=seconds,
+                   approved_by=args.approved_by)
+    if ans is None:
+        return 3
+    if not ans.ok:
+        print(f"alerts shelve: {ans.body.get('error')}", file=sys.stderr)
+        return 2
+    shelf = ans.body
     extra = f"; LIFE-SAFETY, approved by {shelf['approved_by']}: red alerts are still told" \
         if shelf["life_safety"] else ""
     print(f"shelf {shelf['shelf_id']}: {scope} {_named(scope, target)} until {shelf['until_iso']} "
@@ -420,13 +400,11 @@ def run_shelves(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_unshelve(args: argparse.Namespace, settings: Settings) -> int:
-    from core.timebase import now_iso
-
-    store = _store(settings)
-    ok = store.unshelve(args.shelf_id, args.by, now_iso())
-    store.close()
-    if not ok:
-        print(f"alerts unshelve: no live shelf {args.shelf_id}", file=sys.stderr)
+    ans = _command(settings, "unshelve", args.by, shelf_id=args.shelf_id)
+    if ans is None:
+        return 3
+    if not ans.ok:
+        print(f"alerts unshelve: {ans.body.get('error')}", file=sys.stderr)
         return 1
     print(f"shelf {args.shelf_id} ended")
     return 0

@@ -331,10 +331,9 @@ class Engine:
             self._dirty.discard(key)
 
     def tick(self) -> None:
-        """Periodic work: pick up changes made by hand, shelves, hold-off resolution, escalation,
+        """Periodic work: shelves, hold-off resolution, escalation,
         pending foldable alerts, and saving the condition state."""
         now = self.clock()
-        self.resync()
         self._load_shelves(now)
         for key, alert in list(self.open.items()):
             c = self.conditions.get(key)
@@ -911,6 +910,39 @@ class Engine:
                 self._forget(key)
         for key, alert in fresh.items():
             self.open[key] = alert
+
+    def adopt(self, alert: Alert) -> None:
+        """A change a person made by command (alerts/command/): held here at once and published; a
+        close tells everyone who was told of the alert, as a close by the engine does."""
+        key = next((k for k, a in self.open.items() if a.alert_id == alert.alert_id), None)
+        if key is None:  # a row this engine did not raise (written before it started): its place from the store
+            got = self.store.condition_of(alert.alert_id)
+            if got is None:
+                return
+            key = (alert.rule, got[1])
+            self.open[key] = alert
+        if alert.state != AlertState.RESOLVED:
+            self.open[key] = alert
+            if alert.alert_id not in self.shelved:
+                self.publish(alert)
+            return
+        del self.open[key]
+        w = self.store.watch_for(*key)
+        if w is None or w["alert_id"] != alert.alert_id:
+            now = self.clock()
+            self.store.set_watch(key[0], key[1], alert.alert_id, now, now + self._watch_of(alert.rule))
+        self.publish(alert)  # also when shelved: the resolution clears any copy
+        self._notify("resolved", alert)
+        self.shelved.pop(alert.alert_id, None)
+        self.folded.pop(alert.alert_id, None)
+        self.escalate_from.pop(alert.alert_id, None)
+        self.reminded_at.pop(alert.alert_id, None)
+        # The condition is kept: closed by hand over a live reading, the danger is still what was last
+        # measured (an archive is refused on it, alerts/guard.py) until a reading says otherwise — a
+        # clear one forgets it, one still in alarm reopens the alert within its watch.
+
+    def shelves_changed(self) -> None:
+        self._load_shelves(self.clock())
 
     def republish(self) -> int:
         """Publish every open alert (retained) from the store: after a start, or when a retained copy

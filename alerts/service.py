@@ -13,6 +13,7 @@ reason) and the running rules stay.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -23,6 +24,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from alerts.channels import load_targets
+from alerts.command.handlers import Handlers
+from alerts.command.server import CommandServer
 from alerts.configfile import Watched
 from alerts.context import Surroundings
 from alerts.delivery import Delivery, RetryPolicy
@@ -51,6 +54,7 @@ ALERTS_TOPIC = f"{TOPIC_ROOT}/alerts/#"
 SUBSCRIPTIONS = [(f"{TOPIC_ROOT}/+/+/+/{t}", 1) for t in ("telemetry", "status", "event")] + [(ALERTS_TOPIC, 1)]
 SILENCE_CHECK_S = 5.0
 _ALERT_PREFIX = f"{TOPIC_ROOT}/alerts/"
+_WAKE = ("", b"")  # not a topic: a staff command is waiting
 
 
 class RulesWatcher:
@@ -138,10 +142,23 @@ class AlertService:
         )
         self.floods = FloodWatch(self.engine, settings.data_path)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
+        # Staff commands (alerts/command/): applied on the engine thread, between device messages.
+        self.handlers = Handlers(settings, self.store, self.engine, self.dispatches)
+        self.handlers.device_kind = self._device_kind
+        self.commands = CommandServer(settings, self.store, self.handlers.apply, wake=self._wake)
         self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.counters = {"received": 0, "invalid": 0, "published": 0, "reasserted": 0, "stale_cleared": 0}
         self.mqtt_ok = False
+        self.ready = threading.Event()  # connected, and the open alerts published again
         self._stop = threading.Event()
+
+    def _device_kind(self, device_id: str) -> str | None:
+        dev = self.registry.current().get(device_id)
+        return dev.kind if dev is not None else None
+
+    def _wake(self) -> None:
+        with contextlib.suppress(queue.Full):  # a full inbox wakes the engine thread anyway
+            self.inbox.put_nowait(_WAKE)
 
     def _record(self, alert_id: str, event: str, data: dict[str, object]) -> None:
         self.store.record(alert_id, event, iso(time.time()), by="system", data=data)
@@ -168,6 +185,7 @@ class AlertService:
             self.mqtt_ok = True
             self._feed_restored.set()
             client.subscribe(SUBSCRIPTIONS)
+            self._wake()  # the open alerts are published again at once, not after the next tick
 
     def _on_disconnect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
         self.mqtt_ok = False
@@ -225,6 +243,11 @@ class AlertService:
                     topic, payload = self.inbox.get(timeout=left)
                 except queue.Empty:
                     return
+            if not topic:  # woken: a staff command, the broker back, or a stop
+                self.commands.drain()
+                if self._stop.is_set() or self._feed_restored.is_set():
+                    return
+                continue
             counters["received"] += 1
             try:
                 rec = validate(topic, payload, registry.current(), int(time.time() * 1000))
@@ -233,16 +256,21 @@ class AlertService:
                 continue
             handle(rec)
             n += 1
-            if not n % 512 and time.monotonic() >= deadline:
-                return
+            if not n % 512:
+                self.commands.drain()  # under a flood of readings, staff commands still go first
+                if time.monotonic() >= deadline:
+                    return
 
     def run_forever(self) -> None:
         self.delivery.start()
-        connect(self.client, self.settings, persistent=True)
+        self.commands.start()
+        # Not waiting for the broker: staff commands and the store's work go on while it is down.
+        connect(self.client, self.settings, persistent=True, wait_s=None)
         last_silence = last_beat = last_compact = last_dispatch_check = time.monotonic()
         try:
             while not self._stop.is_set():
                 self.step(self.settings.alerts_tick_s)
+                self.commands.drain()
                 self._copies(limit=2000)
                 fresh = self.rules.poll()
                 if fresh is not None:
@@ -254,6 +282,7 @@ class AlertService:
                     self.engine.feed_restored()
                     n = self.engine.republish()
                     log.info("connected: %d open alerts re-published (retained) from the store", n)
+                    self.ready.set()
                 if self.mqtt_ok and now - last_silence >= self.settings.alerts_silence_check_s:
                     self.engine.check_silence(self.registry.current())
                     last_silence = now
@@ -262,6 +291,7 @@ class AlertService:
                     last_dispatch_check = now
                 if now - last_beat >= 1.0:
                     self.store.retry()
+                    self.commands.write_endpoint()
                     self.floods.check(self.registry.current())
                     self._reload_channels()
                     if now - last_compact >= 60.0:
@@ -270,6 +300,7 @@ class AlertService:
                     heartbeat.write(self.settings.data_path, "alerts", self.snapshot())
                     last_beat = now
         finally:
+            self.commands.stop()
             try:
                 self.engine.save(seen=True)
             finally:
@@ -289,10 +320,12 @@ class AlertService:
         return {"counters": dict(self.counters), "open_alerts": len(self.engine.open),
                 "shelved": len(self.engine.shelved), "pending": len(self.engine.pending),
                 "rules_error": self.rules.last_error,
-                "queue": self.inbox.qsize(), "mqtt": "ok" if self.mqtt_ok else "down",
+                "queue": self.inbox.qsize(), "commands": dict(self.commands.counters),
+                "mqtt": "ok" if self.mqtt_ok else "down",
                 "notify": self.delivery.snapshot(), "store": self.store.snapshot(),
                 "outbox_held": len(self.delivery.outbox.held),
                 "config_errors": [w.error for w in (self.roster, self.channels) if w is not None and w.error]}
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake()

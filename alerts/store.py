@@ -10,6 +10,7 @@ the engine's next value update. Every state change writes its step to the append
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sqlite3
 import threading
@@ -30,6 +31,13 @@ _JSON_FIELDS = {"value", "threshold", "nearby", "escalation_tier"}
 
 def store_path(data_dir: Path) -> Path:
     return data_dir / "alerts" / "alerts.sqlite"
+
+
+# The staff command being applied (alerts/command/), set by the command server around its handler:
+# the first write transaction of the command also marks its id applied, so a command whose answer
+# was lost (a crash right after the commit) is known applied and never applied twice.
+COMMAND: contextvars.ContextVar[tuple[str, str, str | None, str] | None] = contextvars.ContextVar(
+    "sc_command", default=None)
 
 
 class AlreadyOpen(Exception):
@@ -71,6 +79,10 @@ class AlertStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                cmd = COMMAND.get()
+                if cmd is not None:
+                    self._db.execute("INSERT OR IGNORE INTO commands(command_id, name, actor, at) VALUES (?, ?, ?, ?)",
+                                     cmd)
                 yield self._db
                 self._db.execute("COMMIT")  # on a full disk the COMMIT is what fails: rolled back too
             except BaseException:
@@ -330,3 +342,40 @@ class AlertStore:
         except sqlite3.IntegrityError:  # a new alert for the same condition is open already
             return None
         return _decode(row) if row else None
+
+    # -- staff commands (migration 0009): applied once -------------------------------------------
+    def command(self, command_id: str) -> tuple[int | None, dict[str, Any] | None] | None:
+        """(status, answer) of a command already applied; (None, None) if applied but not answered
+        (the service stopped in between); None if never applied."""
+        with self._lock:
+            r = self._db.execute("SELECT status, answer FROM commands WHERE command_id = ?", (command_id,)).fetchone()
+        if r is None:
+            return None
+        return r["status"], orjson.loads(r["answer"]) if r["answer"] else None
+
+    def answered(self, command_id: str, name: str, actor: str | None, at: str, status: int,
+                 answer: dict[str, Any]) -> None:
+        """Keep a command's answer (a refusal changes nothing, but its answer is kept too)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO commands(command_id, name, actor, at, status, answer) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(command_id) DO UPDATE SET status = excluded.status, answer = excluded.answer",
+                (command_id, name, actor, at, status, orjson.dumps(answer).decode()))
+
+    # -- the change feed (migration 0010): every write of an alert row, numbered --------------------
+    def last_seq(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+
+    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[str] | None]:
+        """(the newest change number, the ids of alerts written after `seq`, oldest first); the ids are
+        None when `seq` is older than the feed keeps (the reader reloads everything)."""
+        with self._lock:
+            oldest = self._db.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
+            rows = self._db.execute("SELECT seq, alert_id FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (seq, limit)).fetchall()
+        if not rows:
+            return seq, []
+        if (oldest is not None and seq < oldest - 1) or len(rows) == limit:
+            return int(rows[-1]["seq"]), None
+        return int(rows[-1]["seq"]), list(dict.fromkeys(r["alert_id"] for r in rows))

@@ -10,11 +10,11 @@ from __future__ import annotations
 MQTT_INGEST = "svc.ingest"  # reads sc/#
 INGEST_WORKER_ACCOUNTS = 8  # `ingest --workers N`: worker w connects as svc.ingest-w (same rights)
 MQTT_ALERTS = "svc.alerts"  # reads device topics, publishes sc/alerts/#
-MQTT_DASHBOARD = "svc.dashboard"  # publishes the alert changes staff make (ack/resolve)
+MQTT_DASHBOARD = "svc.dashboard"  # connects only (health); staff actions are commands to the alerts service
 MQTT_DASHBOARD_LIVE = "svc.dashboard-live"  # reads alert copies and device status for the live map
 MQTT_HEALTH = "svc.health"  # connects only: /api/health's broker probe
 MQTT_SIMULATOR = "svc.simulator"  # the demo's simulated fleet: publishes as registered devices
-MQTT_DEMO_STORY = "svc.demo-story"  # the demo's simulated staff: publishes their acks like the dashboard
+MQTT_DEMO_STORY = "svc.demo-story"  # the demo's simulated staff (they act through /api)
 
 INFLUX_ADMIN = "sc_admin"  # `up` only: creates the database, policies, users
 INFLUX_WRITER = "sc_writer"  # ingest: WRITE on SC_INFLUX_DB

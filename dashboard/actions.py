@@ -1,85 +1,64 @@
-"""Acknowledge and resolve by hand, for both the /api and the console buttons.
-
-A resolve goes through the close guard (alerts/guard.py: not while the danger is still measured,
-unless overridden with a reason); the store decides the rest (it refuses to touch a resolved alert);
-the new state is then published on MQTT
-(contract §4) through one long-lived client, so on-call tools hear of a hand-made change too.
+"""Staff actions from the /api, the console buttons and the field page, as commands to the alerts
+service (alerts/command/): the dashboard never writes the alert store nor publishes on `sc/alerts`;
+the service applies each action, publishes it and answers with the new state or a refusal. The
+service down answers 503 and nothing is half-done. Each action is audited here, with its outcome.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from typing import TYPE_CHECKING
+from typing import Any
 
+from alerts.command import Answer, Command, ServiceDown
+from alerts.command.client import send
+from alerts.dispatch import Refused
 from alerts.guard import Closed, Live, Policy, danger
-from alerts.guard import resolve as guard_resolve
 from alerts.store import AlertStore
 from core.contract import Alert
 from core.settings import Settings
-from core.timebase import now_iso
 from dashboard.security import audit_action
-
-if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
 
 log = logging.getLogger(__name__)
 
+_LIVE_FIELDS = set(Live.__dataclass_fields__)
 
-class Publisher:
-    """A lazily connected paho client; a broker that is down only delays the message (QoS 1 queue)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._client: mqtt.Client | None = None
-        self._lock = threading.Lock()
-
-    def publish(self, alert: Alert) -> bool:
-        from alerts.publisher import publish_alert
-        from core.mqtt import connect, make_client
-
-        try:
-            with self._lock:
-                if self._client is None:
-                    client = make_client(self.settings, client_id=f"sc-dashboard-{int(time.time() * 1000) % 10**9}")
-                    connect(client, self.settings, wait_s=2.0)
-                    self._client = client
-                info = publish_alert(self._client, alert)
-            return bool(info.rc == 0)
-        except Exception:
-            log.exception("could not publish alert %s", alert.alert_id)
-            return False
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.disconnect()
-                self._client.loop_stop()
-                self._client = None
+def closed_of(answer: Answer) -> Closed:
+    """The service's answer to a close (ack / resolve) as the pages and the /api use it."""
+    b = answer.body
+    live = b.get("live")
+    return Closed(Alert.from_json(b["alert"]) if b.get("alert") else None, answer.status, b.get("error"),
+                  Live(**{k: v for k, v in live.items() if k in _LIVE_FIELDS}) if live else None)
 
 
 class AlertActions:
-    def __init__(self, store: AlertStore, publisher: Publisher, policy: Policy | None = None) -> None:
+    """The one door of staff actions: reads (the live reading) from the store, changes by command."""
+
+    def __init__(self, store: AlertStore, settings: Settings, policy: Policy | None = None) -> None:
         self.store = store
-        self.publisher = publisher
-        self.policy = policy or Policy.of(publisher.settings)
+        self.settings = settings
+        self.policy = policy or Policy.of(settings)
 
-    def _refused(self, alert_id: str) -> Closed:
-        cur = self.store.get(alert_id)
-        if cur is None:
-            return Closed(None, 404, f"no alert {alert_id}")
-        return Closed(cur, 409, f"alert {alert_id} is already {cur.state}")
+    def send(self, command: str, actor: str | None, via: str, **args: Any) -> Answer:
+        """One command; the service down is a 503 answer (nothing applied)."""
+        try:
+            return send(self.settings, Command(command, {k: v for k, v in args.items() if v is not None}, actor, via))
+        except ServiceDown as exc:
+            log.warning("%s by %s not applied: %s", command, actor, exc)
+            return Answer(503, {"error": str(exc), "alert": None, "live": None})
 
-    def acknowledge(self, alert_id: str, by: str, note: str | None) -> Closed:
-        alert = self.store.acknowledge(alert_id, by, note, now_iso())
-        out = self._refused(alert_id) if alert is None else Closed(alert, 200)
+    def must(self, command: str, actor: str | None, via: str, **args: Any) -> dict[str, Any]:
+        """One command whose refusal (or the service down) is raised as `Refused` with its reason."""
+        answer = self.send(command, actor, via, **args)
+        if not answer.ok:
+            body = {k: v for k, v in answer.body.items() if k not in ("error", "alert", "live", "status")}
+            raise Refused(answer.status, str(answer.body.get("error") or "refused"), body or None)
+        return answer.body
+
+    def acknowledge(self, alert_id: str, by: str, note: str | None, via: str = "api") -> Closed:
+        out = closed_of(self.send("ack", by, via, alert_id=alert_id, note=note))
         audit_action("alert.acknowledge", alert_id, "ok" if out.status == 200 else "refused", out.status,
                      by=by, note=note, error=out.error)
-        if alert is None:
-            return out
-        self.publisher.publish(alert)
-        log.info("alert %s acknowledged by %s", alert_id, by)
         return out
 
     def live(self, alert_id: str) -> Live | None:
@@ -87,16 +66,12 @@ class AlertActions:
         a = self.store.get(alert_id)
         return danger(self.store, a, self.policy) if a is not None and a.state != "resolved" else None
 
-    def resolve(self, alert_id: str, by: str | None, note: str | None, override: bool = False) -> Closed:
-        """Resolve by hand through the close guard (alerts/guard.py): refused while the danger is measured,
-        unless `override` with a reason in `note`."""
-        done = guard_resolve(self.store, self.policy, alert_id, by, note, override=override)
-        out = done
+    def resolve(self, alert_id: str, by: str | None, note: str | None, override: bool = False,
+                via: str = "api") -> Closed:
+        """Resolve by hand; the service asks the close guard (alerts/guard.py): refused while the danger
+        is measured, unless `override` with a reason in `note`."""
+        out = closed_of(self.send("resolve", by, via, alert_id=alert_id, note=note, override=override or None))
         audit_action("alert.resolve", alert_id, "ok" if out.status == 200 else "refused", out.status, by=by,
-                     note=note, error=out.error, override=bool(override and done.live is not None),
-                     live_value=done.live.value if done.live is not None else None)
-        if out.status != 200 or out.alert is None:
-            return out
-        self.publisher.publish(out.alert)
-        log.info("alert %s resolved by hand (%s)%s", alert_id, by or "unknown", " OVERRIDE" if done.live else "")
+                     note=note, error=out.error, override=bool(override and out.live is not None),
+                     live_value=out.live.value if out.live is not None else None)
         return out

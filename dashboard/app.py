@@ -18,7 +18,7 @@ from alerts.guard import Closed
 from alerts.store import AlertStore, store_path
 from core.settings import Settings
 from dashboard import alertview, mapview, pages
-from dashboard.actions import AlertActions, Publisher
+from dashboard.actions import AlertActions
 from dashboard.api import register_api
 from dashboard.closeout import register_closeout
 from dashboard.geo import BaseLayers, MapData
@@ -46,8 +46,7 @@ class Dashboard:
         self.settings = settings
         self.store = AlertStore(store_path(settings.data_path))
         self.mapdata = MapData(settings)
-        self.publisher = Publisher(settings)
-        self.actions = AlertActions(self.store, self.publisher)
+        self.actions = AlertActions(self.store, settings)
         self.shelf_marks = ShelfMarks(self.store)  # live life-safety shelves, for the console and the wall
         self.health = HealthChecker(settings)
         self.freshness = Freshness(settings.data_path, settings.dashboard_stale_s)
@@ -74,7 +73,7 @@ class Dashboard:
     def acknowledge(self, alert_id: str, note: str | None) -> Any:
         if not check_role("operator"):  # refused server-side, whatever the page shows (and audited)
             return Closed(None, 403, NOT_OPERATOR)
-        out = self.actions.acknowledge(alert_id, self.signer(), note)
+        out = self.actions.acknowledge(alert_id, self.signer(), note, via="console")
         if out.alert is not None and out.status == 200:
             self.state.apply(out.alert)  # the person who clicked sees it at once
         return out
@@ -84,14 +83,13 @@ class Dashboard:
         `override` with a reason in `note`."""
         if not check_role("operator"):
             return Closed(None, 403, NOT_OPERATOR)
-        out = self.actions.resolve(alert_id, self.signer(), note, override=override)
+        out = self.actions.resolve(alert_id, self.signer(), note, override=override, via="console")
         if out.alert is not None and out.status == 200:
             self.state.apply(out.alert)
         return out
 
     def close(self) -> None:
         self.state.close()
-        self.publisher.close()
         self.store.close()
         if self._influx is not None:
             self._influx.close()
@@ -147,7 +145,7 @@ def create_app(settings: Settings, live_mqtt: bool = True) -> Dash:
     register_offline_routes(app.server)
     register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
-    register_closeout(app.server, settings, dctx.store)  # dispatch, field page, archive, report (issue 10)
+    register_closeout(app.server, settings, dctx.store, dctx.actions)  # dispatch, field page, archive, report
     app.server.config["SC_DASHBOARD"] = dctx
     app.server.config["COMPRESS_MIN_SIZE"] = 1024
     app.server.json.ensure_ascii = False  # type: ignore[attr-defined]

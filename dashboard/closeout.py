@@ -29,16 +29,16 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, jsonify, request, send_file
 
-from alerts.archive import archive, pending
+from alerts.archive import pending
 from alerts.configfile import Watched
-from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_for, link_secret, photo_path
-from alerts.guard import Policy
+from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_secret, photo_path
 from alerts.report import Period, Report, build_report, place_names, to_csv, to_html
 from alerts.store import AlertStore
 from alerts.teams import Teams, TeamsError, TeamsWatcher
 from core.contract import COMMUNITIES
 from core.settings import Settings
-from core.timebase import beijing, iso, now_iso, parse_iso
+from core.timebase import beijing, iso, parse_iso
+from dashboard.actions import AlertActions
 from dashboard.api import error
 from dashboard.fieldpage import register_field_page
 from dashboard.login import acting_as
@@ -203,10 +203,9 @@ def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]
             f'<a href="/report.csv?{query}" id="csv">下载 CSV</a></form>')
 
 
-def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> None:
+def register_closeout(server: Flask, settings: Settings, store: AlertStore, actions: AlertActions) -> None:
     places = Places(settings)
     book = DispatchBook(store, settings, places=places.get)
-    policy = Policy.of(settings)  # the close guard's hold-offs (alerts/guard.py)
     teams = TeamsHolder(settings)
     secret = link_secret(settings.data_path)
     api = Blueprint("sc_closeout", __name__, url_prefix="/api")
@@ -252,15 +251,15 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
                 raise Refused(400, f'"deadline_min" must be a number of minutes, 1..{MAX_DEADLINE_MIN}')
             deadline = iso(now + float(mins) * 60)
         who, note = _operator(doc, "dispatches")
-        d = book.create(alert_id, team, member, deadline, who, note, now)
-        return jsonify({**d.as_json(), "link": link_for(settings, d)}), 201
+        done = actions.must("dispatch", who, "api", alert_id=alert_id, team=team.team_id,
+                            member=member.member_id if member else None, deadline=deadline, note=note)
+        return jsonify(done), 201
 
     @api.post("/dispatches/<dispatch_id>/cancel")
     def cancel_dispatch(dispatch_id: str) -> tuple[Response, int]:
         doc = _json_body()
         who, note = _operator(doc, "takes the dispatch back")
-        d = book.cancel(dispatch_id, who, note, time.time())
-        return jsonify(d.as_json()), 200
+        return jsonify(actions.must("dispatch_cancel", who, "api", dispatch_id=dispatch_id, note=note)), 200
 
     @api.get("/alerts/<alert_id>/dispatches")
     def alert_dispatches(alert_id: str) -> tuple[Response, int]:
@@ -290,9 +289,9 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
     def archive_alert(alert_id: str) -> tuple[Response, int]:
         doc = _json_body()
         who, note = _operator(doc, "archives")
-        done = archive(store, alert_id, who, _text(doc, "cause") or "", note, now_iso(), policy=policy,
-                       override=doc.get("override") is True)
-        return jsonify(done.as_json()), 200
+        done = actions.must("archive", who, "api", alert_id=alert_id, cause=_text(doc, "cause") or "", note=note,
+                            override=True if doc.get("override") is True else None)
+        return jsonify(done), 200
 
     @api.get("/archive/pending")
     def archive_pending() -> tuple[Response, int]:
@@ -351,5 +350,5 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore) -> N
         return send_file(Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
                          mimetype="application/javascript", max_age=86400)
 
-    register_field_page(server, settings, store, book, lambda: secret, places.get)
+    register_field_page(server, settings, store, book, lambda: secret, places.get, actions)
 

@@ -18,6 +18,7 @@ logs and the audit, which never hold the token.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import html
 import logging
@@ -51,6 +52,7 @@ from core.settings import Settings
 from core.severity import COLOUR
 from core.severity import label as severity_label
 from core.timebase import beijing, epoch, iso
+from dashboard.actions import AlertActions
 from dashboard.trends import Trend, TrendError, numeric_metrics, series
 
 log = logging.getLogger(__name__)
@@ -240,7 +242,7 @@ def _still_in_alarm(live: Live, kept: dict[str, str]) -> str:
 
 
 def register_field_page(server: Flask, settings: Settings, store: AlertStore, book: DispatchBook,
-                        secret: Callable[[], bytes], places: Callable[[], Places]) -> None:
+                        secret: Callable[[], bytes], places: Callable[[], Places], actions: AlertActions) -> None:
     ttl = settings.dispatch_link_ttl_s
     # Three photos at their bound, plus the form fields and multipart framing.
     max_body = MAX_PHOTOS * settings.dispatch_photo_max_bytes + 256 * 1024
@@ -326,13 +328,18 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
+    def commanded(command: str, d: Dispatch, **args: Any) -> Dispatch:
+        """A field step as a command to the alerts service; the dispatch as it is afterwards."""
+        actions.must(command, d.assignee, "field", dispatch_id=d.dispatch_id, **args)
+        return book.get(d.dispatch_id) or d
+
     @server.post("/d/<token>/accept")
     def field_accept(token: str) -> Response:
-        return act(token, lambda d: book.accept(d.dispatch_id, time.time(), request.form.get("name")))
+        return act(token, lambda d: commanded("accept", d, name=request.form.get("name")))
 
     @server.post("/d/<token>/arrive")
     def field_arrive(token: str) -> Response:
-        return act(token, lambda d: book.arrive(d.dispatch_id, time.time()))
+        return act(token, lambda d: commanded("arrive", d))
 
     @server.post("/d/<token>/feedback")
     def field_feedback(token: str) -> Response:
@@ -350,8 +357,8 @@ def register_field_page(server: Flask, settings: Settings, store: AlertStore, bo
                 if not data and not f.filename:
                     continue  # an empty file field
                 photos.append(data)
-            return book.feedback(d.dispatch_id, form.get("cause", ""), form.get("action", ""),
-                                 form.get("text", ""), photos, time.time(), remeasure=form.get("remeasure"),
-                                 reason=form.get("reason"))
+            return commanded("feedback", d, cause=form.get("cause", ""), action=form.get("action", ""),
+                             text=form.get("text", ""), photos=[base64.b64encode(p).decode() for p in photos],
+                             remeasure=form.get("remeasure"), reason=form.get("reason"))
 
         return act(token, step)

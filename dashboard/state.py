@@ -5,8 +5,9 @@ whose last status said offline. Three feeds keep it current:
 
 - MQTT: `sc/alerts/#` (every raise / update / acknowledgement / resolution the engine or another
   console publishes) and the retained `sc/+/+/+/status` (devices online / offline);
-- the alert store: `PRAGMA data_version` is polled (microseconds); only when another connection
-  committed is the open set re-read — so an engine that cannot reach the broker still shows up;
+- the alert store's change feed (`last_seq`, numbered writes of alert rows, alerts/store.py): polled
+  (one indexed read); only when it moved is the open set re-read — so an engine that cannot reach
+  the broker still shows up;
 - this process's own actions (`apply`), so the person who clicked sees the new state at once.
 
 Each change bumps `version`. `view()` returns the joined picture (`Live`) for the current version,
@@ -17,7 +18,6 @@ the version a browser last saw, so a refresh sends only those.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 import uuid
@@ -83,8 +83,7 @@ class LiveState:
         self._listeners: list[Callable[[], None]] = []
         path = store_path(settings.data_path)
         self._store = AlertStore(path)  # creates/migrates the file; our reader
-        self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._data_version = -1
+        self._seq = -1  # the store's change feed, as far as it was read
         self._dirty = False
         self._stop = threading.Event()
         self._client: Any = None
@@ -184,7 +183,7 @@ class LiveState:
         try:
             rows = self._store.list(state=",".join(OPEN), limit=100_000)
             rows += self._store.list(state=str(AlertState.RESOLVED), updated_since=cutoff, limit=5000)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the store's own error, whichever backend: shown stale, tried again
             log.warning("alert store not readable: %s", exc)
             return
         fresh = {a.alert_id: a for a in rows}
@@ -208,12 +207,12 @@ class LiveState:
         last_prune = time.monotonic()
         while not self._stop.wait(POLL_S):
             try:
-                dv = self._watch.execute("PRAGMA data_version").fetchone()[0]
-            except sqlite3.Error as exc:
-                log.warning("alert store watch failed: %s", exc)
+                seq = self._store.last_seq()
+            except Exception as exc:  # a store busy or gone for a moment: the next poll tries again
+                log.warning("alert store change feed failed: %s", exc)
                 continue
-            if dv != self._data_version:
-                self._data_version = dv
+            if seq != self._seq:
+                self._seq = seq
                 self.reload()
                 self._dirty = True
             if self._dirty:
@@ -229,7 +228,7 @@ class LiveState:
         from core.mqtt import make_client
 
         try:
-            # Its own account when security is on: the publisher of staff actions holds svc.dashboard.
+            # Its own account when security is on: svc.dashboard-live only reads.
             client = make_client(self.settings, client_id=f"sc-dash-live-{uuid.uuid4().hex[:8]}",
                                  account=MQTT_DASHBOARD_LIVE if self.settings.secure else None)
         except Exception as exc:
@@ -286,5 +285,4 @@ class LiveState:
             except Exception:
                 pass
         self._thread.join(timeout=2)
-        self._watch.close()
         self._store.close()

@@ -9,9 +9,9 @@ a restart, and without touching the other clients.
 Rights (least privilege; nothing is allowed that is not listed):
 - a device publishes only under `sc/{community}/{kind}/{device_id}/#` (its registry entry), and
   reads nothing;
-- svc.ingest reads `sc/#`; svc.alerts reads the device topics and is the service that publishes on
-  `sc/alerts/#`; svc.dashboard publishes there the acknowledgements/resolutions staff make;
-  svc.health only connects; svc.simulator (demo only) publishes as the registered devices.
+- svc.ingest reads `sc/#`; svc.alerts reads the device topics and is the only service that publishes
+  on `sc/alerts/#` (staff actions reach it as commands, alerts/command/); svc.dashboard and
+  svc.health only connect; svc.simulator (demo only) publishes as the registered devices.
 The secure broker also sets `use_username_as_clientid`, so an account cannot take over (and wipe)
 another client's session by reusing its client id: one connection per account.
 """
@@ -51,7 +51,7 @@ SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
     MQTT_INGEST: [("read", f"{TOPIC_ROOT}/#")],
     MQTT_ALERTS: [("read", f"{TOPIC_ROOT}/+/+/+/{t}") for t in ("telemetry", "status", "event")]
     + [("write", f"{ALERT_TOPIC_ROOT}/#")],
-    MQTT_DASHBOARD: [("write", f"{ALERT_TOPIC_ROOT}/#")],
+    MQTT_DASHBOARD: [],  # staff actions are commands to the alerts service (alerts/command/), never publishes
     MQTT_DASHBOARD_LIVE: [("read", f"{ALERT_TOPIC_ROOT}/#"), ("read", f"{TOPIC_ROOT}/+/+/+/status")],
     MQTT_HEALTH: [],
     **{f"{MQTT_INGEST}-{w}": [("read", f"{TOPIC_ROOT}/#")] for w in range(INGEST_WORKER_ACCOUNTS)},
@@ -60,7 +60,7 @@ SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
 
 # Accounts of `make demo` only (made by `devices provision --simulator`, never by a plain `up`).
 DEMO_RIGHTS: dict[str, list[tuple[str, str]]] = {
-    MQTT_DEMO_STORY: [("write", f"{ALERT_TOPIC_ROOT}/#")],
+    MQTT_DEMO_STORY: [],  # the scripted staff act through /api with their own tokens
 }
 
 

@@ -170,3 +170,35 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10, every: float = 0.05
         if time.monotonic() > deadline:
             return v
         time.sleep(every)
+
+
+class RunningAlerts:
+    """A real alert service (alerts/service.py) run on a thread: staff commands reach it."""
+
+    def __init__(self, settings: Settings, broker: bool = True) -> None:
+        from alerts.service import AlertService
+
+        self.svc = AlertService(settings)
+        self.broker = broker  # False: the test runs with no broker (commands work all the same)
+        self.thread = threading.Thread(target=self.svc.run_forever, name="test-alerts", daemon=True)
+
+    def __enter__(self) -> Any:
+        from alerts.command import endpoint_path
+
+        self.thread.start()
+        path = endpoint_path(self.svc.settings.data_path)
+        assert wait_until(path.exists, timeout=20), "the alert service did not start taking commands"
+        if self.broker:
+            assert self.svc.ready.wait(10), "the alert service did not reach the broker"
+        return self.svc
+
+    def __exit__(self, *exc: object) -> None:
+        self.svc.stop()
+        self.thread.join(20)
+
+
+@pytest.fixture
+def alert_service(settings: Settings) -> Iterator[Any]:
+    """The alert service over the `settings` fixture's data dir, taking staff commands."""
+    with RunningAlerts(settings) as svc:
+        yield svc

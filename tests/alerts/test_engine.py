@@ -124,8 +124,9 @@ def test_ack_by_hand_survives_engine_updates(rig) -> None:  # type: ignore[no-un
     engine, clock, published, store = rig
     engine.handle(tel(GAS, clock, lel_pct=30.0))
     alert_id = published[0].alert_id
-    assert store.acknowledge(alert_id, "值班员张", "已派人", "2026-11-25T03:00:00Z") is not None
-    engine.tick()
+    acked = store.acknowledge(alert_id, "值班员张", "已派人", "2026-11-25T03:00:00Z")
+    assert acked is not None
+    engine.adopt(acked)  # a staff command: the service applies it and hands it to the engine
     clock.t += 1
     engine.handle(tel(GAS, clock, lel_pct=35.0))
     assert published[-1].alert_id == alert_id
@@ -134,18 +135,16 @@ def test_ack_by_hand_survives_engine_updates(rig) -> None:  # type: ignore[no-un
 
 
 def test_resolved_by_hand_while_still_high_reopens_the_same_alert(rig) -> None:  # type: ignore[no-untyped-def]
-    # A close that went around the guard (straight in the store) is watched all the same: the
+    # A close by hand with no watch of its own (the store's bare resolve) is watched all the same: the
     # condition still true reopens the same incident; once the watch has run out, a new one.
     engine, clock, published, store = rig
     engine.handle(tel(GAS, clock, lel_pct=30.0))
     first = published[0].alert_id
-    store.resolve(first, "2026-11-25T03:00:00Z")
-    engine.tick()
+    engine.adopt(store.resolve(first, "2026-11-25T03:00:00Z", by="张三"))  # type: ignore[arg-type]
     clock.t += 1
     engine.handle(tel(GAS, clock, lel_pct=30.0))
     assert published[-1].alert_id == first and published[-1].state == "active" and published[-1].reopened == 1
-    store.resolve(first, "2026-11-25T03:00:05Z")
-    engine.tick()
+    engine.adopt(store.resolve(first, "2026-11-25T03:00:05Z", by="张三"))  # type: ignore[arg-type]
     clock.t += 1801  # gas: a 30 min watch
     engine.handle(tel(GAS, clock, lel_pct=30.0))
     assert published[-1].alert_id != first and published[-1].state == "active" and published[-1].reopened == 0
@@ -220,7 +219,7 @@ def test_acknowledged_alert_does_not_escalate(tmp_path: Path) -> None:
     esc = Escalation(load_roster(), Notifier(tmp_path / "outbox.jsonl"))
     engine = Engine(load_rules(), store, published.append, 60, 0, clock=clock, escalation=esc)
     engine.handle(tel(GAS, clock, lel_pct=30.0))
-    store.acknowledge(published[0].alert_id, "张三", None, "2026-11-25T03:00:00Z")
+    engine.adopt(store.acknowledge(published[0].alert_id, "张三", None, "2026-11-25T03:00:00Z"))  # type: ignore[arg-type]
     clock.t += 600
     engine.tick()
     assert all((a.escalation_tier or 1) == 1 for a in published)
@@ -335,7 +334,7 @@ def test_an_unacknowledged_red_alert_reminds_everyone_told_until_acknowledged(tm
     assert {p["name"] for p in notes[-1]["to"]} >= {"岩岭社区值班员", "车城路街道指挥中心值班长"}
     assert "再次提醒" in notes[-1]["text"]
     assert [s.event for s in store.timeline(aid)].count("reminded") == 1
-    store.acknowledge(aid, "张三", None, "2026-12-03T00:00:00.000Z")
+    engine.adopt(store.acknowledge(aid, "张三", None, "2026-12-03T00:00:00.000Z"))  # type: ignore[arg-type]
     for _ in range(20 * 60 // 5):
         clock.t += 5
         engine.tick()

@@ -124,7 +124,7 @@ def test_override_then_re_rise_reopens_the_same_alert_and_tells_everyone_again(r
     assert step.event == "resolved" and step.actor == "值班员张" and step.note == "阀门已关, 复测中"
     assert step.data["override"] is True and step.data["value"] == 62.0 and step.data["reason"] == "阀门已关, 复测中"
 
-    rig.engine.tick()  # the engine learns of the hand close
+    rig.engine.adopt(out.alert)  # as the command handler does: the engine holds the hand close at once
     rig.clock.t += 1
     rig.gas(62.0)  # still leaking: the same incident, reopened
     again = rig.published[-1]
@@ -169,7 +169,10 @@ def test_archive_refused_while_the_device_is_in_alarm(rig: Rig) -> None:
     rig.gas(62.0)
     aid = rig.published[-1].alert_id
     rig.engine.tick()
-    assert guard_resolve(rig.store, rig.policy, aid, "张", "先关阀", override=True, now=rig.clock.t).status == 200
+    out = guard_resolve(rig.store, rig.policy, aid, "张", "先关阀", override=True, now=rig.clock.t)
+    assert out.status == 200
+    rig.engine.adopt(out.alert)  # as the command handler does
+    rig.engine.save()
     rig.clock.t += 2
     # The engine has not heard a reading since: the store's condition still says 62 %LEL.
     with pytest.raises(Refused) as exc:

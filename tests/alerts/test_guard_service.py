@@ -10,7 +10,7 @@ import orjson
 from alerts.delivery import outbox_path
 from alerts.store import AlertStore, store_path
 from core.settings import Settings
-from dashboard.actions import AlertActions, Publisher
+from dashboard.actions import AlertActions
 from tests.alerts.test_gas import alerts_for, gas_device, send, start_alerts  # noqa: F401 (start_alerts: fixture)
 from tests.conftest import wait_until
 
@@ -24,8 +24,7 @@ def test_override_then_reopen_on_the_broker(settings: Settings, start_alerts, co
     aid = alerts_for(sub, "gas_lel_high")[0]["alert_id"]
 
     store = AlertStore(store_path(settings.data_path))  # the dashboard's side
-    pub = Publisher(settings)
-    actions = AlertActions(store, pub)
+    actions = AlertActions(store, settings)  # commands to the running service
     try:
         assert wait_until(lambda: (store.condition_of(aid) or (None, None, None))[2] is not None, 10)
         out = actions.resolve(aid, "值班员张", "处置结束")
@@ -49,5 +48,4 @@ def test_override_then_reopen_on_the_broker(settings: Settings, start_alerts, co
         assert wait_until(lambda: any(orjson.loads(x)["event"] == "reopened" and orjson.loads(x)["alert_id"] == aid
                                       for x in box.read_bytes().splitlines()), 10)
     finally:
-        pub.close()
         store.close()

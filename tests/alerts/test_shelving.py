@@ -19,6 +19,7 @@ from alerts.store import AlertStore, store_path
 from alerts.timeline import Event as Step
 from core.contract import Alert
 from tests.alerts.test_engine import GAS, POWER, Clock, tel
+from tests.conftest import RunningAlerts, make_settings
 
 
 def rig(tmp_path: Path) -> tuple[Engine, Clock, list[Alert], AlertStore, Path]:
@@ -96,28 +97,30 @@ def test_bad_shelves_are_refused() -> None:
 
 
 def test_cli_shelve_list_unshelve(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
-    env["SC_DATA_DIR"] = str(tmp_path / "var")
+    with RunningAlerts(make_settings(tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9"), broker=False):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
+        env["SC_DATA_DIR"] = str(tmp_path / "var")
 
-    def run(*a: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "smartcommunity", "alerts", *a], env=env,
-                              capture_output=True, text=True, timeout=60)
+        def run(*a: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "smartcommunity", "alerts", *a], env=env,
+                                  capture_output=True, text=True, timeout=60)
 
-    r = run("shelve", "--compound", "YL-01", "--for", "2h", "--reason", "检修", "--by", "李四")
-    assert r.returncode == 0, r.stderr
-    r = run("shelves", "--json")
-    rows = json.loads(r.stdout)
-    assert [(x["scope"], x["target"], x["by"], x["reason"]) for x in rows] == [("compound", "YL-01", "李四", "检修")]
-    assert run("shelve", "--rule", "x", "--for", "forever", "--reason", "r", "--by", "b").returncode == 2
-    assert run("unshelve", str(rows[0]["shelf_id"]), "--by", "李四").returncode == 0
-    assert json.loads(run("shelves", "--json").stdout) == []
-    store = AlertStore(store_path(tmp_path / "var"))
-    assert store.shelves()[0]["ended_by"] == "李四"
-    store.close()
-    r = run("shelve", "--rule", "power_voltage_low", "--for", "1h", "--reason", "线路改造", "--by", "李四")
-    assert r.returncode == 0 and "power_voltage_low(电压偏低)" in r.stdout, r.stderr  # the rule by its title too
-    assert "power_voltage_low(电压偏低)" in run("shelves").stdout
-    listed = json.loads(run("rules", "--json").stdout)  # the names --rule takes, with the words staff read
-    assert {"name": "fire_risk", "title": "火灾风险", "severity": "red",
-            "description": "同一楼栋燃气浓度上升且断路器或线缆发热"} in listed
-    assert "gas_lel_high           一级 燃气浓度超限：" in run("rules").stdout
+        r = run("shelve", "--compound", "YL-01", "--for", "2h", "--reason", "检修", "--by", "李四")
+        assert r.returncode == 0, r.stderr
+        r = run("shelves", "--json")
+        rows = json.loads(r.stdout)
+        assert [(x["scope"], x["target"], x["by"], x["reason"]) for x in rows] == [
+            ("compound", "YL-01", "李四", "检修")]
+        assert run("shelve", "--rule", "x", "--for", "forever", "--reason", "r", "--by", "b").returncode == 2
+        assert run("unshelve", str(rows[0]["shelf_id"]), "--by", "李四").returncode == 0
+        assert json.loads(run("shelves", "--json").stdout) == []
+        store = AlertStore(store_path(tmp_path / "var"))
+        assert store.shelves()[0]["ended_by"] == "李四"
+        store.close()
+        r = run("shelve", "--rule", "power_voltage_low", "--for", "1h", "--reason", "线路改造", "--by", "李四")
+        assert r.returncode == 0 and "power_voltage_low(电压偏低)" in r.stdout, r.stderr  # the rule by its title too
+        assert "power_voltage_low(电压偏低)" in run("shelves").stdout
+        listed = json.loads(run("rules", "--json").stdout)  # the names --rule takes, with the words staff read
+        assert {"name": "fire_risk", "title": "火灾风险", "severity": "red",
+                "description": "同一楼栋燃气浓度上升且断路器或线缆发热"} in listed
+        assert "gas_lel_high           一级 燃气浓度超限：" in run("rules").stdout

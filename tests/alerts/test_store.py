@@ -164,3 +164,35 @@ def test_concurrent_acknowledgements_from_several_processes_are_all_recorded(tmp
         assert cur is not None and cur.acked_by == first
     finally:
         store.close()
+
+
+def test_the_change_feed_names_every_write_of_an_alert(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    start = store.last_seq()
+    a, b = alert("a-feed-1"), alert("a-feed-2", device_id="G-2")
+    store.insert(a, subject="G-1")
+    store.insert(b, subject="G-2")
+    seq, ids = store.changes_since(start)
+    assert ids == ["a-feed-1", "a-feed-2"] and seq == store.last_seq()
+    # A value update that writes no timeline step is a change all the same; so is an acknowledgement.
+    store.update("a-feed-2", value=40.0, updated_at="2026-11-25T03:13:00.000Z")
+    store.acknowledge("a-feed-1", "张三", None, "2026-11-25T03:14:00.000Z")
+    seq2, ids = store.changes_since(seq)
+    assert ids == ["a-feed-2", "a-feed-1"] and seq2 > seq
+    assert store.changes_since(seq2) == (seq2, [])  # nothing new: nothing named
+    store.close()
+
+
+def test_a_reader_further_behind_than_the_feed_keeps_is_told_to_reload(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    store.insert(alert("a-old"), subject="G-1")
+    behind = store.last_seq()
+    other = sqlite3.connect(tmp_path / "alerts.sqlite", isolation_level=None)  # another writer, one transaction
+    other.execute("BEGIN")
+    for i in range(10_050):  # more writes than the feed keeps (10,000)
+        other.execute("UPDATE alerts SET value = ? WHERE alert_id = 'a-old'", (str(i),))
+    other.execute("COMMIT")
+    other.close()
+    seq, ids = store.changes_since(behind - 1)
+    assert ids is None and seq > behind  # too far behind: reload everything
+    store.close()

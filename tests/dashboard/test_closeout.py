@@ -20,10 +20,10 @@ from alerts.store import AlertStore
 from alerts.timeline import Event
 from core.settings import Settings
 from core.staff import Accounts, accounts_path
-from dashboard.app import create_app
+from dashboard import app as dashboard_app
 from tests.alerts.test_dispatch import jpeg, png
-from tests.conftest import make_settings
-from tests.dashboard.test_dash_api import CLOSED, Published, make_alert
+from tests.conftest import RunningAlerts, make_settings
+from tests.dashboard.test_dash_api import CLOSED, make_alert
 
 PHOTO_MAX = 150_000
 
@@ -33,12 +33,29 @@ def settings_for(tmp_path: Path, **over: Any) -> Settings:
                          dispatch_photo_max_bytes=PHOTO_MAX, **over)
 
 
+_RUNNING: list[RunningAlerts] = []
+
+
+def create_app(s: Settings) -> Any:
+    """The dashboard, and the alert service its actions are commands to (no broker here)."""
+    r = RunningAlerts(s, broker=False)
+    r.__enter__()
+    _RUNNING.append(r)
+    return dashboard_app.create_app(s)
+
+
+@pytest.fixture(autouse=True)
+def _stop_alert_services() -> Iterator[None]:
+    yield
+    while _RUNNING:
+        _RUNNING.pop().__exit__()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[FlaskClient, AlertStore, Settings]]:
     s = settings_for(tmp_path)
     app = create_app(s)
     dctx = app.server.config["SC_DASHBOARD"]
-    dctx.actions.publisher = Published()
     yield app.server.test_client(), dctx.store, s
     dctx.close()
 
@@ -292,7 +309,9 @@ def test_a_bad_teams_file_is_reported_by_the_api_and_the_cli_not_fatal(
     monkeypatch.setenv("SC_DISPATCH_TEAMS_FILE", str(bad))
     assert main(["dispatch", aid, "--team", "gas", "--by", "张三"]) == 2
     assert f"{bad}:4: team 'gas': type '消防队'" in capsys.readouterr().err
-    monkeypatch.delenv("SC_DISPATCH_TEAMS_FILE")
+    # The file put right: the next dispatch goes through (the alert service reads it anew), no restart.
+    bad.write_text(Path(dashboard_app.__file__).parents[1].joinpath("alerts", "teams.yaml").read_text("utf-8"),
+                   encoding="utf-8")
     assert main(["dispatch", aid, "--team", "gas", "--by", "张三"]) == 0
     assert "/d/" in capsys.readouterr().out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +11,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from alerts.store import AlertStore
-from core.contract import Alert
+from core.contract import ALERT_TOPIC_ROOT, Alert
 from core.settings import Settings
 from dashboard.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import Collector, RunningAlerts, make_settings
 
 CLOSED = "127.0.0.1:9"  # discard port: nothing listens, so publishing and health fail fast
 
@@ -46,15 +46,18 @@ def make_alert(
 
 
 class Published:
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
+    """What reached `sc/alerts` on the real broker (the alert service publishes every change)."""
 
-    def publish(self, alert: Alert) -> bool:
-        self.alerts.append(alert)
-        return True
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
 
-    def close(self) -> None:
-        pass
+    @property
+    def alerts(self) -> list[Alert]:
+        return [Alert.from_json(d) for d in self.collector.json()]
+
+    def wait(self, n: int) -> list[Alert]:
+        self.collector.wait_for(lambda ms: len([m for m in ms if m[1]]) >= n, timeout=5)
+        return self.alerts
 
 
 @pytest.fixture
@@ -65,13 +68,14 @@ def dash_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app_parts(dash_settings: Settings) -> Iterator[tuple[FlaskClient, AlertStore, Published]]:
-    app = create_app(dash_settings)
-    dctx = app.server.config["SC_DASHBOARD"]
-    pub = Published()
-    dctx.actions.publisher = pub  # the MQTT side is tested against a real broker elsewhere
-    yield app.server.test_client(), dctx.store, pub
-    dctx.close()
+def app_parts(settings: Settings, collector: Callable[[str], Collector]
+              ) -> Iterator[tuple[FlaskClient, AlertStore, Published]]:
+    pub = Published(collector(f"{ALERT_TOPIC_ROOT}/#"))
+    with RunningAlerts(settings):
+        app = create_app(settings)
+        dctx = app.server.config["SC_DASHBOARD"]
+        yield app.server.test_client(), dctx.store, pub
+        dctx.close()
 
 
 def insert(store: AlertStore, **kw: Any) -> Alert:
@@ -123,7 +127,7 @@ def test_ack_then_resolve(app_parts: tuple[FlaskClient, AlertStore, Published]) 
     r = client.post(f"/api/alerts/{a.alert_id}/resolve", json={"by": "张三", "note": "阀门已关闭"})
     assert r.status_code == 200
     assert r.json["state"] == "resolved" and r.json["resolved_at"]
-    assert [p.state for p in pub.alerts] == ["acknowledged", "resolved"]  # each change published
+    assert [p.state for p in pub.wait(2)] == ["acknowledged", "resolved"]  # each change published, by the service
 
     # Already resolved: 409 for both, and nothing is changed or published.
     assert client.post(f"/api/alerts/{a.alert_id}/ack", json={"by": "李四"}).status_code == 409
@@ -177,7 +181,6 @@ def test_unknown_api_path_is_json_404(app_parts: tuple[FlaskClient, AlertStore, 
 def test_token(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "var", mqtt_url=f"mqtt://{CLOSED}", influx_url=f"http://{CLOSED}", api_token="s3cret")
     app = create_app(s)
-    app.server.config["SC_DASHBOARD"].actions.publisher = Published()
     client = app.server.test_client()
     store = app.server.config["SC_DASHBOARD"].store
     a = insert(store)
@@ -195,7 +198,10 @@ def test_token(tmp_path: Path) -> None:
         assert client.get("/api/nope", headers=headers).status_code == 401
     assert store.get(a.alert_id).state == "active"  # type: ignore[union-attr]
     assert client.get("/api/alerts", headers=good).status_code == 200
-    assert client.post(f"/api/alerts/{a.alert_id}/ack", json={"by": "x"}, headers=good).status_code == 200
+    # Let in, the ack reaches the alert service: not running here, so a clear 503 and nothing changed.
+    r = client.post(f"/api/alerts/{a.alert_id}/ack", json={"by": "x"}, headers=good)
+    assert r.status_code == 503 and "alerts service" in r.json["error"]
+    assert store.get(a.alert_id).state == "active"  # type: ignore[union-attr]
     # Health stays open (monitoring probes carry no token); services are down here, hence 503.
     assert client.get("/api/health").status_code == 503
     app.server.config["SC_DASHBOARD"].close()

@@ -97,9 +97,20 @@ def test_clearing_a_retained_alert_is_refused(secure: SecureStack, probes: list[
     reader = service_probe(secure, probes, MQTT_INGEST, subscribe=[topic])
     assert wait_until(lambda: reader.messages)
     assert reader.messages[-1] == (topic, b'{"alert_id":"a-clear-probe","state":"active"}', True)
-    # The services that may: the dashboard (staff action) and alerts clear it.
+    # Nor may the dashboard: staff actions are commands to the alert service, the one publisher here
+    # (a compromised dashboard cannot forge or clear an alarm). Only svc.alerts clears it.
     dash = service_probe(secure, probes, MQTT_DASHBOARD)
+    dash.publish(topic, b'{"alert_id":"a-clear-probe","state":"resolved"}', retain=True).wait_for_publish(5)
     dash.publish(topic, b"", retain=True).wait_for_publish(5)
+    time.sleep(0.5)
+    late = service_probe(secure, probes, MQTT_INGEST, subscribe=[topic])
+    assert wait_until(lambda: late.messages)
+    assert late.messages[-1] == (topic, b'{"alert_id":"a-clear-probe","state":"active"}', True)
+    alerts.publish(topic, b"", retain=True).wait_for_publish(5)
+    time.sleep(0.5)
+    gone = service_probe(secure, probes, MQTT_INGEST, subscribe=[topic])
+    time.sleep(1.0)
+    assert gone.messages == []
 
 
 def test_oversized_packet_disconnects_only_its_sender(secure: SecureStack, probes: list[Probe]) -> None:
