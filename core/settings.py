@@ -91,6 +91,7 @@ class Settings:
     ingest_device_burst: int = 200  # ... and at once; beyond: dead letter `rate_limited`
     deadletter_max_bytes: int = 268_435_456  # dead-letter store bound in payload bytes (oldest dropped)
     demo_responders_after_s: float = 180.0  # demo: the scripted staff act this long after the leak (0: none)
+    demo_inbox_port: int = 0  # demo: its local robots/SMS receiver listens here; the inbox page shows it (0: none)
 
     @property
     def data_path(self) -> Path:

@@ -17,7 +17,7 @@ from dash import Dash, Input, Output, dcc, html
 from alerts.guard import Closed
 from alerts.store import AlertStore, store_path
 from core.settings import Settings
-from dashboard import alertview, pages
+from dashboard import alertview, mapview, pages
 from dashboard.actions import AlertActions
 from dashboard.api import register_api
 from dashboard.closeout import register_closeout
@@ -98,6 +98,7 @@ class Dashboard:
 def shell() -> html.Div:
     nav = [dcc.Link(name, href=href, className="nav-link") if href in DASH_PAGES_NAV
            else html.A(name, href=href, className="nav-link") for name, href in NAV]
+    nav += [dcc.Link(name, href=href, className="nav-link") for name, href in pages.page_nav(mapview.dctx().settings)]
     who = current_user()
     return html.Div(
         id="root",

@@ -161,7 +161,7 @@ a{{color:#9cc7ff}}.charts{{display:grid;grid-template-columns:repeat(auto-fit,mi
 .chart{{min-width:0;background:{PANEL};border-radius:8px}}
 .topbar{{display:flex;align-items:center;gap:18px;padding:6px 18px;min-height:60px;background:{PANEL};flex-wrap:wrap}}
 .topbar b{{font-size:24px;letter-spacing:2px}}.nav-link{{color:#cfe0f7;text-decoration:none;font-size:17px;
-padding:8px 12px;border-radius:6px}}.nav-link.on{{background:#16304f}}
+padding:8px 12px;border-radius:6px;white-space:nowrap;display:inline-block}}.nav-link.on{{background:#16304f}}
 form.nav{{display:flex;flex-wrap:wrap;gap:10px;align-items:center;font-size:16px;margin:8px 0}}
 form.nav input,form.nav select,form.nav button{{font-size:16px;min-height:40px;background:{PANEL};color:{TEXT};
 border:1px solid {GRID};border-radius:6px;padding:4px 8px;color-scheme:dark}}
@@ -180,7 +180,7 @@ def recent_months(n: int = 24) -> list[str]:
     return out
 
 
-def report_nav(args: Any, period_label: str = "") -> str:
+def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]] | None = None) -> str:
     """The dashboard's title bar, a period picker (plain GET form, the month shown filled in) and
     the CSV of what is shown."""
     month = args.get("month") or (period_label if len(period_label) == 7 else "")
@@ -195,7 +195,7 @@ def report_nav(args: Any, period_label: str = "") -> str:
                    for c, n in COMMUNITIES.items())
     query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
     links = "".join(f'<a class="nav-link{" on" if href == "/report" else ""}" href="{href}">{name}</a>'
-                    for name, href in NAV)
+                    for name, href in (*NAV, *(more_nav or [])))
     return (f'<header class="topbar"><b>车城路街道 综合一张图</b><nav>{links}</nav></header><main>'
             '<form class="nav" method="get" action="/report"><label>月份 <select name="month" id="month">'
             f'{month_opts}</select></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
@@ -329,8 +329,11 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore, acti
             rep = make_report()
         except Refused as exc:
             return Response(exc.message, status=exc.status, mimetype="text/plain")
-        page = to_html(rep, '<script src="/report/plotly.min.js"></script>', report_nav(request.args, rep.period.label),
-                       css=REPORT_CSS, chart_theme=REPORT_CHARTS)
+        from dashboard.pages import page_nav  # the pages' own entries (the demo's inbox), as the shell shows them
+
+        nav = report_nav(request.args, rep.period.label, page_nav(settings))
+        page = to_html(rep, '<script src="/report/plotly.min.js"></script>', nav, css=REPORT_CSS,
+                       chart_theme=REPORT_CHARTS)
         return Response(page.replace("</body>", "</main></body>", 1), mimetype="text/html")
 
     @server.get("/report.csv")

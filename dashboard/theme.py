@@ -51,6 +51,23 @@ NAV: tuple[tuple[str, str], ...] = (("一张图", "/"), ("告警列表", "/alert
 DASH_PAGES_NAV = frozenset({"/", "/alerts", "/wall"})
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
 
+# The demo's notification inbox (dashboard/pages/inbox.py): what each recipient would have got.
+INBOX_NAV = "通知收件箱"
+INBOX_CHANNEL: dict[str, str] = {"wecom": "企业微信群", "dingtalk": "钉钉群", "sms": "短信"}
+INBOX_WORDS: dict[str, str] = {
+    "heading": "通知收件箱（演示）",
+    "intro": "演示系统不向外发送通知: 值班群的企业微信、钉钉机器人消息和发给值班人员的短信都收在这里, 最新的在前。",
+    "all": "全部",
+    "group": "值班群",
+    "empty": "还没有通知。告警产生后, 通知会在几秒内出现在这里。",
+    "count": "共 {n} 条",
+    "more": "（仅显示最新 {n} 条）",
+    "mention": "被提醒的手机",
+    "about": "关于告警",
+    "alert": "告警详情",
+    "viewer": "此页含值班人员的电话号码, 仅限值班人员登录后查看。",
+}
+
 
 def page_head() -> str:
     """What every page's <head> carries from the one homes: the severity colours as CSS variables

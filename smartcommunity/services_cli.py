@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.settings import Settings
-from smartcommunity.services import ServiceError, port_open, start_missing
+from smartcommunity.services import ServiceError, free_port, port_open, start_missing
 from smartcommunity.supervisor import Supervisor
 
 PARTS: list[tuple[str, list[str]]] = [
@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     story.add_argument("--after", type=float, default=None,
                        help="seconds after the leak's alert before the first step (default SC_DEMO_RESPONDERS_AFTER_S)")
     story.set_defaults(func=run_demo_story)
+
+    inbox = sub.add_parser("demo-inbox", help="(run by `demo` only) the local receiver standing in for the WeCom "
+                                              "and DingTalk robots and the SMS gateway (SC_DEMO_INBOX_PORT)")
+    inbox.set_defaults(func=run_demo_inbox)
 
     svc = sub.add_parser("services", help="local Mosquitto / InfluxDB, detached from any terminal")
     ssub = svc.add_subparsers(dest="action", required=True)
@@ -69,7 +73,13 @@ DEMO_LEAK_COMMUNITY = "lanshanjun"
 
 
 def demo_parts(settings: Settings, leak_after_s: float | None) -> list[tuple[str, list[str]]]:
-    """The simulator for every registry device, plus one kitchen gas leak in 蓝山郡 for the demo."""
+    """The simulator for every registry device, plus one kitchen gas leak in 蓝山郡 for the demo, and
+    the local inbox of the demo's notifications when it has one (SC_DEMO_INBOX_PORT)."""
+    inbox = [("demo-inbox", ["demo-inbox"])] if settings.demo_inbox_port else []
+    return [*inbox, *_demo_parts(settings, leak_after_s)]
+
+
+def _demo_parts(settings: Settings, leak_after_s: float | None) -> list[tuple[str, list[str]]]:
     from core.registry import system_registry
 
     # Secure: the fleet publishes as the one svc.simulator account, and an account has one connection.
@@ -167,9 +177,24 @@ def demo_sign_in_text(settings: Settings, terminal: bool) -> str:
     return text
 
 
+def demo_inbox_settings(settings: Settings) -> tuple[Settings, str]:
+    """The demo's WeCom, DingTalk and SMS channels go to its local inbox (alerts/inbox.py) on a free
+    loopback port, unless channels of one's own are configured. Returns the settings and what to say."""
+    if settings.alerts_channels_file or settings.alerts_webhook_url:
+        return settings, "smartcommunity demo: notifications go to the configured channels (no demo inbox)\n"
+    from alerts.inbox import demo_channels
+
+    port = settings.demo_inbox_port or free_port()
+    path = demo_channels(settings.data_path, port)
+    settings = replace(settings, demo_inbox_port=port, alerts_channels_file=str(path))
+    return settings, (f"notifications (WeCom, DingTalk, SMS) are kept in a local inbox: "
+                      f"{settings.public_base_url}/inbox\n")
+
+
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     settings = secure_demo_settings(settings)
-    print(demo_sign_in_text(settings, sys.stderr.isatty()), end="", file=sys.stderr, flush=True)
+    settings, said = demo_inbox_settings(settings)
+    print(demo_sign_in_text(settings, sys.stderr.isatty()) + said, end="", file=sys.stderr, flush=True)
     if not args.no_leak:
         from smartcommunity.demo_story import provision_story
 
@@ -192,6 +217,21 @@ def run_demo_story(args: argparse.Namespace, settings: Settings) -> int:
         stop.wait()  # done: stay until the demo stops (the supervisor restarts a part that exits)
     finally:
         story.close()
+    return 0
+
+
+def run_demo_inbox(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from alerts.inbox import serve
+    from core import procs
+
+    if not settings.demo_inbox_port:
+        print("smartcommunity demo-inbox: SC_DEMO_INBOX_PORT is not set", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    procs.on_stop(stop.set)
+    serve(settings, stop)
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "i
 # What may stand in Latin letters on a page, because it is how staff name it: units (%LEL, mA, V,
 # kPa, MPa, m³/h, kW, ppm, fps), device ids (G-000123: printed on the device), the report's P90 and
 # CSV, the map's copyright line (OpenStreetMap), AED (the name on the public defibrillator boxes and
-# in the national guidance on them), weekday-less dates and times are digits anyway.
+# in the national guidance on them), weekday-less dates and times are digits anyway; a link in a message
+# as its recipient sees it (the demo's inbox shows the SMS text as the phone shows it).
 ALLOWED = re.compile(
     r"%LEL|LEL|\bm[Aa]\b|\bkPa\b|\bMPa\b|\bm³/h\b|m3/h|\bkW\b|\bkV?\b|\bV\b|\bA\b|\bppm\b|°C|\bfps\b|\bkbit/s\b|"
-    r"\b[A-Z]{1,3}-\d{3,}\b|\bP90\b|\bCSV\b|OpenStreetMap|©|\bMQTT\b|\bInfluxDB\b|\bm\b|\bMB\b|\bGB\b|\bs\b|\bAED\b")
+    r"\b[A-Z]{1,3}-\d{3,}\b|\bP90\b|\bCSV\b|OpenStreetMap|©|\bMQTT\b|\bInfluxDB\b|\bm\b|\bMB\b|\bGB\b|\bs\b|\bAED\b|https?://\S+")
 INTERNAL = ("outbox", "webhook", "shelved", "superseded", "alert_id", "None", "null", "undefined", "NaN")
 
 
@@ -136,12 +138,12 @@ def pages(base_url: str, settings: Settings) -> tuple[list[str], str]:
              f"/compounds/{alert.compound_id}", "/report", field], field)
 
 
-def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # noqa: F811
-    base_url, settings = served
-    paths, field = pages(base_url, settings)
+def check_pages(base_url: str, paths: list[str], field: str | None = None) -> dict[str, Any]:
+    """Each path at both sizes: the problems found, by kind (empty: none)."""
     words: dict[str, list[str]] = {}
     wide: dict[str, int] = {}
     small: list[Any] = []
+    tiny: list[Any] = []
     faint: list[Any] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -181,12 +183,54 @@ def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # n
                     faint += [["wall", *c] for c in page.evaluate(CONTRAST_JS) if c[1] < 4.5]
                     counts = page.evaluate(CONTRAST_JS)
                     assert counts, "the wall shows its counts"
+                if size == "wall" and path == "/inbox":  # read at a desk: body text no smaller than the lists'
+                    tiny = page.evaluate(SMALL_TEXT_JS, 16)
             ctx.close()
         browser.close()
     problems = {"words staff should not see": words, "wider than the phone (scrollWidth)": wide,
-                "wall text under 24 px": small, "wall counts below 4.5:1 contrast": faint}
-    found = {k: v for k, v in problems.items() if v}
+                "wall text under 24 px": small, "wall counts below 4.5:1 contrast": faint,
+                "inbox text under 16 px at 1920×1080": tiny}
+    return {k: v for k, v in problems.items() if v}
+
+
+def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # noqa: F811
+    base_url, settings = served
+    paths, field = pages(base_url, settings)
+    found = check_pages(base_url, paths, field)
     Path("/tmp/words_problems.json").write_text(json.dumps(found, ensure_ascii=False, indent=1), encoding="utf-8")
+    assert not found, found
+
+
+def test_the_demo_inbox_page_speaks_chinese_and_fits(tmp_path: Path) -> None:
+    """The demo's inbox with what the real channels sent its real receiver (a robot's markdown, an
+    @-mention, SMS with their links), and the console and the report whose title bars now carry its link."""
+    from waitress import create_server
+
+    from dashboard.app import create_app
+    from tests.alerts.test_inbox import CENTER, LS_DUTY, leak_message, send_all, start_receiver
+    from tests.dashboard.test_dash_browser import NoPublish, free_port
+    from tests.dashboard.test_inbox_page import inbox_settings
+
+    s = inbox_settings(tmp_path / "var")
+    receiver = start_receiver(s)
+    app = create_app(s)
+    app.server.config["SC_DASHBOARD"].actions.publisher = NoPublish()
+    port = free_port()
+    srv = create_server(app.server, host="127.0.0.1", port=port, threads=6)
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    try:
+        store = AlertStore(store_path(s.data_path))
+        alert = red_alert(store, s)
+        store.close()
+        send_all(s, leak_message(alert.alert_id), [LS_DUTY, CENTER])
+        found = check_pages(f"http://127.0.0.1:{port}", ["/inbox", "/", "/report"])
+    finally:
+        srv.close()
+        app.server.config["SC_DASHBOARD"].close()
+        receiver.stop()
+    Path("/tmp/words_inbox_problems.json").write_text(json.dumps(found, ensure_ascii=False, indent=1),
+                                                      encoding="utf-8")
     assert not found, found
 
 
