@@ -57,11 +57,10 @@ def dispatch_form(teams: Teams | None, can_act: bool) -> html.Div:
         children=[
             html.Div("派单对象", className="form-label"),
             dcc.RadioItems(id="dispatch-team", options=opts, value=opts[0]["value"] if opts else None,
-                           className="choice-list", inputClassName="choice-input", labelClassName="choice"),
+                           className="choice-list"),
             html.Div("接单人（可选）", className="form-label"),
             dcc.RadioItems(id="dispatch-member", options=member_options(teams, opts[0]["value"] if opts else None),
-                           value=WHOLE_TEAM, className="choice-list", inputClassName="choice-input",
-                           labelClassName="choice"),
+                           value=WHOLE_TEAM, className="choice-list"),
             html.Div([html.Label(["接单时限（分钟）",
                                   dcc.Input(id="dispatch-minutes", type="number", min=1, max=MAX_DEADLINE_MIN, step=1,
                                             value=DEADLINE_MIN, className="minutes")], className="form-label"),
@@ -125,7 +124,7 @@ def archive_block(a: Alert, done: Archived | None, can_act: bool) -> list[Any]:
     return [
         html.Div("原因分类", className="form-label"),
         dcc.RadioItems(id="archive-cause", options=[{"label": c, "value": c} for c in CAUSES], value=None,
-                       className="choice-list", inputClassName="choice-input", labelClassName="choice"),
+                       className="choice-list"),
         html.Button("归档", id="archive-btn", className="btn btn-dispatch", n_clicks=0, disabled=not can_act),
     ]
 

@@ -101,8 +101,7 @@ def layout(**_kw: Any) -> html.Div:
                 children=[
                     html.Div("屏蔽对象", className="form-label"),
                     dcc.RadioItems(id="shelf-scope", options=[{"label": w, "value": k} for k, w in SCOPE_WORD.items()],
-                                   value="device", className="choice-list", inputClassName="choice-input",
-                                   labelClassName="choice"),
+                                   value="device", className="choice-list"),
                     dcc.Input(id="shelf-device", type="text", placeholder="设备编号，如 G-000123", value="",
                               maxLength=40),
                     html.Div(dcc.Dropdown(id="shelf-target", options=[], placeholder="选择小区或规则",
@@ -113,8 +112,7 @@ def layout(**_kw: Any) -> html.Div:
                     html.Div([dcc.Input(id="shelf-amount", type="number", min=1, step=1, value=2, className="minutes"),
                               dcc.RadioItems(id="shelf-unit", options=[{"label": w, "value": k}
                                                                        for k, (w, _s) in UNITS.items()],
-                                             value="h", className="choice-list", inputClassName="choice-input",
-                                             labelClassName="choice")], className="form-row"),
+                                             value="h", className="choice-list")], className="form-row"),
                     html.Label(["或结束于（北京时间）", dcc.Input(id="shelf-until", type="datetime-local", value="")],
                                className="form-label"),
                     html.Label(["批准人账号（燃气或红色告警须另一名值班员或管理员批准）",

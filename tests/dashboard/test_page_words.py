@@ -133,7 +133,7 @@ def pages(base_url: str, settings: Settings) -> tuple[list[str], str]:
     field = "/d/" + r.json()["link"].split("/d/")[1]
     store.close()
     return (["/", "/wall", "/alerts", f"/alerts/{alert.alert_id}", f"/devices/{alert.device_id}",
-             f"/compounds/{alert.compound_id}", "/report", field], field)
+             f"/compounds/{alert.compound_id}", "/shelves", "/report", field], field)
 
 
 def test_pages_speak_chinese_and_fit(served: tuple[str, Settings]) -> None:  # noqa: F811
