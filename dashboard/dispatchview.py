@@ -37,8 +37,10 @@ def for_people(text: str | None) -> str:
     return t.strip()
 
 
-def team_options(teams: Teams | None) -> list[dict[str, str]]:
-    return [{"label": f"{t.name}（{t.type}）", "value": t.team_id} for t in (teams.teams.values() if teams else [])]
+def team_options(teams: Teams | None, community: str) -> list[dict[str, str]]:
+    """The teams that serve the alert's community."""
+    return [{"label": f"{t.name}（{t.type}）", "value": t.team_id}
+            for t in (teams.teams.values() if teams else []) if t.serves(community)]
 
 
 def member_options(teams: Teams | None, team_id: str | None) -> list[dict[str, str]]:
@@ -49,11 +51,13 @@ def member_options(teams: Teams | None, team_id: str | None) -> list[dict[str, s
             *({"label": m.name, "value": m.member_id} for m in team.members)]
 
 
-def dispatch_form(teams: Teams | None, can_act: bool) -> html.Div:
-    opts = team_options(teams)
+def dispatch_form(teams: Teams | None, community: str, can_act: bool, hidden: bool = False) -> html.Div:
+    """The 派单 form (hidden once the alert is archived: its case is closed)."""
+    opts = team_options(teams, community)
     return html.Div(
         className="dispatch-form",
         id="dispatch-form",
+        hidden=hidden,
         children=[
             html.Div("派单对象", className="form-label"),
             dcc.RadioItems(id="dispatch-team", options=opts, value=opts[0]["value"] if opts else None,

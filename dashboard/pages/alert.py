@@ -243,7 +243,8 @@ def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
                 className="alert-grid",
                 children=[
                     html.Section([html.H3("派单与现场反馈", id="dispatch"),
-                                  dispatchview.dispatch_form(d.teams.current()[0], can_act),
+                                  dispatchview.dispatch_form(d.teams.current()[0], a.community, can_act,
+                                                             hidden=done is not None),
                                   html.Div(id="dispatch-msg", className="action-msg", role="status"),
                                   dcc.Store(id="dispatch-sig", data=progress_key(ds, a, done)),
                                   html.Ul(dispatchview.dispatch_list(ds, can_act), id="dispatch-list",
@@ -363,6 +364,7 @@ def register_closeout(app: Dash, d: Any) -> None:
         Output("dispatch-sig", "data"),
         Output("archive-block", "children"),
         Output("alert-timeline", "children", allow_duplicate=True),
+        Output("dispatch-form", "hidden"),
         Input("alert-tick", "n_intervals"),
         Input("dispatch-msg", "children"),
         Input("archive-msg", "children"),
@@ -378,12 +380,13 @@ def register_closeout(app: Dash, d: Any) -> None:
         can_act = has_role("operator")
         key = progress_key(ds, a, done)
         if key == sig or a is None:
-            return (no_update,) * 4
+            return (no_update,) * 5
         return (dispatchview.dispatch_list(ds, can_act), key, dispatchview.archive_block(a, done, can_act),
-                timeline(d, a))
+                timeline(d, a), done is not None)
 
     @app.callback(
         Output("dispatch-msg", "children"),
+        Output("alert-note", "value", allow_duplicate=True),
         Input("dispatch-btn", "n_clicks"),
         Input({"type": "dispatch-cancel", "index": ALL}, "n_clicks"),
         State("alert-id", "data"),
@@ -396,17 +399,17 @@ def register_closeout(app: Dash, d: Any) -> None:
     def _dispatch(_n: int, _c: list[int | None], alert_id: str, team: str | None, member: str | None,
                   minutes: Any, note: str | None) -> Any:
         if not ctx.triggered or not ctx.triggered[0].get("value"):
-            return no_update  # a redrawn list, not a click
+            return no_update, no_update  # a redrawn list, not a click
         note = (note or "").strip() or None
         if ctx.triggered_id == "dispatch-btn":
             out = d.dispatch(alert_id, team, member or None, minutes, note)
             if not out.ok:
-                return f"未能派单: {dispatchview.for_people(out.body.get('error'))}"
-            return f"已派单：{out.body.get('team_name')} {out.body.get('assignee')}（{d.signer()}）"
+                return f"未能派单: {dispatchview.for_people(out.body.get('error'))}", no_update
+            return f"已派单：{out.body.get('team_name')} {out.body.get('assignee')}（{d.signer()}）", ""
         out = d.command("dispatch_cancel", dispatch_id=ctx.triggered_id["index"], note=note)
         if not out.ok:
-            return f"未能撤回: {dispatchview.for_people(out.body.get('error'))}"
-        return f"已撤回派单（{d.signer()}）"
+            return f"未能撤回: {dispatchview.for_people(out.body.get('error'))}", no_update
+        return f"已撤回派单（{d.signer()}）", ""
 
     @app.callback(
         Output("archive-msg", "children"),

@@ -6,7 +6,7 @@ marked) with 结束. Every action is a command to the alerts service; a viewer s
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import flask
@@ -14,7 +14,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from alerts.rules import rules_in_force, title_of
 from alerts.shelving import MAX_S
-from core.timebase import BEIJING, local_time
+from core.timebase import BEIJING, beijing, local_time
 from dashboard import mapview
 from dashboard.dispatchview import for_people
 from dashboard.login import has_role
@@ -49,14 +49,29 @@ def target_name(d: Any, scope: str, target: str) -> str:
     return target
 
 
+def end_time(text: str, now: float) -> float | None:
+    """An end typed as staff write it, in Beijing time: "18:30" (the next such time) or
+    "2026-12-05 08:00"; None when it is neither."""
+    t = text.strip().replace("T", " ").replace("：", ":")
+    try:
+        return datetime.strptime(t, "%Y-%m-%d %H:%M").replace(tzinfo=BEIJING).timestamp()
+    except ValueError:
+        pass
+    try:
+        hm = datetime.strptime(t, "%H:%M")
+    except ValueError:
+        return None
+    today = beijing(now).replace(hour=hm.hour, minute=hm.minute, second=0, microsecond=0)
+    return (today if today.timestamp() > now else today + timedelta(days=1)).timestamp()
+
+
 def seconds_of(amount: Any, unit: str | None, until: str | None, now: float) -> tuple[float | None, str | None]:
     """The shelf's length from a duration, or from an end time (Beijing, from the page's time field):
     (seconds, None) or (None, what is wrong)."""
-    if until:
-        try:
-            end = datetime.fromisoformat(until).replace(tzinfo=BEIJING).timestamp()
-        except ValueError:
-            return None, "结束时间格式不对"
+    if until and until.strip():
+        end = end_time(until, now)
+        if end is None:
+            return None, "结束时间请写成 18:30 或 2026-12-05 08:00（北京时间）"
         secs = end - now
     else:
         if isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0:
@@ -113,7 +128,8 @@ def layout(**_kw: Any) -> html.Div:
                               dcc.RadioItems(id="shelf-unit", options=[{"label": w, "value": k}
                                                                        for k, (w, _s) in UNITS.items()],
                                              value="h", className="choice-list")], className="form-row"),
-                    html.Label(["或结束于（北京时间）", dcc.Input(id="shelf-until", type="datetime-local", value="")],
+                    html.Label(["或结束于（北京时间）", dcc.Input(id="shelf-until", type="text", value="", maxLength=20,
+                                                          placeholder="如 18:30 或 2026-12-05 08:00")],
                                className="form-label"),
                     html.Label(["批准人账号（燃气或红色告警须另一名值班员或管理员批准）",
                                 dcc.Input(id="shelf-approver", type="text", value="", maxLength=64,
