@@ -345,10 +345,10 @@ def register(app: Dash, d: Any) -> None:
             return f"未能完成: {out.error}", no_update
         return f"{done}（{d.signer()}）", ""
 
-    register_closeout(app, d)
+    register_dispatch(app, d)
 
 
-def register_closeout(app: Dash, d: Any) -> None:
+def register_dispatch(app: Dash, d: Any) -> None:
     """派单, the dispatches' progress and feedback, 撤回, 归档: each a command to the alerts service."""
     @app.callback(
         Output("dispatch-member", "options"),
