@@ -43,9 +43,9 @@ def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | N
     or its device still in alarm: the live reading in `body`, unless `override` with a reason in `note`)."""
     by = (by or "").strip()
     if not by:
-        raise Refused(400, '"by" (who archives) is required')
+        raise Refused(400, '请填写归档人 ("by", who archives)')
     if cause not in CAUSES:
-        raise Refused(400, f"cause must be one of: {'、'.join(CAUSES)}")
+        raise Refused(400, f"请选择原因分类（cause）：{'、'.join(CAUSES)}")
     if note is not None and len(note) > MAX_TEXT:
         raise Refused(400, f"note is longer than {MAX_TEXT} characters")
     extra: dict[str, Any] = {}
@@ -59,18 +59,17 @@ def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | N
     with store._tx() as db:
         row = db.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
         if row is None:
-            raise Refused(404, f"no alert {alert_id}")
+            raise Refused(404, f"未找到该告警 {alert_id}")
         if row["state"] != "resolved":
-            raise Refused(409, f"alert {alert_id} is still {row['state']}: resolve it before archiving")
+            raise Refused(409, "告警尚未解除，请先解除再归档")
         busy = db.execute(f"SELECT team_name, state FROM dispatches WHERE alert_id = ? AND state IN "
                           f"({', '.join('?' * len(OPEN_STATES))})", (alert_id, *OPEN_STATES)).fetchall()
         if busy:
             who = "、".join(f"{r['team_name']}（{STATE_LABEL.get(r['state'], r['state'])}）" for r in busy)
-            raise Refused(409, f"alert {alert_id} has open dispatches: {who}; wait for their feedback or take "
-                               "them back before archiving")
+            raise Refused(409, f"尚有未完成的派单：{who}。请等待现场反馈或撤回派单后再归档")
         done = db.execute("SELECT archived_by FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
         if done is not None:
-            raise Refused(409, f"alert {alert_id} is already archived by {done['archived_by']}")
+            raise Refused(409, f"该告警已由 {done['archived_by']} 归档")
         db.execute("INSERT INTO archives(alert_id, archived_at, archived_by, cause, note) VALUES (?,?,?,?,?)",
                    (alert_id, now, by, cause, note or None))
         store._step(db, alert_id, Event.ARCHIVED, now, by, note or None, {"cause": cause, **extra})

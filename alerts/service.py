@@ -14,6 +14,7 @@ reason) and the running rules stay.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -36,6 +37,7 @@ from alerts.holdover import HeldStore
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
 from alerts.publisher import publish_alert
+from alerts.report import place_names
 from alerts.roster import BUNDLED_ROSTER, parse_roster
 from alerts.rules import BUNDLED_RULES, RuleError, RuleSet, load_ruleset
 from alerts.store import store_path
@@ -130,7 +132,8 @@ class AlertService:
         notifier = Notifier(self.delivery.outbox, Places(lambda d: self.registry.current().get(d)),
                             settings.public_base_url, record=self._record)
         threading.Thread(target=warm_up, name="notify-warm-up", daemon=True).start()
-        self.dispatches = DispatchBook(self.store, settings)
+        # The dispatch message names the place in words (compound, building, install place): loaded once.
+        self.dispatches = DispatchBook(self.store, settings, places=functools.cache(lambda: place_names(settings)))
         self.engine = Engine(
             self.rules.ruleset, self.store, self._publish, settings.alert_holdoff_s,
             settings.alerts_update_min_s,

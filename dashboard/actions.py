@@ -21,6 +21,11 @@ from dashboard.security import audit_action
 log = logging.getLogger(__name__)
 
 _LIVE_FIELDS = set(Live.__dataclass_fields__)
+# The audit log's name of each command (ack and resolve are audited by their own methods below).
+AUDIT_NAME = {"archive": "alert.archive", "dispatch": "alert.dispatch", "dispatch_cancel": "dispatch.cancel",
+              "accept": "dispatch.accept", "arrive": "dispatch.arrive", "feedback": "dispatch.feedback",
+              "shelve": "shelf.create", "unshelve": "shelf.end"}
+AUDIT_FIELD = {"target": "shelf_target", "action": "action_taken", "photos": "photo_count"}  # the line's own fields
 
 
 def closed_of(answer: Answer) -> Closed:
@@ -47,9 +52,18 @@ class AlertActions:
             log.warning("%s by %s not applied: %s", command, actor, exc)
             return Answer(503, {"error": str(exc), "alert": None, "live": None})
 
-    def must(self, command: str, actor: str | None, via: str, **args: Any) -> dict[str, Any]:
-        """One command whose refusal (or the service down) is raised as `Refused` with its reason."""
+    def act(self, command: str, actor: str | None, via: str, **args: Any) -> Answer:
+        """One command, audited with its outcome (who, what, the answer's status and refusal)."""
         answer = self.send(command, actor, via, **args)
+        detail = {AUDIT_FIELD.get(k, k): (len(v) if k == "photos" else v) for k, v in args.items() if v is not None}
+        target = next((str(args[k]) for k in ("alert_id", "dispatch_id", "target", "shelf_id") if args.get(k)), None)
+        audit_action(AUDIT_NAME.get(command, command), target, "ok" if answer.ok else "refused", answer.status,
+                     by=actor, via=via, error=None if answer.ok else answer.body.get("error"), **detail)
+        return answer
+
+    def must(self, command: str, actor: str | None, via: str, **args: Any) -> dict[str, Any]:
+        """One command (audited) whose refusal (or the service down) is raised as `Refused` with its reason."""
+        answer = self.act(command, actor, via, **args)
         if not answer.ok:
             body = {k: v for k, v in answer.body.items() if k not in ("error", "alert", "live", "status")}
             raise Refused(answer.status, str(answer.body.get("error") or "refused"), body or None)

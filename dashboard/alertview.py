@@ -67,6 +67,10 @@ def alert_item(a: Alert, base: BaseLayers, console: bool) -> html.Li:
                     title="确认接警",
                 ),
             )
+        # 派单, the field's progress and photos, 归档: on the alert's own page.
+        dispatch = dcc.Link("派单", href=f"/alerts/{a.alert_id}", className="btn btn-dispatch btn-link",
+                            title="派单、查看现场反馈、归档")
+        buttons.insert(len(buttons) - 1, dispatch)
         children.append(html.Div(buttons, className="alert-actions"))
     cls = f"alert-item sev-{a.severity} state-{a.state}"
     return html.Li(

@@ -9,18 +9,22 @@ Responses are gzip-compressed (flask-compress), and plotly's bundle is served fr
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import dash
 from dash import Dash, Input, Output, dcc, html
 
+from alerts.command import Answer
+from alerts.dispatch import DispatchBook, Refused
 from alerts.guard import Closed
 from alerts.store import AlertStore, store_path
+from core.contract import Alert
 from core.settings import Settings
 from dashboard import alertview, mapview, pages
 from dashboard.actions import AlertActions
 from dashboard.api import register_api
-from dashboard.closeout import register_closeout
+from dashboard.closeout import TeamsHolder, dispatch_args, register_closeout
 from dashboard.geo import BaseLayers, MapData
 from dashboard.health import Freshness, HealthChecker
 from dashboard.live import Live
@@ -36,7 +40,7 @@ log = logging.getLogger(__name__)
 TITLE = "车城路街道 综合一张图"
 HEALTH_MS = 3_000
 DEFAULT_DUTY = "值班员"  # who signs an action when sign-in is not required (no accounts, no token)
-NOT_OPERATOR = "无权操作: 当前身份只能查看 (viewer)"
+NOT_OPERATOR = "无权操作：当前账号只能查看（查看员），派单、解除、归档、屏蔽须值班员或管理员"
 
 
 class Dashboard:
@@ -47,6 +51,8 @@ class Dashboard:
         self.store = AlertStore(store_path(settings.data_path))
         self.mapdata = MapData(settings)
         self.actions = AlertActions(self.store, settings)
+        self.teams = TeamsHolder(settings)  # the dispatch teams in force (alerts/teams.yaml or SC_*)
+        self.dispatches = DispatchBook(self.store, settings)  # read here; the alerts service writes them
         self.shelf_marks = ShelfMarks(self.store)  # live life-safety shelves, for the console and the wall
         self.health = HealthChecker(settings)
         self.freshness = Freshness(settings.data_path, settings.dashboard_stale_s)
@@ -87,6 +93,28 @@ class Dashboard:
         if out.alert is not None and out.status == 200:
             self.state.apply(out.alert)
         return out
+
+    def command(self, name: str, **args: Any) -> Answer:
+        """A console action (operator and above) as a command to the alerts service, audited with its
+        outcome; a viewer is refused here (403, audited), whatever the page shows."""
+        if not check_role("operator"):
+            return Answer(403, {"error": NOT_OPERATOR})
+        answer = self.actions.act(name, self.signer(), "console", **args)
+        alert = answer.body.get("alert") if answer.ok else None
+        if isinstance(alert, dict):
+            self.state.apply(Alert.from_json(alert))
+        return answer
+
+    def dispatch(self, alert_id: str, team: str | None, member: str | None, minutes: Any,
+                 note: str | None) -> Answer:
+        """派单 from the console: the team, member and deadline checked as the /api checks them."""
+        if not check_role("operator"):
+            return Answer(403, {"error": NOT_OPERATOR})
+        try:
+            args = dispatch_args(self.teams, team, member, None, minutes, time.time())
+        except Refused as exc:
+            return Answer(exc.status, {"error": exc.message})
+        return self.command("dispatch", alert_id=alert_id, note=note, **args)
 
     def close(self) -> None:
         self.state.close()
@@ -145,7 +173,8 @@ def create_app(settings: Settings, live_mqtt: bool = True) -> Dash:
     register_offline_routes(app.server)
     register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
-    register_closeout(app.server, settings, dctx.store, dctx.actions)  # dispatch, field page, archive, report
+    # dispatch, field page, archive, report
+    register_closeout(app.server, settings, dctx.store, dctx.actions, dctx.teams)
     app.server.config["SC_DASHBOARD"] = dctx
     app.server.config["COMPRESS_MIN_SIZE"] = 1024
     app.server.json.ensure_ascii = False  # type: ignore[attr-defined]

@@ -90,6 +90,33 @@ class TeamsHolder:
         return self._watcher.current(), self._watcher.error
 
 
+def dispatch_args(teams: TeamsHolder, team_id: str | None, member_id: str | None, deadline: str | None,
+                  deadline_min: Any, now: float) -> dict[str, Any]:
+    """A dispatch's team, member and deadline checked against the teams in force (for the /api and the
+    console alike): the command's arguments, or Refused saying what is wrong. The deadline is an
+    ISO-8601 time, or else `deadline_min` minutes from `now`."""
+    t, err = teams.current()
+    if t is None:
+        raise Refused(503, f"no dispatch teams: {err}")
+    team = t.get(team_id or "")
+    if team is None:
+        raise Refused(400, f"unknown team {team_id!r}; use {', '.join(t.teams)}")
+    member = team.member(member_id) if member_id else None
+    if member_id and member is None:
+        raise Refused(400, f"team {team.team_id} has no member {member_id!r}")
+    if deadline is not None:
+        dl = parse_iso(deadline)
+        if dl is None:
+            raise Refused(400, '"deadline" must be an ISO-8601 time, e.g. 2026-11-25T04:00:00Z')
+        when = iso(dl.timestamp())
+    else:
+        mins = deadline_min
+        if isinstance(mins, bool) or not isinstance(mins, int | float) or not 1 <= mins <= MAX_DEADLINE_MIN:
+            raise Refused(400, f'"deadline_min" must be a number of minutes, 1..{MAX_DEADLINE_MIN}')
+        when = iso(now + float(mins) * 60)
+    return {"team": team.team_id, "member": member.member_id if member else None, "deadline": when}
+
+
 def _json_body() -> dict[str, Any]:
     doc = request.get_json(force=True, silent=True) if request.get_data(cache=True).strip() else {}
     if not isinstance(doc, dict):
@@ -203,10 +230,11 @@ def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]
             f'<a href="/report.csv?{query}" id="csv">下载 CSV</a></form>')
 
 
-def register_closeout(server: Flask, settings: Settings, store: AlertStore, actions: AlertActions) -> None:
+def register_closeout(server: Flask, settings: Settings, store: AlertStore, actions: AlertActions,
+                      teams: TeamsHolder | None = None) -> None:
     places = Places(settings)
     book = DispatchBook(store, settings, places=places.get)
-    teams = TeamsHolder(settings)
+    teams = teams or TeamsHolder(settings)
     secret = link_secret(settings.data_path)
     api = Blueprint("sc_closeout", __name__, url_prefix="/api")
 
@@ -228,31 +256,13 @@ def register_closeout(server: Flask, settings: Settings, store: AlertStore, acti
     @api.post("/alerts/<alert_id>/dispatch")
     def dispatch(alert_id: str) -> tuple[Response, int]:
         doc = _json_body()
-        t, err = teams.current()
-        if t is None:
-            raise Refused(503, f"no dispatch teams: {err}")
-        team_id = _text(doc, "team")
-        team = t.get(team_id or "")
-        if team is None:
-            raise Refused(400, f"unknown team {team_id!r}; use {', '.join(t.teams)}")
-        member_id = _text(doc, "member")
-        member = team.member(member_id) if member_id else None
-        if member_id and member is None:
-            raise Refused(400, f"team {team.team_id} has no member {member_id!r}")
-        now = time.time()
-        if doc.get("deadline") is not None:
-            dl = parse_iso(_text(doc, "deadline"))
-            if dl is None:
-                raise Refused(400, '"deadline" must be an ISO-8601 time, e.g. 2026-11-25T04:00:00Z')
-            deadline = iso(dl.timestamp())
-        else:
-            mins = doc.get("deadline_min", 30)
-            if isinstance(mins, bool) or not isinstance(mins, int | float) or not 1 <= mins <= MAX_DEADLINE_MIN:
-                raise Refused(400, f'"deadline_min" must be a number of minutes, 1..{MAX_DEADLINE_MIN}')
-            deadline = iso(now + float(mins) * 60)
+        deadline = _text(doc, "deadline") if doc.get("deadline") is not None else None
+        if doc.get("deadline") is not None and deadline is None:
+            raise Refused(400, '"deadline" must be an ISO-8601 time, e.g. 2026-11-25T04:00:00Z')
+        args = dispatch_args(teams, _text(doc, "team"), _text(doc, "member"), deadline, doc.get("deadline_min", 30),
+                             time.time())
         who, note = _operator(doc, "dispatches")
-        done = actions.must("dispatch", who, "api", alert_id=alert_id, team=team.team_id,
-                            member=member.member_id if member else None, deadline=deadline, note=note)
+        done = actions.must("dispatch", who, "api", alert_id=alert_id, note=note, **args)
         return jsonify(done), 201
 
     @api.post("/dispatches/<dispatch_id>/cancel")

@@ -47,8 +47,9 @@ RESOURCE_STYLE: dict[str, tuple[str, int]] = {  # category -> (colour, marker si
 }
 
 # The navigation of every page (the Dash shell and the served report); `/report` is a plain page.
-NAV: tuple[tuple[str, str], ...] = (("一张图", "/"), ("告警列表", "/alerts"), ("大屏", "/wall"), ("月报", "/report"))
-DASH_PAGES_NAV = frozenset({"/", "/alerts", "/wall"})
+NAV: tuple[tuple[str, str], ...] = (("一张图", "/"), ("告警列表", "/alerts"), ("屏蔽维护", "/shelves"),
+                                    ("大屏", "/wall"), ("月报", "/report"))
+DASH_PAGES_NAV = frozenset({"/", "/alerts", "/shelves", "/wall"})
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
 
 # The demo's notification inbox (dashboard/pages/inbox.py): what each recipient would have got.

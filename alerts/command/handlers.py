@@ -144,6 +144,10 @@ class Handlers:
             a = accounts.get(name)
             return a.role if a is not None else None
 
+        approver = accounts.get((approved_by or "").strip()) if approved_by else None
+        if approver is not None and actor and approver.name == actor:  # the console signs with the display name
+            raise ShelfError("refused: the approver must be a second person, not the one who shelves "
+                             "(批准人不能是搁置人本人)")
         shelf = shelve(self.store, scope, target, float(seconds), reason, actor or "", approved_by=approved_by,
                        approver_role=role, rules=self.engine.rules, device_kind=self.device_kind)
         self.engine.shelves_changed()

@@ -8,13 +8,16 @@ import time
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
+from alerts.archive import archived
+from alerts.guard import Live
 from alerts.rules import title_of
 from core.contract import COMMUNITIES, Alert
 from core.severity import COLOUR
 from core.timebase import local_time
-from dashboard import alertview, mapview, trends
+from dashboard import alertview, dispatchview, mapview, trends
+from dashboard.login import has_role
 from dashboard.theme import BG, KIND_LABEL, RESOURCE_STYLE, STATE_LABEL, TEXT, severity_label
 
 PATH_TEMPLATE = "/alerts/<alert_id>"
@@ -199,11 +202,19 @@ def charts(d: Any, a: Alert) -> list[Any]:
     return out
 
 
+def progress_key(ds: list[Any], a: Alert | None, done: Any) -> list[Any]:
+    """What the dispatch list and the archive block show depends on: redrawn only when it changes."""
+    return [dispatchview.signature(ds), a.state if a else None, done is not None]
+
+
 def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
     d = mapview.dctx()
     a = _get(d, alert_id or "")
     if a is None:
         return html.Div([html.H2("未找到该告警"), dcc.Link("返回告警列表", href="/alerts")], className="sub-page")
+    can_act = has_role("operator")  # a viewer sees everything and has no button to press
+    ds = d.dispatches.for_alert(a.alert_id)
+    done = archived(d.store, a.alert_id)
     return html.Div(
         className="sub-page alert-page",
         children=[
@@ -219,13 +230,30 @@ def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
                 children=[
                     dcc.Input(id="alert-note", type="text", placeholder="处置备注（可选）", value="", maxLength=200),
                     html.Button("确认", id="alert-ack", className="btn btn-ack", n_clicks=0,
-                                disabled=a.state != "active"),
+                                disabled=a.state != "active" or not can_act),
                     html.Button("解除", id="alert-resolve", className="btn btn-resolve", n_clicks=0,
-                                disabled=a.state == "resolved"),
+                                disabled=a.state == "resolved" or not can_act),
                     # Asks first; while the danger is measured it says so, with the reading (alerts/guard.py).
                     dcc.ConfirmDialog(id="alert-confirm-resolve"),
                     dcc.Store(id="alert-pending-resolve"),
                     html.Div(id="alert-msg", className="action-msg", role="status"),
+                ],
+            ),
+            html.Div(
+                className="alert-grid",
+                children=[
+                    html.Section([html.H3("派单与现场反馈", id="dispatch"),
+                                  dispatchview.dispatch_form(d.teams.current()[0], a.community, can_act,
+                                                             hidden=done is not None),
+                                  html.Div(id="dispatch-msg", className="action-msg", role="status"),
+                                  dcc.Store(id="dispatch-sig", data=progress_key(ds, a, done)),
+                                  html.Ul(dispatchview.dispatch_list(ds, can_act), id="dispatch-list",
+                                          className="dispatch-list")]),
+                    html.Section([html.H3("归档"),
+                                  html.Div(dispatchview.archive_block(a, done, can_act),
+                                           id="archive-block"),
+                                  dcc.ConfirmDialog(id="archive-confirm"),
+                                  html.Div(id="archive-msg", className="action-msg", role="status")]),
                 ],
             ),
             html.Div(
@@ -259,7 +287,9 @@ def register(app: Dash, d: Any) -> None:
         a = d.state.get(alert_id)
         if a is None or a.updated_at + a.state == sig:
             return (no_update,) * 5
-        return header(d, a), timeline(d, a), a.updated_at + a.state, a.state != "active", a.state == "resolved"
+        can_act = has_role("operator")
+        return (header(d, a), timeline(d, a), a.updated_at + a.state, a.state != "active" or not can_act,
+                a.state == "resolved" or not can_act)
 
     @app.callback(
         Output("alert-trends", "children"),
@@ -314,3 +344,97 @@ def register(app: Dash, d: Any) -> None:
         if out.status != 200:
             return f"未能完成: {out.error}", no_update
         return f"{done}（{d.signer()}）", ""
+
+    register_dispatch(app, d)
+
+
+def register_dispatch(app: Dash, d: Any) -> None:
+    """派单, the dispatches' progress and feedback, 撤回, 归档: each a command to the alerts service."""
+    @app.callback(
+        Output("dispatch-member", "options"),
+        Output("dispatch-member", "value"),
+        Input("dispatch-team", "value"),
+        prevent_initial_call=True,
+    )
+    def _members(team: str | None) -> tuple:
+        return dispatchview.member_options(d.teams.current()[0], team), dispatchview.WHOLE_TEAM
+
+    @app.callback(
+        Output("dispatch-list", "children"),
+        Output("dispatch-sig", "data"),
+        Output("archive-block", "children"),
+        Output("alert-timeline", "children", allow_duplicate=True),
+        Output("dispatch-form", "hidden"),
+        Input("alert-tick", "n_intervals"),
+        Input("dispatch-msg", "children"),
+        Input("archive-msg", "children"),
+        State("alert-id", "data"),
+        State("dispatch-sig", "data"),
+        prevent_initial_call=True,
+    )
+    def _progress(_n: int, _m1: Any, _m2: Any, alert_id: str, sig: list[Any] | None) -> tuple:
+        """The dispatches as the field steps come in (and the archive block once resolved / archived)."""
+        ds = d.dispatches.for_alert(alert_id)
+        a = _get(d, alert_id)
+        done = archived(d.store, alert_id)
+        can_act = has_role("operator")
+        key = progress_key(ds, a, done)
+        if key == sig or a is None:
+            return (no_update,) * 5
+        return (dispatchview.dispatch_list(ds, can_act), key, dispatchview.archive_block(a, done, can_act),
+                timeline(d, a), done is not None)
+
+    @app.callback(
+        Output("dispatch-msg", "children"),
+        Output("alert-note", "value", allow_duplicate=True),
+        Input("dispatch-btn", "n_clicks"),
+        Input({"type": "dispatch-cancel", "index": ALL}, "n_clicks"),
+        State("alert-id", "data"),
+        State("dispatch-team", "value"),
+        State("dispatch-member", "value"),
+        State("dispatch-minutes", "value"),
+        State("alert-note", "value"),
+        prevent_initial_call=True,
+    )
+    def _dispatch(_n: int, _c: list[int | None], alert_id: str, team: str | None, member: str | None,
+                  minutes: Any, note: str | None) -> Any:
+        if not ctx.triggered or not ctx.triggered[0].get("value"):
+            return no_update, no_update  # a redrawn list, not a click
+        note = (note or "").strip() or None
+        if ctx.triggered_id == "dispatch-btn":
+            out = d.dispatch(alert_id, team, member or None, minutes, note)
+            if not out.ok:
+                return f"未能派单: {dispatchview.for_people(out.body.get('error'))}", no_update
+            return f"已派单：{out.body.get('team_name')} {out.body.get('assignee')}（{d.signer()}）", ""
+        out = d.command("dispatch_cancel", dispatch_id=ctx.triggered_id["index"], note=note)
+        if not out.ok:
+            return f"未能撤回: {dispatchview.for_people(out.body.get('error'))}", no_update
+        return f"已撤回派单（{d.signer()}）", ""
+
+    @app.callback(
+        Output("archive-msg", "children"),
+        Output("archive-confirm", "displayed"),
+        Output("archive-confirm", "message"),
+        Input("archive-btn", "n_clicks"),
+        Input("archive-confirm", "submit_n_clicks"),
+        State("alert-id", "data"),
+        State("archive-cause", "value"),
+        State("alert-note", "value"),
+        prevent_initial_call=True,
+    )
+    def _archive(_n: int, _ok: int, alert_id: str, cause: str | None, note: str | None) -> tuple:
+        if not ctx.triggered or not ctx.triggered[0].get("value"):
+            return no_update, no_update, no_update
+        if not cause:
+            return "请先选择原因分类，再归档", False, no_update
+        override = ctx.triggered_id == "archive-confirm"  # OK on the dialog naming the live reading
+        out = d.command("archive", alert_id=alert_id, cause=cause, note=(note or "").strip() or None,
+                        override=override or None)
+        if out.ok:
+            return f"已归档：{cause}（{d.signer()}）", False, no_update
+        body = out.body
+        if out.status == 409 and "value" in body and "holds" in body:  # still in alarm: say so, with the reading
+            live = Live(**{k: body.get(k) for k in Live.__dataclass_fields__})
+            return (f"未能归档: 设备仍在报警，最新读数 {live.words()}", True,
+                    dispatchview.archive_confirm_text(live))
+        return f"未能归档: {dispatchview.for_people(body.get('error'))}", False, no_update

@@ -15,6 +15,7 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, 
 
 from dashboard import alertview, mapview, shelfmark
 from dashboard.live import Live, counts_by_community
+from dashboard.login import has_role
 from dashboard.theme import severity_label
 
 PATH = "/"
@@ -55,7 +56,9 @@ def console(d: Any) -> html.Aside:
                 ],
             ),
             html.H2(["未解除告警", html.Span(str(len(live.alerts)), id="alert-count", className="count")]),
-            html.Ul(alertview.alert_list(live, base, console=True), id="alert-list", className="alert-list"),
+            # A viewer's list has no buttons (and the actions refuse a viewer anyway).
+            html.Ul(alertview.alert_list(live, base, console=has_role("operator")), id="alert-list",
+                    className="alert-list"),
             html.Div(id="sound-sink", hidden=True),
         ],
     )
@@ -110,8 +113,8 @@ def register(app: Dash, d: Any) -> None:
             return no_update, no_update, no_update, no_update, no_update
         base, reg, live = d.state.view()
         cards = alertview.counters(counts_by_community(live, reg), live)
-        return (alertview.alert_list(live, base, console=True), cards, str(len(live.alerts)), {"v": live.version},
-                loud_ids(live))
+        return (alertview.alert_list(live, base, console=has_role("operator")), cards, str(len(live.alerts)),
+                {"v": live.version}, loud_ids(live))
 
     @app.callback(
         Output("action-kick", "data"),

@@ -19,7 +19,7 @@ from core.contract import COMMUNITIES, Alert
 from core.settings import Settings
 from dashboard.app import create_app
 from dashboard.mapfig import CODE_COLOR, T_COMPOUNDS, T_DEVICES
-from tests.conftest import make_settings
+from tests.conftest import RunningAlerts, make_settings
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -75,15 +75,16 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     s = make_settings(
         tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9", dashboard_refresh_ms=1000
     )
-    app = create_app(s)
-    app.server.config["SC_DASHBOARD"].actions.publisher = NoPublish()
-    port = free_port()
-    srv = create_server(app.server, host="127.0.0.1", port=port, threads=6)
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{port}", s
-    srv.close()
-    app.server.config["SC_DASHBOARD"].close()
+    with RunningAlerts(s, broker=False):  # the dashboard's actions are commands to it
+        app = create_app(s)
+        app.server.config["SC_DASHBOARD"].actions.publisher = NoPublish()
+        port = free_port()
+        srv = create_server(app.server, host="127.0.0.1", port=port, threads=6)
+        th = threading.Thread(target=srv.run, daemon=True)
+        th.start()
+        yield f"http://127.0.0.1:{port}", s
+        srv.close()
+        app.server.config["SC_DASHBOARD"].close()
 
 
 def red_alert(store: AlertStore, settings: Settings, offset: float | None = None) -> Alert:

@@ -1,0 +1,203 @@
+"""`/shelves`: 屏蔽与维护 — shelve a device, a compound or a rule for a maintenance window (a reason and
+an end: a duration or a time), with a second person's approval when it would silence a life-safety
+alarm (alerts/shelving.py decides and says why), and the live shelves (who, why, until, life-safety
+marked) with 结束. Every action is a command to the alerts service; a viewer sees and cannot act."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import flask
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+
+from alerts.rules import rules_in_force, title_of
+from alerts.shelving import MAX_S
+from core.timebase import BEIJING, beijing, local_time
+from dashboard import mapview
+from dashboard.dispatchview import for_people
+from dashboard.login import has_role
+from dashboard.shelfmark import SCOPE_WORD
+
+PATH = "/shelves"
+ORDER = 50  # place in the page list
+TITLE = "屏蔽与维护 · 车城路街道 综合一张图"
+REFRESH_MS = 3000
+UNITS: dict[str, tuple[str, int]] = {"m": ("分钟", 60), "h": ("小时", 3600), "d": ("天", 86400)}
+HOW = ("屏蔽期间，该设备、小区或规则的告警照常记录，但不推送、不通知；到期自动恢复。"
+       "燃气或红色告警的屏蔽须另一名值班员或管理员批准，红色告警照常通知。")
+
+
+def target_options(d: Any, scope: str) -> list[dict[str, str]]:
+    """What may be shelved in a scope, named as staff name it (the value is the id the store keeps)."""
+    if scope == "rule":
+        path = d.settings.alerts_rules_file if flask.has_app_context() else None
+        return [{"label": r.label, "value": r.name} for r in rules_in_force(path).values()]
+    if scope == "compound":
+        places = d.mapdata.layers().places
+        return sorted(({"label": p.name, "value": cid} for cid, p in places.items()), key=lambda o: o["label"])
+    return []
+
+
+def target_name(d: Any, scope: str, target: str) -> str:
+    if scope == "rule":
+        return title_of(target)
+    if scope == "compound":
+        place = d.mapdata.layers().places.get(target)
+        return place.name if place else target
+    return target
+
+
+def end_time(text: str, now: float) -> float | None:
+    """An end typed as staff write it, in Beijing time: "18:30" (the next such time) or
+    "2026-12-05 08:00"; None when it is neither."""
+    t = text.strip().replace("T", " ").replace("：", ":")
+    try:
+        return datetime.strptime(t, "%Y-%m-%d %H:%M").replace(tzinfo=BEIJING).timestamp()
+    except ValueError:
+        pass
+    try:
+        hm = datetime.strptime(t, "%H:%M")
+    except ValueError:
+        return None
+    today = beijing(now).replace(hour=hm.hour, minute=hm.minute, second=0, microsecond=0)
+    return (today if today.timestamp() > now else today + timedelta(days=1)).timestamp()
+
+
+def seconds_of(amount: Any, unit: str | None, until: str | None, now: float) -> tuple[float | None, str | None]:
+    """The shelf's length from a duration, or from an end time (Beijing, from the page's time field):
+    (seconds, None) or (None, what is wrong)."""
+    if until and until.strip():
+        end = end_time(until, now)
+        if end is None:
+            return None, "结束时间请写成 18:30 或 2026-12-05 08:00（北京时间）"
+        secs = end - now
+    else:
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0:
+            return None, "请填写屏蔽时长，或选择结束时间"
+        secs = float(amount) * UNITS.get(unit or "h", UNITS["h"])[1]
+    if not 0 < secs <= MAX_S:
+        return None, f"屏蔽须在现在之后结束，且不超过 {MAX_S // 86400} 天"
+    return secs, None
+
+
+def shelf_items(d: Any, can_act: bool) -> list[Any]:
+    rows = d.store.shelves(live_at=time.time())
+    if not rows:
+        return [html.Li("当前没有屏蔽", className="muted")]
+    out = []
+    for s in rows:
+        life = bool(s.get("life_safety"))
+        head: list[Any] = [html.Span("生命安全", className="shelf-life")] if life else []
+        head.append(html.Span(f"{SCOPE_WORD.get(s['scope'], s['scope'])} {target_name(d, s['scope'], s['target'])}",
+                              className="shelf-what"))
+        meta = f"至 {local_time(s['until_iso'])} · {s['by']} 屏蔽" + (f"，{s['approved_by']} 批准" if s.get(
+            "approved_by") else "") + f" · 理由：{s['reason']}"
+        out.append(html.Li([*head, html.Span(meta, className="shelf-meta"),
+                            html.Button("结束", id={"type": "unshelve", "index": s["shelf_id"]}, n_clicks=0,
+                                        className="btn btn-resolve", disabled=not can_act,
+                                        title="结束屏蔽，告警恢复推送和通知")],
+                           className="shelf-item" + (" life" if life else ""), id=f"shelf-{s['shelf_id']}"))
+    return out
+
+
+def layout(**_kw: Any) -> html.Div:
+    d = mapview.dctx()
+    can_act = has_role("operator")
+    return html.Div(
+        className="sub-page shelves-page",
+        children=[
+            dcc.Interval(id="shelves-tick", interval=REFRESH_MS),
+            html.H2("屏蔽与维护"),
+            html.Div(HOW, className="muted"),
+            html.Div(
+                className="shelf-form",
+                children=[
+                    html.Div("屏蔽对象", className="form-label"),
+                    dcc.RadioItems(id="shelf-scope", options=[{"label": w, "value": k} for k, w in SCOPE_WORD.items()],
+                                   value="device", className="choice-list"),
+                    dcc.Input(id="shelf-device", type="text", placeholder="设备编号，如 G-000123", value="",
+                              maxLength=40),
+                    html.Div(dcc.Dropdown(id="shelf-target", options=[], placeholder="选择小区或规则",
+                                          className="shelf-target"), id="shelf-target-wrap", hidden=True),
+                    html.Label(["理由", dcc.Input(id="shelf-reason", type="text", value="", maxLength=200,
+                                                placeholder="如：燃气公司检修主管道")], className="form-label"),
+                    html.Div("时长", className="form-label"),
+                    html.Div([dcc.Input(id="shelf-amount", type="number", min=1, step=1, value=2, className="minutes"),
+                              dcc.RadioItems(id="shelf-unit", options=[{"label": w, "value": k}
+                                                                       for k, (w, _s) in UNITS.items()],
+                                             value="h", className="choice-list")], className="form-row"),
+                    html.Label(["或结束于（北京时间）", dcc.Input(id="shelf-until", type="text", value="", maxLength=20,
+                                                          placeholder="如 18:30 或 2026-12-05 08:00")],
+                               className="form-label"),
+                    html.Label(["批准人账号（燃气或红色告警须另一名值班员或管理员批准）",
+                                dcc.Input(id="shelf-approver", type="text", value="", maxLength=64,
+                                          placeholder="第二人的登录账号")], className="form-label"),
+                    html.Div(html.Button("屏蔽", id="shelf-btn", className="btn btn-dispatch", n_clicks=0,
+                                         disabled=not can_act), className="form-row"),
+                    html.Div(id="shelf-msg", className="action-msg", role="status"),
+                ],
+            ),
+            html.H3("生效中的屏蔽"),
+            html.Ul(shelf_items(d, can_act), id="shelf-list", className="shelf-list"),
+        ],
+    )
+
+
+def register(app: Dash, d: Any) -> None:
+    @app.callback(
+        Output("shelf-device", "style"),
+        Output("shelf-target-wrap", "hidden"),
+        Output("shelf-target", "options"),
+        Output("shelf-target", "value"),
+        Input("shelf-scope", "value"),
+        prevent_initial_call=True,
+    )
+    def _scope(scope: str) -> tuple:
+        device = scope == "device"
+        return ({} if device else {"display": "none"}), device, target_options(d, scope), None
+
+    @app.callback(
+        Output("shelf-list", "children"),
+        Input("shelves-tick", "n_intervals"),
+        Input("shelf-msg", "children"),
+    )
+    def _list(_n: int, _msg: Any) -> Any:
+        return shelf_items(d, has_role("operator"))
+
+    @app.callback(
+        Output("shelf-msg", "children"),
+        Input("shelf-btn", "n_clicks"),
+        Input({"type": "unshelve", "index": ALL}, "n_clicks"),
+        State("shelf-scope", "value"),
+        State("shelf-device", "value"),
+        State("shelf-target", "value"),
+        State("shelf-reason", "value"),
+        State("shelf-amount", "value"),
+        State("shelf-unit", "value"),
+        State("shelf-until", "value"),
+        State("shelf-approver", "value"),
+        prevent_initial_call=True,
+    )
+    def _act(_n: int, _u: list[int | None], scope: str, device: str | None, target: str | None,
+             reason: str | None, amount: Any, unit: str | None, until: str | None, approver: str | None) -> Any:
+        if not ctx.triggered or not ctx.triggered[0].get("value"):
+            return no_update  # a redrawn list, not a click
+        if ctx.triggered_id != "shelf-btn":
+            out = d.command("unshelve", shelf_id=ctx.triggered_id["index"])
+            return f"已结束屏蔽（{d.signer()}）" if out.ok else f"未能结束: {for_people(out.body.get('error'))}"
+        what = ((device or "").strip() if scope == "device" else target) or ""
+        if not what:
+            return "请填写设备编号，或选择小区/规则"
+        if not (reason or "").strip():
+            return "请写明屏蔽理由"
+        secs, wrong = seconds_of(amount, unit, until, time.time())
+        if secs is None:
+            return wrong
+        out = d.command("shelve", scope=scope, target=what, reason=(reason or "").strip(), seconds=round(secs),
+                        approved_by=(approver or "").strip() or None)
+        if not out.ok:
+            return f"未能屏蔽: {for_people(out.body.get('error'))}"
+        return (f"已屏蔽：{SCOPE_WORD.get(scope, scope)} {target_name(d, scope, what)} 至 "
+                f"{local_time(out.body.get('until_iso'))}（{d.signer()}）")
