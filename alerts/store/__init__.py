@@ -162,10 +162,13 @@ class Store(abc.ABC):
 
     # -- the change feed ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def last_seq(self) -> int: ...
+    def last_seq(self) -> int:
+        """The number of the newest write of an alert row (0: none yet)."""
 
     @abc.abstractmethod
-    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[str]]: ...
+    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[str] | None]:
+        """(the newest change number, the ids of alerts written after `seq`, oldest first); None for
+        the ids when `seq` is older than the feed keeps (the reader reloads everything)."""
 
     # -- dispatches (alerts/dispatch.py) -----------------------------------------------------------
     @abc.abstractmethod

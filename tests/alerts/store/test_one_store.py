@@ -29,8 +29,6 @@ ALLOWED = {
     "ingest/deadletter.py": "ingest's own dead-letter store in its own file: no alert state",
     "dashboard/sessions.py": "staff sessions, display links and API tokens in the dashboard's own file "
                              "(SC_STORE_URL names them too: they move behind the store next)",
-    "dashboard/state.py": "its `PRAGMA data_version` watch of the store file; to follow the store's change "
-                          "feed (last_seq/changes_since) instead, in the change that owns that module",
     "smartcommunity/backup.py": "copies the SQLite files consistently with SQLite's online backup, file by file",
     "core/diskfull.py": "tells SQLite's 'disk is full' error from others (the held store, the dead letters)",
     "bench/": "measures the files directly",
