@@ -15,8 +15,7 @@ from typing import Any
 
 from alerts.dispatch import CAUSES, MAX_TEXT, OPEN_STATES, STATE_LABEL, Refused
 from alerts.guard import Policy, check_override, device_danger, override_data
-from alerts.store import AlertStore, _decode
-from alerts.timeline import Event
+from alerts.store import Store
 from core.contract import Alert
 from core.settings import Settings
 from core.severity import Severity
@@ -37,7 +36,7 @@ class Archived:
                 "cause": self.cause, "note": self.note}
 
 
-def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | None, now: str, *,
+def archive(store: Store, alert_id: str, by: str, cause: str, note: str | None, now: str, *,
             policy: Policy | None = None, override: bool = False) -> Archived:
     """Close out a resolved alert; Refused (400 bad input, 404 unknown, 409 open or already archived,
     or its device still in alarm: the live reading in `body`, unless `override` with a reason in `note`)."""
@@ -56,42 +55,28 @@ def archive(store: AlertStore, alert_id: str, by: str, cause: str, note: str | N
         if refused is not None:
             raise Refused(refused.status, refused.error or "refused", refused.body())
         extra = override_data(live, note, override)
-    with store._tx() as db:
-        row = db.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
-        if row is None:
+
+    def check(state: str | None, busy: list[tuple[str, str]], archived_by: str | None) -> None:
+        """In the archive's transaction: nothing is written if this refuses."""
+        if state is None:
             raise Refused(404, f"未找到该告警 {alert_id}")
-        if row["state"] != "resolved":
+        if state != "resolved":
             raise Refused(409, "告警尚未解除，请先解除再归档")
-        busy = db.execute(f"SELECT team_name, state FROM dispatches WHERE alert_id = ? AND state IN "
-                          f"({', '.join('?' * len(OPEN_STATES))})", (alert_id, *OPEN_STATES)).fetchall()
         if busy:
-            who = "、".join(f"{r['team_name']}（{STATE_LABEL.get(r['state'], r['state'])}）" for r in busy)
+            who = "、".join(f"{team}（{STATE_LABEL.get(st, st)}）" for team, st in busy)
             raise Refused(409, f"尚有未完成的派单：{who}。请等待现场反馈或撤回派单后再归档")
-        done = db.execute("SELECT archived_by FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
-        if done is not None:
-            raise Refused(409, f"该告警已由 {done['archived_by']} 归档")
-        db.execute("INSERT INTO archives(alert_id, archived_at, archived_by, cause, note) VALUES (?,?,?,?,?)",
-                   (alert_id, now, by, cause, note or None))
-        store._step(db, alert_id, Event.ARCHIVED, now, by, note or None, {"cause": cause, **extra})
+        if archived_by is not None:
+            raise Refused(409, f"该告警已由 {archived_by} 归档")
+
+    store.archive_insert(alert_id, now, by, cause, note or None, {"cause": cause, **extra}, OPEN_STATES, check)
     return Archived(alert_id, now, by, cause, note or None)
 
 
-def archived(store: AlertStore, alert_id: str) -> Archived | None:
-    with store._lock:
-        r = store._db.execute("SELECT * FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
+def archived(store: Store, alert_id: str) -> Archived | None:
+    r = store.archived(alert_id)
     return Archived(r["alert_id"], r["archived_at"], r["archived_by"], r["cause"], r["note"]) if r else None
 
 
-def pending(store: AlertStore, community: str | None = None, limit: int = 1000) -> list[Alert]:
+def pending(store: Store, community: str | None = None, limit: int = 1000) -> list[Alert]:
     """Resolved red/orange alerts nobody has archived yet, oldest first."""
-    q = (f"SELECT a.* FROM alerts a WHERE a.severity IN ({', '.join('?' * len(MUST_ARCHIVE))}) "
-         "AND a.state = 'resolved' AND NOT EXISTS (SELECT 1 FROM archives r WHERE r.alert_id = a.alert_id)")
-    args: list[Any] = list(MUST_ARCHIVE)
-    if community:
-        q += " AND a.community = ?"
-        args.append(community)
-    q += " ORDER BY a.started_at, a.rowid LIMIT ?"
-    args.append(limit)
-    with store._lock:
-        rows = store._db.execute(q, args).fetchall()
-    return [_decode(r) for r in rows]
+    return store.pending_archive(MUST_ARCHIVE, community, limit)

@@ -23,7 +23,6 @@ import hmac
 import io
 import logging
 import os
-import sqlite3
 import time
 import uuid
 import warnings
@@ -32,11 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from alerts.rules import title_of
-from alerts.store import AlertStore
+from alerts.store import Store
 from alerts.teams import Member, Team
 from alerts.timeline import Event
 from core.contract import COMMUNITIES, Alert
@@ -102,10 +100,11 @@ class Dispatch:
     photos: list[dict[str, Any]]
 
     @classmethod
-    def from_row(cls, r: sqlite3.Row | Mapping[str, Any]) -> Dispatch:
+    def from_row(cls, r: Mapping[str, Any]) -> Dispatch:
+        """From the store's row (contacts and photos as lists)."""
         d = dict(r)
-        d["contacts"] = orjson.loads(d["contacts"]) if d["contacts"] else []
-        d["photos"] = orjson.loads(d["photos"]) if d["photos"] else []
+        d["contacts"] = list(d["contacts"] or [])
+        d["photos"] = list(d["photos"] or [])
         return cls(**d)
 
     @property
@@ -281,9 +280,9 @@ def dispatch_text(alert: Alert, d: Dispatch, link: str, places: Places | None = 
 
 
 class DispatchBook:
-    """Dispatches in the alert store (same SQLite file, same transactions as the timeline)."""
+    """Dispatches in the alert store (in the same transactions as their timeline steps)."""
 
-    def __init__(self, store: AlertStore, settings: Settings, places: Callable[[], Places] | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings, places: Callable[[], Places] | None = None) -> None:
         self.store = store
         self.settings = settings
         self._places = places  # names for the messages (the dashboard's cache; None: ids)
@@ -296,30 +295,15 @@ class DispatchBook:
             log.exception("place names not available")
             return None
 
-    def _row(self, db: sqlite3.Connection, dispatch_id: str) -> Dispatch | None:
-        r = db.execute("SELECT * FROM dispatches WHERE dispatch_id = ?", (dispatch_id,)).fetchone()
+    def get(self, dispatch_id: str) -> Dispatch | None:
+        r = self.store.dispatch(dispatch_id)
         return Dispatch.from_row(r) if r else None
 
-    def get(self, dispatch_id: str) -> Dispatch | None:
-        with self.store._lock:
-            return self._row(self.store._db, dispatch_id)
-
     def for_alert(self, alert_id: str) -> list[Dispatch]:
-        with self.store._lock:
-            rows = self.store._db.execute(
-                "SELECT * FROM dispatches WHERE alert_id = ? ORDER BY created_at, rowid", (alert_id,)).fetchall()
-        return [Dispatch.from_row(r) for r in rows]
+        return [Dispatch.from_row(r) for r in self.store.dispatches_for(alert_id)]
 
     def open_dispatches(self, community: str | None = None) -> list[Dispatch]:
-        q = ("SELECT d.* FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
-             f"WHERE d.state IN ({', '.join('?' * len(OPEN_STATES))})")
-        args: list[Any] = list(OPEN_STATES)
-        if community:
-            q += " AND a.community = ?"
-            args.append(community)
-        with self.store._lock:
-            rows = self.store._db.execute(q + " ORDER BY d.deadline", args).fetchall()
-        return [Dispatch.from_row(r) for r in rows]
+        return [Dispatch.from_row(r) for r in self.store.open_dispatches(OPEN_STATES, community)]
 
     # -- the operator's step
 
@@ -340,20 +324,20 @@ class DispatchBook:
         contacts = [{"name": m.name, **m.contacts} for m in people]
         did = f"d-{uuid.uuid4().hex[:12]}"
         at = iso(now)
-        with self.store._tx() as db:
-            if db.execute("SELECT 1 FROM archives WHERE alert_id = ?", (alert_id,)).fetchone():
+
+        def check(archived: bool) -> None:
+            if archived:
                 raise Refused(409, f"alert {alert_id} is archived")
-            db.execute(
-                "INSERT INTO dispatches(dispatch_id, alert_id, team_id, team_name, team_type, member_id, assignee,"
-                " contacts, deadline, created_at, created_by, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (did, alert_id, team.team_id, team.name, team.type, member.member_id if member else None,
-                 member.name if member else team.name, orjson.dumps(contacts).decode(), iso(dl), at, by, note))
-            self.store._step(db, alert_id, Event.DISPATCHED, at, by, note, {
+
+        d = Dispatch.from_row(self.store.dispatch_insert(
+            {"dispatch_id": did, "alert_id": alert_id, "team_id": team.team_id, "team_name": team.name,
+             "team_type": team.type, "member_id": member.member_id if member else None,
+             "assignee": member.name if member else team.name, "contacts": contacts, "deadline": iso(dl),
+             "created_at": at, "created_by": by, "note": note},
+            (Event.DISPATCHED, at, note, {
                 "dispatch_id": did, "team": team.team_id, "team_name": team.name, "team_type": team.type,
                 "member": member.member_id if member else None, "assignee": member.name if member else team.name,
-                "deadline": iso(dl)})
-            d = self._row(db, did)
-        assert d is not None
+                "deadline": iso(dl)}), by, check))
         if not self.settings.public_url:
             log.warning("SC_PUBLIC_URL is not set: the field link of %s points at %s, which a phone "
                         "outside this machine cannot open", did, self.settings.public_base_url)
@@ -378,28 +362,17 @@ class DispatchBook:
                  note: str | None = None, inside: Any = None, by: str | None = None) -> Dispatch:
         at = iso(now)
         sets = {"state": to_state, stamp: at, **(extra_sets or {})}
-        with self.store._tx() as db:
-            cur = self._row(db, dispatch_id)
+
+        def check(cur: Mapping[str, Any] | None) -> None:
             if cur is None:
                 raise Refused(404, "派单不存在。")
-            if cur.state not in from_states:
-                raise Refused(409, f"该派单当前为「{STATE_LABEL.get(cur.state, cur.state)}」，不能重复操作。")
-            row = db.execute(
-                f"UPDATE dispatches SET {', '.join(f'{k} = ?' for k in sets)} WHERE dispatch_id = ? AND state IN "
-                f"({', '.join('?' * len(from_states))}) RETURNING *", [*sets.values(), dispatch_id, *from_states],
-            ).fetchone()
-            d = Dispatch.from_row(row)
-            if by is None:  # the later steps are signed by whoever accepted the dispatch
-                took = db.execute(
-                    "SELECT actor FROM alert_events WHERE alert_id = ? AND event = ? "
-                    "AND json_extract(data, '$.dispatch_id') = ? ORDER BY seq LIMIT 1",
-                    (d.alert_id, str(Event.ACCEPTED), dispatch_id)).fetchone()
-                by = took["actor"] if took else None
-            self.store._step(db, d.alert_id, event, at, by or d.assignee, note, {"dispatch_id": dispatch_id,
-                                                                           "team": d.team_id, **(data or {})})
-            if inside is not None:
-                inside()  # e.g. write the photos: an error here rolls the step back
-        return d
+            if cur["state"] not in from_states:
+                raise Refused(409, f"该派单当前为「{STATE_LABEL.get(cur['state'], cur['state'])}」，不能重复操作。")
+
+        # The step names the dispatch and its team; without `by` it is signed by whoever accepted the
+        # dispatch (else its assignee). `inside` (e.g. write the photos): an error there rolls the step back.
+        return Dispatch.from_row(self.store.dispatch_advance(dispatch_id, from_states, sets, check,
+                                                             (event, at, note, data), by, inside))
 
     def accept(self, dispatch_id: str, now: float, name: str | None = None) -> Dispatch:
         """`name`: who took it, when a whole team was sent the link (recorded as "name（team）")."""
@@ -478,7 +451,7 @@ class DispatchBook:
             return self._advance(
                 dispatch_id, ("accepted", "arrived"), "done", "done_at", Event.FEEDBACK, now,
                 extra_sets={"cause": cause, "action_taken": action, "feedback": text or None,
-                            "photos": orjson.dumps(meta).decode()},
+                            "photos": meta},
                 data={"cause": cause, "action": action, "photos": public, **extra}, note=text or None,
                 inside=write_photos)
         except BaseException:
@@ -497,12 +470,9 @@ class DispatchBook:
         for d in self.for_alert(alert.alert_id):
             if d.state == "cancelled":
                 continue
-            with self.store._tx() as db:
-                if d.state == "done":
-                    db.execute("UPDATE dispatches SET state = 'accepted' WHERE dispatch_id = ? AND state = 'done'",
-                               (d.dispatch_id,))
-                again = self._row(db, d.dispatch_id)
-            assert again is not None
+            r = self.store.dispatch_reopen(d.dispatch_id)
+            assert r is not None
+            again = Dispatch.from_row(r)
             link = link_for(self.settings, again)
             text = (f"[复燃·重新告警] {place_of(alert, self.places())}：{alert.message}。此前派给 {d.team_name}"
                     f"{'·' + d.assignee if d.member_id else ''} 的警情再次报警，请立即返回现场复测处置。"
@@ -518,26 +488,19 @@ class DispatchBook:
     def escalate_overdue(self, roster: Any, now: float) -> list[Dispatch]:
         """Every dispatch still unaccepted past its deadline: an `escalated` step (once) and a message
         to the next tier of the on-call roster, as for an unacknowledged alert."""
-        with self.store._lock:
-            rows = self.store._db.execute(
-                "SELECT * FROM dispatches WHERE state = 'sent' AND escalated_at IS NULL AND deadline <= ?",
-                (iso(now),)).fetchall()
         done = []
-        for r in rows:
+        for r in self.store.overdue_dispatches(iso(now)):
             d = Dispatch.from_row(r)
             alert = self.store.get(d.alert_id)
             tier = min((alert.escalation_tier or 1) + 1 if alert else 2,
                        max(roster.max_tier(alert.community), 1) if alert else 2)
             contacts = [p.as_json() for p in roster.contacts(alert.community, tier)] if alert else []
-            with self.store._tx() as db:
-                row = db.execute("UPDATE dispatches SET escalated_at = ? WHERE dispatch_id = ? AND state = 'sent' "
-                                 "AND escalated_at IS NULL RETURNING *", (iso(now), d.dispatch_id)).fetchone()
-                if row is None:
-                    continue  # accepted meanwhile, or another process escalated it
-                self.store._step(db, d.alert_id, Event.ESCALATED, iso(now), None,
-                                 f"派单超时未接单：{d.team_name}（期限 {_hm(d.deadline)}）",
-                                 {"dispatch_id": d.dispatch_id, "reason": "dispatch_not_accepted", "tier": tier,
-                                  "to": [c.get("name") for c in contacts]})
+            row = self.store.dispatch_escalate(
+                d.dispatch_id, iso(now), f"派单超时未接单：{d.team_name}（期限 {_hm(d.deadline)}）",
+                {"dispatch_id": d.dispatch_id, "reason": "dispatch_not_accepted", "tier": tier,
+                 "to": [c.get("name") for c in contacts]})
+            if row is None:
+                continue  # accepted meanwhile, or another process escalated it
             if alert is not None:
                 text = (f"[派单超时] {d.team_name}{'·' + d.assignee if d.member_id else ''} 未在 {_hm(d.deadline)} "
                         f"前接单：{place_of(alert, self.places())} {alert.message}。请协调处置。")

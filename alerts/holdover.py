@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from alerts.migrations import migrate
 from alerts.store import AlertStore
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
@@ -60,23 +58,12 @@ class HeldStore(AlertStore):
     def _open_degraded(self, exc: BaseException) -> None:
         log.critical("ALERT STORE CANNOT BE OPENED FOR WRITING (%s): read as it is, every write held in "
                      "memory until there is room", exc)
-        self._lock = threading.Lock()
-        if self.path.exists():
-            db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, check_same_thread=False,
-                                 isolation_level=None)
-        else:
-            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-            migrate(db)
-        db.row_factory = sqlite3.Row
-        self._db = db
+        self.open_frozen(self.path)
         self.degraded = True
 
     def _reopen(self) -> None:
         """Open the database for writing (there is room again); raises a disk-full error if not."""
-        fresh = AlertStore(self.path)  # on failure this store is left as it was
-        with self._lock:
-            old, self._db = self._db, fresh._db
-        old.close()
+        self.adopt(AlertStore(self.path))  # on failure this store is left as it was
         self.degraded = False
         log.warning("alert store opened for writing again")
 
@@ -180,9 +167,7 @@ class HeldStore(AlertStore):
         alert = AlertStore.get(self, alert_id)
         if alert is None:
             return None
-        with self._lock:
-            row = self._db.execute("SELECT subject FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
-        return alert, row["subject"] if row else alert.device_id
+        return alert, AlertStore.subject_of(self, alert_id) or alert.device_id
 
     # -- writes ---------------------------------------------------------------------------------
     def insert(self, alert: Alert, subject: str) -> None:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.dispatch import OPEN_STATES, STATE_LABEL, Dispatch
-from alerts.store import AlertStore, _decode
+from alerts.store import Store
 from alerts.timeline import Event
 from core.contract import COMMUNITIES, KIND_LABEL, KINDS
 from core.settings import Settings
@@ -130,37 +130,14 @@ class Report:
     device_places: dict[str, str] = field(default_factory=dict)
 
 
-def build_report(store: AlertStore, period: Period, community: str | None = None, *, now: float,
+def build_report(store: Store, period: Period, community: str | None = None, *, now: float,
                  compound_names: dict[str, str] | None = None,
                  device_places: dict[str, str] | None = None) -> Report:
-    lo, hi = iso(period.start), iso(period.end)
-    q = "SELECT * FROM alerts WHERE started_at >= ? AND started_at < ?"
-    args: list[Any] = [lo, hi]
-    if community:
-        q += " AND community = ?"
-        args.append(community)
-    with store._lock:
-        alerts = [_decode(r) for r in store._db.execute(q, args).fetchall()]
-        firsts = store._db.execute(
-            "SELECT e.alert_id, e.event, MIN(e.at) AS at FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
-            "WHERE a.started_at >= ? AND a.started_at < ? AND e.event IN (?, ?) GROUP BY e.alert_id, e.event",
-            (lo, hi, str(Event.ACKNOWLEDGED), str(Event.ARRIVED))).fetchall()
-        dq = ("SELECT d.*, a.community AS _c FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
-              f"WHERE d.created_at >= ? AND d.created_at < ? AND d.state IN ({', '.join('?' * len(OPEN_STATES))})")
-        dargs: list[Any] = [lo, hi, *OPEN_STATES]
-        if community:
-            dq += " AND a.community = ?"
-            dargs.append(community)
-        drows = store._db.execute(dq + " ORDER BY d.deadline", dargs).fetchall()
-        overrides = dict(store._db.execute(
-            "SELECT e.alert_id, COUNT(*) FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
-            "WHERE a.started_at >= ? AND a.started_at < ? AND e.event IN (?, ?) "
-            "AND json_extract(e.data, '$.override') = 1 GROUP BY e.alert_id",
-            (lo, hi, str(Event.RESOLVED), str(Event.ARCHIVED))).fetchall())
-    first: dict[tuple[str, str], str] = {(r["alert_id"], r["event"]): r["at"] for r in firsts}
+    rows = store.report_rows(iso(period.start), iso(period.end), community, OPEN_STATES)
+    first, overrides = rows.firsts, rows.overrides
     comms = [community] if community else list(COMMUNITIES)
     sections = {c: Section(c) for c in [*comms, ALL]}
-    for a in alerts:
+    for a in rows.alerts:
         started = epoch(a.started_at)
         times = {
             "ack": first.get((a.alert_id, str(Event.ACKNOWLEDGED))),
@@ -177,9 +154,9 @@ def build_report(store: AlertStore, period: Period, community: str | None = None
             for m, t in times.items():
                 if t is not None:
                     sec.durations[m].append(max(0.0, epoch(t) - started))
-    for r in drows:
-        d = Dispatch.from_row({k: v for k, v in dict(r).items() if k != "_c"})
-        for c in (r["_c"], ALL):
+    for r, comm in rows.open_dispatches:
+        d = Dispatch.from_row(r)
+        for c in (comm, ALL):
             sections.setdefault(c, Section(c)).open_dispatches.append(d)
     return Report(period, iso(now), sections, compound_names or {}, device_places or {})
 

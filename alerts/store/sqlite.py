@@ -1,47 +1,33 @@
-"""The alert store: SQLite under `SC_DATA_DIR/alerts/`, shared by the engine and the dashboard API.
+"""The SQLite backend of the alert store: one file under `SC_DATA_DIR/alerts/`, WAL, shared by processes.
 
 A partial unique index allows one unresolved alert per (rule, subject) across processes, and
 updates touch only the fields they own, so an acknowledgement by hand is never overwritten by
 the engine's next value update. Every state change writes its step to the append-only timeline
-(`alerts/timeline.py`) in the same transaction. The schema moves by numbered migrations
-(`alerts/migrations/`).
+(`alerts/timeline.py`) in the same transaction (BEGIN IMMEDIATE). The schema moves by numbered
+migrations (`alerts/migrations/`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from alerts.migrations import migrate
+from alerts.store import COMMAND, AlreadyOpen, ReportRows, Row, StepRow, StepSpec, Store
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
 from core.timebase import epoch
 
 _FIELDS = list(Alert.__dataclass_fields__)
-StepSpec = tuple[str, str, str | None, dict[str, Any] | None]  # event, at (ISO), note, data
 _JSON_FIELDS = {"value", "threshold", "nearby", "escalation_tier"}
-
-def store_path(data_dir: Path) -> Path:
-    return data_dir / "alerts" / "alerts.sqlite"
-
-
-# The staff command being applied (alerts/command/), set by the command server around its handler:
-# the first write transaction of the command also marks its id applied, so a command whose answer
-# was lost (a crash right after the commit) is known applied and never applied twice.
-COMMAND: contextvars.ContextVar[tuple[str, str, str | None, str] | None] = contextvars.ContextVar(
-    "sc_command", default=None)
-
-
-class AlreadyOpen(Exception):
-    """An unresolved alert for this rule and subject exists already."""
+_DISPATCH_JSON = ("contacts", "photos")
 
 
 def _encode(field: str, v: Any) -> Any:
@@ -59,7 +45,22 @@ def _decode(row: sqlite3.Row) -> Alert:
     return Alert.from_json(d)
 
 
-class AlertStore:
+def _dispatch(r: sqlite3.Row | Mapping[str, Any]) -> Row:
+    d = dict(r)
+    for f in _DISPATCH_JSON:
+        d[f] = orjson.loads(d[f]) if d.get(f) else []
+    return d
+
+
+def _dispatch_value(field: str, v: Any) -> Any:
+    return orjson.dumps(v).decode() if field in _DISPATCH_JSON and not isinstance(v, str) else v
+
+
+def _in(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class AlertStore(Store):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -72,6 +73,27 @@ class AlertStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # -- a store opened on a full disk (alerts/holdover.py) -----------------------------------------
+    def open_frozen(self, path: Path) -> None:
+        """Open this store (in place of `__init__`) on the file as it is on disk, read only (SQLite
+        `immutable`: no WAL, no room needed), or empty in memory if there is no file yet; every
+        write then fails."""
+        self._lock = threading.Lock()
+        if path.exists():
+            db = sqlite3.connect(f"file:{path}?immutable=1", uri=True, check_same_thread=False,
+                                 isolation_level=None)
+        else:
+            db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            migrate(db)
+        db.row_factory = sqlite3.Row
+        self._db = db
+
+    def adopt(self, other: AlertStore) -> None:
+        """Go on with `other`'s connection (the file opened for writing once there is room)."""
+        with self._lock:
+            old, self._db = self._db, other._db
+        old.close()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -105,7 +127,7 @@ class AlertStore:
         with self._tx() as db:
             self._step(db, alert_id, event, at, by, note, data)
 
-    def record_many(self, steps: list[tuple[str, str, str, str | None, str | None, dict[str, Any] | None]]) -> None:
+    def record_many(self, steps: list[StepRow]) -> None:
         """Append several steps, (alert_id, event, at, by, note, data) each, in one transaction."""
         if not steps:
             return
@@ -219,6 +241,11 @@ class AlertStore:
         with self._lock:
             row = self._db.execute("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
         return _decode(row) if row else None
+
+    def subject_of(self, alert_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT subject FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        return row["subject"] if row else None
 
     def open_alerts(self) -> dict[tuple[str, str], Alert]:
         """Unresolved alerts keyed by (rule, subject)."""
@@ -379,3 +406,151 @@ class AlertStore:
         if (oldest is not None and seq < oldest - 1) or len(rows) == limit:
             return int(rows[-1]["seq"]), None
         return int(rows[-1]["seq"]), list(dict.fromkeys(r["alert_id"] for r in rows))
+
+
+    # -- dispatches (migration 0004; alerts/dispatch.py) ------------------------------------------
+    @staticmethod
+    def _dispatch_row(db: sqlite3.Connection, dispatch_id: str) -> Row | None:
+        r = db.execute("SELECT * FROM dispatches WHERE dispatch_id = ?", (dispatch_id,)).fetchone()
+        return _dispatch(r) if r else None
+
+    def dispatch_insert(self, row: Row, step: StepSpec, by: str, check: Callable[[bool], None]) -> Row:
+        cols = list(row)
+        event, at, note, data = step
+        with self._tx() as db:
+            check(db.execute("SELECT 1 FROM archives WHERE alert_id = ?", (row["alert_id"],)).fetchone() is not None)
+            db.execute(f"INSERT INTO dispatches({', '.join(cols)}) VALUES ({_in(len(cols))})",
+                       [_dispatch_value(c, row[c]) for c in cols])
+            self._step(db, row["alert_id"], event, at, by, note, data)
+            d = self._dispatch_row(db, row["dispatch_id"])
+        assert d is not None
+        return d
+
+    def dispatch(self, dispatch_id: str) -> Row | None:
+        with self._lock:
+            return self._dispatch_row(self._db, dispatch_id)
+
+    def dispatches_for(self, alert_id: str) -> list[Row]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM dispatches WHERE alert_id = ? ORDER BY created_at, rowid", (alert_id,)).fetchall()
+        return [_dispatch(r) for r in rows]
+
+    def open_dispatches(self, states: Sequence[str], community: str | None = None) -> list[Row]:
+        q = ("SELECT d.* FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
+             f"WHERE d.state IN ({_in(len(states))})")
+        args: list[Any] = list(states)
+        if community:
+            q += " AND a.community = ?"
+            args.append(community)
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY d.deadline", args).fetchall()
+        return [_dispatch(r) for r in rows]
+
+    def dispatch_advance(self, dispatch_id: str, from_states: Sequence[str], sets: dict[str, Any],
+                         check: Callable[[Row | None], None], step: StepSpec, by: str | None,
+                         inside: Callable[[], None] | None = None) -> Row:
+        event, at, note, data = step
+        with self._tx() as db:
+            check(self._dispatch_row(db, dispatch_id))
+            r = db.execute(
+                f"UPDATE dispatches SET {', '.join(f'{k} = ?' for k in sets)} WHERE dispatch_id = ? AND state IN "
+                f"({_in(len(from_states))}) RETURNING *",
+                [*(_dispatch_value(k, v) for k, v in sets.items()), dispatch_id, *from_states]).fetchone()
+            d = _dispatch(r)
+            if by is None:  # the later steps are signed by whoever accepted the dispatch
+                took = db.execute(
+                    "SELECT actor FROM alert_events WHERE alert_id = ? AND event = ? "
+                    "AND json_extract(data, '$.dispatch_id') = ? ORDER BY seq LIMIT 1",
+                    (d["alert_id"], str(Event.ACCEPTED), dispatch_id)).fetchone()
+                by = took["actor"] if took else None
+            self._step(db, d["alert_id"], event, at, by or d["assignee"], note,
+                       {"dispatch_id": dispatch_id, "team": d["team_id"], **(data or {})})
+            if inside is not None:
+                inside()
+        return d
+
+    def dispatch_reopen(self, dispatch_id: str) -> Row | None:
+        with self._tx() as db:
+            db.execute("UPDATE dispatches SET state = 'accepted' WHERE dispatch_id = ? AND state = 'done'",
+                       (dispatch_id,))
+            return self._dispatch_row(db, dispatch_id)
+
+    def overdue_dispatches(self, now_iso: str) -> list[Row]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM dispatches WHERE state = 'sent' AND escalated_at IS NULL AND deadline <= ?",
+                (now_iso,)).fetchall()
+        return [_dispatch(r) for r in rows]
+
+    def dispatch_escalate(self, dispatch_id: str, at: str, note: str, data: dict[str, Any]) -> Row | None:
+        with self._tx() as db:
+            r = db.execute("UPDATE dispatches SET escalated_at = ? WHERE dispatch_id = ? AND state = 'sent' "
+                           "AND escalated_at IS NULL RETURNING *", (at, dispatch_id)).fetchone()
+            if r is None:
+                return None
+            self._step(db, r["alert_id"], Event.ESCALATED, at, None, note, data)
+        return _dispatch(r)
+
+    # -- archives (migration 0005; alerts/archive.py) ---------------------------------------------
+    def archive_insert(self, alert_id: str, at: str, by: str, cause: str, note: str | None,
+                       data: dict[str, Any], open_states: Sequence[str],
+                       check: Callable[[str | None, list[tuple[str, str]], str | None], None]) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            busy = db.execute(f"SELECT team_name, state FROM dispatches WHERE alert_id = ? AND state IN "
+                              f"({_in(len(open_states))})", (alert_id, *open_states)).fetchall()
+            done = db.execute("SELECT archived_by FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
+            check(row["state"] if row else None, [(r["team_name"], r["state"]) for r in busy],
+                  done["archived_by"] if done else None)
+            db.execute("INSERT INTO archives(alert_id, archived_at, archived_by, cause, note) VALUES (?,?,?,?,?)",
+                       (alert_id, at, by, cause, note))
+            self._step(db, alert_id, Event.ARCHIVED, at, by, note, data)
+
+    def archived(self, alert_id: str) -> Row | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
+        return dict(r) if r else None
+
+    def pending_archive(self, severities: Sequence[str], community: str | None = None,
+                        limit: int = 1000) -> list[Alert]:
+        q = (f"SELECT a.* FROM alerts a WHERE a.severity IN ({_in(len(severities))}) AND a.state = 'resolved' "
+             "AND NOT EXISTS (SELECT 1 FROM archives r WHERE r.alert_id = a.alert_id)")
+        args: list[Any] = list(severities)
+        if community:
+            q += " AND a.community = ?"
+            args.append(community)
+        q += " ORDER BY a.started_at, a.rowid LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(q, args).fetchall()
+        return [_decode(r) for r in rows]
+
+    # -- the period report (alerts/report.py) ------------------------------------------------------
+    def report_rows(self, lo: str, hi: str, community: str | None, open_states: Sequence[str]) -> ReportRows:
+        q = "SELECT * FROM alerts WHERE started_at >= ? AND started_at < ?"
+        args: list[Any] = [lo, hi]
+        if community:
+            q += " AND community = ?"
+            args.append(community)
+        dq = ("SELECT d.*, a.community AS _c FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
+              f"WHERE d.created_at >= ? AND d.created_at < ? AND d.state IN ({_in(len(open_states))})")
+        dargs: list[Any] = [lo, hi, *open_states]
+        if community:
+            dq += " AND a.community = ?"
+            dargs.append(community)
+        with self._lock:  # as the report has always read them: one after another on one connection
+            alerts = [_decode(r) for r in self._db.execute(q, args).fetchall()]
+            firsts = self._db.execute(
+                "SELECT e.alert_id, e.event, MIN(e.at) AS at FROM alert_events e JOIN alerts a "
+                "ON a.alert_id = e.alert_id WHERE a.started_at >= ? AND a.started_at < ? AND e.event IN (?, ?) "
+                "GROUP BY e.alert_id, e.event", (lo, hi, str(Event.ACKNOWLEDGED), str(Event.ARRIVED))).fetchall()
+            drows = self._db.execute(dq + " ORDER BY d.deadline", dargs).fetchall()
+            overrides = dict(self._db.execute(
+                "SELECT e.alert_id, COUNT(*) FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
+                "WHERE a.started_at >= ? AND a.started_at < ? AND e.event IN (?, ?) "
+                "AND json_extract(e.data, '$.override') = 1 GROUP BY e.alert_id",
+                (lo, hi, str(Event.RESOLVED), str(Event.ARCHIVED))).fetchall())
+        return ReportRows(
+            alerts, {(r["alert_id"], r["event"]): r["at"] for r in firsts},
+            [(_dispatch({k: v for k, v in dict(r).items() if k != "_c"}), r["_c"]) for r in drows], overrides)
