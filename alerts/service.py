@@ -1,7 +1,12 @@
-"""The alert service: subscribes to device messages, validates them, feeds the engine.
+"""The alert service: subscribes to the records ingest accepted, feeds the engine.
 
-paho's network thread only enqueues; one engine thread does all rule work, so the engine needs
-no locks. Its subscription is a persistent QoS 1 session of its own, apart from ingest's.
+Ingest validates every device message once and hands on what it accepted (ingest/forward.py): the
+engine never sees a message ingest dead-lettered (invalid, or `rate_limited`), and does not validate
+again. paho's network thread only enqueues; one engine thread does all rule work, so the engine
+needs no locks. Its subscription is a persistent QoS 1 session of its own, apart from ingest's, so
+records forwarded while it is down wait for it. `--communities` runs it over some communities only
+(alerts/partition.py): its own session, its communities' records and alert copies, its share of
+the store.
 
 What survives a restart lives in the store (alerts, condition state, last-heard times, shelves);
 on every (re)connect the retained copy of every open alert is published again from the store, and
@@ -18,6 +23,7 @@ import os
 import queue
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -32,25 +38,40 @@ from alerts.flooding import FloodWatch
 from alerts.holdover import HeldStore
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
+from alerts.partition import PartitionRegistry, PartitionStore, suffix
 from alerts.publisher import publish_alert
 from alerts.roster import BUNDLED_ROSTER, parse_roster
 from alerts.rules import BUNDLED_RULES, RuleError, RuleSet, load_ruleset
 from alerts.store import store_path
 from core import heartbeat
-from core.contract import TOPIC_ROOT, AlertState
+from core.accounts import alerts_account
+from core.contract import TOPIC_ROOT, AlertState, Device
 from core.mqtt import connect, make_client
 from core.registry import RegistryWatcher, ensure_registry
 from core.settings import Settings
 from core.timebase import iso
-from core.validation import Rejected, validate
 from ingest.fastmqtt import make_fast
+from ingest.forward import RECORDS_ROOT, decode, records_topic
 
 log = logging.getLogger(__name__)
 
 ALERTS_TOPIC = f"{TOPIC_ROOT}/alerts/#"
-SUBSCRIPTIONS = [(f"{TOPIC_ROOT}/+/+/+/{t}", 1) for t in ("telemetry", "status", "event")] + [(ALERTS_TOPIC, 1)]
+# What an engine of an earlier version subscribed to in the same persistent session: dropped on connect.
+DEVICE_TOPICS = [f"{TOPIC_ROOT}/+/+/+/{t}" for t in ("telemetry", "status", "event")]
+
+
+def subscriptions(communities: frozenset[str] | None) -> list[tuple[str, int]]:
+    """The forwarded records and alert copies of the engine's communities (all: None)."""
+    if communities is None:
+        return [(f"{RECORDS_ROOT}/+", 1), (ALERTS_TOPIC, 1)]
+    return [(records_topic(c), 1) for c in sorted(communities)] + \
+        [(f"{TOPIC_ROOT}/alerts/{c}/#", 1) for c in sorted(communities)]
+
+
+SUBSCRIPTIONS = subscriptions(None)
 SILENCE_CHECK_S = 5.0
 _ALERT_PREFIX = f"{TOPIC_ROOT}/alerts/"
+_RECORDS_PREFIX = f"{RECORDS_ROOT}/"
 
 
 class RulesWatcher:
@@ -99,15 +120,20 @@ class RulesWatcher:
 
 
 class AlertService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, communities: frozenset[str] | None = None) -> None:
         self.settings = settings
+        self.communities = communities  # None: the whole street (alerts/partition.py)
+        self.name = "alerts" + suffix(communities)
         ensure_registry(settings)
-        self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
+        watcher = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
+        self.registry = watcher if communities is None else PartitionRegistry(watcher, communities)
         # On a full disk the store keeps what it cannot write in memory (alerts/holdover.py).
         self.store = HeldStore(store_path(settings.data_path))
         self.rules = RulesWatcher(Path(settings.alerts_rules_file) if settings.alerts_rules_file else BUNDLED_RULES)
         # The buffered, lean-decoding client ingest uses: the engine must keep up with all that ingest takes.
-        self.client = make_fast(make_client(settings, client_id=settings.alerts_client_id, persistent=True))
+        self.client = make_fast(make_client(
+            replace(settings, mqtt_account=alerts_account(settings.mqtt_account, communities)),
+            client_id=settings.alerts_client_id + suffix(communities), persistent=True))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
@@ -128,7 +154,8 @@ class AlertService:
         threading.Thread(target=warm_up, name="notify-warm-up", daemon=True).start()
         self.dispatches = DispatchBook(self.store, settings)
         self.engine = Engine(
-            self.rules.ruleset, self.store, self._publish, settings.alert_holdoff_s,
+            self.rules.ruleset, self.store if communities is None else PartitionStore(
+                self.store, communities, watcher.current), self._publish,  # type: ignore[arg-type] settings.alert_holdoff_s,
             settings.alerts_update_min_s,
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
             escalation=Escalation(self.roster.current, notifier),
@@ -139,7 +166,8 @@ class AlertService:
         self.floods = FloodWatch(self.engine, settings.data_path)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
         self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
-        self.counters = {"received": 0, "invalid": 0, "published": 0, "reasserted": 0, "stale_cleared": 0}
+        self.counters = {"received": 0, "batches": 0, "unknown_device": 0, "foreign": 0, "published": 0,
+                         "reasserted": 0, "stale_cleared": 0}
         self.mqtt_ok = False
         self._stop = threading.Event()
 
@@ -167,7 +195,8 @@ class AlertService:
         if not rc.is_failure:
             self.mqtt_ok = True
             self._feed_restored.set()
-            client.subscribe(SUBSCRIPTIONS)
+            client.unsubscribe(DEVICE_TOPICS)
+            client.subscribe(subscriptions(self.communities))
 
     def _on_disconnect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
         self.mqtt_ok = False
@@ -182,7 +211,9 @@ class AlertService:
                 # Device messages come first: alert copies are looked at between them (`copies`).
                 self.copies.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
             return
-        self.inbox.put((msg.topic, bytes(msg.payload)))
+        if msg.topic.startswith(_RECORDS_PREFIX):
+            self.inbox.put((msg.topic, bytes(msg.payload)))
+        # Anything else (device messages an earlier version's session still held) is ingest's to judge.
 
     def _alert_copy(self, topic: str, payload: bytes, retained: bool) -> None:
         alert_id = topic.rsplit("/", 1)[-1]
@@ -208,11 +239,16 @@ class AlertService:
                 return
             self._alert_copy(topic, payload, retained)
 
+    def _late_device(self, device_id: str) -> Device | None:
+        """A device ingest knew and we do not: the registry file may have changed since we last read it."""
+        self.registry.refresh()
+        return self.registry.current().get(device_id)
+
     def step(self, timeout_s: float) -> None:
         """Drain the inbox for up to `timeout_s` (blocking only while it is empty)."""
         deadline = time.monotonic() + timeout_s
         get_nowait, handle, registry = self.inbox.get_nowait, self.engine.handle, self.registry
-        counters = self.counters
+        counters, mine = self.counters, self.communities
         n = 0
         while True:
             try:
@@ -225,15 +261,23 @@ class AlertService:
                     topic, payload = self.inbox.get(timeout=left)
                 except queue.Empty:
                     return
-            counters["received"] += 1
-            try:
-                rec = validate(topic, payload, registry.current(), int(time.time() * 1000))
-            except Rejected:
-                counters["invalid"] += 1  # ingest dead-letters it; nothing to evaluate
+            if mine is not None and topic[len(_RECORDS_PREFIX):] not in mine:
+                counters["foreign"] += 1  # another partition's (a subscription left in our session)
                 continue
-            handle(rec)
+            # Validated by ingest (ingest/forward.py): decoded, not judged again.
+            try:
+                recs, unknown = decode(payload, registry.current(), self._late_device)
+            except Exception:  # only ingest may write here (broker ACL): a bad batch is a bug, said
+                log.exception("undecodable record batch on %s (%d bytes) skipped", topic, len(payload))
+                continue
+            counters["batches"] += 1
+            counters["received"] += len(recs)
+            if unknown:
+                counters["unknown_device"] += unknown
+            for rec in recs:
+                handle(rec)
             n += 1
-            if not n % 512 and time.monotonic() >= deadline:
+            if not n % 16 and time.monotonic() >= deadline:
                 return
 
     def run_forever(self) -> None:
@@ -267,7 +311,7 @@ class AlertService:
                     if now - last_compact >= 60.0:
                         self.delivery.compact()
                         last_compact = now
-                    heartbeat.write(self.settings.data_path, "alerts", self.snapshot())
+                    heartbeat.write(self.settings.data_path, self.name, self.snapshot())
                     last_beat = now
         finally:
             try:
