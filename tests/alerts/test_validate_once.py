@@ -20,6 +20,7 @@ import pytest
 
 from alerts.service import AlertService
 from alerts.store import AlertStore, store_path
+from core import heartbeat
 from core.contract import Device
 from core.settings import Settings
 from ingest.deadletter import DeadLetterStore
@@ -193,3 +194,64 @@ def test_alerts_killed_and_restarted_loses_no_record(settings: Settings, collect
     finally:
         alerts.stop()
         ingest.close()
+
+
+def gas_of(settings: Settings, community: str) -> Device:
+    return next(d for d in gas_devices(settings, 10_000) if d.community == community)
+
+
+class Partition:
+    def __init__(self, settings: Settings, communities: set[str]) -> None:
+        self.svc = AlertService(settings, frozenset(communities))
+        self.thread = threading.Thread(target=self.svc.run_forever, daemon=True)
+        self.thread.start()
+        assert wait_until(lambda: self.svc.mqtt_ok, 15)
+
+    def open_devices(self) -> set[str]:
+        return {a.device_id for a in self.svc.engine.open.values()}
+
+    def stop(self) -> None:
+        self.svc.stop()
+        self.thread.join(15)
+
+
+def test_two_partitions_share_the_street(settings: Settings, start_ingest, publisher) -> None:  # type: ignore[no-untyped-def]
+    start_ingest()
+    west, east = {"yanling", "yanhu"}, {"gongyixincun", "lanshanjun"}
+    devs = {c: gas_of(settings, c) for c in west | east}
+    a, b = Partition(settings, west), Partition(settings, east)
+    try:
+        assert a.svc.client._client_id != b.svc.client._client_id  # each its own persistent session
+        time.sleep(0.5)
+        now = int(time.time() * 1000)
+        for d in devs.values():
+            publisher.publish(topic(d), reading(50.0, now), qos=1).wait_for_publish(5)
+        mine = {c: {devs[c].device_id for c in part} for c, part in (("a", west), ("b", east))}
+        assert wait_until(lambda: a.open_devices() == mine["a"] and b.open_devices() == mine["b"], 10), \
+            (a.open_devices(), b.open_devices())
+        assert a.svc.counters["received"] == 2 and b.svc.counters["received"] == 2  # only its own records
+        beats = {h["name"] for h in heartbeat.read_all(settings.data_path, "alerts")} if wait_until(
+            lambda: len(heartbeat.read_all(settings.data_path, "alerts")) == 2, 5) else set()
+        assert beats == {"alerts-yanhu-yanling", "alerts-gongyixincun-lanshanjun"}
+
+        # The east engine restarts: it takes up its own alerts from the shared store, re-publishes only
+        # those, and leaves the west's alone; the west resolves its own as before.
+        b.stop()
+        b = Partition(settings, east)
+        assert wait_until(lambda: b.svc.counters["published"] >= 2, 10)
+        time.sleep(1.5)
+        assert b.svc.counters["published"] == 2 and b.open_devices() == mine["b"]
+        gone = devs["yanhu"]
+        publisher.publish(topic(gone), reading(1.0, int(time.time() * 1000)), qos=1).wait_for_publish(5)
+        assert wait_until(lambda: a.open_devices() == mine["a"] - {gone.device_id}, 15)
+        time.sleep(settings.alert_holdoff_s + 1.5)
+        assert b.open_devices() == mine["b"]
+        store = AlertStore(store_path(settings.data_path))
+        try:
+            states = {x.device_id: x.state for x in store.list() if x.rule == "gas_lel_high"}
+        finally:
+            store.close()
+        assert states == {d.device_id: "resolved" if d is gone else "active" for d in devs.values()}
+    finally:
+        a.stop()
+        b.stop()
