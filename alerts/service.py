@@ -166,8 +166,8 @@ class AlertService:
         self.floods = FloodWatch(self.engine, settings.data_path)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
         self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
-        self.counters = {"received": 0, "batches": 0, "unknown_device": 0, "foreign": 0, "published": 0,
-                         "reasserted": 0, "stale_cleared": 0}
+        self.counters = {"received": 0, "batches": 0, "bad_batches": 0, "unknown_device": 0, "foreign": 0,
+                         "published": 0, "reasserted": 0, "stale_cleared": 0}
         self.mqtt_ok = False
         self._stop = threading.Event()
 
@@ -269,6 +269,7 @@ class AlertService:
                 recs, unknown = decode(payload, registry.current(), self._late_device)
             except Exception:  # only ingest may write here (broker ACL): a bad batch is a bug, said
                 log.exception("undecodable record batch on %s (%d bytes) skipped", topic, len(payload))
+                counters["bad_batches"] += 1
                 continue
             counters["batches"] += 1
             counters["received"] += len(recs)
