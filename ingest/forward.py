@@ -2,8 +2,9 @@
 
 Ingest accepts a device message (valid, and within its device's budget) and, besides batching it
 for InfluxDB, appends a compact form of the record to a per-community buffer; the buffer goes out
-as one QoS 1 message on `RECORDS_ROOT/{community}` when it holds `FORWARD_MAX` records or its
-oldest is `FORWARD_MS` old. The alert service subscribes to those topics (only its partition's
+as one QoS 1 message on `RECORDS_ROOT/{community}` when it holds `FORWARD_MAX` records (or about
+`FORWARD_MAX_BYTES`: the secure broker drops a client's packet over 64 KiB) or its oldest is
+`FORWARD_MS` old. The alert service subscribes to those topics (only its partition's
 communities) on its own persistent session and turns each batch back into records against its
 registry, without validating again: a dead-lettered message (invalid, or `rate_limited`) never
 reaches a rule.
@@ -48,7 +49,11 @@ log = logging.getLogger(__name__)
 
 RECORDS_ROOT = "sc-internal/records"
 FORWARD_MS = 10.0  # at most this old when a batch is handed on: the warning path's added latency
-FORWARD_MAX = 500  # records per batch (~60 KB): a flood goes out in full batches, not waiting
+FORWARD_MAX = 500  # records per batch: a flood goes out in full batches, not waiting
+# A row is at most its device message's size (≤ 16 KiB) plus its id and ts: a batch cut past 32 KiB
+# stays under the secure broker's packet limit (SC_MQTT_MAX_PACKET_BYTES, 64 KiB).
+FORWARD_MAX_BYTES = 32 * 1024
+_ROW_OVERHEAD = 96
 OUT_INFLIGHT = 1000  # unacknowledged QoS 1 batches on the wire (paho's default is 20)
 
 _TELEMETRY, _STATUS, _EVENT = 0, 1, 2
@@ -114,6 +119,7 @@ class Forwarder:
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._bufs: dict[str, list[list[Any]]] = {}
+        self._bytes: dict[str, int] = {}  # per community: the buffered rows' size, at most
         self._first = 0.0  # monotonic time of the oldest buffered record (0: nothing buffered)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -124,7 +130,8 @@ class Forwarder:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, rec: Record) -> None:
+    def add(self, rec: Record, size: int = 0) -> None:
+        """`size`: the device message's payload size (bounds the encoded row's)."""
         community = rec.device.community
         row = encode_one(rec)
         with self._lock:
@@ -132,20 +139,23 @@ class Forwarder:
             if buf is None:
                 buf = self._bufs[community] = []
             buf.append(row)
+            n = self._bytes[community] = self._bytes.get(community, 0) + size + _ROW_OVERHEAD
             if not self._first:
                 self._first = time.monotonic()
                 self._wake.set()
-            full = len(buf) >= self.max_records
+            full = len(buf) >= self.max_records or n >= FORWARD_MAX_BYTES
         if full:
             with self._send_lock:  # cut under the send lock: batches leave in the order they were cut
                 with self._lock:
                     rows = self._bufs.pop(community, [])
+                    self._bytes.pop(community, None)
                 self._send(community, rows)
 
     def flush(self) -> None:
         with self._send_lock:
             with self._lock:
                 bufs, self._bufs, self._first = self._bufs, {}, 0.0
+                self._bytes = {}
             for community, rows in bufs.items():
                 self._send(community, rows)
 

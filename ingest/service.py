@@ -181,7 +181,7 @@ class Ingestor:
             line = None  # beyond the device's budget: dead-lettered, counted, reported (never silent)
             dead = DeadLetter(topic, bytes(payload), RATE_LIMITED, self._over_budget, now_ms)
         if line is not None:
-            self.forward.add(rec)  # type: ignore[arg-type]  # accepted: the alert engine gets it now
+            self.forward.add(rec, len(payload))  # type: ignore[arg-type]  # accepted: the engine gets it now
         full = ready = None
         with self._lock:
             b = self._batch
