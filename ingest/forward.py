@@ -9,10 +9,11 @@ communities) on its own persistent session and turns each batch back into record
 registry, without validating again: a dead-lettered message (invalid, or `rate_limited`) never
 reaches a rule.
 
-Why a topic, and why this shape (measured, bench/bench_alerts.py and a micro-benchmark on this
-2-core machine, 100,000-device registry): `validate()` costs ~9 µs a message and was the alert
-service's largest per-message cost; encoding a record here and decoding it there costs ~1.5 µs
-together, batched 4 MQTT messages per 10 ms at city load instead of one per device message. Running
+Why a topic, and why this shape (measured on this 2-core machine, best of 5 over 59,460 telemetry
+records of the street registry, load average 12-14): `validate()` costs 5.6-7.0 µs a record and was
+the alert service's largest per-message cost; encoding a record here costs 0.3 µs and decoding it
+there 1.6-1.9 µs (bench/bench_alerts.py (a) times the whole path), and the engine receives a few
+MQTT messages per 10 ms instead of one per device message. Running
 the rules inside each ingest worker would save that too, but would tie alert state to ingest's
 worker count and shared-subscription split (a device's records would move between engines), and put
 the rules behind ingest's InfluxDB back-pressure; a shared-memory ring would not survive a restart
@@ -88,7 +89,7 @@ def decode(payload: bytes, devices: Mapping[str, Device],
     an unknown device (the registry file may have changed since it was last read)."""
     out: list[Record] = []
     unknown = 0
-    get = devices.get
+    get = getattr(devices, "devices", devices).get  # a Registry's own dict: Mapping.get costs ~1 µs more
     for typ, dev_id, ts, a, b in orjson.loads(payload):
         dev = get(dev_id)
         if dev is None:
