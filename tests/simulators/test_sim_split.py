@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from core.registry import bundled_registry_path, load_registry
 from simulators.evaluate import Case, cases, compare_split, raised, run_case, split_of
 
@@ -15,29 +13,25 @@ from simulators.evaluate import Case, cases, compare_split, raised, run_case, sp
 # communities' fleets reporting, and every engine killed (no save) and started again at 300 s.
 STREET = Case("two_communities", ("gas_leak@LSJ-03", "power_outage@S-YH-02+60", "water_main_burst+30",
                                   "camera_network_sabotage@S-YH-03+90", "compound_silent@LSJ-05+120",
-                                  "kitchen_gas_leak+150", "fire_risk+200"),
+                                  "fire_risk+150"),
               communities=("lanshanjun", "yanhu"), restart_at_s=300)
 
 
-@pytest.mark.parametrize("part", [("yanling", "yanhu")])
-def test_two_engines_raise_what_one_raises(part: tuple[str, ...], tmp_path: Path) -> None:
+def test_two_engines_raise_what_one_raises(tmp_path: Path) -> None:
     reg = load_registry(bundled_registry_path())
+    part = {"yanling", "yanhu"}
     one = run_case(STREET, reg, tmp=tmp_path)
     two = run_case(STREET, reg, tmp=tmp_path, split=split_of(frozenset(part)))
     by_community = {a["community"] for a in one.published}
     # Alerts on both sides of the split (so a partition that lost or doubled some would show), and
     # resolutions among them (so the hold-off and the store's condition state are compared too).
-    assert by_community & set(part) and by_community - set(part), by_community
+    assert by_community & part and by_community - part, by_community
     assert any(a["state"] == "resolved" for a in one.published)
     assert raised(two) == raised(one)
     assert {k: v for k, v in two.score.items() if not isinstance(v, list)} == \
         {k: v for k, v in one.score.items() if not isinstance(v, list)}  # (the lists name alert ids)
 
-
-def test_a_partition_that_lost_records_would_show(tmp_path: Path) -> None:
-    """The comparison can fail: an engine fed only one side of the split raises less than the street's."""
-    reg = load_registry(bundled_registry_path())
-    one = run_case(STREET, reg, tmp=tmp_path)
+    # The comparison can fail: an engine fed only one side of the split raises less than the street's.
     half = run_case(STREET, reg, tmp=tmp_path, split=[frozenset({"yanhu"})])
     assert raised(half) != raised(one) and set(raised(half)) < set(raised(one))
 
