@@ -154,9 +154,9 @@ class AlertService:
         threading.Thread(target=warm_up, name="notify-warm-up", daemon=True).start()
         self.dispatches = DispatchBook(self.store, settings)
         self.engine = Engine(
-            self.rules.ruleset, self.store if communities is None else PartitionStore(
-                self.store, communities, watcher.current), self._publish,  # type: ignore[arg-type] settings.alert_holdoff_s,
-            settings.alerts_update_min_s,
+            self.rules.ruleset,
+            self.store if communities is None else PartitionStore(self.store, communities, watcher.current),  # type: ignore[arg-type]
+            self._publish, settings.alert_holdoff_s, settings.alerts_update_min_s,
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
             escalation=Escalation(self.roster.current, notifier),
             fold_window_s=settings.alerts_fold_window_s,
