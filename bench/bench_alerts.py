@@ -247,6 +247,11 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float) 
             time.sleep(0.2)
         done.wait(seconds * 3 + 60)
         time.sleep(2.0)
+        # On a loaded machine the engine may still be working through the backlog: a probe whose alert
+        # comes late is a late alert (it counts in p99), not a missing one; waited for up to 60 s more.
+        late = time.monotonic() + 60
+        while any(k not in got for k in sent) and time.monotonic() < late:
+            time.sleep(0.2)
         lags = [got[k] - t for k, t in sent.items() if k in got]
         missing = len(sent) - len(lags)
         pc.loop_stop()
