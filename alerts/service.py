@@ -1,7 +1,12 @@
-"""The alert service: subscribes to device messages, validates them, feeds the engine.
+"""The alert service: subscribes to the records ingest accepted, feeds the engine.
 
-paho's network thread only enqueues; one engine thread does all rule work, so the engine needs
-no locks. Its subscription is a persistent QoS 1 session of its own, apart from ingest's.
+Ingest validates every device message once and hands on what it accepted (ingest/forward.py): the
+engine never sees a message ingest dead-lettered (invalid, or `rate_limited`), and does not validate
+again. paho's network thread only enqueues; one engine thread does all rule work, so the engine
+needs no locks. Its subscription is a persistent QoS 1 session of its own, apart from ingest's, so
+records forwarded while it is down wait for it. `--communities` runs it over some communities only
+(alerts/partition.py): its own session, its communities' records and alert copies, its share of
+the store.
 
 What survives a restart lives in the store (alerts, condition state, last-heard times, shelves);
 on every (re)connect the retained copy of every open alert is published again from the store, and
@@ -20,6 +25,7 @@ import os
 import queue
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -36,27 +42,42 @@ from alerts.flooding import FloodWatch
 from alerts.holdover import HeldStore
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
+from alerts.partition import PartitionRegistry, PartitionStore, suffix
 from alerts.publisher import publish_alert
 from alerts.report import place_names
 from alerts.roster import BUNDLED_ROSTER, parse_roster
 from alerts.rules import BUNDLED_RULES, RuleError, RuleSet, load_ruleset
 from alerts.store import store_path
 from core import heartbeat
-from core.contract import TOPIC_ROOT, AlertState
+from core.accounts import alerts_account
+from core.contract import TOPIC_ROOT, AlertState, Device
 from core.mqtt import connect, make_client
 from core.registry import RegistryWatcher, ensure_registry
 from core.settings import Settings
 from core.timebase import iso
-from core.validation import Rejected, validate
 from ingest.fastmqtt import make_fast
+from ingest.forward import RECORDS_ROOT, decode, records_topic
 
 log = logging.getLogger(__name__)
 
 ALERTS_TOPIC = f"{TOPIC_ROOT}/alerts/#"
-SUBSCRIPTIONS = [(f"{TOPIC_ROOT}/+/+/+/{t}", 1) for t in ("telemetry", "status", "event")] + [(ALERTS_TOPIC, 1)]
+# What an engine of an earlier version subscribed to in the same persistent session: dropped on connect.
+DEVICE_TOPICS = [f"{TOPIC_ROOT}/+/+/+/{t}" for t in ("telemetry", "status", "event")]
+
+
+def subscriptions(communities: frozenset[str] | None) -> list[tuple[str, int]]:
+    """The forwarded records and alert copies of the engine's communities (all: None)."""
+    if communities is None:
+        return [(f"{RECORDS_ROOT}/+", 1), (ALERTS_TOPIC, 1)]
+    return [(records_topic(c), 1) for c in sorted(communities)] + \
+        [(f"{TOPIC_ROOT}/alerts/{c}/#", 1) for c in sorted(communities)]
+
+
+SUBSCRIPTIONS = subscriptions(None)
 SILENCE_CHECK_S = 5.0
 _ALERT_PREFIX = f"{TOPIC_ROOT}/alerts/"
 _WAKE = ("", b"")  # not a topic: a staff command is waiting
+_RECORDS_PREFIX = f"{RECORDS_ROOT}/"
 
 
 class RulesWatcher:
@@ -105,15 +126,20 @@ class RulesWatcher:
 
 
 class AlertService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, communities: frozenset[str] | None = None) -> None:
         self.settings = settings
+        self.communities = communities  # None: the whole street (alerts/partition.py)
+        self.name = "alerts" + suffix(communities)
         ensure_registry(settings)
-        self.registry = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
+        watcher = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
+        self.registry = watcher if communities is None else PartitionRegistry(watcher, communities)
         # On a full disk the store keeps what it cannot write in memory (alerts/holdover.py).
         self.store = HeldStore(store_path(settings.data_path))
         self.rules = RulesWatcher(Path(settings.alerts_rules_file) if settings.alerts_rules_file else BUNDLED_RULES)
         # The buffered, lean-decoding client ingest uses: the engine must keep up with all that ingest takes.
-        self.client = make_fast(make_client(settings, client_id=settings.alerts_client_id, persistent=True))
+        self.client = make_fast(make_client(
+            replace(settings, mqtt_account=alerts_account(settings.mqtt_account, communities)),
+            client_id=settings.alerts_client_id + suffix(communities), persistent=True))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
@@ -135,8 +161,9 @@ class AlertService:
         # The dispatch message names the place in words (compound, building, install place): loaded once.
         self.dispatches = DispatchBook(self.store, settings, places=functools.cache(lambda: place_names(settings)))
         self.engine = Engine(
-            self.rules.ruleset, self.store, self._publish, settings.alert_holdoff_s,
-            settings.alerts_update_min_s,
+            self.rules.ruleset,
+            self.store if communities is None else PartitionStore(self.store, communities, watcher.current),  # type: ignore[arg-type]
+            self._publish, settings.alert_holdoff_s, settings.alerts_update_min_s,
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
             escalation=Escalation(self.roster.current, notifier),
             fold_window_s=settings.alerts_fold_window_s,
@@ -150,7 +177,8 @@ class AlertService:
         self.handlers.device_kind = self._device_kind
         self.commands = CommandServer(settings, self.store, self.handlers.apply, wake=self._wake)
         self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
-        self.counters = {"received": 0, "invalid": 0, "published": 0, "reasserted": 0, "stale_cleared": 0}
+        self.counters = {"received": 0, "batches": 0, "bad_batches": 0, "unknown_device": 0, "foreign": 0,
+                         "published": 0, "reasserted": 0, "stale_cleared": 0}
         self.mqtt_ok = False
         self.ready = threading.Event()  # connected, and the open alerts published again
         self._stop = threading.Event()
@@ -187,7 +215,8 @@ class AlertService:
         if not rc.is_failure:
             self.mqtt_ok = True
             self._feed_restored.set()
-            client.subscribe(SUBSCRIPTIONS)
+            client.unsubscribe(DEVICE_TOPICS)
+            client.subscribe(subscriptions(self.communities))
             self._wake()  # the open alerts are published again at once, not after the next tick
 
     def _on_disconnect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
@@ -203,7 +232,9 @@ class AlertService:
                 # Device messages come first: alert copies are looked at between them (`copies`).
                 self.copies.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
             return
-        self.inbox.put((msg.topic, bytes(msg.payload)))
+        if msg.topic.startswith(_RECORDS_PREFIX):
+            self.inbox.put((msg.topic, bytes(msg.payload)))
+        # Anything else (device messages an earlier version's session still held) is ingest's to judge.
 
     def _alert_copy(self, topic: str, payload: bytes, retained: bool) -> None:
         alert_id = topic.rsplit("/", 1)[-1]
@@ -229,11 +260,16 @@ class AlertService:
                 return
             self._alert_copy(topic, payload, retained)
 
+    def _late_device(self, device_id: str) -> Device | None:
+        """A device ingest knew and we do not: the registry file may have changed since we last read it."""
+        self.registry.refresh()
+        return self.registry.current().get(device_id)
+
     def step(self, timeout_s: float) -> None:
         """Drain the inbox for up to `timeout_s` (blocking only while it is empty)."""
         deadline = time.monotonic() + timeout_s
         get_nowait, handle, registry = self.inbox.get_nowait, self.engine.handle, self.registry
-        counters = self.counters
+        counters, mine = self.counters, self.communities
         n = 0
         while True:
             try:
@@ -251,16 +287,25 @@ class AlertService:
                 if self._stop.is_set() or self._feed_restored.is_set():
                     return
                 continue
-            counters["received"] += 1
-            try:
-                rec = validate(topic, payload, registry.current(), int(time.time() * 1000))
-            except Rejected:
-                counters["invalid"] += 1  # ingest dead-letters it; nothing to evaluate
+            if mine is not None and topic[len(_RECORDS_PREFIX):] not in mine:
+                counters["foreign"] += 1  # another partition's (a subscription left in our session)
                 continue
-            handle(rec)
+            # Validated by ingest (ingest/forward.py): decoded, not judged again.
+            try:
+                recs, unknown = decode(payload, registry.current(), self._late_device)
+            except Exception:  # only ingest may write here (broker ACL): a bad batch is a bug, said
+                log.exception("undecodable record batch on %s (%d bytes) skipped", topic, len(payload))
+                counters["bad_batches"] += 1
+                continue
+            counters["batches"] += 1
+            counters["received"] += len(recs)
+            if unknown:
+                counters["unknown_device"] += unknown
+            for rec in recs:
+                handle(rec)
             n += 1
-            if not n % 512:
-                self.commands.drain()  # under a flood of readings, staff commands still go first
+            if not n % 16:  # a batch is up to 500 records: staff commands still go first under a flood
+                self.commands.drain()
                 if time.monotonic() >= deadline:
                     return
 
@@ -300,7 +345,7 @@ class AlertService:
                     if now - last_compact >= 60.0:
                         self.delivery.compact()
                         last_compact = now
-                    heartbeat.write(self.settings.data_path, "alerts", self.snapshot())
+                    heartbeat.write(self.settings.data_path, self.name, self.snapshot())
                     last_beat = now
         finally:
             self.commands.stop()

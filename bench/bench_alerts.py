@@ -1,17 +1,19 @@
 """Alert engine benchmark: figures printed, goals named, misses included.
 
-    python bench/bench_alerts.py [--records 300000] [--lag-seconds 20] [--skip-lag]
+    python bench/bench_alerts.py [--records 300000] [--lag-seconds 20] [--skip-lag | --only-lag] [--street]
 
-(a) rule evaluation throughput on one core, every default rule, the 100,000-device registry:
-    `Engine.handle` on pre-validated records (and validate + handle, the service's per-message path),
-    against `validate` alone in the same run (what ingest must at least do per message: the engine
-    must never be slower than ingest) [goal >= 30,000 msg/s]
+(a) rule evaluation throughput on one core, every default rule, the 100,000-device registry: a message
+    is validated once, by ingest, which hands the accepted record on (ingest/forward.py: encoded in
+    batches); the alert service decodes and evaluates it (`Engine.handle`). Each step timed alone, against
+    `validate` alone in the same run, and validate + encode + decode + handle together: the whole
+    per-message cost of the warning path on one core [goal >= 60,000 msg/s]
 (b) resident memory of a process holding the engine after every device reported [goal < 300 MB]
 (c) the silence / place scan over 100,000 devices, per pass (quiet, and with a compound down)
     [goal < 50 ms]
 (d) publish -> alert on sc/alerts latency, p50 / p99, with 5,000 msg/s of background telemetry
     through the full system (Mosquitto, InfluxDB, ingest, alerts, each its own process on this
-    2-core machine) [goal p99 < 200 ms]
+    2-core machine) [goal p99 < 200 ms, p50 < 50 ms]; `--street`: with the street's own (bundled)
+    registry instead of the 100,000-device one [goal p99 < 100 ms]
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ from alerts.engine import Engine  # noqa: E402
 from alerts.rules import load_ruleset  # noqa: E402
 from alerts.store import AlertStore  # noqa: E402
 from core.contract import Device  # noqa: E402
-from core.registry import load_registry, write_registry  # noqa: E402
+from core.registry import bundled_registry_path, load_registry, write_registry  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 from core.validation import validate  # noqa: E402
+from ingest.forward import FORWARD_MAX, decode, encode  # noqa: E402
 from smartcommunity.services import free_port, start_influxdb, start_mosquitto  # noqa: E402
 
 # Normal readings per kind (every metric a rule looks at), with ~1 in 2,000 over a threshold.
@@ -91,7 +94,7 @@ def engine_phase(registry_path: str, n: int, out: Any) -> None:
     clock = [time.time()]
     engine = Engine(load_ruleset(), store, published.append, 60.0, 1.0, clock=lambda: clock[0], fold_window_s=30)
     now_ms = int(time.time() * 1000)
-    t_v = t_h = t_vh = 0.0
+    t_v = t_h = t_e = t_dh = 0.0
     done = 0
     chunk = 5_000
     while done < n:
@@ -105,13 +108,19 @@ def engine_phase(registry_path: str, n: int, out: Any) -> None:
         for r in recs:
             engine.handle(r)
         t_h += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for t, p in msgs:
-            engine.handle(validate(t, p, reg, now_ms))
-        t_vh += time.perf_counter() - t0
+        t0 = time.perf_counter()  # ingest hands the accepted records on, in batches
+        batches = [encode(recs[i:i + FORWARD_MAX]) for i in range(0, len(recs), FORWARD_MAX)]
+        t_e += time.perf_counter() - t0
+        t0 = time.perf_counter()  # the alert service: decode, evaluate (the same records again)
+        handle = engine.handle
+        for b in batches:
+            for r in decode(b, reg)[0]:
+                handle(r)
+        t_dh += time.perf_counter() - t0
         done += k
-        del msgs, recs
-    v_rate, h_rate, vh_rate = n / t_v, n / t_h, n / t_vh
+        del msgs, recs, batches
+    v_rate, h_rate, e_rate, dh_rate = n / t_v, n / t_h, n / t_e, n / t_dh
+    vh_rate = n / (t_v + t_e + t_dh)
     t0 = time.perf_counter()
     engine.tick()  # saves conditions and last-heard times
     save_s = time.perf_counter() - t0
@@ -140,7 +149,8 @@ def engine_phase(registry_path: str, n: int, out: Any) -> None:
     gc.collect()
     rss = proc.memory_info().rss
     places = sorted({a.rule for a in published if a.rule in ("compound_silent", "community_silent")})
-    out.put({"v": v_rate, "h": h_rate, "vh": vh_rate, "save_s": save_s, "rss0": rss0, "rss": rss,
+    out.put({"v": v_rate, "h": h_rate, "e": e_rate, "dh": dh_rate, "vh": vh_rate, "save_s": save_s, "rss0": rss0,
+             "rss": rss,
              "scan_p50": pct(quiet, 0.5), "scan_max": max(quiet), "down_p50": pct(down, 0.5), "down_max": max(down),
              "alerts": len({a.alert_id for a in published}), "places": places, "cmp": f"{cmp} ({sizes[cmp]})"})
 
@@ -237,6 +247,11 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float) 
             time.sleep(0.2)
         done.wait(seconds * 3 + 60)
         time.sleep(2.0)
+        # On a loaded machine the engine may still be working through the backlog: a probe whose alert
+        # comes late is a late alert (it counts in p99), not a missing one; waited for up to 60 s more.
+        late = time.monotonic() + 60
+        while any(k not in got for k in sent) and time.monotonic() < late:
+            time.sleep(0.2)
         lags = [got[k] - t for k, t in sent.items() if k in got]
         missing = len(sent) - len(lags)
         pc.loop_stop()
@@ -258,6 +273,7 @@ def main() -> int:
     ap.add_argument("--lag-seconds", type=float, default=20.0)
     ap.add_argument("--skip-lag", action="store_true")
     ap.add_argument("--only-lag", action="store_true")
+    ap.add_argument("--street", action="store_true", help="(d) also with the street's own (bundled) registry")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     registry = tmp / "registry.geojson"
@@ -270,6 +286,10 @@ def main() -> int:
         engine_figures(registry, args.records, len(devices))
     if not args.skip_lag:
         lag_figures(tmp, registry, devices, args.lag_seconds)
+    if args.street:
+        street = sorted(load_registry(bundled_registry_path()).values(), key=lambda d: d.device_id)
+        (tmp / "street").mkdir()
+        lag_figures(tmp / "street", registry, street, args.lag_seconds, goal_p99=0.1)
     print(f"load average at end {os.getloadavg()[0]:.1f} (other work on this machine skews absolute figures)")
     return 0
 
@@ -281,11 +301,13 @@ def engine_figures(registry: Path, records_n: int, n_devices: int) -> None:
     p.start()
     r = q.get(timeout=1800)
     p.join()
-    ok = r["vh"] >= 30_000
-    print(f"(a) validate alone (ingest's floor per message): {r['v']:9,.0f} msg/s = 1.00")
+    ok = r["vh"] >= 60_000
+    print(f"(a) validate alone (ingest, once per message):  {r['v']:9,.0f} msg/s = 1.00")
+    print(f"    encode, handing records on (ingest):        {r['e']:9,.0f} msg/s = {r['e'] / r['v']:.2f} x validate")
     print(f"    Engine.handle on validated records:         {r['h']:9,.0f} msg/s = {r['h'] / r['v']:.2f} x validate")
-    print(f"    validate + handle (the service's path):     {r['vh']:9,.0f} msg/s = {r['vh'] / r['v']:.2f} x validate"
-          f"   [goal >= 30,000] {'MET' if ok else 'MISSED'}   ({r['alerts']} alerts raised; saving the state of "
+    print(f"    decode + handle (the alert service's path): {r['dh']:9,.0f} msg/s = {r['dh'] / r['v']:.2f} x validate")
+    print(f"    validate + encode + decode + handle:        {r['vh']:9,.0f} msg/s = {r['vh'] / r['v']:.2f} x validate"
+          f"   [goal >= 60,000] {'MET' if ok else 'MISSED'}   ({r['alerts']} alerts raised; saving the state of "
           f"100,000 devices took {r['save_s'] * 1000:.0f} ms)")
     rss_ok = "MET" if r["rss"] < 300 * 2**20 else "MISSED"
     print(f"(b) engine process RSS after every device reported: {r['rss'] / 2**20:.0f} MB "
@@ -296,13 +318,14 @@ def engine_figures(registry: Path, records_n: int, n_devices: int) -> None:
           f"{'MET' if max(r['scan_max'], r['down_p50']) < 0.05 else 'MISSED'}")
 
 
-def lag_figures(tmp: Path, registry: Path, devices: list[Device], seconds: float) -> None:
+def lag_figures(tmp: Path, registry: Path, devices: list[Device], seconds: float, goal_p99: float = 0.2) -> None:
     d = lag_phase(tmp, registry, devices, seconds)
     p50, p99 = pct(d["lags"], 0.5), pct(d["lags"], 0.99)
-    print(f"(d) publish -> sc/alerts at {d['offered']:,.0f} msg/s background (ingest + alerts + Mosquitto + "
-          f"InfluxDB): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(d['lags'], default=0) * 1000:.0f}"
-          f" ms over {len(d['lags'])} probes ({d['missing']} without an alert) [goal p99 < 200 ms] "
-          f"{'MET' if p99 < 0.2 and not d['missing'] else 'MISSED'}; peak RSS alerts "
+    ok = p99 < goal_p99 and p50 < 0.05 and not d["missing"]
+    print(f"(d) publish -> sc/alerts at {d['offered']:,.0f} msg/s background, {len(devices):,}-device registry "
+          f"(ingest + alerts + Mosquitto + InfluxDB): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max "
+          f"{max(d['lags'], default=0) * 1000:.0f} ms over {len(d['lags'])} probes ({d['missing']} without an alert) "
+          f"[goal p99 < {goal_p99 * 1000:.0f} ms, p50 < 50 ms] {'MET' if ok else 'MISSED'}; peak RSS alerts "
           f"{d['alerts_rss'] / 2**20:.0f} MB, ingest {d['ingest_rss'] / 2**20:.0f} MB")
     if d["offered"] < 0.95 * 5000:
         print("    the publisher could not offer 5,000 msg/s here")

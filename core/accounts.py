@@ -9,7 +9,8 @@ from __future__ import annotations
 
 MQTT_INGEST = "svc.ingest"  # reads sc/#
 INGEST_WORKER_ACCOUNTS = 8  # `ingest --workers N`: worker w connects as svc.ingest-w (same rights)
-MQTT_ALERTS = "svc.alerts"  # reads device topics, publishes sc/alerts/#
+MQTT_ALERTS = "svc.alerts"  # reads the records ingest forwards, publishes sc/alerts/#
+# `alerts --communities a,b`: each partition connects as svc.alerts-{first of its slugs} (same rights)
 MQTT_DASHBOARD = "svc.dashboard"  # connects only (health); staff actions are commands to the alerts service
 MQTT_DASHBOARD_LIVE = "svc.dashboard-live"  # reads alert copies and device status for the live map
 MQTT_HEALTH = "svc.health"  # connects only: /api/health's broker probe
@@ -50,3 +51,11 @@ def ingest_account(base: str | None, worker: int, workers: int) -> str | None:
     if worker >= INGEST_WORKER_ACCOUNTS:
         raise ValueError(f"with SC_SECURE, ingest runs at most {INGEST_WORKER_ACCOUNTS} workers")
     return f"{base}-{worker}"
+
+
+def alerts_account(base: str | None, communities: frozenset[str] | None) -> str | None:
+    """The broker account of an alert engine over some communities: partitions are disjoint, so the
+    first of their (sorted) slugs tells them apart; the secure broker allows one connection per account."""
+    if base is None or communities is None:
+        return base
+    return f"{base}-{min(communities)}"

@@ -2,7 +2,8 @@
 
 Threads of one ingest process:
 - paho's network thread: `_on_message` validates, renders line protocol and appends to the open
-  batch; a full batch (or, via the flusher thread, an old one) goes on the write queue.
+  batch; a full batch (or, via the flusher thread, an old one) goes on the write queue. An accepted
+  record is also handed on to the alert engine (ingest/forward.py), before and apart from the write.
 - writers (`SC_INGEST_WRITERS`): write a batch to InfluxDB (bisecting out refused points), or, when
   InfluxDB is down, append it to the fsync'd spool; store its dead letters; only then send the
   PUBACKs. If neither InfluxDB nor the spool can take it (disk full), they hold it, unacknowledged,
@@ -36,6 +37,7 @@ from core.settings import Settings
 from core.validation import Rejected, Telemetry, validate
 from ingest.deadletter import DeadLetter, DeadLetterStore, store_path
 from ingest.fastmqtt import make_fast
+from ingest.forward import OUT_INFLIGHT, Forwarder
 from ingest.ratelimit import RATE_LIMITED, DeviceBudget, device_of
 from ingest.retention import ensure_retention
 from ingest.spool import Spool, SpoolFull, adopt_orphan_spools, release_orphan
@@ -125,12 +127,17 @@ class Ingestor:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.max_inflight_messages_set(OUT_INFLIGHT)  # the forwarded batches (QoS 1)
+        self.forward = Forwarder(self._forward)
 
     @property
     def counters(self) -> dict[str, int]:
         return self.stats.counters
 
     # -- MQTT side (paho's network thread) -----------------------------------------------------
+    def _forward(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
     def _on_connect(self, client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
         if rc.is_failure:
             log.error("broker refused the connection: %s", rc)
@@ -173,6 +180,8 @@ class Ingestor:
         if device is not None and not self.budget.allow(device, time.monotonic(), getattr(rec, "ts_ms", None)):
             line = None  # beyond the device's budget: dead-lettered, counted, reported (never silent)
             dead = DeadLetter(topic, bytes(payload), RATE_LIMITED, self._over_budget, now_ms)
+        if line is not None:
+            self.forward.add(rec, len(payload))  # type: ignore[arg-type]  # accepted: the engine gets it now
         full = ready = None
         with self._lock:
             b = self._batch
@@ -333,6 +342,9 @@ class Ingestor:
     def _ack(self, b: Batch) -> None:
         if not b.mids:
             return
+        # The records of these messages go to the socket before their PUBACKs: once the broker has
+        # the acks, it has the forwarded records too (same connection, in order).
+        self.forward.flush()
         with self._ack_lock:
             if b.gen == self._gen:
                 self.client.ack_many(b.mids)
@@ -446,12 +458,15 @@ class Ingestor:
             registry_reloads=self.registry.reload_count,
             queued_batches=self._queue.qsize(),
             worker=self.worker,
+            forwarded=self.forward.forwarded,
+            forwarded_batches=self.forward.batches,
         )
         return snap
 
     def start(self) -> None:
         for t in self._threads + self._writers:
             t.start()
+        self.forward.start()
         connect(self.client, self.settings, persistent=True,
                 receive_maximum=min(65535, self.settings.ingest_max_inflight))
 
@@ -475,6 +490,7 @@ class Ingestor:
             self._queue.put(None)
         for t in self._writers:
             t.join(timeout=30)
+        self.forward.stop()
         self.client.disconnect()
         self.client.loop_stop()
         heartbeat.write(self.settings.data_path, self.name, self.snapshot() | {"stopped": True})

@@ -9,9 +9,11 @@ a restart, and without touching the other clients.
 Rights (least privilege; nothing is allowed that is not listed):
 - a device publishes only under `sc/{community}/{kind}/{device_id}/#` (its registry entry), and
   reads nothing;
-- svc.ingest reads `sc/#`; svc.alerts reads the device topics and is the only service that publishes
-  on `sc/alerts/#` (staff actions reach it as commands, alerts/command/); svc.dashboard and
-  svc.health only connect; svc.simulator (demo only) publishes as the registered devices.
+- svc.ingest reads `sc/#` and alone writes the records it accepted on `sc-internal/records/#`
+  (ingest/forward.py); svc.alerts (and each partition's svc.alerts-{community}) reads those and is
+  the only service that publishes on `sc/alerts/#` (and watches it); staff actions reach it as
+  commands (alerts/command/); svc.dashboard and svc.health only connect; svc.simulator (demo only)
+  publishes as the registered devices.
 The secure broker also sets `use_username_as_clientid`, so an account cannot take over (and wipe)
 another client's session by reusing its client id: one connection per account.
 """
@@ -39,22 +41,25 @@ from core.accounts import (
     MQTT_INGEST,
     MQTT_SIMULATOR,
 )
-from core.contract import ALERT_TOPIC_ROOT, DEVICE_ID_RE, TOPIC_ROOT
+from core.contract import ALERT_TOPIC_ROOT, COMMUNITIES, DEVICE_ID_RE, TOPIC_ROOT
 from core.registry import Device
 from core.secrets import ensure_secret, new_password, private_dir, write_private
 from core.settings import Settings
+from ingest.forward import RECORDS_ROOT
 
 HASH_ITERATIONS = 1000  # passwords are 256 random bits: stretching is not what protects them
 SALT_BYTES = 12
 
+_INGEST_RIGHTS = [("read", f"{TOPIC_ROOT}/#"), ("write", f"{RECORDS_ROOT}/#")]
+_ALERTS_RIGHTS = [("read", f"{RECORDS_ROOT}/#"), ("read", f"{ALERT_TOPIC_ROOT}/#"), ("write", f"{ALERT_TOPIC_ROOT}/#")]
 SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
-    MQTT_INGEST: [("read", f"{TOPIC_ROOT}/#")],
-    MQTT_ALERTS: [("read", f"{TOPIC_ROOT}/+/+/+/{t}") for t in ("telemetry", "status", "event")]
-    + [("write", f"{ALERT_TOPIC_ROOT}/#")],
+    MQTT_INGEST: _INGEST_RIGHTS,
+    MQTT_ALERTS: _ALERTS_RIGHTS,
+    **{f"{MQTT_ALERTS}-{c}": _ALERTS_RIGHTS for c in COMMUNITIES},
     MQTT_DASHBOARD: [],  # staff actions are commands to the alerts service (alerts/command/), never publishes
     MQTT_DASHBOARD_LIVE: [("read", f"{ALERT_TOPIC_ROOT}/#"), ("read", f"{TOPIC_ROOT}/+/+/+/status")],
     MQTT_HEALTH: [],
-    **{f"{MQTT_INGEST}-{w}": [("read", f"{TOPIC_ROOT}/#")] for w in range(INGEST_WORKER_ACCOUNTS)},
+    **{f"{MQTT_INGEST}-{w}": _INGEST_RIGHTS for w in range(INGEST_WORKER_ACCOUNTS)},
 }
 
 

@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--case", action="append", default=[], help="only this case (repeatable)")
     ev.add_argument("--seed", type=int, default=1)
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--split", metavar="SLUG,SLUG",
+                    help="also run every case over two engines (these communities, and the rest) on one store, "
+                         "as `alerts --communities` does, and check they raise exactly what one engine raises")
     ev.set_defaults(func=_eval)
 
 
@@ -127,9 +130,16 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from simulators.evaluate import format_table, run_all, summary
+    from alerts.partition import PartitionError, parse_communities
+    from simulators.evaluate import compare_split, format_table, run_all, summary
 
+    try:
+        split = parse_communities(args.split) if args.split else None
+    except PartitionError as exc:
+        print(f"smartcommunity eval: --split: {exc}", file=sys.stderr)
+        return 2
     results = run_all(quick=args.quick, seed=args.seed, only=args.case or None)
+    differ = compare_split(results, split, args.seed) if split else []
     if args.json:
         t = summary(results)
         print(json.dumps({"overall": t, "cases": [{"case": r.case.name, **{k: v for k, v in r.score.items()
@@ -139,7 +149,11 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
                          ensure_ascii=False, indent=2, default=str))
     else:
         print(format_table(results))
-    return 0 if all(summary(results)["goals"].values()) else 1
+    if split:
+        tail = f"; differ: {', '.join(differ)}" if differ else ""
+        print(f"split {','.join(sorted(split))} | the rest: two engines raised exactly what one raised in "
+              f"{len(results) - len(differ)}/{len(results)} cases{tail}", file=sys.stderr if args.json else sys.stdout)
+    return 0 if all(summary(results)["goals"].values()) and not differ else 1
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,7 +4,9 @@ Each case runs the simulated fleet of one community (baseline telemetry with rea
 duplicates, reordering and loss, plus the case's incidents) through the real validator and the real
 rule engine on a real store, on simulated time (fast, deterministic for a seed), and scores the alerts
 against the ground truth (simulators/score.py). A case may kill the engine mid-incident (no save, like
-`kill -9`) and start a new one on the same store.
+`kill -9`) and start a new one on the same store. `--split a,b` runs every case a second time with one
+engine per part of the street (those communities, and the rest: `alerts --communities`) on one shared
+store, and checks that together they raised exactly what the one engine raised.
 
 Per case and overall: recall, precision (bait included), median / p95 time to detect, duplicates,
 flaps (the same condition raised ≥ 3 times in 1 min), new alerts per 10 minutes (average, peak),
@@ -23,10 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from alerts.engine import Engine
+from alerts.partition import PartitionStore, only
 from alerts.rules import load_ruleset
 from alerts.store import AlertStore
-from core.contract import Device
+from core.contract import COMMUNITIES, Device
 from core.registry import bundled_registry_path, load_registry
 from core.timebase import epoch
 from core.validation import Rejected, validate
@@ -46,6 +51,7 @@ class Case:
     name: str
     scenarios: tuple[str, ...]  # NAME[@place][+start]
     community: str | None = None  # the fleet; None: the community of the first incident
+    communities: tuple[str, ...] = ()  # the fleet, when it is more than one community
     duration_s: float | None = None  # None: the longest incident's end
     restart_at_s: float | None = None  # kill the engine (no save) and start a new one at this time
     compound_cap: int | None = None  # goal: at most this many alerts for any one compound
@@ -78,19 +84,23 @@ class Result:
     max_per_compound: int
     messages: int
     extra: dict[str, Any] = field(default_factory=dict)
+    published: list[dict[str, Any]] = field(default_factory=list)  # every alert message, in order
 
     @property
     def flood_share(self) -> float:
         return sum(1 for n in self.per_window if n > FLOOD) / len(self.per_window) if self.per_window else 0.0
 
 
-def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Path | None = None) -> Result:
+def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Path | None = None,
+             split: list[frozenset[str]] | None = None) -> Result:
+    """One case through one engine, or (`split`) through one engine per set of communities, on one store."""
     tmp = tmp or Path(tempfile.mkdtemp(prefix="sc-eval-"))
     first_community = case.community
-    opts = SimOptions(communities=[first_community] if first_community else [], seed=seed, start_ms=START_MS,
+    opts = SimOptions(communities=list(case.communities) or ([first_community] if first_community else []),
+                      seed=seed, start_ms=START_MS,
                       scenarios=list(case.scenarios), realism=Realism())
     fleet, instances = build(registry, opts)
-    if first_community is None and instances:  # the fleet: the whole community of the first incident
+    if first_community is None and not case.communities and instances:  # the whole community of the first incident
         opts.communities = [instances[0].community]
         fleet, instances = build(registry, opts)
     end_ms = max((i.end_ms for i in instances), default=START_MS) if case.duration_s is None \
@@ -103,16 +113,21 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
 
     published: list[dict[str, Any]] = []
     clock = [START_MS / 1000]
-    path = tmp / f"{case.name}.sqlite"
+    path = tmp / f"{case.name}{'-split' if split else ''}.sqlite"
+    parts: list[frozenset[str] | None] = list(split) if split else [None]
 
-    def start_engine() -> tuple[Engine, AlertStore]:
+    def start_engine() -> tuple[list[tuple[frozenset[str] | None, Engine, Mapping[str, Device]]], AlertStore]:
         store = AlertStore(path)
-        eng = Engine(load_ruleset(), store, lambda a: published.append(a.as_json()), 60.0, 1.0,
-                     clock=lambda: clock[0], fold_window_s=30.0)
-        eng.republish()
-        return eng, store
+        out: list[tuple[frozenset[str] | None, Engine, Mapping[str, Device]]] = []
+        for part in parts:  # each as `alerts --communities`: its share of the shared store
+            view = store if part is None else PartitionStore(store, part, lambda: registry)
+            eng = Engine(load_ruleset(), view, lambda a: published.append(a.as_json()), 60.0, 1.0,  # type: ignore[arg-type]
+                         clock=lambda: clock[0], fold_window_s=30.0)
+            eng.republish()
+            out.append((part, eng, devices if part is None else only(devices, part)))
+        return out, store
 
-    engine, store = start_engine()
+    engines, store = start_engine()
     msgs = fleet.initial()
     n = 0
     t_ms = START_MS
@@ -126,17 +141,21 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
                 rec = validate(m.topic, m.payload, registry, m.t_ms)
             except Rejected:
                 continue
-            engine.handle(rec)
+            for part, engine, _ in engines:
+                if part is None or rec.device.community in part:
+                    engine.handle(rec)
             n += 1
         msgs = []
         clock[0] = t_ms / 1000
-        engine.tick()
+        for _, engine, _ in engines:
+            engine.tick()
         if t_ms >= next_scan:
-            engine.check_silence(devices)
+            for _, engine, mine in engines:
+                engine.check_silence(mine)
             next_scan = t_ms + 5000
         if case.restart_at_s is not None and not restarted and t_ms >= START_MS + case.restart_at_s * 1000:
             restarted = True  # kill -9: whatever the last tick did not save is lost
-            engine, store = start_engine()
+            engines, store = start_engine()
         t_ms += 1000
     open_at_end = [a.as_json() for a in store.open_alerts().values()]
     store.close()
@@ -157,7 +176,7 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
     flaps = sum(1 for ts in raised_at.values() if any(ts[i + 2] - ts[i] <= 60 for i in range(len(ts) - 2)))
     per_compound = Counter(a["compound_id"] for a in firsts.values() if a.get("compound_id"))
     return Result(case, result, list(firsts.values()), dur, flaps, per_window, open_at_end,
-                  max(per_compound.values(), default=0), n)
+                  max(per_compound.values(), default=0), n, published=published)
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -239,3 +258,24 @@ def run_all(quick: bool = False, seed: int = 1, only: list[str] | None = None) -
     tmp = Path(tempfile.mkdtemp(prefix="sc-eval-"))
     chosen = [c for c in cases(quick) if not only or c.name in only]
     return [run_case(c, registry, seed, tmp) for c in chosen]
+
+
+def split_of(communities: frozenset[str]) -> list[frozenset[str]]:
+    """Those communities and the rest of the street: two engines."""
+    return [communities, frozenset(COMMUNITIES) - communities]
+
+
+def raised(result: Result) -> list[bytes]:
+    """What a run published, in a form two runs can be compared by: every alert message but its random
+    id (the same condition gets a new id in another run), as a sorted list."""
+    return sorted(orjson.dumps({k: v for k, v in a.items() if k != "alert_id"}, option=orjson.OPT_SORT_KEYS)
+                  for a in result.published)
+
+
+def compare_split(results: list[Result], communities: frozenset[str], seed: int = 1) -> list[str]:
+    """Each case again over two engines (`communities` and the rest); the cases where they raised other
+    than the one engine did (empty: every case the same)."""
+    registry = load_registry(bundled_registry_path())
+    tmp = Path(tempfile.mkdtemp(prefix="sc-eval-split-"))
+    return [r.case.name for r in results
+            if raised(run_case(r.case, registry, seed, tmp, split=split_of(communities))) != raised(r)]

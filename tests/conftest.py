@@ -151,6 +151,26 @@ def collector(settings: Settings) -> Iterator[Callable[[str], Collector]]:
 
 
 @pytest.fixture
+def start_ingest(settings: Settings) -> Iterator[Callable[..., Any]]:
+    """Starts an in-process ingest on the test's broker: the alert engine gets only the records ingest
+    accepted and hands on (ingest/forward.py), so a test of alerts from device messages needs one."""
+    from ingest.service import Ingestor
+
+    made: list[Ingestor] = []
+
+    def start(s: Settings | None = None) -> Ingestor:
+        ing = Ingestor(s or settings)
+        ing.start()
+        made.append(ing)
+        assert wait_until(lambda: ing.mqtt_ok, 10), "ingest did not connect"
+        return ing
+
+    yield start
+    for ing in made:
+        ing.close()
+
+
+@pytest.fixture
 def publisher(settings: Settings) -> Iterator[mqtt.Client]:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:8]}")
     client.connect(settings.mqtt.host, settings.mqtt.port)

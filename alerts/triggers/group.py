@@ -140,7 +140,10 @@ def scan(rule: Rule, v: View) -> Iterable[Hit]:
         for m in meters:
             if m.device_id in taken:
                 continue
-            near = [x for x in meters if x.device_id not in taken and _metres(m, x) <= param(rule, "radius_m")]
+            # A burst is judged within one community (a community's engine sees only its own meters:
+            # alerts/partition.py), even where a neighbouring community's meters lie within the radius.
+            near = [x for x in meters if x.device_id not in taken and x.community == m.community
+                    and _metres(m, x) <= param(rule, "radius_m")]
             spikes = [x for x in near if (v.fresh(x.device_id, "flow_m3h") or 0.0)
                       >= param(rule, "flow_factor") * max(v.flow_usual.get(x.device_id, math.inf), 0.1)]
             if len(near) >= param(rule, "min_meters") and spikes:

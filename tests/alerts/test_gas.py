@@ -31,8 +31,9 @@ class Running:
 
 
 @pytest.fixture
-def start_alerts(settings: Settings) -> Iterator[Callable[[], Running]]:
+def start_alerts(settings: Settings, start_ingest) -> Iterator[Callable[[], Running]]:  # type: ignore[no-untyped-def]
     made: list[Running] = []
+    start_ingest()  # validates the device messages and hands the accepted ones to the engine
 
     def start() -> Running:
         r = Running(settings)

@@ -49,7 +49,9 @@ def links(received) -> list[str]:  # type: ignore[no-untyped-def]
     return out
 
 
-def test_kill_with_pending_notifications_then_restart(settings: Settings, publisher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_kill_with_pending_notifications_then_restart(settings: Settings, publisher, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                      start_ingest) -> None:
+    start_ingest()
     reg = load_registry(ensure_registry(settings))
     gas = sorted((d for d in reg.values() if d.kind == "gas" and d.community == "yanhu"), key=lambda d: d.device_id)
     hook_url = dead_url()  # the webhook is down at first

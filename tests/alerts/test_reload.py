@@ -15,7 +15,8 @@ from tests.conftest import wait_until
 
 
 def test_rules_reload_while_running_and_a_bad_file_keeps_them(
-        settings: Settings, collector, publisher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        settings: Settings, collector, publisher, tmp_path: Path, start_ingest) -> None:  # type: ignore[no-untyped-def]
+    start_ingest()  # the engine gets what ingest accepted
     rules = tmp_path / "rules.yaml"
     rules.write_text(BUNDLED_RULES.read_text(encoding="utf-8"), encoding="utf-8")
     s = dataclasses.replace(settings, alerts_rules_file=str(rules))

@@ -74,8 +74,9 @@ def live(sub: Collector) -> list[dict[str, Any]]:
 
 
 def test_kill_9_and_restart_resolves_nothing_and_raises_nothing_twice(
-        settings: Settings, publisher: mqtt.Client, tmp_path: Path) -> None:
+        settings: Settings, publisher: mqtt.Client, tmp_path: Path, start_ingest) -> None:  # type: ignore[no-untyped-def]
     gas, cam = devices(settings)
+    start_ingest()
     sub = Collector(settings, "sc/alerts/yanhu/+")
     log = tmp_path / "alerts.log"
     proc = launch_alerts(settings, log)

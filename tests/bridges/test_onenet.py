@@ -313,9 +313,10 @@ def test_a_repeated_push_is_stored_once(run_bridge: Callable[..., Running], mapp
 
 
 def test_a_repeated_push_raises_one_alert(run_bridge: Callable[..., Running], mapping: StreamMap, gas: Device,
-                                          settings: Settings, collector: Any) -> None:
+                                          settings: Settings, collector: Any, start_ingest: Any) -> None:
     from alerts.service import AlertService
 
+    start_ingest()  # judges what the bridge publishes and hands the engine what it accepts
     sub = collector("sc/alerts/#")
     svc = AlertService(settings)
     thread = threading.Thread(target=svc.run_forever, daemon=True)

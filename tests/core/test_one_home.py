@@ -34,7 +34,7 @@ GRAPH = {
     "ingest": {"core"},
     "security": {"core", "ingest"},              # InfluxDB accounts set the retention policies ingest owns
     "geodata": {"core", "security"},             # device verbs: a new device gets its broker account
-    "alerts": {"core", "ingest", "geodata"},     # the fast MQTT client; places near an alert
+    "alerts": {"core", "ingest", "geodata"},     # the fast MQTT client, the records ingest hands on; places
     "simulators": {"core", "alerts"},            # `eval` runs the real engine over the incident library
     "dashboard": {"core", "ingest", "geodata", "alerts", "bridges"},  # bridges: their /metrics names
     "bridges": {"core", "ingest"},               # ingest's dead-letter store and per-device budget

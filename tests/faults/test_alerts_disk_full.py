@@ -61,7 +61,8 @@ def held_on_metrics(s: Settings) -> float:
 @pytest.mark.parametrize("full_s", [pytest.param(1.5, id="brief"),
                                     pytest.param(300.0, id="5min", marks=[pytest.mark.slow, pytest.mark.timeout(900)])])
 def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_disk: SmallDisk, tmp_path: Path,
-                                    collector, publisher) -> None:  # type: ignore[no-untyped-def]
+                                    collector, publisher, start_ingest) -> None:  # type: ignore[no-untyped-def]
+    start_ingest()  # on the test's own (not full) disk: it hands the engine what it accepts
     hook = Webhook()
     chans = tmp_path / "channels.yaml"
     chans.write_text(f"channels:\n  - {{id: hook, kind: webhook, url: '{hook.url}/hook'}}\n", encoding="utf-8")
@@ -158,9 +159,10 @@ def test_red_reading_on_a_full_disk(full_s: float, settings: Settings, small_dis
 
 
 def test_alert_service_restarted_on_a_full_disk(settings: Settings, small_disk: SmallDisk, tmp_path: Path,
-                                                collector, publisher) -> None:  # type: ignore[no-untyped-def]
+                                                collector, publisher, start_ingest) -> None:  # type: ignore[no-untyped-def]
     """Restarted while the disk is full (its database cannot be opened for writing), the engine still
     starts, warns, and writes everything once there is room."""
+    start_ingest()  # on the test's own (not full) disk: it hands the engine what it accepts
     hook = Webhook()
     chans = tmp_path / "channels.yaml"
     chans.write_text(f"channels:\n  - {{id: hook, kind: webhook, url: '{hook.url}/hook'}}\n", encoding="utf-8")

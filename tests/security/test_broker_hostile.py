@@ -197,3 +197,21 @@ def test_forged_publish_gets_not_authorized_under_mqtt5(secure: SecureStack, pro
     got = dict(acks)
     assert str(got[forged.mid]) == "Not authorized" and str(got[clear.mid]) == "Not authorized"
     assert not got[own.mid].is_failure  # type: ignore[attr-defined]  # Success / No matching subscribers
+
+
+def test_only_ingest_hands_records_to_the_engine(secure: SecureStack, probes: list[Probe]) -> None:
+    """The accepted-records topic skips validation on the engine's side: a device (or the engine) that
+    could write there could raise alerts. Only the ingest accounts may; the alert accounts read it."""
+    from ingest.forward import records_topic
+
+    topic = records_topic("yanhu")
+    dev = secure.devices("gas", "yanhu")[0]
+    reader = service_probe(secure, probes, "svc.alerts-yanhu", subscribe=[topic])
+    forged = b'[[0,"%s",%d,null,{"lel_pct":90.0}]]' % (dev.device_id.encode(), int(time.time() * 1000))
+    device_probe(secure, probes, dev).publish(topic, forged).wait_for_publish(5)
+    service_probe(secure, probes, MQTT_ALERTS).publish(topic, forged).wait_for_publish(5)
+    ingest = service_probe(secure, probes, MQTT_INGEST)
+    ingest.publish(topic, b"[]").wait_for_publish(5)  # the control: the one that may
+    assert wait_until(lambda: (topic, b"[]", False) in reader.messages)
+    time.sleep(0.5)
+    assert [m for m in reader.messages if m[1] == forged] == []

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from alerts.service import AlertService
-from core.accounts import MQTT_ALERTS
+from core.accounts import INFLUX_WRITER, MQTT_ALERTS, MQTT_INGEST
 from core.timebase import now_iso
+from ingest.service import Ingestor
 from tests.security.conftest import Probe, SecureStack, device_probe, telemetry, wait_until
 
 
@@ -22,14 +23,20 @@ from tests.security.conftest import Probe, SecureStack, device_probe, telemetry,
 def alert_service(secure: SecureStack, tmp_path: Path) -> Iterator[AlertService]:
     s = replace(secure.settings, data_dir=str(tmp_path / "var"), registry_file=None, mqtt_account=MQTT_ALERTS,
                 secrets_dir=str(secure.settings.secrets_path), mqtt_ca_file=str(secure.settings.ca_path))
+    # Ingest (as svc.ingest) judges the device messages and hands the engine what it accepted.
+    ing = Ingestor(replace(s, mqtt_account=MQTT_INGEST, influx_account=INFLUX_WRITER,
+                           data_dir=str(tmp_path / "ingest-var")))
+    ing.start()
     svc = AlertService(s)
     t = threading.Thread(target=svc.run_forever, daemon=True)
     t.start()
     assert wait_until(lambda: svc.mqtt_ok, timeout=15), "alert service could not connect as svc.alerts"
+    assert wait_until(lambda: ing.mqtt_ok, timeout=15), "ingest could not connect as svc.ingest"
     time.sleep(0.5)  # subscriptions acknowledged
     yield svc
     svc.stop()
     t.join(10)
+    ing.close()
 
 
 def _red(svc: AlertService, device_id: str) -> list:  # type: ignore[type-arg]
