@@ -214,6 +214,15 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10, every: float = 0.05
         time.sleep(every)
 
 
+def feed(svc: Any, device: Any, metrics: dict[str, float | bool]) -> None:
+    """One reading into a running alert service's inbox as ingest hands it on (a record it accepted),
+    handled on the service's engine thread."""
+    from core.validation import Telemetry
+    from ingest.forward import encode, records_topic
+    rec = Telemetry(device, int(time.time() * 1000), None, metrics)
+    svc.inbox.put((records_topic(device.community), encode([rec])))
+
+
 class RunningAlerts:
     """A real alert service (alerts/service.py) run on a thread: staff commands reach it."""
 

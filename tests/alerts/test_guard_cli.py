@@ -7,15 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from alerts.store import AlertStore, store_path
 from core.staff import Accounts, accounts_path
-from tests.conftest import RunningAlerts, make_settings, wait_until
+from tests.conftest import RunningAlerts, feed, make_settings, wait_until
 
 
 def cli(data: Path, *a: str) -> subprocess.CompletedProcess[str]:
@@ -29,8 +26,7 @@ def gas_reading(svc: Any, lel: float) -> str:
     """A red reading put into the running service's inbox, as its MQTT client does (validated, handled
     on the engine thread); the id of the alert it raised."""
     dev = sorted((d for d in svc.registry.current().values() if d.kind == "gas"), key=lambda d: d.device_id)[0]
-    svc.inbox.put((f"sc/{dev.community}/gas/{dev.device_id}/telemetry",
-                   orjson.dumps({"ts": int(time.time() * 1000), "m": {"lel_pct": lel}})))
+    feed(svc, dev, {"lel_pct": lel})
     raised = wait_until(lambda: svc.store.list(device_id=dev.device_id), timeout=30)  # the first loads the map
     assert raised, "the red reading raised nothing"
     return str(raised[0].alert_id)

@@ -14,7 +14,7 @@ from alerts.store import AlertStore
 from core.contract import ALERT_TOPIC_ROOT, Alert
 from core.settings import Settings
 from dashboard.app import create_app
-from tests.conftest import Collector, RunningAlerts, make_settings
+from tests.conftest import Collector, RunningAlerts, clear_retained_alerts, make_settings
 
 CLOSED = "127.0.0.1:9"  # discard port: nothing listens, so publishing and health fail fast
 
@@ -70,6 +70,7 @@ def dash_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def app_parts(settings: Settings, collector: Callable[[str], Collector]
               ) -> Iterator[tuple[FlaskClient, AlertStore, Published]]:
+    clear_retained_alerts(settings)  # what earlier tests left on the shared broker is not this test's
     pub = Published(collector(f"{ALERT_TOPIC_ROOT}/#"))
     with RunningAlerts(settings):
         app = create_app(settings)

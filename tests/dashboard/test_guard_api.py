@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-import orjson
 import pytest
 from flask.testing import FlaskClient
 
@@ -24,7 +23,7 @@ from core.settings import Settings
 from core.timebase import beijing, iso
 from core.validation import Telemetry
 from dashboard.app import create_app
-from tests.conftest import Collector, RunningAlerts, clear_retained_alerts, wait_until
+from tests.conftest import Collector, RunningAlerts, clear_retained_alerts, feed, wait_until
 
 GAS = Device("G-613", "gas", "yanhu", "YH-01", 10, 110.79, 32.65)
 
@@ -43,8 +42,7 @@ class Rig:
     def reading(self, lel: float) -> None:
         svc = self.svc
         n = svc.counters["received"]
-        topic = f"sc/{self.gas.community}/gas/{self.gas.device_id}/telemetry"
-        svc.inbox.put((topic, orjson.dumps({"ts": int(time.time() * 1000), "m": {"lel_pct": lel}})))
+        feed(svc, self.gas, {"lel_pct": lel})
         assert wait_until(lambda: svc.counters["received"] > n and svc.inbox.empty(), timeout=10)
 
     @property

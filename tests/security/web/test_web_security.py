@@ -450,10 +450,11 @@ def test_actions_of_other_routes_are_audited_without_their_link_tokens(live: Liv
                            headers={"Origin": live.url}, timeout=30)
     assert accept.status_code == 303
     entries = audit_entries(live)
-    d = [e for e in entries if e["action"] == "POST /api/alerts/<alert_id>/dispatch" and e["target"] == a.alert_id]
+    d = [e for e in entries if e["action"] == "alert.dispatch" and e["target"] == a.alert_id]
     assert len(d) == 1 and d[0]["actor"] == "api-token" and d[0]["status"] == 201
-    f = [e for e in entries if e["action"] == "POST /d/<token>/accept"]
+    f = [e for e in entries if e["action"] == "dispatch.accept"]
     assert f and f[-1]["actor"] == "anonymous" and f[-1]["addr"] == "127.0.0.1"
+    assert f[-1]["target"] == r.json()["dispatch_id"] and f[-1]["outcome"] == "ok"
     assert token not in audit_path(live.data).read_text()
     # A field-page post from another site is refused like any other.
     x = requests.post(f"{live.url}/d/{token}/arrive", data={}, headers={"Origin": "http://evil.example"}, timeout=30)
