@@ -13,6 +13,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+# What staff read when their action could not be saved (the web, the alerts service's answer).
+DISK_FULL_TEXT = "数据盘已满, 本次操作未能保存, 请稍后重试 (告警仍照常产生和推送)"
 FULL_PCT = 90.0  # a data disk used past this is reported on the wall and by /api/health
 _ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 

@@ -39,7 +39,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from core.diskfull import is_disk_full
+from core.diskfull import DISK_FULL_TEXT, is_disk_full
 from core.settings import Settings
 from core.staff import Accounts, accounts_path, secret_key
 from dashboard.audit import AuditLog, audit_path
@@ -168,7 +168,6 @@ class ErrorLog:
             return {" ".join(k): int(v[0]) for k, v in self._kinds.items()}
 
 
-DISK_FULL_TEXT = "数据盘已满, 本次操作未能保存, 请稍后重试 (告警仍照常产生和推送)"
 DISK_FULL_PAGE = ("<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\"><title>暂时无法保存</title>"
                   "<body style=\"font-family:sans-serif;margin:3em\"><h1>暂时无法保存</h1><p>" + DISK_FULL_TEXT +
                   "</p><p>The data disk is full: this action was not saved. Try again shortly; alerts are still "

@@ -22,7 +22,7 @@ import orjson
 
 from alerts.command import WAIT_S, Answer, Command, endpoint_path
 from alerts.store import COMMAND, AlertStore
-from core.diskfull import is_disk_full
+from core.diskfull import DISK_FULL_TEXT, is_disk_full
 from core.secrets import write_private
 from core.settings import Settings
 from core.timebase import now_iso
@@ -154,8 +154,9 @@ class CommandServer:
                 p.answer = self.run(p.cmd)
             except Exception as exc:
                 log.exception("command %s (%s) failed", p.cmd.command_id, p.cmd.name)
-                p.answer = Answer(503 if is_disk_full(exc) else 500,
-                                  {"error": f"the command failed in the alerts service: {type(exc).__name__}"})
+                full = is_disk_full(exc)
+                why = DISK_FULL_TEXT if full else f"the command failed in the alerts service: {type(exc).__name__}"
+                p.answer = Answer(503 if full else 500, {"error": why})
             finally:
                 p.done.set()
         return n

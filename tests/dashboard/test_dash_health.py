@@ -104,7 +104,8 @@ def test_metrics(tmp_path: Path) -> None:
     app.server.config["SC_DASHBOARD"].close()
 
 
-def test_ack_and_resolve_are_published(settings: Settings) -> None:
+def test_ack_and_resolve_are_published(alert_service: object, settings: Settings) -> None:
+    """The alert service (which alone publishes on sc/alerts) applies the dashboard's ack and resolve."""
     app = create_app(settings)
     dctx = app.server.config["SC_DASHBOARD"]
     client = app.server.test_client()

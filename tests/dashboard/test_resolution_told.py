@@ -4,13 +4,11 @@ sends its resolution to every person the raise and the escalation reached."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
 
 from alerts.command import Command
 from alerts.command.client import send
@@ -19,7 +17,7 @@ from alerts.store import AlertStore, store_path
 from core.registry import ensure_registry, load_registry
 from core.settings import Settings
 from dashboard.actions import AlertActions
-from tests.conftest import RunningAlerts, wait_until
+from tests.conftest import RunningAlerts, feed, wait_until
 
 ROSTER = Path(__file__).resolve().parents[2] / "alerts" / "oncall.yaml"
 
@@ -35,17 +33,14 @@ def names(entries: list[dict[str, Any]]) -> set[str]:
     return {p["name"] for e in entries for p in e["to"]}
 
 
-def test_a_hand_resolution_reaches_everyone_told(settings: Settings, publisher: mqtt.Client,
-                                                  tmp_path: Path) -> None:
+def test_a_hand_resolution_reaches_everyone_told(settings: Settings, tmp_path: Path) -> None:
     roster = tmp_path / "oncall.yaml"  # the bundled roster, red escalating after 3 s instead of 120
     roster.write_text(ROSTER.read_text(encoding="utf-8").replace("  red: 120", "  red: 3", 1), encoding="utf-8")
     s = replace(settings, alerts_roster_file=str(roster))
     assert load_roster(roster).escalate_after_s["red"] == 3
     dev = next(d for d in load_registry(ensure_registry(s)).values() if d.kind == "gas" and d.community == "yanhu")
     with RunningAlerts(s) as svc:
-        publisher.publish(f"sc/{dev.community}/gas/{dev.device_id}/telemetry",
-                          orjson.dumps({"ts": int(time.time() * 1000), "m": {"lel_pct": 45.0}}),
-                          qos=1).wait_for_publish(5)
+        feed(svc, dev, {"lel_pct": 45.0})  # as ingest hands on a reading it accepted
         alert = wait_until(lambda: next((a for a in svc.engine.open.values() if a.device_id == dev.device_id), None),
                            timeout=15)
         assert alert is not None and alert.severity == "red"

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+from core.diskfull import DISK_FULL_TEXT
 from core.staff import Accounts, accounts_path
 from dashboard.app import create_app
-from dashboard.security import DISK_FULL_TEXT
-from tests.conftest import make_settings
+from tests.conftest import RunningAlerts, make_settings
 from tests.dashboard.test_dash_api import insert
 from tests.dashboard.test_dash_login import sign_in
 from tests.faults.conftest import SmallDisk
@@ -17,6 +17,8 @@ TOKEN = "s3cret-token"
 def test_sign_in_and_ack_answer_503_on_a_full_disk(small_disk: SmallDisk) -> None:
     s = make_settings(small_disk.root / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9",
                       api_token=TOKEN)
+    running = RunningAlerts(s, broker=False)  # staff actions are commands to it
+    running.__enter__()
     app = create_app(s)
     dctx = app.server.config["SC_DASHBOARD"]
     c = app.server.test_client()
@@ -40,3 +42,4 @@ def test_sign_in_and_ack_answer_503_on_a_full_disk(small_disk: SmallDisk) -> Non
         assert r.status_code == 200 and r.json["state"] == "acknowledged"
     finally:
         dctx.close()
+        running.__exit__()
