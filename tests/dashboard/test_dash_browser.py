@@ -60,31 +60,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class NoPublish:
-    def publish(self, alert: Alert) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+def served_with_alerts(tmp_path: Path) -> Iterator[tuple[str, Settings, Any]]:
+    """The dashboard served over waitress beside a real alert service (no broker): (url, settings, service)."""
     from waitress import create_server
 
     s = make_settings(
         tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9", dashboard_refresh_ms=1000
     )
-    with RunningAlerts(s, broker=False):  # the dashboard's actions are commands to it
+    with RunningAlerts(s, broker=False) as svc:  # the dashboard's actions are commands to it
         app = create_app(s)
-        app.server.config["SC_DASHBOARD"].actions.publisher = NoPublish()
         port = free_port()
         srv = create_server(app.server, host="127.0.0.1", port=port, threads=6)
         th = threading.Thread(target=srv.run, daemon=True)
         th.start()
-        yield f"http://127.0.0.1:{port}", s
+        yield f"http://127.0.0.1:{port}", s, svc
         srv.close()
         app.server.config["SC_DASHBOARD"].close()
+
+
+@pytest.fixture
+def served(served_with_alerts: tuple[str, Settings, Any]) -> tuple[str, Settings]:
+    return served_with_alerts[0], served_with_alerts[1]
 
 
 def red_alert(store: AlertStore, settings: Settings, offset: float | None = None) -> Alert:

@@ -206,13 +206,12 @@ def test_phone_console_and_wall_sizes(tmp_path: Path) -> None:
 
     from alerts.store import AlertStore, store_path
     from tests.conftest import RunningAlerts, make_settings
-    from tests.dashboard.test_dash_browser import NoPublish, red_alert
+    from tests.dashboard.test_dash_browser import red_alert
 
     s = make_settings(tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9", influx_url="http://127.0.0.1:9")
     service = RunningAlerts(s, broker=False)  # the console's 确认 is a command to it
     service.__enter__()
     app = create_app(s)
-    app.server.config["SC_DASHBOARD"].actions.publisher = NoPublish()
     port = free_port()
     srv = create_server(app.server, host="127.0.0.1", port=port, threads=6)
     threading.Thread(target=srv.run, daemon=True).start()

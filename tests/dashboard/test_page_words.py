@@ -208,13 +208,12 @@ def test_the_demo_inbox_page_speaks_chinese_and_fits(tmp_path: Path) -> None:
 
     from dashboard.app import create_app
     from tests.alerts.test_inbox import CENTER, LS_DUTY, leak_message, send_all, start_receiver
-    from tests.dashboard.test_dash_browser import NoPublish, free_port
+    from tests.dashboard.test_dash_browser import free_port
     from tests.dashboard.test_inbox_page import inbox_settings
 
     s = inbox_settings(tmp_path / "var")
     receiver = start_receiver(s)
     app = create_app(s)
-    app.server.config["SC_DASHBOARD"].actions.publisher = NoPublish()
     port = free_port()
     srv = create_server(app.server, host="127.0.0.1", port=port, threads=6)
     th = threading.Thread(target=srv.run, daemon=True)
