@@ -14,6 +14,10 @@ one place alert is raised and the devices' own availability alerts (`foldable` r
 raised, or, if already open, are folded under it and no longer notified. Foldable alerts wait
 `fold_window_s` before they are raised, so the place alert can form first.
 
+What holds over time is decided by the trigger modules with a `scan` (alerts/triggers/: silence,
+places, group patterns) over one snapshot per scan; the engine applies their findings. When an
+unacknowledged alert goes to the next tier is decided by `Escalation.due` (alerts/notify.py).
+
 The engine is single-threaded: the service feeds it from one queue.
 """
 
