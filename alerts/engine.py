@@ -36,7 +36,7 @@ from alerts.context import summary
 from alerts.liveness import Liveness
 from alerts.notify import Due, Escalation
 from alerts.rules import TRIGGERS, Rule, RuleSet, title_of
-from alerts.shelving import never_silenced
+from alerts.shelving import never_silenced, shelf_for
 from alerts.store import AlertStore, AlreadyOpen
 from alerts.timeline import Event as Step
 from alerts.triggers import Act, Finding, ScanView, Subject, Verdict
@@ -601,7 +601,7 @@ class Engine:
             self.open[key] = alert
             c.last_published = now
             self._save_now(key, c)
-            shelf = self._shelf_for(alert)
+            shelf = shelf_for(self.live_shelves, alert)
             if shelf is not None and never_silenced(alert.severity):
                 self._shelf_overridden(alert, shelf, now)
             elif shelf is not None:
@@ -696,7 +696,7 @@ class Engine:
         self.escalate_from[up.alert_id] = now  # the next tier counts from the reopening
         log.warning("REOPENED %s (%s on %s, %d time(s)) within its watch: %s", up.alert_id, rule.name, subj.key,
                     n, message)
-        shelf = self._shelf_for(up)
+        shelf = shelf_for(self.live_shelves, up)
         if shelf is not None and not never_silenced(up.severity):
             self.shelved[up.alert_id] = shelf["shelf_id"]
             self.store.record(up.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
@@ -789,14 +789,6 @@ class Engine:
         return n
 
     # -- shelving -----------------------------------------------------------------------------
-    def _shelf_for(self, alert: Alert) -> dict[str, Any] | None:
-        for s in self.live_shelves:
-            if ((s["scope"] == "rule" and s["target"] == alert.rule)
-                    or (s["scope"] == "device" and alert.device_id and s["target"] == alert.device_id)
-                    or (s["scope"] == "compound" and alert.compound_id and s["target"] == alert.compound_id)):
-                return s
-        return None
-
     def _shelf_overridden(self, alert: Alert, shelf: dict[str, Any], now: float) -> None:
         """A red or gas alert under a shelf: written on its timeline, and told as every other."""
         self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
@@ -808,7 +800,7 @@ class Engine:
     def _load_shelves(self, now: float) -> None:
         self.live_shelves = self.store.shelves(live_at=now)
         for alert in list(self.open.values()):
-            shelf = self._shelf_for(alert)
+            shelf = shelf_for(self.live_shelves, alert)
             if never_silenced(alert.severity) and alert.alert_id not in self.shelved:
                 continue  # never silenced by a shelf
             was = self.shelved.get(alert.alert_id)
