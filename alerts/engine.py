@@ -140,6 +140,7 @@ class Engine:
         self.fold_window_s = fold_window_s
         self.watch_s = watch_s  # after a close, a re-rise within this long reopens it (a rule's watch_s wins)
         self.on_reopen = on_reopen  # tells the teams dispatched to a reopened alert (alerts/dispatch.py)
+        self.memory: dict[str, Any] = {}  # scan trigger NAME -> what it keeps of the messages
         self.set_rules(rules if isinstance(rules, RuleSet) else RuleSet(list(rules)))
         self.open: dict[Key, Alert] = {}
         self.pending: dict[Key, Pending] = {}
@@ -190,7 +191,7 @@ class Engine:
             k: [r for r in rules if hasattr(r.mod, "evaluate") and r.kind in (k, None)] for k in KINDS
         }
         self.fast: dict[str, list[tuple[Rule, Any, Any, bool]]] = {
-            k: [(r, r.mod.evaluate, getattr(r.mod, "wants_memory", None), r.trigger == "absence") for r in rs]
+            k: [(r, r.mod.evaluate, getattr(r.mod, "wants_memory", None), hasattr(r.mod, "scan")) for r in rs]
             for k, rs in self.by_kind.items()}
         # The triggers that decide over time (a `scan`), each with its rules in force, and what those
         # keep of the messages between scans (`memory`, fed by `track` on each message).
@@ -203,7 +204,7 @@ class Engine:
                 continue
             self.scanners.append((mod, mine))
             if hasattr(mod, "memory"):
-                memory[name] = mod.memory(mine, getattr(self, "memory", {}).get(name))
+                memory[name] = mod.memory(mine, self.memory.get(name))
                 self.trackers.append((mod.track, memory[name]))
         self.memory = memory
         self.parents_of: dict[str, list[Rule]] = {}
@@ -239,13 +240,13 @@ class Engine:
             track(mem, rec)
         overrides = self.ov_dev or self.ov_cmp
         conditions, open_, pending = self.conditions, self.open, self.pending
-        for rule, evaluate, stateful, absence in self.fast[dev.kind]:
+        for rule, evaluate, stateful, scanned in self.fast[dev.kind]:
             if overrides:
                 rule = self._rule_for(rule, dev)
                 evaluate = rule.mod.evaluate
             key = (rule.name, dev_id)
-            if absence and key not in open_ and key not in pending:
-                continue  # a silence is raised by the scan; a message only matters to an open one
+            if scanned and key not in open_ and key not in pending:
+                continue  # raised by the scan (a silence); a message only matters to an open one
             c = conditions.get(key)
             if c is None and stateful is not None and stateful(rule, rec):
                 c = conditions[key] = Condition()
