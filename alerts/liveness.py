@@ -20,6 +20,7 @@ import numpy.typing as npt
 from core.contract import Device
 
 OVERDUE_FACTOR = 1.5  # a device that missed 1.5 reports counts as down for the place test
+LIMIT_FACTOR = 3.0  # silent this many intervals: past its limit (the absence rules' `silent_factor` wins)
 NO_PLACE = 1 << 30  # min_devices no place reaches
 F = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
@@ -94,9 +95,9 @@ class Liveness:
             self.offline[i] = True
             self.ever[i] = True
 
-    def scan(self, now: float, feed_since: float, limit_factor: float = 3.0, overdue_factor: float = OVERDUE_FACTOR,
-             share: float = 2.0, min_devices: int = NO_PLACE, community_share: float = 2.0,
-             community_min: int = NO_PLACE) -> Scan:
+    def scan(self, now: float, feed_since: float, limit_factor: float = LIMIT_FACTOR,
+             overdue_factor: float = OVERDUE_FACTOR, share: float = 2.0, min_devices: int = NO_PLACE,
+             community_share: float = 2.0, community_min: int = NO_PLACE) -> Scan:
         """Who is silent and down now. Without place thresholds (no place rule), no place is down;
         `limit_factor` x interval: when a device never heard counts as not reporting."""
         never = ~self.ever

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from alerts.liveness import LIMIT_FACTOR
 from alerts.triggers import Act, Finding, ScanView, Verdict
 from core.validation import Record, Status
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 NAME = "absence"
 KEYS = frozenset({"silent_factor"})
-FACTOR = 3.0  # when a rule leaves it out
+FACTOR = LIMIT_FACTOR  # when a rule leaves it out
 
 
 def validate(rule: Rule) -> str | None:
