@@ -389,10 +389,10 @@ class Engine:
                 kw.update(mod.liveness(rules))
         view = ScanView(now, live, live.scan(now, self.feed_since, **kw), self.open, self.conditions,
                         frozenset(self._alarm_index()), self._settled(live, now), self.fold_window_s, self.memory)
-        self.apply([f for mod, rules in self.scanners for f in mod.scan(rules, view)], live, now)
+        self._apply_scan([f for mod, rules in self.scanners for f in mod.scan(rules, view)], live, now)
         self._raise_pending(now)
 
-    def apply(self, findings: list[Finding], live: Liveness, now: float) -> None:
+    def _apply_scan(self, findings: list[Finding], live: Liveness, now: float) -> None:
         """Apply one scan's findings. Places first: a device alert is folded under the place alert
         that stands for it, so that one must be raised before the devices' are looked at."""
         folding: dict[str, set[str]] = {}
@@ -406,15 +406,15 @@ class Engine:
                         folding.setdefault(p, set()).update(f.rule.folds)
         for f in findings:
             if f.device is None:
-                self._apply(f, now)
+                self._apply_one(f, now)
         self.folding, self.member_of = folding, member_of
         if folding:
             self._fold_in(live, now)
         for f in findings:
             if f.device is not None:
-                self._apply(f, now)
+                self._apply_one(f, now)
 
-    def _apply(self, f: Finding, now: float) -> None:
+    def _apply_one(self, f: Finding, now: float) -> None:
         key = f.key
         if f.act is Act.CLEAR:
             if key in self.open:
