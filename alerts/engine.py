@@ -14,37 +14,37 @@ one place alert is raised and the devices' own availability alerts (`foldable` r
 raised, or, if already open, are folded under it and no longer notified. Foldable alerts wait
 `fold_window_s` before they are raised, so the place alert can form first.
 
+What holds over time is decided by the trigger modules with a `scan` (alerts/triggers/: silence,
+places, group patterns) over one snapshot per scan; the engine applies their findings. When an
+unacknowledged alert goes to the next tier is decided by `Escalation.due` (alerts/notify.py).
+
 The engine is single-threaded: the service feeds it from one queue.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
-
-import numpy as np
 
 from alerts.context import summary
 from alerts.liveness import Liveness
-from alerts.message import place_label
-from alerts.notify import Escalation
-from alerts.rules import Rule, RuleSet, title_of
-from alerts.shelving import never_silenced
+from alerts.notify import Due, Escalation
+from alerts.rules import TRIGGERS, Rule, RuleSet, title_of
+from alerts.shelving import never_silenced, shelf_for
 from alerts.store import AlertStore, AlreadyOpen
 from alerts.timeline import Event as Step
-from alerts.triggers import Verdict
-from alerts.triggers import group as group_trigger
+from alerts.triggers import Act, Finding, ScanView, Subject, Verdict
 from core.contract import KINDS, Alert, AlertState, Device
 from core.settings import Settings
 from core.severity import LEVEL, RANK
-from core.timebase import epoch, iso
-from core.validation import Record, Status, Telemetry
+from core.timebase import iso
+from core.validation import Record, Status
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,11 @@ Key = tuple[str, str]
 SURROUNDED = frozenset({"red", "orange"})
 _DIGITS = re.compile(r"\d+(?:\.\d+)?")
 ALARM_TRIGGERS = frozenset({"threshold", "count", "rate", "event"})  # a device's own alarms
-# What group rules look at, per kind: the last fresh reading of these metrics.
-TRACKED = {"power": ("voltage_v", "temp_c"), "water": ("pressure_mpa", "flow_m3h"), "gas": ("lel_pct",)}
 SILENT_MARK = "｜设备失联"  # appended to an alarm's message while its device is silent
 SILENT_KEY = "@silent"  # condition rule name: "this device's silence is written on its alarms"
-OVERDUE_FACTOR = 1.5
 BAND = 0.1  # a reading moves its alert to another value band every 10 % of the rule's threshold
-SEEN_SAVE_S = 30.0  # a device that missed 1.5 reports counts as down for the place test
+SEEN_SAVE_S = 30.0
+__all__ = ["Condition", "Engine", "Subject"]
 
 
 def with_surroundings(message: str, nearby: dict[str, Any] | None) -> str:
@@ -117,27 +115,6 @@ class Pending:
     threshold: Any
 
 
-@dataclass(frozen=True)
-class Subject:
-    """Who an alert is about: a device, or a place (compound / community)."""
-
-    key: str
-    community: str
-    compound_id: str
-    device_id: str
-    kind: str
-    lon: float | None
-    lat: float | None
-
-    @staticmethod
-    def of(dev: Device) -> Subject:
-        return Subject(dev.device_id, dev.community, dev.compound_id, dev.device_id, dev.kind, dev.lon, dev.lat)
-
-
-# Triggers judged by a periodic look, never per record (nothing of theirs on a message's path).
-PERIODIC = frozenset({"place", "group", "flood"})
-
-
 class Engine:
     def __init__(
         self,
@@ -163,6 +140,7 @@ class Engine:
         self.fold_window_s = fold_window_s
         self.watch_s = watch_s  # after a close, a re-rise within this long reopens it (a rule's watch_s wins)
         self.on_reopen = on_reopen  # tells the teams dispatched to a reopened alert (alerts/dispatch.py)
+        self.memory: dict[str, Any] = {}  # scan trigger NAME -> what it keeps of the messages
         self.set_rules(rules if isinstance(rules, RuleSet) else RuleSet(list(rules)))
         self.open: dict[Key, Alert] = {}
         self.pending: dict[Key, Pending] = {}
@@ -170,9 +148,6 @@ class Engine:
         self.shelved: dict[str, int] = {}  # alert_id -> shelf id (recorded, not notified)
         self.live_shelves: list[dict[str, Any]] = []
         self.folding: dict[str, set[str]] = {}  # place id -> rules whose device alerts are folded there
-        self.readings: dict[str, dict[str, float]] = {}  # device -> tracked metric -> last value
-        self.flow_usual: dict[str, float] = {}  # water meter -> usual flow (EWMA while pressure is normal)
-        self._views: Any = None
         self.member_of: dict[str, Key] = {}  # device -> the group alert key it is a member of
         # Alerts back from a shelf: escalation counts from their return, not from when they were raised.
         self.escalate_from: dict[str, float] = {}
@@ -213,17 +188,25 @@ class Engine:
         # Per kind, every record rule that applies to it (its own and the kind-less ones), built
         # once: the lookup on each message allocates nothing and never misses a kind.
         self.by_kind: dict[str, list[Rule]] = {
-            k: [r for r in rules if r.trigger not in PERIODIC and r.kind in (k, None)] for k in KINDS
+            k: [r for r in rules if hasattr(r.mod, "evaluate") and r.kind in (k, None)] for k in KINDS
         }
         self.fast: dict[str, list[tuple[Rule, Any, Any, bool]]] = {
-            k: [(r, r.mod.evaluate, getattr(r.mod, "wants_memory", None), r.trigger == "absence") for r in rs]
+            k: [(r, r.mod.evaluate, getattr(r.mod, "wants_memory", None), hasattr(r.mod, "scan")) for r in rs]
             for k, rs in self.by_kind.items()}
-        self.silent_rules = [r for r in rules if r.trigger == "absence"]
-        self.place_rules = [r for r in rules if r.trigger == "place"]
-        self.group_rules = [r for r in rules if r.trigger == "group"]
-        lv = group_trigger.levels(self.group_rules)
-        self._flag_levels = {f: (group_trigger.FLAGS[f][0], group_trigger.FLAGS[f][1], x) for f, x in lv.items()}
-        self.flagged: dict[str, set[str]] = {f: set() for f in group_trigger.FLAGS}
+        # The triggers that decide over time (a `scan`), each with its rules in force, and what those
+        # keep of the messages between scans (`memory`, fed by `track` on each message).
+        self.scanners: list[tuple[ModuleType, list[Rule]]] = []
+        memory: dict[str, Any] = {}
+        self.trackers: list[tuple[Callable[[Any, Record], None], Any]] = []
+        for name, mod in TRIGGERS.items():
+            mine = [r for r in rules if r.trigger == name]
+            if not mine or not hasattr(mod, "scan"):
+                continue
+            self.scanners.append((mod, mine))
+            if hasattr(mod, "memory"):
+                memory[name] = mod.memory(mine, self.memory.get(name))
+                self.trackers.append((mod.track, memory[name]))
+        self.memory = memory
         self.parents_of: dict[str, list[Rule]] = {}
         for r in rules:
             for child in r.folds:
@@ -253,19 +236,17 @@ class Engine:
                 self.offline_ids.discard(dev_id)
             if dev_id in self.silent_noted:
                 self._device_back(dev, now)
-        if self.group_rules and type(rec) is Telemetry:
-            tracked = TRACKED.get(dev.kind)
-            if tracked:
-                self._track(dev_id, rec.metrics, tracked)
+        for track, mem in self.trackers:
+            track(mem, rec)
         overrides = self.ov_dev or self.ov_cmp
         conditions, open_, pending = self.conditions, self.open, self.pending
-        for rule, evaluate, stateful, absence in self.fast[dev.kind]:
+        for rule, evaluate, stateful, scanned in self.fast[dev.kind]:
             if overrides:
                 rule = self._rule_for(rule, dev)
                 evaluate = rule.mod.evaluate
             key = (rule.name, dev_id)
-            if absence and key not in open_ and key not in pending:
-                continue  # a silence is raised by the scan; a message only matters to an open one
+            if scanned and key not in open_ and key not in pending:
+                continue  # raised by the scan (a silence); a message only matters to an open one
             c = conditions.get(key)
             if c is None and stateful is not None and stateful(rule, rec):
                 c = conditions[key] = Condition()
@@ -305,26 +286,6 @@ class Engine:
             detail = getattr(rec, "detail", "")
             self._fire(rule, dev, value, now, rule.render(value=value, detail=detail))
 
-    def _track(self, dev_id: str, metrics: Mapping[str, Any], tracked: tuple[str, ...]) -> None:
-        got = {m: float(metrics[m]) for m in tracked if m in metrics}
-        if not got:
-            return
-        r = self.readings.get(dev_id)
-        if r is None:
-            r = self.readings[dev_id] = {}
-        r.update(got)
-        for flag, (metric, op, level) in self._flag_levels.items():
-            v = got.get(metric)
-            if v is not None:
-                if (v < level) if op == "<" else (v >= level):
-                    self.flagged[flag].add(dev_id)
-                else:
-                    self.flagged[flag].discard(dev_id)
-        flow, pressure = got.get("flow_m3h"), r.get("pressure_mpa")
-        if flow is not None and pressure is not None and pressure >= 0.14:
-            u = self.flow_usual.get(dev_id)
-            self.flow_usual[dev_id] = flow if u is None else 0.95 * u + 0.05 * flow
-
     def _forget(self, key: Key) -> None:
         if self.conditions.pop(key, None) is not None:
             self._deleted.add(key)
@@ -342,27 +303,31 @@ class Engine:
             if c is not None and c.clear_since is not None and now - c.clear_since >= hold:
                 self._resolve(key, alert, now)
             elif self.escalation is not None and self._notifiable(alert):
-                since = self.escalate_from.get(alert.alert_id)
-                tier = self.escalation.due_tier(
-                    alert if since is None else dataclasses.replace(alert, started_at=iso(since)), now)
-                if tier is not None:
-                    who = {"tier": tier, "to": self.escalation.told_at(alert, tier)}
-                    up = self.store.update(alert.alert_id, step=(Step.ESCALATED, iso(now), None, who),
-                                           escalation_tier=tier, updated_at=iso(now))
-                    if up is not None and up.state == "active":
-                        self.open[key] = up
-                        log.warning("escalated %s to tier %d: nobody acknowledged it", up.alert_id, tier)
-                        self.publish(up)
-                        self.escalation.escalated(up)
-                        self.reminded_at[alert.alert_id] = now  # just told: the next reminder counts from here
-                elif self.escalation.reminder_due(
-                        alert, self.reminded_at.get(alert.alert_id, since or epoch(alert.started_at)), now):
-                    self.reminded_at[alert.alert_id] = now
-                    told = self.escalation.remind(alert)
-                    self.store.record(alert.alert_id, Step.REMINDED, iso(now), data={"to": [p.name for p in told]})
-                    log.warning("reminded everyone told of %s: still unacknowledged", alert.alert_id)
+                due = self.escalation.due(alert, now, self.escalate_from.get(alert.alert_id),
+                                          self.reminded_at.get(alert.alert_id))
+                if due is not None:
+                    self._escalate(key, alert, due, now)
         self._raise_pending(now)
         self.save()
+
+    def _escalate(self, key: Key, alert: Alert, due: Due, now: float) -> None:
+        """Apply what the escalation decided (alerts/notify.py): the next tier, or a reminder."""
+        assert self.escalation is not None
+        if due.what == "escalate":
+            who = {"tier": due.tier, "to": self.escalation.told_at(alert, due.tier)}
+            up = self.store.update(alert.alert_id, step=(Step.ESCALATED, iso(now), None, who),
+                                   escalation_tier=due.tier, updated_at=iso(now))
+            if up is not None and up.state == "active":
+                self.open[key] = up
+                log.warning("escalated %s to tier %d: nobody acknowledged it", up.alert_id, due.tier)
+                self.publish(up)
+                self.escalation.escalated(up)
+                self.reminded_at[alert.alert_id] = now  # just told: the next reminder counts from here
+            return
+        self.reminded_at[alert.alert_id] = now
+        told = self.escalation.remind(alert)
+        self.store.record(alert.alert_id, Step.REMINDED, iso(now), data={"to": [p.name for p in told]})
+        log.warning("reminded everyone told of %s: still unacknowledged", alert.alert_id)
 
     def _flush_recent(self) -> None:
         """Move what was heard since the last call into last_seen, the liveness arrays and the to-save set."""
@@ -410,62 +375,75 @@ class Engine:
         return self.live
 
     def check_silence(self, registry: Mapping[str, Device]) -> None:
-        """The periodic scan: place alerts (compound / community down, never reported), then the
-        silence of single devices not folded under a place."""
+        """The periodic scan: every trigger with a `scan` decides over one snapshot (place, group,
+        silence ...), then the engine applies what they found, places before devices."""
         now = self.clock()
         live = self._liveness(registry)
         self._flush_recent()
         if not live.devices:
             return
-        absence = self.silent_rules[0] if self.silent_rules else None
-        factor = float(absence.silent_factor or 3) if absence is not None else 3.0
-        place = {(r.place, r.what): r for r in self.place_rules}
-        crule, mrule = place.get(("compound", "silent")), place.get(("community", "silent"))
-        scan = live.scan(now, self.feed_since, factor, OVERDUE_FACTOR,
-                         crule.share or 0.8 if crule else 2.0, crule.min_devices or 3 if crule else 1 << 30,
-                         mrule.share or 0.8 if mrule else 2.0, mrule.min_devices or 3 if mrule else 1 << 30)
-        self._place_alerts(live, scan, now, crule, mrule, place.get(("community", "never_reported")))
-        cdown, mdown = scan.compound_down, scan.community_down
+        kw: dict[str, float] = {}
+        for mod, rules in self.scanners:
+            if hasattr(mod, "liveness"):
+                kw.update(mod.liveness(rules))
+        view = ScanView(now, live, live.scan(now, self.feed_since, **kw), self.open, self.conditions,
+                        frozenset(self._alarm_index()), self._settled(live, now), self.fold_window_s, self.memory)
+        self._apply_scan([f for mod, rules in self.scanners for f in mod.scan(rules, view)], live, now)
+        self._raise_pending(now)
+
+    def _apply_scan(self, findings: list[Finding], live: Liveness, now: float) -> None:
+        """Apply one scan's findings. Places first: a device alert is folded under the place alert
+        that stands for it, so that one must be raised before the devices' are looked at."""
         folding: dict[str, set[str]] = {}
-        for rule, mask, names in ((crule, cdown, live.compounds), (mrule, mdown, live.communities)):
-            if rule is not None:
-                for i in np.nonzero(mask)[0]:
-                    folding.setdefault(names[int(i)], set()).update(rule.folds)
-        if self.group_rules:
-            self._group_alerts(live, scan, now, folding)
-        self.folding = folding
+        member_of: dict[str, Key] = {}
+        for f in findings:
+            if f.holds:
+                for m in f.members:  # members may lie in neighbouring compounds (main_burst)
+                    member_of[m] = f.key
+                if f.rule.folds:
+                    for p in (f.subject, *f.members):
+                        folding.setdefault(p, set()).update(f.rule.folds)
+        for f in findings:
+            if f.device is None:
+                self._apply_one(f, now)
+        self.folding, self.member_of = folding, member_of
         if folding:
             self._fold_in(live, now)
-        if not self.silent_rules:
-            self._raise_pending(now)
+        for f in findings:
+            if f.device is not None:
+                self._apply_one(f, now)
+
+    def _apply_one(self, f: Finding, now: float) -> None:
+        key = f.key
+        if f.act is Act.CLEAR:
+            if key in self.open:
+                self._clear(key, now)
+            else:
+                self._forget(key)
             return
-        folded_mask = cdown[live.compound_of] | mdown[live.community_of]
-        alarmed = self._alarm_index()
-        for rule in self.silent_rules:
-            limit = float(rule.silent_factor or 3) * live.interval
-            due = ~scan.never & (scan.silent_s >= limit)
-            if rule.kind is not None:
-                due &= live.kind_mask(rule.kind)
-            for dev_id in alarmed:  # in alarm and silent (folded or not): the alarm stays and says so
-                i = live.index.get(dev_id)
-                if i is not None and due[i]:
-                    self._note_silence(live.devices[i], now)
-            for i in np.nonzero(due & ~folded_mask)[0]:
-                dev = live.devices[int(i)]
-                key = (rule.name, dev.device_id)
-                if key in self.open or dev.device_id in alarmed:
-                    continue  # already raised (its value is the silence at raise time), or on its alarm
-                if any((r, dev.device_id) in self.open for r in rule.suppressed_by):
-                    continue
-                silent_s = float(scan.silent_s[i])
-                c = self.conditions.setdefault(key, Condition())
-                if c.true_since_ts is None:
-                    c.true_since_ts = int(now * 1000)
-                    self._dirty.add(key)
-                c.last_value, c.last_evidence = round(silent_s, 1), now
-                msg = rule.render(value=round(silent_s), silent_s=silent_s, interval_s=dev.interval_s)
-                self._fire(rule, dev, round(silent_s, 1), now, msg, threshold=float(limit[i]))
-        self._raise_pending(now)
+        if f.act is Act.SILENT_IN_ALARM:
+            assert f.device is not None
+            self._note_silence(f.device, now)
+            return
+        c = self.conditions.setdefault(key, Condition())
+        if c.true_since_ts is None:
+            c.true_since_ts = int(now * 1000)
+            self._dirty.add(key)
+        if f.act is Act.FOLD:
+            a, parent = self.open.get(key), self.open.get(f.parent) if f.parent else None
+            if a is not None and parent is not None and a.alert_id not in self.folded:
+                self._fold(a, parent, now)
+        elif f.act is Act.RAISE and f.device is not None:
+            c.last_value, c.last_evidence = f.value, now  # the close guard (alerts/guard.py) shows it
+            self._fire(f.rule, f.device, f.value, now, f.message, threshold=f.threshold)
+        elif f.act is Act.RAISE and f.place is not None:
+            self._fire_subject(f.rule, f.place, f.value, now, f.message, f.threshold, f.rule.severity)
+
+    def _fold(self, a: Alert, parent: Alert, now: float) -> None:
+        """Fold an alert under the one that stands for it (once: a timeline step, no more notifications)."""
+        self.folded[a.alert_id] = parent.alert_id
+        self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到「{title_of(parent.rule)}」",
+                          data={"parent": parent.alert_id})
 
     def _alarm_index(self) -> set[str]:
         """Devices with an open alarm of their own (not an availability or place alert)."""
@@ -487,8 +465,7 @@ class Engine:
             return self.open[group_key]
         for r in self.parents_of.get(rule_name, ()):
             pid = {"compound": dev.compound_id, "community": dev.community,
-                   "building": str(dev.extra.get("building_id", ""))}.get(
-                r.place or group_trigger.PLACE_OF.get(r.pattern or "", "compound"), dev.compound_id)
+                   "building": str(dev.extra.get("building_id", ""))}.get(r.mod.place_of(r), dev.compound_id)
             a = self.open.get((r.name, pid))
             if a is not None:
                 return a
@@ -508,61 +485,7 @@ class Engine:
                 continue
             parent = self._parent_for(rule_name, dev)
             if parent is not None:
-                self.folded[a.alert_id] = parent.alert_id
-                self.store.record(a.alert_id, Step.FOLDED, iso(now), note=f"归并到「{title_of(parent.rule)}」",
-                                  data={"parent": parent.alert_id})
-
-    def _group_view(self, live: Liveness, scan: Any) -> group_trigger.View:
-        if self._views is None or self._views[0] is not live:
-            by_c: dict[str, list[Device]] = {}
-            by_b: dict[str, list[Device]] = {}
-            for d in live.devices:
-                by_c.setdefault(d.compound_id, []).append(d)
-                b = d.extra.get("building_id")
-                if b:
-                    by_b.setdefault(str(b), []).append(d)
-            self._views = (live, by_c, by_b)
-        _, by_c, by_b = self._views
-        down, index = scan.down, live.index
-
-        def is_down(dev_id: str) -> bool:
-            i = index.get(dev_id)
-            return i is None or bool(down[i])
-
-        cam_down = np.bincount(live.compound_of[down & live.kind_mask("camera")], minlength=len(live.compounds))
-        cams = {live.compounds[int(i)] for i in np.nonzero(cam_down >= 2)[0]}
-        cdown = {live.compounds[int(i)] for i in np.nonzero(scan.compound_down)[0]}
-        return group_trigger.View(live.registry, by_c, by_b, is_down, self.readings, self.flow_usual, cdown,
-                                  self.flagged, cams)
-
-    def _group_alerts(self, live: Liveness, scan: Any, now: float, folding: dict[str, set[str]]) -> None:
-        view = self._group_view(live, scan)
-        self.member_of = {}
-        for rule in self.group_rules:
-            hits = {h.place_id: h for h in group_trigger.scan(rule, view)}
-            for place_id, h in hits.items():
-                folding.setdefault(place_id, set()).update(rule.folds)
-                for m in h.members:  # members may lie in neighbouring compounds (main_burst)
-                    folding.setdefault(m, set()).update(rule.folds)
-                    self.member_of[m] = (rule.name, place_id)
-                key = (rule.name, place_id)
-                c = self.conditions.setdefault(key, Condition())
-                if c.true_since_ts is None:
-                    c.true_since_ts = int(now * 1000)
-                    self._dirty.add(key)
-                members = [live.devices[live.index[m]] for m in h.members if m in live.index]
-                first = members[0] if members else None
-                if first is None:
-                    continue
-                place = group_trigger.PLACE_OF[rule.pattern or ""]
-                subj = Subject(place_id, first.community, first.compound_id, "", "",
-                               float(np.mean([d.lon for d in members])), float(np.mean([d.lat for d in members])))
-                msg = rule.render(value=h.value, place=place_label(place_id) if place != "building" else
-                                  place_label(first.compound_id, place_id), **h.fields)
-                self._fire_subject(rule, subj, h.value, now, msg, None, rule.severity)
-            if self._settled(live, now):
-                for key in [k for k in self.open if k[0] == rule.name and k[1] not in hits]:
-                    self._clear(key, now)
+                self._fold(a, parent, now)
 
     def _alarms_of(self, device_id: str) -> list[Key]:
         """The open alarms of one device (its own alerts, not availability or place ones)."""
@@ -603,66 +526,10 @@ class Engine:
                 self.open[k] = up
                 self._publish(up)
 
-    def _place_alerts(self, live: Liveness, scan: Any, now: float, crule: Rule | None, mrule: Rule | None,
-                      nrule: Rule | None) -> None:
-        names = {"compound": live.compounds, "community": live.communities}
-        for rule, down, (dn, tot) in ((mrule, scan.community_down, scan.community_counts),
-                                      (crule, scan.compound_down, scan.compound_counts)):
-            if rule is None:
-                continue
-            for i, place_id in enumerate(names[rule.place or "compound"]):
-                key = (rule.name, place_id)
-                if down[i]:
-                    c = self.conditions.setdefault(key, Condition())
-                    if c.true_since_ts is None:
-                        c.true_since_ts = int(now * 1000)
-                        self._dirty.add(key)
-                    if rule.place == "compound" and scan.community_down[live.compound_community[i]]:
-                        # The community alert stands for it; one already open is folded under it.
-                        parent = self.open.get((mrule.name, live.communities[live.compound_community[i]])) \
-                            if mrule is not None else None
-                        a = self.open.get(key)
-                        if a is not None and parent is not None and a.alert_id not in self.folded:
-                            self.folded[a.alert_id] = parent.alert_id
-                            self.store.record(a.alert_id, Step.FOLDED, iso(now),
-                                              note=f"归并到「{title_of(parent.rule)}」",
-                                              data={"parent": parent.alert_id})
-                        continue
-                    if rule.place == "compound" and key not in self.open \
-                            and now - c.true_since_ts / 1000 < self.fold_window_s:
-                        continue  # wait: the whole community may be going down
-                    subj = self._place_subject(live, rule.place or "compound", i, place_id)
-                    msg = rule.render(value=int(dn[i]), place=place_label(place_id), n=int(dn[i]), total=int(tot[i]))
-                    self._fire_subject(rule, subj, int(dn[i]), now, msg, rule.share, rule.severity)
-                elif key in self.open:
-                    if self._settled(live, now):
-                        self._clear(key, now)
-                elif key in self.conditions:
-                    self._forget(key)
-        if nrule is not None:
-            nv, allm = scan.never_by_community
-            for i, place_id in enumerate(live.communities):
-                key = (nrule.name, place_id)
-                if nv[i] > 0:
-                    subj = self._place_subject(live, "community", i, place_id)
-                    msg = nrule.render(value=int(nv[i]), place=place_label(place_id), n=int(nv[i]), total=int(allm[i]))
-                    self.conditions.setdefault(key, Condition())
-                    self._fire_subject(nrule, subj, int(nv[i]), now, msg, None, nrule.severity)
-                elif key in self.open:
-                    self._clear(key, now)
-
     def _settled(self, live: Liveness, now: float) -> bool:
         """Since our feed (re)started, has every device had time to report twice? Before that, not
         seeing a place's pattern is absence of evidence, not a clear (after a restart, a reconnect)."""
         return now - self.feed_since >= 2 * float(live.interval.max(initial=0.0)) + 5
-
-    def _place_subject(self, live: Liveness, place: str, i: int, place_id: str) -> Subject:
-        mask = (live.compound_of if place == "compound" else live.community_of) == i
-        idx = np.nonzero(mask)[0]
-        first = live.devices[int(idx[0])]
-        lon = float(np.mean([live.devices[int(j)].lon for j in idx[:500]]))
-        lat = float(np.mean([live.devices[int(j)].lat for j in idx[:500]]))
-        return Subject(place_id, first.community, place_id if place == "compound" else "", "", "", lon, lat)
 
     # -- state changes ----------------------------------------------------------------------
     def _fire(
@@ -734,7 +601,7 @@ class Engine:
             self.open[key] = alert
             c.last_published = now
             self._save_now(key, c)
-            shelf = self._shelf_for(alert)
+            shelf = shelf_for(self.live_shelves, alert)
             if shelf is not None and never_silenced(alert.severity):
                 self._shelf_overridden(alert, shelf, now)
             elif shelf is not None:
@@ -829,7 +696,7 @@ class Engine:
         self.escalate_from[up.alert_id] = now  # the next tier counts from the reopening
         log.warning("REOPENED %s (%s on %s, %d time(s)) within its watch: %s", up.alert_id, rule.name, subj.key,
                     n, message)
-        shelf = self._shelf_for(up)
+        shelf = shelf_for(self.live_shelves, up)
         if shelf is not None and not never_silenced(up.severity):
             self.shelved[up.alert_id] = shelf["shelf_id"]
             self.store.record(up.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
@@ -955,14 +822,6 @@ class Engine:
         return n
 
     # -- shelving -----------------------------------------------------------------------------
-    def _shelf_for(self, alert: Alert) -> dict[str, Any] | None:
-        for s in self.live_shelves:
-            if ((s["scope"] == "rule" and s["target"] == alert.rule)
-                    or (s["scope"] == "device" and alert.device_id and s["target"] == alert.device_id)
-                    or (s["scope"] == "compound" and alert.compound_id and s["target"] == alert.compound_id)):
-                return s
-        return None
-
     def _shelf_overridden(self, alert: Alert, shelf: dict[str, Any], now: float) -> None:
         """A red or gas alert under a shelf: written on its timeline, and told as every other."""
         self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
@@ -974,7 +833,7 @@ class Engine:
     def _load_shelves(self, now: float) -> None:
         self.live_shelves = self.store.shelves(live_at=now)
         for alert in list(self.open.values()):
-            shelf = self._shelf_for(alert)
+            shelf = shelf_for(self.live_shelves, alert)
             if never_silenced(alert.severity) and alert.alert_id not in self.shelved:
                 continue  # never silenced by a shelf
             was = self.shelved.get(alert.alert_id)

@@ -19,6 +19,9 @@ import numpy.typing as npt
 
 from core.contract import Device
 
+OVERDUE_FACTOR = 1.5  # a device that missed 1.5 reports counts as down for the place test
+LIMIT_FACTOR = 3.0  # silent this many intervals: past its limit (the absence rules' `silent_factor` wins)
+NO_PLACE = 1 << 30  # min_devices no place reaches
 F = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
 I = npt.NDArray[np.int64]  # noqa: E741
@@ -92,8 +95,11 @@ class Liveness:
             self.offline[i] = True
             self.ever[i] = True
 
-    def scan(self, now: float, feed_since: float, limit_factor: float, overdue_factor: float,
-             share: float, min_devices: int, community_share: float, community_min: int) -> Scan:
+    def scan(self, now: float, feed_since: float, limit_factor: float = LIMIT_FACTOR,
+             overdue_factor: float = OVERDUE_FACTOR, share: float = 2.0, min_devices: int = NO_PLACE,
+             community_share: float = 2.0, community_min: int = NO_PLACE) -> Scan:
+        """Who is silent and down now. Without place thresholds (no place rule), no place is down;
+        `limit_factor` x interval: when a device never heard counts as not reporting."""
         never = ~self.ever
         since = np.maximum(np.nan_to_num(self.last, nan=feed_since), feed_since)
         silent_s = now - since

@@ -6,21 +6,23 @@ and what (alerts/message.py). Each notification is appended to the outbox
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alerts.delivery import Outbox
 from alerts.message import Message, Places, compose
 from alerts.roster import Person, Roster, load_roster
 from core.contract import Alert
-from core.timebase import epoch
+from core.timebase import epoch, iso
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Escalation", "Notifier", "load_roster"]
+__all__ = ["Due", "Escalation", "Notifier", "load_roster"]
 
 Record = Callable[[str, str, dict[str, Any]], None]  # (alert_id, event, data): a timeline step
 
@@ -53,6 +55,14 @@ class Notifier:
         return self.outbox.append(entry)
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """What an unacknowledged alert is due now: the next tier told, or everyone told so far reminded."""
+
+    what: Literal["escalate", "remind"]
+    tier: int
+
+
 class Escalation:
     """Tier 1 is told when an alert is raised; while nobody acknowledges it, the next tier is
     told every `escalate_after_s[severity]`; everyone told hears of the resolution. Who is on a
@@ -78,6 +88,18 @@ class Escalation:
         if after is None or alert.state != "active" or tier >= roster.max_tier(alert.community):
             return None
         return tier + 1 if now - epoch(alert.started_at) >= after * tier else None
+
+    def due(self, alert: Alert, now: float, since: float | None = None, reminded: float | None = None) -> Due | None:
+        """The decider the engine asks of each open, notified alert at every tick. `since`: when it
+        came back from a shelf or was reopened (the next tier counts from then, not from its raise);
+        `reminded`: when everyone told was last told (an escalation tells, too)."""
+        tier = self.due_tier(alert if since is None else dataclasses.replace(alert, started_at=iso(since)), now)
+        if tier is not None:
+            return Due("escalate", tier)
+        last = reminded if reminded is not None else since or epoch(alert.started_at)
+        if self.reminder_due(alert, last, now):
+            return Due("remind", alert.escalation_tier or 1)
+        return None
 
     def told_at(self, alert: Alert, tier: int) -> list[str]:
         """The names of the people a tier reaches now (the escalation's timeline step names them)."""

@@ -94,7 +94,10 @@ class Rule:
         (kept for callers of the first engine; the engine itself uses `mod.evaluate`)."""
         if self.kind is not None and rec.device.kind != self.kind:
             return None, None
-        verdict, value = self.mod.evaluate(self, rec, {} if mem is None else mem)
+        evaluate = getattr(self.mod, "evaluate", None)  # a scan-only trigger says nothing of one record
+        if evaluate is None:
+            return None, None
+        verdict, value = evaluate(self, rec, {} if mem is None else mem)
         if verdict is None:
             return None, None
         return verdict.name == "TRUE", value

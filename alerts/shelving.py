@@ -21,6 +21,7 @@ from typing import Any
 
 from alerts.rules import Rule
 from alerts.store import AlertStore
+from core.contract import Alert
 from core.severity import RANK, Severity
 from core.timebase import iso
 
@@ -50,6 +51,16 @@ def parse_duration(text: str) -> float:
 def never_silenced(severity: str) -> bool:
     """A red alert is published and notified under any shelf."""
     return severity == Severity.RED
+
+
+def shelf_for(shelves: Iterable[dict[str, Any]], alert: Alert) -> dict[str, Any] | None:
+    """The live shelf an alert falls under (its rule, its device or its compound), if any."""
+    for s in shelves:
+        if ((s["scope"] == "rule" and s["target"] == alert.rule)
+                or (s["scope"] == "device" and alert.device_id and s["target"] == alert.device_id)
+                or (s["scope"] == "compound" and alert.compound_id and s["target"] == alert.compound_id)):
+            return s
+    return None
 
 
 def life_safety(severity: str, kind: str | None) -> bool:

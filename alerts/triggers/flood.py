@@ -8,10 +8,9 @@ whole installation misbehaving), not one per device."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alerts.triggers import Verdict
-from core.validation import Record
 
 if TYPE_CHECKING:
     from alerts.rules import Rule
@@ -42,10 +41,6 @@ def calm_s(rule: Rule) -> float:
 
 def place_min(rule: Rule) -> int:
     return int((rule.params or {}).get("place_min", PLACE_MIN))
-
-
-def evaluate(rule: Rule, rec: Record, mem: dict[str, Any] | None) -> tuple[Verdict | None, Any]:
-    return None, None  # never about one record (the engine does not call it per message)
 
 
 def judge(rule: Rule, cut: int, quiet_s: float) -> Verdict:

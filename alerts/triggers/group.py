@@ -1,4 +1,5 @@
-"""Group rules: patterns over several devices of one place, evaluated by the periodic scan.
+"""Group rules: patterns over several devices of one place, decided by the periodic scan from the
+last fresh readings of a few metrics (kept by `track` as messages arrive) and who is down.
 
 - `power_outage` (compound): most of its power meters read lost voltage (< `lost_v`), with or without
   its cameras going offline — one alert, the cameras' and meters' own alerts folded under it.
@@ -10,7 +11,8 @@
 - `fire_risk` (building): combustible gas rising (≥ `gas_lel`) in a building while a power device in
   the same building heats (≥ `temp_c`) — red.
 
-`folds` lists the rules whose alerts on the place's devices the group alert stands for.
+`folds` lists the rules whose alerts on the place's devices (and on the pattern's members, which
+may lie in neighbouring compounds) the group alert stands for.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.validation import Record
+import numpy as np
+
+from alerts.triggers import Act, Finding, ScanView, Subject
+from core.validation import Record, Telemetry
 
 if TYPE_CHECKING:
     from alerts.rules import Rule
-    from alerts.triggers import Verdict
 
 NAME = "group"
 KEYS = frozenset({"pattern", "place", "folds", "radius_m", "params"})
@@ -48,8 +52,9 @@ def validate(rule: Rule) -> str | None:
     return None
 
 
-def evaluate(rule: Rule, rec: Record, mem: dict[str, Any] | None) -> tuple[Verdict | None, Any]:
-    return None, None  # evaluated by the scan, over places
+def place_of(rule: Rule) -> str:
+    """What kind of place the rule's alert is about (its subject is that place's id)."""
+    return PLACE_OF.get(rule.pattern or "", "compound")
 
 
 def param(rule: Rule, name: str) -> float:
@@ -74,6 +79,11 @@ FLAGS: dict[str, tuple[str, str, str, str]] = {
     "gas_rising": ("lel_pct", ">=", "fire_risk", "gas_lel"),
     "heating": ("temp_c", ">=", "fire_risk", "temp_c"),
 }
+
+
+# What group rules look at, per kind: the last fresh reading of these metrics.
+TRACKED = {"power": ("voltage_v", "temp_c"), "water": ("pressure_mpa", "flow_m3h"), "gas": ("lel_pct",)}
+USUAL_MIN_MPA = 0.14  # the usual flow of a water meter is learnt while its pressure is normal
 
 
 def levels(rules: Iterable[Rule]) -> dict[str, float]:
@@ -108,7 +118,111 @@ def _metres(a: Any, b: Any) -> float:
     return math.hypot(dx, dy)
 
 
-def scan(rule: Rule, v: View) -> Iterable[Hit]:
+@dataclass(slots=True)
+class Memory:
+    """What the group rules keep of the messages between scans."""
+
+    readings: dict[str, dict[str, float]] = field(default_factory=dict)  # device -> tracked metric -> last value
+    flow_usual: dict[str, float] = field(default_factory=dict)  # water meter -> usual flow (EWMA)
+    flagged: dict[str, set[str]] = field(default_factory=dict)  # flag -> device ids past its level
+    levels: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # flag -> (metric, op, level)
+    places: tuple[Any, ...] = ()  # (liveness, devices by compound, by building), built once per registry
+
+
+def memory(rules: list[Rule], old: Memory | None) -> Memory:
+    """The memory for a (re)loaded rule set: the readings carry on, the flags start again."""
+    m = old or Memory()
+    m.levels = {f: (FLAGS[f][0], FLAGS[f][1], x) for f, x in levels(rules).items()}
+    m.flagged = {f: set() for f in FLAGS}
+    return m
+
+
+def track(m: Memory, rec: Record) -> None:
+    if type(rec) is not Telemetry:
+        return
+    tracked = TRACKED.get(rec.device.kind)
+    if not tracked:
+        return
+    metrics = rec.metrics
+    got = {k: float(metrics[k]) for k in tracked if k in metrics}
+    if not got:
+        return
+    dev_id = rec.device.device_id
+    r = m.readings.get(dev_id)
+    if r is None:
+        r = m.readings[dev_id] = {}
+    r.update(got)
+    for flag, (metric, op, level) in m.levels.items():
+        v = got.get(metric)
+        if v is not None:
+            if (v < level) if op == "<" else (v >= level):
+                m.flagged[flag].add(dev_id)
+            else:
+                m.flagged[flag].discard(dev_id)
+    flow, pressure = got.get("flow_m3h"), r.get("pressure_mpa")
+    if flow is not None and pressure is not None and pressure >= USUAL_MIN_MPA:
+        u = m.flow_usual.get(dev_id)
+        m.flow_usual[dev_id] = flow if u is None else 0.95 * u + 0.05 * flow
+
+
+def view_of(m: Memory, view: ScanView) -> View:
+    """The group rules' view of one scan: the snapshot, plus the readings and the candidates."""
+    live, sc = view.live, view.scan
+    if not m.places or m.places[0] is not live:
+        by_c: dict[str, list[Any]] = {}
+        by_b: dict[str, list[Any]] = {}
+        for d in live.devices:
+            by_c.setdefault(d.compound_id, []).append(d)
+            b = d.extra.get("building_id")
+            if b:
+                by_b.setdefault(str(b), []).append(d)
+        m.places = (live, by_c, by_b)
+    _, by_c, by_b = m.places
+    down, index = sc.down, live.index
+
+    def is_down(dev_id: str) -> bool:
+        i = index.get(dev_id)
+        return i is None or bool(down[i])
+
+    cam_down = np.bincount(live.compound_of[down & live.kind_mask("camera")], minlength=len(live.compounds))
+    cams = {live.compounds[int(i)] for i in np.nonzero(cam_down >= 2)[0]}
+    cdown = {live.compounds[int(i)] for i in np.nonzero(sc.compound_down)[0]}
+    return View(live.registry, by_c, by_b, is_down, m.readings, m.flow_usual, cdown, m.flagged, cams)
+
+
+def _subject(place_id: str, members: list[Any]) -> Subject:
+    first = members[0]
+    return Subject(place_id, first.community, first.compound_id, "", "",
+                   float(np.mean([d.lon for d in members])), float(np.mean([d.lat for d in members])))
+
+
+def scan(rules: list[Rule], view: ScanView) -> Iterable[Finding]:
+    from alerts.message import place_label  # alerts.message reads rule titles: imported once rules are
+
+    m = view.memory_of(NAME) or memory(rules, None)
+    v = view_of(m, view)
+    live = view.live
+    for rule in rules:
+        found = {h.place_id: h for h in hits(rule, v)}
+        for place_id, h in found.items():
+            members = [live.devices[live.index[d]] for d in h.members if d in live.index]
+            if not members:
+                yield Finding(rule, place_id, Act.WAIT, members=tuple(h.members))
+                continue
+            first = members[0]
+            place = PLACE_OF[rule.pattern or ""]
+            msg = rule.render(value=h.value, place=place_label(place_id) if place != "building" else
+                              place_label(first.compound_id, place_id), **h.fields)
+            yield Finding(rule, place_id, Act.RAISE, h.value, msg, place=_subject(place_id, members),
+                          members=tuple(h.members))
+        if view.settled:
+            for key in view.open:
+                if key[0] == rule.name and key[1] not in found:
+                    yield Finding(rule, key[1], Act.CLEAR)
+
+
+def hits(rule: Rule, v: View) -> Iterable[Hit]:
+    """Where the rule's pattern holds now."""
     p = rule.pattern
     if p in ("power_outage", "camera_sabotage"):
         if p == "power_outage":

@@ -137,3 +137,37 @@ def test_a_camera_still_offline_when_the_power_is_back_is_raised_then(rig: Rig) 
     assert ("camera_offline", "C3") in got and ("camera_offline", "C0") not in got
     outage = next(a for a in rig.published if a.rule == "power_outage")
     assert rig.store.get(outage.alert_id).state == "resolved"  # type: ignore[union-attr]
+
+
+def test_group_scan_finds_the_pattern_from_what_track_kept_and_clears_only_when_settled() -> None:
+    """The group trigger's scan on its own: `track` keeps the readings, `scan` finds the place with the
+    members it stands for, and an open alert whose pattern is gone is cleared only once settled."""
+    from alerts.liveness import Liveness
+    from alerts.triggers import Act, ScanView
+    from alerts.triggers import group as group_trigger
+
+    rules = [r for r in load_ruleset().rules if r.trigger == group_trigger.NAME]
+    outage = next(r for r in rules if r.pattern == "power_outage")
+    lost = group_trigger.param(outage, "lost_v")
+    mem = group_trigger.memory(rules, None)
+    now = 1_800_000_000.0
+    meters = [d for d in FLEET.values() if d.kind == "power"]
+    for d in meters:
+        group_trigger.track(mem, Telemetry(d, int(now * 1000), None, {**NORMAL["power"], "voltage_v": lost / 2}))
+    live = Liveness(FLEET, dict.fromkeys(FLEET, now))
+
+    def scan(open_: tuple[tuple[str, str], ...], settled: bool) -> dict[tuple[str, str], Act]:
+        view = ScanView(now, live, live.scan(now, now - 1000), dict.fromkeys(open_), {}, settled=settled,
+                        memory={group_trigger.NAME: mem})
+        found = list(group_trigger.scan(rules, view))
+        if found and found[0].act is Act.RAISE:
+            assert set(found[0].members) >= {d.device_id for d in meters}
+        return {f.key: f.act for f in found}
+
+    gone = (outage.name, "YL-09")
+    assert scan((gone,), settled=False) == {(outage.name, "YL-01"): Act.RAISE}
+    assert scan((gone,), settled=True) == {(outage.name, "YL-01"): Act.RAISE, gone: Act.CLEAR}
+    # A reloaded rule set keeps the readings and starts the flags again.
+    again = group_trigger.memory(rules, mem)
+    assert again is mem and mem.readings[meters[0].device_id]["voltage_v"] == lost / 2
+    assert not any(mem.flagged.values())
