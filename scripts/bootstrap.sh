@@ -40,3 +40,18 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/pip install -q -e '.[test]'
   echo "$want" > "$stamp"
 fi
+
+# bench/bench_dashboard.py's yardstick page draws the map with MapLibre alone: the version plotly.js
+# bundles, from npm, kept under build/vendor (never fetched at run time). Only the bench needs it.
+MAPLIBRE=6.9.0
+vendor=build/vendor/maplibre-gl-$MAPLIBRE
+if [ ! -f "$vendor/maplibre-gl.mjs" ] && command -v npm >/dev/null; then
+  mkdir -p "$vendor"
+  if ! (cd build/vendor && npm pack --silent "maplibre-gl@$MAPLIBRE" >/dev/null \
+        && tar xzf "maplibre-gl-$MAPLIBRE.tgz" -C "maplibre-gl-$MAPLIBRE" --strip-components=2 \
+             package/dist/maplibre-gl.mjs package/dist/maplibre-gl-shared.mjs \
+             package/dist/maplibre-gl-worker.mjs package/dist/maplibre-gl.css \
+        && rm -f "maplibre-gl-$MAPLIBRE.tgz"); then
+    echo "bootstrap: maplibre-gl $MAPLIBRE not fetched from npm (only bench/bench_dashboard.py needs it)" >&2
+  fi
+fi
