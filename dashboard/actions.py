@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from alerts.guard import Closed, Live, Policy, danger
 from alerts.guard import resolve as guard_resolve
@@ -64,6 +65,16 @@ class AlertActions:
         self.store = store
         self.publisher = publisher
         self.policy = policy or Policy.of(publisher.settings)
+        # Told of every change made here, before it is published: the dashboard's live state, so that
+        # every open page (an /api call's too) shows it on its next tick, not after the MQTT round trip.
+        self.listeners: list[Callable[[Alert], Any]] = []
+
+    def _changed(self, alert: Alert) -> None:
+        for fn in self.listeners:
+            try:
+                fn(alert)
+            except Exception:
+                log.exception("alert action listener failed")
 
     def _refused(self, alert_id: str) -> Closed:
         cur = self.store.get(alert_id)
@@ -78,6 +89,7 @@ class AlertActions:
                      by=by, note=note, error=out.error)
         if alert is None:
             return out
+        self._changed(alert)
         self.publisher.publish(alert)
         log.info("alert %s acknowledged by %s", alert_id, by)
         return out
@@ -97,6 +109,7 @@ class AlertActions:
                      live_value=done.live.value if done.live is not None else None)
         if out.status != 200 or out.alert is None:
             return out
+        self._changed(out.alert)
         self.publisher.publish(out.alert)
         log.info("alert %s resolved by hand (%s)%s", alert_id, by or "unknown", " OVERRIDE" if done.live else "")
         return out

@@ -25,7 +25,7 @@ from dashboard.geo import BaseLayers, MapData
 from dashboard.health import Freshness, HealthChecker
 from dashboard.live import Live
 from dashboard.login import check_role, current_user
-from dashboard.offline import register_offline_routes
+from dashboard.offline import register_offline_routes, register_plotly
 from dashboard.security import register_security
 from dashboard.shelfmark import ShelfMarks
 from dashboard.state import LiveState
@@ -52,6 +52,7 @@ class Dashboard:
         self.health = HealthChecker(settings)
         self.freshness = Freshness(settings.data_path, settings.dashboard_stale_s)
         self.state = LiveState(settings, self.mapdata, mqtt=live_mqtt)
+        self.actions.listeners.append(self.state.apply)  # console buttons and /api alike
         self._influx: Any = None
 
     def snapshot(self) -> tuple[BaseLayers, Any, Live]:
@@ -74,20 +75,14 @@ class Dashboard:
     def acknowledge(self, alert_id: str, note: str | None) -> Any:
         if not check_role("operator"):  # refused server-side, whatever the page shows (and audited)
             return Closed(None, 403, NOT_OPERATOR)
-        out = self.actions.acknowledge(alert_id, self.signer(), note)
-        if out.alert is not None and out.status == 200:
-            self.state.apply(out.alert)  # the person who clicked sees it at once
-        return out
+        return self.actions.acknowledge(alert_id, self.signer(), note)  # into the live state at once
 
     def resolve(self, alert_id: str, note: str | None, override: bool = False) -> Any:
         """Through the close guard (alerts/guard.py): refused while the danger is measured, unless
         `override` with a reason in `note`."""
         if not check_role("operator"):
             return Closed(None, 403, NOT_OPERATOR)
-        out = self.actions.resolve(alert_id, self.signer(), note, override=override)
-        if out.alert is not None and out.status == 200:
-            self.state.apply(out.alert)
-        return out
+        return self.actions.resolve(alert_id, self.signer(), note, override=override)
 
     def close(self) -> None:
         self.state.close()
@@ -144,6 +139,7 @@ def create_app(settings: Settings, live_mqtt: bool = True) -> Dash:
     app.layout = shell
     install_page_head(app)  # severity colours as CSS variables, the clock's time zone
     register_offline_routes(app.server)
+    register_plotly(app)  # the partial plotly.js when built, preloaded by every page
     register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
     register_closeout(app.server, settings, dctx.store)  # dispatch, field page, archive, report (issue 10)
