@@ -74,10 +74,10 @@ def map_body(sig: dict[str, Any]) -> dict[str, Any]:
     return {"output": "..onemap.figure...map-live.data...map-sig.data..",
             "outputs": [{"id": "onemap", "property": "figure"}, {"id": "map-live", "property": "data"},
                         {"id": "map-sig", "property": "data"}],
-            "inputs": [{"id": "tick", "property": "n_intervals", "value": 1},
-                       {"id": "panel-sig", "property": "data", "value": None}],
+            "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}],
             "state": [{"id": "map-sig", "property": "data", "value": sig},
-                      {"id": "map-ready", "property": "data", "value": True}],
+                      {"id": "map-ready", "property": "data", "value": True},
+                      {"id": "panel-sig", "property": "data", "value": None}],
             "changedPropIds": ["tick.n_intervals"]}
 
 

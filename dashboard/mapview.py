@@ -175,13 +175,12 @@ def register(app: Dash, d: Any) -> None:
         Output("map-live", "data"),
         Output("map-sig", "data"),
         Input("tick", "n_intervals"),
-        Input("panel-sig", "data"),
         State("map-sig", "data"),
         State("map-ready", "data"),
+        State("panel-sig", "data"),
     )
-    def _refresh(_n: int, panel: dict[str, Any] | None, sig: dict[str, Any] | None, ready: bool) -> tuple:
-        # The list / tiles first (a map redraw holds the page up for a moment in software WebGL); the
-        # map follows as soon as the page's panel shows the new version, without waiting for a tick.
+    def _refresh(_n: int, sig: dict[str, Any] | None, ready: bool, panel: dict[str, Any] | None) -> tuple:
+        # The list / tiles first: the map follows one tick after the page's panel shows the new version.
         if panel is not None and panel.get("v") != d.state.version:
             return no_update, no_update, no_update
         return refresh_map(d, sig, bool(ready))
