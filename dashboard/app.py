@@ -54,6 +54,7 @@ class Dashboard:
         self.state = LiveState(settings, self.mapdata, mqtt=live_mqtt)
         self.actions.listeners.append(self.state.apply)  # console buttons and /api alike
         self._influx: Any = None
+        self.figures: dict[Any, Any] = {}  # the static map figure per (layers, registry, host): mapview
 
     def snapshot(self) -> tuple[BaseLayers, Any, Live]:
         return self.state.view()
