@@ -7,6 +7,7 @@ service down answers 503 and nothing is half-done. Each action is audited here, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from alerts.command import Answer, Command, ServiceDown
@@ -43,14 +44,30 @@ class AlertActions:
         self.store = store
         self.settings = settings
         self.policy = policy or Policy.of(settings)
+        # Told of every change a command here made (the service's answer): the dashboard's live state,
+        # so every open page (an /api call's too) shows it on its next tick, not after the change feed.
+        self.listeners: list[Callable[[Alert], Any]] = []
+
+    def _changed(self, answer: Answer) -> None:
+        alert = answer.body.get("alert") if answer.ok else None
+        if not isinstance(alert, dict):
+            return
+        changed = Alert.from_json(alert)
+        for fn in self.listeners:
+            try:
+                fn(changed)
+            except Exception:
+                log.exception("alert action listener failed")
 
     def send(self, command: str, actor: str | None, via: str, **args: Any) -> Answer:
         """One command; the service down is a 503 answer (nothing applied)."""
         try:
-            return send(self.settings, Command(command, {k: v for k, v in args.items() if v is not None}, actor, via))
+            answer = send(self.settings, Command(command, {k: v for k, v in args.items() if v is not None}, actor, via))
         except ServiceDown as exc:
             log.warning("%s by %s not applied: %s", command, actor, exc)
             return Answer(503, {"error": str(exc), "alert": None, "live": None})
+        self._changed(answer)
+        return answer
 
     def act(self, command: str, actor: str | None, via: str, **args: Any) -> Answer:
         """One command, audited with its outcome (who, what, the answer's status and refusal)."""

@@ -19,7 +19,6 @@ from alerts.command import Answer
 from alerts.dispatch import DispatchBook, Refused
 from alerts.guard import Closed
 from alerts.store import AlertStore, store_path
-from core.contract import Alert
 from core.settings import Settings
 from dashboard import alertview, mapview, pages
 from dashboard.actions import AlertActions
@@ -29,7 +28,7 @@ from dashboard.geo import BaseLayers, MapData
 from dashboard.health import Freshness, HealthChecker
 from dashboard.live import Live
 from dashboard.login import check_role, current_user
-from dashboard.offline import register_offline_routes
+from dashboard.offline import register_offline_routes, register_plotly
 from dashboard.security import register_security
 from dashboard.shelfmark import ShelfMarks
 from dashboard.state import LiveState
@@ -57,7 +56,9 @@ class Dashboard:
         self.health = HealthChecker(settings)
         self.freshness = Freshness(settings.data_path, settings.dashboard_stale_s)
         self.state = LiveState(settings, self.mapdata, mqtt=live_mqtt)
+        self.actions.listeners.append(self.state.apply)  # console buttons and /api alike
         self._influx: Any = None
+        self.figures: dict[Any, Any] = {}  # the static map figure per (layers, registry, host): mapview
 
     def snapshot(self) -> tuple[BaseLayers, Any, Live]:
         return self.state.view()
@@ -79,31 +80,21 @@ class Dashboard:
     def acknowledge(self, alert_id: str, note: str | None) -> Any:
         if not check_role("operator"):  # refused server-side, whatever the page shows (and audited)
             return Closed(None, 403, NOT_OPERATOR)
-        out = self.actions.acknowledge(alert_id, self.signer(), note, via="console")
-        if out.alert is not None and out.status == 200:
-            self.state.apply(out.alert)  # the person who clicked sees it at once
-        return out
+        return self.actions.acknowledge(alert_id, self.signer(), note, via="console")  # into the live state at once
 
     def resolve(self, alert_id: str, note: str | None, override: bool = False) -> Any:
         """Through the close guard (alerts/guard.py): refused while the danger is measured, unless
         `override` with a reason in `note`."""
         if not check_role("operator"):
             return Closed(None, 403, NOT_OPERATOR)
-        out = self.actions.resolve(alert_id, self.signer(), note, override=override, via="console")
-        if out.alert is not None and out.status == 200:
-            self.state.apply(out.alert)
-        return out
+        return self.actions.resolve(alert_id, self.signer(), note, override=override, via="console")
 
     def command(self, name: str, **args: Any) -> Answer:
         """A console action (operator and above) as a command to the alerts service, audited with its
         outcome; a viewer is refused here (403, audited), whatever the page shows."""
         if not check_role("operator"):
             return Answer(403, {"error": NOT_OPERATOR})
-        answer = self.actions.act(name, self.signer(), "console", **args)
-        alert = answer.body.get("alert") if answer.ok else None
-        if isinstance(alert, dict):
-            self.state.apply(Alert.from_json(alert))
-        return answer
+        return self.actions.act(name, self.signer(), "console", **args)  # into the live state at once
 
     def dispatch(self, alert_id: str, team: str | None, member: str | None, minutes: Any,
                  note: str | None) -> Answer:
@@ -171,6 +162,7 @@ def create_app(settings: Settings, live_mqtt: bool = True) -> Dash:
     app.layout = shell
     install_page_head(app)  # severity colours as CSS variables, the clock's time zone
     register_offline_routes(app.server)
+    register_plotly(app)  # the partial plotly.js when built, preloaded by every page
     register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
     # dispatch, field page, archive, report

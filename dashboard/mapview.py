@@ -64,9 +64,23 @@ def legend() -> html.Div:
     return html.Div(rows, className="map-legend")
 
 
+def static_figure(d: Any, base: Any, reg: Any, registry_version: str) -> dict[str, Any]:
+    """The static figure, built once per (GIS layers, registry, host) of this dashboard: every page load
+    sends the same one, and building it (plotly's validation) is most of a page load's server time."""
+    key = (base.key, registry_version, style_url(base_url()))
+    cache: dict[tuple[str, str, str], dict[str, Any]] = d.figures
+    fig = cache.get(key)
+    if fig is None:
+        fig = mapfig.build_figure(base, reg, key[2])
+        if len(cache) >= 8:  # old versions: a registry or layer change makes the earlier ones useless
+            cache.clear()
+        cache[key] = fig
+    return fig
+
+
 def map_block(d: Any, wall: bool) -> html.Div:
     base, reg, live = d.state.view()
-    fig = mapfig.build_figure(base, reg, style_url(base_url()))
+    fig = static_figure(d, base, reg, live.registry_version)
     sig = {"v": live.version, "reg": live.registry_version, "base": base.key}
     warn = [html.Div(e, className="map-warning") for e in base.errors]
     toggles = html.Details(

@@ -1,4 +1,5 @@
-"""The map's local MapLibre style: no tiles, no glyph server, labels drawn with local fonts.
+"""The map's local MapLibre style (no tiles, no glyph server, labels drawn with local fonts) and the
+plotly.js the pages load, both from this server.
 
 A style that names no glyph server makes plotly fall back to one on the internet, so it names one on
 this server that always 404s. Chinese is drawn by MapLibre from the browser's own fonts
@@ -6,11 +7,19 @@ this server that always 404s. Chinese is drawn by MapLibre from the browser's ow
 be asked for, so the style declares a font face for them ("font-faces", drawn locally by MapLibre)
 from a font file of this machine, served here. Without such a file MapLibre still draws them locally
 after the 404, with a console message.
+
+plotly.js: when scripts/bootstrap.sh has built the partial bundle (dashboard/plotlyjs: plotly's core and
+the MapLibre traces, about 60 % of the whole) it is served where Dash's graphs fetch plotly.js, so the
+one map draws sooner; otherwise Dash serves plotly's whole bundle there as usual. Either way the page
+head preloads it, so its download does not wait for the page's layout.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, abort, jsonify, request, send_file
 
@@ -26,6 +35,8 @@ LATIN_FONTS = (
     "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
     "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
 )
+PLOTLY_PATH = "/_dash-component-suites/plotly/package_data/plotly.min.js"  # where dcc.Graph loads it from
+PARTIAL_PLOTLY = Path(__file__).resolve().parents[1] / "build" / "vendor" / "plotly-map.min.js"
 # The font stacks plotly asks MapLibre for (trace text, cluster counts, symbol layers).
 FONT_STACKS = ("Open Sans Regular", "Open Sans Bold", "Open Sans Semibold", "Arial Unicode MS Regular",
                "Arial Unicode MS Bold", "Noto Sans Regular")
@@ -72,3 +83,39 @@ def register_offline_routes(server: Flask) -> None:
     @server.get(f"{GLYPHS_PATH}/<path:_rest>")
     def map_glyphs(_rest: str) -> tuple[str, int]:
         return "", 404
+
+
+class _Bundle:
+    """A JavaScript file read and gzipped once, served with an ETag (revalidated, never stale)."""
+
+    def __init__(self, path: Path) -> None:
+        raw = path.read_bytes()
+        self.raw, self.gz = raw, gzip.compress(raw, 9)
+        self.etag = hashlib.sha256(raw).hexdigest()[:20]
+
+    def response(self) -> Response:
+        if request.if_none_match.contains(self.etag):
+            resp = Response(status=304)
+        elif "gzip" in (request.headers.get("Accept-Encoding") or ""):
+            resp = Response(self.gz, mimetype="text/javascript")
+            resp.headers["Content-Encoding"] = "gzip"
+        else:
+            resp = Response(self.raw, mimetype="text/javascript")
+        resp.set_etag(self.etag)
+        resp.headers["Vary"] = "Accept-Encoding"
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+
+def register_plotly(app: Any, partial: Path = PARTIAL_PLOTLY) -> bool:
+    """Serve the partial plotly.js at PLOTLY_PATH when it was built; preload plotly.js from the page head.
+    True when the partial bundle is served."""
+    link = f'<link rel="preload" href="{PLOTLY_PATH}" as="script">'
+    if link not in app.index_string:
+        app.index_string = app.index_string.replace("{%css%}", link + "{%css%}", 1)
+    if not partial.is_file():
+        return False
+    bundle = _Bundle(partial)
+    # A static rule: Werkzeug matches it before Dash's /_dash-component-suites/<package>/<path> rule.
+    app.server.add_url_rule(PLOTLY_PATH, "sc_plotly_partial", bundle.response)
+    return True

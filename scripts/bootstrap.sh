@@ -40,3 +40,35 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/pip install -q -e '.[test]'
   echo "$want" > "$stamp"
 fi
+
+# bench/bench_dashboard.py's yardstick page draws the map with MapLibre alone: the version plotly.js
+# bundles, from npm, kept under build/vendor (never fetched at run time). Only the bench needs it.
+MAPLIBRE=6.9.0
+vendor=build/vendor/maplibre-gl-$MAPLIBRE
+if [ ! -f "$vendor/maplibre-gl.mjs" ] && command -v npm >/dev/null; then
+  mkdir -p "$vendor"
+  if ! (cd build/vendor && npm pack --silent "maplibre-gl@$MAPLIBRE" >/dev/null \
+        && tar xzf "maplibre-gl-$MAPLIBRE.tgz" -C "maplibre-gl-$MAPLIBRE" --strip-components=2 \
+             package/dist/maplibre-gl.mjs package/dist/maplibre-gl-shared.mjs \
+             package/dist/maplibre-gl-worker.mjs package/dist/maplibre-gl.css \
+        && rm -f "maplibre-gl-$MAPLIBRE.tgz"); then
+    echo "bootstrap: maplibre-gl $MAPLIBRE not fetched from npm (only bench/bench_dashboard.py needs it)" >&2
+  fi
+fi
+
+# The dashboard's partial plotly.js (dashboard/plotlyjs: core + the map traces, about 60 % of the whole
+# bundle, so the one map draws sooner), built with npm when npm is here; without it the dashboard
+# serves plotly's whole bundle. Rebuilt when dashboard/plotlyjs changes.
+pj=build/vendor/plotly-map.min.js
+pj_want=$(cat dashboard/plotlyjs/package.json dashboard/plotlyjs/entry.js dashboard/plotlyjs/build.js | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$pj.stamp" 2>/dev/null)" != "$pj_want" ] && command -v npm >/dev/null && command -v node >/dev/null; then
+  rm -rf build/plotlyjs && mkdir -p build/plotlyjs build/vendor
+  cp dashboard/plotlyjs/package.json dashboard/plotlyjs/entry.js dashboard/plotlyjs/build.js build/plotlyjs/
+  if (cd build/plotlyjs && npm install --silent --no-audit --no-fund --ignore-scripts >/dev/null \
+      && node build.js "../vendor/plotly-map.min.js.tmp") && mv "$pj.tmp" "$pj"; then
+    echo "$pj_want" > "$pj.stamp"
+    rm -rf build/plotlyjs
+  else
+    echo "bootstrap: the partial plotly.js was not built (the dashboard serves the whole bundle)" >&2
+  fi
+fi
