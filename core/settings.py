@@ -91,6 +91,9 @@ class Settings:
     ingest_device_burst: int = 200  # ... and at once; beyond: dead letter `rate_limited`
     deadletter_max_bytes: int = 268_435_456  # dead-letter store bound in payload bytes (oldest dropped)
     demo_responders_after_s: float = 180.0  # demo: the scripted staff act this long after the leak (0: none)
+    # /api/health warns (clock) when device timestamps trail or lead the host clock by more than this on
+    # average over ingest's last readings, or when NTP says the host clock is not synchronised.
+    clock_skew_warn_s: float = 5.0
 
     @property
     def data_path(self) -> Path:

@@ -50,6 +50,10 @@ RESOURCE_STYLE: dict[str, tuple[str, int]] = {  # category -> (colour, marker si
 NAV: tuple[tuple[str, str], ...] = (("一张图", "/"), ("告警列表", "/alerts"), ("大屏", "/wall"), ("月报", "/report"))
 DASH_PAGES_NAV = frozenset({"/", "/alerts", "/wall"})
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
+# The clock's status light (/api/health "clock"): its label and what its tooltip says when it warns.
+CLOCK_LABEL = "时钟"
+CLOCK_NTP_UNSYNCED = "本机时钟未与授时服务器 (NTP) 同步"
+CLOCK_DRIFT = "设备时间与本机时钟平均相差 {s:+.1f} 秒 (近 {n} 条读数)"
 
 
 def page_head() -> str:
