@@ -17,6 +17,7 @@ from dashboard.theme import (
     CLOCK_DRIFT,
     CLOCK_LABEL,
     CLOCK_NTP_UNSYNCED,
+    DATA_DIR_SHARE,
     KIND_LABEL,
     SEVERITY_COLOR,
     STATE_LABEL,
@@ -201,7 +202,12 @@ def service_bar(body: Mapping[str, Any]) -> list[Any]:
         if state is None:
             continue
         detail = body.get("details", {}).get(part) or {}
-        err = clock_words(detail) if part == "clock" else detail.get("error", "")
+        if part == "clock":
+            err = clock_words(detail)
+        elif state == "warn" and part == "disk":
+            err = DATA_DIR_SHARE.format(pct=detail["data_dir_share_pct"], max=detail["data_dir_max_pct"])
+        else:
+            err = detail.get("error", "")
         cls = state if state in ("ok", "warn") else "down"
         out.append(
             html.Span(

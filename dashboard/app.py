@@ -89,6 +89,7 @@ class Dashboard:
         return out
 
     def close(self) -> None:
+        self.health.sizes.close()
         self.state.close()
         self.store.close()
         if self._influx is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from core import diskfull, heartbeat
 from core.accounts import MQTT_HEALTH
+from core.datasize import DataSizes, Scan
 from core.influx import client_for
 from core.mqtt import credentials, tls_context
 from core.secrets import SecretError
@@ -147,13 +148,19 @@ def check_workers(data_path: Path, prefix: str) -> tuple[str, dict[str, Any]]:
     return (OK if alive else DOWN), detail
 
 
-def check_disk(data_path: Path) -> tuple[str, dict[str, Any]]:
-    """The data disk: down past FULL_PCT used, or while a part cannot write to it."""
+def check_disk(data_path: Path, scan: Scan | None = None, max_pct: float | None = None) -> tuple[str, dict[str, Any]]:
+    """The data disk: down past FULL_PCT used, or while a part cannot write to it; with the last `scan`
+    of SC_DATA_DIR, each part's folder's size, and a warning when it holds more than `max_pct` of the disk."""
     try:
         use = diskfull.usage(data_path)
     except OSError as exc:
         return DOWN, {"error": f"cannot look at {data_path}: {exc}"}
     detail: dict[str, Any] = use.as_json()
+    if scan is not None:
+        detail |= {"folders_mb": {k: round(v / 2**20, 2) for k, v in sorted(scan.folders.items())},
+                   "data_dir_mb": round(scan.total_bytes / 2**20, 2),
+                   "data_dir_share_pct": float(f"{scan.share_pct:.3g}"), "data_dir_max_pct": max_pct,
+                   "scanned_at": scan.at}
     stuck = heartbeat.cannot_write(data_path)
     if stuck:
         detail["cannot_write"] = stuck
@@ -161,6 +168,11 @@ def check_disk(data_path: Path) -> tuple[str, dict[str, Any]]:
         why = [f"{use.used_pct:.0f}% used ({use.free_bytes / 2**20:.0f} MB free)"] if use.full else []
         why += [f"{', '.join(stuck)} cannot write (kept in memory)"] if stuck else []
         return DOWN, detail | {"error": "; ".join(why)}
+    if scan is not None and scan.at is not None and max_pct is not None and scan.share_pct > max_pct:
+        biggest = max(scan.folders, key=lambda k: scan.folders[k])
+        return WARN, detail | {"warning": f"the data directory holds {scan.share_pct:.1f}% of its disk "
+                                          f"(warn past {max_pct:g}%; largest: {biggest}, "
+                                          f"{scan.folders[biggest] / 2**20:.0f} MB)"}
     return OK, detail
 
 
@@ -212,6 +224,7 @@ class HealthChecker:
         self._cached: tuple[float, bool, dict[str, Any]] | None = None
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sc-health")
         self._ntp: tuple[float, str] | None = None
+        self.sizes = DataSizes(settings.data_path, settings.data_scan_s)
 
     def _ntp_state(self) -> str:
         if self._ntp is None or time.monotonic() - self._ntp[0] >= NTP_CHECK_S:
@@ -231,7 +244,7 @@ class HealthChecker:
                 "influxdb": influx_f.result(),
                 "ingest": check_workers(self.settings.data_path, "ingest"),
                 "alerts": check_workers(self.settings.data_path, "alerts"),
-                "disk": check_disk(self.settings.data_path),
+                "disk": check_disk(self.settings.data_path, self.sizes.latest(), self.settings.data_dir_max_pct),
                 "clock": check_clock(self.settings.data_path, self._ntp_state(), self.settings.clock_skew_warn_s),
             }
             body: dict[str, Any] = {k: v[0] for k, v in results.items()}

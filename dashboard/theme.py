@@ -54,6 +54,7 @@ STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认
 CLOCK_LABEL = "时钟"
 CLOCK_NTP_UNSYNCED = "本机时钟未与授时服务器 (NTP) 同步"
 CLOCK_DRIFT = "设备时间与本机时钟平均相差 {s:+.1f} 秒 (近 {n} 条读数)"
+DATA_DIR_SHARE = "数据目录已占磁盘 {pct:.1f}% (超过设定的 {max:g}%)"  # the 数据盘 light when it warns
 
 
 def page_head() -> str:

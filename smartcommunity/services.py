@@ -20,6 +20,7 @@ from pathlib import Path
 
 from core import procs
 from core.influx import InfluxClient
+from core.logfiles import LogPump, roll_if_big
 from core.settings import Settings, UrlParts
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class RunningService:
     proc: subprocess.Popen[bytes]
     url: UrlParts
     log_path: Path
+    pump: LogPump | None = None  # copies its output into log_path, rotating it
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -183,21 +185,29 @@ class RunningService:
 
 
 def _launch(
-    spec: ServiceSpec, argv: list[str], log_path: Path, url: UrlParts, detached: bool
+    spec: ServiceSpec, argv: list[str], log_path: Path, url: UrlParts, detached: bool, settings: Settings
 ) -> RunningService:
+    """Run a service with its output in `log_path`: rotated by size by a pump of ours, or, detached
+    (it outlives us), appended to and rotated at the next start."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as logf:
-        proc = subprocess.Popen(
-            argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=None if detached else procs.preexec(),
-        )
-    return RunningService(spec, proc, url, log_path)
+    if detached:
+        roll_if_big(log_path, settings)
+        with log_path.open("ab") as logf:
+            proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        return RunningService(spec, proc, url, log_path)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=procs.preexec())
+    assert proc.stdout is not None
+    return RunningService(spec, proc, url, log_path, LogPump(proc.stdout, log_path, settings))
 
 
 def _wait_ready(svc: RunningService, ready: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if svc.proc.poll() is not None:
+            if svc.pump is not None:
+                svc.pump.join()  # its last words are in the file
             tail = svc.log_path.read_text(errors="replace")[-2000:]
             raise ServiceError(f"{svc.spec.name} exited with code {svc.proc.returncode}:\n{tail}")
         if ready():
@@ -231,7 +241,7 @@ def start_mosquitto(
 ) -> RunningService:
     url = settings.mqtt_endpoint  # under SC_SECURE: the TLS listener
     argv, log_path = prepare_mosquitto(settings, max_queued)
-    svc = _launch(MOSQUITTO, argv, log_path, url, detached)
+    svc = _launch(MOSQUITTO, argv, log_path, url, detached, settings)
     _wait_mosquitto(settings, svc)
     log.info("started mosquitto on %s:%d%s (pid %d)", settings.mqtt_bind if settings.secure else "127.0.0.1",
              url.port, " (TLS, credentials required)" if settings.secure else "", svc.proc.pid)
@@ -255,7 +265,7 @@ def prepare_influxdb(settings: Settings) -> tuple[list[str], Path]:
 
 def start_influxdb(settings: Settings, detached: bool = False) -> RunningService:
     argv, log_path = prepare_influxdb(settings)
-    svc = _launch(INFLUXDB, argv, log_path, settings.influx, detached)
+    svc = _launch(INFLUXDB, argv, log_path, settings.influx, detached, settings)
     ready_influxdb(settings, svc)
     log.info("started influxd on 127.0.0.1:%d (pid %d)", settings.influx.port, svc.proc.pid)
     return svc
