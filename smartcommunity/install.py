@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--onenet-port", type=int, help="run the OneNET push bridge on this port")
     p.add_argument("--onenet-map", type=Path, help="its device/stream map (JSON)")
     p.add_argument("--modbus-config", type=Path, help="run the Modbus bridge with this config (YAML)")
+    p.add_argument("--rtsp-config", type=Path, help="run the RTSP camera check with this config (YAML)")
     p.add_argument("--unit-dir", type=Path, default=UNIT_DIR, help=f"where to write the units (default {UNIT_DIR})")
     p.add_argument("--env-file", type=Path, default=ENV_FILE, help=f"settings file (default {ENV_FILE})")
     p.add_argument("--no-create-user", action="store_true", help="do not create the service user")
@@ -74,6 +75,8 @@ def units(args: argparse.Namespace) -> list[Unit]:
         out.append(Unit("bridge-onenet", verb))
     if args.modbus_config:
         out.append(Unit("bridge-modbus", ["bridge", "modbus", "--config", str(args.modbus_config.resolve())]))
+    if args.rtsp_config:
+        out.append(Unit("bridge-rtsp", ["bridge", "rtsp", "--config", str(args.rtsp_config.resolve())]))
     return out
 
 

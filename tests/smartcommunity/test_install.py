@@ -41,6 +41,7 @@ def installed(tmp_path: Path) -> Path:
     modbus.write_text(Path("bridges/modbus.sample.yaml").read_text())
     out = sc("install", "--unit-dir", str(tmp_path / "units"), "--env-file", str(tmp_path / "sc.env"),
              "--no-create-user", "--onenet-port", "8091", "--modbus-config", str(modbus),
+             "--rtsp-config", str(modbus.with_name("rtsp.yaml")),
              env={"SC_HTTP_PORT": "8123"})
     assert out.returncode == 0, out.stderr
     return tmp_path
@@ -52,7 +53,8 @@ def test_units_name_the_verbs_and_are_hardened(installed: Path) -> None:
     want |= {"smartcommunity-mosquitto.service": ["services", "run", "mosquitto"],
              "smartcommunity-influxdb.service": ["services", "run", "influxdb"],
              "smartcommunity-bridge-onenet.service": ["bridge", "onenet", "--port", "8091"],
-             "smartcommunity-bridge-modbus.service": ["bridge", "modbus", "--config", str(installed / "modbus.yaml")]}
+             "smartcommunity-bridge-modbus.service": ["bridge", "modbus", "--config", str(installed / "modbus.yaml")],
+             "smartcommunity-bridge-rtsp.service": ["bridge", "rtsp", "--config", str(installed / "rtsp.yaml")]}
     assert set(units) == set(want)
     for name, unit in units.items():
         svc = unit["Service"]
