@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from core.settings import Settings
+from core.severity import COLOUR
 from dashboard import alertview
 from dashboard.app import create_app
 from dashboard.health import ntp_synchronised
@@ -69,6 +70,39 @@ def test_device_timestamps_behind_the_host_clock_warn(settings: Settings, ingest
         assert light == f"svc {body['clock']}"
     # a clock warning alone does not fail the health check (no alert engine runs here: that one does)
     assert not ok and resp.status_code == 503 and body["alerts"] == "down" and body["status"] == "degraded"
+    if behind_s > settings.clock_skew_warn_s:
+        wall_light(settings, CLOCK_DRIFT.format(s=clock["skew_s"], n=clock["readings"]))
+
+
+def wall_light(settings: Settings, words: str) -> None:
+    """The wall, in Chromium: the 时钟 light is amber and says why."""
+    import threading
+
+    from waitress import create_server
+
+    from smartcommunity.services import free_port
+    from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, sync_api
+
+    app = create_app(settings, live_mqtt=False)
+    port = free_port()
+    srv = create_server(app.server, host="127.0.0.1", port=port, threads=4)
+    threading.Thread(target=srv.run, daemon=True).start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN").new_page()
+            page.goto(f"http://127.0.0.1:{port}/wall")
+            light = page.locator(f".svc.warn:has-text('{CLOCK_LABEL}')")
+            light.wait_for(timeout=60_000)
+            title = light.get_attribute("title") or ""
+            assert title.startswith("注意: ") and words in title, title
+            dot = light.locator(".dot").evaluate("e => getComputedStyle(e).backgroundColor")
+            yellow = COLOUR["yellow"].lstrip("#")
+            assert dot == "rgb({}, {}, {})".format(*(int(yellow[i:i + 2], 16) for i in (0, 2, 4))), dot
+            browser.close()
+    finally:
+        srv.close()
+        app.server.config["SC_DASHBOARD"].close()
 
 
 def test_ntp_state_is_unknown_without_timedatectl_or_chrony(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
