@@ -208,7 +208,8 @@ def _wait_ready(svc: RunningService, ready: Callable[[], bool], timeout_s: float
         if svc.proc.poll() is not None:
             if svc.pump is not None:
                 svc.pump.join()  # its last words are in the file
-            tail = svc.log_path.read_text(errors="replace")[-2000:]
+            # (run in the foreground by `services run`, its output went to our stderr: the journal)
+            tail = svc.log_path.read_text(errors="replace")[-2000:] if svc.log_path.is_file() else ""
             raise ServiceError(f"{svc.spec.name} exited with code {svc.proc.returncode}:\n{tail}")
         if ready():
             return
