@@ -1,5 +1,5 @@
-"""Verbs `bridge onenet` (the OneNET data-push endpoint, bridges/onenet.py) and `bridge modbus`
-(Modbus TCP polling, bridges/modbus.py).
+"""Verbs `bridge onenet` (the OneNET data-push endpoint, bridges/onenet.py), `bridge modbus`
+(Modbus TCP polling, bridges/modbus.py) and `bridge rtsp` (camera availability, bridges/rtsp.py).
 
 Credentials: `--token` is the contract's spelling, but a command line is visible to every user of
 the machine (`ps`), so a deployment gives the token by `--token-file` (0600), or as
@@ -40,6 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device-burst", type=int, help="... and at once (default 120)")
     p.set_defaults(func=run_onenet)
     register_modbus(bsub)
+    register_rtsp(bsub)
 
 
 def credentials(args: argparse.Namespace, settings: Settings) -> tuple[str, str | None]:
@@ -119,6 +120,29 @@ def run_modbus(args: argparse.Namespace, settings: Settings) -> int:
         bridge = ModbusBridge(settings, load_config(args.config))
     except ConfigError as exc:
         print(f"smartcommunity bridge modbus: {exc}", file=sys.stderr)
+        return 2
+    procs.on_stop(bridge.stop)
+    try:
+        bridge.run_forever()
+    finally:
+        bridge.close()
+    return 0
+
+
+def register_rtsp(bsub: Any) -> None:
+    p = bsub.add_parser("rtsp", help="camera availability by RTSP OPTIONS/DESCRIBE → the cameras' status")
+    p.add_argument("--config", type=Path, required=True, help="cameras and their credentials' names (rtsp.sample.yaml)")
+    p.set_defaults(func=run_rtsp)
+
+
+def run_rtsp(args: argparse.Namespace, settings: Settings) -> int:
+    from bridges.rtsp import ConfigError, RtspBridge, load_config
+    from core import procs
+
+    try:
+        bridge = RtspBridge(settings, load_config(args.config))
+    except ConfigError as exc:
+        print(f"smartcommunity bridge rtsp: {exc}", file=sys.stderr)
         return 2
     procs.on_stop(bridge.stop)
     try:

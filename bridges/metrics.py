@@ -1,7 +1,7 @@
 """The bridges' Prometheus metrics (they own every `sc_bridge_*` name): `add_bridges(families, snapshots)`.
 
 `snapshots` are the bridges' heartbeat documents (`core.heartbeat.read_all(data_dir, "bridge")`:
-`bridge-onenet`, `bridge-modbus`), one series per bridge (label `worker`).
+`bridge-onenet`, `bridge-modbus`, `bridge-rtsp`), one series per bridge (label `worker`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def add_bridges(out: Families, snapshots: Iterable[Mapping[str, Any]]) -> None:
             out.add("sc_bridge_mqtt_up", "gauge", "1 when the bridge is connected to the broker", w,
                     1.0 if hb["mqtt"] == "ok" else 0.0)
         devices = hb.get("devices")
-        if isinstance(devices, Mapping):  # polled devices (Modbus): how many are offline now
+        if isinstance(devices, Mapping):  # polled devices (Modbus, RTSP cameras): how many are offline now
             off = sum(1 for d in devices.values() if isinstance(d, Mapping) and d.get("state") == "offline")
             out.add("sc_bridge_devices_offline", "gauge", "polled devices published offline", w, float(off))
         limited = hb.get("rate_limited_devices")

@@ -112,3 +112,16 @@ def cannot_write(data_dir: Path) -> list[str]:
                     or hb.get("holding_reason") == "disk_full"):
                 out.append(str(hb.get("name")))
     return out
+
+
+def clock_skew(data_dir: Path) -> tuple[float, int] | None:
+    """Mean (arrival − device timestamp) in seconds over the live ingest workers' recent readings,
+    weighted by how many each saw, and that count; None before any reading."""
+    total = n = 0.0
+    for hb in read_all(data_dir, "ingest"):
+        count = int(hb.get("clock_skew_n") or 0)
+        if not hb.get("fresh") or hb.get("stopped") or not count or hb.get("clock_skew_ms") is None:
+            continue
+        total += float(hb["clock_skew_ms"]) * count
+        n += count
+    return (total / n / 1000, int(n)) if n else None

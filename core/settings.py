@@ -93,6 +93,13 @@ class Settings:
     deadletter_max_bytes: int = 268_435_456  # dead-letter store bound in payload bytes (oldest dropped)
     demo_responders_after_s: float = 180.0  # demo: the scripted staff act this long after the leak (0: none)
     demo_inbox_port: int = 0  # demo: its local robots/SMS receiver listens here; the inbox page shows it (0: none)
+    # /api/health warns (clock) when device timestamps trail or lead the host clock by more than this on
+    # average over ingest's last readings, or when NTP says the host clock is not synchronised.
+    clock_skew_warn_s: float = 5.0
+    data_scan_s: float = 60.0  # how often the dashboard measures each part's folder under SC_DATA_DIR
+    data_dir_max_pct: float = 50.0  # /api/health warns (disk) when SC_DATA_DIR holds more of its disk than this
+    log_max_bytes: int = 10_485_760  # a part's log file under SC_DATA_DIR/log (`up`) rotates past this ...
+    log_backups: int = 5  # ... keeping this many older files (<name>.log.1 newest); under systemd: the journal
 
     @property
     def data_path(self) -> Path:

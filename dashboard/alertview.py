@@ -13,7 +13,16 @@ from core.severity import SEVERITIES, SHORT
 from core.timebase import local_time
 from dashboard.geo import BaseLayers
 from dashboard.live import Live
-from dashboard.theme import KIND_LABEL, SEVERITY_COLOR, STATE_LABEL, severity_label
+from dashboard.theme import (
+    CLOCK_DRIFT,
+    CLOCK_LABEL,
+    CLOCK_NTP_UNSYNCED,
+    DATA_DIR_SHARE,
+    KIND_LABEL,
+    SEVERITY_COLOR,
+    STATE_LABEL,
+    severity_label,
+)
 
 MAX_ITEMS = 200  # more would not be read on a wall; the API lists them all
 
@@ -178,19 +187,37 @@ def wall_tiles(counts: Mapping[str, Mapping[str, int]]) -> list[Any]:
     return out
 
 
-PART_LABEL = {"mqtt": "消息总线", "influxdb": "时序库", "ingest": "接入", "alerts": "告警引擎", "disk": "数据盘"}
+PART_LABEL = {"mqtt": "消息总线", "influxdb": "时序库", "ingest": "接入", "alerts": "告警引擎", "disk": "数据盘",
+              "clock": CLOCK_LABEL}
+
+
+def clock_words(detail: Mapping[str, Any]) -> str:
+    """Why the clock light warns, in the page's words."""
+    why = [CLOCK_NTP_UNSYNCED] if detail.get("ntp") == "no" else []
+    if detail.get("drifting"):
+        why.append(CLOCK_DRIFT.format(s=detail["skew_s"], n=detail["readings"]))
+    return "；".join(why)
 
 
 def service_bar(body: Mapping[str, Any]) -> list[Any]:
     out: list[Any] = []
     for part, label in PART_LABEL.items():
-        ok = body.get(part) == "ok"
-        err = (body.get("details", {}).get(part) or {}).get("error", "")
+        state = body.get(part)
+        if state is None:
+            continue
+        detail = body.get("details", {}).get(part) or {}
+        if part == "clock":
+            err = clock_words(detail)
+        elif state == "warn" and part == "disk":
+            err = DATA_DIR_SHARE.format(pct=detail["data_dir_share_pct"], max=detail["data_dir_max_pct"])
+        else:
+            err = detail.get("error", "")
+        cls = state if state in ("ok", "warn") else "down"
         out.append(
             html.Span(
                 [html.Span(className="dot"), label],
-                className="svc " + ("ok" if ok else "down"),
-                title="正常" if ok else f"异常: {err}",
+                className="svc " + cls,
+                title="正常" if state == "ok" else f"{'注意' if state == 'warn' else '异常'}: {err}",
             )
         )
     return out

@@ -133,4 +133,4 @@ def register_api(
 
     @server.get("/metrics")
     def metrics() -> Response:
-        return Response(render_metrics(settings.data_path), content_type=CONTENT_TYPE)
+        return Response(render_metrics(settings.data_path, health.sizes.latest()), content_type=CONTENT_TYPE)

@@ -108,6 +108,7 @@ class Dashboard:
         return self.command("dispatch", alert_id=alert_id, note=note, **args)
 
     def close(self) -> None:
+        self.health.sizes.close()
         self.state.close()
         self.store.close()
         if self._influx is not None:

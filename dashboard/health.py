@@ -1,4 +1,5 @@
-"""Health of the parts the dashboard depends on: broker, database, ingest and alert workers.
+"""Health of the parts the dashboard depends on: broker, database, ingest and alert workers, the data
+disk, and the host clock (alerts, the timeline and the report depend on it).
 
 The broker check is a real MQTT CONNECT/CONNACK (a TCP accept alone would pass a hung broker or
 one refusing our credentials). Checks run in parallel, each bounded by a short timeout, and the
@@ -8,8 +9,10 @@ result is cached briefly so a scraping monitor cannot make the dashboard hammer 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +21,7 @@ from typing import Any
 
 from core import diskfull, heartbeat
 from core.accounts import MQTT_HEALTH
+from core.datasize import DataSizes, Scan
 from core.influx import client_for
 from core.mqtt import credentials, tls_context
 from core.secrets import SecretError
@@ -25,6 +29,8 @@ from core.settings import Settings
 from core.timebase import now_iso
 
 OK, DOWN = "ok", "down"
+WARN = "warn"  # worth a look, not a failure: /api/health still answers 200
+NTP_CHECK_S = 60.0  # how often the NTP state is asked for (a subprocess), not per request
 CONNACK_REASONS = {
     1: "unacceptable protocol version",
     2: "client id rejected",
@@ -142,13 +148,19 @@ def check_workers(data_path: Path, prefix: str) -> tuple[str, dict[str, Any]]:
     return (OK if alive else DOWN), detail
 
 
-def check_disk(data_path: Path) -> tuple[str, dict[str, Any]]:
-    """The data disk: down past FULL_PCT used, or while a part cannot write to it."""
+def check_disk(data_path: Path, scan: Scan | None = None, max_pct: float | None = None) -> tuple[str, dict[str, Any]]:
+    """The data disk: down past FULL_PCT used, or while a part cannot write to it; with the last `scan`
+    of SC_DATA_DIR, each part's folder's size, and a warning when it holds more than `max_pct` of the disk."""
     try:
         use = diskfull.usage(data_path)
     except OSError as exc:
         return DOWN, {"error": f"cannot look at {data_path}: {exc}"}
     detail: dict[str, Any] = use.as_json()
+    if scan is not None:
+        detail |= {"folders_mb": {k: round(v / 2**20, 2) for k, v in sorted(scan.folders.items())},
+                   "data_dir_mb": round(scan.total_bytes / 2**20, 2),
+                   "data_dir_share_pct": float(f"{scan.share_pct:.3g}"), "data_dir_max_pct": max_pct,
+                   "scanned_at": scan.at}
     stuck = heartbeat.cannot_write(data_path)
     if stuck:
         detail["cannot_write"] = stuck
@@ -156,6 +168,51 @@ def check_disk(data_path: Path) -> tuple[str, dict[str, Any]]:
         why = [f"{use.used_pct:.0f}% used ({use.free_bytes / 2**20:.0f} MB free)"] if use.full else []
         why += [f"{', '.join(stuck)} cannot write (kept in memory)"] if stuck else []
         return DOWN, detail | {"error": "; ".join(why)}
+    if scan is not None and scan.at is not None and max_pct is not None and scan.share_pct > max_pct:
+        biggest = max(scan.folders, key=lambda k: scan.folders[k])
+        return WARN, detail | {"warning": f"the data directory holds {scan.share_pct:.1f}% of its disk "
+                                          f"(warn past {max_pct:g}%; largest: {biggest}, "
+                                          f"{scan.folders[biggest] / 2**20:.0f} MB)"}
+    return OK, detail
+
+
+def ntp_synchronised(timeout_s: float = 2.0) -> str:
+    """"yes" / "no" as systemd-timesyncd (timedatectl) or chrony says; "unknown" where neither answers
+    (no systemd, a container, another time daemon): not an error."""
+    timedatectl = shutil.which("timedatectl")
+    if timedatectl:
+        try:
+            out = subprocess.run([timedatectl, "show", "-p", "NTPSynchronized", "--value"],
+                                 capture_output=True, text=True, timeout=timeout_s)
+            if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    chronyc = shutil.which("chronyc")
+    if chronyc:
+        try:
+            out = subprocess.run([chronyc, "-n", "tracking"], capture_output=True, text=True, timeout=timeout_s)
+            if out.returncode == 0 and "Leap status" in out.stdout:
+                return "no" if "Not synchronised" in out.stdout else "yes"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return "unknown"
+
+
+def check_clock(data_path: Path, ntp: str, warn_s: float) -> tuple[str, dict[str, Any]]:
+    """WARN when NTP says the host clock is not synchronised, or when the devices' timestamps differ
+    from the host clock at arrival by more than `warn_s` on average (ingest's recent readings)."""
+    detail: dict[str, Any] = {"ntp": ntp, "skew_s": None, "readings": 0, "warn_s": warn_s, "drifting": False}
+    skew = heartbeat.clock_skew(data_path)
+    if skew is not None:
+        detail["skew_s"], detail["readings"] = round(skew[0], 2), skew[1]
+        detail["drifting"] = abs(skew[0]) > warn_s
+    why = ["NTP not synchronised"] if ntp == "no" else []
+    if detail["drifting"]:
+        why.append(f"device timestamps {detail['skew_s']:+.1f} s from the host clock on average "
+                   f"(over {detail['readings']} readings; warn past {warn_s:g} s)")
+    if why:
+        return WARN, detail | {"warning": "; ".join(why)}
     return OK, detail
 
 
@@ -166,9 +223,17 @@ class HealthChecker:
         self._lock = threading.Lock()
         self._cached: tuple[float, bool, dict[str, Any]] | None = None
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sc-health")
+        self._ntp: tuple[float, str] | None = None
+        self.sizes = DataSizes(settings.data_path, settings.data_scan_s)
+
+    def _ntp_state(self) -> str:
+        if self._ntp is None or time.monotonic() - self._ntp[0] >= NTP_CHECK_S:
+            self._ntp = (time.monotonic(), ntp_synchronised())
+        return self._ntp[1]
 
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """(all ok, body): body has one "ok"/"down" per part plus `details`."""
+        """(nothing down, body): body has one "ok"/"warn"/"down" per part plus `details`; `status` is
+        "ok", "warn" (something to look at, e.g. the clock) or "degraded" (something down)."""
         with self._lock:
             if self._cached and time.monotonic() - self._cached[0] < self.cache_s:
                 return self._cached[1], self._cached[2]
@@ -179,11 +244,12 @@ class HealthChecker:
                 "influxdb": influx_f.result(),
                 "ingest": check_workers(self.settings.data_path, "ingest"),
                 "alerts": check_workers(self.settings.data_path, "alerts"),
-                "disk": check_disk(self.settings.data_path),
+                "disk": check_disk(self.settings.data_path, self.sizes.latest(), self.settings.data_dir_max_pct),
+                "clock": check_clock(self.settings.data_path, self._ntp_state(), self.settings.clock_skew_warn_s),
             }
             body: dict[str, Any] = {k: v[0] for k, v in results.items()}
-            ok = all(v == OK for v in body.values())
-            body["status"] = OK if ok else "degraded"
+            ok = all(v in (OK, WARN) for v in body.values())
+            body["status"] = ("degraded" if not ok else WARN if WARN in body.values() else OK)
             body["details"] = {k: v[1] for k, v in results.items()}
             body["checked_at"] = now_iso()
             self._cached = (time.monotonic(), ok, body)

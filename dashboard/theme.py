@@ -51,6 +51,11 @@ NAV: tuple[tuple[str, str], ...] = (("一张图", "/"), ("告警列表", "/alert
                                     ("大屏", "/wall"), ("月报", "/report"))
 DASH_PAGES_NAV = frozenset({"/", "/alerts", "/shelves", "/wall"})
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
+# The clock's status light (/api/health "clock"): its label and what its tooltip says when it warns.
+CLOCK_LABEL = "时钟"
+CLOCK_NTP_UNSYNCED = "本机时钟未与授时服务器 (NTP) 同步"
+CLOCK_DRIFT = "设备时间与本机时钟平均相差 {s:+.1f} 秒 (近 {n} 条读数)"
+DATA_DIR_SHARE = "数据目录已占磁盘 {pct:.1f}% (超过设定的 {max:g}%)"  # the 数据盘 light when it warns
 
 # The demo's notification inbox (dashboard/pages/inbox.py): what each recipient would have got.
 INBOX_NAV = "通知收件箱"

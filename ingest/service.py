@@ -41,7 +41,7 @@ from ingest.forward import OUT_INFLIGHT, Forwarder
 from ingest.ratelimit import RATE_LIMITED, DeviceBudget, device_of
 from ingest.retention import ensure_retention
 from ingest.spool import Spool, SpoolFull, adopt_orphan_spools, release_orphan
-from ingest.stats import Stats
+from ingest.stats import ClockSkew, Stats
 from ingest.writer import write_isolating
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class Ingestor:
                                            ) if worker == 0 else []
         self.influx = client_for(settings)  # replayer/probe thread
         self.stats = Stats()
+        self.skew = ClockSkew()
         self.budget = DeviceBudget(settings.ingest_device_rate, settings.ingest_device_burst)
         self._over_budget = (f"over the per-device budget of {settings.ingest_device_rate:g} msg/s "
                              f"(burst {settings.ingest_device_burst})")
@@ -193,6 +194,7 @@ class Ingestor:
                 b.sources.append((topic, payload))
                 if type(rec) is Telemetry:
                     ts = rec.ts_ms
+                    self.skew.add(now_ms - ts)
                     if not b.ts_n or ts < b.ts_min:
                         b.ts_min = ts
                     b.ts_sum += ts
@@ -438,7 +440,7 @@ class Ingestor:
         return "replaying" if not self.spool.empty() or self.orphans else "ok"
 
     def snapshot(self) -> dict[str, object]:
-        snap = self.stats.snapshot()
+        snap = self.stats.snapshot() | self.skew.snapshot()
         snap.update(
             state=self.state(),
             acking=self.hold_reason is None,

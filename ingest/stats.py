@@ -3,15 +3,36 @@
 Snapshot keys (the dashboard's /metrics and /api/health read them):
 `counters` {received, stored, deadlettered, spooled, replayed, influx_refused, acks_skipped_reconnect},
 `deadlettered_by_reason`, `lag_ms` (newest batch: now − oldest payload ts), `lag_avg_ms`,
-`spooled`, `replayed` (also top-level, for convenience).
+`spooled`, `replayed` (also top-level, for convenience), `clock_skew_ms` / `clock_skew_n` (mean of
+arrival − device `ts` over the last readings: the host clock against the devices', ClockSkew).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 
 from ingest.deadletter import DeadLetter
+
+
+class ClockSkew:
+    """Running mean of (arrival − device timestamp) over the last `size` readings, in ms. Updated by
+    the network thread alone (under ingest's batch lock); read by the heartbeat (a float: no lock)."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._window: deque[int] = deque(maxlen=size)
+        self._sum = 0
+
+    def add(self, skew_ms: int) -> None:
+        w = self._window
+        if len(w) == w.maxlen:
+            self._sum -= w[0]
+        w.append(skew_ms)
+        self._sum += skew_ms
+
+    def snapshot(self) -> dict[str, object]:
+        n = len(self._window)
+        return {"clock_skew_ms": round(self._sum / n, 1) if n else None, "clock_skew_n": n}
 
 
 class Stats:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from core import procs
 from core.influx import InfluxClient
+from core.logfiles import LogPump, roll_if_big
 from core.settings import Settings, UrlParts
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class RunningService:
     proc: subprocess.Popen[bytes]
     url: UrlParts
     log_path: Path
+    pump: LogPump | None = None  # copies its output into log_path, rotating it
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -183,22 +185,31 @@ class RunningService:
 
 
 def _launch(
-    spec: ServiceSpec, argv: list[str], log_path: Path, url: UrlParts, detached: bool
+    spec: ServiceSpec, argv: list[str], log_path: Path, url: UrlParts, detached: bool, settings: Settings
 ) -> RunningService:
+    """Run a service with its output in `log_path`: rotated by size by a pump of ours, or, detached
+    (it outlives us), appended to and rotated at the next start."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as logf:
-        proc = subprocess.Popen(
-            argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=None if detached else procs.preexec(),
-        )
-    return RunningService(spec, proc, url, log_path)
+    if detached:
+        roll_if_big(log_path, settings)
+        with log_path.open("ab") as logf:
+            proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        return RunningService(spec, proc, url, log_path)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=procs.preexec())
+    assert proc.stdout is not None
+    return RunningService(spec, proc, url, log_path, LogPump(proc.stdout, log_path, settings))
 
 
 def _wait_ready(svc: RunningService, ready: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if svc.proc.poll() is not None:
-            tail = svc.log_path.read_text(errors="replace")[-2000:]
+            if svc.pump is not None:
+                svc.pump.join()  # its last words are in the file
+            # (run in the foreground by `services run`, its output went to our stderr: the journal)
+            tail = svc.log_path.read_text(errors="replace")[-2000:] if svc.log_path.is_file() else ""
             raise ServiceError(f"{svc.spec.name} exited with code {svc.proc.returncode}:\n{tail}")
         if ready():
             return
@@ -207,10 +218,8 @@ def _wait_ready(svc: RunningService, ready: Callable[[], bool], timeout_s: float
     raise ServiceError(f"{svc.spec.name} did not answer on {svc.url.host}:{svc.url.port} in {timeout_s:.0f}s")
 
 
-def start_mosquitto(
-    settings: Settings, max_queued: int = 5_000_000, detached: bool = False
-) -> RunningService:
-    url = settings.mqtt_endpoint  # under SC_SECURE: the TLS listener
+def prepare_mosquitto(settings: Settings, max_queued: int = 5_000_000) -> tuple[list[str], Path]:
+    """Write Mosquitto's config under SC_DATA_DIR/mosquitto; (argv, log path) to run it with."""
     binary = ensure_binary(MOSQUITTO, settings)
     root = settings.data_path / "mosquitto"
     (root / "data").mkdir(parents=True, exist_ok=True)
@@ -223,23 +232,49 @@ def start_mosquitto(
         raise ServiceError(f"SC_MQTT_BIND={settings.mqtt_bind} is not loopback: a broker reachable from "
                            "the network needs credentials and TLS; set SC_SECURE=1")
     conf = root / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(url.port, root / "data", max_queued, security, root / "mosquitto.pid"))
-    svc = _launch(MOSQUITTO, [binary, "-c", str(conf)], root / "mosquitto.log", url, detached)
-    probe = tls_answers if settings.secure else port_open
-    _wait_ready(svc, lambda: probe("127.0.0.1", url.port), 20)
+    conf.write_text(mosquitto_conf(settings.mqtt_endpoint.port, root / "data", max_queued, security,
+                                   root / "mosquitto.pid"))
+    return [binary, "-c", str(conf)], root / "mosquitto.log"
+
+
+def start_mosquitto(
+    settings: Settings, max_queued: int = 5_000_000, detached: bool = False
+) -> RunningService:
+    url = settings.mqtt_endpoint  # under SC_SECURE: the TLS listener
+    argv, log_path = prepare_mosquitto(settings, max_queued)
+    svc = _launch(MOSQUITTO, argv, log_path, url, detached, settings)
+    _wait_mosquitto(settings, svc)
     log.info("started mosquitto on %s:%d%s (pid %d)", settings.mqtt_bind if settings.secure else "127.0.0.1",
              url.port, " (TLS, credentials required)" if settings.secure else "", svc.proc.pid)
     return svc
 
 
-def start_influxdb(settings: Settings, detached: bool = False) -> RunningService:
-    url = settings.influx
+def _wait_mosquitto(settings: Settings, svc: RunningService) -> None:
+    probe = tls_answers if settings.secure else port_open
+    _wait_ready(svc, lambda: probe("127.0.0.1", svc.url.port), 20)
+
+
+def prepare_influxdb(settings: Settings) -> tuple[list[str], Path]:
+    """Write InfluxDB's config under SC_DATA_DIR/influxdb; (argv, log path) to run it with."""
     binary = ensure_binary(INFLUXDB, settings)
     root = settings.data_path / "influxdb"
     root.mkdir(parents=True, exist_ok=True)
     conf = root / "influxdb.conf"
-    conf.write_text(influxdb_conf(url.port, free_port(), root, auth=settings.secure))
-    svc = _launch(INFLUXDB, [binary, "-config", str(conf)], root / "influxd.log", url, detached)
+    conf.write_text(influxdb_conf(settings.influx.port, free_port(), root, auth=settings.secure))
+    return [binary, "-config", str(conf)], root / "influxd.log"
+
+
+def start_influxdb(settings: Settings, detached: bool = False) -> RunningService:
+    argv, log_path = prepare_influxdb(settings)
+    svc = _launch(INFLUXDB, argv, log_path, settings.influx, detached, settings)
+    ready_influxdb(settings, svc)
+    log.info("started influxd on 127.0.0.1:%d (pid %d)", settings.influx.port, svc.proc.pid)
+    return svc
+
+
+def ready_influxdb(settings: Settings, svc: RunningService) -> None:
+    """Wait until the InfluxDB just launched answers; under SC_SECURE, create its users."""
+    url = settings.influx
     client = InfluxClient(f"http://127.0.0.1:{url.port}", settings.influx_db)
     try:
         _wait_ready(svc, lambda: client.ping(0.5), 60)
@@ -253,8 +288,6 @@ def start_influxdb(settings: Settings, detached: bool = False) -> RunningService
         except (InfluxAuthError, OSError) as exc:
             svc.stop()
             raise ServiceError(str(exc)) from None
-    log.info("started influxd on 127.0.0.1:%d (pid %d)", url.port, svc.proc.pid)
-    return svc
 
 
 def tls_answers(host: str, port: int, timeout_s: float = 1.0) -> bool:

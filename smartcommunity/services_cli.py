@@ -1,4 +1,4 @@
-"""Verbs: `up`, `demo`, `services start|stop|status`."""
+"""Verbs: `up`, `demo`, `services start|stop|status|run`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+from core import procs
 from core.settings import Settings
 from smartcommunity.services import ServiceError, free_port, port_open, start_missing
 from smartcommunity.supervisor import Supervisor
@@ -55,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     st = ssub.add_parser("status", help="which services answer, and which we started")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=services_status)
+    run = ssub.add_parser("run", help="run one of them in the foreground, configured as `up` does (for systemd)")
+    run.add_argument("name", choices=("mosquitto", "influxdb"))
+    run.set_defaults(func=services_run)
 
 
 def _supervise(settings: Settings, parts: list[tuple[str, list[str]]]) -> int:
@@ -243,6 +248,29 @@ def _started(settings: Settings) -> dict[str, dict[str, int]]:
     """The services `services start` started: name → pid and port."""
     pf = _pidfile(settings)
     return json.loads(pf.read_text()) if pf.exists() else {}
+
+
+def services_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the service's config as `up` does and run it in this process's place (its output to our
+    stderr: the journal under systemd). InfluxDB under SC_SECURE is run as a child instead, so its
+    users can be made once it answers."""
+    from smartcommunity import services as svcs
+
+    try:
+        if args.name == "mosquitto":
+            argv, _ = svcs.prepare_mosquitto(settings)
+            os.execv(argv[0], argv)
+        argv, _ = svcs.prepare_influxdb(settings)
+        if not settings.secure:
+            os.execv(argv[0], argv)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=procs.preexec())
+        svc = svcs.RunningService(svcs.INFLUXDB, proc, settings.influx, Path("/dev/stderr"))
+        procs.on_stop(proc.terminate)
+        svcs.ready_influxdb(settings, svc)
+        return proc.wait()
+    except svcs.ServiceError as exc:
+        print(f"smartcommunity: {exc}", file=sys.stderr)
+        return 1
 
 
 def services_start(args: argparse.Namespace, settings: Settings) -> int:

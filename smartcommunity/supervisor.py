@@ -1,6 +1,7 @@
 """`smartcommunity up`: start what is missing, run the parts as child processes, watch them.
 
-A child that dies is reported on stderr with its exit code and restarted with backoff. A data disk
+Each part's output goes to `up`'s stderr and to `SC_DATA_DIR/log/<part>.log`, rotated by size
+(core/logfiles.py). A child that dies is reported on stderr with its exit code and restarted with backoff. A data disk
 past 90 % and a part that cannot write to it are reported on stderr (the parts keep warning from
 memory meanwhile). An InfluxDB this process started that answers but keeps refusing ingest's writes
 once its disk has room again (InfluxDB 1.x's WAL stays broken after a full disk) is restarted, at
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 
 from core import diskfull, heartbeat, procs
 from core.accounts import part_env
+from core.logfiles import LogPump, log_dir
 from core.secrets import tighten_tree
 from core.settings import Settings
 from smartcommunity.services import INFLUXDB, RunningService, ServiceError, start_influxdb, start_missing
@@ -47,10 +49,17 @@ class Child:
     restart_at: float | None = None
     crashes: int = 0
     history: list[int] = field(default_factory=list)
+    settings: Settings | None = None  # with it, the output goes to SC_DATA_DIR/log/<name>.log (rotated) too
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=procs.preexec())
+        if self.settings is None:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, preexec_fn=procs.preexec())
+        else:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=procs.preexec())
+            assert self.proc.stdout is not None
+            LogPump(self.proc.stdout, log_dir(self.settings) / f"{self.name}.log", self.settings, echo=sys.stderr)
         self.started = time.monotonic()
         self.restart_at = None
         log.info("started %s (pid %d)", self.name, self.proc.pid)
@@ -77,7 +86,7 @@ class Supervisor:
         env = dict(os.environ)
         env.update(settings.env())
         # Under SC_SECURE each part runs as its own broker/InfluxDB account (names only, no secrets).
-        self.children = [Child(name, part_argv(verb), env | part_env(name, settings.secure))
+        self.children = [Child(name, part_argv(verb), env | part_env(name, settings.secure), settings=settings)
                          for name, verb in parts]
         self.services: list[RunningService] = []
         self._stop = threading.Event()
