@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ def ensure_registry(settings: Settings) -> Path:
     path = settings.registry_path
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.seed")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.seed")  # threads of one process too
         shutil.copyfile(bundled_registry_path(), tmp)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
