@@ -90,7 +90,7 @@ def alerts_of(col: Any, device_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_camera_goes_offline_raises_camera_offline_and_recovers(
-        settings: Settings, rtsp_servers: Any, collector: Any) -> None:
+        settings: Settings, rtsp_servers: Any, collector: Any, start_ingest: Any) -> None:
     s = replace(settings, alerts_fold_window_s=1.0, alerts_silence_check_s=0.5)
     cam, gas = registry_device(s, "camera"), registry_device(s, "gas")
     private_dir(s.secrets_path)
@@ -106,6 +106,7 @@ def test_a_camera_goes_offline_raises_camera_offline_and_recovers(
     col = collector(f"sc/{cam.community}/camera/{cam.device_id}/#")
     alerts = collector("sc/alerts/#")
     with RunningAlerts(s):
+        start_ingest(s)  # the engine acts on what ingest accepted and hands on
         bridge = RtspBridge(s, cfg)
         bridge.start()
         try:

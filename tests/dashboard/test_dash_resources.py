@@ -24,7 +24,7 @@ from geodata.layers import load_bundled_layers
 from geodata.resources import CATEGORIES
 from tests.conftest import make_settings
 from tests.dashboard.pagehelp import find, page_layout, text_of
-from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, MAP_IDLE_JS, screen_xy, served  # noqa: F401
+from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, MAP_IDLE_JS, screen_xy, served, served_with_alerts  # noqa: F401
 from tests.dashboard.test_dash_map import find_figure
 
 GD = "document.querySelector('#onemap .js-plotly-plot')"

@@ -17,7 +17,7 @@ from alerts.store import AlertStore, store_path
 from core.settings import Settings
 from core.timebase import beijing, epoch
 from tests.alerts.test_dispatch import jpeg
-from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, external, red_alert, served  # noqa: F401 (served: the fixture)
+from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, external, red_alert, served, served_with_alerts  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")

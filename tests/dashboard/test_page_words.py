@@ -17,7 +17,7 @@ import requests
 from alerts.rules import load_rules
 from alerts.store import AlertStore, store_path
 from core.settings import Settings
-from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, red_alert, served  # noqa: F401 (served: the fixture)
+from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, red_alert, served, served_with_alerts  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -67,7 +67,7 @@ def test_the_demo_story_dispatches_feeds_back_and_archives_the_leak(tmp_path: Pa
     audit = [orjson.loads(x) for x in audit_path(s.data_path).read_bytes().splitlines() if x.strip()]
     acts = {e["action"]: e for e in audit if e["target"] == "a-leak"}
     assert acts["alert.acknowledge"]["actor"] == "demo-duty" and acts["alert.acknowledge"]["detail"]["auth"] == "token"
-    assert acts["POST /api/alerts/<alert_id>/archive"]["actor"] == "demo-leader"
+    assert acts["alert.archive"]["actor"] == "demo-leader" and acts["alert.archive"]["outcome"] == "ok"
     log_text = live.log.read_text(errors="replace")
     assert not any(t in log_text for t in tokens.values()) and "Traceback" not in log_text
 
