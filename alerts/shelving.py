@@ -86,13 +86,14 @@ class Weekly:
 
     def text(self) -> str:
         """The canonical form the store keeps: "mon-fri 09:00-11:00"."""
-        return f"{_days_text(self.days, DAYS, '-', ',', 'daily')} {_hm(self.start)}-{_hm(self.end)}"
+        return f"{_days_text(self.days, DAYS, '-', ',', 'daily')} {_hm(self.start)}-{_hm(self.end or 1440)}"
 
     def words(self) -> str:
         """For people: "每周一至周五 09:00–11:00", "每天 22:00–次日 02:00"."""
         days = "每天" if len(self.days) == 7 else "每" + _days_text(self.days, tuple(f"周{w}" for w in DAY_WORD),
                                                                    "至", "、", "")
-        return f"{days} {_hm(self.start)}–{'' if self.start < self.end else '次日 '}{_hm(self.end)}"
+        overnight = "次日 " if 0 < self.end <= self.start else ""
+        return f"{days} {_hm(self.start)}–{overnight}{_hm(self.end or 1440)}"
 
 
 def _hm(minutes: int) -> str:
@@ -133,7 +134,7 @@ def parse_every(text: str) -> Weekly:
     if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
         raise ShelfError(f"bad time of day in {text!r}")
     start, end = h1 * 60 + m1, h2 * 60 + m2
-    if start == end % 1440:
+    if start == end:
         raise ShelfError("a window starts and ends at different times")
     return Weekly(frozenset(days), start, end % 1440 if end == 1440 else end)
 
