@@ -12,6 +12,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from alerts.shelving import parse_every
 from alerts.store import AlertStore
+from core.contract import KIND_LABEL
 from core.timebase import local_time
 
 CACHE_S = 2.0  # every open page asks each tick; the store is read at most this often
@@ -41,7 +42,8 @@ def marker(shelves: list[dict[str, Any]]) -> list[Any]:
     if not shelves:
         return []
     return [html.Div(
-        f"⚠ 生命安全告警已搁置：{SCOPE_WORD.get(s['scope'], s['scope'])} {s['target']}"
+        f"⚠ 生命安全告警已搁置：{SCOPE_WORD.get(s['scope'], s['scope'])} "
+        f"{KIND_LABEL.get(s['target'], s['target']) if s['scope'] == 'kind' else s['target']}"
         f"{' ' + parse_every(s['every']).words() if s.get('every') else ''} 至 {local_time(s['until_iso'])}"
         f"（{s['by']} 搁置，{s.get('approved_by') or '—'} 批准：{s['reason']}）· 红色告警照常通知",
         className="shelf-mark-line") for s in shelves]
