@@ -11,10 +11,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from core import procs
+from core.contract import KINDS
 from core.settings import Settings
 
 TEST_KINDS = ("wecom", "dingtalk", "webhook", "email", "sms")
@@ -30,12 +32,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rl = verbs.add_parser("rules", help="the rules in force: name (for --rule), title, severity, when it fires")
     rl.add_argument("--json", action="store_true")
     rl.set_defaults(func=run_rules)
-    s = verbs.add_parser("shelve", help="shelve a device, compound or rule for a time (recorded, not notified)")
+    s = verbs.add_parser("shelve", help="shelve a device, compound, device kind or rule for a time, or every week "
+                                        "in a window (recorded, not notified)")
     who = s.add_mutually_exclusive_group(required=True)
     who.add_argument("--device")
     who.add_argument("--compound")
     who.add_argument("--rule")
-    s.add_argument("--for", dest="duration", required=True, help="how long: 30m, 2h, 1d")
+    who.add_argument("--kind", choices=KINDS, help="every device of a kind")
+    s.add_argument("--for", dest="duration", help="how long: 30m, 2h, 1d; with --every, how long the window "
+                                                  "recurs (default 90d, at most 366d)")
+    s.add_argument("--every", help='a weekly maintenance window in Beijing time, e.g. "mon-fri 09:00-11:00", '
+                                   '"sat,sun 22:00-06:00" (past midnight), "daily 01:00-03:00"')
     s.add_argument("--reason", required=True, help="why (e.g. 燃气公司抢修主管)")
     s.add_argument("--by", required=True, help="who shelves it")
     s.add_argument("--approved-by", help="a second person's account (operator or admin), required to shelve a "
@@ -342,17 +349,23 @@ def _command(settings: Settings, verb: str, actor: str | None, **args: object): 
 def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
     """A command to the alert service: it checks the shelf (a life-safety one needs a second person's
     approval, alerts/shelving.py) and applies it at once."""
-    from alerts.shelving import ShelfError, parse_duration
+    from alerts.shelving import MAX_SERIES_S, SERIES_S, ShelfError, parse_duration, parse_every
 
     scope, target = next((k, v) for k, v in (("device", args.device), ("compound", args.compound),
-                                              ("rule", args.rule)) if v)
+                                              ("rule", args.rule), ("kind", args.kind)) if v)
     try:
-        seconds = parse_duration(args.duration)
+        if args.every:
+            every = parse_every(args.every).text()
+            seconds = parse_duration(args.duration, MAX_SERIES_S) if args.duration else SERIES_S
+        elif args.duration:
+            every, seconds = None, parse_duration(args.duration)
+        else:
+            raise ShelfError("say how long (--for 2h) or give a weekly window (--every \"mon-fri 09:00-11:00\")")
     except ShelfError as exc:
         print(f"alerts shelve: {exc}", file=sys.stderr)
         return 2
     ans = _command(settings, "shelve", args.by, scope=scope, target=target, reason=args.reason, seconds=seconds,
-                   approved_by=args.approved_by)
+                   approved_by=args.approved_by, every=every)
     if ans is None:
         return 3
     if not ans.ok:
@@ -361,7 +374,8 @@ def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
     shelf = ans.body
     extra = f"; LIFE-SAFETY, approved by {shelf['approved_by']}: red alerts are still told" \
         if shelf["life_safety"] else ""
-    print(f"shelf {shelf['shelf_id']}: {scope} {_named(scope, target)} until {shelf['until_iso']} "
+    window = f" {_window(shelf)}" if shelf.get("every") else ""
+    print(f"shelf {shelf['shelf_id']}: {scope} {_named(scope, target)}{window} until {shelf['until_iso']} "
           f"({args.reason}){extra}")
     return 0
 
@@ -393,6 +407,13 @@ def _named(scope: str, target: str) -> str:
     return f"{target}({title_of(target)})"
 
 
+def _window(shelf: dict[str, Any]) -> str:
+    """A recurring shelf's window as written and in words: every mon-fri 09:00-11:00 (每周一至周五 09:00–11:00)."""
+    from alerts.shelving import parse_every
+
+    return f"every {shelf['every']} ({parse_every(shelf['every']).words()})"
+
+
 def run_shelves(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     rows = store.shelves(None if args.all else time.time())
@@ -403,7 +424,8 @@ def run_shelves(args: argparse.Namespace, settings: Settings) -> int:
     for r in rows:
         end = f" ended {r['ended_at']} by {r['ended_by']}" if r["ended_at"] else ""
         safety = f" [生命安全·批准 {r['approved_by']}]" if r.get("life_safety") else ""
-        print(f"{r['shelf_id']:5} {r['scope']:8} {_named(r['scope'], r['target']):14} until {r['until_iso']}  "
+        window = f" {_window(r)}" if r.get("every") else ""
+        print(f"{r['shelf_id']:5} {r['scope']:8} {_named(r['scope'], r['target']):14}{window} until {r['until_iso']}  "
               f"{r['by']}: {r['reason']}{safety}{end}")
     return 0
 

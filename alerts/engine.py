@@ -36,7 +36,7 @@ from alerts.context import summary
 from alerts.liveness import Liveness
 from alerts.notify import Due, Escalation
 from alerts.rules import TRIGGERS, Rule, RuleSet, title_of
-from alerts.shelving import never_silenced, shelf_for
+from alerts.shelving import in_force, never_silenced, shelf_for, step_data
 from alerts.store import AlertStore, AlreadyOpen
 from alerts.timeline import Event as Step
 from alerts.triggers import Act, Finding, ScanView, Subject, Verdict
@@ -607,7 +607,7 @@ class Engine:
             elif shelf is not None:
                 self.shelved[alert.alert_id] = shelf["shelf_id"]
                 self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
-                                  data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"]})
+                                  data=step_data(shelf, now))
                 log.info("raised %s %s on %s under shelf %s: recorded, not notified",
                          alert.alert_id, rule.name, subj.key, shelf["shelf_id"])
                 return
@@ -646,7 +646,7 @@ class Engine:
             # Risen to red under a shelf: a life-safety alarm is never silent.
             shelf_id = self.shelved.pop(updated.alert_id)
             self._shelf_overridden(updated, next((s for s in self.live_shelves if s["shelf_id"] == shelf_id),
-                                                 {"shelf_id": shelf_id, "by": None, "reason": None, "until_iso": None}),
+                                                 {"shelf_id": shelf_id, "by": None, "reason": None, "until": now}),
                                    now)
             self._publish(updated)
             self._notify("raised", updated)
@@ -700,7 +700,7 @@ class Engine:
         if shelf is not None and not never_silenced(up.severity):
             self.shelved[up.alert_id] = shelf["shelf_id"]
             self.store.record(up.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
-                              data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"]})
+                              data=step_data(shelf, now))
             return True
         if shelf is not None:
             self._shelf_overridden(up, shelf, now)
@@ -825,13 +825,14 @@ class Engine:
     def _shelf_overridden(self, alert: Alert, shelf: dict[str, Any], now: float) -> None:
         """A red or gas alert under a shelf: written on its timeline, and told as every other."""
         self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
-                          data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"], "notified": True,
+                          data={**step_data(shelf, now), "notified": True,
                                 "why": "生命安全告警 (红色/燃气) 搁置期间照常发布和通知"})
         log.warning("%s (%s, %s) under shelf %s: life-safety, published and notified all the same",
                     alert.alert_id, alert.rule, alert.severity, shelf["shelf_id"])
 
     def _load_shelves(self, now: float) -> None:
-        self.live_shelves = self.store.shelves(live_at=now)
+        # A recurring window is live all its series long but mutes only inside its hours.
+        self.live_shelves = [s for s in self.store.shelves(live_at=now) if in_force(s, now)]
         for alert in list(self.open.values()):
             shelf = shelf_for(self.live_shelves, alert)
             if never_silenced(alert.severity) and alert.alert_id not in self.shelved:
@@ -839,10 +840,12 @@ class Engine:
             was = self.shelved.get(alert.alert_id)
             if shelf is not None and was is None:
                 self.shelved[alert.alert_id] = shelf["shelf_id"]
-                if not any(st.event == Step.SHELVED and st.data.get("shelf_id") == shelf["shelf_id"]
-                           for st in self.store.timeline(alert.alert_id)):
+                # Once per muting: a weekly window shelves an alert again each time it opens.
+                last = next((st for st in reversed(self.store.timeline(alert.alert_id))
+                             if st.event in (Step.SHELVED, Step.UNSHELVED)), None)
+                if last is None or last.event != Step.SHELVED or last.data.get("shelf_id") != shelf["shelf_id"]:
                     self.store.record(alert.alert_id, Step.SHELVED, iso(now), by=shelf["by"], note=shelf["reason"],
-                                      data={"shelf_id": shelf["shelf_id"], "until": shelf["until_iso"]})
+                                      data=step_data(shelf, now))
             elif shelf is None and was is not None:
                 # The shelf ran out (or was ended): the alert comes back, published and notified.
                 del self.shelved[alert.alert_id]

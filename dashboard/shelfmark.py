@@ -10,11 +10,13 @@ from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
+from alerts.shelving import parse_every
 from alerts.store import AlertStore
+from core.contract import KIND_LABEL
 from core.timebase import local_time
 
 CACHE_S = 2.0  # every open page asks each tick; the store is read at most this often
-SCOPE_WORD = {"device": "设备", "compound": "小区", "rule": "规则"}
+SCOPE_WORD = {"device": "设备", "compound": "小区", "kind": "设备类型", "rule": "规则"}
 
 
 class ShelfMarks:
@@ -40,7 +42,9 @@ def marker(shelves: list[dict[str, Any]]) -> list[Any]:
     if not shelves:
         return []
     return [html.Div(
-        f"⚠ 生命安全告警已搁置：{SCOPE_WORD.get(s['scope'], s['scope'])} {s['target']} 至 {local_time(s['until_iso'])}"
+        f"⚠ 生命安全告警已搁置：{SCOPE_WORD.get(s['scope'], s['scope'])} "
+        f"{KIND_LABEL.get(s['target'], s['target']) if s['scope'] == 'kind' else s['target']}"
+        f"{' ' + parse_every(s['every']).words() if s.get('every') else ''} 至 {local_time(s['until_iso'])}"
         f"（{s['by']} 搁置，{s.get('approved_by') or '—'} 批准：{s['reason']}）· 红色告警照常通知",
         className="shelf-mark-line") for s in shelves]
 

@@ -31,7 +31,7 @@ NAMES: dict[str, frozenset[str]] = {
     "accept": frozenset({"dispatch_id", "name"}),
     "arrive": frozenset({"dispatch_id"}),
     "feedback": frozenset({"dispatch_id", "cause", "action", "text", "photos", "remeasure", "reason"}),
-    "shelve": frozenset({"scope", "target", "reason", "seconds", "approved_by"}),
+    "shelve": frozenset({"scope", "target", "reason", "seconds", "approved_by", "every"}),
     "unshelve": frozenset({"shelf_id"}),
 }
 

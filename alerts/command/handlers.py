@@ -135,7 +135,7 @@ class Handlers:
 
     # -- shelving (搁置)
     def do_shelve(self, actor: str | None, scope: str, target: str, reason: str, seconds: float,
-                  approved_by: str | None = None) -> Answer:
+                  approved_by: str | None = None, every: str | None = None) -> Answer:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             return Answer(400, {"error": "seconds must be a number"})
         accounts = Accounts(accounts_path(self.settings.data_path))
@@ -149,7 +149,7 @@ class Handlers:
             raise ShelfError("refused: the approver must be a second person, not the one who shelves "
                              "(批准人不能是搁置人本人)")
         shelf = shelve(self.store, scope, target, float(seconds), reason, actor or "", approved_by=approved_by,
-                       approver_role=role, rules=self.engine.rules, device_kind=self.device_kind)
+                       approver_role=role, rules=self.engine.rules, device_kind=self.device_kind, every=every)
         self.engine.shelves_changed()
         return Answer(201, shelf)
 

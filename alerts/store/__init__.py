@@ -135,7 +135,8 @@ class Store(abc.ABC):
     # -- shelves and watches -----------------------------------------------------------------------
     @abc.abstractmethod
     def shelve(self, scope: str, target: str, reason: str, by: str, until: float, now_iso: str,
-               until_iso: str, *, approved_by: str | None = None, life_safety: bool = False) -> int: ...
+               until_iso: str, *, approved_by: str | None = None, life_safety: bool = False,
+               every: str | None = None) -> int: ...
 
     @abc.abstractmethod
     def unshelve(self, shelf_id: int, by: str, now_iso: str) -> bool: ...

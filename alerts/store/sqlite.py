@@ -210,14 +210,15 @@ class AlertStore(Store):
                 "INSERT INTO device_seen(device_id, last_seen) VALUES (?, ?) ON CONFLICT(device_id)"
                 " DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)", seen)
 
-    # -- shelving (migration 0007) ------------------------------------------------------------------
+    # -- shelving (migrations 0007, 0011) --------------------------------------------------------------
     def shelve(self, scope: str, target: str, reason: str, by: str, until: float, now_iso: str,
-               until_iso: str, *, approved_by: str | None = None, life_safety: bool = False) -> int:
+               until_iso: str, *, approved_by: str | None = None, life_safety: bool = False,
+               every: str | None = None) -> int:
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO shelves(scope, target, reason, by, created_at, until, until_iso, approved_by, life_safety)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (scope, target, reason, by, now_iso, until, until_iso, approved_by, int(life_safety)))
+                "INSERT INTO shelves(scope, target, reason, by, created_at, until, until_iso, approved_by, life_safety,"
+                " every) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (scope, target, reason, by, now_iso, until, until_iso, approved_by, int(life_safety), every))
             return int(cur.lastrowid or 0)
 
     def unshelve(self, shelf_id: int, by: str, now_iso: str) -> bool:

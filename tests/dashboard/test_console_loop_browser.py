@@ -317,3 +317,42 @@ def test_shelving_a_gas_device_from_the_console_needs_a_second_person(stack: Sta
         page.wait_for_selector(".shelf-list >> text=当前没有屏蔽", timeout=15_000)
         assert stack.svc.store.shelves(live_at=time.time()) == []
         browser.close()
+
+
+def test_a_weekly_maintenance_window_set_from_the_console(stack: Stack) -> None:
+    base = stack.base_url
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_context(**WALL).new_page()
+        sign_in(page, base, "zhang")
+        page.goto(f"{base}/shelves")
+        page.wait_for_selector("#shelf-btn", timeout=20_000)
+        page.click("#shelf-scope label:has-text('设备类型')")
+        page.click("#shelf-target")
+        page.get_by_role("option", name="供水").click()
+        page.fill("#shelf-reason", "供水公司每周检修管网")
+        page.click("#shelf-mode label:has-text('每周重复')")
+        page.wait_for_selector("#shelf-weekly:not([hidden])", timeout=10_000)
+        assert page.is_hidden("#shelf-amount")
+        page.fill("#shelf-from", "25:00")
+        page.click("#shelf-btn")
+        page.wait_for_selector("#shelf-msg >> text=时段请写成", timeout=15_000)
+        assert stack.svc.store.shelves() == []
+        page.fill("#shelf-from", "22:00")
+        page.fill("#shelf-to", "06:00")
+        page.click("#shelf-days label:has-text('周二')")  # off: 周一、周三至周五
+        page.fill("#shelf-weeks", "4")
+        page.click("#shelf-btn")
+        page.wait_for_selector("#shelf-msg >> text=已设维护时段", timeout=15_000)
+        assert "每周一、周三至周五 22:00–次日 06:00" in page.inner_text("#shelf-msg")
+        page.wait_for_selector(".shelf-item .shelf-every", timeout=15_000)
+        item = page.inner_text(".shelf-list")
+        assert "设备类型 供水" in item and "每周一、周三至周五 22:00–次日 06:00" in item and "值班员张三" in item
+        live = stack.svc.store.shelves(live_at=time.time())
+        assert [(s["scope"], s["target"], s["every"], s["life_safety"]) for s in live] == [
+            ("kind", "water", "mon,wed-fri 22:00-06:00", 0)]
+        assert 4 * 7 * 86400 - 120 < live[0]["until"] - time.time() <= 4 * 7 * 86400
+        lines = [a for a in audit(stack.settings) if a.get("action") == "shelf.create"]
+        assert lines and lines[-1]["detail"]["every"] == "mon,wed-fri 22:00-06:00" and lines[-1]["target"] == "water"
+        page.screenshot(path="/tmp/loop_shelf_weekly_wall.png", full_page=True)
+        browser.close()
