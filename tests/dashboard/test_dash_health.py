@@ -142,7 +142,8 @@ def test_ack_and_resolve_are_published(alert_service: object, settings: Settings
 
         assert client.post(f"/api/alerts/{a.alert_id}/resolve", json={"by": "王五"}).status_code == 200
         assert live.wait_for(lambda m: any(p and orjson.loads(p)["state"] == "resolved" for _, p, _ in m))
-        # The retained copy is cleared on resolution.
+        # The retained copy is cleared on resolution (an empty retained message, after the resolved copy).
+        assert live.wait_for(lambda m: any(not p for _, p, _ in m))
         after = Collector(settings, topic)
         assert not wait_until(lambda: after.messages, timeout=1.0)
         after.close()

@@ -76,7 +76,7 @@ def test_influxdb_down(settings: Settings, ingest_proc: list[IngestProcess], dow
         db = start_influxdb(s)  # same port, same data dir
         back_ms = int(time.time() * 1000)
         # Live data flows again within seconds, while the spool is still being replayed.
-        assert wait_until(lambda: influx.query(f"SELECT count(lel_pct) FROM gas WHERE time > {back_ms}ms"), 8), \
+        assert wait_until(lambda: influx.query(f"SELECT count(lel_pct) FROM gas WHERE time > {back_ms}ms"), 20), \
             ing.log()
         assert pub.wait_acked(60)
         assert wait_count(influx, len(msgs), 60) == len(msgs), ing.log()
