@@ -85,8 +85,10 @@ def _photo(d: Dispatch, n: int) -> html.A:
 def dispatch_card(d: Dispatch, can_act: bool, now: float | None = None) -> html.Li:
     now = time.time() if now is None else now
     overdue = d.overdue(now)
-    head = [html.Span(d.team_name, className="dp-team"), html.Span(d.assignee, className="dp-who"),
+    head = [html.Span(d.team_name, className="dp-team"),
             html.Span(STATE_LABEL.get(d.state, d.state), className=f"dp-state dp-{d.state}")]
+    if d.assignee and d.assignee != d.team_name:  # a whole-team dispatch is assigned to the team itself
+        head.insert(1, html.Span(d.assignee, className="dp-who"))
     if overdue:
         head.append(html.Span("已超时未接单", className="dp-overdue"))
     steps = [f"{word} {local_time(getattr(d, f))}" for f, word in STEPS if getattr(d, f)]

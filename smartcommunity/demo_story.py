@@ -172,8 +172,7 @@ class DemoStory:
         if self.stop.wait(self.after_s):
             return None
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("acknowledge", lambda: self._post(f"/api/alerts/{aid}/ack", "demo-duty",
-                                               json={"note": "【演示】已电话联系住户，派燃气公司到场"})),
+            ("acknowledge", lambda: self._acknowledge(aid)),
             ("dispatch", lambda: self._dispatch(aid)),
             ("accept", lambda: self._field("accept", data={"name": FITTER})),
             ("arrive", lambda: self._field("arrive", data={})),
@@ -198,6 +197,12 @@ class DemoStory:
         except StepRefused as exc:
             log.info("【演示】%s: archive skipped (%s)", aid, exc)
         return aid
+
+    def _acknowledge(self, aid: str) -> None:
+        alert = self.store.get(aid)
+        if alert is not None and alert.acked_by:  # a visitor acknowledged it first: theirs stands
+            raise StepRefused(f"already acknowledged by {alert.acked_by}")
+        self._post(f"/api/alerts/{aid}/ack", "demo-duty", json={"note": "【演示】已电话联系住户，派燃气公司到场"})
 
     def _dispatch(self, aid: str) -> None:
         if self.book.for_alert(aid):

@@ -285,12 +285,15 @@ class AlertStore(Store):
         return [_decode(r) for r in rows]
 
     def acknowledge(self, alert_id: str, by: str, note: str | None, now: str) -> Alert | None:
-        """Acknowledge an unresolved alert. The first person stays `acked_by`; a later acknowledgement
-        (or one without a note) adds its step to the timeline and overwrites nobody's record."""
+        """Acknowledge an unresolved alert. The first person stays `acked_by` with their note and time; a
+        later acknowledgement adds its step to the timeline and changes nobody's record (the row would
+        otherwise pair one person's name with another's note and time)."""
         with self._tx() as db:
-            row = db.execute(
-                "UPDATE alerts SET state = ?, acked_by = COALESCE(acked_by, ?), note = COALESCE(?, note), "
-                "updated_at = ? WHERE alert_id = ? AND state != 'resolved' RETURNING *",
+            row = db.execute(  # SET expressions read the row as it was: acked_by IS NULL = the first
+                "UPDATE alerts SET state = ?, acked_by = COALESCE(acked_by, ?), "
+                "note = CASE WHEN acked_by IS NULL THEN COALESCE(?, note) ELSE note END, "
+                "updated_at = CASE WHEN acked_by IS NULL THEN ? ELSE updated_at END "
+                "WHERE alert_id = ? AND state != 'resolved' RETURNING *",
                 (str(AlertState.ACKNOWLEDGED), by, note or None, now, alert_id),
             ).fetchone()
             if row is not None:
@@ -361,7 +364,8 @@ class AlertStore(Store):
         try:
             with self._tx() as db:
                 row = db.execute(
-                    "UPDATE alerts SET state = ?, resolved_at = NULL, resolved_by = NULL, reopened = reopened + 1,"
+                    "UPDATE alerts SET state = ?, resolved_at = NULL, resolved_by = NULL, acked_by = NULL,"
+                    " reopened = reopened + 1,"  # back: a new acknowledgement is due (the timeline keeps the first)
                     f" updated_at = ?{sets} WHERE alert_id = ? AND state = 'resolved' RETURNING *",
                     [str(AlertState.ACTIVE), now, *args, alert_id]).fetchone()
                 if row is not None:

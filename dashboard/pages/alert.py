@@ -227,6 +227,7 @@ def layout(alert_id: str | None = None, **_kw: Any) -> html.Div:
             html.Div(header(d, a), id="alert-head"),
             html.Div(
                 className="alert-actions-bar",
+                hidden=done is not None,  # archived: closed out, nothing left to press
                 children=[
                     dcc.Input(id="alert-note", type="text", placeholder="处置备注（可选）", value="", maxLength=200),
                     html.Button("确认", id="alert-ack", className="btn btn-ack", n_clicks=0,
@@ -342,7 +343,7 @@ def register(app: Dash, d: Any) -> None:
             out = d.resolve(alert_id, note, override=override)
             done = "已解除" + ("，已记录为强制解除" if out.live is not None else "")
         if out.status != 200:
-            return f"未能完成: {out.error}", no_update
+            return f"未能完成: {dispatchview.for_people(out.error)}", no_update
         return f"{done}（{d.signer()}）", ""
 
     register_dispatch(app, d)

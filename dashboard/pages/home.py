@@ -13,7 +13,7 @@ from typing import Any
 
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from dashboard import alertview, mapview, shelfmark
+from dashboard import alertview, dispatchview, mapview, shelfmark
 from dashboard.live import Live, counts_by_community
 from dashboard.login import has_role
 from dashboard.theme import severity_label
@@ -129,7 +129,7 @@ def register(app: Dash, d: Any) -> None:
         if not trig or not ctx.triggered or not ctx.triggered[0].get("value"):
             return no_update, no_update, no_update  # a re-rendered list, not a click
         out = d.acknowledge(trig["index"], (note or "").strip() or None)
-        msg = f"已确认（{d.signer()}）" if out.status == 200 else f"未能确认: {out.error}"
+        msg = f"已确认（{d.signer()}）" if out.status == 200 else f"未能确认: {dispatchview.for_people(out.error)}"
         return {"t": time.time(), "id": trig["index"]}, msg, ("" if out.status == 200 else no_update)
 
     @app.callback(
@@ -167,5 +167,5 @@ def register(app: Dash, d: Any) -> None:
         alert_id = pending["id"]
         out = d.resolve(alert_id, (note or "").strip() or None, override=bool(pending.get("override")))
         msg = (f"已解除（{d.signer()}）" + ("，已记录为强制解除" if out.live is not None else "")
-               if out.status == 200 else f"未能解除: {out.error}")
+               if out.status == 200 else f"未能解除: {dispatchview.for_people(out.error)}")
         return {"t": time.time(), "id": alert_id}, msg, ("" if out.status == 200 else no_update)
