@@ -10,7 +10,7 @@ from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from alerts.store import AlertStore
+from alerts.store import Store
 from core.timebase import local_time
 
 CACHE_S = 2.0  # every open page asks each tick; the store is read at most this often
@@ -20,7 +20,7 @@ SCOPE_WORD = {"device": "设备", "compound": "小区", "rule": "规则"}
 class ShelfMarks:
     """Live life-safety shelves from the store, cached briefly."""
 
-    def __init__(self, store: AlertStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._at = 0.0

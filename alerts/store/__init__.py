@@ -234,22 +234,18 @@ class Store(abc.ABC):
         the dispatches made in the period still in `open_states`, and the overrides per alert."""
 
 
-def open_store(where: Settings | str | Path) -> Store:
-    """The store named by `SC_STORE_URL` (settings) or a URL/path: unset, `sqlite:` or a path is
-    the SQLite file (`store_path(SC_DATA_DIR)` by default); `postgresql://...` is PostgreSQL."""
-    from alerts.store.sqlite import AlertStore
-
+def sqlite_file(where: Settings | str | Path) -> Path | None:
+    """The SQLite file `SC_STORE_URL` (settings) or a URL/path names (`store_path(SC_DATA_DIR)` when
+    unset); None when it names another backend (PostgreSQL)."""
     if isinstance(where, Path):
-        return AlertStore(where)
+        return where
     if isinstance(where, str):
         url, default = where, None
     else:
         url, default = where.store_url or "", store_path(where.data_path)
     scheme = url.split(":", 1)[0].lower() if "://" in url or url.startswith("sqlite:") else ""
     if scheme in ("postgresql", "postgres"):
-        from alerts.store.postgres import PostgresStore
-
-        return PostgresStore(url)
+        return None
     if scheme not in ("", "sqlite"):
         raise ValueError(f"SC_STORE_URL: unknown store {scheme!r} (sqlite: or a path, or postgresql://)")
     path = url.split(":", 1)[1] if scheme else url
@@ -258,12 +254,25 @@ def open_store(where: Settings | str | Path) -> Store:
     if not path:
         if default is None:
             raise ValueError("a store URL without a path needs the settings (SC_DATA_DIR)")
-        return AlertStore(default)
-    return AlertStore(Path(path))
+        return default
+    return Path(path)
+
+
+def open_store(where: Settings | str | Path) -> Store:
+    """The store named by `SC_STORE_URL` (settings) or a URL/path: unset, `sqlite:` or a path is
+    the SQLite file (`store_path(SC_DATA_DIR)` by default); `postgresql://...` is PostgreSQL."""
+    from alerts.store.sqlite import AlertStore
+
+    path = sqlite_file(where)
+    if path is not None:
+        return AlertStore(path)
+    from alerts.store.postgres import PostgresStore
+
+    return PostgresStore(where if isinstance(where, str) else str(where.store_url))  # type: ignore[union-attr]
 
 
 # The SQLite backend, under the name callers have always used.
 from alerts.store.sqlite import AlertStore  # noqa: E402
 
 __all__ = ["COMMAND", "AlertStore", "AlreadyOpen", "ReportRows", "Row", "StepRow", "StepSpec", "Store",
-           "open_store", "store_path"]
+           "open_store", "sqlite_file", "store_path"]
