@@ -223,7 +223,7 @@ def run_notify_status(args: argparse.Namespace, settings: Settings) -> int:
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
 def run_report(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.report import Period, build_report, place_names, plotly_inline, to_csv, to_html
-    from alerts.store import AlertStore, store_path
+    from alerts.store import open_store
     from core.contract import COMMUNITIES
 
     try:
@@ -238,7 +238,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"smartcommunity report: {exc}", file=sys.stderr)
         return 2
-    store = AlertStore(store_path(settings.data_path))
+    store = open_store(settings)
     try:
         names, devices = place_names(settings)
         rep = build_report(store, period, args.community, now=time.time(), compound_names=names,
@@ -312,9 +312,9 @@ def run_archive(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _store(settings: Settings):  # type: ignore[no-untyped-def]
-    from alerts.store import AlertStore, store_path
+    from alerts.store import open_store
 
-    return AlertStore(store_path(settings.data_path))
+    return open_store(settings)
 
 
 def run_resolve(args: argparse.Namespace, settings: Settings) -> int:

@@ -37,7 +37,7 @@ from alerts.liveness import Liveness
 from alerts.notify import Due, Escalation
 from alerts.rules import TRIGGERS, Rule, RuleSet, title_of
 from alerts.shelving import in_force, never_silenced, shelf_for, step_data
-from alerts.store import AlertStore, AlreadyOpen
+from alerts.store import AlreadyOpen, Store
 from alerts.timeline import Event as Step
 from alerts.triggers import Act, Finding, ScanView, Subject, Verdict
 from core.contract import KINDS, Alert, AlertState, Device
@@ -119,7 +119,7 @@ class Engine:
     def __init__(
         self,
         rules: list[Rule] | RuleSet,
-        store: AlertStore,
+        store: Store,
         publish: Publish,
         holdoff_s: float,
         update_min_s: float = 1.0,

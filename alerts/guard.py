@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.rules import BUNDLED_RULES, Rule, RuleError, RuleSet, load_ruleset
-from alerts.store import AlertStore
+from alerts.store import Store
 from core.contract import METRICS, Alert, AlertState
 from core.settings import Settings
 from core.timebase import iso, local_time
@@ -116,7 +116,7 @@ class Policy:
         return rule.watch_s if rule is not None and rule.watch_s is not None else self.default_watch_s
 
 
-def danger(store: AlertStore, alert: Alert, policy: Policy, now: float | None = None) -> Live | None:
+def danger(store: Store, alert: Alert, policy: Policy, now: float | None = None) -> Live | None:
     """The alert's condition as last measured, if it still holds (or its hold-off is still running)."""
     now = time.time() if now is None else now
     rule = policy.rule(alert)
@@ -137,7 +137,7 @@ def danger(store: AlertStore, alert: Alert, policy: Policy, now: float | None = 
                 alert.threshold, unit.unit if unit else "")
 
 
-def device_danger(store: AlertStore, alert: Alert, policy: Policy, now: float | None = None) -> Live | None:
+def device_danger(store: Store, alert: Alert, policy: Policy, now: float | None = None) -> Live | None:
     """Is the alert's device still in alarm: its own condition, or another open alert on it?"""
     live = danger(store, alert, policy, now)
     if live is not None or not alert.device_id:
@@ -186,7 +186,7 @@ def check_override(live: Live | None, override: bool, note: str | None, alert: A
     return None
 
 
-def resolve(store: AlertStore, policy: Policy, alert_id: str, by: str | None, note: str | None, *,
+def resolve(store: Store, policy: Policy, alert_id: str, by: str | None, note: str | None, *,
             override: bool = False, now: float | None = None) -> Closed:
     """Resolve by hand, unless the danger is still measured and nobody overrode with a reason."""
     now = time.time() if now is None else now

@@ -23,16 +23,37 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from alerts.store import AlertStore
+from alerts.store import AlertStore, Store, open_store, sqlite_file
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
 from core.diskfull import is_disk_full
+from core.settings import Settings
 from core.timebase import iso_ms
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 1.0
 Key = tuple[str, str]
+
+
+def open_held(settings: Settings) -> Store:
+    """The engine's store: the SQLite file under a `HeldStore`; another backend (PostgreSQL) as it is,
+    since its disk is the database server's, not this host's."""
+    path = sqlite_file(settings)
+    return HeldStore(path) if path is not None else open_store(settings)
+
+
+def retry_held(store: Store) -> None:
+    """Write what a held store keeps in memory, if it is one (at most once a second)."""
+    if isinstance(store, HeldStore):
+        store.retry()
+
+
+def held_snapshot(store: Store) -> dict[str, Any]:
+    """What `HeldStore.snapshot` tells; a store that holds nothing holds nothing."""
+    if isinstance(store, HeldStore):
+        return store.snapshot()
+    return {"holding": 0, "degraded": False, "disk_full_since": None, "written_late": 0}
 
 
 class HeldStore(AlertStore):

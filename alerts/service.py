@@ -39,7 +39,7 @@ from alerts.delivery import Delivery, RetryPolicy
 from alerts.dispatch import DispatchBook
 from alerts.engine import Engine
 from alerts.flooding import FloodWatch
-from alerts.holdover import HeldStore
+from alerts.holdover import held_snapshot, open_held, retry_held
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
 from alerts.partition import PartitionRegistry, PartitionStore, suffix
@@ -47,7 +47,6 @@ from alerts.publisher import publish_alert
 from alerts.report import place_names
 from alerts.roster import BUNDLED_ROSTER, parse_roster
 from alerts.rules import BUNDLED_RULES, RuleError, RuleSet, load_ruleset
-from alerts.store import store_path
 from core import heartbeat
 from core.accounts import alerts_account
 from core.contract import TOPIC_ROOT, AlertState, Device
@@ -133,8 +132,9 @@ class AlertService:
         ensure_registry(settings)
         watcher = RegistryWatcher(settings.registry_path, settings.registry_poll_s)
         self.registry = watcher if communities is None else PartitionRegistry(watcher, communities)
-        # On a full disk the store keeps what it cannot write in memory (alerts/holdover.py).
-        self.store = HeldStore(store_path(settings.data_path))
+        # SC_STORE_URL: the SQLite file (on a full disk it keeps what it cannot write in memory,
+        # alerts/holdover.py) or PostgreSQL.
+        self.store = open_held(settings)
         self.rules = RulesWatcher(Path(settings.alerts_rules_file) if settings.alerts_rules_file else BUNDLED_RULES)
         # The buffered, lean-decoding client ingest uses: the engine must keep up with all that ingest takes.
         self.client = make_fast(make_client(
@@ -338,7 +338,7 @@ class AlertService:
                     self.check_dispatches()
                     last_dispatch_check = now
                 if now - last_beat >= 1.0:
-                    self.store.retry()
+                    retry_held(self.store)
                     self.commands.write_endpoint()
                     self.floods.check(self.registry.current())
                     self._reload_channels()
@@ -370,7 +370,7 @@ class AlertService:
                 "rules_error": self.rules.last_error,
                 "queue": self.inbox.qsize(), "commands": dict(self.commands.counters),
                 "mqtt": "ok" if self.mqtt_ok else "down",
-                "notify": self.delivery.snapshot(), "store": self.store.snapshot(),
+                "notify": self.delivery.snapshot(), "store": held_snapshot(self.store),
                 "outbox_held": len(self.delivery.outbox.held),
                 "config_errors": [w.error for w in (self.roster, self.channels) if w is not None and w.error]}
 

@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from alerts.rules import Rule
-from alerts.store import AlertStore
+from alerts.store import Store
 from core.contract import KINDS, Alert
 from core.severity import RANK, Severity
 from core.timebase import beijing, iso
@@ -187,7 +187,7 @@ def rule_is_life_safety(rule: Rule) -> bool:
         lv.severity == Severity.RED for lv in rule.levels)
 
 
-def why_life_safety(store: AlertStore, scope: str, target: str, rules: Iterable[Rule] = (),
+def why_life_safety(store: Store, scope: str, target: str, rules: Iterable[Rule] = (),
                     device_kind: Callable[[str], str | None] | None = None) -> str | None:
     """Why shelving this would silence a life-safety alarm (in words), or None."""
     for r in rules:
@@ -204,7 +204,7 @@ def why_life_safety(store: AlertStore, scope: str, target: str, rules: Iterable[
     return None
 
 
-def shelve(store: AlertStore, scope: str, target: str, duration_s: float, reason: str, by: str,
+def shelve(store: Store, scope: str, target: str, duration_s: float, reason: str, by: str,
            now: float | None = None, *, approved_by: str | None = None,
            approver_role: Callable[[str], str | None] | None = None, rules: Iterable[Rule] = (),
            device_kind: Callable[[str], str | None] | None = None, every: str | None = None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ class Settings:
     data_dir: str = "./var"
     alert_holdoff_s: float = 60.0
     api_token: str | None = None
-    store_url: str | None = None  # alert store: unset/sqlite:PATH = SQLite file under data_dir (alerts/store/)
+    store_url: str | None = None  # alert store: unset/sqlite:PATH = SQLite file under data_dir; postgresql://...
     # The project's own.
     config: str | None = None
     log_level: str = "INFO"

@@ -14,7 +14,7 @@ from alerts.command import Answer, Command, ServiceDown
 from alerts.command.client import send
 from alerts.dispatch import Refused
 from alerts.guard import Closed, Live, Policy, danger
-from alerts.store import AlertStore
+from alerts.store import Store
 from core.contract import Alert
 from core.settings import Settings
 from dashboard.security import audit_action
@@ -40,7 +40,7 @@ def closed_of(answer: Answer) -> Closed:
 class AlertActions:
     """The one door of staff actions: reads (the live reading) from the store, changes by command."""
 
-    def __init__(self, store: AlertStore, settings: Settings, policy: Policy | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings, policy: Policy | None = None) -> None:
         self.store = store
         self.settings = settings
         self.policy = policy or Policy.of(settings)

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from alerts.store import AlertStore
+from alerts.store import Store
 from core.contract import COMMUNITIES, AlertState
 from core.settings import Settings
 from dashboard.actions import AlertActions
@@ -55,7 +55,7 @@ def _body(required_by: bool) -> tuple[dict[str, str | None], str | None]:
     return out, None
 
 
-def make_api(settings: Settings, store: AlertStore, actions: AlertActions, checker: HealthChecker) -> Blueprint:
+def make_api(settings: Settings, store: Store, actions: AlertActions, checker: HealthChecker) -> Blueprint:
     api = Blueprint("sc_api", __name__, url_prefix="/api")
 
     @api.get("/health")
@@ -127,7 +127,7 @@ def make_api(settings: Settings, store: AlertStore, actions: AlertActions, check
 
 
 def register_api(
-    server: Flask, settings: Settings, store: AlertStore, actions: AlertActions, health: HealthChecker
+    server: Flask, settings: Settings, store: Store, actions: AlertActions, health: HealthChecker
 ) -> None:
     server.register_blueprint(make_api(settings, store, actions, health))
 

@@ -18,7 +18,7 @@ from dash import Dash, Input, Output, dcc, html
 from alerts.command import Answer
 from alerts.dispatch import DispatchBook, Refused
 from alerts.guard import Closed
-from alerts.store import AlertStore, store_path
+from alerts.store import open_store
 from core.settings import Settings
 from dashboard import alertview, mapview, pages
 from dashboard.actions import AlertActions
@@ -47,7 +47,7 @@ class Dashboard:
 
     def __init__(self, settings: Settings, live_mqtt: bool = True) -> None:
         self.settings = settings
-        self.store = AlertStore(store_path(settings.data_path))
+        self.store = open_store(settings)  # SC_STORE_URL: the SQLite file or PostgreSQL
         self.mapdata = MapData(settings)
         self.actions = AlertActions(self.store, settings)
         self.teams = TeamsHolder(settings)  # the dispatch teams in force (alerts/teams.yaml or SC_*)

@@ -33,7 +33,7 @@ from alerts.archive import pending
 from alerts.configfile import Watched
 from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_secret, photo_path
 from alerts.report import Period, Report, build_report, place_names, to_csv, to_html
-from alerts.store import AlertStore
+from alerts.store import Store
 from alerts.teams import Teams, TeamsError, TeamsWatcher
 from core.contract import COMMUNITIES
 from core.settings import Settings
@@ -230,7 +230,7 @@ def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]
             f'<a href="/report.csv?{query}" id="csv">下载 CSV</a></form>')
 
 
-def register_closeout(server: Flask, settings: Settings, store: AlertStore, actions: AlertActions,
+def register_closeout(server: Flask, settings: Settings, store: Store, actions: AlertActions,
                       teams: TeamsHolder | None = None) -> None:
     places = Places(settings)
     book = DispatchBook(store, settings, places=places.get)

@@ -45,7 +45,7 @@ from alerts.dispatch import (
     read_link,
 )
 from alerts.guard import Live
-from alerts.store import AlertStore
+from alerts.store import Store
 from core.contract import METRICS
 from core.influx import client_for
 from core.settings import Settings
@@ -241,7 +241,7 @@ def _still_in_alarm(live: Live, kept: dict[str, str]) -> str:
             f'{html.escape(kept.get("reason", ""))}</textarea>')
 
 
-def register_field_page(server: Flask, settings: Settings, store: AlertStore, book: DispatchBook,
+def register_field_page(server: Flask, settings: Settings, store: Store, book: DispatchBook,
                         secret: Callable[[], bytes], places: Callable[[], Places], actions: AlertActions) -> None:
     ttl = settings.dispatch_link_ttl_s
     # Three photos at their bound, plus the form fields and multipart framing.

@@ -11,7 +11,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from alerts.shelving import parse_every
-from alerts.store import AlertStore
+from alerts.store import Store
 from core.contract import KIND_LABEL
 from core.timebase import local_time
 
@@ -22,7 +22,7 @@ SCOPE_WORD = {"device": "设备", "compound": "小区", "kind": "设备类型", 
 class ShelfMarks:
     """Live life-safety shelves from the store, cached briefly."""
 
-    def __init__(self, store: AlertStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._at = 0.0

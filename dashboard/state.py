@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from alerts.store import AlertStore, store_path
+from alerts.store import open_store
 from core.contract import Alert, AlertState, Device
 from core.settings import Settings
 from core.timebase import iso
@@ -81,8 +81,7 @@ class LiveState:
         self._version = 0
         self._views: OrderedDict[tuple[int, str, str], Live] = OrderedDict()
         self._listeners: list[Callable[[], None]] = []
-        path = store_path(settings.data_path)
-        self._store = AlertStore(path)  # creates/migrates the file; our reader
+        self._store = open_store(settings)  # creates/migrates the store (SC_STORE_URL); our reader
         self._seq = -1  # the store's change feed, as far as it was read
         self._dirty = False
         self._stop = threading.Event()

@@ -26,7 +26,7 @@ from typing import Any
 
 from alerts.dispatch import DispatchBook
 from alerts.report import place_names
-from alerts.store import AlertStore, store_path
+from alerts.store import open_store
 from alerts.teams import load_teams
 from core.contract import Alert
 from core.settings import Settings
@@ -114,7 +114,7 @@ class DemoStory:
         self.pace_s = pace_s
         self.after_s = after_s  # a visitor acts first: the scripted staff wait this long after the alert
         self.stop = stop or threading.Event()
-        self.store = AlertStore(store_path(settings.data_path))
+        self.store = open_store(settings)
         names = functools.cache(lambda: place_names(settings))
         self.book = DispatchBook(self.store, settings, places=names)
         self.since = iso(time.time() - 60)

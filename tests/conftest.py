@@ -21,6 +21,7 @@ import pytest
 from core.influx import InfluxClient
 from core.settings import Settings, load_settings
 from smartcommunity.services import RunningService, free_port, start_influxdb, start_mosquitto
+from tests.pg import NoPostgres, RunningPostgres, start_postgres
 
 CONTRACT_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contract" / "examples"
 
@@ -71,6 +72,34 @@ def influxd(services_dir: Path) -> Iterator[RunningService]:
     svc = start_influxdb(s)
     yield svc
     svc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[RunningPostgres]:
+    """A PostgreSQL server for the session (tests/pg.py); the tests that need it skip where it cannot run."""
+    try:
+        server = start_postgres()
+    except NoPostgres as exc:
+        pytest.skip(f"no PostgreSQL for the store tests: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: RunningPostgres) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test: its URL, as SC_STORE_URL takes it."""
+    name, url = postgres.fresh_database()
+    yield url
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's alert store lives, once per backend: a SQLite file, then a PostgreSQL database
+    (`open_store(store_url)` opens it; several opens share it, as processes on several hosts do)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "alerts.sqlite")
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

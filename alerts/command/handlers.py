@@ -20,7 +20,7 @@ from alerts.dispatch import DispatchBook, Refused, link_for
 from alerts.guard import Closed, Policy
 from alerts.guard import resolve as guard_resolve
 from alerts.shelving import ShelfError, shelve
-from alerts.store import AlertStore
+from alerts.store import Store
 from alerts.teams import TeamsError, load_teams
 from core.contract import Alert
 from core.settings import Settings
@@ -44,7 +44,7 @@ def refused(exc: Refused) -> Answer:
 
 
 class Handlers:
-    def __init__(self, settings: Settings, store: AlertStore, engine: Engine, dispatches: DispatchBook) -> None:
+    def __init__(self, settings: Settings, store: Store, engine: Engine, dispatches: DispatchBook) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
@@ -160,7 +160,7 @@ class Handlers:
         return Answer(200, {"shelf_id": shelf_id, "ended_by": actor})
 
 
-def answer_of(store: AlertStore, cmd: Command) -> Answer | None:
+def answer_of(store: Store, cmd: Command) -> Answer | None:
     """A command applied before: its kept answer, or (applied, answer lost in a stop) the state now."""
     got = store.command(cmd.command_id)
     if got is None:

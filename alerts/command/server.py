@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from alerts.command import WAIT_S, Answer, Command, endpoint_path
-from alerts.store import COMMAND, AlertStore
+from alerts.store import COMMAND, Store
 from core.diskfull import DISK_FULL_TEXT, is_disk_full
 from core.secrets import write_private
 from core.settings import Settings
@@ -45,7 +45,7 @@ class Pending:
 
 
 class CommandServer:
-    def __init__(self, settings: Settings, store: AlertStore, apply: Callable[[Command], Answer],
+    def __init__(self, settings: Settings, store: Store, apply: Callable[[Command], Answer],
                  wake: Callable[[], None] = lambda: None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.settings = settings
         self.store = store

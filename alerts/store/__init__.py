@@ -8,8 +8,9 @@ they follow the change feed (`last_seq` / `changes_since`: every change of an al
 timeline step) instead of re-reading tables.
 
 `open_store` picks the backend from `SC_STORE_URL`: unset, `sqlite:` or a path is the SQLite file
-under `SC_DATA_DIR` (`alerts/store/sqlite.py`); a second backend is a new module here, not edits in
-its callers. Every multi-statement change (a row and its timeline step; the checks before an archive
+under `SC_DATA_DIR` (`alerts/store/sqlite.py`); `postgresql://user:password@host:port/db` is PostgreSQL
+(`alerts/store/postgres.py`), for a deployment on more than one host. A backend is a module here,
+not edits in its callers. Every multi-statement change (a row and its timeline step; the checks before an archive
 and the archive) is one transaction in every backend.
 """
 
@@ -234,35 +235,45 @@ class Store(abc.ABC):
         the dispatches made in the period still in `open_states`, and the overrides per alert."""
 
 
-def open_store(where: Settings | str | Path) -> Store:
-    """The store named by `SC_STORE_URL` (settings) or a URL/path: unset, `sqlite:` or a path is
-    the SQLite file (`store_path(SC_DATA_DIR)` by default)."""
-    from alerts.store.sqlite import AlertStore
-
+def sqlite_file(where: Settings | str | Path) -> Path | None:
+    """The SQLite file `SC_STORE_URL` (settings) or a URL/path names (`store_path(SC_DATA_DIR)` when
+    unset); None when it names another backend (PostgreSQL)."""
     if isinstance(where, Path):
-        return AlertStore(where)
+        return where
     if isinstance(where, str):
         url, default = where, None
     else:
         url, default = where.store_url or "", store_path(where.data_path)
     scheme = url.split(":", 1)[0].lower() if "://" in url or url.startswith("sqlite:") else ""
     if scheme in ("postgresql", "postgres"):
-        raise NotImplementedError("SC_STORE_URL names PostgreSQL: that store backend is not built yet; "
-                                  "leave SC_STORE_URL unset (or sqlite:PATH) for the SQLite file")
+        return None
     if scheme not in ("", "sqlite"):
-        raise ValueError(f"SC_STORE_URL: unknown store {scheme!r} (sqlite: or a path; postgresql:// later)")
+        raise ValueError(f"SC_STORE_URL: unknown store {scheme!r} (sqlite: or a path, or postgresql://)")
     path = url.split(":", 1)[1] if scheme else url
     if scheme and path.startswith("//"):  # sqlite:///abs/path, as SQLAlchemy writes it
         path = path[2:]
     if not path:
         if default is None:
             raise ValueError("a store URL without a path needs the settings (SC_DATA_DIR)")
-        return AlertStore(default)
-    return AlertStore(Path(path))
+        return default
+    return Path(path)
+
+
+def open_store(where: Settings | str | Path) -> Store:
+    """The store named by `SC_STORE_URL` (settings) or a URL/path: unset, `sqlite:` or a path is
+    the SQLite file (`store_path(SC_DATA_DIR)` by default); `postgresql://...` is PostgreSQL."""
+    from alerts.store.sqlite import AlertStore
+
+    path = sqlite_file(where)
+    if path is not None:
+        return AlertStore(path)
+    from alerts.store.postgres import PostgresStore
+
+    return PostgresStore(where if isinstance(where, str) else str(where.store_url))  # type: ignore[union-attr]
 
 
 # The SQLite backend, under the name callers have always used.
 from alerts.store.sqlite import AlertStore  # noqa: E402
 
 __all__ = ["COMMAND", "AlertStore", "AlreadyOpen", "ReportRows", "Row", "StepRow", "StepSpec", "Store",
-           "open_store", "store_path"]
+           "open_store", "sqlite_file", "store_path"]

@@ -32,7 +32,7 @@ from alerts.dispatch import (
 )
 from alerts.migrations import LATEST, migrate
 from alerts.notify import load_roster
-from alerts.store import AlertStore, store_path
+from alerts.store import AlertStore, Store, open_store, store_path
 from alerts.teams import TeamsError, TeamsWatcher, load_teams, parse_teams
 from alerts.timeline import Event
 from core.settings import Settings
@@ -55,9 +55,10 @@ def png(w: int = 32, h: int = 32) -> bytes:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[Settings, AlertStore, DispatchBook]]:
-    s = make_settings(tmp_path / "var", dispatch_photo_max_bytes=200_000)
-    store = AlertStore(store_path(s.data_path))
+def env(tmp_path: Path, store_url: str) -> Iterator[tuple[Settings, Store, DispatchBook]]:
+    """On each backend (`store_url`): settings naming the store, the store with one alert, the book."""
+    s = make_settings(tmp_path / "var", dispatch_photo_max_bytes=200_000, store_url=store_url)
+    store = open_store(s)
     store.insert(alert("a-1", community="lanshanjun", compound_id="LSJ-01",
                        started_at=iso(time.time() - 300)), subject="G-000001")
     yield s, store, DispatchBook(store, s)
@@ -188,9 +189,9 @@ def test_links_forged_expired_or_for_another_dispatch_are_refused(env: tuple) ->
     assert e2.value.status == 410 and "过期" in e2.value.message
 
 
-def _press(path: str, data_dir: str, dispatch_id: str, who: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _press(where: str, data_dir: str, dispatch_id: str, who: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     s = make_settings(Path(data_dir))
-    store = AlertStore(Path(path))
+    store = open_store(where)
     book = DispatchBook(store, s)
     try:
         book.accept(dispatch_id, time.time(), name=who)
@@ -206,10 +207,9 @@ def test_concurrent_actions_leave_a_complete_timeline(env: tuple) -> None:
     threads: exactly one acceptance, five clear refusals, and every other step recorded."""
     s, store, book = env
     d = dispatch(book)
-    path = store_path(s.data_path)
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_press, args=(str(path), str(s.data_path), d.dispatch_id, f"师傅{k}", q))
+    procs = [ctx.Process(target=_press, args=(s.store_url, str(s.data_path), d.dispatch_id, f"师傅{k}", q))
              for k in range(6)]
 
     def operator(k: int) -> None:

@@ -12,7 +12,7 @@ import pytest
 from alerts.engine import SILENT_MARK, Engine
 from alerts.migrations import migrate
 from alerts.rules import load_ruleset
-from alerts.store import AlertStore
+from alerts.store import AlertStore, open_store
 from alerts.timeline import Event as Step
 from core.contract import Alert, Device
 from core.validation import Event, Telemetry
@@ -21,14 +21,15 @@ from tests.alerts.test_store import PREVIOUS_SCHEMA
 
 
 class Rig:
-    """An engine on a real SQLite store that can be 'killed' (dropped with no save, no close) and restarted."""
+    """An engine on a real store (a SQLite file or a PostgreSQL database) that can be 'killed' (dropped
+    with no save, no close) and restarted."""
 
-    def __init__(self, path: Path, fold_window_s: float = 0.0) -> None:
-        self.path = path
+    def __init__(self, path: Path | str, fold_window_s: float = 0.0) -> None:
+        self.path = str(path)
         self.clock = Clock()
         self.published: list[Alert] = []
         self.fold_window_s = fold_window_s
-        self.store = AlertStore(path)
+        self.store = open_store(self.path)
         self.engine = self._engine()
 
     def _engine(self) -> Engine:
@@ -37,7 +38,7 @@ class Rig:
 
     def kill_and_restart(self) -> None:
         """Like kill -9: what the last tick saved is all there is (the store is a new connection)."""
-        self.store = AlertStore(self.path)
+        self.store = open_store(self.path)
         self.engine = self._engine()
 
     def rule(self, name: str) -> list[Alert]:
@@ -45,8 +46,9 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Rig:
-    return Rig(tmp_path / "alerts.sqlite")
+def rig(store_url: str) -> Rig:
+    """On each backend: the SQLite file, then PostgreSQL."""
+    return Rig(store_url)
 
 
 def test_open_alert_without_a_clearing_reading_stays_open_after_a_restart(rig: Rig) -> None:

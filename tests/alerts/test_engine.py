@@ -9,7 +9,7 @@ import pytest
 
 from alerts.engine import Engine
 from alerts.rules import RuleError, load_rules
-from alerts.store import AlertStore
+from alerts.store import AlertStore, open_store
 from core.contract import Alert, Device
 from core.validation import Event, Status, Telemetry
 
@@ -28,9 +28,10 @@ class Clock:
 
 
 @pytest.fixture
-def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
+def rig(store_url: str):  # type: ignore[no-untyped-def]
+    """On each backend: the SQLite file, then PostgreSQL."""
     clock = Clock()
-    store = AlertStore(tmp_path / "alerts.sqlite")
+    store = open_store(store_url)
     published: list[Alert] = []
     engine = Engine(load_rules(), store, published.append, holdoff_s=60, update_min_s=0, clock=clock)
     yield engine, clock, published, store

@@ -18,7 +18,7 @@ from alerts.guard import resolve as guard_resolve
 from alerts.notify import Escalation, Notifier, load_roster
 from alerts.rules import load_rules
 from alerts.shelving import ShelfError, shelve
-from alerts.store import AlertStore
+from alerts.store import open_store
 from alerts.teams import load_teams
 from core.contract import Alert, Device
 from core.timebase import iso
@@ -39,10 +39,10 @@ class Clock:
 
 
 class Rig:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, store_url: str | None = None) -> None:
         self.clock = Clock()
-        self.settings = make_settings(tmp_path / "var")
-        self.store = AlertStore(tmp_path / "var" / "alerts" / "alerts.sqlite")
+        self.settings = make_settings(tmp_path / "var", store_url=store_url)
+        self.store = open_store(self.settings)
         self.published: list[Alert] = []
         self.outbox = outbox_path(self.settings.data_path)
         self.book = DispatchBook(self.store, self.settings)
@@ -61,8 +61,9 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
-    r = Rig(tmp_path)
+def rig(tmp_path: Path, store_url: str):  # type: ignore[no-untyped-def]
+    """On each backend: the SQLite file, then PostgreSQL."""
+    r = Rig(tmp_path, store_url)
     yield r
     r.store.close()
 

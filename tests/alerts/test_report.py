@@ -17,7 +17,7 @@ import pytest
 from alerts.archive import archive, pending
 from alerts.dispatch import CAUSES, DispatchBook, Refused
 from alerts.report import Period, build_report, to_csv
-from alerts.store import AlertStore, store_path
+from alerts.store import open_store
 from alerts.teams import load_teams
 from alerts.timeline import Event
 from core.contract import COMMUNITIES
@@ -36,7 +36,7 @@ SEVS = ("red", "orange", "yellow", "blue")
 def build_known_store(s: Settings, seed: int = 7) -> list[dict]:
     """~80 alerts in and around 2026-11 (Beijing), with chosen times to ack / arrive / resolve."""
     rng = random.Random(seed)
-    store = AlertStore(store_path(s.data_path))
+    store = open_store(s)
     book = DispatchBook(store, s)
     teams = load_teams()
     specs: list[dict] = []
@@ -131,13 +131,13 @@ def get_name(community: str) -> str:
     return "全街道" if community == "*" else COMMUNITIES[community]
 
 
-def test_the_report_numbers_match_an_independent_computation(tmp_path: Path) -> None:
-    s = make_settings(tmp_path / "var")
+def test_the_report_numbers_match_an_independent_computation(tmp_path: Path, store_url: str) -> None:
+    s = make_settings(tmp_path / "var", store_url=store_url)
     specs = build_known_store(s)
     exp_all = expected(specs, None)
     assert exp_all["total"] == len(specs) - 2  # the two alerts just outside the Beijing month
     assert exp_all["ack"][0] > 10 and exp_all["arrive"][0] > 10 and exp_all["resolve"][0] > 10
-    store = AlertStore(store_path(s.data_path))
+    store = open_store(s)
     try:
         rep = build_report(store, Period.month("2026-11"), now=DEC_START + 10)
         rows = rows_of(to_csv(rep))
@@ -182,9 +182,8 @@ def test_smartcommunity_report_writes_csv_and_html(tmp_path: Path, monkeypatch: 
     assert main(["report", "--from", "2026-11-05"]) == 2
 
 
-def test_archive_closes_out_red_and_orange_alerts_including_self_resolved(tmp_path: Path) -> None:
-    s = make_settings(tmp_path / "var")
-    store = AlertStore(store_path(s.data_path))
+def test_archive_closes_out_red_and_orange_alerts_including_self_resolved(store_url: str) -> None:
+    store = open_store(store_url)
     try:
         for aid, sev in (("a-red", "red"), ("a-orange", "orange"), ("a-yellow", "yellow"), ("a-open", "red")):
             store.insert(alert(aid, severity=sev), subject=aid)

@@ -15,16 +15,16 @@ from alerts.engine import Engine
 from alerts.notify import Escalation, Notifier, load_roster
 from alerts.rules import load_ruleset
 from alerts.shelving import ShelfError, parse_duration, shelve
-from alerts.store import AlertStore, store_path
+from alerts.store import AlertStore, Store, open_store, store_path
 from alerts.timeline import Event as Step
 from core.contract import Alert
 from tests.alerts.test_engine import GAS, POWER, Clock, tel
 from tests.conftest import RunningAlerts, make_settings
 
 
-def rig(tmp_path: Path) -> tuple[Engine, Clock, list[Alert], AlertStore, Path]:
+def rig(tmp_path: Path, where: str | None = None) -> tuple[Engine, Clock, list[Alert], Store, Path]:
     clock = Clock()
-    store = AlertStore(tmp_path / "a.sqlite")
+    store = open_store(where or str(tmp_path / "a.sqlite"))
     published: list[Alert] = []
     outbox = tmp_path / "outbox.jsonl"
     esc = Escalation(load_roster(), Notifier(outbox))
@@ -36,9 +36,9 @@ def notified(outbox: Path) -> list[dict]:  # type: ignore[type-arg]
     return [orjson.loads(x) for x in outbox.read_bytes().splitlines()] if outbox.exists() else []
 
 
-def test_shelved_device_is_recorded_not_notified_and_comes_back(tmp_path: Path) -> None:
+def test_shelved_device_is_recorded_not_notified_and_comes_back(tmp_path: Path, store_url: str) -> None:
     # A power device (not life-safety: one person may shelve it); gas and red: tests/alerts/test_guard.py.
-    engine, clock, published, store, outbox = rig(tmp_path)
+    engine, clock, published, store, outbox = rig(tmp_path, store_url)
     shelve(store, "device", POWER.device_id, 600, "供电所检修配电箱", "值班长王", now=clock.t)
     engine.tick()
     engine.handle(tel(POWER, clock, temp_c=80.0))
@@ -62,8 +62,8 @@ def test_shelved_device_is_recorded_not_notified_and_comes_back(tmp_path: Path) 
     store.close()
 
 
-def test_shelving_a_rule_covers_alerts_already_open(tmp_path: Path) -> None:
-    engine, clock, published, store, outbox = rig(tmp_path)
+def test_shelving_a_rule_covers_alerts_already_open(tmp_path: Path, store_url: str) -> None:
+    engine, clock, published, store, outbox = rig(tmp_path, store_url)
     engine.handle(tel(POWER, clock, temp_c=80.0))
     aid = published[0].alert_id
     shelve(store, "rule", "power_temp_high", 3600, "演练", "张三", now=clock.t)
@@ -77,9 +77,9 @@ def test_shelving_a_rule_covers_alerts_already_open(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_red_alert_is_never_silenced_by_a_shelf(tmp_path: Path) -> None:
+def test_a_red_alert_is_never_silenced_by_a_shelf(tmp_path: Path, store_url: str) -> None:
     # Even a shelf written straight in the store (around the second-person check): red is told.
-    engine, clock, published, store, outbox = rig(tmp_path)
+    engine, clock, published, store, outbox = rig(tmp_path, store_url)
     store.shelve("rule", "gas_lel_high", "演练", "张三", clock.t + 3600, "x", "y")
     engine.tick()
     engine.handle(tel(GAS, clock, lel_pct=30.0))

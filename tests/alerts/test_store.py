@@ -1,16 +1,23 @@
 """The alert store: numbered migrations from the previous schema, the append-only timeline, and a
-record of who did what that survives concurrent actions."""
+record of who did what that survives concurrent actions, on each backend (the `store_url` fixture:
+the SQLite file, then PostgreSQL).
+
+Only SQLite has stores from before numbered migrations, so taking one up is tested on SQLite alone;
+the file's permissions are SQLite's alone too (PostgreSQL keeps its data under its own user).
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
-from alerts.migrations import LATEST, migrate, migrations
-from alerts.store import AlertStore
+from alerts.migrations import LATEST, migrations
+from alerts.store import AlertStore, Store, open_store, pg_migrations
 from alerts.timeline import Event
 from core.contract import Alert
 
@@ -26,6 +33,13 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts(rule, subject) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS alerts_started ON alerts(started_at);
 """
+
+
+def raw(store_url: str) -> sqlite3.Connection | psycopg.Connection[Any]:
+    """A connection of our own to the store's database, past the store: another writer, or mallory."""
+    if store_url.startswith("postgresql://"):
+        return psycopg.connect(store_url, autocommit=True)
+    return sqlite3.connect(store_url, isolation_level=None)
 
 
 def alert(alert_id: str, **over: object) -> Alert:
@@ -84,36 +98,77 @@ def test_a_store_of_the_previous_schema_is_migrated_with_its_history(tmp_path: P
         again.close()
 
 
-def test_a_store_newer_than_the_program_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "alerts.sqlite"
-    db = sqlite3.connect(path, isolation_level=None)
-    migrate(db)
-    db.execute(f"PRAGMA user_version = {LATEST + 1}")
+def test_both_backends_have_every_migration() -> None:
+    # PostgreSQL's step N makes what SQLite's file N makes: a new SQLite migration needs its step there.
+    assert pg_migrations.LATEST == LATEST
+
+
+def columns(store_url: str) -> dict[str, set[str]]:
+    db = raw(store_url)
+    try:
+        if isinstance(db, sqlite3.Connection):
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                                "AND name NOT LIKE 'sqlite_%'")]
+            return {t: {r[1] for r in db.execute(f"PRAGMA table_info({t})")} for t in tables}
+        out: dict[str, set[str]] = {}
+        for t, c in db.execute("SELECT table_name, column_name FROM information_schema.columns "
+                               "WHERE table_schema = 'public'"):
+            out.setdefault(t, set()).add(c)
+        return out
+    finally:
+        db.close()
+
+
+def test_both_backends_reach_the_same_schema(tmp_path: Path, pg_url: str) -> None:
+    lite = str(tmp_path / "alerts.sqlite")
+    for where in (lite, pg_url):
+        open_store(where).close()
+    on_sqlite, on_pg = columns(lite), columns(pg_url)
+    assert len(on_sqlite) >= 10 and {"alerts", "alert_events", "changes", "commands"} <= set(on_sqlite)
+    pg_own = {"store_schema": {"version"}}  # PostgreSQL's own record of its version (SQLite: user_version)
+    # Insertion order: SQLite's implicit rowid is a column of its own on PostgreSQL.
+    assert {t: c - {"rowid"} for t, c in on_pg.items() if t not in pg_own} == on_sqlite
+    assert {t: on_pg[t] for t in pg_own} == pg_own
+
+
+def test_a_store_newer_than_the_program_is_refused(store_url: str) -> None:
+    open_store(store_url).close()
+    db = raw(store_url)
+    if isinstance(db, sqlite3.Connection):
+        db.execute(f"PRAGMA user_version = {LATEST + 1}")
+    else:
+        db.execute(f"UPDATE store_schema SET version = {LATEST + 1}".encode())
     db.close()
     with pytest.raises(RuntimeError, match="newer than this program"):
-        AlertStore(path)
+        open_store(store_url)
 
 
-def test_the_timeline_is_append_only_and_the_file_private(tmp_path: Path) -> None:
-    path = tmp_path / "alerts.sqlite"
-    store = AlertStore(path)
+def test_the_timeline_is_append_only(store_url: str) -> None:
+    store = open_store(store_url)
+    mallory = raw(store_url)
     try:
         store.insert(alert("a-1"), subject="G-000001")
         store.record("a-1", Event.NOTIFIED, "2026-11-25T03:12:01.000Z", data={"channel": "wecom", "delivered": True})
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._db.execute("UPDATE alert_events SET actor = 'mallory'")
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._db.execute("DELETE FROM alert_events")
+        for sql in ("UPDATE alert_events SET actor = 'mallory'", "DELETE FROM alert_events"):
+            with pytest.raises((sqlite3.DatabaseError, psycopg.Error), match="append-only"):
+                mallory.execute(sql)
         steps = store.timeline("a-1")
         assert [s.event for s in steps] == [Event.RAISED, Event.NOTIFIED]
+        assert [s.actor for s in steps] == ["system", "system"]
         assert steps[1].data == {"channel": "wecom", "delivered": True}
-        assert path.stat().st_mode & 0o777 == 0o600
     finally:
+        mallory.close()
         store.close()
 
 
-def test_notes_and_names_are_never_overwritten(tmp_path: Path) -> None:
-    store = AlertStore(tmp_path / "alerts.sqlite")
+def test_the_sqlite_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    AlertStore(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_notes_and_names_are_never_overwritten(store_url: str) -> None:
+    store = open_store(store_url)
     try:
         store.insert(alert("a-1"), subject="G-000001")
         store.acknowledge("a-1", "张三", "已派人到场", "2026-11-25T03:13:00.000Z")
@@ -135,8 +190,8 @@ def test_notes_and_names_are_never_overwritten(tmp_path: Path) -> None:
         store.close()
 
 
-def _ack_many(path: str, who: str, n: int) -> None:
-    store = AlertStore(Path(path))
+def _ack_many(where: str, who: str, n: int) -> None:
+    store = open_store(where)
     try:
         for i in range(n):
             store.acknowledge("a-1", who, f"{who} 第{i}次", f"2026-11-25T03:13:{i:02d}.000Z")
@@ -144,13 +199,12 @@ def _ack_many(path: str, who: str, n: int) -> None:
         store.close()
 
 
-def test_concurrent_acknowledgements_from_several_processes_are_all_recorded(tmp_path: Path) -> None:
-    path = tmp_path / "alerts.sqlite"
-    store = AlertStore(path)
+def test_concurrent_acknowledgements_from_several_processes_are_all_recorded(store_url: str) -> None:
+    store = open_store(store_url)
     try:
         store.insert(alert("a-1"), subject="G-000001")
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_ack_many, args=(str(path), f"值班员{k}", 5)) for k in range(4)]
+        procs = [ctx.Process(target=_ack_many, args=(store_url, f"值班员{k}", 5)) for k in range(4)]
         for p in procs:
             p.start()
         for p in procs:
@@ -166,8 +220,8 @@ def test_concurrent_acknowledgements_from_several_processes_are_all_recorded(tmp
         store.close()
 
 
-def test_the_change_feed_names_every_write_of_an_alert(tmp_path: Path) -> None:
-    store = AlertStore(tmp_path / "alerts.sqlite")
+def test_the_change_feed_names_every_write_of_an_alert(store_url: str) -> None:
+    store: Store = open_store(store_url)
     start = store.last_seq()
     a, b = alert("a-feed-1"), alert("a-feed-2", device_id="G-2")
     store.insert(a, subject="G-1")
@@ -183,14 +237,14 @@ def test_the_change_feed_names_every_write_of_an_alert(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_reader_further_behind_than_the_feed_keeps_is_told_to_reload(tmp_path: Path) -> None:
-    store = AlertStore(tmp_path / "alerts.sqlite")
+def test_a_reader_further_behind_than_the_feed_keeps_is_told_to_reload(store_url: str) -> None:
+    store = open_store(store_url)
     store.insert(alert("a-old"), subject="G-1")
     behind = store.last_seq()
-    other = sqlite3.connect(tmp_path / "alerts.sqlite", isolation_level=None)  # another writer, one transaction
+    other = raw(store_url)  # another writer, one transaction
     other.execute("BEGIN")
     for i in range(10_050):  # more writes than the feed keeps (10,000)
-        other.execute("UPDATE alerts SET value = ? WHERE alert_id = 'a-old'", (str(i),))
+        other.execute(f"UPDATE alerts SET value = '{i}' WHERE alert_id = 'a-old'")
     other.execute("COMMIT")
     other.close()
     seq, ids = store.changes_since(behind - 1)

@@ -1,10 +1,10 @@
 """The alert store is the only code that speaks SQL to alert state, behind one interface.
 
-- No module outside alerts/store/ imports sqlite3 or reaches into a store's connection, transaction
+- No module outside alerts/store/ imports sqlite3 or psycopg or reaches into a store's connection, transaction
   or step writer (`._db`, `._tx`, `._step`) or its row decoder (`_decode`), but for the few listed in
   ALLOWED, each with why; a listed module that no longer needs it fails too, so the list stays true.
-- Every public method of the SQLite backend is part of `Store` (so a second backend written against
-  `Store` serves every caller), and `open_store` picks the backend from SC_STORE_URL.
+- Every public method of each backend (SQLite, PostgreSQL) is part of `Store`, so either serves every
+  caller, and `open_store` picks the backend from SC_STORE_URL.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ import pytest
 
 from alerts.holdover import HeldStore
 from alerts.store import AlertStore, Store, open_store, store_path
+from alerts.store.postgres import PostgresStore
 from core.settings import Settings
 from tests.core.test_one_home import SOURCE_DIRS, imported, rel, source_files
 
 ROOT = Path(__file__).resolve().parents[3]
 STORE = "alerts/store/"
 PRIVATE = {"_db", "_tx", "_step", "_decode"}
+DRIVERS = {"sqlite3", "psycopg"}
 # Modules that may still speak SQLite, and why (a path ending in / is a folder).
 ALLOWED = {
     "alerts/migrations/": "the SQLite backend's numbered schema steps (PRAGMA user_version), run by it",
@@ -42,7 +44,7 @@ def allowed(path: str) -> bool:
 
 def sql_uses(source: str) -> list[tuple[int, str]]:
     """(line, what) for every import of sqlite3 and every reach into a store's SQL internals."""
-    out = [(line, f"imports {mod}") for line, mod in imported(source) if mod.split(".")[0] == "sqlite3"]
+    out = [(line, f"imports {mod}") for line, mod in imported(source) if mod.split(".")[0] in DRIVERS]
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Attribute) and node.attr in PRIVATE:
             out.append((node.lineno, f"uses .{node.attr}"))
@@ -56,10 +58,10 @@ def test_the_scanner_sees_every_form() -> None:
            "def f(store):\n    import importlib\n    importlib.import_module('sqlite3')\n"
            "    store._db.execute('SELECT 1')\n    with store._tx() as db:\n"
            "        store._step(db, 'a', 'e', 't', None, None, None)\n"
-           "from alerts.store.sqlite import _decode\nimport json\nstore.get('a')\n")
+           "from alerts.store.sqlite import _decode\nimport json\nstore.get('a')\nfrom psycopg.rows import dict_row\n")
     assert sorted(sql_uses(src)) == [
         (1, "imports sqlite3"), (2, "imports sqlite3"), (5, "imports sqlite3"), (6, "uses ._db"),
-        (7, "uses ._tx"), (8, "uses ._step"), (9, "imports _decode")]
+        (7, "uses ._tx"), (8, "uses ._step"), (9, "imports _decode"), (12, "imports psycopg.rows")]
 
 
 def test_only_the_store_speaks_sql() -> None:
@@ -96,7 +98,8 @@ def test_every_store_method_is_part_of_the_interface() -> None:
     sqlite_only = {"open_frozen", "adopt"}
     assert public(AlertStore) - declared == sqlite_only
     assert public(HeldStore) - declared == {"retry", "snapshot"}  # the held store's own state
-    assert not AlertStore.__abstractmethods__
+    assert issubclass(PostgresStore, Store) and public(PostgresStore) - declared == set()
+    assert not AlertStore.__abstractmethods__ and not PostgresStore.__abstractmethods__
 
 
 def test_open_store_picks_the_sqlite_file(tmp_path: Path) -> None:
@@ -117,10 +120,12 @@ def test_open_store_picks_the_sqlite_file(tmp_path: Path) -> None:
     assert not store_path(tmp_path / "x").exists()
 
 
-def test_open_store_says_postgresql_is_not_built(tmp_path: Path) -> None:
-    s = Settings(data_dir=str(tmp_path), store_url="postgresql://sc:pw@db.example:5432/sc")
-    with pytest.raises(NotImplementedError, match=r"PostgreSQL.*not built"):
-        open_store(s)
+def test_open_store_picks_postgresql(tmp_path: Path, pg_url: str) -> None:
+    store = open_store(Settings(data_dir=str(tmp_path), store_url=pg_url))
+    try:
+        assert isinstance(store, PostgresStore) and store.last_seq() == 0
+    finally:
+        store.close()
+    assert not store_path(tmp_path).exists()  # no SQLite file beside it
     with pytest.raises(ValueError, match="unknown store 'mysql'"):
         open_store("mysql://sc@db/sc")
-    assert not store_path(tmp_path).exists()

@@ -1,0 +1,129 @@
+"""A throwaway PostgreSQL server for the tests (Debian's `postgresql` package), and a fresh database a test.
+
+The server runs as a child process on a free loopback port with its data in a temporary directory,
+unsynced (nothing in it outlives the session); as root it runs as the `postgres` user, since
+PostgreSQL refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from smartcommunity.services import free_port
+
+PACKAGE = "postgresql"
+ADMIN = "sc"  # the superuser initdb makes
+
+
+class NoPostgres(RuntimeError):
+    """PostgreSQL could not be installed or started here (the tests that need it skip)."""
+
+
+def bin_dir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return Path(found[-1]).parent if found else None
+
+
+def ensure_installed() -> Path:
+    where = bin_dir()
+    if where is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        cmd = ["apt-get", "install", "-y", "-q", PACKAGE]
+        if subprocess.run(cmd, env=env, check=False, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
+            subprocess.run(cmd, env=env, check=False, capture_output=True)
+        where = bin_dir()
+    if where is None:
+        raise NoPostgres(f"PostgreSQL is not installed (apt-get install {PACKAGE}) and could not be installed here")
+    return where
+
+
+@dataclass
+class RunningPostgres:
+    proc: subprocess.Popen[bytes]
+    root: Path
+    port: int
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql://{ADMIN}@127.0.0.1:{self.port}/{db}"
+
+    def fresh_database(self) -> tuple[str, str]:
+        """(name, URL) of a new empty database."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}" STRATEGY FILE_COPY'.encode())
+        return name, self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # SIGINT to the postmaster itself (not to runuser in between): fast shutdown, clients cut off.
+            try:
+                pid = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+                os.kill(pid, signal.SIGINT)
+            except (OSError, ValueError, IndexError):
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_postgres() -> RunningPostgres:
+    bindir = ensure_installed()
+    root = Path(tempfile.mkdtemp(prefix="sc-pg-"))
+    data, log = root / "data", root / "postgres.log"
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pg = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(root, ignore_errors=True)
+            raise NoPostgres("running as root and there is no `postgres` user to run PostgreSQL as") from None
+        os.chown(root, pg.pw_uid, pg.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    init = subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", ADMIN, "-A", "trust",
+                           "-E", "UTF8", "--no-locale", "--no-sync"], capture_output=True, check=False, cwd=root)
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise NoPostgres(f"initdb failed: {init.stderr.decode(errors='replace')[-800:]}")
+    port = free_port()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root),
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=root)
+    server = RunningPostgres(proc, root, port)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-1500:]
+            server.stop()
+            raise NoPostgres(f"postgres exited with code {proc.returncode}:\n{tail}")
+        ready = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", ADMIN],
+                               capture_output=True, check=False)
+        if ready.returncode == 0:
+            return server
+        time.sleep(0.1)
+    server.stop()
+    raise NoPostgres(f"postgres did not answer on 127.0.0.1:{port} in 30s")
