@@ -362,6 +362,10 @@
                 filterKinds(g, t.devices, shown);
                 window._scShownKinds = shown;
                 drawLive(g, mapOf(g));
+                var mm = mapOf(g);  // the street's own basemap: a layer of the style (dashboard/offline.py)
+                if (mm && mm.getLayer('sc-basemap')) {
+                    mm.setLayoutProperty('sc-basemap', 'visibility', has('basemap') ? 'visible' : 'none');
+                }
                 var bl = L.buildings !== undefined && ((g.layout.map || {}).layers || [])[L.buildings];
                 var bwant = !only && has('buildings');
                 if (bl && (bl.visible !== false) !== bwant) {
