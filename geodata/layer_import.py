@@ -115,7 +115,7 @@ def read_source(
         return gpd.GeoDataFrame(df.replace({"": None}), geometry=geom, crs=crs or "EPSG:4326")
     try:
         if survey.is_dxf(src):
-            frame, problems = survey.read_dxf(src, cad_layers, "Polygon" in GEOM_TYPES[layer])
+            frame, problems = survey.read_dxf(src, cad_layers, GEOM_TYPES[layer])
             if problems:
                 raise LayerImportError(problems)
         else:

@@ -130,18 +130,22 @@ def is_dxf(src: Path) -> bool:
     return src.suffix.lower() == ".dxf"
 
 
-def read_dxf(src: Path, cad_layers: list[str] | None, want_polygons: bool) -> tuple[gpd.GeoDataFrame, list[str]]:
-    """Entities of a CAD drawing as features, or (None-frame, problems).
+def read_dxf(
+    src: Path, cad_layers: list[str] | None, geom_types: tuple[str, ...]
+) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Entities of a CAD drawing as features, and the problems that stop its import (none: an empty list).
 
     GDAL's DXF driver (bundled in pyogrio's wheels) flattens the drawing into one table of entities with
     their CAD layer and text. Only the chosen CAD layers are kept. Closed polylines become polygons when the
     target layer holds polygons, and a TEXT / MTEXT label lying inside a polygon becomes that polygon's
-    `Text` (so `--map compound_id=Text` takes the ids written on the drawing).
+    `Text` (so `--map compound_id=Text` takes the ids written on the drawing). For a line layer the labels
+    are dropped; for a point layer they are features like any point.
     """
     import geopandas as gpd
     import numpy as np
     import shapely
 
+    want_polygons, want_points = "Polygon" in geom_types, "Point" in geom_types
     frame = gpd.read_file(src, engine="pyogrio")
     problems: list[str] = []
     have = sorted({str(v) for v in frame["Layer"].dropna()}) if "Layer" in frame.columns else []
@@ -165,6 +169,9 @@ def read_dxf(src: Path, cad_layers: list[str] | None, want_polygons: bool) -> tu
         labels = gpd.GeoDataFrame({"Text": text[is_label]}, geometry=list(geoms[is_label]))
         shapes["Text"] = _labels_inside(shapes, labels)
         return shapes, problems
+    if not want_points:  # a line layer: the labels along it are annotation, not features
+        keep = ~is_label
+        return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry=list(geoms[keep])), problems
     return gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=list(geoms)), problems
 
 

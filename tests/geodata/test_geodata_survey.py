@@ -54,7 +54,8 @@ def test_shapefile_and_geopackage_in_cgcs2000_land_within_a_metre(
 
 def _drawing(tmp_path: Path, crs: str = METRIC_CRS) -> tuple[Path, int]:
     """A CAD drawing as a survey office sends it: compounds as closed polylines on layer XQ, each with its id
-    written inside as TEXT, roads as open polylines on layer DL, a title block far off on layer TK."""
+    written inside as TEXT, roads as open polylines on layer DL with their names written on them, a title
+    block far off on layer TK."""
     layers = load_bundled_layers()
     cp = layers.compounds.to_crs(crs)
     doc = ezdxf.new("R2010")
@@ -65,8 +66,10 @@ def _drawing(tmp_path: Path, crs: str = METRIC_CRS) -> tuple[Path, int]:
         msp.add_lwpolyline(list(g.exterior.coords), close=True, dxfattribs={"layer": "XQ"})
         p = g.representative_point()
         msp.add_text(cid, dxfattribs={"layer": "XQ", "insert": (p.x, p.y), "height": 2.5})
-    for g in layers.roads.to_crs(crs).geometry.values:
+    for g, name in zip(layers.roads.to_crs(crs).geometry.values, layers.roads["name"], strict=True):
         msp.add_lwpolyline(list(g.coords), dxfattribs={"layer": "DL"})
+        p = g.interpolate(0.5, normalized=True)
+        msp.add_text(name, dxfattribs={"layer": "DL", "insert": (p.x, p.y), "height": 2.5})  # road names
     msp.add_text("车城路街道 1:500 地形图", dxfattribs={"layer": "TK", "insert": (0, 0), "height": 5})
     path = tmp_path / "dxt.dxf"
     doc.saveas(path)
