@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     gsub = geo.add_subparsers(dest="geodata_cmd", required=True, metavar="CMD")
     from geodata.layer_import import add_arguments as add_layer_import_args
 
-    p = gsub.add_parser("import", help="import a GIS layer (GeoJSON, Shapefile, GeoPackage, CSV lon/lat)")
+    p = gsub.add_parser("import", help="import a GIS layer (GeoJSON, Shapefile, GeoPackage, DXF, CSV lon/lat)")
     add_layer_import_args(p)
     p.set_defaults(func=cmd_geodata_import)
     p = gsub.add_parser("synth", help="write a large synthetic registry valid against the layers")

@@ -125,6 +125,12 @@ def test_a_shapefile_without_prj_is_refused(cli: Cli, tmp_path: Path, data_dir: 
     rc, _, err = cli("geodata", "import", tmp_path / "xq.shp", "--layer", "compounds", "--crs", "EPSG:4525",
                      "--map", "compound_id=compound_i,households=households,buildings=buildings")  # dBase: 10 chars
     assert rc == 0, err
+    # Lon/lat without a .prj is refused too: WGS-84, CGCS2000 or GCJ-02 cannot be told apart by the numbers.
+    load_bundled_layers().compounds.to_file(tmp_path / "ll.shp", encoding="utf-8")
+    (tmp_path / "ll.prj").unlink()
+    rc, _, err = cli("geodata", "import", tmp_path / "ll.shp", "--layer", "compounds")
+    assert rc == 2
+    assert "--crs EPSG:4490 (CGCS2000 lon/lat)" in err
 
 
 @pytest.mark.parametrize("wrong", ["EPSG:4545", METRIC_CRS, "EPSG:4326"])
