@@ -33,6 +33,7 @@ from dashboard.security import register_security
 from dashboard.shelfmark import ShelfMarks
 from dashboard.state import LiveState
 from dashboard.theme import DASH_PAGES_NAV, NAV, install_page_head
+from geodata.basemap import TileReader, basemap_path
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def create_app(settings: Settings, live_mqtt: bool = True) -> Dash:
     pages.register_pages(app, dctx)
     app.layout = shell
     install_page_head(app)  # severity colours as CSS variables, the clock's time zone
-    register_offline_routes(app.server)
+    register_offline_routes(app.server, TileReader(basemap_path(settings)))  # the street's own basemap, if any
     register_plotly(app)  # the partial plotly.js when built, preloaded by every page
     register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
     register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)

@@ -86,6 +86,9 @@ def _layer(source: dict[str, Any], kind: str, **kw: Any) -> dict[str, Any]:
     return {"sourcetype": "geojson", "source": source, "type": kind, "below": "traces", **kw}
 
 
+# Community tint opacity: alone, and over the street's own basemap (which it should tint, not hide);
+# assets/clientside.js switches between them with the 底图 toggle (layout.meta.tint).
+COMMUNITY_TINT = (0.9, 0.3)
 LAYER_NAMES = ("community", "water", "buildings", "roads", "roadnames", "borders", "compoundnames")
 
 
@@ -107,7 +110,7 @@ def base_layers(base: BaseLayers) -> list[dict[str, Any]]:
     for f in base.communities["features"]:
         slug = f["properties"]["community"]
         one = {"type": "FeatureCollection", "features": [f]}
-        layers.append(_layer(one, "fill", color=COMMUNITY_FILL.get(slug, "#1b3047"), opacity=0.9))
+        layers.append(_layer(one, "fill", color=COMMUNITY_FILL.get(slug, "#1b3047"), opacity=COMMUNITY_TINT[0]))
     layers.append(_layer(base.water, "fill", color=WATER, opacity=1.0))
     layers.append(_layer(base.buildings, "fill", color=BUILDING, opacity=0.9))
     layers.append(_layer(base.roads, "line", color=ROAD, line={"width": 5}, opacity=1.0))
@@ -327,7 +330,8 @@ def build_figure(base: BaseLayers, devices: Mapping[str, Device], style_url: str
     fig.update_layout(
         map={"style": style_url, **fit_view(base.bounds), "layers": base_layers(base)},
         # For the clientside code: the district's bounds (fit to the real size), trace and layer numbers.
-        meta={"bounds": list(base.bounds), "traces": TRACES, "layers": layer_index(base), "kinds": KIND_LABEL},
+        meta={"bounds": list(base.bounds), "traces": TRACES, "layers": layer_index(base), "kinds": KIND_LABEL,
+              "tint": COMMUNITY_TINT},
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         paper_bgcolor=BG,
         showlegend=False,

@@ -31,6 +31,7 @@ LAYER_OPTIONS = [
     {"label": "商铺", "value": "shops"},
     {"label": "应急资源", "value": "resources"},
     *({"label": KIND_LABEL[k], "value": f"kind:{k}"} for k in ("gas", "water", "power", "camera")),
+    {"label": "底图", "value": "basemap"},  # the street's own basemap (geodata basemap), when installed
     {"label": "仅告警", "value": "alerts_only"},
 ]
 LAYERS_ON = [o["value"] for o in LAYER_OPTIONS if o["value"] != "alerts_only"]

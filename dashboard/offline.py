@@ -8,6 +8,11 @@ be asked for, so the style declares a font face for them ("font-faces", drawn lo
 from a font file of this machine, served here. Without such a file MapLibre still draws them locally
 after the 404, with a console message.
 
+The street's own basemap (geodata/basemap.py: a raster MBTiles the survey office's orthophoto was cut
+into), when one is installed, is the style's first layer above the background: every drawn layer lies
+above it. Its tiles come from this server only (BASEMAP_PATH), cached by the browser for a day; the tile
+URL carries the tile set's version, so a new basemap is fetched at once.
+
 plotly.js: when scripts/bootstrap.sh has built the partial bundle (dashboard/plotlyjs: plotly's core and
 the MapLibre traces, about 60 % of the whole) it is served where Dash's graphs fetch plotly.js, so the
 one map draws sooner; otherwise Dash serves plotly's whole bundle there as usual. Either way the page
@@ -19,11 +24,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, abort, jsonify, request, send_file
 
 from dashboard.theme import BG
+
+if TYPE_CHECKING:
+    from geodata.basemap import TileReader, TileSet
 
 STYLE_PATH = "/map/style.json"
 GLYPHS_PATH = "/map/glyphs"
@@ -41,20 +49,32 @@ PARTIAL_PLOTLY = Path(__file__).resolve().parents[1] / "build" / "vendor" / "plo
 FONT_STACKS = ("Open Sans Regular", "Open Sans Bold", "Open Sans Semibold", "Arial Unicode MS Regular",
                "Arial Unicode MS Bold", "Noto Sans Regular")
 LATIN_RANGES = ["U+0000-024F", "U+2000-206F", "U+20A0-20CF", "U+2100-214F"]
+BASEMAP_PATH = "/basemap"
+BASEMAP_LAYER = "sc-basemap"  # assets/clientside.js switches it by this id
+TILE_MAX_AGE_S = 86_400
 
 
 def latin_font() -> Path | None:
     return next((Path(f) for f in LATIN_FONTS if Path(f).is_file()), None)
 
 
-def style_doc(base_url: str) -> dict[str, object]:
+def style_doc(base_url: str, tiles: TileSet | None = None) -> dict[str, object]:
     base = base_url.rstrip("/")
+    layers: list[dict[str, object]] = [{"id": "bg", "type": "background", "paint": {"background-color": BG}}]
+    sources: dict[str, object] = {}
+    if tiles is not None:
+        sources[BASEMAP_LAYER] = {
+            "type": "raster", "tileSize": 256, "minzoom": tiles.minzoom, "maxzoom": tiles.maxzoom,
+            "bounds": list(tiles.bounds),  # no requests for tiles the set does not have
+            "tiles": [f"{base}{BASEMAP_PATH}/{{z}}/{{x}}/{{y}}.{tiles.format}?v={tiles.version}"],
+        }
+        layers.append({"id": BASEMAP_LAYER, "type": "raster", "source": BASEMAP_LAYER})
     doc: dict[str, object] = {
         "version": 8,
         "name": "smartcommunity-offline",
-        "sources": {},
+        "sources": sources,
         "glyphs": f"{base}{GLYPHS_PATH}/{{fontstack}}/{{range}}.pbf",
-        "layers": [{"id": "bg", "type": "background", "paint": {"background-color": BG}}],
+        "layers": layers,
     }
     if latin_font() is not None:
         face = [{"url": f"{base}{FONT_PATH}", "unicode-range": LATIN_RANGES}]
@@ -66,11 +86,24 @@ def style_url(base_url: str) -> str:
     return base_url.rstrip("/") + STYLE_PATH
 
 
-def register_offline_routes(server: Flask) -> None:
+def register_offline_routes(server: Flask, basemap: TileReader | None = None) -> None:
     @server.get(STYLE_PATH)
     def map_style() -> Response:
-        resp = jsonify(style_doc(request.host_url))
+        resp = jsonify(style_doc(request.host_url, basemap.current() if basemap else None))
         resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+    @server.get(f"{BASEMAP_PATH}/<int:z>/<int:x>/<int:y>.<ext>")
+    def basemap_tile(z: int, x: int, y: int, ext: str) -> Response:
+        ts = basemap.current() if basemap else None
+        data = basemap.tile(z, x, y) if ts is not None and basemap is not None else None
+        if ts is None or data is None or ext != ts.format:
+            abort(404)
+        etag = f"{ts.version}-{z}-{x}-{y}"
+        fresh = request.if_none_match.contains(etag)
+        resp = Response(status=304) if fresh else Response(data, mimetype=ts.mimetype)
+        resp.set_etag(etag)
+        resp.headers["Cache-Control"] = f"public, max-age={TILE_MAX_AGE_S}"
         return resp
 
     @server.get(FONT_PATH)

@@ -1,4 +1,4 @@
-"""Verbs `devices list|import|export|commissioning` and `geodata import|synth|layers`.
+"""Verbs `devices list|import|export|commissioning` and `geodata import|basemap|synth|layers`.
 
 Handlers import their heavy modules lazily so `smartcommunity --help` stays fast.
 """
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     gsub = geo.add_subparsers(dest="geodata_cmd", required=True, metavar="CMD")
     from geodata.layer_import import add_arguments as add_layer_import_args
 
-    p = gsub.add_parser("import", help="import a GIS layer (GeoJSON, Shapefile, GeoPackage, CSV lon/lat)")
+    p = gsub.add_parser("import", help="import a GIS layer (GeoJSON, Shapefile, GeoPackage, DXF, CSV lon/lat)")
     add_layer_import_args(p)
     p.set_defaults(func=cmd_geodata_import)
     p = gsub.add_parser("synth", help="write a large synthetic registry valid against the layers")
@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, help="default: <SC_DATA_DIR>/synth/devices-N.geojson")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_geodata_synth)
+    p = gsub.add_parser("basemap", help="install the street's own offline basemap (raster MBTiles) for the map")
+    p.add_argument("file", type=Path, metavar="FILE.mbtiles")
+    p.set_defaults(func=cmd_geodata_basemap)
     p = gsub.add_parser("layers", help="which file each layer comes from, and feature counts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_geodata_layers)
@@ -175,6 +178,20 @@ def cmd_geodata_import(args: argparse.Namespace, settings: Settings) -> int:
     from geodata.layer_import import run
 
     return run(args, settings)
+
+
+def cmd_geodata_basemap(args: argparse.Namespace, settings: Settings) -> int:
+    from geodata.basemap import BasemapError, install
+
+    try:
+        ts = install(args.file, settings)
+    except BasemapError as exc:
+        print(f"smartcommunity: {exc}; basemap not installed", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    w, s, e, n = ts.bounds
+    print(f"installed basemap {ts.path}: {ts.tiles} {ts.format} tiles, zoom {ts.minzoom}-{ts.maxzoom}, "
+          f"lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f} (the map shows it at its next load)")
+    return 0
 
 
 def cmd_geodata_synth(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,8 +1,9 @@
 """`smartcommunity geodata import`: bring one GIS layer into `<SC_DATA_DIR>/geodata/<layer>.geojson`.
 
-Reads GeoJSON / Shapefile / GeoPackage (anything pyogrio reads) or CSV (lon,lat columns, or a `wkt`
-column), renames fields by --map, reprojects to EPSG:4326, undoes GCJ-02 / BD-09 offsets, checks
-geometry types, validity, ids and communities, and writes the whole layer atomically. The written file
+Reads GeoJSON / Shapefile / GeoPackage / DXF (anything pyogrio reads; geodata.survey for CAD drawings and
+coordinate systems) or CSV (lon,lat columns, or a `wkt` column), renames fields by --map, reprojects to
+EPSG:4326, undoes GCJ-02 / BD-09 offsets, refuses a file without a CRS or one that lands outside the
+street, checks geometry types, validity, ids and communities, and writes the whole layer atomically. The written file
 then overrides the bundled layer of the same name (see layers.load_layers). Nothing is written when any
 feature has a problem.
 """
@@ -55,30 +56,51 @@ class LayerImportError(ValueError):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", type=Path, metavar="SRC", help="GeoJSON, Shapefile, GeoPackage or CSV")
+    p.add_argument("src", type=Path, metavar="SRC", help="GeoJSON, Shapefile, GeoPackage, DXF or CSV")
     p.add_argument("--layer", required=True, choices=LAYER_NAMES)
     p.add_argument("--map", default="", metavar="FIELD=SOURCE,...", help="e.g. name=名称,households=户数")
-    p.add_argument("--crs", help="source CRS when the file has none or a wrong one, e.g. EPSG:4547")
+    p.add_argument("--crs", help="source CRS when the file has none or a wrong one, e.g. EPSG:4546")
+    p.add_argument("--cad-layer", metavar="NAME,...", help="DXF: the CAD layer(s) to take (default all)")
     p.add_argument("--from", dest="from_datum", choices=("gcj02", "bd09"), help="source lon/lat offset")
     p.add_argument("--fix-invalid", action="store_true", help="repair invalid geometry with make_valid")
     p.add_argument("--out", type=Path, help="target data dir (default <SC_DATA_DIR>/geodata)")
 
 
-def parse_map(text: str) -> dict[str, str]:
-    """'name=名称,households=户数' -> {source column: target field}."""
-    out: dict[str, str] = {}
+def parse_map(text: str) -> list[tuple[str, str]]:
+    """'name=名称,households=户数' -> [(source column, target field), ...]; one source may feed several fields."""
+    out: list[tuple[str, str]] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         target, sep, source = part.partition("=")
         if not sep or not target.strip() or not source.strip():
             raise LayerImportError([f"--map: expected FIELD=SOURCE, got {part!r}"])
-        out[source.strip()] = target.strip()
+        out.append((source.strip(), target.strip()))
     return out
 
 
-def read_source(src: Path, crs: str | None) -> gpd.GeoDataFrame:
+def apply_map(frame: gpd.GeoDataFrame, mapping: list[tuple[str, str]]) -> gpd.GeoDataFrame:
+    """Copy each source column into its field(s); a source that is no field itself is dropped."""
+    cols = {target: frame[source] for source, target in mapping}
+    targets = {t for _, t in mapping}
+    frame = frame.drop(columns=list({s for s, _ in mapping if s not in targets and s != frame.geometry.name}))
+    for target, col in cols.items():
+        frame[target] = col.to_numpy()
+    return frame
+
+
+def read_source(
+    src: Path,
+    crs: str | None,
+    *,
+    layer: str = "compounds",
+    street: tuple[float, float, float, float] | None = None,
+    cad_layers: list[str] | None = None,
+) -> gpd.GeoDataFrame:
+    """The source as a frame with a CRS; a file that states none (and no --crs) is refused."""
     import geopandas as gpd
     import pandas as pd
     import shapely
+
+    from geodata import survey
 
     if src.suffix.lower() == ".csv":
         df = pd.read_csv(src, encoding="utf-8-sig", dtype=str, keep_default_na=False)
@@ -89,19 +111,30 @@ def read_source(src: Path, crs: str | None) -> gpd.GeoDataFrame:
             lat = pd.to_numeric(df.pop("lat"), errors="coerce").to_numpy()
             geom = shapely.points(lon, lat)
         else:
-            raise LayerImportError([f"{src}: CSV needs lon,lat columns or a wkt column"])
+            raise LayerImportError(["CSV needs lon,lat columns or a wkt column"])
         return gpd.GeoDataFrame(df.replace({"": None}), geometry=geom, crs=crs or "EPSG:4326")
     try:
-        frame = gpd.read_file(src, engine="pyogrio")
+        if survey.is_dxf(src):
+            frame, problems = survey.read_dxf(src, cad_layers, GEOM_TYPES[layer])
+            if problems:
+                raise LayerImportError(problems)
+        else:
+            if cad_layers:
+                raise LayerImportError(["--cad-layer is for DXF drawings only"])
+            frame = gpd.read_file(src, engine="pyogrio")
+    except LayerImportError:
+        raise
     except Exception as exc:  # pyogrio raises several types for unreadable data
-        raise LayerImportError([f"{src}: cannot read ({exc})"]) from None
+        raise LayerImportError([f"cannot read ({exc})"]) from None
     if crs:
-        frame = frame.set_crs(crs, allow_override=True)
-    elif frame.crs is None:
-        x0, y0, x1, y1 = frame.total_bounds
-        if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
-            raise LayerImportError([f"{src}: no CRS and coordinates are not lon/lat; pass --crs EPSG:xxxx"])
-        frame = frame.set_crs("EPSG:4326")
+        return frame.set_crs(crs, allow_override=True)
+    if frame.crs is None:
+        why = "a DXF drawing has none" if survey.is_dxf(src) else (
+            "a Shapefile without its .prj" if src.suffix.lower() == ".shp" else "none in the file")
+        fits = survey.suggest_crs(frame, street) if street else None
+        raise LayerImportError([
+            f"no coordinate system ({why}); state it with --crs, e.g. {fits or survey.CRS_HINT}"
+            + (" -- the coordinates land in the street with it" if fits else "")])
     return frame
 
 
@@ -118,12 +151,21 @@ def prepare_layer(
     import numpy as np
     import shapely
 
+    from geodata import survey
     from geodata.chinacrs import geometry_to_wgs84
     from geodata.layers import REQUIRED_COLUMNS
 
+    raw = frame
     frame = frame.to_crs("EPSG:4326").reset_index(drop=True)
     if from_datum:
         frame = frame.set_geometry(geometry_to_wgs84(np.asarray(frame.geometry.values), from_datum))
+    street = survey.street_extent(current)
+    landed = survey.landing(frame.geometry.values, street)
+    if not landed.ok:
+        fits = survey.suggest_crs(raw, street)
+        raise LayerImportError([f"{landed.describe()}: is the coordinate system right ({raw.crs.to_string()})?"
+                                + (f" With {fits} they land in the street." if fits else
+                                   f" State the right one with --crs, e.g. {survey.CRS_HINT}.")])
     problems: list[str] = []
     warnings: list[str] = []
     geoms = np.asarray(frame.geometry.values)
@@ -265,17 +307,20 @@ def write_layer(frame: gpd.GeoDataFrame, path: Path) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from geodata.layers import layers_dir, load_layers
+    from geodata.survey import street_extent
 
     out_dir: Path = args.out or layers_dir(settings)
     try:
         mapping = parse_map(args.map)
-        frame = read_source(args.src, args.crs)
-        unknown = [s for s in mapping if s not in frame.columns]
+        current = load_layers(out_dir)
+        cad_layers = [n.strip() for n in (args.cad_layer or "").split(",") if n.strip()] or None
+        frame = read_source(args.src, args.crs, layer=args.layer, street=street_extent(current),
+                            cad_layers=cad_layers)
+        unknown = sorted({s for s, _ in mapping if s not in frame.columns})
         if unknown:
             have = ", ".join(c for c in frame.columns if c != frame.geometry.name)
             raise LayerImportError([f"--map: no column {', '.join(unknown)} in {args.src} (has: {have})"])
-        frame = frame.rename(columns=mapping)
-        current = load_layers(out_dir)
+        frame = apply_map(frame, mapping)
         frame, warnings = prepare_layer(
             frame, args.layer, current, from_datum=args.from_datum, fix_invalid=args.fix_invalid
         )

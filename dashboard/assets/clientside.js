@@ -362,13 +362,23 @@
                 filterKinds(g, t.devices, shown);
                 window._scShownKinds = shown;
                 drawLive(g, mapOf(g));
-                var bl = L.buildings !== undefined && ((g.layout.map || {}).layers || [])[L.buildings];
+                var rel = {}, ml = (g.layout.map || {}).layers || [];
+                var mm = mapOf(g);  // the street's own basemap: a layer of the style (dashboard/offline.py)
+                if (mm && mm.getLayer('sc-basemap')) {
+                    var bm = has('basemap');
+                    mm.setLayoutProperty('sc-basemap', 'visibility', bm ? 'visible' : 'none');
+                    // Over the basemap the community tints (the first layers, up to water) only tint it.
+                    var tints = meta(g).tint, tint = tints && tints[bm ? 1 : 0];
+                    for (var c = 0; tints && c < (L.water || 0); c++) {
+                        if (ml[c] && ml[c].opacity !== tint) { rel['map.layers[' + c + '].opacity'] = tint; }
+                    }
+                }
+                var bl = L.buildings !== undefined && ml[L.buildings];
                 var bwant = !only && has('buildings');
                 if (bl && (bl.visible !== false) !== bwant) {
-                    var rel = {};
                     rel['map.layers[' + L.buildings + '].visible'] = bwant;
-                    window.Plotly.relayout(g, rel);
                 }
+                if (Object.keys(rel).length) { window.Plotly.relayout(g, rel); }
                 return '';
             },
             // A click on a compound, a device or an alert opens its page.
