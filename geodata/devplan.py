@@ -1,8 +1,9 @@
 """Where devices go: the placement plan behind the sample registry and `geodata synth`.
 
-Gas detectors in kitchens and pipe wells (10 s), water meters at compound inlets and pump rooms (30 s),
-power monitors at each building's distribution boxes (15 s), cameras at gates, corners and stairwell
-doors (30 s); units and shops get a few devices at their own point.
+Gas detectors in kitchens, pipe wells and one sewer manhole (窨井) per compound (10 s), water meters
+at compound inlets and pump rooms (30 s), power monitors at each building's distribution boxes (15 s),
+cameras at gates, corners and stairwell doors (30 s); units and shops get a few devices at their own
+point.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from geodata.layers import Layers
 
 INTERVAL_S: dict[str, int] = {"gas": 10, "water": 30, "power": 15, "camera": 30}
 ID_PREFIX: dict[str, str] = {"gas": "G", "water": "W", "power": "P", "camera": "C"}
+MANHOLE = "窨井"  # install of a detector under a sewer manhole cover (alerts/rules.yaml manhole_gas_leak)
 INSET_M = 3.0  # boundary devices (gates, inlets, corners) sit this far inside the compound
 
 Sampler = Callable[[random.Random], tuple[float, float]]
@@ -141,6 +143,12 @@ def plan_slots(layers: Layers, rng: random.Random) -> list[Slot]:
             slots.append(Slot("gas", comm, sid, None, "厨房", at))
         if rng.random() < 0.5:
             slots.append(Slot("power", comm, sid, None, "配电箱", at))
+    # Planned last, so every earlier device keeps its id and point: a methane detector under one
+    # sewer manhole cover per compound, in the grounds (not under a building).
+    for row in layers.compounds.itertuples(index=False):
+        cid, blds = str(row.compound_id), by_compound.get(str(row.compound_id))
+        footprints = shapely.union_all(list(blds.geometry)) if blds is not None else None
+        slots.append(Slot("gas", str(row.community), cid, None, MANHOLE, _inside(row.geometry, footprints)))
     return slots
 
 
