@@ -17,12 +17,11 @@ from typing import Any
 import shapely
 from shapely.geometry import Point
 
-from core.contract import KINDS
+from core.contract import KINDS, MANHOLE
 from geodata.layers import Layers
 
 INTERVAL_S: dict[str, int] = {"gas": 10, "water": 30, "power": 15, "camera": 30}
 ID_PREFIX: dict[str, str] = {"gas": "G", "water": "W", "power": "P", "camera": "C"}
-MANHOLE = "窨井"  # install of a detector under a sewer manhole cover (alerts/rules.yaml manhole_gas_leak)
 INSET_M = 3.0  # boundary devices (gates, inlets, corners) sit this far inside the compound
 
 Sampler = Callable[[random.Random], tuple[float, float]]
