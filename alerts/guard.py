@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # Triggers whose condition is a measurement of the danger. Silence and place alerts are not; nor is
 # an event (a camera tamper), which its rule lets a person end by hand once they have looked.
-MEASURED = frozenset({"threshold", "count", "rate", "state", "group"})
+MEASURED = frozenset({"threshold", "count", "rate", "state", "group", "fluctuation"})
 
 
 @dataclass(frozen=True, slots=True)

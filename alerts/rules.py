@@ -1,7 +1,7 @@
 """Alert rules: loaded from YAML (bundled `rules.yaml` or `SC_ALERTS_RULES_FILE`) and checked.
 
 Each rule has one trigger type (alerts/triggers/: threshold, state, event, count, rate, absence,
-place); `trigger:` names it, or it is inferred from the keys. `overrides:` set other values of a
+place, fluctuation, ...); `trigger:` names it, or it is inferred from the keys. `overrides:` set other values of a
 rule for one compound or device (a boiler room runs hotter). A bad file is refused whole with
 file, line and reason (`RuleError`); the caller keeps the rules it had.
 """
@@ -384,6 +384,11 @@ def _fires_when(r: Rule) -> str:
     if t == "flood":
         return (f"≥ {r.threshold:g} messages over the device's budget (`rate_limited`) within a minute; "
                 f"clears after {TRIGGERS['flood'].calm_s(r):g} s without one")
+    if t == "fluctuation":
+        p = r.params or {}
+        where = f" on devices installed at {p['install']}" if p.get("install") else ""
+        return (f"mean of `{r.metric}` over {r.window_s or 0:g} s >= {r.threshold} and reading-to-reading swing "
+                f">= {p.get('fluctuation', 0):.0%} of it{where} (clears below {r.clear_threshold})")
     return f"pattern `{r.pattern}` (alerts/triggers/group.py)"
 
 

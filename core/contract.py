@@ -26,6 +26,10 @@ KINDS: tuple[str, ...] = ("gas", "water", "power", "camera")
 # What staff call each kind, everywhere (pages, messages, the report): the one home of these words.
 KIND_LABEL: dict[str, str] = {"gas": "燃气", "water": "供水", "power": "用电", "camera": "视频"}
 
+# A gas detector under a sewer manhole cover: its registry `install` (the project's own property, beside
+# the contract's; the rule manhole_gas_leak and the simulator's manhole incidents look for it).
+MANHOLE = "窨井"
+
 # The kinds as the street's Excel device ledger (台账) writes them (contract §6).
 KIND_LEDGER_NAMES: dict[str, str] = {"gas": "燃气", "water": "水", "power": "电", "camera": "摄像头"}
 

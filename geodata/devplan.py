@@ -1,8 +1,9 @@
 """Where devices go: the placement plan behind the sample registry and `geodata synth`.
 
-Gas detectors in kitchens and pipe wells (10 s), water meters at compound inlets and pump rooms (30 s),
-power monitors at each building's distribution boxes (15 s), cameras at gates, corners and stairwell
-doors (30 s); units and shops get a few devices at their own point.
+Gas detectors in kitchens, pipe wells and one sewer manhole (窨井) per compound (10 s), water meters
+at compound inlets and pump rooms (30 s), power monitors at each building's distribution boxes (15 s),
+cameras at gates, corners and stairwell doors (30 s); units and shops get a few devices at their own
+point.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import shapely
 from shapely.geometry import Point
 
-from core.contract import KINDS
+from core.contract import KINDS, MANHOLE
 from geodata.layers import Layers
 
 INTERVAL_S: dict[str, int] = {"gas": 10, "water": 30, "power": 15, "camera": 30}
@@ -141,6 +142,12 @@ def plan_slots(layers: Layers, rng: random.Random) -> list[Slot]:
             slots.append(Slot("gas", comm, sid, None, "厨房", at))
         if rng.random() < 0.5:
             slots.append(Slot("power", comm, sid, None, "配电箱", at))
+    # Planned last, so every earlier device keeps its id and point: a methane detector under one
+    # sewer manhole cover per compound, in the grounds (not under a building).
+    for row in layers.compounds.itertuples(index=False):
+        cid, blds = str(row.compound_id), by_compound.get(str(row.compound_id))
+        footprints = shapely.union_all(list(blds.geometry)) if blds is not None else None
+        slots.append(Slot("gas", str(row.community), cid, None, MANHOLE, _inside(row.geometry, footprints)))
     return slots
 
 

@@ -63,6 +63,8 @@ def cases(quick: bool = False) -> list[Case]:
     out += [
         Case("network_cut_big_compound", ("compound_silent@YL-01",), compound_cap=2),
         Case("restart_mid_incident", ("gas_leak", "camera_sabotage+20", "kitchen_gas_leak+30"), restart_at_s=200),
+        # A leak and biogas in two manholes of one community at once: only the leak may alert.
+        Case("manhole_biogas_and_leak", ("manhole_biogas@LSJ-03", "manhole_gas_leak@LSJ-07+60")),
         Case("busy_hour", ("gas_leak+60", "electrical_overload+120", "pump_room_flood+200", "bait_noisy",
                            "bait_spike+300", "bait_stuck+30", "camera_sabotage+400")),
     ]

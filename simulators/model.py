@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from core.contract import Device
+from core.contract import MANHOLE, Device
 from core.timebase import beijing_day, beijing_hour
 from simulators.noise import gauss, key_of, smooth, u01
 
@@ -54,6 +54,9 @@ def make_profile(dev: Device, seed: int) -> Profile:
     key = key_of(dev.device_id, seed)
     install = str(dev.extra.get("install", ""))
     r1, r2, r3 = u01(key, 1, 11), u01(key, 2, 11), u01(key, 3, 11)
+    if dev.kind == "gas" and install == MANHOLE:
+        # A manhole detector reads methane only: the sewer's own trace, no cooking, no line pressure.
+        return Profile(key, "gas", install, 0.3 + 0.4 * r1, r2, False)
     if dev.kind == "gas":
         # Kitchens sit on the low-pressure network (~2 kPa); pipe wells (管井) on medium pressure.
         well = "井" in install or "well" in install
@@ -75,6 +78,9 @@ def baseline(p: Profile, t_ms: int, k: int) -> Metrics:
     t_s = t_ms / 1000.0
     h = beijing_hour(t_ms)
     key = p.key
+    if p.kind == "gas" and p.install == MANHOLE:
+        lel = p.base + 0.1 * smooth(key, t_s, 3600.0, 22) + 0.05 * gauss(key, k, 23)
+        return {"lel_pct": round(max(0.0, lel), 2)}
     if p.kind == "gas":
         day = beijing_day(t_s)
         cook = cooking(h) * (0.5 + 2.5 * u01(key, day, 21))  # some households cook more

@@ -20,7 +20,7 @@ from alerts.rules import load_rules
 from alerts.shelving import ShelfError, shelve
 from alerts.store import open_store
 from alerts.teams import load_teams
-from core.contract import Alert, Device
+from core.contract import MANHOLE, Alert, Device
 from core.timebase import iso
 from core.validation import Telemetry
 from tests.conftest import make_settings
@@ -239,3 +239,18 @@ def test_a_power_alarm_is_guarded_too_but_a_camera_tamper_closes_by_hand(rig: Ri
     rig.engine.handle(Event(cam, int(rig.clock.t * 1000), "tamper", "镜头被遮挡"))
     tamper = rig.published[-1].alert_id
     assert guard_resolve(rig.store, rig.policy, tamper, "张", "已到场查看", now=rig.clock.t).status == 200
+
+
+def test_a_manhole_leak_is_guarded_while_the_well_still_holds_gas(rig: Rig) -> None:
+    well = Device("G-2", "gas", "yanhu", "YH-01", 10, 110.79, 32.65, {"install": MANHOLE})
+    for i in range(60):  # a swinging leak: 4 / 16 %LEL
+        rig.engine.handle(Telemetry(well, int(rig.clock.t * 1000), None, {"lel_pct": 16.0 if i % 2 else 4.0}))
+        rig.clock.t += 10
+    leak = [a for a in rig.published if a.rule == "manhole_gas_leak"]
+    assert leak, "the leak was not raised"
+    for _ in range(12):  # steady but still 8 %LEL: the condition holds, the reading is the window's mean
+        rig.engine.handle(Telemetry(well, int(rig.clock.t * 1000), None, {"lel_pct": 8.0}))
+        rig.clock.t += 10
+    rig.engine.tick()
+    out = guard_resolve(rig.store, rig.policy, leak[0].alert_id, "值班员张", "已处置", now=rig.clock.t)
+    assert out.status == 409 and out.live is not None and out.live.holds

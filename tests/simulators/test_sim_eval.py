@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import MANHOLE
 from core.registry import bundled_registry_path, load_registry
 from simulators.evaluate import Case, cases, format_table, run_case, summary
 
@@ -55,3 +56,19 @@ def test_full_eval_meets_every_goal(tmp_path: Path) -> None:
                        timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "recall 100 % MET" in r.stdout and "network cut <= 2 alerts per compound MET" in r.stdout
+
+
+def test_a_manhole_leak_is_told_from_manhole_biogas(tmp_path: Path) -> None:
+    """The eval case of a biogas manhole and a leaking one, on the fleet of their two compounds (the
+    whole community runs in `smartcommunity eval`): only the leak alerts, once, and every goal holds."""
+    case = next(c for c in cases() if c.name == "manhole_biogas_and_leak")
+    reg = load_registry(bundled_registry_path())
+    places = {s.partition("@")[2].partition("+")[0] for s in case.scenarios}
+    r = run_case(case, {k: d for k, d in reg.items() if d.compound_id in places}, seed=1, tmp=tmp_path)
+    s = r.score
+    assert s["expected"] == 1 and s["recall"] == 1.0 and s["precision"] == 1.0, format_table([r])
+    assert s["bait_alerts"] == 0 and s["duplicates"] == 0 and r.flaps == 0 and not r.stale
+    assert max(r.per_window) <= 10
+    (leak,) = r.alerts
+    assert leak["rule"] == "manhole_gas_leak" and reg[leak["device_id"]].extra["install"] == MANHOLE
+    assert summary([r])["goals"]["recall 100 %"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from alerts.rules import load_rules
-from core.contract import Device
+from core.contract import MANHOLE, Device
 from core.validation import Event, Status, Telemetry, validate
 from simulators.fleet import Fleet
 from simulators.scenarios import (
@@ -74,6 +75,25 @@ def test_gas_leak_inject_ramps_to_31_and_back(registry: Mapping[str, Device]) ->
     assert all(29 <= v <= 32 for t, v in lel if 100_000 <= t <= 380_000)
     assert lel[-1][1] < 5
     assert {x["rule"]: x["severity"] for x in insts[0].expected} == {"gas_lel_high": "red", "gas_lel_warn": "yellow"}
+
+
+def test_manhole_incidents_land_on_manhole_detectors_with_their_truth(registry: Mapping[str, Device]) -> None:
+    """Biogas reads low and steady (a bait, nothing expected); a leak reads high and swinging and
+    expects manhole_gas_leak on that manhole's detector."""
+    shape = {}
+    for name in ("manhole_biogas", "manhole_gas_leak"):
+        _, insts, msgs = _run(registry, name, 1500)
+        (dev,) = insts[0].devices
+        assert registry[dev].extra["install"] == MANHOLE
+        lel = [float(r.metrics["lel_pct"]) for r in _telemetry(registry, msgs, dev) if r.ts_ms - NOW_MS >= 900_000]
+        steps = [abs(b - a) for a, b in itertools.pairwise(lel)]
+        shape[name] = (sum(lel) / len(lel), max(steps), insts[0].truth())
+    mean, step, truth = shape["manhole_biogas"]
+    assert 5 <= mean < 10 and step < 1.5 and truth["bait"] and truth["expected"] == []
+    mean, step, truth = shape["manhole_gas_leak"]
+    assert mean >= 8 and step > 4 and not truth["bait"]
+    assert next((x["rule"], x["severity"], x["device_id"], x["optional"]) for x in truth["expected"]) == (
+        "manhole_gas_leak", "orange", truth["devices"][0], False)
 
 
 def test_power_outage_takes_cameras_offline_together(registry: Mapping[str, Device]) -> None:
