@@ -21,7 +21,7 @@ from alerts.shelving import SERIES_S, ShelfError, ends_at, in_force, parse_every
 from alerts.store import AlertStore, store_path
 from alerts.timeline import Event as Step
 from core.contract import Device
-from core.timebase import BEIJING, iso
+from core.timebase import BEIJING, BEIJING_OFFSET_S, TZ_NAME, iso
 from tests.alerts.test_engine import WATER, tel
 from tests.alerts.test_shelving import notified, rig
 from tests.conftest import RunningAlerts, make_settings
@@ -49,14 +49,14 @@ def host_zone(request: pytest.FixtureRequest) -> Iterator[None]:
     time.tzset()
 
 
-@pytest.mark.parametrize("host_zone", ["UTC", "America/New_York", "Asia/Shanghai"], indirect=True)
+@pytest.mark.parametrize("host_zone", ["UTC", "America/New_York", TZ_NAME], indirect=True)
 def test_weekday_window_inside_and_outside_in_beijing_time(host_zone: None) -> None:
     w = parse_every("mon-fri 09:00-11:00")
     assert w.contains(at(0, 9)) and w.contains(at(4, 10, 59))
     assert not w.contains(at(0, 8, 59)) and not w.contains(at(0, 11)) and not w.contains(at(5, 10))
     assert w.ends(at(2, 9, 30)) == at(2, 11)
     # 09:30 Beijing is 01:30 UTC: a window read in the host's or UTC's hours would miss it.
-    assert datetime.fromtimestamp(at(0, 9, 30)).hour != 9 or time.localtime().tm_gmtoff == 8 * 3600
+    assert datetime.fromtimestamp(at(0, 9, 30)).hour != 9 or time.localtime().tm_gmtoff == BEIJING_OFFSET_S
     assert w.text() == "mon-fri 09:00-11:00" and w.words() == "每周一至周五 09:00–11:00"
 
 
