@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 
 from core import heartbeat
 from core.contract import Device
-from core.influx import InfluxClient, InfluxUnavailable
+from core.influx import InfluxClient, InfluxRejected, InfluxUnavailable
 from core.registry import ensure_registry, load_registry
 from core.settings import Settings
 
@@ -155,6 +155,10 @@ def count_gas(influx: InfluxClient) -> int:
         series = influx.query("SELECT count(lel_pct) FROM gas")
     except InfluxUnavailable:
         return -1
+    except InfluxRejected as exc:  # a fresh InfluxDB before ingest has created the database: nothing yet
+        if "database not found" not in str(exc):
+            raise
+        return 0
     return int(series[0].values[0][1]) if series and series[0].values else 0
 
 
