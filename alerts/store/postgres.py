@@ -10,6 +10,7 @@ numbered steps of `alerts/store/pg_migrations.py`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,12 +19,11 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from alerts.store import COMMAND, AlreadyOpen, ReportRows, Row, StepRow, StepSpec, Store
+from alerts.store import COMMAND, ReportRows, Row, StepSpec
 from alerts.store.pg_migrations import LATEST, STEPS, WRITE_LOCK
-from alerts.store.sqlite import _FIELDS, _decode, _dispatch, _dispatch_value, _encode
-from alerts.timeline import SYSTEM, Event, Step
-from core.contract import Alert, AlertState
-from core.timebase import epoch
+from alerts.store.sql import SqlStore, decode, dispatch, dispatch_value
+from alerts.timeline import Event
+from core.contract import Alert
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -32,10 +32,17 @@ def _in(n: int) -> str:
     return ", ".join(["%s"] * n)
 
 
+@functools.lru_cache(maxsize=4096)
+def _pg(sql: str) -> str:
+    """A statement written with `?` in psycopg's `%s` style (none of the shared SQL has a literal ? or %)."""
+    assert "%" not in sql and "'?" not in sql and "?'" not in sql, sql
+    return sql.replace("?", "%s")
+
+
 def _drow(r: dict[str, Any]) -> Row:
     """A dispatch as plain fields (PostgreSQL's insertion counter is no field of it)."""
     r.pop("rowid", None)
-    return _dispatch(r)
+    return dispatch(r)
 
 
 def migrate(db: Conn, upto: int | None = None) -> int:
@@ -60,7 +67,17 @@ def migrate(db: Conn, upto: int | None = None) -> int:
     return version
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlStore):
+    _INTEGRITY = (psycopg.errors.UniqueViolation,)
+
+    @staticmethod
+    def _q(sql: str) -> str:
+        return _pg(sql)
+
+    @staticmethod
+    def _drow(r: dict[str, Any]) -> Row:
+        return _drow(r)
+
     def __init__(self, url: str) -> None:
         self._lock = threading.Lock()
         self._db: Conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
@@ -86,73 +103,9 @@ class PostgresStore(Store):
                                  " ON CONFLICT (command_id) DO NOTHING", cmd)
             yield self._db
 
-    @staticmethod
-    def _step(db: Conn, alert_id: str, event: str, at: str, actor: str | None, note: str | None,
-              data: dict[str, Any] | None) -> None:
-        db.execute(
-            "INSERT INTO alert_events(alert_id, at, event, actor, note, data) VALUES (%s, %s, %s, %s, %s, %s)",
-            (alert_id, at, str(event), actor or SYSTEM, note, orjson.dumps(data).decode() if data else None),
-        )
-
     # -- the timeline ------------------------------------------------------------------------------
-    def record(self, alert_id: str, event: str, at: str, *, by: str | None = None, note: str | None = None,
-               data: dict[str, Any] | None = None) -> None:
-        with self._tx() as db:
-            self._step(db, alert_id, event, at, by, note, data)
-
-    def record_many(self, steps: list[StepRow]) -> None:
-        if not steps:
-            return
-        with self._tx() as db:
-            for alert_id, event, at, by, note, data in steps:
-                self._step(db, alert_id, event, at, by, note, data)
-
-    def timeline(self, alert_id: str) -> list[Step]:
-        with self._read() as db:
-            rows = db.execute("SELECT * FROM alert_events WHERE alert_id = %s ORDER BY seq", (alert_id,)).fetchall()
-        return [Step(r["seq"], r["alert_id"], r["at"], r["event"], r["actor"], r["note"],
-                     orjson.loads(r["data"]) if r["data"] else {}) for r in rows]
 
     # -- alerts ------------------------------------------------------------------------------------
-    def insert(self, alert: Alert, subject: str) -> None:
-        cols = [*_FIELDS, "subject"]
-        vals = [_encode(f, getattr(alert, f)) for f in _FIELDS] + [subject]
-        try:
-            with self._tx() as db:
-                db.execute(f"INSERT INTO alerts({', '.join(cols)}) VALUES ({_in(len(cols))})", vals)
-                self._step(db, alert.alert_id, Event.RAISED, alert.started_at, SYSTEM, None,
-                           {"severity": alert.severity, "value": alert.value, "message": alert.message})
-        except psycopg.errors.UniqueViolation as exc:
-            raise AlreadyOpen(f"{alert.rule} on {subject}") from exc
-
-    def update(self, alert_id: str, step: StepSpec | None = None, **changes: Any) -> Alert | None:
-        if not changes:
-            return self.get(alert_id)
-        sets = ", ".join(f"{k} = %s" for k in changes)
-        args = [_encode(k, v) for k, v in changes.items()] + [alert_id]
-        with self._tx() as db:
-            row = db.execute(
-                f"UPDATE alerts SET {sets} WHERE alert_id = %s AND state != 'resolved' RETURNING *", args
-            ).fetchone()
-            if row is not None and step is not None:
-                event, at, note, data = step
-                self._step(db, alert_id, event, at, SYSTEM, note, data)
-        return _decode(row) if row else None
-
-    def get(self, alert_id: str) -> Alert | None:
-        with self._read() as db:
-            row = db.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
-        return _decode(row) if row else None
-
-    def subject_of(self, alert_id: str) -> str | None:
-        with self._read() as db:
-            row = db.execute("SELECT subject FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
-        return row["subject"] if row else None
-
-    def open_alerts(self) -> dict[tuple[str, str], Alert]:
-        with self._read() as db:
-            rows = db.execute("SELECT * FROM alerts WHERE state != 'resolved'").fetchall()
-        return {(r["rule"], r["subject"]): _decode(r) for r in rows}
 
     def list(
         self, state: str | None = None, community: str | None = None, limit: int = 500, *,
@@ -181,96 +134,9 @@ class PostgresStore(Store):
         args.append(limit)
         with self._read() as db:
             rows = db.execute(q, args).fetchall()
-        return [_decode(r) for r in rows]
-
-    def acknowledge(self, alert_id: str, by: str, note: str | None, now: str) -> Alert | None:
-        with self._tx() as db:
-            row = db.execute(
-                "UPDATE alerts SET state = %s, acked_by = COALESCE(acked_by, %s), "  # as sqlite.py: the first stays
-                "note = CASE WHEN acked_by IS NULL THEN COALESCE(%s, note) ELSE note END, "
-                "updated_at = CASE WHEN acked_by IS NULL THEN %s ELSE updated_at END "
-                "WHERE alert_id = %s AND state != 'resolved' RETURNING *",
-                (str(AlertState.ACKNOWLEDGED), by, note or None, now, alert_id),
-            ).fetchone()
-            if row is not None:
-                self._step(db, alert_id, Event.ACKNOWLEDGED, now, by, note, None)
-        return _decode(row) if row else None
-
-    def resolve(
-        self, alert_id: str, now: str, note: str | None = None, by: str | None = None, *,
-        data: dict[str, Any] | None = None, watch_s: float | None = None,
-    ) -> Alert | None:
-        with self._tx() as db:
-            row = db.execute(
-                "UPDATE alerts SET state = %s, updated_at = %s, resolved_at = %s, note = COALESCE(%s, note), "
-                "resolved_by = %s WHERE alert_id = %s AND state != 'resolved' RETURNING *",
-                (str(AlertState.RESOLVED), now, now, note or None, by, alert_id),
-            ).fetchone()
-            if row is not None:
-                self._step(db, alert_id, Event.RESOLVED, now, by, note, {"by_hand": by is not None, **(data or {})})
-                if watch_s:
-                    closed = epoch(now)
-                    self._watch(db, row["rule"], row["subject"], alert_id, closed, closed + watch_s)
-        return _decode(row) if row else None
-
-    @staticmethod
-    def _watch(db: Conn, rule: str, subject: str, alert_id: str, closed: float, until: float) -> None:
-        db.execute("INSERT INTO watches(rule, subject, alert_id, closed_at, until) VALUES (%s, %s, %s, %s, %s)"
-                   " ON CONFLICT (rule, subject) DO UPDATE SET alert_id = excluded.alert_id,"
-                   " closed_at = excluded.closed_at, until = excluded.until", (rule, subject, alert_id, closed, until))
-
-    def set_watch(self, rule: str, subject: str, alert_id: str, closed: float, until: float) -> None:
-        with self._tx() as db:
-            self._watch(db, rule, subject, alert_id, closed, until)
-
-    def watch_for(self, rule: str, subject: str) -> Row | None:
-        with self._read() as db:
-            r = db.execute("SELECT * FROM watches WHERE rule = %s AND subject = %s", (rule, subject)).fetchone()
-        return dict(r) if r else None
-
-    def watches(self, live_at: float) -> list[Row]:
-        with self._read() as db:
-            return [dict(r) for r in db.execute("SELECT * FROM watches WHERE until > %s", (live_at,))]
-
-    def condition_of(self, alert_id: str) -> tuple[Alert, str, dict[str, Any] | None] | None:
-        with self._read() as db:
-            row = db.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
-            if row is None:
-                return None
-            c = db.execute("SELECT * FROM conditions WHERE rule = %s AND subject = %s",
-                           (row["rule"], row["subject"])).fetchone()
-        cond = None if c is None else {
-            "true_since_ts": c["true_since_ts"], "clear_since": c["clear_since"],
-            "last_value": orjson.loads(c["last_value"]) if c["last_value"] is not None else None,
-            "last_evidence": c["last_evidence"]}
-        return _decode(row), row["subject"], cond
-
-    def reopen(self, alert_id: str, now: str, data: dict[str, Any], **changes: Any) -> Alert | None:
-        sets = "".join(f", {k} = %s" for k in changes)
-        args = [_encode(k, v) for k, v in changes.items()]
-        try:
-            with self._tx() as db:
-                row = db.execute(
-                    "UPDATE alerts SET state = %s, resolved_at = NULL, resolved_by = NULL, acked_by = NULL,"
-                    " reopened = reopened + 1,"
-                    f" updated_at = %s{sets} WHERE alert_id = %s AND state = 'resolved' RETURNING *",
-                    [str(AlertState.ACTIVE), now, *args, alert_id]).fetchone()
-                if row is not None:
-                    db.execute("DELETE FROM watches WHERE alert_id = %s", (alert_id,))
-                    self._step(db, alert_id, Event.REOPENED, now, SYSTEM, None, {**data, "reopened": row["reopened"]})
-        except psycopg.errors.UniqueViolation:  # a new alert for the same condition is open already
-            return None
-        return _decode(row) if row else None
+        return [decode(r) for r in rows]
 
     # -- condition state and last-heard times ------------------------------------------------------
-    def load_conditions(self) -> dict[tuple[str, str], dict[str, Any]]:
-        with self._read() as db:
-            rows = db.execute("SELECT * FROM conditions").fetchall()
-        return {(r["rule"], r["subject"]): {
-            "true_since_ts": r["true_since_ts"], "clear_since": r["clear_since"],
-            "last_value": orjson.loads(r["last_value"]) if r["last_value"] is not None else None,
-            "last_evidence": r["last_evidence"], "data": orjson.loads(r["data"]) if r["data"] else {},
-        } for r in rows}
 
     def save_conditions(self, upserts: list[tuple[str, str, dict[str, Any]]],
                         deletes: list[tuple[str, str]]) -> None:
@@ -304,89 +170,12 @@ class PostgresStore(Store):
                 " DO UPDATE SET last_seen = GREATEST(device_seen.last_seen, excluded.last_seen)", seen)
 
     # -- shelves -----------------------------------------------------------------------------------
-    def shelve(self, scope: str, target: str, reason: str, by: str, until: float, now_iso: str,
-               until_iso: str, *, approved_by: str | None = None, life_safety: bool = False,
-               every: str | None = None) -> int:
-        with self._tx() as db:
-            row = db.execute(
-                "INSERT INTO shelves(scope, target, reason, by, created_at, until, until_iso, approved_by, life_safety,"
-                " every) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING shelf_id",
-                (scope, target, reason, by, now_iso, until, until_iso, approved_by, int(life_safety),
-                 every)).fetchone()
-        assert row is not None
-        return int(row["shelf_id"])
-
-    def unshelve(self, shelf_id: int, by: str, now_iso: str) -> bool:
-        with self._tx() as db:
-            cur = db.execute("UPDATE shelves SET ended_at = %s, ended_by = %s WHERE shelf_id = %s"
-                             " AND ended_at IS NULL", (now_iso, by, shelf_id))
-            return cur.rowcount == 1
-
-    def shelves(self, live_at: float | None = None) -> list[Row]:
-        q = "SELECT * FROM shelves"
-        args: list[Any] = []
-        if live_at is not None:
-            q += " WHERE ended_at IS NULL AND until > %s"
-            args.append(live_at)
-        with self._read() as db:
-            rows = db.execute(q + " ORDER BY shelf_id DESC", args).fetchall()
-        return [dict(r) for r in rows]
 
     # -- staff commands, applied once --------------------------------------------------------------
-    def command(self, command_id: str) -> tuple[int | None, dict[str, Any] | None] | None:
-        with self._read() as db:
-            r = db.execute("SELECT status, answer FROM commands WHERE command_id = %s", (command_id,)).fetchone()
-        if r is None:
-            return None
-        return r["status"], orjson.loads(r["answer"]) if r["answer"] else None
-
-    def answered(self, command_id: str, name: str, actor: str | None, at: str, status: int,
-                 answer: dict[str, Any]) -> None:
-        with self._read() as db:
-            db.execute(
-                "INSERT INTO commands(command_id, name, actor, at, status, answer) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (command_id) DO UPDATE SET status = excluded.status, answer = excluded.answer",
-                (command_id, name, actor, at, status, orjson.dumps(answer).decode()))
 
     # -- the change feed ---------------------------------------------------------------------------
-    def last_seq(self) -> int:
-        with self._read() as db:
-            row = db.execute("SELECT COALESCE(MAX(seq), 0) AS seq FROM changes").fetchone()
-        return int(row["seq"]) if row else 0
-
-    def changes_since(self, seq: int, limit: int = 1000) -> tuple[int, list[str] | None]:
-        with self._read() as db:
-            low = db.execute("SELECT MIN(seq) AS seq FROM changes").fetchone()
-            rows = db.execute("SELECT seq, alert_id FROM changes WHERE seq > %s ORDER BY seq LIMIT %s",
-                              (seq, limit)).fetchall()
-        oldest = low["seq"] if low else None
-        if not rows:
-            return seq, []
-        if (oldest is not None and seq < oldest - 1) or len(rows) == limit:
-            return int(rows[-1]["seq"]), None
-        return int(rows[-1]["seq"]), list(dict.fromkeys(r["alert_id"] for r in rows))
 
     # -- dispatches --------------------------------------------------------------------------------
-    @staticmethod
-    def _dispatch_row(db: Conn, dispatch_id: str) -> Row | None:
-        r = db.execute("SELECT * FROM dispatches WHERE dispatch_id = %s", (dispatch_id,)).fetchone()
-        return _drow(r) if r else None
-
-    def dispatch_insert(self, row: Row, step: StepSpec, by: str, check: Callable[[bool], None]) -> Row:
-        cols = list(row)
-        event, at, note, data = step
-        with self._tx() as db:
-            check(db.execute("SELECT 1 FROM archives WHERE alert_id = %s", (row["alert_id"],)).fetchone() is not None)
-            db.execute(f"INSERT INTO dispatches({', '.join(cols)}) VALUES ({_in(len(cols))})",
-                       [_dispatch_value(c, row[c]) for c in cols])
-            self._step(db, row["alert_id"], event, at, by, note, data)
-            d = self._dispatch_row(db, row["dispatch_id"])
-        assert d is not None
-        return d
-
-    def dispatch(self, dispatch_id: str) -> Row | None:
-        with self._read() as db:
-            return self._dispatch_row(db, dispatch_id)
 
     def dispatches_for(self, alert_id: str) -> list[Row]:
         with self._read() as db:
@@ -414,7 +203,7 @@ class PostgresStore(Store):
             r = db.execute(
                 f"UPDATE dispatches SET {', '.join(f'{k} = %s' for k in sets)} WHERE dispatch_id = %s AND state IN "
                 f"({_in(len(from_states))}) RETURNING *",
-                [*(_dispatch_value(k, v) for k, v in sets.items()), dispatch_id, *from_states]).fetchone()
+                [*(dispatch_value(k, v) for k, v in sets.items()), dispatch_id, *from_states]).fetchone()
             assert r is not None  # check() saw it in one of from_states, under the write lock
             d = _drow(r)
             if by is None:  # the later steps are signed by whoever accepted the dispatch
@@ -429,12 +218,6 @@ class PostgresStore(Store):
                 inside()
         return d
 
-    def dispatch_reopen(self, dispatch_id: str) -> Row | None:
-        with self._tx() as db:
-            db.execute("UPDATE dispatches SET state = 'accepted' WHERE dispatch_id = %s AND state = 'done'",
-                       (dispatch_id,))
-            return self._dispatch_row(db, dispatch_id)
-
     def overdue_dispatches(self, now_iso: str) -> list[Row]:
         with self._read() as db:
             rows = db.execute(
@@ -442,34 +225,7 @@ class PostgresStore(Store):
                 ' AND deadline COLLATE "C" <= %s', (now_iso,)).fetchall()
         return [_drow(r) for r in rows]
 
-    def dispatch_escalate(self, dispatch_id: str, at: str, note: str, data: dict[str, Any]) -> Row | None:
-        with self._tx() as db:
-            r = db.execute("UPDATE dispatches SET escalated_at = %s WHERE dispatch_id = %s AND state = 'sent' "
-                           "AND escalated_at IS NULL RETURNING *", (at, dispatch_id)).fetchone()
-            if r is None:
-                return None
-            self._step(db, r["alert_id"], Event.ESCALATED, at, None, note, data)
-        return _drow(r)
-
     # -- archives ----------------------------------------------------------------------------------
-    def archive_insert(self, alert_id: str, at: str, by: str, cause: str, note: str | None,
-                       data: dict[str, Any], open_states: Sequence[str],
-                       check: Callable[[str | None, list[tuple[str, str]], str | None], None]) -> None:
-        with self._tx() as db:
-            row = db.execute("SELECT state FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
-            busy = db.execute(f"SELECT team_name, state FROM dispatches WHERE alert_id = %s AND state IN "
-                              f"({_in(len(open_states))})", (alert_id, *open_states)).fetchall()
-            done = db.execute("SELECT archived_by FROM archives WHERE alert_id = %s", (alert_id,)).fetchone()
-            check(row["state"] if row else None, [(r["team_name"], r["state"]) for r in busy],
-                  done["archived_by"] if done else None)
-            db.execute("INSERT INTO archives(alert_id, archived_at, archived_by, cause, note) "
-                       "VALUES (%s, %s, %s, %s, %s)", (alert_id, at, by, cause, note))
-            self._step(db, alert_id, Event.ARCHIVED, at, by, note, data)
-
-    def archived(self, alert_id: str) -> Row | None:
-        with self._read() as db:
-            r = db.execute("SELECT * FROM archives WHERE alert_id = %s", (alert_id,)).fetchone()
-        return dict(r) if r else None
 
     def pending_archive(self, severities: Sequence[str], community: str | None = None,
                         limit: int = 1000) -> list[Alert]:
@@ -483,7 +239,7 @@ class PostgresStore(Store):
         args.append(limit)
         with self._read() as db:
             rows = db.execute(q, args).fetchall()
-        return [_decode(r) for r in rows]
+        return [decode(r) for r in rows]
 
     # -- the period report -------------------------------------------------------------------------
     def report_rows(self, lo: str, hi: str, community: str | None, open_states: Sequence[str]) -> ReportRows:
@@ -504,7 +260,7 @@ class PostgresStore(Store):
         with self._lock, self._db.transaction():
             db = self._db
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            alerts = [_decode(r) for r in db.execute(q, args).fetchall()]
+            alerts = [decode(r) for r in db.execute(q, args).fetchall()]
             firsts = db.execute(
                 "SELECT e.alert_id, e.event, MIN(e.at COLLATE \"C\") AS at FROM alert_events e JOIN alerts a "
                 f"ON a.alert_id = e.alert_id WHERE {period} AND e.event IN (%s, %s) "
