@@ -12,18 +12,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from alerts.store import COMMAND, ReportRows, Row, StepSpec
+from alerts.store import COMMAND, ReportRows, Row
 from alerts.store.pg_migrations import LATEST, STEPS, WRITE_LOCK
-from alerts.store.sql import SqlStore, decode, dispatch, dispatch_value
+from alerts.store.sql import SqlStore, decode, dispatch
 from alerts.timeline import Event
-from core.contract import Alert
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -69,6 +68,11 @@ def migrate(db: Conn, upto: int | None = None) -> int:
 
 class PostgresStore(SqlStore):
     _INTEGRITY = (psycopg.errors.UniqueViolation,)
+    _C = ' COLLATE "C"'
+
+    @staticmethod
+    def _json_text(col: str, key: str) -> str:
+        return f"{col}::jsonb ->> '{key}'"
 
     @staticmethod
     def _q(sql: str) -> str:
@@ -106,35 +110,6 @@ class PostgresStore(SqlStore):
     # -- the timeline ------------------------------------------------------------------------------
 
     # -- alerts ------------------------------------------------------------------------------------
-
-    def list(
-        self, state: str | None = None, community: str | None = None, limit: int = 500, *,
-        severity: str | None = None, rule: str | None = None, device_id: str | None = None,
-        compound_id: str | None = None, since: str | None = None, until: str | None = None,
-        updated_since: str | None = None,
-    ) -> list[Alert]:
-        q = "SELECT * FROM alerts"
-        where: list[str] = []
-        args: list[Any] = []
-        for col, raw in (("state", state), ("severity", severity)):
-            if raw:
-                vals = [s.strip() for s in raw.split(",") if s.strip()]
-                where.append(f"{col} IN ({_in(len(vals))})")
-                args.extend(vals)
-        for cond, val in (("community = %s", community), ("rule = %s", rule), ("device_id = %s", device_id),
-                          ("compound_id = %s", compound_id), ('started_at COLLATE "C" >= %s', since),
-                          ('started_at COLLATE "C" <= %s', until), ('updated_at COLLATE "C" >= %s', updated_since)):
-            if val:
-                where.append(cond)
-                args.append(val)
-        if where:
-            q += " WHERE " + " AND ".join(where)
-        # COLLATE "C": ISO times and ids compare as text, byte by byte, as SQLite compares them.
-        q += ' ORDER BY started_at COLLATE "C" DESC, rowid DESC LIMIT %s'
-        args.append(limit)
-        with self._read() as db:
-            rows = db.execute(q, args).fetchall()
-        return [decode(r) for r in rows]
 
     # -- condition state and last-heard times ------------------------------------------------------
 
@@ -177,12 +152,6 @@ class PostgresStore(SqlStore):
 
     # -- dispatches --------------------------------------------------------------------------------
 
-    def dispatches_for(self, alert_id: str) -> list[Row]:
-        with self._read() as db:
-            rows = db.execute('SELECT * FROM dispatches WHERE alert_id = %s ORDER BY created_at COLLATE "C", rowid',
-                              (alert_id,)).fetchall()
-        return [_drow(r) for r in rows]
-
     def open_dispatches(self, states: Sequence[str], community: str | None = None) -> list[Row]:
         q = ("SELECT d.* FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
              f"WHERE d.state IN ({_in(len(states))})")
@@ -194,52 +163,7 @@ class PostgresStore(SqlStore):
             rows = db.execute(q + ' ORDER BY d.deadline COLLATE "C", d.rowid', args).fetchall()
         return [_drow(r) for r in rows]
 
-    def dispatch_advance(self, dispatch_id: str, from_states: Sequence[str], sets: dict[str, Any],
-                         check: Callable[[Row | None], None], step: StepSpec, by: str | None,
-                         inside: Callable[[], None] | None = None) -> Row:
-        event, at, note, data = step
-        with self._tx() as db:
-            check(self._dispatch_row(db, dispatch_id))
-            r = db.execute(
-                f"UPDATE dispatches SET {', '.join(f'{k} = %s' for k in sets)} WHERE dispatch_id = %s AND state IN "
-                f"({_in(len(from_states))}) RETURNING *",
-                [*(dispatch_value(k, v) for k, v in sets.items()), dispatch_id, *from_states]).fetchone()
-            assert r is not None  # check() saw it in one of from_states, under the write lock
-            d = _drow(r)
-            if by is None:  # the later steps are signed by whoever accepted the dispatch
-                took = db.execute(
-                    "SELECT actor FROM alert_events WHERE alert_id = %s AND event = %s "
-                    "AND data::jsonb ->> 'dispatch_id' = %s ORDER BY seq LIMIT 1",
-                    (d["alert_id"], str(Event.ACCEPTED), dispatch_id)).fetchone()
-                by = took["actor"] if took else None
-            self._step(db, d["alert_id"], event, at, by or d["assignee"], note,
-                       {"dispatch_id": dispatch_id, "team": d["team_id"], **(data or {})})
-            if inside is not None:
-                inside()
-        return d
-
-    def overdue_dispatches(self, now_iso: str) -> list[Row]:
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT * FROM dispatches WHERE state = 'sent' AND escalated_at IS NULL"
-                ' AND deadline COLLATE "C" <= %s', (now_iso,)).fetchall()
-        return [_drow(r) for r in rows]
-
     # -- archives ----------------------------------------------------------------------------------
-
-    def pending_archive(self, severities: Sequence[str], community: str | None = None,
-                        limit: int = 1000) -> list[Alert]:
-        q = (f"SELECT a.* FROM alerts a WHERE a.severity IN ({_in(len(severities))}) AND a.state = 'resolved' "
-             "AND NOT EXISTS (SELECT 1 FROM archives r WHERE r.alert_id = a.alert_id)")
-        args: list[Any] = list(severities)
-        if community:
-            q += " AND a.community = %s"
-            args.append(community)
-        q += ' ORDER BY a.started_at COLLATE "C", a.rowid LIMIT %s'
-        args.append(limit)
-        with self._read() as db:
-            rows = db.execute(q, args).fetchall()
-        return [decode(r) for r in rows]
 
     # -- the period report -------------------------------------------------------------------------
     def report_rows(self, lo: str, hi: str, community: str | None, open_states: Sequence[str]) -> ReportRows:

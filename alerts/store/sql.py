@@ -58,6 +58,13 @@ IntegrityErrors = tuple[type[BaseException], ...]
 
 class SqlStore(Store):
     _INTEGRITY: ClassVar[IntegrityErrors] = ()
+    # How ISO times and ids compare: as text, byte by byte (SQLite's default; PostgreSQL says COLLATE "C").
+    _C: ClassVar[str] = ""
+
+    @staticmethod
+    def _json_text(col: str, key: str) -> str:
+        """SQL for the text of `key` in the JSON object in column `col`."""
+        return f"json_extract({col}, '$.{key}')"
 
     # -- the dialect hooks -------------------------------------------------------------------------
     @staticmethod
@@ -148,6 +155,37 @@ class SqlStore(Store):
         with self._read() as db:
             rows = self._x(db, "SELECT * FROM alerts WHERE state != 'resolved'").fetchall()
         return {(r["rule"], r["subject"]): decode(r) for r in rows}
+
+    def list(
+        self, state: str | None = None, community: str | None = None, limit: int = 500, *,
+        severity: str | None = None, rule: str | None = None, device_id: str | None = None,
+        compound_id: str | None = None, since: str | None = None, until: str | None = None,
+        updated_since: str | None = None,
+    ) -> list[Alert]:
+        """Newest first. `state`/`severity` take comma lists; `since`/`until` bound `started_at`
+        (ISO-8601 UTC, compared as text), `updated_since` bounds `updated_at`."""
+        q = "SELECT * FROM alerts"
+        where: list[str] = []
+        args: list[Any] = []
+        for col, raw in (("state", state), ("severity", severity)):
+            if raw:
+                vals = [s.strip() for s in raw.split(",") if s.strip()]
+                where.append(f"{col} IN ({placeholders(len(vals))})")
+                args.extend(vals)
+        c = self._C
+        for cond, val in (("community = ?", community), ("rule = ?", rule), ("device_id = ?", device_id),
+                          ("compound_id = ?", compound_id), (f"started_at{c} >= ?", since),
+                          (f"started_at{c} <= ?", until), (f"updated_at{c} >= ?", updated_since)):
+            if val:
+                where.append(cond)
+                args.append(val)
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        q += f" ORDER BY started_at{c} DESC, rowid DESC LIMIT ?"
+        args.append(limit)
+        with self._read() as db:
+            rows = self._x(db, q, args).fetchall()
+        return [decode(r) for r in rows]
 
     def acknowledge(self, alert_id: str, by: str, note: str | None, now: str) -> Alert | None:
         """Acknowledge an unresolved alert. The first person stays `acked_by` with their note and time; a
@@ -334,6 +372,42 @@ class SqlStore(Store):
         assert d is not None
         return d
 
+    def dispatches_for(self, alert_id: str) -> list[Row]:
+        with self._read() as db:
+            rows = self._x(db, f"SELECT * FROM dispatches WHERE alert_id = ? ORDER BY created_at{self._C}, rowid",
+                           (alert_id,)).fetchall()
+        return [self._drow(r) for r in rows]
+
+    def dispatch_advance(self, dispatch_id: str, from_states: Sequence[str], sets: dict[str, Any],
+                         check: Callable[[Row | None], None], step: StepSpec, by: str | None,
+                         inside: Callable[[], None] | None = None) -> Row:
+        event, at, note, data = step
+        with self._tx() as db:
+            check(self._dispatch_row(db, dispatch_id))
+            r = self._x(
+                db, f"UPDATE dispatches SET {', '.join(f'{k} = ?' for k in sets)} WHERE dispatch_id = ? AND state IN "
+                f"({placeholders(len(from_states))}) RETURNING *",
+                [*(dispatch_value(k, v) for k, v in sets.items()), dispatch_id, *from_states]).fetchone()
+            assert r is not None  # check() saw it in one of from_states, under the write lock
+            d = self._drow(r)
+            if by is None:  # the later steps are signed by whoever accepted the dispatch
+                took = self._x(
+                    db, "SELECT actor FROM alert_events WHERE alert_id = ? AND event = ? "
+                    f"AND {self._json_text('data', 'dispatch_id')} = ? ORDER BY seq LIMIT 1",
+                    (d["alert_id"], str(Event.ACCEPTED), dispatch_id)).fetchone()
+                by = took["actor"] if took else None
+            self._step(db, d["alert_id"], event, at, by or d["assignee"], note,
+                       {"dispatch_id": dispatch_id, "team": d["team_id"], **(data or {})})
+            if inside is not None:
+                inside()
+        return d
+
+    def overdue_dispatches(self, now_iso: str) -> list[Row]:
+        with self._read() as db:
+            rows = self._x(db, "SELECT * FROM dispatches WHERE state = 'sent' AND escalated_at IS NULL"
+                           f" AND deadline{self._C} <= ?", (now_iso,)).fetchall()
+        return [self._drow(r) for r in rows]
+
     def dispatch(self, dispatch_id: str) -> Row | None:
         with self._read() as db:
             return self._dispatch_row(db, dispatch_id)
@@ -373,3 +447,16 @@ class SqlStore(Store):
             r = self._x(db, "SELECT * FROM archives WHERE alert_id = ?", (alert_id,)).fetchone()
         return dict(r) if r else None
 
+    def pending_archive(self, severities: Sequence[str], community: str | None = None,
+                        limit: int = 1000) -> list[Alert]:
+        q = (f"SELECT a.* FROM alerts a WHERE a.severity IN ({placeholders(len(severities))}) AND a.state = 'resolved' "
+             "AND NOT EXISTS (SELECT 1 FROM archives r WHERE r.alert_id = a.alert_id)")
+        args: list[Any] = list(severities)
+        if community:
+            q += " AND a.community = ?"
+            args.append(community)
+        q += f" ORDER BY a.started_at{self._C}, a.rowid LIMIT ?"
+        args.append(limit)
+        with self._read() as db:
+            rows = self._x(db, q, args).fetchall()
+        return [decode(r) for r in rows]

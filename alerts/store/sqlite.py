@@ -13,17 +13,16 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from alerts.migrations import migrate
-from alerts.store import COMMAND, ReportRows, Row, StepSpec
-from alerts.store.sql import SqlStore, decode, dispatch, dispatch_value, placeholders
+from alerts.store import COMMAND, ReportRows, Row
+from alerts.store.sql import SqlStore, decode, dispatch, placeholders
 from alerts.timeline import Event
-from core.contract import Alert
 
 
 class AlertStore(SqlStore):
@@ -119,36 +118,6 @@ class AlertStore(SqlStore):
 
     # -- shelving (migrations 0007, 0011) --------------------------------------------------------------
 
-    def list(
-        self, state: str | None = None, community: str | None = None, limit: int = 500, *,
-        severity: str | None = None, rule: str | None = None, device_id: str | None = None,
-        compound_id: str | None = None, since: str | None = None, until: str | None = None,
-        updated_since: str | None = None,
-    ) -> list[Alert]:
-        """Newest first. `state`/`severity` take comma lists; `since`/`until` bound `started_at`
-        (ISO-8601 UTC, compared as text), `updated_since` bounds `updated_at`."""
-        q = "SELECT * FROM alerts"
-        where: list[str] = []
-        args: list[Any] = []
-        for col, raw in (("state", state), ("severity", severity)):
-            if raw:
-                vals = [s.strip() for s in raw.split(",") if s.strip()]
-                where.append(f"{col} IN ({', '.join('?' * len(vals))})")
-                args.extend(vals)
-        for cond, val in (("community = ?", community), ("rule = ?", rule), ("device_id = ?", device_id),
-                          ("compound_id = ?", compound_id), ("started_at >= ?", since),
-                          ("started_at <= ?", until), ("updated_at >= ?", updated_since)):
-            if val:
-                where.append(cond)
-                args.append(val)
-        if where:
-            q += " WHERE " + " AND ".join(where)
-        q += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
-        args.append(limit)
-        with self._lock:
-            rows = self._db.execute(q, args).fetchall()
-        return [decode(r) for r in rows]
-
     # -- the watch after a close, and reopening (migration 0008) -----------------------------------
 
     # -- staff commands (migration 0009): applied once -------------------------------------------
@@ -156,12 +125,6 @@ class AlertStore(SqlStore):
     # -- the change feed (migration 0010): every write of an alert row, numbered --------------------
 
     # -- dispatches (migration 0004; alerts/dispatch.py) ------------------------------------------
-
-    def dispatches_for(self, alert_id: str) -> list[Row]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM dispatches WHERE alert_id = ? ORDER BY created_at, rowid", (alert_id,)).fetchall()
-        return [dispatch(r) for r in rows]
 
     def open_dispatches(self, states: Sequence[str], community: str | None = None) -> list[Row]:
         q = ("SELECT d.* FROM dispatches d JOIN alerts a ON a.alert_id = d.alert_id "
@@ -174,51 +137,7 @@ class AlertStore(SqlStore):
             rows = self._db.execute(q + " ORDER BY d.deadline", args).fetchall()
         return [dispatch(r) for r in rows]
 
-    def dispatch_advance(self, dispatch_id: str, from_states: Sequence[str], sets: dict[str, Any],
-                         check: Callable[[Row | None], None], step: StepSpec, by: str | None,
-                         inside: Callable[[], None] | None = None) -> Row:
-        event, at, note, data = step
-        with self._tx() as db:
-            check(self._dispatch_row(db, dispatch_id))
-            r = db.execute(
-                f"UPDATE dispatches SET {', '.join(f'{k} = ?' for k in sets)} WHERE dispatch_id = ? AND state IN "
-                f"({placeholders(len(from_states))}) RETURNING *",
-                [*(dispatch_value(k, v) for k, v in sets.items()), dispatch_id, *from_states]).fetchone()
-            d = dispatch(r)
-            if by is None:  # the later steps are signed by whoever accepted the dispatch
-                took = db.execute(
-                    "SELECT actor FROM alert_events WHERE alert_id = ? AND event = ? "
-                    "AND json_extract(data, '$.dispatch_id') = ? ORDER BY seq LIMIT 1",
-                    (d["alert_id"], str(Event.ACCEPTED), dispatch_id)).fetchone()
-                by = took["actor"] if took else None
-            self._step(db, d["alert_id"], event, at, by or d["assignee"], note,
-                       {"dispatch_id": dispatch_id, "team": d["team_id"], **(data or {})})
-            if inside is not None:
-                inside()
-        return d
-
-    def overdue_dispatches(self, now_iso: str) -> list[Row]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM dispatches WHERE state = 'sent' AND escalated_at IS NULL AND deadline <= ?",
-                (now_iso,)).fetchall()
-        return [dispatch(r) for r in rows]
-
     # -- archives (migration 0005; alerts/archive.py) ---------------------------------------------
-
-    def pending_archive(self, severities: Sequence[str], community: str | None = None,
-                        limit: int = 1000) -> list[Alert]:
-        q = (f"SELECT a.* FROM alerts a WHERE a.severity IN ({placeholders(len(severities))}) AND a.state = 'resolved' "
-             "AND NOT EXISTS (SELECT 1 FROM archives r WHERE r.alert_id = a.alert_id)")
-        args: list[Any] = list(severities)
-        if community:
-            q += " AND a.community = ?"
-            args.append(community)
-        q += " ORDER BY a.started_at, a.rowid LIMIT ?"
-        args.append(limit)
-        with self._lock:
-            rows = self._db.execute(q, args).fetchall()
-        return [decode(r) for r in rows]
 
     # -- the period report (alerts/report.py) ------------------------------------------------------
     def report_rows(self, lo: str, hi: str, community: str | None, open_states: Sequence[str]) -> ReportRows:
