@@ -107,10 +107,6 @@ class PostgresStore(SqlStore):
                                  " ON CONFLICT (command_id) DO NOTHING", cmd)
             yield self._db
 
-    # -- the timeline ------------------------------------------------------------------------------
-
-    # -- alerts ------------------------------------------------------------------------------------
-
     # -- condition state and last-heard times ------------------------------------------------------
 
     def save_conditions(self, upserts: list[tuple[str, str, dict[str, Any]]],
@@ -144,12 +140,6 @@ class PostgresStore(SqlStore):
                 "INSERT INTO device_seen(device_id, last_seen) VALUES (%s, %s) ON CONFLICT (device_id)"
                 " DO UPDATE SET last_seen = GREATEST(device_seen.last_seen, excluded.last_seen)", seen)
 
-    # -- shelves -----------------------------------------------------------------------------------
-
-    # -- staff commands, applied once --------------------------------------------------------------
-
-    # -- the change feed ---------------------------------------------------------------------------
-
     # -- dispatches --------------------------------------------------------------------------------
 
     def open_dispatches(self, states: Sequence[str], community: str | None = None) -> list[Row]:
@@ -162,8 +152,6 @@ class PostgresStore(SqlStore):
         with self._read() as db:
             rows = db.execute(q + ' ORDER BY d.deadline COLLATE "C", d.rowid', args).fetchall()
         return [_drow(r) for r in rows]
-
-    # -- archives ----------------------------------------------------------------------------------
 
     # -- the period report -------------------------------------------------------------------------
     def report_rows(self, lo: str, hi: str, community: str | None, open_states: Sequence[str]) -> ReportRows:

@@ -2,7 +2,9 @@
 
 `SqlStore` holds every method whose SQL is the same on SQLite and PostgreSQL; a backend supplies
 the dialect as small hooks: `_q` (its placeholder), `_tx`/`_read` (a write transaction, a read
-connection), `_INTEGRITY` (what a unique index raises), `_drow` (a dispatch row as plain fields).
+connection), `_INTEGRITY` (what a unique index raises), `_drow` (a dispatch row as plain fields),
+`_C` (text compared byte by byte) and `_json_text` (a field of a JSON column). Ids come back by
+`RETURNING` on both.
 """
 
 from __future__ import annotations

@@ -116,14 +116,6 @@ class AlertStore(SqlStore):
                 "INSERT INTO device_seen(device_id, last_seen) VALUES (?, ?) ON CONFLICT(device_id)"
                 " DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)", seen)
 
-    # -- shelving (migrations 0007, 0011) --------------------------------------------------------------
-
-    # -- the watch after a close, and reopening (migration 0008) -----------------------------------
-
-    # -- staff commands (migration 0009): applied once -------------------------------------------
-
-    # -- the change feed (migration 0010): every write of an alert row, numbered --------------------
-
     # -- dispatches (migration 0004; alerts/dispatch.py) ------------------------------------------
 
     def open_dispatches(self, states: Sequence[str], community: str | None = None) -> list[Row]:
@@ -136,8 +128,6 @@ class AlertStore(SqlStore):
         with self._lock:
             rows = self._db.execute(q + " ORDER BY d.deadline", args).fetchall()
         return [dispatch(r) for r in rows]
-
-    # -- archives (migration 0005; alerts/archive.py) ---------------------------------------------
 
     # -- the period report (alerts/report.py) ------------------------------------------------------
     def report_rows(self, lo: str, hi: str, community: str | None, open_states: Sequence[str]) -> ReportRows:
