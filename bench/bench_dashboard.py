@@ -164,23 +164,23 @@ def browser_side(tmp: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
     from waitress import create_server
 
+    from alerts.command import endpoint_path
+    from alerts.service import AlertService
     from alerts.store import AlertStore, store_path
     from dashboard.app import create_app
     from dashboard.mapfig import build_figure
 
     out: dict[str, Any] = {}
     s = settings_for(tmp / "sample")
+    # Staff actions are commands to the alert service: one runs here on a thread (no broker needed).
+    svc = AlertService(s)
+    threading.Thread(target=svc.run_forever, name="bench-alerts", daemon=True).start()
+    for _ in range(400):
+        if endpoint_path(s.data_path).exists():
+            break
+        time.sleep(0.05)
     app = create_app(s, live_mqtt=False)
     d = app.server.config["SC_DASHBOARD"]
-
-    class NoPublish:
-        def publish(self, alert: Any) -> bool:
-            return True
-
-        def close(self) -> None:
-            pass
-
-    d.actions.publisher = NoPublish()
     base, reg, _live = d.state.view()
     out["figure_json_bytes_sample"] = len(json.dumps(build_figure(base, reg, "http://127.0.0.1/x"),
                                                      separators=(",", ":")))
@@ -243,6 +243,7 @@ def browser_side(tmp: Path) -> dict[str, Any]:
         wall_browser.close()
         browser.close()
         srv.close()
+        svc.stop()
         # The same first draw with 10,000 registered devices (all on the map, clustered at district zoom).
         data10k = tmp / "reg10k"
         s10 = settings_for(data10k, write_synth_registry(data10k, 10_000))
@@ -420,8 +421,9 @@ def stack_side(tmp: Path, rounds: int) -> dict[str, Any]:
     token = sc_cli(["users", "token", "bench"], penv).splitlines()[0].strip()
     wall_link = next(x for x in sc_cli(["users", "display-link", "--base-url", url], penv).split()
                      if x.startswith("http"))
-    procs = [Proc(["alerts"], penv, tmp / "alerts.log"), Proc(["dashboard", "--port", str(port)], penv,
-                                                               tmp / "dashboard.log")]
+    # ingest too: the alert service acts on the records ingest accepted and hands on (ingest/forward.py)
+    procs = [Proc(["ingest"], penv, tmp / "ingest.log"), Proc(["alerts"], penv, tmp / "alerts.log"),
+             Proc(["dashboard", "--port", str(port)], penv, tmp / "dashboard.log")]
     api = requests.Session()
     api.headers["Authorization"] = f"Bearer {token}"
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:8]}")
