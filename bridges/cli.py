@@ -112,14 +112,17 @@ def register_modbus(bsub: Any) -> None:
     p.set_defaults(func=run_modbus)
 
 
-def run_modbus(args: argparse.Namespace, settings: Settings) -> int:
-    from bridges.modbus import ConfigError, ModbusBridge, load_config
+def _run_polling(name: str, module: str, bridge_class: str, args: argparse.Namespace, settings: Settings) -> int:
+    """A polling bridge from its config file, until stopped: a bad config is exit 2 with its reason."""
+    import importlib
+
     from core import procs
 
+    mod = importlib.import_module(module)
     try:
-        bridge = ModbusBridge(settings, load_config(args.config))
-    except ConfigError as exc:
-        print(f"smartcommunity bridge modbus: {exc}", file=sys.stderr)
+        bridge = getattr(mod, bridge_class)(settings, mod.load_config(args.config))
+    except mod.ConfigError as exc:
+        print(f"smartcommunity bridge {name}: {exc}", file=sys.stderr)
         return 2
     procs.on_stop(bridge.stop)
     try:
@@ -127,6 +130,10 @@ def run_modbus(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         bridge.close()
     return 0
+
+
+def run_modbus(args: argparse.Namespace, settings: Settings) -> int:
+    return _run_polling("modbus", "bridges.modbus", "ModbusBridge", args, settings)
 
 
 def register_rtsp(bsub: Any) -> None:
@@ -136,17 +143,4 @@ def register_rtsp(bsub: Any) -> None:
 
 
 def run_rtsp(args: argparse.Namespace, settings: Settings) -> int:
-    from bridges.rtsp import ConfigError, RtspBridge, load_config
-    from core import procs
-
-    try:
-        bridge = RtspBridge(settings, load_config(args.config))
-    except ConfigError as exc:
-        print(f"smartcommunity bridge rtsp: {exc}", file=sys.stderr)
-        return 2
-    procs.on_stop(bridge.stop)
-    try:
-        bridge.run_forever()
-    finally:
-        bridge.close()
-    return 0
+    return _run_polling("rtsp", "bridges.rtsp", "RtspBridge", args, settings)

@@ -153,3 +153,13 @@ def test_basic_auth_and_wrong_credentials(rtsp_servers: Any) -> None:
 def test_credentials_in_the_url_are_refused() -> None:
     with pytest.raises(ValueError, match="credentials in the URL"):
         parse_config({"cameras": [{"device_id": "C-000001", "url": "rtsp://admin:pw@10.0.0.2/cam"}]})
+
+
+def test_the_command_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from smartcommunity.cli import build_parser
+
+    f = tmp_path / "r.yaml"
+    f.write_text("cameras:\n  - device_id: C-000001\n    url: rtsp://admin:secret@10.0.0.9/stream\n")
+    args = build_parser().parse_args(["bridge", "rtsp", "--config", str(f)])
+    assert args.func(args, Settings()) == 2
+    assert "credentials in the URL" in capsys.readouterr().err
