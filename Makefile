@@ -14,7 +14,7 @@ up: bootstrap
 
 test: bootstrap
 	$(VENV)/ruff check .
-	$(VENV)/python -m pytest -m "not slow" -q -n 4 --dist loadgroup
+	$(VENV)/python -m pytest -m "not slow" -q -n 4 --dist loadgroup --durations=30
 
 test-all: bootstrap
 	$(VENV)/python -m pytest -q

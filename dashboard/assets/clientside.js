@@ -238,7 +238,15 @@
     }
     function go(path) {
         window._scClickTaken = Date.now();  // plotly's click on what lies under it must not win
+        var box = document.getElementById('_pages_content'), shown = box && box.firstElementChild;
         window.dash_clientside.set_props('nav', {pathname: path});
+        // Dash's page router follows at once; on a busy machine it has been seen to miss the change and
+        // leave the old page under the new address: then go the plain way (a full load of that page).
+        setTimeout(function () {
+            if (window.location.pathname === path && box && box.firstElementChild === shown) {
+                window.location.assign(path);
+            }
+        }, 4000);
     }
 
     // Device kinds shown: the registry's trace and the state trace keep only the ticked kinds. The
