@@ -27,8 +27,6 @@ CONTRACT_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contract" 
 
 
 MODULE_DASHBOARDS = {"live", "staffed"}  # tests/security/web: module-scoped LiveDashboard fixtures
-# The second browser worker's modules (about half the browser tests' time, measured with --durations).
-BROWSER_B = {"test_dash_browser", "test_console_loop_browser", "test_web_browser", "test_dash_resources"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,16 +36,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for the parallel run: the browser tests in two workers, split by module into halves of
-    about equal time (three Chromiums at once starve a 2-core machine into timeouts; one alone is the
-    suite's critical path); each module whose dashboard is module-scoped in one worker, so that
-    dashboard starts once. The browser groups are the longest: they go first, so they are handed out
-    first."""
+    """Groups for the parallel run: every browser test in one worker (two Chromiums at once on a
+    2-core machine doubled each browser test's time and timed some out: measured); each module whose
+    dashboard is module-scoped in one worker, so that dashboard starts once. The browser group is the
+    longest: it goes first, so it is handed out first."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is None)  # stable: order kept otherwise
     for item in items:
         if item.get_closest_marker("browser"):
-            name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-            item.add_marker(pytest.mark.xdist_group("browser-b" if name in BROWSER_B else "browser-a"))
+            item.add_marker(pytest.mark.xdist_group("browser"))
         elif MODULE_DASHBOARDS & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
 

@@ -67,7 +67,7 @@ def wait_ready(page: Any) -> None:
     page.wait_for_load_state("load")
     page.wait_for_function("() => !document.querySelector('._dash-loading') && document.body.innerText.length > 20",
                            timeout=20_000)
-    page.wait_for_timeout(1200)
+    page.wait_for_timeout(600)  # the page's first callbacks fill in what it shows
 
 
 SMALL_TEXT_JS = """(min) => { const out = [];
