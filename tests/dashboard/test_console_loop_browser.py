@@ -188,8 +188,13 @@ def test_the_duty_loop_from_the_console_alone(stack: Stack) -> None:
         # the officer writes why and confirms (recorded as an override).
         page.goto(base + "/")
         page.wait_for_selector(row(aid))
+        page.wait_for_selector("#onemap .maplibregl-canvas", timeout=60_000)  # the page's callbacks are wired
         page.fill("#action-note", "现场已关阀，复测正常")
-        page.click(f"{row(aid)} .btn-resolve")
+        asked = len(dialogs)
+        for _ in range(3):  # a click on a row the live list was just redrawing finds a detached button: again
+            page.click(f"{row(aid)} .btn-resolve")
+            if wait_with(page, lambda: len(dialogs) > asked, 8):
+                break
         assert wait_with(page, lambda: store.get(aid).state == "resolved", 20), dialogs  # type: ignore[union-attr]
         assert any("恢复确认期" in m or "仍在报警" in m for m in dialogs), dialogs
         assert store.get(aid).resolved_by == "值班员张三"  # type: ignore[union-attr]
