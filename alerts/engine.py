@@ -756,10 +756,21 @@ class Engine:
             log.info("resolved %s (%s on %s)", alert.alert_id, alert.rule, alert.device_id)
             self.publish(done)  # also when shelved: the resolution clears any copy
             self._notify("resolved", done)
-        self.shelved.pop(alert.alert_id, None)
-        self.folded.pop(alert.alert_id, None)
-        self.escalate_from.pop(alert.alert_id, None)
-        self.reminded_at.pop(alert.alert_id, None)
+        self._let_go(alert.alert_id)
+
+    def _let_go(self, alert_id: str) -> None:
+        """An alert no longer open: nothing more to shelve, fold, escalate or remind of it."""
+        self.shelved.pop(alert_id, None)
+        self.folded.pop(alert_id, None)
+        self.escalate_from.pop(alert_id, None)
+        self.reminded_at.pop(alert_id, None)
+
+    def _watch_closed(self, key: Key, alert: Alert) -> None:
+        """Put a hand-closed alert's condition under watch, unless the close already did (alerts/guard.py)."""
+        w = self.store.watch_for(*key)
+        if w is None or w["alert_id"] != alert.alert_id:
+            now = self.clock()
+            self.store.set_watch(key[0], key[1], alert.alert_id, now, now + self._watch_of(alert.rule))
 
     def resync(self) -> None:
         """Adopt the store's view: acknowledgements and resolutions made by hand (each puts its
@@ -768,12 +779,8 @@ class Engine:
         for key in list(self.open):
             if key not in fresh:
                 a = self.open.pop(key)
-                w = self.store.watch_for(*key)
-                if w is None or w["alert_id"] != a.alert_id:
-                    now = self.clock()
-                    self.store.set_watch(key[0], key[1], a.alert_id, now, now + self._watch_of(a.rule))
-                self.shelved.pop(a.alert_id, None)
-                self.folded.pop(a.alert_id, None)
+                self._watch_closed(key, a)
+                self._let_go(a.alert_id)
                 self._forget(key)
         for key, alert in fresh.items():
             self.open[key] = alert
@@ -787,23 +794,16 @@ class Engine:
             if got is None:
                 return
             key = (alert.rule, got[1])
-            self.open[key] = alert
         if alert.state != AlertState.RESOLVED:
             self.open[key] = alert
             if alert.alert_id not in self.shelved:
                 self.publish(alert)
             return
-        del self.open[key]
-        w = self.store.watch_for(*key)
-        if w is None or w["alert_id"] != alert.alert_id:
-            now = self.clock()
-            self.store.set_watch(key[0], key[1], alert.alert_id, now, now + self._watch_of(alert.rule))
+        self.open.pop(key, None)
+        self._watch_closed(key, alert)
         self.publish(alert)  # also when shelved: the resolution clears any copy
         self._notify("resolved", alert)
-        self.shelved.pop(alert.alert_id, None)
-        self.folded.pop(alert.alert_id, None)
-        self.escalate_from.pop(alert.alert_id, None)
-        self.reminded_at.pop(alert.alert_id, None)
+        self._let_go(alert.alert_id)
         # The condition is kept: closed by hand over a live reading, the danger is still what was last
         # measured (an archive is refused on it, alerts/guard.py) until a reading says otherwise — a
         # clear one forgets it, one still in alarm reopens the alert within its watch.
