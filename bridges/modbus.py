@@ -35,11 +35,11 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-import yaml
 
+from bridges.common import bridge_client, load_yaml
 from core import heartbeat
 from core.contract import METRICS, device_topic
-from core.mqtt import connect, make_client
+from core.mqtt import connect
 from core.registry import RegistryWatcher, ensure_registry
 from core.settings import Settings
 from core.validation import Rejected, validate
@@ -145,13 +145,7 @@ def parse_config(doc: Any, where: str = "modbus config") -> ModbusConfig:
 
 
 def load_config(path: Path) -> ModbusConfig:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not YAML ({exc})") from None
-    return parse_config(doc, str(path))
+    return load_yaml(path, parse_config, ConfigError)
 
 
 def decode(regs: tuple[Register, ...], words: dict[str, dict[int, int]]) -> dict[str, float]:
@@ -174,7 +168,7 @@ def default_modbus(gw: Gateway, timeout_s: float) -> Any:
 
 
 def default_client(settings: Settings) -> mqtt.Client:
-    return make_client(settings, client_id=f"sc-{NAME}-{int(time.time() * 1000) % 10**9}")
+    return bridge_client(settings, NAME)
 
 
 @dataclass

@@ -63,9 +63,10 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from bridges.common import bridge_client
 from core import heartbeat
 from core.contract import MAX_PAYLOAD_BYTES, METRICS, Device, Reason, device_topic
-from core.mqtt import connect, make_client
+from core.mqtt import connect
 from core.registry import RegistryWatcher, ensure_registry
 from core.settings import Settings
 from core.validation import Rejected, validate
@@ -237,7 +238,7 @@ STATUS_TEXT = {200: "200 OK", 400: "400 Bad Request", 403: "403 Forbidden", 404:
 
 
 def default_client(settings: Settings) -> mqtt.Client:
-    return make_client(settings, client_id=f"sc-{NAME}-{int(time.time() * 1000) % 10**9}")
+    return bridge_client(settings, NAME)
 
 
 class OneNetBridge:

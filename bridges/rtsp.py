@@ -40,11 +40,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import paho.mqtt.client as mqtt
-import yaml
 
+from bridges.common import bridge_client, load_yaml
 from core import heartbeat
 from core.contract import Reason, device_topic
-from core.mqtt import connect, make_client
+from core.mqtt import connect
 from core.registry import RegistryWatcher, ensure_registry
 from core.secrets import SecretError, read_secret
 from core.settings import Settings
@@ -105,13 +105,7 @@ def parse_config(doc: Any, where: str = "rtsp config") -> RtspConfig:
 
 
 def load_config(path: Path) -> RtspConfig:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not YAML ({exc})") from None
-    return parse_config(doc, str(path))
+    return load_yaml(path, parse_config, ConfigError)
 
 
 class CheckFailed(Exception):
@@ -218,7 +212,7 @@ class CameraState:
 
 
 def default_client(settings: Settings) -> mqtt.Client:
-    return make_client(settings, client_id=f"sc-{NAME}-{int(time.time() * 1000) % 10**9}")
+    return bridge_client(settings, NAME)
 
 
 @dataclass
