@@ -239,6 +239,7 @@
     function go(path) {
         window._scClickTaken = Date.now();  // plotly's click on what lies under it must not win
         var box = document.getElementById('_pages_content'), shown = box && box.firstElementChild;
+        window._scWentTo = path;  // plotly's late click callback on the same click must not follow it
         window.dash_clientside.set_props('nav', {pathname: path});
         // Dash's page router follows at once; on a busy machine it has been seen to miss the change and
         // leave the old page under the new address: then go the plain way (a full load of that page).
@@ -394,6 +395,8 @@
                 var g = gd();
                 if (!click || !click.points || !click.points.length || !g) { return NO(); }
                 if (Date.now() - (window._scClickTaken || 0) < 800) { return NO(); }  // a live dot / bubble took it
+                // ... also when this callback runs later than that on a busy machine: the page has gone already
+                if (window._scWentTo && window.location.pathname === window._scWentTo) { return NO(); }
                 var p = click.points[0], t = meta(g).traces || {};
                 var cd = p.customdata;
                 if (p.curveNumber === t.compounds && p.location) { return '/compounds/' + p.location; }
