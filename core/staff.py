@@ -1,5 +1,5 @@
-"""Staff accounts, for the dashboard pages, the /api and the CLI (`SC_DATA_DIR/accounts.json`, 0600):
-scrypt-hashed passwords and a role each.
+"""Staff accounts, for the dashboard pages, the /api and the CLI (`SC_DATA_DIR/accounts.json`, 0600, or
+the PostgreSQL store: `open_accounts`): scrypt-hashed passwords and a role each.
 
 Managed with `smartcommunity users add|list|remove|role`; an acknowledgement made on the page is
 signed with the account's display name. Roles, lowest first: viewer (wall and map, no actions),
@@ -23,6 +23,8 @@ import orjson
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.secrets import installation_key
+from core.settings import Settings
+from core.sqldb import Db, postgres_url
 
 ROLES = ("viewer", "operator", "admin")  # lowest first
 DEFAULT_ROLE = "operator"
@@ -81,15 +83,28 @@ def check_password(stored: str, password: str) -> bool:
         return False
 
 
-class Accounts:
-    """The account file; re-read when it changes on disk (the CLI edits it while the server runs)."""
+# In the PostgreSQL store: one row an account, the same fields as in the file.
+PG_SCHEMA = "CREATE TABLE IF NOT EXISTS staff_accounts (username TEXT PRIMARY KEY, doc TEXT NOT NULL)"
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+
+class Accounts:
+    """The account file, re-read when it changes on disk (the CLI edits it while the server runs); or,
+    given a PostgreSQL URL, the accounts table of the store, read on every look (a handful of rows),
+    so a change made on one host holds on every other at once."""
+
+    def __init__(self, target: Path | str) -> None:
+        self.path = target
         self._lock = threading.Lock()
         self._cache: tuple[tuple[int, int], dict[str, dict[str, Any]]] | None = None
+        self._sql: Db | None = None
+        if isinstance(target, str):
+            self._sql = Db(target)
+            self._sql.script(PG_SCHEMA)
 
     def _load(self) -> dict[str, dict[str, Any]]:
+        if self._sql is not None:
+            return {str(u): orjson.loads(d) for u, d in self._sql.execute("SELECT username, doc FROM staff_accounts")}
+        assert isinstance(self.path, Path)
         try:
             st = self.path.stat()
         except FileNotFoundError:
@@ -103,6 +118,16 @@ class Accounts:
             return dict(users)
 
     def _save(self, users: dict[str, dict[str, Any]]) -> None:
+        if self._sql is not None:
+            with self._sql.transaction():
+                gone = [u for (u,) in self._sql.execute("SELECT username FROM staff_accounts") if u not in users]
+                self._sql.executemany("DELETE FROM staff_accounts WHERE username = ?", [(u,) for u in gone])
+                self._sql.executemany(
+                    "INSERT INTO staff_accounts (username, doc) VALUES (?, ?) "
+                    "ON CONFLICT (username) DO UPDATE SET doc = excluded.doc",
+                    [(u, orjson.dumps(d).decode()) for u, d in users.items()])
+            return
+        assert isinstance(self.path, Path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -182,6 +207,12 @@ class Accounts:
         """The display name when the password is right, else None."""
         acc = self.authenticate(username, password)
         return acc.name if acc else None
+
+
+def open_accounts(settings: Settings) -> Accounts:
+    """The staff accounts where `SC_STORE_URL` keeps the store: PostgreSQL (every host sees the same
+    accounts), else `SC_DATA_DIR/accounts.json`."""
+    return Accounts(postgres_url(settings.store_url) or accounts_path(settings.data_path))
 
 
 def secret_key(data_dir: Path) -> bytes:

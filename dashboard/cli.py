@@ -9,10 +9,10 @@ import sys
 from typing import Any
 
 from core.settings import Settings
-from core.staff import DEFAULT_ROLE, ROLES, Accounts, accounts_path
+from core.staff import DEFAULT_ROLE, ROLES, Accounts, open_accounts
 from core.timebase import iso
 from dashboard.audit import AuditLog, audit_path
-from dashboard.sessions import SessionStore, sessions_path
+from dashboard.sessions import SessionStore, open_sessions
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,11 @@ def register(sub: Any) -> None:
 
 
 def _accounts(settings: Settings) -> Accounts:
-    return Accounts(accounts_path(settings.data_path))
+    return open_accounts(settings)
 
 
 def _sessions(settings: Settings) -> SessionStore:
-    return SessionStore(sessions_path(settings.data_path))
+    return open_sessions(settings)
 
 
 def _audit(settings: Settings, action: str, target: str, outcome: str = "ok", **detail: object) -> None:

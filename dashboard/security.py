@@ -41,10 +41,10 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from core.diskfull import DISK_FULL_TEXT, is_disk_full
 from core.settings import Settings
-from core.staff import Accounts, accounts_path, secret_key
+from core.staff import open_accounts, secret_key
 from dashboard.audit import AuditLog, audit_path
 from dashboard.login import CALLBACK_PREFIXES, bearer, current_user, register_login, session_user
-from dashboard.sessions import SessionStore, sessions_path
+from dashboard.sessions import open_sessions
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,8 @@ class Security:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         data = settings.data_path
-        self.accounts = Accounts(accounts_path(data))
-        self.sessions = SessionStore(sessions_path(data), settings.dashboard_session_idle_s,
-                                     settings.dashboard_session_max_s)
+        self.accounts = open_accounts(settings)
+        self.sessions = open_sessions(settings)
         self.audit = AuditLog(audit_path(data))
         self.refusals = RefusalLimiter()
         self.errors = ErrorLog()

@@ -1,4 +1,5 @@
-"""Server-side sign-in state (`SC_DATA_DIR/sessions.sqlite`, 0600): sessions, failed sign-ins, display links.
+"""Server-side sign-in state (`SC_DATA_DIR/sessions.sqlite`, 0600, or the PostgreSQL store): sessions,
+failed sign-ins, display links.
 
 The browser holds only a random session id; the store keeps its SHA-256, so a copy of the file opens
 nothing. A session ends on sign-out, when its account is removed or its password changed
@@ -19,13 +20,13 @@ after the previous attempt, up to `MAX_DELAY_S`.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.settings import Settings
+from core.sqldb import Db, postgres_url
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -72,27 +73,15 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, path: Path, idle_s: float = 12 * 3600, max_s: float = 24 * 3600) -> None:
-        self.path = path
+    """Sessions, failed sign-ins, display links and tokens: in `target`, the SQLite file (a Path) or the
+    PostgreSQL store (a URL): `open_sessions` picks by `SC_STORE_URL`."""
+
+    def __init__(self, target: Path | str, idle_s: float = 12 * 3600, max_s: float = 24 * 3600) -> None:
+        self.path = target
         self.idle_s = idle_s
         self.max_s = max_s
-        self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)  # private before SQLite writes a byte
-            os.close(fd)
-            os.chmod(p, 0o600)
-        with self._db() as db:
-            db.executescript(SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
+        self.db = Db(target)
+        self.db.script(SCHEMA)
 
     # -- sessions --------------------------------------------------------------------------------
     def create(self, username: str, kind: str = STAFF_KIND, link_id: str | None = None,
@@ -101,7 +90,7 @@ class SessionStore:
         token = secrets.token_urlsafe(32)
         now = time.time()
         s = Session(_h(token), username, kind, link_id, secrets.token_urlsafe(32), now, now)
-        self._db().execute(
+        self.db.execute(
             "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
             (s.id_hash, username, kind, link_id, s.csrf, now, now, addr),
         )
@@ -112,7 +101,7 @@ class SessionStore:
         if not token or len(token) > 100:
             return None
         id_hash = _h(token)
-        db = self._db()
+        db = self.db
         row = db.execute(
             "SELECT id_hash, username, kind, link_id, csrf, created, last_seen FROM sessions WHERE id_hash=?",
             (id_hash,),
@@ -135,27 +124,27 @@ class SessionStore:
     def end(self, token: str | None) -> bool:
         if not token:
             return False
-        return self._db().execute("DELETE FROM sessions WHERE id_hash=?", (_h(token),)).rowcount > 0
+        return self.db.execute("DELETE FROM sessions WHERE id_hash=?", (_h(token),)).rowcount > 0
 
     def end_user(self, username: str) -> int:
         """End every session of an account (removed, password changed); the number ended."""
-        return int(self._db().execute("DELETE FROM sessions WHERE username=?", (username,)).rowcount)
+        return int(self.db.execute("DELETE FROM sessions WHERE username=?", (username,)).rowcount)
 
     def count(self, username: str | None = None) -> int:
         q, args = ("SELECT count(*) FROM sessions", ()) if username is None else (
             "SELECT count(*) FROM sessions WHERE username=?", (username,))
-        return int(self._db().execute(q, args).fetchone()[0])
+        return int(self.db.execute(q, args).fetchone()[0])
 
     def purge_expired(self) -> int:
         now = time.time()
-        return int(self._db().execute(
+        return int(self.db.execute(
             "DELETE FROM sessions WHERE kind!=? AND (last_seen<? OR created<?)",
             (DISPLAY_KIND, now - self.idle_s, now - self.max_s),
         ).rowcount)
 
     # -- sign-in throttling -------------------------------------------------------------------------
     def _wait(self, key: str, free: int, now: float) -> float:
-        rows = self._db().execute(
+        rows = self.db.execute(
             "SELECT count(*), max(at) FROM signin_failures WHERE key=? AND at>?", (key, now - WINDOW_S)
         ).fetchone()
         n, last = int(rows[0]), rows[1]
@@ -170,42 +159,42 @@ class SessionStore:
 
     def signin_failed(self, username: str, addr: str) -> None:
         now = time.time()
-        db = self._db()
+        db = self.db
         db.execute("DELETE FROM signin_failures WHERE at<?", (now - WINDOW_S,))
         db.executemany("INSERT INTO signin_failures VALUES (?,?)", [("u:" + username, now), ("a:" + addr, now)])
 
     def signin_succeeded(self, username: str) -> None:
-        self._db().execute("DELETE FROM signin_failures WHERE key=?", ("u:" + username,))
+        self.db.execute("DELETE FROM signin_failures WHERE key=?", ("u:" + username,))
 
     # -- display links ------------------------------------------------------------------------------
     def new_link(self, label: str) -> tuple[str, str]:
         """A new display link: (link id, secret token for its URL)."""
         link_id = secrets.token_hex(4)
         token = secrets.token_urlsafe(32)
-        self._db().execute("INSERT INTO display_links VALUES (?,?,?,?)", (link_id, _h(token), label, time.time()))
+        self.db.execute("INSERT INTO display_links VALUES (?,?,?,?)", (link_id, _h(token), label, time.time()))
         return link_id, token
 
     def link_for(self, token: str) -> tuple[str, str] | None:
         """(link id, label) of a valid display-link token."""
         if not token or len(token) > 100:
             return None
-        row = self._db().execute(
+        row = self.db.execute(
             "SELECT link_id, label FROM display_links WHERE token_hash=?", (_h(token),)
         ).fetchone()
         return (str(row[0]), str(row[1])) if row else None
 
     def link_label(self, link_id: str) -> str | None:
-        row = self._db().execute("SELECT label FROM display_links WHERE link_id=?", (link_id,)).fetchone()
+        row = self.db.execute("SELECT label FROM display_links WHERE link_id=?", (link_id,)).fetchone()
         return str(row[0]) if row else None
 
     def link_exists(self, link_id: str) -> bool:
-        return self._db().execute("SELECT 1 FROM display_links WHERE link_id=?", (link_id,)).fetchone() is not None
+        return self.db.execute("SELECT 1 FROM display_links WHERE link_id=?", (link_id,)).fetchone() is not None
 
     def links(self) -> list[tuple[str, str, float, int]]:
         """(link id, label, created, open sessions) of every display link."""
         return [
             (str(r[0]), str(r[1]), float(r[2]), int(r[3]))
-            for r in self._db().execute(
+            for r in self.db.execute(
                 "SELECT l.link_id, l.label, l.created, (SELECT count(*) FROM sessions s WHERE s.link_id=l.link_id)"
                 " FROM display_links l ORDER BY l.created"
             )
@@ -213,7 +202,7 @@ class SessionStore:
 
     def revoke_link(self, link_id: str | None = None) -> int:
         """Revoke one display link (or all with None) and end its sessions; the number revoked."""
-        db = self._db()
+        db = self.db
         if link_id is None:
             n = db.execute("DELETE FROM display_links").rowcount
             db.execute("DELETE FROM sessions WHERE kind=?", (DISPLAY_KIND,))
@@ -227,7 +216,7 @@ class SessionStore:
         """A new personal token of `username`: (token id, the token, shown once)."""
         token_id = secrets.token_hex(4)
         token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-        self._db().execute("INSERT INTO api_tokens VALUES (?,?,?,?,?,NULL)",
+        self.db.execute("INSERT INTO api_tokens VALUES (?,?,?,?,?,NULL)",
                            (token_id, username, _h(token), label, time.time()))
         return token_id, token
 
@@ -235,7 +224,7 @@ class SessionStore:
         """(username, token id) of a live personal token, else None."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
             return None
-        db = self._db()
+        db = self.db
         row = db.execute("SELECT username, token_id, last_used FROM api_tokens WHERE token_hash=?",
                          (_h(token),)).fetchone()
         if row is None:
@@ -248,8 +237,8 @@ class SessionStore:
     def tokens(self, username: str | None = None) -> list[tuple[str, str, str, float, float | None]]:
         """(token id, username, label, created, last used) of every personal token (of one account)."""
         q = "SELECT token_id, username, label, created, last_used FROM api_tokens"
-        rows = (self._db().execute(q + " WHERE username=? ORDER BY created", (username,)) if username
-                else self._db().execute(q + " ORDER BY created"))
+        rows = (self.db.execute(q + " WHERE username=? ORDER BY created", (username,)) if username
+                else self.db.execute(q + " ORDER BY created"))
         return [(str(r[0]), str(r[1]), str(r[2]), float(r[3]), None if r[4] is None else float(r[4])) for r in rows]
 
     def revoke_token(self, username: str, token_id: str | None = None) -> int:
@@ -258,10 +247,15 @@ class SessionStore:
             q, args = "DELETE FROM api_tokens WHERE username=?", (username,)
         else:
             q, args = "DELETE FROM api_tokens WHERE username=? AND token_id=?", (username, token_id)
-        return int(self._db().execute(q, args).rowcount)
+        return int(self.db.execute(q, args).rowcount)
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self.db.close()
+
+
+def open_sessions(settings: Settings, idle_s: float | None = None, max_s: float | None = None) -> SessionStore:
+    """The sign-in state where `SC_STORE_URL` keeps the store: PostgreSQL (shared by every dashboard
+    host), else `SC_DATA_DIR/sessions.sqlite`."""
+    return SessionStore(postgres_url(settings.store_url) or sessions_path(settings.data_path),
+                        settings.dashboard_session_idle_s if idle_s is None else idle_s,
+                        settings.dashboard_session_max_s if max_s is None else max_s)

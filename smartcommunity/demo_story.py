@@ -79,11 +79,11 @@ def provision_story(settings: Settings) -> dict[str, str]:
     import orjson
 
     from core.secrets import private_dir, write_private
-    from core.staff import Accounts, accounts_path
-    from dashboard.sessions import SessionStore, sessions_path
+    from core.staff import open_accounts
+    from dashboard.sessions import open_sessions
 
-    accounts = Accounts(accounts_path(settings.data_path))
-    store = SessionStore(sessions_path(settings.data_path))
+    accounts = open_accounts(settings)
+    store = open_sessions(settings)
     tokens: dict[str, str] = {}
     try:
         for username, name in STORY_ACCOUNTS:

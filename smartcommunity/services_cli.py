@@ -138,12 +138,12 @@ def demo_accounts(settings: Settings) -> str:
     SC_DATA_DIR/demo-accounts.txt (0600). Returns what to print: that file's text."""
     import secrets
 
-    from core.staff import Accounts, accounts_path
+    from core.staff import open_accounts
     from dashboard.audit import AuditLog, audit_path
-    from dashboard.sessions import SessionStore, sessions_path
+    from dashboard.sessions import open_sessions
 
     path = demo_accounts_path(settings)
-    accounts = Accounts(accounts_path(settings.data_path))
+    accounts = open_accounts(settings)
     if accounts.any():
         return path.read_text(encoding="utf-8") if path.exists() else (
             "smartcommunity demo: staff accounts exist; sign in with yours (smartcommunity users list)\n")
@@ -155,7 +155,7 @@ def demo_accounts(settings: Settings) -> str:
         accounts.add(username, name, password, role=role)
         audit.record("account.add", actor="demo", via="cli", target=username, role=role)
         lines.append(f"  {username} / {password}   ({name}, {role})")
-    store = SessionStore(sessions_path(settings.data_path))
+    store = open_sessions(settings)
     try:
         link_id, token = store.new_link("演示大屏")
     finally:

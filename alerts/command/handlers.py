@@ -24,7 +24,7 @@ from alerts.store import Store
 from alerts.teams import TeamsError, load_teams
 from core.contract import Alert
 from core.settings import Settings
-from core.staff import Accounts, accounts_path
+from core.staff import open_accounts
 from core.timebase import iso, now_iso, parse_iso
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Handlers:
                   approved_by: str | None = None, every: str | None = None) -> Answer:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             return Answer(400, {"error": "seconds must be a number"})
-        accounts = Accounts(accounts_path(self.settings.data_path))
+        accounts = open_accounts(self.settings)
 
         def role(name: str) -> str | None:
             a = accounts.get(name)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from alerts.timeline import Step
 from core.contract import Alert
+from core.sqldb import POSTGRES_SCHEMES, store_scheme
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -244,8 +245,8 @@ def sqlite_file(where: Settings | str | Path) -> Path | None:
         url, default = where, None
     else:
         url, default = where.store_url or "", store_path(where.data_path)
-    scheme = url.split(":", 1)[0].lower() if "://" in url or url.startswith("sqlite:") else ""
-    if scheme in ("postgresql", "postgres"):
+    scheme = store_scheme(url)
+    if scheme in POSTGRES_SCHEMES:
         return None
     if scheme not in ("", "sqlite"):
         raise ValueError(f"SC_STORE_URL: unknown store {scheme!r} (sqlite: or a path, or postgresql://)")

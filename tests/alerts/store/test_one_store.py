@@ -31,8 +31,8 @@ ALLOWED = {
     "geodata/basemap.py": "reads a street's own MBTiles file (an SQLite file of map tiles): no alert state",
     "alerts/inbox.py": "the demo inbox's own file of the messages it received: no alert state",
     "ingest/deadletter.py": "ingest's own dead-letter store in its own file: no alert state",
-    "dashboard/sessions.py": "staff sessions, display links and API tokens in the dashboard's own file "
-                             "(SC_STORE_URL names them too: they move behind the store next)",
+    "core/sqldb.py": "staff accounts and sign-in state (their own few tables, no alert state) in their own "
+                     "SQLite file, or beside the store in PostgreSQL so that every dashboard host shares them",
     "smartcommunity/backup.py": "copies the SQLite files consistently with SQLite's online backup, file by file",
     "core/diskfull.py": "tells SQLite's 'disk is full' error from others (the held store, the dead letters)",
     "bench/": "measures the files directly",
