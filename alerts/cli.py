@@ -22,13 +22,22 @@ from core.settings import Settings
 TEST_KINDS = ("wecom", "dingtalk", "webhook", "email", "sms")
 
 
+DEFAULT_LEASE_S = 9.0  # a dead engine's partition taken over within 15 s: 9 s + 1 s poll + its start
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("alerts", help="run the alert rule engine; shelve devices, compounds or rules")
     p.add_argument("--communities", metavar="SLUG,SLUG",
                    help="run the engine over these communities only (e.g. yanling,yanhu); engines over "
                         "disjoint sets together raise what one engine over the street raises")
+    p.add_argument("--standby", action="store_true",
+                   help="take over this partition when its engine stops (a lease in the store; "
+                        "SC_ALERTS_LEASE_S, default 9 s with --standby)")
     p.set_defaults(func=run_alerts)
-    verbs = p.add_subparsers(dest="alerts_verb", metavar="{rules,shelve,shelves,unshelve}")
+    verbs = p.add_subparsers(dest="alerts_verb", metavar="{rules,shelve,shelves,unshelve,leases}")
+    le = verbs.add_parser("leases", help="which process runs each alert partition, and for how long still")
+    le.add_argument("--json", action="store_true")
+    le.set_defaults(func=run_leases)
     rl = verbs.add_parser("rules", help="the rules in force: name (for --rule), title, severity, when it fires")
     rl.add_argument("--json", action="store_true")
     rl.set_defaults(func=run_rules)
@@ -120,13 +129,52 @@ def run_alerts(args: argparse.Namespace, settings: Settings) -> int:
     except PartitionError as exc:
         print(f"smartcommunity alerts: --communities: {exc}", file=sys.stderr)
         return 2
+    lease = None
+    ttl = settings.alerts_lease_s or (DEFAULT_LEASE_S if getattr(args, "standby", False) else 0.0)
+    if ttl > 0:
+        from alerts.lease import Lease
+        from alerts.partition import suffix
+        from alerts.store import open_store
+
+        lease = Lease(open_store(settings), "alerts" + suffix(communities), ttl)
+        undo = procs.on_stop(lease.give_up)
+        if not lease.wait():
+            return 0
+        undo()
     try:
         svc = AlertService(settings, communities)
     except ConfigError as exc:
         print(f"smartcommunity alerts: refused:\n{exc}", file=sys.stderr)
         return 2
     procs.on_stop(svc.stop)
-    svc.run_forever()
+    if lease is not None:
+        svc.lease = lease
+        lease.keep()
+    try:
+        svc.run_forever()
+    finally:
+        if lease is not None:
+            lease.release()
+    return 0
+
+
+def run_leases(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.store import open_store
+
+    store = open_store(settings)
+    try:
+        rows = store.leases()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no leases: every engine runs without one (SC_ALERTS_LEASE_S unset)")
+    for r in rows:
+        left = r["expires"] - r["now"]
+        state = f"held, {left:.1f} s left" if left > 0 else f"free (ran out {-left:.0f} s ago)"
+        print(f"{r['name']:<24} {r['holder']:<40} epoch {r['epoch']:<4} {state}")
     return 0
 
 

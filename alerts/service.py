@@ -40,6 +40,7 @@ from alerts.dispatch import DispatchBook
 from alerts.engine import Engine
 from alerts.flooding import FloodWatch
 from alerts.holdover import held_snapshot, open_held, retry_held
+from alerts.lease import Lease
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
 from alerts.partition import PartitionRegistry, PartitionStore, suffix
@@ -179,6 +180,7 @@ class AlertService:
         self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.counters = {"received": 0, "batches": 0, "bad_batches": 0, "unknown_device": 0, "foreign": 0,
                          "published": 0, "reasserted": 0, "stale_cleared": 0}
+        self.lease: Lease | None = None  # held while it runs, when SC_ALERTS_LEASE_S (alerts/lease.py)
         self.mqtt_ok = False
         self.ready = threading.Event()  # connected, and the open alerts published again
         self._stop = threading.Event()
@@ -372,6 +374,7 @@ class AlertService:
                 "mqtt": "ok" if self.mqtt_ok else "down",
                 "notify": self.delivery.snapshot(), "store": held_snapshot(self.store),
                 "outbox_held": len(self.delivery.outbox.held),
+                "lease": self.lease.snapshot() if self.lease is not None else None,
                 "config_errors": [w.error for w in (self.roster, self.channels) if w is not None and w.error]}
 
     def stop(self) -> None:

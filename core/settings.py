@@ -41,6 +41,9 @@ class Settings:
     alerts_rules_file: str | None = None  # default: bundled alerts/rules.yaml
     alerts_update_min_s: float = 1.0  # publish value updates of one alert at most this often
     alerts_tick_s: float = 1.0
+    # > 0: run the engine only while holding its partition's lease in the store (alerts/lease.py), this
+    # many seconds long; a standby on another host takes over within it. 0: no lease (one engine).
+    alerts_lease_s: float = 0.0
     # After any close, a re-rise of the same condition on the same device within this long reopens the
     # same alert (rules may set their own `watch_s`; gas rules watch 30 min, alerts/rules.yaml).
     alerts_watch_s: float = 600.0

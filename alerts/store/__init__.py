@@ -235,6 +235,20 @@ class Store(abc.ABC):
         """Alerts started in [lo, hi) (of `community`), the first acknowledgement and arrival of each,
         the dispatches made in the period still in `open_states`, and the overrides per alert."""
 
+    # -- leases: which process runs an alert partition (alerts/lease.py) ------------------------------
+    @abc.abstractmethod
+    def lease(self, name: str, holder: str, ttl_s: float) -> int | None:
+        """Take or renew the lease `name` for `ttl_s` seconds (on the database's clock): its epoch (one
+        more than before when it changes hands), or None while another holder's lease runs."""
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, holder: str) -> bool:
+        """End `holder`'s lease at once (a clean stop hands over without waiting for it to run out)."""
+
+    @abc.abstractmethod
+    def leases(self) -> list[Row]:
+        """Every lease: name, holder, expires, epoch, and `now` on the database's clock."""
+
 
 def sqlite_file(where: Settings | str | Path) -> Path | None:
     """The SQLite file `SC_STORE_URL` (settings) or a URL/path names (`store_path(SC_DATA_DIR)` when

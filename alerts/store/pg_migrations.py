@@ -174,6 +174,11 @@ STEPS: tuple[str, ...] = (
     ALTER TABLE shelves ADD CONSTRAINT shelves_scope_check CHECK (scope IN ('device', 'compound', 'rule', 'kind'));
     ALTER TABLE shelves ADD COLUMN every TEXT;
     """,
+    # 12: leases: which process runs an alert partition (alerts/lease.py).
+    """
+    CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL,
+                         epoch BIGINT NOT NULL);
+    """,
 )
 
 LATEST = len(STEPS)

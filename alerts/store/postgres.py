@@ -107,6 +107,10 @@ class PostgresStore(SqlStore):
                                  " ON CONFLICT (command_id) DO NOTHING", cmd)
             yield self._db
 
+    def _clock(self, db: Any) -> float:
+        """The database server's clock: hosts whose own clocks drift apart still agree on a lease."""
+        return float(db.execute("SELECT extract(epoch FROM clock_timestamp()) AS t").fetchone()["t"])
+
     # -- condition state and last-heard times ------------------------------------------------------
 
     def save_conditions(self, upserts: list[tuple[str, str, dict[str, Any]]],

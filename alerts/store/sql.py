@@ -10,6 +10,7 @@ connection), `_INTEGRITY` (what a unique index raises), `_drow` (a dispatch row 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -462,3 +463,37 @@ class SqlStore(Store):
         with self._read() as db:
             rows = self._x(db, q, args).fetchall()
         return [decode(r) for r in rows]
+
+    # -- leases ---------------------------------------------------------------------------------------
+
+    def _clock(self, db: Any) -> float:
+        """Now, in epoch seconds, on the clock every holder of a lease is judged by (see PostgresStore)."""
+        return time.time()
+
+    def lease(self, name: str, holder: str, ttl_s: float) -> int | None:
+        with self._tx() as db:
+            now = self._clock(db)
+            r = self._x(db, "SELECT holder, expires, epoch FROM leases WHERE name = ?", (name,)).fetchone()
+            if r is None:
+                self._x(db, "INSERT INTO leases (name, holder, expires, epoch) VALUES (?, ?, ?, 1)",
+                        (name, holder, now + ttl_s))
+                return 1
+            epoch = int(r["epoch"])
+            if r["holder"] != holder:
+                if float(r["expires"]) > now:
+                    return None
+                epoch += 1  # run out: it changes hands
+            self._x(db, "UPDATE leases SET holder = ?, expires = ?, epoch = ? WHERE name = ?",
+                    (holder, now + ttl_s, epoch, name))
+            return epoch
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        with self._tx() as db:
+            return bool(self._x(db, "UPDATE leases SET expires = 0 WHERE name = ? AND holder = ?",
+                                (name, holder)).rowcount)
+
+    def leases(self) -> list[Row]:
+        with self._read() as db:
+            now = self._clock(db)
+            rows = [dict(r) for r in self._x(db, "SELECT name, holder, expires, epoch FROM leases ORDER BY name")]
+        return [{**r, "expires": float(r["expires"]), "epoch": int(r["epoch"]), "now": now} for r in rows]
