@@ -11,6 +11,10 @@ A backup is a folder (0700, every file 0600) holding
   `SC_DATA_DIR/influxdb/influxdb.conf`).
 - `external/`: configuration and other files the settings point at outside `SC_DATA_DIR` (the config
   file, a registry, rules, roster, channels or teams file, the secrets folder).
+- `postgres/store.dump`: with the alert store on PostgreSQL (`SC_STORE_URL=postgresql://…`), that
+  database (alerts, timelines, dispatches, accounts, sessions, leases) by `pg_dump --format=custom`,
+  one consistent snapshot while everything writes; it goes back with `pg_restore` into the database
+  `SC_STORE_URL` names, whose old content is first dumped beside the set-aside files.
 - `manifest.json`, written last: every file with its size, SHA-256, mode and where it goes back,
   the alert store's schema version and the backup format. A folder without it is not a backup.
 
@@ -43,11 +47,13 @@ from typing import Any
 from core import heartbeat
 from core.secrets import PRIVATE_DIR, PRIVATE_FILE
 from core.settings import Settings
+from core.sqldb import postgres_url
 from core.timebase import beijing, now_iso
 
 FORMAT = "smartcommunity-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PG_DUMP = "postgres/store.dump"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Under SC_DATA_DIR, not needed to come back: InfluxDB's files (backed up through influxd), heartbeats and
 # pid files, and earlier restores' set-aside copies.
@@ -66,12 +72,12 @@ class BackupError(RuntimeError):
 @dataclass
 class Entry:
     path: str  # inside the backup folder
-    root: str  # "data" (restore_to is relative to SC_DATA_DIR), "external" (absolute) or "influxdb"
+    root: str  # "data" (restore_to is relative to SC_DATA_DIR), "external" (absolute), "influxdb" or "postgres"
     restore_to: str | None
     bytes: int = 0
     sha256: str = ""
     mode: str = "0600"
-    how: str = "copy"  # copy | sqlite | append-only | influxd
+    how: str = "copy"  # copy | sqlite | append-only | influxd | pg_dump
 
     def as_json(self) -> dict[str, Any]:
         return {"path": self.path, "root": self.root, "restore_to": self.restore_to, "bytes": self.bytes,
@@ -219,7 +225,7 @@ def _influxd() -> str:
     return found
 
 
-def _run_influxd(argv: list[str], what: str) -> None:
+def _run_tool(argv: list[str], what: str) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip()[-1500:]
@@ -254,8 +260,11 @@ def backup(settings: Settings, dest: Path, influx_rpc: str | None = None, skip_i
     if not data.is_dir():
         raise BackupError(f"SC_DATA_DIR {data} does not exist: nothing to back up")
     _private_dir(dest)
+    pg = postgres_url(settings.store_url)
     m = Manifest(now_iso(), socket.gethostname(), str(data), None if skip_influx else settings.influx_db,
-                 _store_schema(store_path(data)))
+                 _pg_schema(pg) if pg else _store_schema(store_path(data)))
+    if pg:
+        _backup_postgres(pg, dest, m)
     for src in _data_files(data):
         rel = src.relative_to(data).as_posix()
         try:
@@ -280,6 +289,68 @@ def backup(settings: Settings, dest: Path, influx_rpc: str | None = None, skip_i
     return m
 
 
+def _pg_tool(name: str) -> str:
+    """pg_dump / pg_restore: the newest installed (it must be at least the server's version)."""
+    import glob
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    tool = found[-1] if found else shutil.which(name)
+    if not tool:
+        raise BackupError(f"{name} is not installed (Debian package postgresql-client); it is needed for the "
+                          "alert store on PostgreSQL")
+    return tool
+
+
+def _pg_schema(url: str) -> int:
+    """The store's schema version: opening it brings an older one up to this program's."""
+    from alerts.store import open_store
+    from alerts.store.pg_migrations import LATEST
+
+    try:
+        open_store(url).close()
+    except Exception as exc:
+        raise BackupError(f"the alert store at SC_STORE_URL does not answer ({exc}); nothing backed up") from None
+    return LATEST
+
+
+def _backup_postgres(url: str, dest: Path, m: Manifest) -> None:
+    out = dest / PG_DUMP
+    _private_dir(out.parent)
+    _run_tool([_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(out), url],
+                 "pg_dump of the alert store")
+    os.chmod(out, PRIVATE_FILE)
+    m.entries.append(Entry(PG_DUMP, "postgres", None, out.stat().st_size, _sha256(out), "0600", "pg_dump"))
+
+
+def _restore_postgres(settings: Settings, src: Path, aside: Path) -> str:
+    url = postgres_url(settings.store_url)
+    if url is None:
+        raise BackupError("the backup holds an alert store on PostgreSQL: set SC_STORE_URL=postgresql://… to the "
+                          "database to restore it into; nothing restored")
+    from alerts.store import open_store
+
+    try:
+        store = open_store(url)
+    except Exception as exc:
+        raise BackupError(f"the alert store at SC_STORE_URL does not answer ({exc}); nothing restored") from None
+    try:
+        held = [r for r in store.leases() if r["expires"] > r["now"]]
+    finally:
+        store.close()
+    if held:
+        who = ", ".join(f"{r['name']} by {r['holder']}" for r in held)
+        raise BackupError(f"an alert engine runs on this store ({who}): stop every host's engine before "
+                          "restoring; nothing restored")
+    _private_dir(aside)
+    kept = aside / "postgres-store.dump"
+    _run_tool([_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(kept), url],
+                 "pg_dump of the store being replaced")
+    os.chmod(kept, PRIVATE_FILE)
+    _run_tool([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges",
+                  "--single-transaction", "--dbname", url, str(src / PG_DUMP)], "pg_restore of the alert store")
+    return f"alert store restored into PostgreSQL (what it held before: {kept})"
+
+
 def _backup_influx(settings: Settings, dest: Path, m: Manifest, rpc: str) -> None:
     from core.influx import InfluxUnavailable
 
@@ -292,7 +363,7 @@ def _backup_influx(settings: Settings, dest: Path, m: Manifest, rpc: str) -> Non
     out = dest / "influxdb"
     _private_dir(out)
     if present:
-        _run_influxd([_influxd(), "backup", "-portable", "-host", rpc, "-db", settings.influx_db, str(out)],
+        _run_tool([_influxd(), "backup", "-portable", "-host", rpc, "-db", settings.influx_db, str(out)],
                      f"influxd backup of {settings.influx_db} through {rpc}")
     for p in sorted(out.rglob("*")):
         if p.is_file():
@@ -328,14 +399,14 @@ def read_manifest(src: Path) -> dict[str, Any]:
         if not isinstance(rel, str) or not (root / rel).resolve().is_relative_to(root) or Path(rel).is_absolute():
             problems.append(f"bad entry {e!r}")
             continue
-        if e.get("root") not in ("data", "external", "influxdb"):
+        if e.get("root") not in ("data", "external", "influxdb", "postgres"):
             problems.append(f"{rel}: unknown root {e.get('root')!r}")
             continue
         to = e.get("restore_to")
         inside = e["root"] == "data" and isinstance(to, str) and not Path(to).is_absolute() \
             and ".." not in Path(to).parts
         outside = e["root"] == "external" and isinstance(to, str) and Path(to).is_absolute()
-        if not (inside or outside or e["root"] == "influxdb"):
+        if not (inside or outside or e["root"] in ("influxdb", "postgres")):
             problems.append(f"{rel}: bad restore_to {to!r}")
             continue
         if not re.fullmatch(r"0?[0-7]{3}", str(e.get("mode"))):
@@ -368,6 +439,7 @@ class RestoreReport:
     restored: list[str] = field(default_factory=list)
     set_aside: Path | None = None
     influx: str = ""
+    store: str = ""
 
 
 def restore(settings: Settings, src: Path, influx_rpc: str | None = None) -> RestoreReport:
@@ -389,8 +461,10 @@ def restore(settings: Settings, src: Path, influx_rpc: str | None = None) -> Res
     stamp = beijing().strftime("%Y%m%d-%H%M%S")
     aside = data / f"{SKIP_DIR_PREFIX}{stamp}"
     report = RestoreReport()
+    if any(e["root"] == "postgres" for e in doc["files"]):
+        report.store = _restore_postgres(settings, src, aside)
     for e in doc["files"]:
-        if e["root"] == "influxdb":
+        if e["root"] in ("influxdb", "postgres"):
             continue
         target = data / e["restore_to"] if e["root"] == "data" else Path(e["restore_to"])
         keep = aside / e["restore_to"] if e["root"] == "data" else target.with_name(f"{target.name}.{aside.name}")
@@ -448,7 +522,7 @@ def _restore_influx(settings: Settings, src: Path, backed_db: str, files: list[d
             raise BackupError(f"InfluxDB at {settings.influx_url} does not answer: {exc}") from None
         base = [_influxd(), "restore", "-portable", "-host", rpc, "-db", backed_db]
         if not present:
-            _run_influxd([*base, "-newdb", settings.influx_db, str(src / "influxdb")],
+            _run_tool([*base, "-newdb", settings.influx_db, str(src / "influxdb")],
                          f"influxd restore of {backed_db} through {rpc}")
             _wait_enabled(settings, settings.influx_db)
             return f"time series restored into {settings.influx_db}"
@@ -501,7 +575,7 @@ def _merge_influx(settings: Settings, src: Path, base: list[str], rpc: str) -> s
     from core.influx import quote_ident
 
     tmp = f"{settings.influx_db}_restore_{os.getpid()}"
-    _run_influxd([*base, "-newdb", tmp, str(src / "influxdb")], f"influxd restore through {rpc}")
+    _run_tool([*base, "-newdb", tmp, str(src / "influxdb")], f"influxd restore through {rpc}")
     _wait_enabled(settings, tmp)
     client = _admin_client(settings)
     client.timeout_s = 600.0
@@ -559,6 +633,8 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     print(f"restored {len(report.restored)} files into {settings.data_path}")
     if report.set_aside:
         print(f"the files it replaced are in {report.set_aside}")
+    if report.store:
+        print(report.store)
     if report.influx:
         print(report.influx)
     print("start the system with `smartcommunity up`")
