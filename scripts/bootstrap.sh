@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: the real services (PostgreSQL: the alert store beyond one box, started by the tests), a browser
 # for the dashboard tests, CJK fonts for the map.
-PKGS=(mosquitto influxdb chromium chromium-driver fonts-noto-cjk postgresql)
+PKGS=(mosquitto influxdb chromium chromium-driver fonts-noto-cjk postgresql haproxy)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,7 @@ VERB_MODULES = (
     "ingest.cli",
     "alerts.cli",
     "dashboard.cli",
+    "dashboard.balancer",
     "geodata.cli",
     "simulators.cli",
     "bridges.cli",
