@@ -1,0 +1,182 @@
+"""A community's edge broker bridged into the center (smartcommunity/edge.py): real Mosquitto
+processes on free ports; the uplink is cut by killing the center broker, as a crash would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from core.settings import Settings
+from smartcommunity.edge import EdgeSpec, edge_state_topic, start_edge, write_edge
+from smartcommunity.services import RunningService, free_port, start_mosquitto
+from tests.conftest import make_settings, wait_until
+
+COMMUNITY = "yanling"
+TOPIC = f"sc/{COMMUNITY}/gas/G-EDGE-1/telemetry"
+
+
+class Listener:
+    """A persistent QoS 1 subscriber (as ingest is) on one broker, recording what arrives."""
+
+    def __init__(self, host: str, port: int, topics: list[str], client_id: str | None = None) -> None:
+        self.seqs: list[int] = []
+        self.arrived: list[float] = []
+        self.states: list[bytes] = []
+        self.subscribed = threading.Event()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"l-{uuid.uuid4().hex[:8]}",
+                             clean_session=False)
+        self.c.on_connect = lambda c, *a: [c.subscribe(t, qos=1) for t in topics]
+        self.c.on_subscribe = lambda *a: self.subscribed.set()
+        self.c.on_message = self._on_message
+        self.c.reconnect_delay_set(0.2, 1)
+        self.c.connect_async(host, port, keepalive=10)
+        self.c.loop_start()
+        assert self.subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_message(self, c, u, msg) -> None:  # type: ignore[no-untyped-def]
+        if msg.topic.startswith("sc-internal/edge/"):
+            self.states.append(bytes(msg.payload))
+        else:
+            self.seqs.append(int(json.loads(msg.payload)["seq"]))
+            self.arrived.append(time.monotonic())
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+class Publisher:
+    """A device publishing QoS 1 telemetry to its edge."""
+
+    def __init__(self, port: int) -> None:
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"G-EDGE-1-{uuid.uuid4().hex[:6]}")
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def send(self, seqs: range, every_s: float = 0.0) -> None:
+        for seq in seqs:
+            payload = json.dumps({"ts": int(time.time() * 1000), "seq": seq, "m": {"lel_pct": 1.0}})
+            self.c.publish(TOPIC, payload, qos=1).wait_for_publish(10)  # the edge has it
+            if every_s:
+                time.sleep(every_s)
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+@dataclass
+class Site:
+    center_settings: Settings
+    center: RunningService
+    edge_spec: EdgeSpec
+    edge_dir: Path
+    edge: RunningService
+
+    def save_and_kill_center(self) -> None:
+        """SIGUSR1 makes Mosquitto write its persistence file (what its periodic autosave does), then
+        SIGKILL: a crash after a save, the subscriber's session on disk."""
+        db = self.center_settings.data_path / "mosquitto" / "data" / "mosquitto.db"
+        before = db.stat().st_mtime_ns if db.exists() else 0
+        os.kill(self.center.proc.pid, signal.SIGUSR1)
+        assert wait_until(lambda: db.exists() and db.stat().st_mtime_ns != before, 10), "center did not save"
+        self.center.proc.kill()
+        self.center.proc.wait()
+
+    def restart_center(self) -> float:
+        self.center = start_mosquitto(self.center_settings)
+        return time.monotonic()
+
+    def restart_edge(self) -> None:
+        self.edge.stop()  # SIGTERM: Mosquitto writes its queue to disk as it stops
+        self.edge = start_edge(self.center_settings, self.edge_spec, self.edge_dir)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    cs = make_settings(tmp_path / "center", mqtt_url=f"mqtt://127.0.0.1:{free_port()}")
+    center = start_mosquitto(cs)
+    spec = EdgeSpec(COMMUNITY, [(cs.mqtt.host, cs.mqtt.port)], port=free_port())
+    edge = start_edge(cs, spec, tmp_path / "edge")
+    s = Site(cs, center, spec, tmp_path / "edge", edge)
+    yield s
+    s.edge.stop()
+    s.center.stop()
+
+
+def bridged(site: Site) -> Listener:
+    """The center's subscriber, once the bridge says (on the center) that the uplink is up."""
+    sub = Listener("127.0.0.1", site.center_settings.mqtt.port, [f"sc/{COMMUNITY}/#", edge_state_topic(COMMUNITY)],
+                   client_id=f"center-sub-{uuid.uuid4().hex[:6]}")
+    assert wait_until(lambda: sub.states and sub.states[-1] == b"1", 20), f"bridge never up: {sub.states}"
+    return sub
+
+
+def test_config_has_the_bridge_that_keeps_what_it_is_given(tmp_path: Path) -> None:
+    cs = make_settings(tmp_path / "var")
+    conf = write_edge(cs, EdgeSpec(COMMUNITY, [("10.0.0.1", 1883), ("10.0.0.2", 1883)], port=2883)).read_text()
+    for line in ("connection sc-edge-yanling", "address 10.0.0.1:1883 10.0.0.2:1883", "topic sc/yanling/# out 1",
+                 "cleansession false", "queue_qos0_messages true", "persistence true", "max_queued_messages 1000000",
+                 "autosave_interval 5", "listener 2883 127.0.0.1"):
+        assert line in conf.splitlines(), line
+    assert "remote_password" not in conf  # not secure: no account
+
+
+def test_bridge_delivers_in_order_exactly_once(site: Site) -> None:
+    sub = bridged(site)
+    pub = Publisher(site.edge_spec.port)
+    try:
+        n = 500
+        pub.send(range(n))
+        assert wait_until(lambda: len(sub.seqs) >= n, 20), f"{len(sub.seqs)} of {n} arrived"
+        time.sleep(0.3)  # room for a duplicate to show up
+        assert sub.seqs == list(range(n))
+    finally:
+        pub.close()
+        sub.close()
+
+
+def _cut_and_catch_up(site: Site, n: int, spread_s: float, restart_edge: bool) -> None:
+    sub = bridged(site)
+    pub = Publisher(site.edge_spec.port)
+    try:
+        site.save_and_kill_center()
+        t_cut = time.monotonic()
+        pub.send(range(n), every_s=spread_s / n)
+        if restart_edge:
+            pub.close()
+            site.restart_edge()
+        cut_s = time.monotonic() - t_cut
+        assert sub.seqs == [], "something reached the center while it was down"
+        t_up = site.restart_center()
+        assert wait_until(lambda: len(set(sub.seqs)) >= n, 60), f"{len(set(sub.seqs))} of {n} arrived"
+        time.sleep(0.3)
+        lost = n - len(set(sub.seqs))
+        dups = len(sub.seqs) - len(set(sub.seqs))
+        first = list(dict.fromkeys(sub.seqs))
+        print(f"\nedge uplink cut {cut_s:.1f} s ({n} messages{', edge restarted' if restart_edge else ''}): "
+              f"lost {lost}, duplicates {dups}; backlog at the center {sub.arrived[0] - t_up:.2f} s after it "
+              f"came back, all of it {sub.arrived[-1] - t_up:.2f} s after; load average {os.getloadavg()[0]:.1f}")
+        assert lost == 0
+        assert first == list(range(n)), "backlog out of order"
+    finally:
+        pub.close()
+        sub.close()
+
+
+def test_cut_uplink_loses_nothing(site: Site) -> None:
+    _cut_and_catch_up(site, n=200, spread_s=10.0, restart_edge=False)
+
+
+def test_edge_restarted_while_cut_keeps_its_queue(site: Site) -> None:
+    _cut_and_catch_up(site, n=200, spread_s=1.0, restart_edge=True)
