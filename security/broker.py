@@ -69,7 +69,8 @@ SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
     MQTT_ALERTS: _ALERTS_RIGHTS,
     **{f"{MQTT_ALERTS}-{c}": _ALERTS_RIGHTS for c in COMMUNITIES},
     MQTT_DASHBOARD: [],  # staff actions are commands to the alerts service (alerts/command/), never publishes
-    MQTT_DASHBOARD_LIVE: [("read", f"{ALERT_TOPIC_ROOT}/#"), ("read", f"{TOPIC_ROOT}/+/+/+/status")],
+    MQTT_DASHBOARD_LIVE: [("read", f"{ALERT_TOPIC_ROOT}/#"), ("read", f"{TOPIC_ROOT}/+/+/+/status"),
+                          ("read", f"{EDGE_STATE_ROOT}/#")],
     MQTT_HEALTH: [],
     **{f"{MQTT_INGEST}-{w}": _INGEST_RIGHTS for w in range(INGEST_WORKER_ACCOUNTS)},
     # A community's edge broker forwards what its devices published (the edge's own ACL holds each

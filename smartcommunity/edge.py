@@ -155,7 +155,11 @@ def edge_argv(settings: Settings, conf: Path) -> list[str]:
 
 def start_edge(settings: Settings, spec: EdgeSpec, directory: Path | None = None) -> RunningService:
     """Write the edge's folder and run its broker as our child (until `stop()`)."""
-    conf = write_edge(settings, spec, directory)
+    return run_edge(settings, spec, write_edge(settings, spec, directory))
+
+
+def run_edge(settings: Settings, spec: EdgeSpec, conf: Path) -> RunningService:
+    """Run the edge broker of a config `write_edge` wrote, as our child; once its listener answers."""
     url = UrlParts("mqtts" if settings.secure else "mqtt", "127.0.0.1",
                    spec.tls_port if settings.secure else spec.port, None, None)
     svc = _launch(MOSQUITTO, edge_argv(settings, conf), conf.parent / "mosquitto.log", url, False, settings)
