@@ -57,7 +57,7 @@ class EdgeSpec:
     hosts: list[str] = field(default_factory=list)  # names of the edge in its certificate, besides `bind`
     max_queued: int = DEFAULT_MAX_QUEUED
     autosave_s: int = DEFAULT_AUTOSAVE_S
-    restart_s: tuple[int, int] = (1, 15)  # bridge reconnect backoff: base, cap (Mosquitto's jitter)
+    restart_s: tuple[int, int] = (1, 5)  # bridge reconnect backoff, base and cap: back within 5 s of the center
     keepalive_s: int = 15  # a silent uplink is noticed after 1.5 times this
 
     def __post_init__(self) -> None:
