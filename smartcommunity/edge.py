@@ -209,6 +209,12 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     print(f"edge broker for {args.community} written to {conf.parent} (copy the folder to the edge machine, "
           f"same path); run it with: mosquitto -c {conf}")
+    passwd = conf.parent / "passwd"
+    if settings.secure:
+        n = len(passwd.read_text().splitlines())
+        print(f"{n} device accounts of {args.community} on it" if n else
+              f"no device of {args.community} has a broker account yet: run `smartcommunity devices provision` "
+              "first, then this again")
     return 0
 
 

@@ -17,7 +17,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from core.settings import Settings
-from smartcommunity.edge import EdgeSpec, edge_state_topic, start_edge, write_edge
+from smartcommunity.cli import main
+from smartcommunity.edge import EdgeSpec, edge_state_topic, start_edge
 from smartcommunity.services import RunningService, free_port, start_mosquitto
 from tests.conftest import make_settings, wait_until
 
@@ -122,14 +123,25 @@ def bridged(site: Site) -> Listener:
     return sub
 
 
-def test_config_has_the_bridge_that_keeps_what_it_is_given(tmp_path: Path) -> None:
-    cs = make_settings(tmp_path / "var")
-    conf = write_edge(cs, EdgeSpec(COMMUNITY, [("10.0.0.1", 1883), ("10.0.0.2", 1883)], port=2883)).read_text()
-    for line in ("connection sc-edge-yanling", "address 10.0.0.1:1883 10.0.0.2:1883", "topic sc/yanling/# out 1",
+def test_config_verb_writes_the_bridge_that_keeps_what_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    for k in [k for k in os.environ if k.startswith("SC_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("SC_DATA_DIR", str(tmp_path / "var"))
+    rc = main(["edge", "config", COMMUNITY, "--center", "10.0.0.1:1883", "--center", "[fd00::2]:1883",
+               "--port", "2883", "--autosave", "3"])
+    assert rc == 0, capsys.readouterr().err
+    conf = (tmp_path / "var" / "edge" / COMMUNITY / "mosquitto.conf").read_text()
+    for line in ("connection sc-edge-yanling", "address 10.0.0.1:1883 [fd00::2]:1883", "topic sc/yanling/# out 1",
                  "cleansession false", "queue_qos0_messages true", "persistence true", "max_queued_messages 1000000",
-                 "autosave_interval 5", "listener 2883 127.0.0.1"):
+                 "autosave_interval 3", "listener 2883 127.0.0.1"):
         assert line in conf.splitlines(), line
     assert "remote_password" not in conf  # not secure: no account
+    assert main(["edge", "config", COMMUNITY, "--center", "nowhere"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+    # A broker reachable from the network needs SC_SECURE, at the edge as at the center.
+    assert main(["edge", "config", COMMUNITY, "--bind", "0.0.0.0"]) == 2
+    assert "SC_SECURE" in capsys.readouterr().err
 
 
 def test_bridge_delivers_in_order_exactly_once(site: Site) -> None:
