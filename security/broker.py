@@ -12,7 +12,8 @@ Rights (least privilege; nothing is allowed that is not listed):
 - svc.ingest reads `sc/#` and alone writes the records it accepted on `sc-internal/records/#`
   (ingest/forward.py); svc.alerts (and each partition's svc.alerts-{community}) reads those and is
   the only service that publishes on `sc/alerts/#` (and watches it); staff actions reach it as
-  commands (alerts/command/); svc.dashboard and svc.health only connect; svc.simulator (demo only)
+  commands (alerts/command/); svc.dashboard and svc.health only connect (svc.dashboard-live reads
+  alert copies, device status and the edges' uplink state); svc.simulator (demo only)
   publishes as the registered devices; svc.edge-{community} (the bridge of that community's edge
   broker, smartcommunity/edge.py) publishes under `sc/{community}/#` and its uplink state.
 The secure broker also sets `use_username_as_clientid`, so an account cannot take over (and wipe)
