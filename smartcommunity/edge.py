@@ -3,7 +3,7 @@
 Devices publish to their edge exactly as to the center (the contract's topics; under SC_SECURE
 their own accounts, TLS). The edge forwards `sc/{community}/#` to the center over one bridge
 connection at QoS 1 with a persistent session (`cleansession false`) and a persistent queue
-(`persistence true`, `queue_qos0_messages`): while the uplink is cut the edge keeps what its
+(`persistence true`, `queue_qos0_messages`, QoS 0 readings handed to the bridge at QoS 1): while the uplink is cut the edge keeps what its
 devices publish (up to `max_queued_messages`), on disk every `autosave_interval` seconds and when
 it stops, and the bridge delivers the backlog in order once the link is back. Nothing flows from
 the center to the edge. The bridge says whether its uplink is up on
@@ -136,8 +136,11 @@ def write_edge(settings: Settings, spec: EdgeSpec, directory: Path | None = None
         access = None
     conf = mosquitto_conf(spec.port, data, spec.max_queued, access, root / "mosquitto.pid", spec.autosave_s)
     conf += f"""# While the uplink is down the bridge is a disconnected persistent client: QoS 0 telemetry is
-# queued for it too (each client's queue is bounded by max_queued_messages above).
+# queued for it too (each client's queue is bounded by max_queued_messages above) ...
 queue_qos0_messages true
+# ... and handed to it at its subscription's QoS 1: Mosquitto writes only QoS 1/2 messages to disk,
+# so a QoS 0 reading queued as such would be lost when the edge restarts while cut (tested).
+upgrade_outgoing_qos true
 
 {bridge_conf(spec, tls_cafile=cafile, username=username, password=password)}"""
     path = root / "mosquitto.conf"

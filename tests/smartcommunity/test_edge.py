@@ -64,10 +64,12 @@ class Publisher:
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
 
-    def send(self, seqs: range, every_s: float = 0.0) -> None:
+    def send(self, seqs: range, every_s: float = 0.0, qos0_every: int = 0) -> None:
+        """`qos0_every`: every so many messages one at QoS 0 (the contract allows either)."""
         for seq in seqs:
             payload = json.dumps({"ts": int(time.time() * 1000), "seq": seq, "m": {"lel_pct": 1.0}})
-            self.c.publish(TOPIC, payload, qos=1).wait_for_publish(10)  # the edge has it
+            qos = 0 if qos0_every and seq % qos0_every == 0 else 1
+            self.c.publish(TOPIC, payload, qos=qos).wait_for_publish(10)  # QoS 1: the edge has it
             if every_s:
                 time.sleep(every_s)
 
@@ -133,7 +135,7 @@ def test_config_verb_writes_the_bridge_that_keeps_what_it_is_given(tmp_path: Pat
     assert rc == 0, capsys.readouterr().err
     conf = (tmp_path / "var" / "edge" / COMMUNITY / "mosquitto.conf").read_text()
     for line in ("connection sc-edge-yanling", "address 10.0.0.1:1883 [fd00::2]:1883", "topic sc/yanling/# out 1",
-                 "cleansession false", "queue_qos0_messages true", "persistence true", "max_queued_messages 1000000",
+                 "cleansession false", "queue_qos0_messages true", "upgrade_outgoing_qos true", "persistence true", "max_queued_messages 1000000",
                  "autosave_interval 3", "listener 2883 127.0.0.1"):
         assert line in conf.splitlines(), line
     assert "remote_password" not in conf  # not secure: no account
@@ -158,13 +160,13 @@ def test_bridge_delivers_in_order_exactly_once(site: Site) -> None:
         sub.close()
 
 
-def _cut_and_catch_up(site: Site, n: int, spread_s: float, restart_edge: bool) -> None:
+def _cut_and_catch_up(site: Site, n: int, spread_s: float, restart_edge: bool, qos0_every: int = 0) -> None:
     sub = bridged(site)
     pub = Publisher(site.edge_spec.port)
     try:
         site.save_and_kill_center()
         t_cut = time.monotonic()
-        pub.send(range(n), every_s=spread_s / n)
+        pub.send(range(n), every_s=spread_s / n, qos0_every=qos0_every)
         if restart_edge:
             pub.close()
             site.restart_edge()
@@ -187,8 +189,8 @@ def _cut_and_catch_up(site: Site, n: int, spread_s: float, restart_edge: bool) -
 
 
 def test_cut_uplink_loses_nothing(site: Site) -> None:
-    _cut_and_catch_up(site, n=200, spread_s=10.0, restart_edge=False)
+    _cut_and_catch_up(site, n=200, spread_s=10.0, restart_edge=False, qos0_every=4)
 
 
 def test_edge_restarted_while_cut_keeps_its_queue(site: Site) -> None:
-    _cut_and_catch_up(site, n=200, spread_s=1.0, restart_edge=True)
+    _cut_and_catch_up(site, n=200, spread_s=1.0, restart_edge=True, qos0_every=4)
