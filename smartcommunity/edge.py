@@ -3,11 +3,11 @@
 Devices publish to their edge exactly as to the center (the contract's topics; under SC_SECURE
 their own accounts, TLS). The edge forwards `sc/{community}/#` to the center over one bridge
 connection at QoS 1 with a persistent session (`cleansession false`) and a persistent queue
-(`persistence true`, `queue_qos0_messages`, QoS 0 readings handed to the bridge at QoS 1): while the uplink is cut the edge keeps what its
-devices publish (up to `max_queued_messages`), on disk every `autosave_interval` seconds and when
-it stops, and the bridge delivers the backlog in order once the link is back. Nothing flows from
-the center to the edge. The bridge says whether its uplink is up on
-`sc-internal/edge/{community}/state` ("1"/"0", retained, on both brokers).
+(`persistence true`, `queue_qos0_messages`, QoS 0 readings handed to the bridge at QoS 1): while
+the uplink is cut the edge keeps what its devices publish (up to `max_queued_messages`), on disk
+every `autosave_interval` seconds and when it stops, and the bridge delivers the backlog in order
+once the link is back. Nothing flows from the center to the edge. The bridge says whether its
+uplink is up on `sc-internal/edge/{community}/state` ("1"/"0", retained, on both brokers).
 
 Under SC_SECURE the bridge connects with TLS (the project's CA) as `svc.edge-{community}`, which
 may publish only under `sc/{community}/#` and that state topic (security/broker.py).

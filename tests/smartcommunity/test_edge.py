@@ -135,8 +135,8 @@ def test_config_verb_writes_the_bridge_that_keeps_what_it_is_given(tmp_path: Pat
     assert rc == 0, capsys.readouterr().err
     conf = (tmp_path / "var" / "edge" / COMMUNITY / "mosquitto.conf").read_text()
     for line in ("connection sc-edge-yanling", "address 10.0.0.1:1883 [fd00::2]:1883", "topic sc/yanling/# out 1",
-                 "cleansession false", "queue_qos0_messages true", "upgrade_outgoing_qos true", "persistence true", "max_queued_messages 1000000",
-                 "autosave_interval 3", "listener 2883 127.0.0.1"):
+                 "cleansession false", "queue_qos0_messages true", "upgrade_outgoing_qos true", "persistence true",
+                 "max_queued_messages 1000000", "autosave_interval 3", "listener 2883 127.0.0.1"):
         assert line in conf.splitlines(), line
     assert "remote_password" not in conf  # not secure: no account
     assert main(["edge", "config", COMMUNITY, "--center", "nowhere"]) == 2
