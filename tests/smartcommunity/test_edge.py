@@ -12,10 +12,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 
+from core.influx import InfluxClient
+from core.registry import system_registry
 from core.settings import Settings
 from smartcommunity.cli import main
 from smartcommunity.edge import EdgeSpec, edge_state_topic, start_edge
@@ -194,3 +197,31 @@ def test_cut_uplink_loses_nothing(site: Site) -> None:
 
 def test_edge_restarted_while_cut_keeps_its_queue(site: Site) -> None:
     _cut_and_catch_up(site, n=200, spread_s=1.0, restart_edge=True, qos0_every=4)
+
+
+def test_readings_through_the_edge_are_stored_once(settings: Settings, influx: InfluxClient, start_ingest: Any,
+                                                   tmp_path: Path) -> None:
+    """Devices → edge → center → ingest → InfluxDB: every reading stored, a repeated one once."""
+    dev = min((d for d in system_registry(settings).values() if d.community == COMMUNITY and d.kind == "gas"),
+              key=lambda d: d.device_id)
+    edge = start_edge(settings, EdgeSpec(COMMUNITY, [(settings.mqtt.host, settings.mqtt.port)], port=free_port()),
+                      tmp_path / "edge")
+    start_ingest()
+    pub = Publisher(edge.url.port)
+    try:
+        t0 = int(time.time() * 1000) - 60_000
+        for i in range(20):
+            body = json.dumps({"ts": t0 + i * 1000, "seq": i, "m": {"lel_pct": float(i)}})
+            for _ in range(2 if i == 7 else 1):  # one sent twice: at-least-once, stored once
+                pub.c.publish(f"sc/{COMMUNITY}/gas/{dev.device_id}/telemetry", body, qos=i % 2).wait_for_publish(10)
+
+        def stored() -> int:
+            series = influx.query(f"SELECT count(lel_pct) FROM gas WHERE device_id = '{dev.device_id}'")
+            return int(series[0].values[0][1]) if series and series[0].values else 0
+
+        assert wait_until(lambda: stored() >= 20, 20), f"{stored()} of 20 stored"
+        time.sleep(0.5)
+        assert stored() == 20
+    finally:
+        pub.close()
+        edge.stop()
