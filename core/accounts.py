@@ -16,6 +16,8 @@ MQTT_DASHBOARD_LIVE = "svc.dashboard-live"  # reads alert copies and device stat
 MQTT_HEALTH = "svc.health"  # connects only: /api/health's broker probe
 MQTT_SIMULATOR = "svc.simulator"  # the demo's simulated fleet: publishes as registered devices
 MQTT_DEMO_STORY = "svc.demo-story"  # the demo's simulated staff (they act through /api)
+# A community's edge broker bridges into the center as svc.edge-{community} (smartcommunity/edge.py).
+MQTT_EDGE = "svc.edge"
 
 INFLUX_ADMIN = "sc_admin"  # `up` only: creates the database, policies, users
 INFLUX_WRITER = "sc_writer"  # ingest: WRITE on SC_INFLUX_DB
@@ -51,6 +53,11 @@ def ingest_account(base: str | None, worker: int, workers: int) -> str | None:
     if worker >= INGEST_WORKER_ACCOUNTS:
         raise ValueError(f"with SC_SECURE, ingest runs at most {INGEST_WORKER_ACCOUNTS} workers")
     return f"{base}-{worker}"
+
+
+def edge_account(community: str) -> str:
+    """The center's broker account the bridge of one community's edge broker connects as."""
+    return f"{MQTT_EDGE}-{community}"
 
 
 def alerts_account(base: str | None, communities: frozenset[str] | None) -> str | None:

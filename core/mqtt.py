@@ -3,6 +3,8 @@
 Under `SC_SECURE` the clients use TLS (see `Settings.mqtt_endpoint`) and verify the broker's
 certificate against the project's CA (`SC_MQTT_CA_FILE`, default `<SC_DATA_DIR>/pki/ca.pem`);
 credentials come from the URL, else from the account `SC_MQTT_ACCOUNT` (its 0600 secret file).
+With `SC_MQTT_STANDBY_URLS`, a connection attempt that fails sends the next one to the next broker
+in turn (`follow_standbys`), with the same credentials.
 """
 
 from __future__ import annotations
@@ -71,6 +73,28 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return ctx
 
 
+def follow_standbys(client: mqtt.Client, settings: Settings) -> None:
+    """Each failed connection attempt moves the client on to the next of SC_MQTT_URL's broker and the
+    standbys, in order and round again; a connection that works is kept until it is lost and a
+    reconnect to the same broker fails (a client on a standby stays there while it answers)."""
+    endpoints = settings.mqtt_endpoints
+    if len(endpoints) < 2:
+        return
+    prev = client.on_connect_fail
+
+    def _next(c: mqtt.Client, userdata: object) -> None:
+        here = next((i for i, e in enumerate(endpoints) if (e.host, e.port) == (c.host, c.port)), -1)
+        nxt = endpoints[(here + 1) % len(endpoints)]
+        log.warning("MQTT broker %s:%d did not answer; trying %s:%d", c.host, c.port, nxt.host, nxt.port)
+        # paho's `host`/`port` setters refuse while a reconnect is under way (as here, between two
+        # attempts); the next attempt reads these.
+        c._host, c._port = nxt.host, nxt.port
+        if prev is not None:
+            prev(c, userdata)
+
+    client.on_connect_fail = _next
+
+
 def connect_properties(persistent: bool, receive_maximum: int = 65535) -> Properties:
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
@@ -97,6 +121,7 @@ def connect(
             prev(c, userdata, flags, rc, props)
 
     client.on_connect = _on_connect
+    follow_standbys(client, settings)
     if client.protocol == mqtt.MQTTv5:
         client.connect_async(
             url.host, url.port, keepalive=settings.mqtt_keepalive_s,

@@ -83,6 +83,9 @@ class Settings:
     # Security (issue 12). Off by default: the contract's loopback broker without credentials.
     secure: bool = False  # SC_SECURE=1: broker needs credentials + offers TLS, InfluxDB auth on
     secrets_dir: str | None = None  # default: <data_dir>/secrets (0700; every file 0600)
+    # Standby brokers, comma-separated URLs tried in turn after SC_MQTT_URL's when a connection attempt
+    # fails (e.g. the community's edge broker, or a second center); same scheme and credentials.
+    mqtt_standby_urls: str | None = None
     mqtt_account: str | None = None  # broker account of this process; password in <secrets>/mqtt/<account>
     mqtt_ca_file: str | None = None  # CA that signs the broker's certificate; default <data_dir>/pki/ca.pem
     mqtt_tls_port: int = 8883  # TLS listener of the broker `up` starts when secure
@@ -136,6 +139,20 @@ class Settings:
         if self.secure and u.scheme == "mqtt":
             return UrlParts("mqtts", u.host, self.mqtt_tls_port, u.username, u.password)
         return u
+
+    @property
+    def mqtt_endpoints(self) -> list[UrlParts]:
+        """SC_MQTT_URL's endpoint, then each of SC_MQTT_STANDBY_URLS' (SC_SECURE applied to each alike)."""
+        out = [self.mqtt_endpoint]
+        for raw in (self.mqtt_standby_urls or "").split(","):
+            if raw.strip():
+                u = UrlParts.parse(raw.strip(), default_port=1883)
+                if self.secure and u.scheme == "mqtt":
+                    u = UrlParts("mqtts", u.host, self.mqtt_tls_port, u.username, u.password)
+                if u.tls != out[0].tls:
+                    raise ValueError(f"SC_MQTT_STANDBY_URLS: {raw.strip()!r} must use TLS as SC_MQTT_URL does, or not")
+                out.append(u)
+        return out
 
     @property
     def ca_path(self) -> Path:

@@ -224,7 +224,7 @@ class LiveState:
     # -- MQTT ----------------------------------------------------------------------------------
     def _start_mqtt(self) -> None:
         from core.accounts import MQTT_DASHBOARD_LIVE
-        from core.mqtt import make_client
+        from core.mqtt import follow_standbys, make_client
 
         try:
             # Its own account when security is on: svc.dashboard-live only reads.
@@ -240,6 +240,7 @@ class LiveState:
         client.reconnect_delay_set(1, 10)
         url = self.settings.mqtt_endpoint  # the TLS listener when security is on
         try:
+            follow_standbys(client, self.settings)
             client.connect_async(url.host, url.port, keepalive=self.settings.mqtt_keepalive_s)
             client.loop_start()
         except Exception as exc:

@@ -12,8 +12,10 @@ Rights (least privilege; nothing is allowed that is not listed):
 - svc.ingest reads `sc/#` and alone writes the records it accepted on `sc-internal/records/#`
   (ingest/forward.py); svc.alerts (and each partition's svc.alerts-{community}) reads those and is
   the only service that publishes on `sc/alerts/#` (and watches it); staff actions reach it as
-  commands (alerts/command/); svc.dashboard and svc.health only connect; svc.simulator (demo only)
-  publishes as the registered devices.
+  commands (alerts/command/); svc.dashboard and svc.health only connect (svc.dashboard-live reads
+  alert copies, device status and the edges' uplink state); svc.simulator (demo only)
+  publishes as the registered devices; svc.edge-{community} (the bridge of that community's edge
+  broker, smartcommunity/edge.py) publishes under `sc/{community}/#` and its uplink state.
 The secure broker also sets `use_username_as_clientid`, so an account cannot take over (and wipe)
 another client's session by reusing its client id: one connection per account.
 """
@@ -26,6 +28,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ from core.accounts import (
     MQTT_HEALTH,
     MQTT_INGEST,
     MQTT_SIMULATOR,
+    edge_account,
 )
 from core.contract import ALERT_TOPIC_ROOT, COMMUNITIES, DEVICE_ID_RE, TOPIC_ROOT
 from core.registry import Device
@@ -50,6 +54,15 @@ from ingest.forward import RECORDS_ROOT
 HASH_ITERATIONS = 1000  # passwords are 256 random bits: stretching is not what protects them
 SALT_BYTES = 12
 
+# Where each edge's bridge says whether its uplink is up ("1"/"0", retained: Mosquitto's bridge
+# notifications, the "0" as its will), outside the contract's `sc/` tree.
+EDGE_STATE_ROOT = "sc-internal/edge"
+
+
+def edge_state_topic(community: str) -> str:
+    return f"{EDGE_STATE_ROOT}/{community}/state"
+
+
 _INGEST_RIGHTS = [("read", f"{TOPIC_ROOT}/#"), ("write", f"{RECORDS_ROOT}/#")]
 _ALERTS_RIGHTS = [("read", f"{RECORDS_ROOT}/#"), ("read", f"{ALERT_TOPIC_ROOT}/#"), ("write", f"{ALERT_TOPIC_ROOT}/#")]
 SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
@@ -57,9 +70,13 @@ SERVICE_RIGHTS: dict[str, list[tuple[str, str]]] = {
     MQTT_ALERTS: _ALERTS_RIGHTS,
     **{f"{MQTT_ALERTS}-{c}": _ALERTS_RIGHTS for c in COMMUNITIES},
     MQTT_DASHBOARD: [],  # staff actions are commands to the alerts service (alerts/command/), never publishes
-    MQTT_DASHBOARD_LIVE: [("read", f"{ALERT_TOPIC_ROOT}/#"), ("read", f"{TOPIC_ROOT}/+/+/+/status")],
+    MQTT_DASHBOARD_LIVE: [("read", f"{ALERT_TOPIC_ROOT}/#"), ("read", f"{TOPIC_ROOT}/+/+/+/status"),
+                          ("read", f"{EDGE_STATE_ROOT}/#")],
     MQTT_HEALTH: [],
     **{f"{MQTT_INGEST}-{w}": _INGEST_RIGHTS for w in range(INGEST_WORKER_ACCOUNTS)},
+    # A community's edge broker forwards what its devices published (the edge's own ACL holds each
+    # device to its topics) and reports its uplink; it reads nothing.
+    **{edge_account(c): [("write", f"{TOPIC_ROOT}/{c}/#"), ("write", edge_state_topic(c))] for c in COMMUNITIES},
 }
 
 
@@ -300,3 +317,36 @@ def prepare_broker(settings: Settings) -> str:
     registry = load_registry(ensure_registry(settings))
     ensure_service_accounts(settings, dict(registry.items()))
     return listeners(settings, pki.dir) + secure_conf(settings)
+
+
+def edge_access(settings: Settings, community: str, directory: Path, port: int, tls_port: int, bind: str,
+                hosts: list[str]) -> str:
+    """The access block of a community's edge broker (smartcommunity/edge.py), its files in `directory`:
+    that community's device accounts and their ACL (devices keep their accounts and topics), the
+    project's CA, and a certificate for the edge naming `bind` and `hosts`. Listeners as the center's:
+    TLS on `bind`, plus a plain one on loopback (credentials still required) unless SC_MQTT_PLAIN=0."""
+    from security.pki import ensure_cert, ensure_pki
+
+    pki = ensure_pki(settings.data_path / "pki", [settings.mqtt_bind, settings.mqtt.host])
+    private_dir(directory)
+    shutil.copyfile(pki.ca_cert, directory / "ca.pem")
+    ensure_cert(pki, directory / "edge.pem", directory / "edge.key", [bind, *hosts],
+                name=f"smartcommunity edge {community}")
+    accounts = {name: acct for name, acct in load_accounts(broker_files(settings)).items()
+                if acct["role"] == "device" and acct.get("community") == community}
+    edge = BrokerFiles(directory)
+    write_private(edge.passwd, render_passwd(accounts))
+    write_private(edge.acl, render_acl(accounts, {}))
+    out = f"""listener {tls_port} {bind}
+{_listener_opts(settings)}cafile {directory / 'ca.pem'}
+certfile {directory / 'edge.pem'}
+keyfile {directory / 'edge.key'}
+tls_version tlsv1.2
+"""
+    if settings.mqtt_plain:
+        out += f"listener {port} 127.0.0.1\n{_listener_opts(settings)}"
+    return out + f"""allow_anonymous false
+password_file {edge.passwd}
+acl_file {edge.acl}
+max_packet_size {settings.mqtt_max_packet_bytes}
+"""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -93,12 +94,16 @@ def _make_ca(pki: Pki) -> None:
     pki.cert.unlink(missing_ok=True)  # signed by the old CA, if any
 
 
-def _cert_ok(pki: Pki, names: list[x509.GeneralName]) -> bool:
-    if not (pki.cert.exists() and pki.key.exists()):
+def _cert_ok(pki: Pki, cert_path: Path, key_path: Path, names: list[x509.GeneralName]) -> bool:
+    if not (cert_path.exists() and key_path.exists()):
         return False
-    cert = x509.load_pem_x509_certificate(pki.cert.read_bytes())
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     if cert.issuer != ca.subject or cert.not_valid_after_utc - _now() < RENEW_BEFORE:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca)  # a CA made anew has the same name, not the same key
+    except (ValueError, TypeError, InvalidSignature):
         return False
     have = set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     return set(names) <= have
@@ -112,17 +117,25 @@ def ensure_pki(directory: Path, hosts: list[str] | None = None) -> Pki:
     ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     if ca.not_valid_after_utc - _now() < RENEW_BEFORE:
         _make_ca(pki)
-        ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-    names = _names(hosts or [])
-    if _cert_ok(pki, names):
-        return pki
+    ensure_cert(pki, pki.cert, pki.key, hosts or [])
+    return pki
+
+
+def ensure_cert(pki: Pki, cert_path: Path, key_path: Path, hosts: list[str],
+                name: str = "smartcommunity broker") -> None:
+    """A server certificate signed by the project's CA (another broker's, e.g. an edge's) naming this
+    host and `hosts`; remade when a name is missing, it expires within 30 days or the CA changed."""
+    names = _names(hosts)
+    if _cert_ok(pki, cert_path, key_path, names):
+        return
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smartcommunity"),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, "smartcommunity broker")]))
+                                     x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=CERT_DAYS))
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -130,6 +143,5 @@ def ensure_pki(directory: Path, hosts: list[str] | None = None) -> Pki:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    write_private(pki.key, _key_pem(key))
-    pki.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return pki
+    write_private(key_path, _key_pem(key))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -15,6 +15,7 @@ from core.settings import Settings, load_settings
 VERB_MODULES = (
     "smartcommunity.services_cli",
     "smartcommunity.backup",
+    "smartcommunity.edge",
     "smartcommunity.install",
     "ingest.cli",
     "alerts.cli",

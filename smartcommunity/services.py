@@ -85,7 +85,7 @@ def free_port() -> int:
 
 
 def mosquitto_conf(port: int, data: Path, max_queued: int, security: str | None = None,
-                   pid_file: Path | None = None) -> str:
+                   pid_file: Path | None = None, autosave_s: int = 10) -> str:
     """`security`: listeners and auth options from security.broker (SC_SECURE); else loopback, anonymous."""
     # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write into a
     # data dir under root's home or a 0700 temp dir: persistence (sessions, queued messages)
@@ -99,7 +99,7 @@ allow_anonymous true
     return f"""# Written by smartcommunity; edits are overwritten at the next start.
 {user}{pid}{access}persistence true
 persistence_location {data}/
-autosave_interval 10
+autosave_interval {autosave_s}
 # Ingest keeps a persistent session: while it is away the broker must hold everything.
 max_queued_messages {max_queued}
 max_queued_bytes 0
