@@ -21,9 +21,10 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from alerts.store import AlertStore, Store, open_store, sqlite_file
+from alerts.store import AlertStore, Store, sqlite_file
+from alerts.store.postgres import PostgresStore, Unreachable, unreachable
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
 from core.diskfull import is_disk_full
@@ -37,35 +38,38 @@ Key = tuple[str, str]
 
 
 def open_held(settings: Settings) -> Store:
-    """The engine's store: the SQLite file under a `HeldStore`; another backend (PostgreSQL) as it is,
-    since its disk is the database server's, not this host's."""
+    """The engine's store, held while it cannot write: the SQLite file on a full disk (`HeldStore`),
+    PostgreSQL while its server cannot be reached (`HeldPostgresStore`)."""
     path = sqlite_file(settings)
-    return HeldStore(path) if path is not None else open_store(settings)
+    return HeldStore(path) if path is not None else HeldPostgresStore(str(settings.store_url))
 
 
 def retry_held(store: Store) -> None:
     """Write what a held store keeps in memory, if it is one (at most once a second)."""
-    if isinstance(store, HeldStore):
+    if isinstance(store, Holding):
         store.retry()
 
 
 def held_snapshot(store: Store) -> dict[str, Any]:
     """What `HeldStore.snapshot` tells; a store that holds nothing holds nothing."""
-    if isinstance(store, HeldStore):
+    if isinstance(store, Holding):
         return store.snapshot()
     return {"holding": 0, "degraded": False, "disk_full_since": None, "written_late": 0}
 
 
-class HeldStore(AlertStore):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.degraded = False  # opened read-only on a full disk: every write is held
-        try:
-            super().__init__(path)
-        except Exception as exc:
-            if not is_disk_full(exc):
-                raise
-            self._open_degraded(exc)
+class Holding:
+    """The holding itself, over a backend `_BASE` whose writes fail with what `_holdable` says."""
+
+    _BASE: ClassVar[type[Any]]
+    # What the timeline says of the gap, once written (the cause differs by backend).
+    GAP_NOTE: ClassVar[str] = "数据盘满期间的记录已按实际时间补写"
+    degraded = False  # opened read-only on a full disk (SQLite): every write is held
+
+    @staticmethod
+    def _holdable(exc: BaseException) -> bool:
+        return is_disk_full(exc)
+
+    def _init_holding(self) -> None:
         self._hold = threading.RLock()
         self._ops: deque[tuple[str, tuple[Any, ...], dict[str, Any]]] = deque()
         self._held: dict[str, tuple[Alert, str]] = {}  # alert_id -> (latest state, subject)
@@ -75,18 +79,9 @@ class HeldStore(AlertStore):
         self.full_since: float | None = time.time() if self.degraded else None
         self._tried_at = time.monotonic()
         self.written_late = 0  # operations written after the disk came back (since start)
-
-    def _open_degraded(self, exc: BaseException) -> None:
-        log.critical("ALERT STORE CANNOT BE OPENED FOR WRITING (%s): read as it is, every write held in "
-                     "memory until there is room", exc)
-        self.open_frozen(self.path)
-        self.degraded = True
-
-    def _reopen(self) -> None:
-        """Open the database for writing (there is room again); raises a disk-full error if not."""
-        self.adopt(AlertStore(self.path))  # on failure this store is left as it was
-        self.degraded = False
-        log.warning("alert store opened for writing again")
+        # The last state read or written of each open alert: what a held update starts from when the
+        # database cannot even be read (PostgreSQL failing over).
+        self._known: dict[str, tuple[Alert, str]] = {}
 
     # -- state ----------------------------------------------------------------------------------
     @property
@@ -109,7 +104,7 @@ class HeldStore(AlertStore):
                 try:
                     return True, getattr(AlertStore, name)(self, *args, **kw)
                 except Exception as exc:
-                    if not is_disk_full(exc):
+                    if not self._holdable(exc):
                         raise
                     self._went_full(exc)
             self._ops.append((name, args, kw))
@@ -139,7 +134,7 @@ class HeldStore(AlertStore):
                     try:
                         getattr(AlertStore, name)(self, *args, **kw)
                     except Exception as exc:
-                        if is_disk_full(exc):
+                        if self._holdable(exc):
                             raise
                         log.error("held %s could not be written (%s): dropped", name, exc)
                     self._ops.popleft()
@@ -147,14 +142,14 @@ class HeldStore(AlertStore):
                 if self._conds:
                     ups = [(r, s, c) for (r, s), c in self._conds.items() if c is not None]
                     dels = [k for k, c in self._conds.items() if c is None]
-                    AlertStore.save_conditions(self, ups, dels)
+                    self._BASE.save_conditions(self, ups, dels)
                     self._conds.clear()
                 if self._seen:
-                    AlertStore.save_seen(self, list(self._seen.items()))
+                    self._BASE.save_seen(self, list(self._seen.items()))
                     self._seen.clear()
                 self._mark_gap()
             except Exception as exc:
-                if not is_disk_full(exc):
+                if not self._holdable(exc):
                     raise
                 return False
             return True
@@ -167,9 +162,9 @@ class HeldStore(AlertStore):
         # From the first write that failed: its own time may be a moment before the failure was seen.
         since = min([iso_ms(int(self.full_since * 1000))] + [st.at for sts in self._steps.values() for st in sts])
         touched = list(self._steps)
-        steps = [(a, Event.WRITTEN_LATE, until, SYSTEM, "数据盘满期间的记录已按实际时间补写",
+        steps = [(a, Event.WRITTEN_LATE, until, SYSTEM, self.GAP_NOTE,
                   {"from": since, "to": until, "steps": len(self._steps[a])}) for a in touched]
-        AlertStore.record_many(self, steps)
+        self._BASE.record_many(self, steps)
         log.warning("alert store writing again: held rows and steps written (disk full %s to %s, %d alerts)",
                     since, until, len(touched))
         self.full_since = None
@@ -185,14 +180,20 @@ class HeldStore(AlertStore):
         held = self._held.get(alert_id)
         if held is not None:
             return held
-        alert = AlertStore.get(self, alert_id)
-        if alert is None:
-            return None
-        return alert, AlertStore.subject_of(self, alert_id) or alert.device_id
+        try:
+            alert = self._BASE.get(self, alert_id)
+            if alert is None:
+                return None
+            return alert, self._BASE.subject_of(self, alert_id) or alert.device_id
+        except Exception as exc:
+            if not self._holdable(exc) or alert_id not in self._known:
+                raise
+            return self._known[alert_id]
 
     # -- writes ---------------------------------------------------------------------------------
     def insert(self, alert: Alert, subject: str) -> None:
         with self._hold:
+            self._known[alert.alert_id] = (alert, subject)
             done, _ = self._try("insert", (alert, subject), {})
             if not done:
                 self._held[alert.alert_id] = (alert, subject)
@@ -203,6 +204,8 @@ class HeldStore(AlertStore):
         with self._hold:
             done, result = self._try("update", (alert_id,), {"step": step, **changes})
             if done:
+                if result is not None and alert_id in self._known:
+                    self._known[alert_id] = (result, self._known[alert_id][1])
                 return result  # type: ignore[no-any-return]
             base = self._base(alert_id)
             if base is None or base[0].state == AlertState.RESOLVED:
@@ -220,6 +223,7 @@ class HeldStore(AlertStore):
         with self._hold:
             done, result = self._try("resolve", (alert_id, now), {"note": note, "by": by, "data": data,
                                                                    "watch_s": watch_s})
+            self._known.pop(alert_id, None)
             if done:
                 return result  # type: ignore[no-any-return]
             base = self._base(alert_id)
@@ -245,6 +249,10 @@ class HeldStore(AlertStore):
             self._held_step(alert_id, Event.REOPENED, now, SYSTEM, None, {**data, "reopened": alert.reopened})
             return alert
 
+    def set_watch(self, rule: str, subject: str, alert_id: str, closed: float, until: float) -> None:
+        with self._hold:
+            self._try("set_watch", (rule, subject, alert_id, closed, until), {})
+
     def record(self, alert_id: str, event: str, at: str, *, by: str | None = None, note: str | None = None,
                data: dict[str, Any] | None = None) -> None:
         with self._hold:
@@ -268,10 +276,10 @@ class HeldStore(AlertStore):
         with self._hold:
             if not self.holding and not self.degraded:
                 try:
-                    AlertStore.save_conditions(self, upserts, deletes)
+                    self._BASE.save_conditions(self, upserts, deletes)
                     return
                 except Exception as exc:
-                    if not is_disk_full(exc):
+                    if not self._holdable(exc):
                         raise
                     self._went_full(exc)
             for k in deletes:
@@ -285,10 +293,10 @@ class HeldStore(AlertStore):
         with self._hold:
             if not self.holding and not self.degraded:
                 try:
-                    AlertStore.save_seen(self, seen)
+                    self._BASE.save_seen(self, seen)
                     return
                 except Exception as exc:
-                    if not is_disk_full(exc):
+                    if not self._holdable(exc):
                         raise
                     self._went_full(exc)
             for dev, at in seen:
@@ -297,10 +305,18 @@ class HeldStore(AlertStore):
     # -- reads see what is held -----------------------------------------------------------------
     def get(self, alert_id: str) -> Alert | None:
         held = self._held.get(alert_id)
-        return held[0] if held is not None else AlertStore.get(self, alert_id)
+        if held is not None:
+            return held[0]
+        try:
+            return self._BASE.get(self, alert_id)  # type: ignore[no-any-return]
+        except Exception as exc:
+            if not self._holdable(exc) or alert_id not in self._known:
+                raise
+            return self._known[alert_id][0]
 
     def open_alerts(self) -> dict[tuple[str, str], Alert]:
-        out = AlertStore.open_alerts(self)
+        out = self._BASE.open_alerts(self)
+        self._known.update({a.alert_id: (a, key[1]) for key, a in out.items()})
         with self._hold:
             held = list(self._held.values())
         for alert, subject in held:
@@ -315,4 +331,136 @@ class HeldStore(AlertStore):
     def timeline(self, alert_id: str) -> list[Step]:
         with self._hold:
             held = list(self._steps.get(alert_id, ()))
-        return AlertStore.timeline(self, alert_id) + held
+        return self._BASE.timeline(self, alert_id) + held
+
+
+class HeldStore(Holding, AlertStore):
+    """The SQLite store, held on a full disk."""
+
+    _BASE = AlertStore
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.degraded = False
+        try:
+            AlertStore.__init__(self, path)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._open_degraded(exc)
+        self._init_holding()
+
+    def _open_degraded(self, exc: BaseException) -> None:
+        log.critical("ALERT STORE CANNOT BE OPENED FOR WRITING (%s): read as it is, every write held in "
+                     "memory until there is room", exc)
+        self.open_frozen(self.path)
+        self.degraded = True
+
+    def _reopen(self) -> None:
+        """Open the database for writing (there is room again); raises a disk-full error if not."""
+        self.adopt(AlertStore(self.path))  # on failure this store is left as it was
+        self.degraded = False
+        log.warning("alert store opened for writing again")
+
+
+class HeldPostgresStore(Holding, PostgresStore):
+    """The PostgreSQL store, held while its server cannot be reached (a restart, a failover to the
+    standby): the engine goes on warning from memory and writes what it held, with the true times,
+    into the database it reaches next (`SC_STORE_URL` may name the primary and the standby, libpq's
+    `postgresql://h1:p1,h2:p2/db?target_session_attrs=read-write`)."""
+
+    _BASE = PostgresStore
+    GAP_NOTE = "数据库不可达期间的记录已按实际时间补写"
+
+    def __init__(self, url: str) -> None:
+        PostgresStore.__init__(self, url)
+        self._init_holding()
+        self._last_shelves: list[Any] = []
+        self._reachable = threading.Event()
+        self._prober: threading.Thread | None = None
+
+    @staticmethod
+    def _holdable(exc: BaseException) -> bool:
+        return unreachable(exc)
+
+    # -- reads the engine makes on its hot path: with no database, what it knows stands in ----------
+    def _read_or(self, fallback: Any, name: str, *args: Any) -> Any:
+        try:
+            return getattr(PostgresStore, name)(self, *args)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            self._went_full(exc)
+            return fallback
+
+    def watch_for(self, rule: str, subject: str) -> Any:
+        # Unknown while the database is away: a re-rise is then raised anew rather than reopened.
+        return self._read_or(None, "watch_for", rule, subject)
+
+    def condition_of(self, alert_id: str) -> Any:
+        return self._read_or(None, "condition_of", alert_id)
+
+    def shelves(self, live_at: float | None = None) -> Any:
+        got = self._read_or(None, "shelves", live_at)
+        if got is None:
+            return list(self._last_shelves)
+        self._last_shelves = got
+        return got
+
+    def timeline(self, alert_id: str) -> list[Step]:
+        try:
+            return super().timeline(alert_id)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            with self._hold:
+                return list(self._steps.get(alert_id, ()))
+
+    def retry(self, force: bool = False) -> bool:
+        """Write what is held once the database answers again: probed from a thread of its own, so the
+        engine never waits on a connection attempt to a host that does not answer."""
+        if (self.holding or self.full_since is not None) and not force and not self._reachable.is_set():
+            self._probe()
+            return False
+        done = super().retry(force)
+        if done:
+            self.full_since = None
+        return done
+
+    def _live(self) -> Any:
+        # While the database is away, fail at once: the probe thread finds out when it is back.
+        if self.full_since is not None and not self._reachable.is_set():
+            self._probe()
+            raise Unreachable("the alert store's database is unreachable (probing every second)")
+        return super()._live()
+
+    def _probe(self) -> None:
+        if self._prober is not None and self._prober.is_alive():
+            return
+
+        def probe() -> None:
+            while True:
+                try:
+                    self._connect().close()
+                    self._reachable.set()
+                    return
+                except Exception:
+                    time.sleep(RETRY_S)
+
+        self._reachable.clear()
+        self._prober = threading.Thread(target=probe, name="store-probe", daemon=True)
+        self._prober.start()
+
+    def _went_full(self, exc: BaseException) -> None:
+        if self.full_since is None:
+            log.critical("ALERT STORE DATABASE UNREACHABLE (%s): alerts go on from memory; rows, steps and "
+                         "condition state are kept and written when it answers again", exc)
+            self.full_since = time.time()
+            self._reachable.clear()
+        super()._went_full(exc)
+
+    def snapshot(self) -> dict[str, Any]:
+        out = super().snapshot()
+        out["store_down_since"] = out.pop("disk_full_since")  # not the data disk: the database server
+        out["disk_full_since"] = None
+        return out

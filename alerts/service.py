@@ -240,7 +240,11 @@ class AlertService:
 
     def _alert_copy(self, topic: str, payload: bytes, retained: bool) -> None:
         alert_id = topic.rsplit("/", 1)[-1]
-        alert = self.store.get(alert_id)
+        try:
+            alert = self.store.get(alert_id)
+        except Exception as exc:  # the store away (a failover): a copy is looked at again on the next connect
+            log.warning("retained copy of %s not checked: %s", alert_id, exc)
+            return
         if alert is None:
             return
         if alert.state != AlertState.RESOLVED and not payload:

@@ -88,10 +88,10 @@ class RunningPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres() -> RunningPostgres:
+def start_postgres(replicable: bool = False) -> RunningPostgres:
     bindir = ensure_installed()
     root = Path(tempfile.mkdtemp(prefix="sc-pg-"))
-    data, log = root / "data", root / "postgres.log"
+    data = root / "data"
     run_as: list[str] = []
     if os.geteuid() == 0:
         try:
@@ -106,12 +106,20 @@ def start_postgres() -> RunningPostgres:
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise NoPostgres(f"initdb failed: {init.stderr.decode(errors='replace')[-800:]}")
+    return _launch(bindir, root, run_as, replicable)
+
+
+def _launch(bindir: Path, root: Path, run_as: list[str], replicable: bool = False) -> RunningPostgres:
+    """Run the server on `root`/data (made by initdb or pg_basebackup) on a free port; wait until it answers."""
+    data, log = root / "data", root / "postgres.log"
     port = free_port()
+    # Unsynced for speed; a server to be replicated keeps full page writes (a standby needs them).
+    fast = ["-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", f"full_page_writes={'on' if replicable else 'off'}"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+             "-c", "listen_addresses=127.0.0.1", *fast, "-c", "max_connections=200"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=root)
     server = RunningPostgres(proc, root, port)
     deadline = time.monotonic() + 30
@@ -127,3 +135,30 @@ def start_postgres() -> RunningPostgres:
         time.sleep(0.1)
     server.stop()
     raise NoPostgres(f"postgres did not answer on 127.0.0.1:{port} in 30s")
+
+
+def start_standby(primary: RunningPostgres) -> RunningPostgres:
+    """A hot standby of `primary` by streaming replication (pg_basebackup -R), on its own port; promote it
+    with `promote(standby)`. The primary must have been started with `replicable=True`."""
+    bindir = ensure_installed()
+    root = Path(tempfile.mkdtemp(prefix="sc-pg-standby-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        pg = pwd.getpwnam("postgres")
+        os.chown(root, pg.pw_uid, pg.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    copy = subprocess.run([*run_as, str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+                           "-U", ADMIN, "-D", str(root / "data"), "-R", "-X", "stream", "--no-sync"],
+                          capture_output=True, check=False, cwd=root)
+    if copy.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise NoPostgres(f"pg_basebackup failed: {copy.stderr.decode(errors='replace')[-800:]}")
+    return _launch(bindir, root, run_as, replicable=True)
+
+
+def promote(standby: RunningPostgres) -> None:
+    """Make the standby the primary (what an operator, or Patroni, does when the primary is lost)."""
+    import psycopg
+
+    with psycopg.connect(standby.url(), autocommit=True) as db:
+        assert db.execute("SELECT pg_promote(true, 30)").fetchone()[0], "the standby was not promoted"

@@ -25,6 +25,17 @@ from alerts.store.sql import SqlStore, decode, dispatch
 from alerts.timeline import Event
 
 Conn = psycopg.Connection[dict[str, Any]]
+CONNECT_TIMEOUT_S = 3  # per host tried: a dead primary must not hold the engine up for long
+
+
+class Unreachable(psycopg.OperationalError):
+    """Not even tried: the database was found unreachable and is being probed (alerts/holdover.py)."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The server gone, restarting, or failing over: a lost or refused connection, or a standby that does
+    not take writes yet."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.errors.ReadOnlySqlTransaction)
 
 
 def _in(n: int) -> str:
@@ -84,8 +95,21 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str) -> None:
         self._lock = threading.Lock()
-        self._db: Conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        self._url = url
+        self._db: Conn = self._connect()
         migrate(self._db)
+
+    def _connect(self) -> Conn:
+        return psycopg.connect(self._url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S)
+
+    def _live(self) -> Conn:
+        """The connection, made again if the last one was lost (a server restart, a failover: with several
+        hosts in `SC_STORE_URL` libpq finds the one that takes writes). A failure here is the caller's
+        to handle (the engine's store holds its writes meanwhile: alerts/holdover.py)."""
+        if self._db.closed or self._db.broken:
+            self._db.close()
+            self._db = self._connect()
+        return self._db
 
     def close(self) -> None:
         with self._lock:
@@ -94,18 +118,20 @@ class PostgresStore(SqlStore):
     @contextlib.contextmanager
     def _read(self) -> Iterator[Conn]:
         with self._lock:
-            yield self._db
+            yield self._live()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Conn]:
         """One write transaction, after the store's write lock (see pg_migrations.WRITE_LOCK)."""
-        with self._lock, self._db.transaction():
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            cmd = COMMAND.get()
-            if cmd is not None:
-                self._db.execute("INSERT INTO commands(command_id, name, actor, at) VALUES (%s, %s, %s, %s)"
-                                 " ON CONFLICT (command_id) DO NOTHING", cmd)
-            yield self._db
+        with self._lock:
+            db = self._live()
+            with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                cmd = COMMAND.get()
+                if cmd is not None:
+                    db.execute("INSERT INTO commands(command_id, name, actor, at) VALUES (%s, %s, %s, %s)"
+                               " ON CONFLICT (command_id) DO NOTHING", cmd)
+                yield db
 
     def _clock(self, db: Any) -> float:
         """The database server's clock: hosts whose own clocks drift apart still agree on a lease."""
@@ -173,7 +199,7 @@ class PostgresStore(SqlStore):
             dargs.append(community)
         period = 'a.started_at COLLATE "C" >= %s AND a.started_at COLLATE "C" < %s'
         # One snapshot for all four reads: writers on other hosts go on meanwhile.
-        with self._lock, self._db.transaction():
+        with self._lock, self._live().transaction():
             db = self._db
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             alerts = [decode(r) for r in db.execute(q, args).fetchall()]

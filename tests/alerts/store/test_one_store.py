@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.holdover import HeldStore
+from alerts.holdover import HeldPostgresStore, HeldStore, Holding
 from alerts.store import AlertStore, Store, open_store, store_path
 from alerts.store.postgres import PostgresStore
 from core.settings import Settings
@@ -98,7 +98,9 @@ def test_every_store_method_is_part_of_the_interface() -> None:
     # Only the full-disk hold (alerts/holdover.py) needs these two, and only of the SQLite file.
     sqlite_only = {"open_frozen", "adopt"}
     assert public(AlertStore) - declared == sqlite_only
-    assert public(HeldStore) - declared == {"retry", "snapshot"}  # the held store's own state
+    assert public(Holding) - declared == {"retry", "snapshot"}  # the held stores' own state
+    assert issubclass(HeldStore, Holding) and issubclass(HeldPostgresStore, Holding)
+    assert public(HeldStore) - declared == set() and public(HeldPostgresStore) - declared == {"retry", "snapshot"}
     assert issubclass(PostgresStore, Store) and public(PostgresStore) - declared == set()
     assert not AlertStore.__abstractmethods__ and not PostgresStore.__abstractmethods__
 
