@@ -42,6 +42,7 @@ from dashboard.actions import AlertActions
 from dashboard.api import error
 from dashboard.fieldpage import register_field_page
 from dashboard.login import acting_as
+from dashboard.scope import community_in, current_scope, scoped_report, scoped_store
 from dashboard.theme import BG, COMMUNITY_EDGE, GRID, MUTED, NAV, PANEL, TEXT
 
 log = logging.getLogger(__name__)
@@ -271,11 +272,15 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
         who, note = _operator(doc, "takes the dispatch back")
         return jsonify(actions.must("dispatch_cancel", who, "api", dispatch_id=dispatch_id, note=note)), 200
 
+    def seen_book() -> DispatchBook:
+        """The dispatches as this request's person may see them (dashboard/scope.py)."""
+        return DispatchBook(scoped_store(store), settings, places=places.get)
+
     @api.get("/alerts/<alert_id>/dispatches")
     def alert_dispatches(alert_id: str) -> tuple[Response, int]:
-        if store.get(alert_id) is None:
+        if scoped_store(store).get(alert_id) is None:
             raise Refused(404, f"no alert {alert_id}")
-        return jsonify([d.as_json() for d in book.for_alert(alert_id)]), 200
+        return jsonify([d.as_json() for d in seen_book().for_alert(alert_id)]), 200
 
     @api.get("/dispatches")
     def open_dispatches() -> tuple[Response, int]:
@@ -283,11 +288,12 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
         if community is not None and community not in COMMUNITIES:
             raise Refused(400, f"unknown community {community!r}; use {', '.join(COMMUNITIES)}")
         now = time.time()
-        return jsonify([{**d.as_json(), "overdue": d.overdue(now)} for d in book.open_dispatches(community)]), 200
+        return jsonify([{**d.as_json(), "overdue": d.overdue(now)}
+                        for d in seen_book().open_dispatches(community)]), 200
 
     @api.get("/dispatches/<dispatch_id>/photos/<int:n>")
     def photo(dispatch_id: str, n: int) -> Response:
-        d = book.get(dispatch_id)
+        d = seen_book().get(dispatch_id)
         p: Path | None = photo_path(settings.data_path, d, n - 1) if d else None
         if d is None or p is None or not p.is_file():
             raise Refused(404, f"no photo {n} of dispatch {dispatch_id}")
@@ -308,14 +314,20 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
         community = request.args.get("community") or None
         if community is not None and community not in COMMUNITIES:
             raise Refused(400, f"unknown community {community!r}; use {', '.join(COMMUNITIES)}")
-        rows = pending(store, community)
+        view = seen_book()
+        rows = pending(view.store, community)
         return jsonify({"count": len(rows), "causes": list(CAUSES), "alerts": [
-            {**a.as_json(), "dispatches": [d.as_json() for d in book.for_alert(a.alert_id)]} for a in rows]}), 200
+            {**a.as_json(), "dispatches": [d.as_json() for d in view.for_alert(a.alert_id)]} for a in rows]}), 200
 
     def make_report() -> Report:
         period, community = period_from_args(request.args)
+        scope = current_scope()
+        if community is not None and not community_in(scope, community):
+            raise Refused(404, f"no community {community} in this account's scope")
         names, devs = places.get()
-        return build_report(store, period, community, now=time.time(), compound_names=names, device_places=devs)
+        rep = build_report(scoped_store(store), period, community, now=time.time(), compound_names=names,
+                           device_places=devs)
+        return scoped_report(rep, scope)
 
     @api.get("/report")
     def report_api() -> tuple[Response, int]:
