@@ -24,7 +24,7 @@ from dashboard.actions import AlertActions
 from dashboard.health import HealthChecker
 from dashboard.login import acting_as, current_user
 from dashboard.metrics import CONTENT_TYPE, render_metrics
-from dashboard.scope import scoped_store
+from dashboard.scope import hidden, scoped_store
 
 STATES = frozenset(str(s) for s in AlertState)
 MAX_TEXT = 2000
@@ -100,6 +100,8 @@ def make_api(settings: Settings, store: Store, actions: AlertActions, checker: H
 
     @api.post("/alerts/<alert_id>/ack")
     def ack(alert_id: str) -> tuple[Response, int]:
+        if hidden(store, alert_id):
+            return error(404, f"no alert {alert_id}")
         body, problem = _body(required_by=True)
         if problem:
             return error(400, problem)
@@ -111,6 +113,8 @@ def make_api(settings: Settings, store: Store, actions: AlertActions, checker: H
 
     @api.post("/alerts/<alert_id>/resolve")
     def resolve(alert_id: str) -> tuple[Response, int]:
+        if hidden(store, alert_id):
+            return error(404, f"no alert {alert_id}")
         body, problem = _body(required_by=False)
         if problem:
             return error(400, problem)

@@ -42,7 +42,7 @@ from dashboard.actions import AlertActions
 from dashboard.api import error
 from dashboard.fieldpage import register_field_page
 from dashboard.login import acting_as
-from dashboard.scope import community_in, current_scope, scoped_report, scoped_store
+from dashboard.scope import community_in, current_scope, hidden, scoped_report, scoped_store
 from dashboard.theme import BG, COMMUNITY_EDGE, GRID, MUTED, NAV, PANEL, TEXT
 
 log = logging.getLogger(__name__)
@@ -256,6 +256,8 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
 
     @api.post("/alerts/<alert_id>/dispatch")
     def dispatch(alert_id: str) -> tuple[Response, int]:
+        if hidden(store, alert_id):
+            raise Refused(404, f"no alert {alert_id}")
         doc = _json_body()
         deadline = _text(doc, "deadline") if doc.get("deadline") is not None else None
         if doc.get("deadline") is not None and deadline is None:
@@ -303,6 +305,8 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
 
     @api.post("/alerts/<alert_id>/archive")
     def archive_alert(alert_id: str) -> tuple[Response, int]:
+        if hidden(store, alert_id):
+            raise Refused(404, f"no alert {alert_id}")
         doc = _json_body()
         who, note = _operator(doc, "archives")
         done = actions.must("archive", who, "api", alert_id=alert_id, cause=_text(doc, "cause") or "", note=note,

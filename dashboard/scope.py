@@ -343,6 +343,13 @@ def refusal(store: Store, command: str, args: Mapping[str, Any]) -> tuple[int, s
     return None
 
 
+def hidden(store: Store, alert_id: str) -> bool:
+    """An alert this request's person may not see (out of scope, or none): routes that check a body
+    first ask this before, so an alert out of scope is a 404 whatever the body says."""
+    scope = current_scope()
+    return scope is not None and ScopedStore(store, scope).get(alert_id) is None
+
+
 # -- page URLs -----------------------------------------------------------------------------------------
 def thing_visible(kind: str, ident: str) -> bool:
     """Whether this request's person may see the alert, device or compound of a page URL."""
@@ -371,7 +378,7 @@ def register_scope_guard(server: Flask) -> None:
             return None
         from dashboard.security import audit_refusal
 
-        audit_refusal("scope", 404, target=request.path)
+        audit_refusal("scope", 404)
         return Response(NOT_FOUND_PAGE, status=404, mimetype="text/html"), 404
 
 
@@ -382,3 +389,30 @@ def scoped_report(rep: Report, scope: Scope | None) -> Report:
         return rep
     sections = {c: s for c, s in rep.sections.items() if c == ALL or scope.community(c)}
     return replace(rep, sections=sections)
+
+
+# -- notifications (the demo's inbox) -------------------------------------------------------------------
+INBOX_WINDOW = 2000  # a scoped person's inbox is drawn from this many newest messages
+
+
+def inbox_in(inbox: Any, store: Any, scope: Scope, limit: int, channel: str | None,
+             recipient: str | None) -> tuple[list[Any], list[tuple[str, str, str, int]]]:
+    """(the newest `limit` messages about alerts in scope, of the chosen recipient; the recipients of
+    such messages with their counts): a message about nothing in scope, or about no alert, is not shown."""
+    view = ScopedStore(store, scope)
+    seen: dict[str, bool] = {}
+
+    def ok(m: Any) -> bool:
+        if not m.alert_id:
+            return False
+        if m.alert_id not in seen:
+            seen[m.alert_id] = view.get(m.alert_id) is not None
+        return seen[m.alert_id]
+
+    mine = [m for m in inbox.recent(INBOX_WINDOW) if ok(m)]
+    counts: dict[tuple[str, str], list[Any]] = {}
+    for m in mine:  # newest first: the most recently told recipient first
+        counts.setdefault((m.channel, m.recipient), [m.name, 0])[1] += 1
+    recipients = [(c, r, str(v[0] or ""), int(v[1])) for (c, r), v in counts.items()]
+    got = [m for m in mine if (not channel or m.channel == channel) and (not recipient or m.recipient == recipient)]
+    return got[:limit], recipients
