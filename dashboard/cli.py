@@ -153,7 +153,7 @@ def users_scope(args: argparse.Namespace, settings: Settings) -> int:
         print(f"smartcommunity users scope: {exc}", file=sys.stderr)
         return 2
     accounts.set_scope(args.username, scope)
-    _audit(settings, "account.scope", args.username, old_scope=acc.scope.as_json(), new_scope=scope.as_json())
+    _audit(settings, "account.scope", args.username, old_scope=acc.scope.describe(), new_scope=scope.describe())
     print(f"account {args.username} sees {scope.describe()}")
     return 0
 
