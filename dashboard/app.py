@@ -35,6 +35,7 @@ from dashboard.scope import (
     ScopedState,
     current_scope,
     register_scope_guard,
+    scope_words,
     scoped_store,
 )
 from dashboard.security import register_security
@@ -154,6 +155,7 @@ def shell() -> html.Div:
            else html.A(name, href=href, className="nav-link") for name, href in NAV]
     nav += [dcc.Link(name, href=href, className="nav-link") for name, href in pages.page_nav(mapview.dctx().settings)]
     who = current_user()
+    scope = current_scope()
     return html.Div(
         id="root",
         className="root",
@@ -170,6 +172,7 @@ def shell() -> html.Div:
                     html.Div(id="services", className="services"),
                     html.Div(id="stale", className="stale hidden", role="alert"),
                     html.Div(who or "", className="whoami", title="当前登录"),
+                    html.Div(scope_words(scope), className="whoami scope", title="可见范围") if scope else None,
                     html.Div(html.Div(id="clock", className="clock"), className="clock-block"),
                 ],
             ),

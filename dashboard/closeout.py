@@ -42,7 +42,7 @@ from dashboard.actions import AlertActions
 from dashboard.api import error
 from dashboard.fieldpage import register_field_page
 from dashboard.login import acting_as
-from dashboard.scope import community_in, current_scope, hidden, scoped_report, scoped_store
+from dashboard.scope import communities_seen, community_in, current_scope, hidden, scoped_report, scoped_store
 from dashboard.theme import BG, COMMUNITY_EDGE, GRID, MUTED, NAV, PANEL, TEXT
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]
                          f"{html.escape(m[:4])}年{html.escape(m[5:7])}月</option>" for m in months)
     comm = args.get("community") or ""
     opts = "".join(f'<option value="{c}"{" selected" if c == comm else ""}>{html.escape(n)}</option>'
-                   for c, n in COMMUNITIES.items())
+                   for c, n in communities_seen().items())
     query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
     links = "".join(f'<a class="nav-link{" on" if href == "/report" else ""}" href="{href}">{name}</a>'
                     for name, href in (*NAV, *(more_nav or [])))

@@ -22,7 +22,7 @@ from flask import Flask, Response, has_request_context, request
 
 from alerts.report import ALL, Report
 from alerts.store import ReportRows, Row, Store
-from core.contract import Alert, Device
+from core.contract import COMMUNITIES, KIND_LABEL, KINDS, Alert, Device
 from core.staff import Scope
 from dashboard.geo import BaseLayers
 
@@ -44,6 +44,19 @@ def current_scope() -> Scope | None:
     user = current_user()
     scope: Scope | None = getattr(user, "scope", None)
     return None if scope is None or scope.everything else scope
+
+
+def communities_seen() -> dict[str, str]:
+    """slug -> name of the communities this request's person sees (the street's four without a scope)."""
+    scope = current_scope()
+    return {c: n for c, n in COMMUNITIES.items() if community_in(scope, c)}
+
+
+def scope_words(scope: Scope) -> str:
+    """The scope as staff say it, e.g. 岩岭社区 · 燃气 ("" for the whole street)."""
+    names = [COMMUNITIES.get(c, c) for c in COMMUNITIES if c in scope.communities]
+    kinds = [KIND_LABEL.get(k, k) for k in KINDS if k in scope.kinds]
+    return " · ".join(x for x in ("、".join(names), "、".join(kinds)) if x)
 
 
 # -- the single judgements ------------------------------------------------------------------------------
