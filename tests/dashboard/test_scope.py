@@ -17,14 +17,17 @@ from typing import Any
 import dash
 import orjson
 import pytest
+from flask import g
 from flask.testing import FlaskClient
 
+from alerts.inbox import InboxStore, Received, inbox_path
 from alerts.store import open_store
 from core.contract import Alert, Device
 from core.registry import ensure_registry, load_registry
 from core.staff import Accounts, Scope, accounts_path
 from core.timebase import iso
 from dashboard.app import create_app
+from dashboard.login import User
 from dashboard.sessions import SessionStore, sessions_path
 from tests.conftest import RunningAlerts, make_settings
 from tests.dashboard.pagehelp import ROUTER
@@ -75,7 +78,7 @@ def _alert(dev: Device, n: int) -> Alert:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = make_settings(tmp_path_factory.mktemp("scope") / "var", mqtt_url=f"mqtt://{CLOSED}",
-                             influx_url=f"http://{CLOSED}", registry_poll_s=0.2)
+                             influx_url=f"http://{CLOSED}", registry_poll_s=0.2, demo_inbox_port=9)
     reg = load_registry(ensure_registry(settings))
     devices = dict(reg.items())
     # One open alert per community and kind (gas, power), on a real device of the registry.
@@ -88,6 +91,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for a in alerts:
         store.insert(a, f"device:{a.device_id}")
     store.close()
+    # What the demo's receiver got: a group message and an SMS about each alert (the inbox page).
+    inbox = InboxStore(inbox_path(settings.data_path))
+    inbox.add([Received(ch, to, name, a.message, f"{a.message} ({a.device_id})", False, alert_id=a.alert_id)
+               for a in alerts for ch, to, name in (("wecom", "group-key", ""), ("sms", "13800000000", "王"))])
+    inbox.close()
     compounds: dict[str, tuple[str, str]] = {}
     doc = orjson.loads((Path(__file__).resolve().parents[2] / "geodata/data/compounds.geojson").read_bytes())
     for f in doc["features"]:
@@ -306,3 +314,31 @@ def test_actions_out_of_scope_are_refused(world: World) -> None:
     assert all(duty.get(f"/api/alerts/{a.alert_id}").get_json()["state"] == "active" for a in outside[:2])
     r = c.post(f"/api/alerts/{inside.alert_id}/ack", json=body)
     assert r.status_code == 200 and r.get_json()["state"] == "acknowledged"
+
+
+def test_inbox_shows_only_messages_about_the_scope(world: World) -> None:
+    w = world
+    for who in ("grid", "gasco", "duty"):
+        body = orjson.dumps(page_layout(w.client_of[who], "/inbox")).decode()
+        assert set(ALERT_ID.findall(body)) == {a.alert_id for a in w.alerts if w.alert_in(who, a)}, who
+
+
+def test_shelving_out_of_scope_is_refused(world: World) -> None:
+    """A console action is a command through the Dashboard: a device or compound out of scope cannot
+    be shelved (404, nothing sent), one in scope reaches the alert service."""
+    w = world
+    d = w.app.server.config["SC_DASHBOARD"]
+    dev_out = next(x for x in w.devices.values() if x.community != "yanling")
+    dev_in = next(x for x in w.devices.values() if x.community == "yanling" and x.kind == "power")
+    comp_out = next(c for c, (_n, comm) in w.compounds.items() if comm != "yanling")
+    args = {"reason": "检修", "seconds": 600}
+    with w.app.server.test_request_context("/shelves"):
+        g.sc_user = User("grid", "grid", "operator", "staff", w.scopes["grid"])
+        for scope, target in (("device", dev_out.device_id), ("compound", comp_out), ("kind", "gas"),
+                              ("rule", "gas_lel_high")):
+            assert d.command("shelve", scope=scope, target=target, **args).status == 404, (scope, target)
+        assert d.command("shelve", scope="device", target=dev_in.device_id, **args).status == 201
+        assert [s["target"] for s in d.store.shelves()] == [dev_in.device_id]
+    with w.app.server.test_request_context("/shelves"):  # a gas company does not see a power device's shelf
+        g.sc_user = User("gasco", "gasco", "operator", "staff", w.scopes["gasco"])
+        assert d.store.shelves() == [] and d.all_store.shelves() != []
