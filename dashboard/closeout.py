@@ -42,7 +42,7 @@ from dashboard.actions import AlertActions
 from dashboard.api import error
 from dashboard.fieldpage import register_field_page
 from dashboard.login import acting_as
-from dashboard.scope import communities_seen, community_in, current_scope, hidden, scoped_report, scoped_store
+from dashboard.scope import communities_seen, community_in, current_scope, hidden, scoped_report, scoped_store, teams_in
 from dashboard.theme import BG, COMMUNITY_EDGE, GRID, MUTED, NAV, PANEL, TEXT
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,8 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
     @api.get("/dispatch/teams")
     def list_teams() -> tuple[Response, int]:
         t, err = teams.current()
-        return jsonify({"teams": t.as_json() if t else [], "error": err, "source": t.source if t else None}), 200
+        return jsonify({"teams": teams_in(t.as_json()) if t else [], "error": err,
+                        "source": t.source if t else None}), 200
 
     @api.get("/dispatch/options")
     def options() -> tuple[Response, int]:

@@ -395,6 +395,16 @@ def register_scope_guard(server: Flask) -> None:
         return Response(NOT_FOUND_PAGE, status=404, mimetype="text/html"), 404
 
 
+# -- dispatch teams ------------------------------------------------------------------------------------
+def teams_in(teams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The dispatch teams (as /api/dispatch/teams lists them) serving a community this request's
+    person sees: a team of the whole street (no communities) serves everyone's."""
+    scope = current_scope()
+    if scope is None or not scope.communities:
+        return teams
+    return [t for t in teams if not t.get("communities") or set(t["communities"]) & scope.communities]
+
+
 # -- the period report --------------------------------------------------------------------------------
 def scoped_report(rep: Report, scope: Scope | None) -> Report:
     """A report built from a scoped store, without the (empty) sections of communities out of scope."""

@@ -276,6 +276,15 @@ def test_the_whole_street_for_an_account_without_scope(world: World) -> None:
     assert {a.alert_id for a in world.alerts} <= set(ALERT_ID.findall(body))
 
 
+def test_dispatch_teams_of_the_scope(world: World) -> None:
+    def served(who: str) -> set[str]:
+        got = world.client_of[who].get("/api/dispatch/teams").get_json()["teams"]
+        return {c for t in got for c in t["communities"]}
+
+    assert served("duty") > {"yanling"} and served("gasco") == served("duty")
+    assert served("grid") == {"yanling"}  # street-wide teams, and the grid worker's own community's
+
+
 def test_api_lists_are_filtered_for_sessions_and_tokens(world: World) -> None:
     w = world
     for who in ("grid", "gasco"):
