@@ -41,7 +41,7 @@ from dashboard.scope import (
 from dashboard.security import register_security
 from dashboard.shelfmark import ShelfMarks
 from dashboard.state import LiveState
-from dashboard.theme import DASH_PAGES_NAV, NAV, install_page_head
+from dashboard.theme import DASH_PAGES_NAV, NAV, SCOPE_WORDS, install_page_head
 from geodata.basemap import TileReader, basemap_path
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,8 @@ def shell() -> html.Div:
                     html.Div(id="services", className="services"),
                     html.Div(id="stale", className="stale hidden", role="alert"),
                     html.Div(who or "", className="whoami", title="当前登录"),
-                    html.Div(scope_words(scope), className="whoami scope", title="可见范围") if scope else None,
+                    html.Div(scope_words(scope), className="whoami scope", title=SCOPE_WORDS["scope"])
+                    if scope else None,
                     html.Div(html.Div(id="clock", className="clock"), className="clock-block"),
                 ],
             ),

@@ -25,12 +25,13 @@ from alerts.store import ReportRows, Row, Store
 from core.contract import COMMUNITIES, KIND_LABEL, KINDS, Alert, Device
 from core.staff import Scope
 from dashboard.geo import BaseLayers
+from dashboard.theme import SCOPE_WORDS as W
 
 # The pages about one thing (dashboard/pages/alert.py, device.py, compound.py), by their URL.
 THING_PAGE = re.compile(r"^/(alerts|devices|compounds)/([^/]+)/?$")
-NOT_FOUND_PAGE = ('<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>未找到</title>'
-                  '<body style="font-family:sans-serif;margin:3em"><h1>未找到</h1><p>没有这个页面。'
-                  '<a href="/">返回一张图</a></p></body></html>')
+NOT_FOUND_PAGE = (f'<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>{W["not_found"]}</title>'
+                  f'<body style="font-family:sans-serif;margin:3em"><h1>{W["not_found"]}</h1>'
+                  f'<p>{W["not_found_text"]}<a href="/">{W["back"]}</a></p></body></html>')
 _CACHE_MAX = 32
 LIST_WIDEN = 4  # a list the store cannot narrow to the scope is read this much longer, then cut
 
