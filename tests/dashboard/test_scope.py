@@ -351,3 +351,18 @@ def test_shelving_out_of_scope_is_refused(world: World) -> None:
     with w.app.server.test_request_context("/shelves"):  # a gas company does not see a power device's shelf
         g.sc_user = User("gasco", "gasco", "operator", "staff", w.scopes["gasco"])
         assert d.store.shelves() == [] and d.all_store.shelves() != []
+
+
+def test_a_field_link_is_its_own_credential(world: World) -> None:
+    """A dispatch out of a scoped person's scope: refused to them at the console, but its field link
+    works in their phone's browser even while they are signed in there (the link is the credential)."""
+    w = world
+    d = w.app.server.config["SC_DASHBOARD"]
+    a = next(x for x in w.alerts if x.community == "lanshanjun" and x.kind == "gas")
+    r = w.client_of["duty"].post(f"/api/alerts/{a.alert_id}/dispatch", json={"team": "gas", "note": "scope"})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    dispatch_id = r.get_json()["dispatch_id"]
+    with w.app.server.test_request_context("/"):
+        g.sc_user = User("grid", "grid", "operator", "staff", w.scopes["grid"])
+        assert d.actions.send("dispatch_cancel", "grid", "console", dispatch_id=dispatch_id).status == 404
+        assert d.actions.send("accept", "王师傅", "field", dispatch_id=dispatch_id).status == 200
