@@ -1,10 +1,12 @@
 """Staff accounts, for the dashboard pages, the /api and the CLI (`SC_DATA_DIR/accounts.json`, 0600, or
 the PostgreSQL store: `open_accounts`): scrypt-hashed passwords and a role each.
 
-Managed with `smartcommunity users add|list|remove|role`; an acknowledgement made on the page is
+Managed with `smartcommunity users add|list|remove|role|scope`; an acknowledgement made on the page is
 signed with the account's display name. Roles, lowest first: viewer (wall and map, no actions),
 operator (acknowledge, resolve, dispatch, shelve, note), admin (also accounts, rules, roster).
-Accounts written before roles existed are operators. Passwords hashed by an older version
+Accounts written before roles existed are operators. An account may be scoped to some communities
+and/or device kinds (a community's grid worker, a gas company): its `Scope`; accounts written before
+scopes existed, and those with the scope cleared, see everything. Passwords hashed by an older version
 (PBKDF2-SHA256) are still accepted and re-hashed with scrypt at the next sign-in.
 """
 
@@ -15,6 +17,7 @@ import hmac
 import os
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from typing import Any
 import orjson
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from core.contract import COMMUNITIES, KINDS
 from core.secrets import installation_key
 from core.settings import Settings
 from core.sqldb import Db, postgres_url
@@ -54,10 +58,79 @@ def role_rank(role: str) -> int:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What an account may see: these communities (empty: every one) and these device kinds (empty:
+    every one). `Scope()` is the whole street."""
+
+    communities: frozenset[str] = frozenset()
+    kinds: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, communities: Iterable[str] = (), kinds: Iterable[str] = ()) -> Scope:
+        """A checked scope: unknown community slugs or kinds are a ValueError."""
+        c, k = frozenset(communities), frozenset(kinds)
+        bad = sorted(c - set(COMMUNITIES)) + sorted(k - set(KINDS))
+        if bad:
+            raise ValueError(f"unknown {', '.join(bad)}: communities are {', '.join(COMMUNITIES)}; "
+                             f"kinds are {', '.join(KINDS)}")
+        return cls(c, k)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Scope:
+        """As kept in the account file; anything unreadable there is the narrowest scope, never the widest."""
+        if not doc:
+            return cls()
+        try:
+            c = frozenset(str(x) for x in doc.get("communities") or ())
+            k = frozenset(str(x) for x in doc.get("kinds") or ())
+        except (AttributeError, TypeError):
+            return cls(frozenset({""}), frozenset({""}))
+        return cls(c, k)
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"communities": sorted(self.communities), "kinds": sorted(self.kinds)}
+
+    @property
+    def everything(self) -> bool:
+        return not self.communities and not self.kinds
+
+    @property
+    def key(self) -> str:
+        """Stable text naming the scope: in cache keys of what is built per scope."""
+        return "c=" + ",".join(sorted(self.communities)) + ";k=" + ",".join(sorted(self.kinds))
+
+    def community(self, slug: str | None) -> bool:
+        return not self.communities or slug in self.communities
+
+    def kind(self, kind: str | None) -> bool:
+        return not self.kinds or kind in self.kinds
+
+    def allows(self, community: str | None, kind: str | None) -> bool:
+        """A device or alert of `community` and `kind` (an alert of no kind, e.g. about a place, is
+        seen only by a scope of every kind)."""
+        return self.community(community) and self.kind(kind)
+
+    def describe(self) -> str:
+        """For `users list`: `all`, or `community=a,b kind=gas`."""
+        if self.everything:
+            return "all"
+        parts = []
+        if self.communities:
+            parts.append("community=" + ",".join(sorted(self.communities)))
+        if self.kinds:
+            parts.append("kind=" + ",".join(sorted(self.kinds)))
+        return " ".join(parts)
+
+
+EVERYTHING = Scope()
+
+
+@dataclass(frozen=True)
 class Account:
     username: str
     name: str
     role: str
+    scope: Scope = EVERYTHING
 
 
 def _check_legacy_pbkdf2(stored: str, password: str) -> bool:
@@ -146,7 +219,8 @@ class Accounts:
         if d is None:
             return None
         role = d.get("role") or DEFAULT_ROLE
-        return Account(username, d.get("name") or username, role if role in ROLES else "viewer")
+        return Account(username, d.get("name") or username, role if role in ROLES else "viewer",
+                       Scope.from_json(d.get("scope")))
 
     def list(self) -> list[tuple[str, str]]:
         return sorted((u, d["name"]) for u, d in self._load().items())
@@ -165,11 +239,24 @@ class Accounts:
         users = self._load()
         old = users.get(username, {})
         users[username] = {
+            **old,  # its scope, if any, stays
             "name": name or old.get("name") or username,
             "hash": generate_password_hash(password, method=HASH_METHOD),
             "role": role or old.get("role") or DEFAULT_ROLE,
         }
         self._save(users)
+
+    def set_scope(self, username: str, scope: Scope) -> bool:
+        """Scope an account (`Scope()`: clear it, the whole street); False when there is no such account."""
+        users = self._load()
+        if username not in users:
+            return False
+        entry = {k: v for k, v in users[username].items() if k != "scope"}
+        if not scope.everything:
+            entry["scope"] = scope.as_json()
+        users[username] = entry
+        self._save(users)
+        return True
 
     def set_role(self, username: str, role: str) -> bool:
         if role not in ROLES:

@@ -17,7 +17,8 @@ from alerts.guard import Closed, Live, Policy, danger
 from alerts.store import Store
 from core.contract import Alert
 from core.settings import Settings
-from dashboard.security import audit_action
+from dashboard.scope import refusal, scoped_store
+from dashboard.security import audit_action, audit_refusal
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,12 @@ class AlertActions:
                 log.exception("alert action listener failed")
 
     def send(self, command: str, actor: str | None, via: str, **args: Any) -> Answer:
-        """One command; the service down is a 503 answer (nothing applied)."""
+        """One command; the service down is a 503 answer (nothing applied). About an alert, dispatch or
+        shelf outside the acting person's scope it is a 404, as if there were none (nothing sent)."""
+        refused = refusal(self.store, command, args) if via != "field" else None  # a field link is its own credential
+        if refused is not None:
+            audit_refusal("scope", refused[0], command=command)
+            return Answer(refused[0], {"error": refused[1], "alert": None, "live": None})
         try:
             answer = send(self.settings, Command(command, {k: v for k, v in args.items() if v is not None}, actor, via))
         except ServiceDown as exc:
@@ -94,7 +100,7 @@ class AlertActions:
 
     def live(self, alert_id: str) -> Live | None:
         """The reading that would refuse a close now (for the confirm dialogs), or None."""
-        a = self.store.get(alert_id)
+        a = scoped_store(self.store).get(alert_id)
         return danger(self.store, a, self.policy) if a is not None and a.state != "resolved" else None
 
     def resolve(self, alert_id: str, by: str | None, note: str | None, override: bool = False,

@@ -13,6 +13,7 @@ from core.severity import SEVERITIES, SHORT
 from core.timebase import local_time
 from dashboard.geo import BaseLayers
 from dashboard.live import Live
+from dashboard.scope import communities_seen
 from dashboard.theme import (
     CLOCK_DRIFT,
     CLOCK_LABEL,
@@ -140,7 +141,7 @@ def counters(counts: Mapping[str, Mapping[str, int]], live: Live) -> list[Any]:
             ],
         )
     ]
-    for slug, name in COMMUNITIES.items():
+    for slug, name in communities_seen().items():
         c = counts.get(slug, {})
         sev = [
             html.Span(
@@ -172,7 +173,7 @@ def counters(counts: Mapping[str, Mapping[str, int]], live: Live) -> list[Any]:
 def wall_tiles(counts: Mapping[str, Mapping[str, int]]) -> list[Any]:
     """Per community, three labelled figures readable across the room: 未处置 / 已确认 / 离线."""
     out: list[Any] = []
-    for slug, name in COMMUNITIES.items():
+    for slug, name in communities_seen().items():
         c = counts.get(slug, {})
         worst = next((s for s in SEVERITIES if c.get(s)), None)
         figs = [

@@ -3,7 +3,9 @@
 Who may call it is settled before any route runs (dashboard/security.py): outside a loopback-only dev
 run every request but /api/health needs a session or a bearer token (the contract's SC_API_TOKEN, or a
 personal token), and acknowledge / resolve are recorded under that identity; the body's "by" is kept
-only as a remark in the note (`acting_as`). Errors are JSON: {"error": "..."} with 400/401/403/404/409.
+only as a remark in the note (`acting_as`). A person with a scope (dashboard/scope.py) reads and acts
+on what is in it only; anything else answers 404, as if it did not exist.
+Errors are JSON: {"error": "..."} with 400/401/403/404/409.
 A resolve refused because the danger is still measured answers 409 with the live reading
 {"error", "value", "at", ...} (alerts/guard.py); the body's `"override": true` with a non-empty
 `"note"` closes it all the same, recorded as an override.
@@ -22,6 +24,7 @@ from dashboard.actions import AlertActions
 from dashboard.health import HealthChecker
 from dashboard.login import acting_as, current_user
 from dashboard.metrics import CONTENT_TYPE, render_metrics
+from dashboard.scope import hidden, scoped_store
 
 STATES = frozenset(str(s) for s in AlertState)
 MAX_TEXT = 2000
@@ -82,19 +85,23 @@ def make_api(settings: Settings, store: Store, actions: AlertActions, checker: H
             return error(400, "limit must be an integer")
         if not 1 <= limit <= MAX_LIMIT:
             return error(400, f"limit must be 1..{MAX_LIMIT}")
-        alerts = store.list(state=",".join(dict.fromkeys(states)) or None, community=community, limit=limit)
+        alerts = scoped_store(store).list(state=",".join(dict.fromkeys(states)) or None, community=community,
+                                          limit=limit)
         return jsonify([a.as_json() for a in alerts]), 200
 
     @api.get("/alerts/<alert_id>")
     def get_alert(alert_id: str) -> tuple[Response, int]:
-        alert = store.get(alert_id)
+        view = scoped_store(store)  # out of the caller's scope: as if there were no such alert
+        alert = view.get(alert_id)
         if alert is None:
             return error(404, f"no alert {alert_id}")
         # The contract's alert, plus (alongside it) every step of its timeline, oldest first.
-        return jsonify({**alert.as_json(), "timeline": [st.as_json() for st in store.timeline(alert_id)]}), 200
+        return jsonify({**alert.as_json(), "timeline": [st.as_json() for st in view.timeline(alert_id)]}), 200
 
     @api.post("/alerts/<alert_id>/ack")
     def ack(alert_id: str) -> tuple[Response, int]:
+        if hidden(store, alert_id):
+            return error(404, f"no alert {alert_id}")
         body, problem = _body(required_by=True)
         if problem:
             return error(400, problem)
@@ -106,6 +113,8 @@ def make_api(settings: Settings, store: Store, actions: AlertActions, checker: H
 
     @api.post("/alerts/<alert_id>/resolve")
     def resolve(alert_id: str) -> tuple[Response, int]:
+        if hidden(store, alert_id):
+            return error(404, f"no alert {alert_id}")
         body, problem = _body(required_by=False)
         if problem:
             return error(400, problem)

@@ -29,10 +29,19 @@ from dashboard.health import Freshness, HealthChecker
 from dashboard.live import Live
 from dashboard.login import check_role, current_user
 from dashboard.offline import register_offline_routes, register_plotly
+from dashboard.scope import (
+    ScopedMapData,
+    ScopedShelfMarks,
+    ScopedState,
+    current_scope,
+    register_scope_guard,
+    scope_words,
+    scoped_store,
+)
 from dashboard.security import register_security
 from dashboard.shelfmark import ShelfMarks
 from dashboard.state import LiveState
-from dashboard.theme import DASH_PAGES_NAV, NAV, install_page_head
+from dashboard.theme import DASH_PAGES_NAV, NAV, SCOPE_WORDS, install_page_head
 from geodata.basemap import TileReader, basemap_path
 
 log = logging.getLogger(__name__)
@@ -48,18 +57,43 @@ class Dashboard:
 
     def __init__(self, settings: Settings, live_mqtt: bool = True) -> None:
         self.settings = settings
-        self.store = open_store(settings)  # SC_STORE_URL: the SQLite file or PostgreSQL
-        self.mapdata = MapData(settings)
-        self.actions = AlertActions(self.store, settings)
+        self.all_store = open_store(settings)  # SC_STORE_URL: the SQLite file or PostgreSQL
+        self.all_mapdata = MapData(settings)
+        self.actions = AlertActions(self.all_store, settings)
         self.teams = TeamsHolder(settings)  # the dispatch teams in force (alerts/teams.yaml or SC_*)
-        self.dispatches = DispatchBook(self.store, settings)  # read here; the alerts service writes them
-        self.shelf_marks = ShelfMarks(self.store)  # live life-safety shelves, for the console and the wall
+        self.all_shelf_marks = ShelfMarks(self.all_store)  # live life-safety shelves, for the console and the wall
         self.health = HealthChecker(settings)
         self.freshness = Freshness(settings.data_path, settings.dashboard_stale_s)
-        self.state = LiveState(settings, self.mapdata, mqtt=live_mqtt)
-        self.actions.listeners.append(self.state.apply)  # console buttons and /api alike
+        self.all_state = LiveState(settings, self.all_mapdata, mqtt=live_mqtt)
+        self.actions.listeners.append(self.all_state.apply)  # console buttons and /api alike
         self._influx: Any = None
-        self.figures: dict[Any, Any] = {}  # the static map figure per (layers, registry, host): mapview
+        self.figures: dict[Any, Any] = {}  # the static map figure per (layers, registry, host, scope): mapview
+
+    # What pages and callbacks read, as the person of the request may see it (dashboard/scope.py);
+    # the whole street (`all_*`) for everyone without a scope.
+    @property
+    def store(self) -> Any:
+        return scoped_store(self.all_store)
+
+    @property
+    def state(self) -> Any:
+        scope = current_scope()
+        return self.all_state if scope is None else ScopedState(self.all_state, scope)
+
+    @property
+    def mapdata(self) -> Any:
+        scope = current_scope()
+        return self.all_mapdata if scope is None else ScopedMapData(self.all_mapdata, scope)
+
+    @property
+    def shelf_marks(self) -> Any:
+        scope = current_scope()
+        return self.all_shelf_marks if scope is None else ScopedShelfMarks(self.all_shelf_marks, scope)
+
+    @property
+    def dispatches(self) -> DispatchBook:
+        """Read here; the alerts service writes them."""
+        return DispatchBook(self.store, self.settings)
 
     def snapshot(self) -> tuple[BaseLayers, Any, Live]:
         return self.state.view()
@@ -110,8 +144,8 @@ class Dashboard:
 
     def close(self) -> None:
         self.health.sizes.close()
-        self.state.close()
-        self.store.close()
+        self.all_state.close()
+        self.all_store.close()
         if self._influx is not None:
             self._influx.close()
 
@@ -121,6 +155,7 @@ def shell() -> html.Div:
            else html.A(name, href=href, className="nav-link") for name, href in NAV]
     nav += [dcc.Link(name, href=href, className="nav-link") for name, href in pages.page_nav(mapview.dctx().settings)]
     who = current_user()
+    scope = current_scope()
     return html.Div(
         id="root",
         className="root",
@@ -137,6 +172,8 @@ def shell() -> html.Div:
                     html.Div(id="services", className="services"),
                     html.Div(id="stale", className="stale hidden", role="alert"),
                     html.Div(who or "", className="whoami", title="当前登录"),
+                    html.Div(scope_words(scope), className="whoami scope", title=SCOPE_WORDS["scope"])
+                    if scope else None,
                     html.Div(html.Div(id="clock", className="clock"), className="clock-block"),
                 ],
             ),
@@ -166,9 +203,10 @@ def create_app(settings: Settings, live_mqtt: bool = True) -> Dash:
     register_offline_routes(app.server, TileReader(basemap_path(settings)))  # the street's own basemap, if any
     register_plotly(app)  # the partial plotly.js when built, preloaded by every page
     register_security(app, settings)  # sign-in, roles, headers, CSRF/Origin, JSON errors, audit
-    register_api(app.server, settings, dctx.store, dctx.actions, dctx.health)
+    register_scope_guard(app.server)  # a page of an alert, device or compound out of one's scope: 404
+    register_api(app.server, settings, dctx.all_store, dctx.actions, dctx.health)
     # dispatch, field page, archive, report
-    register_closeout(app.server, settings, dctx.store, dctx.actions, dctx.teams)
+    register_closeout(app.server, settings, dctx.all_store, dctx.actions, dctx.teams)
     app.server.config["SC_DASHBOARD"] = dctx
     app.server.config["COMPRESS_MIN_SIZE"] = 1024
     app.server.json.ensure_ascii = False  # type: ignore[attr-defined]

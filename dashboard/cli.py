@@ -8,8 +8,9 @@ import logging
 import sys
 from typing import Any
 
+from core.contract import COMMUNITIES, KINDS
 from core.settings import Settings
-from core.staff import DEFAULT_ROLE, ROLES, Accounts, open_accounts
+from core.staff import DEFAULT_ROLE, ROLES, Accounts, Scope, open_accounts
 from core.timebase import iso
 from dashboard.audit import AuditLog, audit_path
 from dashboard.sessions import SessionStore, open_sessions
@@ -37,7 +38,7 @@ def register(sub: Any) -> None:
     add.add_argument("--role", choices=ROLES, default=None,
                      help=f"viewer, operator or admin (new accounts: {DEFAULT_ROLE}; kept when re-set)")
     add.set_defaults(func=users_add)
-    usub.add_parser("list", help="list accounts (username, name, role)").set_defaults(func=users_list)
+    usub.add_parser("list", help="list accounts (username, name, role, scope)").set_defaults(func=users_list)
     rm = usub.add_parser("remove", help="remove an account (its open sessions end at once)")
     rm.add_argument("username")
     rm.set_defaults(func=users_remove)
@@ -45,6 +46,21 @@ def register(sub: Any) -> None:
     ro.add_argument("username")
     ro.add_argument("role", choices=ROLES)
     ro.set_defaults(func=users_role)
+    sc = usub.add_parser(
+        "scope",
+        help="limit what an account sees to some communities and/or device kinds; --all to clear",
+        description="A scoped account (a community's grid worker, a gas company) sees on every page, on "
+        "the map, in /api (session or personal token), in the report and the inbox only the alerts, devices "
+        "and places of its communities and kinds, and acts only on those; anything else answers 404. "
+        "Without options: print the account's scope. Takes effect at the account's next request.",
+    )
+    sc.add_argument("username")
+    sc.add_argument("--community", nargs="+", action="extend", default=[], metavar="SLUG",
+                    help=f"communities it sees ({', '.join(COMMUNITIES)}); all when none")
+    sc.add_argument("--kind", nargs="+", action="extend", default=[], metavar="KIND",
+                    help=f"device kinds it sees ({', '.join(KINDS)}); all when none")
+    sc.add_argument("--all", action="store_true", help="clear the scope: the whole street")
+    sc.set_defaults(func=users_scope)
     dl = usub.add_parser(
         "display-link",
         help="print a URL that opens the wall as a read-only viewer (no typing); --revoke to withdraw it",
@@ -115,7 +131,30 @@ def users_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def users_list(args: argparse.Namespace, settings: Settings) -> int:
     for acc in _accounts(settings).accounts():
-        print(f"{acc.username}\t{acc.name}\t{acc.role}")
+        print(f"{acc.username}\t{acc.name}\t{acc.role}\t{acc.scope.describe()}")
+    return 0
+
+
+def users_scope(args: argparse.Namespace, settings: Settings) -> int:
+    accounts = _accounts(settings)
+    acc = accounts.get(args.username)
+    if acc is None:
+        print(f"no account {args.username}", file=sys.stderr)
+        return 2
+    if args.all and (args.community or args.kind):
+        print("smartcommunity users scope: --all clears the scope; give it alone", file=sys.stderr)
+        return 2
+    if not (args.all or args.community or args.kind):
+        print(f"{acc.username}\t{acc.scope.describe()}")
+        return 0
+    try:
+        scope = Scope() if args.all else Scope.of(args.community, args.kind)
+    except ValueError as exc:
+        print(f"smartcommunity users scope: {exc}", file=sys.stderr)
+        return 2
+    accounts.set_scope(args.username, scope)
+    _audit(settings, "account.scope", args.username, old_scope=acc.scope.describe(), new_scope=scope.describe())
+    print(f"account {args.username} sees {scope.describe()}")
     return 0
 
 

@@ -42,6 +42,7 @@ from dashboard.actions import AlertActions
 from dashboard.api import error
 from dashboard.fieldpage import register_field_page
 from dashboard.login import acting_as
+from dashboard.scope import communities_seen, community_in, current_scope, hidden, scoped_report, scoped_store, teams_in
 from dashboard.theme import BG, COMMUNITY_EDGE, GRID, MUTED, NAV, PANEL, TEXT
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]
                          f"{html.escape(m[:4])}年{html.escape(m[5:7])}月</option>" for m in months)
     comm = args.get("community") or ""
     opts = "".join(f'<option value="{c}"{" selected" if c == comm else ""}>{html.escape(n)}</option>'
-                   for c, n in COMMUNITIES.items())
+                   for c, n in communities_seen().items())
     query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
     links = "".join(f'<a class="nav-link{" on" if href == "/report" else ""}" href="{href}">{name}</a>'
                     for name, href in (*NAV, *(more_nav or [])))
@@ -247,7 +248,8 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
     @api.get("/dispatch/teams")
     def list_teams() -> tuple[Response, int]:
         t, err = teams.current()
-        return jsonify({"teams": t.as_json() if t else [], "error": err, "source": t.source if t else None}), 200
+        return jsonify({"teams": teams_in(t.as_json()) if t else [], "error": err,
+                        "source": t.source if t else None}), 200
 
     @api.get("/dispatch/options")
     def options() -> tuple[Response, int]:
@@ -255,6 +257,8 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
 
     @api.post("/alerts/<alert_id>/dispatch")
     def dispatch(alert_id: str) -> tuple[Response, int]:
+        if hidden(store, alert_id):
+            raise Refused(404, f"no alert {alert_id}")
         doc = _json_body()
         deadline = _text(doc, "deadline") if doc.get("deadline") is not None else None
         if doc.get("deadline") is not None and deadline is None:
@@ -271,11 +275,15 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
         who, note = _operator(doc, "takes the dispatch back")
         return jsonify(actions.must("dispatch_cancel", who, "api", dispatch_id=dispatch_id, note=note)), 200
 
+    def seen_book() -> DispatchBook:
+        """The dispatches as this request's person may see them (dashboard/scope.py)."""
+        return DispatchBook(scoped_store(store), settings, places=places.get)
+
     @api.get("/alerts/<alert_id>/dispatches")
     def alert_dispatches(alert_id: str) -> tuple[Response, int]:
-        if store.get(alert_id) is None:
+        if scoped_store(store).get(alert_id) is None:
             raise Refused(404, f"no alert {alert_id}")
-        return jsonify([d.as_json() for d in book.for_alert(alert_id)]), 200
+        return jsonify([d.as_json() for d in seen_book().for_alert(alert_id)]), 200
 
     @api.get("/dispatches")
     def open_dispatches() -> tuple[Response, int]:
@@ -283,11 +291,12 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
         if community is not None and community not in COMMUNITIES:
             raise Refused(400, f"unknown community {community!r}; use {', '.join(COMMUNITIES)}")
         now = time.time()
-        return jsonify([{**d.as_json(), "overdue": d.overdue(now)} for d in book.open_dispatches(community)]), 200
+        return jsonify([{**d.as_json(), "overdue": d.overdue(now)}
+                        for d in seen_book().open_dispatches(community)]), 200
 
     @api.get("/dispatches/<dispatch_id>/photos/<int:n>")
     def photo(dispatch_id: str, n: int) -> Response:
-        d = book.get(dispatch_id)
+        d = seen_book().get(dispatch_id)
         p: Path | None = photo_path(settings.data_path, d, n - 1) if d else None
         if d is None or p is None or not p.is_file():
             raise Refused(404, f"no photo {n} of dispatch {dispatch_id}")
@@ -297,6 +306,8 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
 
     @api.post("/alerts/<alert_id>/archive")
     def archive_alert(alert_id: str) -> tuple[Response, int]:
+        if hidden(store, alert_id):
+            raise Refused(404, f"no alert {alert_id}")
         doc = _json_body()
         who, note = _operator(doc, "archives")
         done = actions.must("archive", who, "api", alert_id=alert_id, cause=_text(doc, "cause") or "", note=note,
@@ -308,14 +319,20 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
         community = request.args.get("community") or None
         if community is not None and community not in COMMUNITIES:
             raise Refused(400, f"unknown community {community!r}; use {', '.join(COMMUNITIES)}")
-        rows = pending(store, community)
+        view = seen_book()
+        rows = pending(view.store, community)
         return jsonify({"count": len(rows), "causes": list(CAUSES), "alerts": [
-            {**a.as_json(), "dispatches": [d.as_json() for d in book.for_alert(a.alert_id)]} for a in rows]}), 200
+            {**a.as_json(), "dispatches": [d.as_json() for d in view.for_alert(a.alert_id)]} for a in rows]}), 200
 
     def make_report() -> Report:
         period, community = period_from_args(request.args)
+        scope = current_scope()
+        if community is not None and not community_in(scope, community):
+            raise Refused(404, f"no community {community} in this account's scope")
         names, devs = places.get()
-        return build_report(store, period, community, now=time.time(), compound_names=names, device_places=devs)
+        rep = build_report(scoped_store(store), period, community, now=time.time(), compound_names=names,
+                           device_places=devs)
+        return scoped_report(rep, scope)
 
     @api.get("/report")
     def report_api() -> tuple[Response, int]:

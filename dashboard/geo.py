@@ -58,7 +58,7 @@ class BaseLayers:
     bounds: tuple[float, float, float, float]
     key: str = ""
     errors: list[str] = field(default_factory=list)
-    # {"id","name","category","label","detail","lon","lat"} per valve, hydrant, team, shelter, AED
+    # {"id","name","category","label","detail","lon","lat","community"} per valve, hydrant, team, shelter, AED
     resources: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -111,9 +111,10 @@ def _resources(layers: Layers) -> list[dict[str, Any]]:
         phone = _text(res["phone"].iloc[i]) if "phone" in res.columns else ""
         if phone:
             detail.append(f"电话 {phone}")
+        community = _text(res["community"].iloc[i]) if "community" in res.columns else ""
         out.append({"id": str(rid), "name": str(name), "category": str(cat),
                     "label": category_label(str(cat), serves), "detail": " · ".join(detail),
-                    "lon": float(g.x), "lat": float(g.y)})
+                    "lon": float(g.x), "lat": float(g.y), "community": community})
     return out
 
 

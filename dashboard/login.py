@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 from flask import Flask, Response, current_app, g, redirect, request
 from werkzeug.exceptions import Forbidden
 
-from core.staff import Accounts, role_rank
+from core.staff import EVERYTHING, Accounts, Scope, role_rank
 from dashboard.sessions import DISPLAY_KIND, Session, SessionStore
 
 if TYPE_CHECKING:
@@ -78,17 +78,19 @@ SERVICE_NAME = "API令牌"
 class User(str):
     """The signed-in identity: a `str` of the display name (so `current_user() or typed_name` and
     JSON/SQLite keep working for callers written when it was a name), with `.username`, `.name`,
-    `.role` and `.kind` ("staff": an account's session; "token": an account's personal API token;
-    "service": the SC_API_TOKEN; "display": a display link, always a viewer)."""
+    `.role`, `.scope` (what it may see: dashboard/scope.py) and `.kind` ("staff": an account's session;
+    "token": an account's personal API token; "service": the SC_API_TOKEN; "display": a display link,
+    always a viewer)."""
 
     username: str
     name: str
     role: str
     kind: str
+    scope: Scope
 
-    def __new__(cls, username: str, name: str, role: str, kind: str = "staff") -> User:
+    def __new__(cls, username: str, name: str, role: str, kind: str = "staff", scope: Scope = EVERYTHING) -> User:
         obj = super().__new__(cls, name)
-        obj.username, obj.name, obj.role, obj.kind = username, name, role, kind
+        obj.username, obj.name, obj.role, obj.kind, obj.scope = username, name, role, kind, scope
         return obj
 
     def can(self, role: str) -> bool:
@@ -143,7 +145,7 @@ def _token_user(sec: Security) -> User | None:
         sec.sessions.revoke_token(found[0])
         return None
     g.sc_token_id = found[1]
-    return User(acc.username, acc.name, acc.role, TOKEN_KIND)
+    return User(acc.username, acc.name, acc.role, TOKEN_KIND, acc.scope)  # the account's scope now
 
 
 def acting_as(by: str | None, note: str | None) -> tuple[str | None, str | None]:
@@ -192,7 +194,7 @@ def session_user() -> User | None:
                 sec.sessions.end_user(sess.username)
                 sess = None
             else:
-                user = User(acc.username, acc.name, acc.role)
+                user = User(acc.username, acc.name, acc.role, scope=acc.scope)
     g.sc_session_user = user
     g.sc_session = sess
     return user

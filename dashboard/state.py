@@ -31,9 +31,11 @@ import orjson
 from alerts.store import open_store
 from core.contract import Alert, AlertState, Device
 from core.settings import Settings
+from core.staff import Scope
 from core.timebase import iso
 from dashboard.geo import BaseLayers, MapData
 from dashboard.live import Live, compute_live
+from dashboard.scope import alert_in, scoped_layers, scoped_registry
 
 log = logging.getLogger(__name__)
 
@@ -109,21 +111,24 @@ class LiveState:
         with self._lock:
             return frozenset(self._offline)
 
-    def view(self) -> tuple[BaseLayers, Mapping[str, Device], Live]:
-        """(static layers, registry, the live picture), the latter computed once per change."""
-        base = self.mapdata.layers()
-        reg = self.mapdata.registry()
+    def view(self, scope: Scope | None = None) -> tuple[BaseLayers, Mapping[str, Device], Live]:
+        """(static layers, registry, the live picture), the latter computed once per change; with a
+        `scope`, as a person of that scope sees them (dashboard/scope.py)."""
+        base = scoped_layers(self.mapdata.layers(), scope)
+        reg = scoped_registry(self.mapdata.registry(), scope)
         reg_version = str(getattr(reg, "version", "none"))
         with self._lock:
-            key = (self._version, reg_version, base.key)
+            key = (self._version, reg_version, base.key)  # a scope is in both versions' names
             live = self._views.get(key)
             if live is None:
                 now = time.time()
                 cutoff = iso(now - self.resolved_show_s)
-                open_ = [a for a in self._alerts.values() if a.state in OPEN]
-                resolved = [a for a in self._alerts.values()
+                seen = [a for a in self._alerts.values() if alert_in(scope, a)]
+                open_ = [a for a in seen if a.state in OPEN]
+                resolved = [a for a in seen
                             if a.state == AlertState.RESOLVED and (a.resolved_at or a.updated_at or "") >= cutoff]
-                live = compute_live(open_, base, reg, reg_version, offline=frozenset(self._offline),
+                offline = frozenset(self._offline) if scope is None else frozenset(d for d in self._offline if d in reg)
+                live = compute_live(open_, base, reg, reg_version, offline=offline,
                                     resolved=resolved, version=self._version)
                 self._views[key] = live
                 while len(self._views) > VIEWS_KEPT:

@@ -74,6 +74,14 @@ INBOX_WORDS: dict[str, str] = {
     "viewer": "此页含值班人员的电话号码, 仅限值班人员登录后查看。",
 }
 
+# A scoped person (dashboard/scope.py): the title bar's scope, and the page of a thing outside it.
+SCOPE_WORDS: dict[str, str] = {
+    "scope": "可见范围",
+    "not_found": "未找到",
+    "not_found_text": "没有这个页面。",
+    "back": "返回一张图",
+}
+
 
 def page_head() -> str:
     """What every page's <head> carries from the one homes: the severity colours as CSS variables

@@ -18,6 +18,7 @@ from core.contract import COMMUNITIES
 from core.timebase import iso, local_time
 from dashboard import mapview
 from dashboard.login import current_user
+from dashboard.scope import current_scope, inbox_in
 from dashboard.sessions import DISPLAY_KIND
 from dashboard.theme import INBOX_CHANNEL, INBOX_NAV, INBOX_WORDS
 
@@ -121,9 +122,13 @@ def messages(choice: str | None) -> tuple[list[Any], list[dict[str, str]], str]:
     if not may_read():
         return [html.Div(W["viewer"], className="inbox-empty")], [], ""
     s = store()
-    recipients = s.recipients()
     channel, _, recipient = (choice or "").partition("|")
-    got = s.recent(LIMIT, channel or None, recipient or None)
+    scope = current_scope()
+    if scope is None:
+        recipients = s.recipients()
+        got = s.recent(LIMIT, channel or None, recipient or None)
+    else:  # only what was sent about alerts in the person's scope
+        got, recipients = inbox_in(s, mapview.dctx().all_store, scope, LIMIT, channel or None, recipient or None)
     if not got:
         return [html.Div(W["empty"], className="inbox-empty")], choices(recipients), ""
     n = sum(k for c, r, _n, k in recipients if not channel or (c, r) == (channel, recipient))
