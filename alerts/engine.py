@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from alerts import inhibit
 from alerts.context import summary
 from alerts.liveness import Liveness
 from alerts.notify import Due, Escalation
 from alerts.rules import TRIGGERS, Rule, RuleSet, title_of
-from alerts.shelving import in_force, never_silenced, shelf_for, step_data
+from alerts.shelving import in_force, life_safety, never_silenced, shelf_for, step_data
 from alerts.store import AlreadyOpen, Store
 from alerts.timeline import Event as Step
 from alerts.triggers import Act, Finding, ScanView, Subject, Verdict
@@ -146,6 +147,7 @@ class Engine:
         self.pending: dict[Key, Pending] = {}
         self.folded: dict[str, str] = {}  # alert_id -> the place alert it is folded under
         self.shelved: dict[str, int] = {}  # alert_id -> shelf id (recorded, not notified)
+        self.inhibited: dict[str, str] = {}  # alert_id -> the open alert muting it (alerts/inhibit.py)
         self.live_shelves: list[dict[str, Any]] = []
         self.folding: dict[str, set[str]] = {}  # place id -> rules whose device alerts are folded there
         self.member_of: dict[str, Key] = {}  # device -> the group alert key it is a member of
@@ -176,6 +178,7 @@ class Engine:
         # evidence is not a clear. It resolves on a clearing reading (and the hold-off) or by hand.
         for key in self.open:
             self.conditions.setdefault(key, Condition())
+        self._load_inhibited()
         self._load_shelves(self.started)
 
     # -- rules --------------------------------------------------------------------------------
@@ -212,6 +215,7 @@ class Engine:
             for child in r.folds:
                 self.parents_of.setdefault(child, []).append(r)
         self.ov_dev, self.ov_cmp = ruleset.variants()
+        self.inhibits = ruleset.inhibits
 
     def _rule_for(self, rule: Rule, dev: Device) -> Rule:
         if self.ov_dev or self.ov_cmp:
@@ -296,6 +300,7 @@ class Engine:
         pending foldable alerts, and saving the condition state."""
         now = self.clock()
         self._load_shelves(now)
+        self._check_inhibits(now)
         for key, alert in list(self.open.items()):
             c = self.conditions.get(key)
             rule = self.by_name.get(alert.rule)
@@ -611,6 +616,10 @@ class Engine:
                 log.info("raised %s %s on %s under shelf %s: recorded, not notified",
                          alert.alert_id, rule.name, subj.key, shelf["shelf_id"])
                 return
+            cause = inhibit.Index(self.inhibits, self.open.values()).cause(alert) if self.inhibits else None
+            if cause is not None:
+                self._inhibit(key, alert, cause, now)
+                return
             log.info("raised %s %s on %s: %s", alert.alert_id, rule.name, subj.key, message)
             self._publish(alert)
             self._notify("raised", alert)
@@ -621,6 +630,7 @@ class Engine:
             message += SILENT_MARK
         if alert.nearby:
             message = with_surroundings(message, alert.nearby)
+        message = inhibit.carry(alert.message, message)
         # Published only when there is news (severity, level, value band or wording), never on a timer:
         # an unchanged alert re-sent every few seconds is noise on every subscriber (ISA-18.2).
         news = rises or new_level or value_band(value, threshold) != value_band(alert.value, alert.threshold) \
@@ -642,6 +652,10 @@ class Engine:
             return
         self.open[key] = updated
         c.last_published = now
+        if updated.alert_id in self.inhibited and life_safety(updated.severity, updated.kind):
+            # Risen to red while muted: a life-safety alarm is never muted; told below as it rose.
+            self._uninhibit(key, updated, now, why="生命安全告警 (红色/燃气) 不受抑制", tell=False)
+            updated = self.open[key]
         if updated.alert_id in self.shelved and never_silenced(updated.severity):
             # Risen to red under a shelf: a life-safety alarm is never silent.
             shelf_id = self.shelved.pop(updated.alert_id)
@@ -652,6 +666,8 @@ class Engine:
             self._notify("raised", updated)
             return
         if updated.alert_id in self.shelved:
+            return
+        if updated.alert_id in self.inhibited:
             return
         self._publish(updated)
         if rises:
@@ -704,6 +720,10 @@ class Engine:
             return True
         if shelf is not None:
             self._shelf_overridden(up, shelf, now)
+        cause = inhibit.Index(self.inhibits, self.open.values()).cause(up) if self.inhibits else None
+        if cause is not None:
+            self._inhibit(key, up, cause, now)
+            return True
         self._publish(up)
         self._notify("reopened", up)
         if self.on_reopen is not None:
@@ -714,11 +734,12 @@ class Engine:
         return True
 
     def _publish(self, alert: Alert) -> None:
-        if alert.alert_id not in self.shelved:
+        if alert.alert_id not in self.shelved and alert.alert_id not in self.inhibited:
             self.publish(alert)
 
     def _notifiable(self, alert: Alert) -> bool:
-        return alert.alert_id not in self.shelved and alert.alert_id not in self.folded
+        return (alert.alert_id not in self.shelved and alert.alert_id not in self.folded
+                and alert.alert_id not in self.inhibited)
 
     def _notify(self, what: str, alert: Alert) -> None:
         """The one narrow call into notification (raised / resolved); escalation is in tick()."""
@@ -761,6 +782,7 @@ class Engine:
     def _let_go(self, alert_id: str) -> None:
         """An alert no longer open: nothing more to shelve, fold, escalate or remind of it."""
         self.shelved.pop(alert_id, None)
+        self.inhibited.pop(alert_id, None)
         self.folded.pop(alert_id, None)
         self.escalate_from.pop(alert_id, None)
         self.reminded_at.pop(alert_id, None)
@@ -796,8 +818,7 @@ class Engine:
             key = (alert.rule, got[1])
         if alert.state != AlertState.RESOLVED:
             self.open[key] = alert
-            if alert.alert_id not in self.shelved:
-                self.publish(alert)
+            self._publish(alert)
             return
         self.open.pop(key, None)
         self._watch_closed(key, alert)
@@ -816,7 +837,7 @@ class Engine:
         was cleared by someone while the alert is open. Shelved alerts are not on the broker."""
         n = 0
         for alert in self.store.open_alerts().values():
-            if alert.alert_id not in self.shelved:
+            if alert.alert_id not in self.shelved and alert.alert_id not in self.inhibited:
                 self.publish(alert)
                 n += 1
         return n
@@ -852,5 +873,68 @@ class Engine:
                 self.escalate_from[alert.alert_id] = now
                 self.store.record(alert.alert_id, Step.UNSHELVED, iso(now), data={"shelf_id": was})
                 log.info("shelf %s over: %s is back", was, alert.alert_id)
-                self.publish(alert)
+                self._publish(alert)  # still muted by its cause: it comes back when that one goes
                 self._notify("raised", alert)
+
+    # -- inhibition (alerts/inhibit.py) -------------------------------------------------------
+    def _inhibit(self, key: Key, alert: Alert, cause: Alert, now: float) -> None:
+        """Mute an alert while its cause is open: a timeline step and the mark on its message, in one write."""
+        title = title_of(cause.rule)
+        rule = next((i.name for i in self.inhibits if i.source.matches(cause) and i.target.matches(alert)), None)
+        up = self.store.update(alert.alert_id, step=(Step.INHIBITED, iso(now), f"因「{title}」抑制",
+                                                     {"cause": cause.alert_id, "cause_rule": cause.rule,
+                                                      "inhibit": rule}),
+                               message=inhibit.mark(alert.message, title), updated_at=iso(now))
+        if up is None:
+            return
+        self.open[key] = up
+        self.inhibited[up.alert_id] = cause.alert_id
+        log.info("%s (%s on %s) muted by %s (%s): recorded, not notified", up.alert_id, up.rule,
+                 up.device_id or up.compound_id, cause.alert_id, cause.rule)
+
+    def _uninhibit(self, key: Key, alert: Alert, now: float, why: str | None = None, tell: bool = True) -> None:
+        """The cause is gone (or the alert turned life-safety): back, published and notified."""
+        was = self.inhibited.pop(alert.alert_id, None)
+        data: dict[str, Any] = {"cause": was}
+        if why:
+            data["why"] = why
+        up = self.store.update(alert.alert_id, step=(Step.UNINHIBITED, iso(now), why, data),
+                               message=inhibit.unmark(alert.message), updated_at=iso(now))
+        if up is None:
+            return
+        self.open[key] = up
+        self.escalate_from[up.alert_id] = now  # the next tier counts from its return
+        log.info("%s no longer muted (cause %s): published and notified", up.alert_id, was)
+        if tell:
+            self._publish(up)
+            self._notify("raised", up)
+
+    def _check_inhibits(self, now: float) -> None:
+        """Mute open targets whose cause is open; bring back those whose cause is gone (once their own
+        condition is not clearing: an alert about to resolve by itself is not news)."""
+        if not self.inhibits and not self.inhibited:
+            return
+        idx = inhibit.Index(self.inhibits, self.open.values())
+        for key, alert in list(self.open.items()):
+            was = self.inhibited.get(alert.alert_id)
+            cause = idx.cause(alert)
+            if was is None:
+                if cause is not None:
+                    self._inhibit(key, alert, cause, now)
+                continue
+            if cause is not None:
+                self.inhibited[alert.alert_id] = cause.alert_id
+                continue
+            c = self.conditions.get(key)
+            if c is not None and c.clear_since is not None and not life_safety(alert.severity, alert.kind):
+                continue
+            self._uninhibit(key, alert, now)
+
+    def _load_inhibited(self) -> None:
+        """After a (re)start: the open alerts muted when the last run stopped (their mark), with the cause
+        their last `inhibited` step names; the first tick brings back those whose cause is gone."""
+        for alert in self.open.values():
+            if inhibit.marked(alert.message):
+                step = next((st for st in reversed(self.store.timeline(alert.alert_id))
+                             if st.event == Step.INHIBITED), None)
+                self.inhibited[alert.alert_id] = str(step.data.get("cause", "")) if step is not None else ""
