@@ -881,7 +881,7 @@ class Engine:
         """Mute an alert while its cause is open: a timeline step and the mark on its message, in one write."""
         title = title_of(cause.rule)
         rule = next((i.name for i in self.inhibits if i.source.matches(cause) and i.target.matches(alert)), None)
-        up = self.store.update(alert.alert_id, step=(Step.INHIBITED, iso(now), f"因「{title}」抑制",
+        up = self.store.update(alert.alert_id, step=(Step.INHIBITED, iso(now), inhibit.WORDS.format(title=title),
                                                      {"cause": cause.alert_id, "cause_rule": cause.rule,
                                                       "inhibit": rule}),
                                message=inhibit.mark(alert.message, title), updated_at=iso(now))

@@ -24,16 +24,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from alerts.rules import Rule, RuleError
+from alerts.rules import BUNDLED_RULES, Rule, RuleError, load_ruleset
 from alerts.shelving import life_safety, rule_is_life_safety
 from core.contract import KINDS, Alert, AlertState
 
 EQUAL_LABELS = ("compound_id", "community")
 KEYS = frozenset({"name", "source", "target", "equal", "reason"})
 MATCHER_KEYS = frozenset({"rules", "kinds"})
-MARK = "｜因「{title}」抑制"  # appended to a muted alert's message while it is muted
+WORDS = "因「{title}」抑制"  # what a muted alert says of its cause (message, timeline, pages)
+MARK = "｜" + WORDS  # appended to a muted alert's message while it is muted
 _MARK = re.compile(r"｜因「[^」]*」抑制")
 
 
@@ -171,3 +173,35 @@ def carry(old: str, new: str) -> str:
     """A muted alert's new message keeps its mark (an update must not unmute it in words)."""
     m = _MARK.search(old)
     return unmark(new) + m.group(0) if m else new
+
+
+_in_force: dict[str, tuple[tuple[int, int], list[Inhibit]]] = {}
+
+
+def in_force(path: Path | str | None = None) -> list[Inhibit]:
+    """The inhibit rules of a rules file (default the bundled one), re-read when it changes; a file that
+    does not load gives the bundled ones (as `rules_in_force`)."""
+    p = Path(path) if path else BUNDLED_RULES
+    try:
+        st = p.stat()
+        sig = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        sig = (-1, -1)
+    hit = _in_force.get(str(p))
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    try:
+        got = load_ruleset(p).inhibits
+    except RuleError:
+        got = load_ruleset(BUNDLED_RULES).inhibits if p != BUNDLED_RULES else []
+    _in_force[str(p)] = (sig, got)
+    return got
+
+
+def causes(alerts: Iterable[Alert], open_alerts: Iterable[Alert], path: Path | str | None = None) -> dict[str, Alert]:
+    """alert_id -> the open alert muting it, for the muted ones among `alerts` (for pages and /api)."""
+    muted = [a for a in alerts if marked(a.message)]
+    if not muted:
+        return {}
+    idx = Index(in_force(path), open_alerts)
+    return {a.alert_id: c for a in muted if (c := idx.cause(a)) is not None}
