@@ -12,7 +12,9 @@ ts); hold-off and silence in wall time, which keeps running when a device stops 
 Floods are folded into places: when most devices of a compound (or a community) are down at once,
 one place alert is raised and the devices' own availability alerts (`foldable` rules) are not
 raised, or, if already open, are folded under it and no longer notified. Foldable alerts wait
-`fold_window_s` before they are raised, so the place alert can form first.
+`fold_window_s` before they are raised, so the place alert can form first. An open alert mutes those it
+causes (alerts/inhibit.py: a power outage its compound's low water pressure): raised and recorded, not
+published nor notified, back when the cause is gone.
 
 What holds over time is decided by the trigger modules with a `scan` (alerts/triggers/: silence,
 places, group patterns) over one snapshot per scan; the engine applies their findings. When an
