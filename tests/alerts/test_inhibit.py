@@ -4,21 +4,28 @@ alert comes back by itself (published, notified) if still open when the outage e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from alerts import inhibit
+from alerts.delivery import outbox_path
 from alerts.engine import Engine
 from alerts.notify import Escalation, Notifier, load_roster
 from alerts.rules import BUNDLED_RULES, RuleError, load_ruleset
 from alerts.store import Store, open_store
 from alerts.timeline import Event as Step
-from core.contract import Alert
+from core.contract import ALERT_TOPIC_ROOT, Alert
+from core.registry import ensure_registry, load_registry
+from core.settings import Settings
 from core.validation import Status, Telemetry
 from tests.alerts.test_engine import Clock
 from tests.alerts.triggers.test_group import FLEET, NORMAL
+from tests.conftest import Collector, RunningAlerts, feed, wait_until
 
 OUTAGE = ("P0", "P1", "P2")  # every power meter of YL-01
 CAMS = ("C0", "C1", "C2", "C3")
@@ -214,3 +221,51 @@ def test_a_bad_inhibit_rule_is_refused_naming_it(tmp_path: Path, entry: str, say
     with pytest.raises(RuleError) as err:
         load_ruleset(p)
     assert f"{p}:{line}: inhibit rule 1 (x)" in str(err.value) and says in str(err.value)
+
+
+def test_the_running_service_keeps_it_muted_across_a_restart(settings: Settings, tmp_path: Path,
+                                                             collector: Callable[[str], Collector]) -> None:
+    """The real alert service, the real broker and store: a muted alert is not on `sc/alerts`, stays muted
+    through a restart of the service, and is published and notified once its cause closes. (A rules file
+    whose source is a per-reading rule of the same compound, so no scan has to settle first.)"""
+    text = BUNDLED_RULES.read_text(encoding="utf-8")
+    head = text[:text.index("inhibit_rules:")].replace(
+        "overrides: []", "overrides:\n  - {rule: water_pressure_low, compound: YL-01, for_s: 0}")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(head + "inhibit_rules:\n  - {name: test, source: {rules: [power_leakage_high]},"
+                     " target: {rules: [water_pressure_low]}, equal: [compound_id]}\n", encoding="utf-8")
+    s = replace(settings, alerts_rules_file=str(rules), alerts_fold_window_s=0.0)
+    reg = load_registry(ensure_registry(s))
+    power = next(d for d in sorted(reg.values(), key=lambda d: d.device_id) if d.compound_id == "YL-01"
+                 and d.kind == "power")
+    water = next(d for d in sorted(reg.values(), key=lambda d: d.device_id) if d.compound_id == "YL-01"
+                 and d.kind == "water")
+    sub = collector(f"{ALERT_TOPIC_ROOT}/{water.community}/+")
+
+    def on_broker(rule: str) -> list[dict[str, Any]]:
+        return [orjson.loads(p) for _, p, _ in sub.messages if p and orjson.loads(p)["rule"] == rule]
+
+    with RunningAlerts(s) as svc:
+        feed(svc, power, {"leakage_ma": 350.0})
+        assert sub.wait_for(lambda _: bool(on_broker("power_leakage_high")))
+        feed(svc, water, {"pressure_mpa": 0.12})
+        muted = wait_until(lambda: next((a for a in svc.store.list(limit=100) if a.rule == "water_pressure_low"),
+                                        None))
+        assert muted is not None and inhibit.marked(muted.message)
+    store = open_store(s)
+    try:
+        assert store.timeline(muted.alert_id)[-1].event == Step.INHIBITED
+    finally:
+        store.close()
+    with RunningAlerts(s) as svc:  # a restart: still muted, and its retained copy is not put back
+        assert wait_until(lambda: svc.engine.inhibited.get(muted.alert_id))
+        feed(svc, water, {"pressure_mpa": 0.12})
+        assert not on_broker("water_pressure_low")
+        feed(svc, power, {"leakage_ma": 10.0})  # the cause clears; resolved after the hold-off (2 s)
+        assert sub.wait_for(lambda _: bool(on_broker("water_pressure_low")), timeout=20)
+        (back,) = on_broker("water_pressure_low")
+        assert back["alert_id"] == muted.alert_id and back["state"] == "active" and not inhibit.marked(back["message"])
+        assert wait_until(lambda: muted.alert_id.encode() in outbox_path(s.data_path).read_bytes())
+        steps = [st.event for st in svc.store.timeline(muted.alert_id)]
+        # muted once: the restarted service carried the muting on (it did not find and mute it anew)
+        assert steps.count(Step.INHIBITED) == 1 and steps[-1] == Step.UNINHIBITED
