@@ -150,6 +150,7 @@ class Engine:
         self.folded: dict[str, str] = {}  # alert_id -> the place alert it is folded under
         self.shelved: dict[str, int] = {}  # alert_id -> shelf id (recorded, not notified)
         self.inhibited: dict[str, str] = {}  # alert_id -> the open alert muting it (alerts/inhibit.py)
+        self._causes: inhibit.Index | None = None  # the open alerts that mute, until one opens or closes
         self.live_shelves: list[dict[str, Any]] = []
         self.folding: dict[str, set[str]] = {}  # place id -> rules whose device alerts are folded there
         self.member_of: dict[str, Key] = {}  # device -> the group alert key it is a member of
@@ -218,6 +219,7 @@ class Engine:
                 self.parents_of.setdefault(child, []).append(r)
         self.ov_dev, self.ov_cmp = ruleset.variants()
         self.inhibits = ruleset.inhibits
+        self._causes = None
 
     def _rule_for(self, rule: Rule, dev: Device) -> Rule:
         if self.ov_dev or self.ov_cmp:
@@ -606,6 +608,7 @@ class Engine:
                 self.resync()
                 return
             self.open[key] = alert
+            self._opened(alert)
             c.last_published = now
             self._save_now(key, c)
             shelf = shelf_for(self.live_shelves, alert)
@@ -618,7 +621,7 @@ class Engine:
                 log.info("raised %s %s on %s under shelf %s: recorded, not notified",
                          alert.alert_id, rule.name, subj.key, shelf["shelf_id"])
                 return
-            cause = inhibit.Index(self.inhibits, self.open.values()).cause(alert) if self.inhibits else None
+            cause = self._cause_of(alert)
             if cause is not None:
                 self._inhibit(key, alert, cause, now)
                 return
@@ -709,6 +712,7 @@ class Engine:
         if up is None:
             return False
         self.open[key] = up
+        self._opened(up)
         c.last_published = now
         self._save_now(key, c)
         self.escalate_from[up.alert_id] = now  # the next tier counts from the reopening
@@ -722,7 +726,7 @@ class Engine:
             return True
         if shelf is not None:
             self._shelf_overridden(up, shelf, now)
-        cause = inhibit.Index(self.inhibits, self.open.values()).cause(up) if self.inhibits else None
+        cause = self._cause_of(up)
         if cause is not None:
             self._inhibit(key, up, cause, now)
             return True
@@ -785,6 +789,7 @@ class Engine:
         """An alert no longer open: nothing more to shelve, fold, escalate or remind of it."""
         self.shelved.pop(alert_id, None)
         self.inhibited.pop(alert_id, None)
+        self._causes = None  # it may have been muting others
         self.folded.pop(alert_id, None)
         self.escalate_from.pop(alert_id, None)
         self.reminded_at.pop(alert_id, None)
@@ -808,6 +813,7 @@ class Engine:
                 self._forget(key)
         for key, alert in fresh.items():
             self.open[key] = alert
+        self._causes = None
 
     def adopt(self, alert: Alert) -> None:
         """A change a person made by command (alerts/command/): held here at once and published; a
@@ -916,7 +922,7 @@ class Engine:
         condition is not clearing: an alert about to resolve by itself is not news)."""
         if not self.inhibits and not self.inhibited:
             return
-        idx = inhibit.Index(self.inhibits, self.open.values())
+        idx = self._causes = inhibit.Index(self.inhibits, self.open.values())
         for key, alert in list(self.open.items()):
             was = self.inhibited.get(alert.alert_id)
             cause = idx.cause(alert)
@@ -931,6 +937,19 @@ class Engine:
             if c is not None and c.clear_since is not None and not life_safety(alert.severity, alert.kind):
                 continue
             self._uninhibit(key, alert, now)
+
+    def _opened(self, alert: Alert) -> None:
+        if self._causes is not None and any(i.source.matches(alert) for i in self.inhibits):
+            self._causes = None  # a new cause, perhaps
+
+    def _cause_of(self, alert: Alert) -> Alert | None:
+        """The open alert muting a newly raised or reopened one. The index of causes is built once and kept
+        until an alert that can mute opens or any alert closes (a flood of raises must not rebuild it each)."""
+        if not self.inhibits:
+            return None
+        if self._causes is None:
+            self._causes = inhibit.Index(self.inhibits, self.open.values())
+        return self._causes.cause(alert)
 
     def _load_inhibited(self) -> None:
         """After a (re)start: the open alerts muted when the last run stopped (their mark), with the cause
