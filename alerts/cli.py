@@ -429,20 +429,30 @@ def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_rules(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.rules import RuleError, load_rules
+    from alerts.rules import RuleError, load_ruleset
+    from core.contract import KIND_LABEL
     from core.severity import label
 
     try:
-        rules = load_rules(Path(settings.alerts_rules_file) if settings.alerts_rules_file else None)
+        ruleset = load_ruleset(Path(settings.alerts_rules_file) if settings.alerts_rules_file else None)
     except RuleError as exc:
         print(f"alerts rules: {exc}", file=sys.stderr)
         return 2
+    rules = ruleset.rules
     if args.json:
         print(json.dumps([{"name": r.name, "title": r.label, "severity": r.severity, "description": r.description}
                           for r in rules], ensure_ascii=False))
         return 0
     for r in rules:
         print(f"{r.name:22} {label(r.severity)} {r.label}：{r.description}")
+    by_name = {r.name: r for r in rules}
+    place = {"compound_id": "同一小区", "community": "同一社区"}
+    for i in ruleset.inhibits:  # alerts/inhibit.py: which open alert mutes which
+        src = "、".join(by_name[n].label for n in sorted(i.source.rules)) or "、".join(sorted(i.source.kinds))
+        tgt = "、".join(by_name[n].label for n in sorted(i.target.rules))
+        kinds = f"({'、'.join(KIND_LABEL.get(k, k) for k in sorted(i.target.kinds))}设备)" if i.target.kinds else ""
+        where = "且".join(place[e] for e in i.equal)
+        print(f"抑制 {i.name}: 「{src}」未解除时, {where}的「{tgt}」{kinds} 记录, 不通知")
     return 0
 
 

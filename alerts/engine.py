@@ -12,7 +12,9 @@ ts); hold-off and silence in wall time, which keeps running when a device stops 
 Floods are folded into places: when most devices of a compound (or a community) are down at once,
 one place alert is raised and the devices' own availability alerts (`foldable` rules) are not
 raised, or, if already open, are folded under it and no longer notified. Foldable alerts wait
-`fold_window_s` before they are raised, so the place alert can form first.
+`fold_window_s` before they are raised, so the place alert can form first. An open alert mutes those it
+causes (alerts/inhibit.py: a power outage its compound's low water pressure): raised and recorded, not
+published nor notified, back when the cause is gone.
 
 What holds over time is decided by the trigger modules with a `scan` (alerts/triggers/: silence,
 places, group patterns) over one snapshot per scan; the engine applies their findings. When an
@@ -32,11 +34,12 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from alerts import inhibit
 from alerts.context import summary
 from alerts.liveness import Liveness
 from alerts.notify import Due, Escalation
 from alerts.rules import TRIGGERS, Rule, RuleSet, title_of
-from alerts.shelving import in_force, never_silenced, shelf_for, step_data
+from alerts.shelving import in_force, life_safety, never_silenced, shelf_for, step_data
 from alerts.store import AlreadyOpen, Store
 from alerts.timeline import Event as Step
 from alerts.triggers import Act, Finding, ScanView, Subject, Verdict
@@ -146,6 +149,8 @@ class Engine:
         self.pending: dict[Key, Pending] = {}
         self.folded: dict[str, str] = {}  # alert_id -> the place alert it is folded under
         self.shelved: dict[str, int] = {}  # alert_id -> shelf id (recorded, not notified)
+        self.inhibited: dict[str, str] = {}  # alert_id -> the open alert muting it (alerts/inhibit.py)
+        self._causes: inhibit.Index | None = None  # the open alerts that mute, until one opens or closes
         self.live_shelves: list[dict[str, Any]] = []
         self.folding: dict[str, set[str]] = {}  # place id -> rules whose device alerts are folded there
         self.member_of: dict[str, Key] = {}  # device -> the group alert key it is a member of
@@ -176,6 +181,7 @@ class Engine:
         # evidence is not a clear. It resolves on a clearing reading (and the hold-off) or by hand.
         for key in self.open:
             self.conditions.setdefault(key, Condition())
+        self._load_inhibited()
         self._load_shelves(self.started)
 
     # -- rules --------------------------------------------------------------------------------
@@ -212,6 +218,8 @@ class Engine:
             for child in r.folds:
                 self.parents_of.setdefault(child, []).append(r)
         self.ov_dev, self.ov_cmp = ruleset.variants()
+        self.inhibits = ruleset.inhibits
+        self._causes = None
 
     def _rule_for(self, rule: Rule, dev: Device) -> Rule:
         if self.ov_dev or self.ov_cmp:
@@ -296,6 +304,7 @@ class Engine:
         pending foldable alerts, and saving the condition state."""
         now = self.clock()
         self._load_shelves(now)
+        self._check_inhibits(now)
         for key, alert in list(self.open.items()):
             c = self.conditions.get(key)
             rule = self.by_name.get(alert.rule)
@@ -599,6 +608,7 @@ class Engine:
                 self.resync()
                 return
             self.open[key] = alert
+            self._opened(alert)
             c.last_published = now
             self._save_now(key, c)
             shelf = shelf_for(self.live_shelves, alert)
@@ -611,6 +621,10 @@ class Engine:
                 log.info("raised %s %s on %s under shelf %s: recorded, not notified",
                          alert.alert_id, rule.name, subj.key, shelf["shelf_id"])
                 return
+            cause = self._cause_of(alert)
+            if cause is not None:
+                self._inhibit(key, alert, cause, now)
+                return
             log.info("raised %s %s on %s: %s", alert.alert_id, rule.name, subj.key, message)
             self._publish(alert)
             self._notify("raised", alert)
@@ -621,6 +635,7 @@ class Engine:
             message += SILENT_MARK
         if alert.nearby:
             message = with_surroundings(message, alert.nearby)
+        message = inhibit.carry(alert.message, message)
         # Published only when there is news (severity, level, value band or wording), never on a timer:
         # an unchanged alert re-sent every few seconds is noise on every subscriber (ISA-18.2).
         news = rises or new_level or value_band(value, threshold) != value_band(alert.value, alert.threshold) \
@@ -642,6 +657,10 @@ class Engine:
             return
         self.open[key] = updated
         c.last_published = now
+        if updated.alert_id in self.inhibited and life_safety(updated.severity, updated.kind):
+            # Risen to red while muted: a life-safety alarm is never muted; told below as it rose.
+            self._uninhibit(key, updated, now, why="生命安全告警 (红色/燃气) 不受抑制", tell=False)
+            updated = self.open[key]
         if updated.alert_id in self.shelved and never_silenced(updated.severity):
             # Risen to red under a shelf: a life-safety alarm is never silent.
             shelf_id = self.shelved.pop(updated.alert_id)
@@ -652,6 +671,8 @@ class Engine:
             self._notify("raised", updated)
             return
         if updated.alert_id in self.shelved:
+            return
+        if updated.alert_id in self.inhibited:
             return
         self._publish(updated)
         if rises:
@@ -691,6 +712,7 @@ class Engine:
         if up is None:
             return False
         self.open[key] = up
+        self._opened(up)
         c.last_published = now
         self._save_now(key, c)
         self.escalate_from[up.alert_id] = now  # the next tier counts from the reopening
@@ -704,6 +726,10 @@ class Engine:
             return True
         if shelf is not None:
             self._shelf_overridden(up, shelf, now)
+        cause = self._cause_of(up)
+        if cause is not None:
+            self._inhibit(key, up, cause, now)
+            return True
         self._publish(up)
         self._notify("reopened", up)
         if self.on_reopen is not None:
@@ -714,11 +740,12 @@ class Engine:
         return True
 
     def _publish(self, alert: Alert) -> None:
-        if alert.alert_id not in self.shelved:
+        if alert.alert_id not in self.shelved and alert.alert_id not in self.inhibited:
             self.publish(alert)
 
     def _notifiable(self, alert: Alert) -> bool:
-        return alert.alert_id not in self.shelved and alert.alert_id not in self.folded
+        return (alert.alert_id not in self.shelved and alert.alert_id not in self.folded
+                and alert.alert_id not in self.inhibited)
 
     def _notify(self, what: str, alert: Alert) -> None:
         """The one narrow call into notification (raised / resolved); escalation is in tick()."""
@@ -761,6 +788,8 @@ class Engine:
     def _let_go(self, alert_id: str) -> None:
         """An alert no longer open: nothing more to shelve, fold, escalate or remind of it."""
         self.shelved.pop(alert_id, None)
+        self.inhibited.pop(alert_id, None)
+        self._causes = None  # it may have been muting others
         self.folded.pop(alert_id, None)
         self.escalate_from.pop(alert_id, None)
         self.reminded_at.pop(alert_id, None)
@@ -784,6 +813,7 @@ class Engine:
                 self._forget(key)
         for key, alert in fresh.items():
             self.open[key] = alert
+        self._causes = None
 
     def adopt(self, alert: Alert) -> None:
         """A change a person made by command (alerts/command/): held here at once and published; a
@@ -796,8 +826,7 @@ class Engine:
             key = (alert.rule, got[1])
         if alert.state != AlertState.RESOLVED:
             self.open[key] = alert
-            if alert.alert_id not in self.shelved:
-                self.publish(alert)
+            self._publish(alert)
             return
         self.open.pop(key, None)
         self._watch_closed(key, alert)
@@ -816,7 +845,7 @@ class Engine:
         was cleared by someone while the alert is open. Shelved alerts are not on the broker."""
         n = 0
         for alert in self.store.open_alerts().values():
-            if alert.alert_id not in self.shelved:
+            if alert.alert_id not in self.shelved and alert.alert_id not in self.inhibited:
                 self.publish(alert)
                 n += 1
         return n
@@ -852,5 +881,81 @@ class Engine:
                 self.escalate_from[alert.alert_id] = now
                 self.store.record(alert.alert_id, Step.UNSHELVED, iso(now), data={"shelf_id": was})
                 log.info("shelf %s over: %s is back", was, alert.alert_id)
-                self.publish(alert)
+                self._publish(alert)  # still muted by its cause: it comes back when that one goes
                 self._notify("raised", alert)
+
+    # -- inhibition (alerts/inhibit.py) -------------------------------------------------------
+    def _inhibit(self, key: Key, alert: Alert, cause: Alert, now: float) -> None:
+        """Mute an alert while its cause is open: a timeline step and the mark on its message, in one write."""
+        title = title_of(cause.rule)
+        rule = next((i.name for i in self.inhibits if i.source.matches(cause) and i.target.matches(alert)), None)
+        up = self.store.update(alert.alert_id, step=(Step.INHIBITED, iso(now), inhibit.WORDS.format(title=title),
+                                                     {"cause": cause.alert_id, "cause_rule": cause.rule,
+                                                      "inhibit": rule}),
+                               message=inhibit.mark(alert.message, title), updated_at=iso(now))
+        if up is None:
+            return
+        self.open[key] = up
+        self.inhibited[up.alert_id] = cause.alert_id
+        log.info("%s (%s on %s) muted by %s (%s): recorded, not notified", up.alert_id, up.rule,
+                 up.device_id or up.compound_id, cause.alert_id, cause.rule)
+
+    def _uninhibit(self, key: Key, alert: Alert, now: float, why: str | None = None, tell: bool = True) -> None:
+        """The cause is gone (or the alert turned life-safety): back, published and notified."""
+        was = self.inhibited.pop(alert.alert_id, None)
+        data: dict[str, Any] = {"cause": was}
+        if why:
+            data["why"] = why
+        up = self.store.update(alert.alert_id, step=(Step.UNINHIBITED, iso(now), why, data),
+                               message=inhibit.unmark(alert.message), updated_at=iso(now))
+        if up is None:
+            return
+        self.open[key] = up
+        self.escalate_from[up.alert_id] = now  # the next tier counts from its return
+        log.info("%s no longer muted (cause %s): published and notified", up.alert_id, was)
+        if tell:
+            self._publish(up)
+            self._notify("raised", up)
+
+    def _check_inhibits(self, now: float) -> None:
+        """Mute open targets whose cause is open; bring back those whose cause is gone (once their own
+        condition is not clearing: an alert about to resolve by itself is not news)."""
+        if not self.inhibits and not self.inhibited:
+            return
+        idx = self._causes = inhibit.Index(self.inhibits, self.open.values())
+        for key, alert in list(self.open.items()):
+            was = self.inhibited.get(alert.alert_id)
+            cause = idx.cause(alert)
+            if was is None:
+                if cause is not None:
+                    self._inhibit(key, alert, cause, now)
+                continue
+            if cause is not None:
+                self.inhibited[alert.alert_id] = cause.alert_id
+                continue
+            c = self.conditions.get(key)
+            if c is not None and c.clear_since is not None and not life_safety(alert.severity, alert.kind):
+                continue
+            self._uninhibit(key, alert, now)
+
+    def _opened(self, alert: Alert) -> None:
+        if self._causes is not None and any(i.source.matches(alert) for i in self.inhibits):
+            self._causes = None  # a new cause, perhaps
+
+    def _cause_of(self, alert: Alert) -> Alert | None:
+        """The open alert muting a newly raised or reopened one. The index of causes is built once and kept
+        until an alert that can mute opens or any alert closes (a flood of raises must not rebuild it each)."""
+        if not self.inhibits:
+            return None
+        if self._causes is None:
+            self._causes = inhibit.Index(self.inhibits, self.open.values())
+        return self._causes.cause(alert)
+
+    def _load_inhibited(self) -> None:
+        """After a (re)start: the open alerts muted when the last run stopped (their mark), with the cause
+        their last `inhibited` step names; the first tick brings back those whose cause is gone."""
+        for alert in self.open.values():
+            if inhibit.marked(alert.message):
+                step = next((st for st in reversed(self.store.timeline(alert.alert_id))
+                             if st.event == Step.INHIBITED), None)
+                self.inhibited[alert.alert_id] = str(step.data.get("cause", "")) if step is not None else ""

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +22,9 @@ from core.contract import KINDS, METRICS
 from core.plugins import modules_in
 from core.severity import RANK, Severity
 from core.validation import Record
+
+if TYPE_CHECKING:
+    from alerts.inhibit import Inhibit
 
 BUNDLED_RULES = Path(__file__).with_name("rules.yaml")
 # Every module of alerts/triggers/ with a NAME is a trigger type: a new one is a new module there.
@@ -144,6 +147,7 @@ class RuleSet:
     rules: list[Rule]
     overrides: list[Override] = dataclasses.field(default_factory=list)
     source: str = ""
+    inhibits: list[Inhibit] = dataclasses.field(default_factory=list)  # alerts/inhibit.py
 
     def variants(self) -> tuple[dict[tuple[str, str], Rule], dict[tuple[str, str], Rule]]:
         """(rule, device) → rule and (rule, compound) → rule with the overrides applied."""
@@ -283,7 +287,19 @@ def load_ruleset(path: Path | None = None) -> RuleSet:
         if unknown_refs:
             raise RuleError(f"{where(i, items[i])}: suppressed_by/folds name unknown rules {sorted(unknown_refs)}")
     overrides = _overrides(p, text, doc.get("overrides") or [], {r.name: r for r in rules})
-    return RuleSet(rules, overrides, str(p))
+    from alerts.inhibit import parse as parse_inhibits  # it builds on Rule: imported once rules exist
+
+    inhibit_lines = _lines(text, "inhibit_rules")
+
+    def inhibit_at(i: int, d: Any) -> str:
+        if i < 0:
+            return f"{p}"
+        line = f":{inhibit_lines[i]}" if i < len(inhibit_lines) else ""
+        name = f" ({d['name']})" if isinstance(d, dict) and isinstance(d.get("name"), str) else ""
+        return f"{p}{line}: inhibit rule {i + 1}{name}"
+
+    inhibits = parse_inhibits(doc.get("inhibit_rules"), {r.name: r for r in rules}, inhibit_at)
+    return RuleSet(rules, overrides, str(p), inhibits)
 
 
 def _overrides(p: Path, text: str, items: Any, rules: dict[str, Rule]) -> list[Override]:

@@ -35,6 +35,8 @@ class Event(StrEnum):
     DEVICE_SILENT = "device_silent"  # the device went quiet while in alarm: a fact, not a clear
     DEVICE_BACK = "device_back"
     FOLDED = "folded"  # folded under a place-level alert (data: parent alert_id)
+    INHIBITED = "inhibited"  # muted while its cause is open (alerts/inhibit.py; data: cause, cause_rule, inhibit)
+    UNINHIBITED = "uninhibited"  # its cause no longer open: back, published and notified (data: cause)
     WRITTEN_LATE = "written_late"  # the disk was full: the steps of this gap were kept in memory (data: from, to)
     REOPENED = "reopened"  # the condition held again within the watch after a close (data: value, tier)
     REFUSED = "close_refused"  # a hand close refused: the danger was still measured (data: value, at)
@@ -60,6 +62,8 @@ EVENT_LABEL: dict[str, str] = {
     Event.DEVICE_SILENT: "设备失联",
     Event.DEVICE_BACK: "设备恢复",
     Event.FOLDED: "已归并",
+    Event.INHIBITED: "已抑制",
+    Event.UNINHIBITED: "抑制结束",
     Event.WRITTEN_LATE: "磁盘满, 事后补记",
     Event.REOPENED: "复燃/重新告警",
     Event.REFUSED: "解除被拒(仍在报警)",

@@ -7,6 +7,7 @@ from typing import Any
 
 from dash import dcc, html
 
+from alerts import inhibit
 from alerts.rules import title_of
 from core.contract import COMMUNITIES, Alert
 from core.severity import SEVERITIES, SHORT
@@ -19,6 +20,8 @@ from dashboard.theme import (
     CLOCK_LABEL,
     CLOCK_NTP_UNSYNCED,
     DATA_DIR_SHARE,
+    INHIBIT_TAG,
+    INHIBIT_TIP,
     KIND_LABEL,
     SEVERITY_COLOR,
     STATE_LABEL,
@@ -33,7 +36,13 @@ def _compound_name(a: Alert, base: BaseLayers) -> str:
     return place.name if place else (a.compound_id or "")
 
 
-def alert_item(a: Alert, base: BaseLayers, console: bool) -> html.Li:
+def inhibited_link(cause: Alert, className: str = "inhibit-link") -> dcc.Link:
+    """"因「疑似停电」抑制", linking to the alert that mutes this one."""
+    return dcc.Link(inhibit.WORDS.format(title=title_of(cause.rule)), href=f"/alerts/{cause.alert_id}",
+                    className=className, title=INHIBIT_TIP)
+
+
+def alert_item(a: Alert, base: BaseLayers, console: bool, cause: Alert | None = None) -> html.Li:
     colour = SEVERITY_COLOR.get(a.severity, "#888")
     meta = [KIND_LABEL.get(a.kind, a.kind or ""), a.device_id or "", STATE_LABEL.get(a.state, a.state)]
     if a.acked_by:
@@ -48,9 +57,13 @@ def alert_item(a: Alert, base: BaseLayers, console: bool) -> html.Li:
                 html.Span(local_time(a.started_at), className="alert-time", title=a.started_at),
             ],
         ),
-        dcc.Link(a.message or title_of(a.rule), href=f"/alerts/{a.alert_id}", className="alert-message"),
+        dcc.Link(inhibit.unmark(a.message) or title_of(a.rule), href=f"/alerts/{a.alert_id}",
+                 className="alert-message"),
         html.Div(" · ".join(m for m in meta if m), className="alert-meta"),
     ]
+    if cause is not None:  # muted while its cause is open: said, with the way to the cause
+        children.insert(2, inhibited_link(cause))
+        children[0].children.insert(1, html.Span(INHIBIT_TAG, className="inhibit-tag", title=INHIBIT_TIP))
     if a.state == "acknowledged":  # in the head line, never over the buttons
         children[0].children.insert(1, html.Span("已确认", className="acked-tag"))
     if a.reopened:  # came back within its watch after a close: the same incident, again
@@ -109,8 +122,9 @@ def resolved_item(a: Alert, base: BaseLayers) -> html.Li:
     )
 
 
-def alert_list(live: Live, base: BaseLayers, console: bool) -> list[Any]:
-    items: list[Any] = [alert_item(a, base, console) for a in live.alerts[:MAX_ITEMS]]
+def alert_list(live: Live, base: BaseLayers, console: bool, rules_file: str | None = None) -> list[Any]:
+    causes = inhibit.causes(live.alerts[:MAX_ITEMS], live.alerts, rules_file)
+    items: list[Any] = [alert_item(a, base, console, causes.get(a.alert_id)) for a in live.alerts[:MAX_ITEMS]]
     if not live.alerts:
         items = [html.Li("当前无未解除告警", className="alert-empty")]
     if len(live.alerts) > MAX_ITEMS:

@@ -17,6 +17,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
+from alerts import inhibit
+from alerts.rules import title_of
 from alerts.store import Store
 from core.contract import COMMUNITIES, AlertState
 from core.settings import Settings
@@ -58,6 +60,23 @@ def _body(required_by: bool) -> tuple[dict[str, str | None], str | None]:
     return out, None
 
 
+def with_cause(rows: list[dict[str, Any]], causes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each muted alert with, alongside the contract's fields, the open alert muting it (alerts/inhibit.py)."""
+    for row in rows:
+        c = causes.get(row["alert_id"])
+        if c is not None:
+            row["inhibited_by"] = {"alert_id": c.alert_id, "rule": c.rule, "title": title_of(c.rule),
+                                   "words": inhibit.WORDS.format(title=title_of(c.rule)),
+                                   "href": f"/alerts/{c.alert_id}", "api": f"/api/alerts/{c.alert_id}"}
+    return rows
+
+
+def _causes(settings: Settings, store: Store, alerts: list[Any]) -> dict[str, Any]:
+    if not any(inhibit.marked(a.message) for a in alerts):
+        return {}  # nothing muted here: no second read
+    return inhibit.causes(alerts, store.open_alerts().values(), settings.alerts_rules_file)
+
+
 def make_api(settings: Settings, store: Store, actions: AlertActions, checker: HealthChecker) -> Blueprint:
     api = Blueprint("sc_api", __name__, url_prefix="/api")
 
@@ -87,7 +106,7 @@ def make_api(settings: Settings, store: Store, actions: AlertActions, checker: H
             return error(400, f"limit must be 1..{MAX_LIMIT}")
         alerts = scoped_store(store).list(state=",".join(dict.fromkeys(states)) or None, community=community,
                                           limit=limit)
-        return jsonify([a.as_json() for a in alerts]), 200
+        return jsonify(with_cause([a.as_json() for a in alerts], _causes(settings, store, alerts))), 200
 
     @api.get("/alerts/<alert_id>")
     def get_alert(alert_id: str) -> tuple[Response, int]:
@@ -96,7 +115,8 @@ def make_api(settings: Settings, store: Store, actions: AlertActions, checker: H
         if alert is None:
             return error(404, f"no alert {alert_id}")
         # The contract's alert, plus (alongside it) every step of its timeline, oldest first.
-        return jsonify({**alert.as_json(), "timeline": [st.as_json() for st in view.timeline(alert_id)]}), 200
+        (row,) = with_cause([alert.as_json()], _causes(settings, store, [alert]))
+        return jsonify({**row, "timeline": [st.as_json() for st in view.timeline(alert_id)]}), 200
 
     @api.post("/alerts/<alert_id>/ack")
     def ack(alert_id: str) -> tuple[Response, int]:

@@ -51,6 +51,11 @@ NAV: tuple[tuple[str, str], ...] = (("一张图", "/"), ("告警列表", "/alert
                                     ("大屏", "/wall"), ("月报", "/report"))
 DASH_PAGES_NAV = frozenset({"/", "/alerts", "/shelves", "/wall"})
 STATE_LABEL: dict[str, str] = {"active": "未处置", "acknowledged": "已确认", "resolved": "已解除"}
+# A muted alert (alerts/inhibit.py): its tag, the fact's name on its page, and what muting means; the
+# link to its cause reads "因「疑似停电」抑制" (alerts.inhibit.WORDS with the cause's rule title).
+INHIBIT_TAG = "已抑制"
+INHIBIT_FACT = "抑制"
+INHIBIT_TIP = "原因告警未解除期间不通知; 原因解除后仍未恢复的, 自动发布并通知"
 # The clock's status light (/api/health "clock"): its label and what its tooltip says when it warns.
 CLOCK_LABEL = "时钟"
 CLOCK_NTP_UNSYNCED = "本机时钟未与授时服务器 (NTP) 同步"

@@ -12,6 +12,13 @@ Per case and overall: recall, precision (bait included), median / p95 time to de
 flaps (the same condition raised ≥ 3 times in 1 min), new alerts per 10 minutes (average, peak),
 share of 10-minute windows in flood (> 10 new alerts), stale alarms (still open at the end, after
 every incident ended and the devices reported normally again), most alerts for one compound.
+
+What is scored is what was announced: an alert published while open. One muted all its life (raised under
+a shelf, or while its cause was open: alerts/inhibit.py) was recorded but never announced; it is counted
+apart (`muted`). A case may set shelves (a maintenance window) before it starts, name the rules it expects
+muted (their expected items then need not be announced, and must be recorded and never announced), and
+script a person's hand close of an open alert at a moment (through the close guard, alerts/guard.py:
+refused while the danger is measured, then overridden with a reason), expecting it reopened.
 """
 
 from __future__ import annotations
@@ -28,11 +35,15 @@ from typing import Any
 import orjson
 
 from alerts.engine import Engine
+from alerts.guard import Policy
+from alerts.guard import resolve as guard_resolve
 from alerts.partition import PartitionStore, only
 from alerts.rules import load_ruleset
+from alerts.shelving import shelve
 from alerts.store import AlertStore
 from core.contract import COMMUNITIES, Device
 from core.registry import bundled_registry_path, load_registry
+from core.settings import Settings
 from core.timebase import epoch
 from core.validation import Rejected, validate
 from simulators.fleet import Realism
@@ -55,6 +66,10 @@ class Case:
     duration_s: float | None = None  # None: the longest incident's end
     restart_at_s: float | None = None  # kill the engine (no save) and start a new one at this time
     compound_cap: int | None = None  # goal: at most this many alerts for any one compound
+    shelves: tuple[tuple[str, str, str], ...] = ()  # (scope, target, weekly window) set before it starts
+    muted: tuple[str, ...] = ()  # rules whose alerts must be recorded and never announced
+    # (seconds, rule): a person closes that rule's open alert by hand while it is still in alarm
+    hand_close: tuple[tuple[float, str], ...] = ()
 
 
 def cases(quick: bool = False) -> list[Case]:
@@ -65,6 +80,13 @@ def cases(quick: bool = False) -> list[Case]:
         Case("restart_mid_incident", ("gas_leak", "camera_sabotage+20", "kitchen_gas_leak+30"), restart_at_s=200),
         # A leak and biogas in two manholes of one community at once: only the leak may alert.
         Case("manhole_biogas_and_leak", ("manhole_biogas@LSJ-03", "manhole_gas_leak@LSJ-07+60")),
+        # The water company's works inside the compound's weekly maintenance window (Wednesdays 12:00-12:40,
+        # the run starts Wednesday 12:10): the low pressure is recorded, not announced.
+        Case("maintenance_window_works", ("water_works@YL-03+60",),
+             shelves=(("compound", "YL-03", "wed 12:00-12:40"),), muted=("water_pressure_low",)),
+        # A kitchen leak closed by hand while the detector still reads 31 %LEL (the 6·13 lesson): the close
+        # is refused, then overridden with a reason; the next reading reopens the same alert (复燃).
+        Case("reopened_leak", ("gas_leak@G-000045",), hand_close=((120.0, "gas_lel_high"),)),
         Case("busy_hour", ("gas_leak+60", "electrical_overload+120", "pump_room_flood+200", "bait_noisy",
                            "bait_spike+300", "bait_stuck+30", "camera_sabotage+400")),
     ]
@@ -87,6 +109,19 @@ class Result:
     messages: int
     extra: dict[str, Any] = field(default_factory=dict)
     published: list[dict[str, Any]] = field(default_factory=list)  # every alert message, in order
+    muted: list[dict[str, Any]] = field(default_factory=list)  # recorded, never announced
+
+    @property
+    def as_designed(self) -> bool:
+        """The case's muted rules were recorded and never announced; its hand closes were refused first,
+        then reopened the same alert."""
+        announced = {a["rule"] for a in self.alerts}
+        muted = {a["rule"] for a in self.muted}
+        ok = all(r in muted and r not in announced for r in self.case.muted)
+        if self.case.hand_close:
+            ok = ok and self.extra.get("refused") == len(self.case.hand_close) \
+                and self.extra.get("reopened") == len(self.case.hand_close)
+        return ok
 
     @property
     def flood_share(self) -> float:
@@ -111,7 +146,10 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
     devices = {d.device_id: d for d in fleet.devices}
     run = {"type": "run", "start_ms": START_MS, "end_ms": stop_ms, "communities": list(opts.communities),
            "kinds": [], "compounds": [], "max_interval_s": max((d.interval_s for d in fleet.devices), default=0)}
-    truth = Truth(run, [i.truth() for i in instances])
+    truths = [i.truth() for i in instances]
+    for t in truths:  # expected muted: need not be announced (checked apart: recorded, never announced)
+        t["expected"] = [{**x, "optional": True} if x["rule"] in case.muted else x for x in t["expected"]]
+    truth = Truth(run, truths)
 
     published: list[dict[str, Any]] = []
     clock = [START_MS / 1000]
@@ -130,6 +168,13 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
         return out, store
 
     engines, store = start_engine()
+    for scope, target, every in case.shelves:
+        shelve(store, scope, target, 30 * 86400, "计划维护 (eval)", "eval", now=clock[0], every=every)
+    for _, engine, _ in engines:
+        engine.shelves_changed()
+    policy = Policy(60.0, Settings.alerts_watch_s)  # as the engines: hold-off 60 s, the default watch
+    closes = sorted(case.hand_close)
+    extra: dict[str, Any] = {"refused": 0, "reopened": 0}
     msgs = fleet.initial()
     n = 0
     t_ms = START_MS
@@ -155,16 +200,24 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
             for _, engine, mine in engines:
                 engine.check_silence(mine)
             next_scan = t_ms + 5000
+        while closes and t_ms >= START_MS + closes[0][0] * 1000:
+            _, rule = closes.pop(0)
+            _hand_close(store, policy, engines, rule, clock[0], extra)
         if case.restart_at_s is not None and not restarted and t_ms >= START_MS + case.restart_at_s * 1000:
             restarted = True  # kill -9: whatever the last tick did not save is lost
             engines, store = start_engine()
         t_ms += 1000
     open_at_end = [a.as_json() for a in store.open_alerts().values()]
+    announced_ids = {a["alert_id"] for a in published if a["state"] != "resolved"}
+    every_alert = store.list(limit=1_000_000)
+    muted = [a.as_json() for a in every_alert if a.alert_id not in announced_ids]
+    extra["reopened"] = sum(a.reopened for a in every_alert)
     store.close()
 
-    result = score(published, truth, grace_s=TAIL_S)
+    announced = [a for a in published if a["alert_id"] in announced_ids]
+    result = score(announced, truth, grace_s=TAIL_S)
     firsts: dict[str, dict[str, Any]] = {}
-    for a in published:
+    for a in announced:
         firsts.setdefault(a["alert_id"], a)
     starts = sorted(((epoch(a["started_at"]), a) for a in firsts.values()), key=lambda x: x[0])
     dur = (stop_ms - START_MS) / 1000
@@ -178,7 +231,25 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
     flaps = sum(1 for ts in raised_at.values() if any(ts[i + 2] - ts[i] <= 60 for i in range(len(ts) - 2)))
     per_compound = Counter(a["compound_id"] for a in firsts.values() if a.get("compound_id"))
     return Result(case, result, list(firsts.values()), dur, flaps, per_window, open_at_end,
-                  max(per_compound.values(), default=0), n, published=published)
+                  max(per_compound.values(), default=0), n, extra, published=published, muted=muted)
+
+
+def _hand_close(store: AlertStore, policy: Policy, engines: list[tuple[frozenset[str] | None, Engine, Any]],
+                rule: str, now: float, extra: dict[str, Any]) -> None:
+    """A person closes the open alert of `rule` as the console does: the guard refuses while the danger is
+    measured, the override with a reason closes it, and the engine holding it adopts the close."""
+    for engine in (e for _, e, _ in engines):
+        engine.save()  # the guard reads the engine's condition state from the store
+    a = next((x for x in store.open_alerts().values() if x.rule == rule), None)
+    if a is None:
+        return
+    if guard_resolve(store, policy, a.alert_id, "值班员", None, now=now).status == 409:
+        extra["refused"] += 1
+    done = guard_resolve(store, policy, a.alert_id, "值班员", "现场称已关阀 (演练)", override=True, now=now)
+    if done.status == 200 and done.alert is not None:
+        for part, engine, _ in engines:
+            if part is None or done.alert.community in part:
+                engine.adopt(done.alert)
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -205,6 +276,7 @@ def summary(results: list[Result]) -> dict[str, Any]:
         "network cut <= 2 alerts per compound": all(r.max_per_compound <= (r.case.compound_cap or 10**9)
                                                     for r in results),
         "0 stale alarms": sum(len(r.stale) for r in results) == 0,
+        "muted and reopened as designed": all(r.as_designed for r in results),
     }
     return {
         "cases": len(results), "expected": exp, "detected": det, "recall": det / exp if exp else None,
@@ -214,7 +286,7 @@ def summary(results: list[Result]) -> dict[str, Any]:
         "duplicates": sum(r.score["duplicates"] for r in results), "flaps": sum(r.flaps for r in results),
         "per_10min_avg": statistics.fmean(windows) if windows else 0.0, "per_10min_peak": max(windows, default=0),
         "flood_windows_pct": 100 * sum(1 for n in windows if n > FLOOD) / len(windows) if windows else 0.0,
-        "stale": sum(len(r.stale) for r in results), "goals": goals,
+        "stale": sum(len(r.stale) for r in results), "muted": sum(len(r.muted) for r in results), "goals": goals,
     }
 
 
@@ -243,13 +315,20 @@ def format_table(results: list[Result]) -> str:
                          f"at {fp['started_at']}")
         for a in r.stale[:3]:
             lines.append(f"    stale  {a['rule']} on {a['device_id'] or a['compound_id'] or a['community']}")
+        if r.muted:
+            rules = Counter(a["rule"] for a in r.muted)
+            lines.append("    muted  " + ", ".join(f"{k} ×{v}" for k, v in sorted(rules.items()))
+                         + " (recorded, never announced)")
+        if r.case.hand_close:
+            lines.append(f"    hand close refused {r.extra.get('refused', 0)}×, reopened {r.extra.get('reopened', 0)}×")
     t = summary(results)
     lines.append("-" * len(head))
     lines.append(
         f"{'overall':28} {pct(t['recall']):>7} {pct(t['precision']):>6} {t['bait_alerts']:4d} "
         f"{sec(t['ttd_median_s'])} {sec(t['ttd_p95_s'])} {t['duplicates']:3d} {t['flaps']:4d} "
         f"{t['per_10min_avg']:5.1f} {t['per_10min_peak']:4d} {t['flood_windows_pct']:6.1f} {t['stale']:5d}")
-    lines.append(f"recall {t['detected']}/{t['expected']}, precision {t['true_positives']}/{t['alerts_in_scope']}")
+    lines.append(f"recall {t['detected']}/{t['expected']}, precision {t['true_positives']}/{t['alerts_in_scope']}, "
+                 f"muted {t['muted']} (recorded, never announced)")
     lines.append("goals: " + "; ".join(f"{k} {'MET' if v else 'MISSED'}" for k, v in t["goals"].items()))
     return "\n".join(lines)
 

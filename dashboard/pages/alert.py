@@ -10,6 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
+from alerts import inhibit
 from alerts.archive import archived
 from alerts.guard import Live
 from alerts.rules import title_of
@@ -18,7 +19,7 @@ from core.severity import COLOUR
 from core.timebase import local_time
 from dashboard import alertview, dispatchview, mapview, trends
 from dashboard.login import has_role
-from dashboard.theme import BG, KIND_LABEL, RESOURCE_STYLE, STATE_LABEL, TEXT, severity_label
+from dashboard.theme import BG, INHIBIT_FACT, KIND_LABEL, RESOURCE_STYLE, STATE_LABEL, TEXT, severity_label
 
 PATH_TEMPLATE = "/alerts/<alert_id>"
 PATH = "/alerts/none"
@@ -50,6 +51,10 @@ def header(d: Any, a: Alert) -> list[Any]:
     if a.state == "resolved":
         facts.append(("解除", f"{local_time(a.resolved_at)} " + (f"{a.resolved_by} 解除" if a.resolved_by
                                                               else "条件恢复，自动解除")))
+    cause = inhibit.causes([a], d.state.alerts(), d.settings.alerts_rules_file).get(a.alert_id) \
+        if a.state != "resolved" else None
+    if cause is not None:  # muted while its cause is open: the way to the cause
+        facts.append((INHIBIT_FACT, alertview.inhibited_link(cause)))
     if a.reopened:
         facts.append(("复燃", f"解除后观察期内再次报警 {a.reopened} 次（同一警情重开）"))
     if a.note:

@@ -57,7 +57,8 @@ def console(d: Any) -> html.Aside:
             ),
             html.H2(["未解除告警", html.Span(str(len(live.alerts)), id="alert-count", className="count")]),
             # A viewer's list has no buttons (and the actions refuse a viewer anyway).
-            html.Ul(alertview.alert_list(live, base, console=has_role("operator")), id="alert-list",
+            html.Ul(alertview.alert_list(live, base, console=has_role("operator"),
+                                         rules_file=d.settings.alerts_rules_file), id="alert-list",
                     className="alert-list"),
             html.Div(id="sound-sink", hidden=True),
         ],
@@ -113,7 +114,8 @@ def register(app: Dash, d: Any) -> None:
             return no_update, no_update, no_update, no_update, no_update
         base, reg, live = d.state.view()
         cards = alertview.counters(counts_by_community(live, reg), live)
-        return (alertview.alert_list(live, base, console=has_role("operator")), cards, str(len(live.alerts)),
+        return (alertview.alert_list(live, base, console=has_role("operator"), rules_file=d.settings.alerts_rules_file),
+                cards, str(len(live.alerts)),
                 {"v": live.version}, loud_ids(live))
 
     @app.callback(

@@ -77,7 +77,8 @@ def panels(d: Any) -> tuple[Any, ...]:
             focus = {"id": loud.alert_id, "lon": pt[0], "lat": pt[1], "severity": loud.severity}
     return (alertview.wall_tiles(counts_by_community(live, reg)), banner(loud, live, base),
             "wall-banner " + (f"on sev-{loud.severity}" if loud else "off"), ticker(live, base),
-            alertview.alert_list(live, base, console=False), {"v": live.version}, focus)
+            alertview.alert_list(live, base, console=False, rules_file=d.settings.alerts_rules_file),
+            {"v": live.version}, focus)
 
 
 def layout(**_kw: Any) -> html.Div:

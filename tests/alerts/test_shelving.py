@@ -124,3 +124,5 @@ def test_cli_shelve_list_unshelve(tmp_path: Path) -> None:
         assert {"name": "fire_risk", "title": "火灾风险", "severity": "red",
                 "description": "同一楼栋燃气浓度上升且断路器或线缆发热"} in listed
         assert "gas_lel_high           一级 燃气浓度超限：" in run("rules").stdout
+        assert ("抑制 power_outage_mutes_its_effects: 「疑似停电」未解除时, 同一小区的"
+                "「摄像头离线、设备无数据、供水压力偏低」(视频、供水设备) 记录, 不通知") in run("rules").stdout

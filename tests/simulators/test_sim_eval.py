@@ -20,6 +20,7 @@ def test_short_eval_cases_meet_the_goals(name: str, tmp_path: Path) -> None:
     r = run_case(case, load_registry(bundled_registry_path()), seed=1, tmp=tmp_path)
     s = r.score
     assert s["recall"] == 1.0 and s["precision"] == 1.0, format_table([r])
+    assert r.as_designed and not r.muted
     assert s["duplicates"] == 0 and r.flaps == 0 and not r.stale
     assert max(r.per_window) <= 10
     if case.compound_cap:
@@ -72,3 +73,31 @@ def test_a_manhole_leak_is_told_from_manhole_biogas(tmp_path: Path) -> None:
     (leak,) = r.alerts
     assert leak["rule"] == "manhole_gas_leak" and reg[leak["device_id"]].extra["install"] == MANHOLE
     assert summary([r])["goals"]["recall 100 %"]
+
+
+@pytest.mark.parametrize(("name", "muted", "announced"), [
+    # The outage is announced; the low pressure of its stopped booster pumps is muted by it (inhibit_rules).
+    ("power_outage_pumps", {"water_pressure_low"}, ["power_outage"]),
+    # Water works inside the compound's weekly maintenance window: recorded, nothing announced.
+    ("maintenance_window_works", {"water_pressure_low"}, []),
+    # A leak closed by hand while still at 31 %LEL: refused, overridden, reopened — one alert, no duplicate.
+    ("reopened_leak", set(), ["gas_lel_high"]),
+])
+def test_muting_and_reopening_cases(name: str, muted: set[str], announced: list[str], tmp_path: Path) -> None:
+    """Each case on the fleet of its own compound (the whole community runs in `smartcommunity eval`)."""
+    reg = load_registry(bundled_registry_path())
+    case = next((c for c in cases() if c.name == name and "@" in c.scenarios[0]), None) \
+        or Case(name, (f"{name}@YL-02",))
+    place = case.scenarios[0].partition("@")[2].partition("+")[0]
+    compound = reg[place].compound_id if place in reg else place
+    r = run_case(case, {k: d for k, d in reg.items() if d.compound_id == compound}, seed=1, tmp=tmp_path)
+    s = r.score
+    assert sorted({a["rule"] for a in r.alerts}) == announced, format_table([r])
+    assert {a["rule"] for a in r.muted} == muted and r.as_designed, format_table([r])
+    assert s["false_positives"] == 0 and s["duplicates"] == 0 and r.flaps == 0 and not r.stale
+    assert s["recall"] in (1.0, None) and max(r.per_window) <= 10
+    if case.hand_close:
+        (leak,) = r.alerts
+        assert r.extra == {"refused": 1, "reopened": 1}
+        states = [a["state"] for a in r.published if a["alert_id"] == leak["alert_id"]]
+        assert states.index("resolved") < len(states) - 1 - states[::-1].index("active")  # closed, then back
