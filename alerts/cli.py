@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.set_defaults(func=run_notify_check)
     s = nsub.add_parser("status", help="each channel's cursor and pending notifications (JSON)")
     s.set_defaults(func=run_notify_status)
-    pt = sub.add_parser("patrols", help="patrol plans (巡检): check a plans file, list where each plan stands")
+    pt = sub.add_parser("patrols", help="patrol plans (巡检): check a plans file")
     psub = pt.add_subparsers(dest="patrols_cmd", required=True)
     pc = psub.add_parser("check", help="check a patrol plans file against the roster and teams (file:line: reason)")
     pc.add_argument("file", nargs="?", help="plans file (default: SC_PATROLS_FILE or the bundled sample)")
@@ -243,6 +243,7 @@ def run_notify_status(args: argparse.Namespace, settings: Settings) -> int:
     out["cursors"] = cursors
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
 def run_report(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.patrols import plans_for_report
     from alerts.report import Period, build_report, place_names, plotly_inline, to_csv, to_html
     from alerts.store import open_store
     from core.contract import COMMUNITIES
@@ -263,7 +264,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         names, devices = place_names(settings)
         rep = build_report(store, period, args.community, now=time.time(), compound_names=names,
-                           device_places=devices)
+                           device_places=devices, plans=plans_for_report(settings))
     finally:
         store.close()
     out = Path(args.out) if args.out else settings.data_path / "reports"

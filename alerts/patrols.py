@@ -234,6 +234,17 @@ def load_plans(settings: Any) -> Plans:
                        teams_file=settings.dispatch_teams_file)
 
 
+def plans_for_report(settings: Any) -> Plans:
+    """The plans in force for the period report: none when SC_PATROLS_FILE is unset or refused (the
+    report keeps every other number; `smartcommunity patrols check` says what is wrong)."""
+    if not settings.patrols_file:
+        return Plans({})
+    try:
+        return load_plans(settings)
+    except ConfigError:
+        return Plans({})
+
+
 # ---------------------------------------------------------------- rounds: due, done, missed
 
 
@@ -285,7 +296,8 @@ def status(plan: Plan, checkins: Iterable[tuple[str, float]], now: float) -> Sta
 
 
 def rounds_in(plan: Plan, lo: float, hi: float, checkins: Iterable[tuple[str, float]]) -> tuple[int, int]:
-    """(rounds that ended in [lo, hi), how many of them were done): the report's patrol completion."""
+    """(rounds that ended in (lo, hi], how many of them were done): the report's patrol completion (the
+    round of a month's last day ends at the next month's first midnight: it is this month's)."""
     anchor, every = plan.anchor, plan.every_s
     want = {c.name for c in plan.checkpoints}
     got: dict[int, set[str]] = {}
@@ -295,9 +307,9 @@ def rounds_in(plan: Plan, lo: float, hi: float, checkins: Iterable[tuple[str, fl
     first = max(0, int((max(lo, anchor) - anchor) // every) - 1)
     due = done = 0
     k = first
-    while anchor + (k + 1) * every < hi:
+    while anchor + (k + 1) * every <= hi:
         end = anchor + (k + 1) * every
-        if end >= lo and end >= anchor + every:
+        if end > lo:
             due += 1
             done += got.get(k, set()) >= want
         k += 1

@@ -32,6 +32,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, send_file
 from alerts.archive import pending
 from alerts.configfile import Watched
 from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_secret, photo_path
+from alerts.patrols import plans_for_report
 from alerts.report import Period, Report, build_report, place_names, to_csv, to_html
 from alerts.store import Store
 from alerts.teams import Teams, TeamsError, TeamsWatcher
@@ -173,6 +174,8 @@ def report_json(rep: Report) -> dict[str, Any]:
             "top_repeat_devices": [{"device_id": d, "place": rep.device_places.get(d), "count": n}
                                    for d, n in sec.top_devices()],
             "open_dispatches": [d.as_json() for d in sec.open_dispatches],
+            "patrols": {"rounds": sec.patrol_rounds, "done": sec.patrol_done, "completion": sec.patrol_completion},
+            "hazards": {"open": sec.hazards_open, "closed": sec.hazards_closed, "overdue": sec.hazards_overdue},
         }
     return out
 
@@ -315,7 +318,8 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
     def make_report() -> Report:
         period, community = period_from_args(request.args)
         names, devs = places.get()
-        return build_report(store, period, community, now=time.time(), compound_names=names, device_places=devs)
+        return build_report(store, period, community, now=time.time(), compound_names=names, device_places=devs,
+                            plans=plans_for_report(settings))
 
     @api.get("/report")
     def report_api() -> tuple[Response, int]:
