@@ -29,11 +29,12 @@ import orjson
 
 from alerts.engine import Engine
 from alerts.partition import PartitionStore, only
+from alerts.patrols import PatrolBook, Plans
 from alerts.rules import load_ruleset
 from alerts.store import AlertStore
 from core.contract import COMMUNITIES, Device
 from core.registry import bundled_registry_path, load_registry
-from core.timebase import epoch
+from core.timebase import epoch, iso
 from core.validation import Rejected, validate
 from simulators.fleet import Realism
 from simulators.scenarios import library
@@ -55,6 +56,7 @@ class Case:
     duration_s: float | None = None  # None: the longest incident's end
     restart_at_s: float | None = None  # kill the engine (no save) and start a new one at this time
     compound_cap: int | None = None  # goal: at most this many alerts for any one compound
+    patrol_at: str | None = None  # a compound whose patrol (every PATROL_EVERY_S) is missed twice (PATROL_MISSED)
 
 
 def cases(quick: bool = False) -> list[Case]:
@@ -65,6 +67,8 @@ def cases(quick: bool = False) -> list[Case]:
         Case("restart_mid_incident", ("gas_leak", "camera_sabotage+20", "kitchen_gas_leak+30"), restart_at_s=200),
         # A leak and biogas in two manholes of one community at once: only the leak may alert.
         Case("manhole_biogas_and_leak", ("manhole_biogas@LSJ-03", "manhole_gas_leak@LSJ-07+60")),
+        # A patrol missed two rounds in a row: blue, then yellow on the same alert, resolved by the check-ins.
+        Case("patrol_missed_twice", (), community="lanshanjun", duration_s=PATROL_DURATION_S, patrol_at="LSJ-01"),
         Case("busy_hour", ("gas_leak+60", "electrical_overload+120", "pump_room_flood+200", "bait_noisy",
                            "bait_spike+300", "bait_stuck+30", "camera_sabotage+400")),
     ]
@@ -72,6 +76,46 @@ def cases(quick: bool = False) -> list[Case]:
         keep = {"gas_leak", "compound_silent", "power_outage", "restart_mid_incident"}
         out = [c for c in out if c.name in keep]
     return out
+
+
+# The patrol case on simulated time: rounds of 5 minutes (a real plan's are hours or days: the engine
+# and the book decide alike), the 2nd and 3rd missed, the 4th done late, every other done at its start.
+PATROL_EVERY_S = 300
+PATROL_MISSED = (1, 2)  # rounds (from the run's start) nobody walks
+PATROL_DURATION_S = 18 * 60.0
+
+
+def patrol_drill(compound_id: str, registry: Mapping[str, Device], end_ms: int) -> tuple[
+        Plans, list[tuple[float, str]], dict[str, Any]]:
+    """(the plan, its check-ins (time, checkpoint), the ground truth) of the patrol case."""
+    from alerts.patrols import Checkpoint, Plan
+    from core.timebase import beijing
+
+    devs = [d for d in registry.values() if d.compound_id == compound_id]
+    first = devs[0]
+    start = beijing(START_MS / 1000).date()
+    plan = Plan("eval-patrol", "燃气设施巡检（演练）", first.community, compound_id, "", "person", "eval", "巡检员",
+                frozenset({"eval"}), PATROL_EVERY_S, start, (Checkpoint("管井", first.lon, first.lat, 30.0),))
+    t0 = START_MS / 1000
+    k0 = int((t0 - plan.anchor) // PATROL_EVERY_S)
+    walks: list[tuple[float, str]] = []
+    k = k0 - 1  # the round before the run was walked (the rounds before it are none of the drill's)
+    while plan.anchor + k * PATROL_EVERY_S <= end_ms / 1000:
+        off = k - k0
+        if off not in PATROL_MISSED:
+            late = 120 if off == PATROL_MISSED[-1] + 1 else 0  # the round after the misses: walked late
+            walks.append((plan.anchor + k * PATROL_EVERY_S + 20 + late, "管井"))
+        k += 1
+    onset = plan.anchor + (k0 + PATROL_MISSED[0] + 1) * PATROL_EVERY_S  # the first missed round ended
+    done = plan.anchor + (k0 + PATROL_MISSED[-1] + 1) * PATROL_EVERY_S + 140
+    truth = {"type": "scenario", "instance": "patrol_missed_twice-1", "scenario": "patrol_missed_twice",
+             "title": "巡检连续两轮漏检", "bait": False, "community": first.community, "compound_id": compound_id,
+             "devices": [], "start": iso(onset), "end": iso(done), "start_ms": int(onset * 1000),
+             "end_ms": int(done * 1000),
+             "expected": [{"rule": "patrol_missed", "device_id": "", "compound_id": compound_id,
+                           "community": first.community, "onset_ms": int(onset * 1000), "onset": iso(onset),
+                           "severity": "yellow"}]}
+    return Plans({plan.plan_id: plan}), walks, truth
 
 
 @dataclass
@@ -112,6 +156,11 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
     run = {"type": "run", "start_ms": START_MS, "end_ms": stop_ms, "communities": list(opts.communities),
            "kinds": [], "compounds": [], "max_interval_s": max((d.interval_s for d in fleet.devices), default=0)}
     truth = Truth(run, [i.truth() for i in instances])
+    plans, walks = Plans({}), list[tuple[float, str]]()
+    if case.patrol_at:
+        plans, walks, drill = patrol_drill(case.patrol_at, registry, stop_ms)
+        truth.scenarios.append(drill)
+    walked: list[tuple[float, str]] = []  # check-ins so far: what the store holds (a restart reads them)
 
     published: list[dict[str, Any]] = []
     clock = [START_MS / 1000]
@@ -126,6 +175,12 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
             eng = Engine(load_ruleset(), view, lambda a: published.append(a.as_json()), 60.0, 1.0,  # type: ignore[arg-type]
                          clock=lambda: clock[0], fold_window_s=30.0)
             eng.republish()
+            book = eng.memory.get("patrol")
+            if isinstance(book, PatrolBook):  # as the alerts service fills it: the plans, the check-ins so far
+                book.set_plans(plans if part is None else Plans(
+                    {k: p for k, p in plans.plans.items() if p.community in part}))
+                for at, point in walked:
+                    book.add("eval-patrol", point, at)
             out.append((part, eng, devices if part is None else only(devices, part)))
         return out, store
 
@@ -149,6 +204,12 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
             n += 1
         msgs = []
         clock[0] = t_ms / 1000
+        while walks and walks[0][0] <= clock[0]:  # a worker checks in (the check-in command)
+            walked.append(walks.pop(0))
+            for _, engine, _ in engines:
+                book = engine.memory.get("patrol")
+                if isinstance(book, PatrolBook):
+                    book.add("eval-patrol", walked[-1][1], walked[-1][0])
         for _, engine, _ in engines:
             engine.tick()
         if t_ms >= next_scan:
