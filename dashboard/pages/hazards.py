@@ -27,6 +27,11 @@ OVERDUE = "overdue"
 REFRESH_MS = 30_000
 
 
+def shown(settings: Any) -> bool:
+    """Only where patrol plans are in force (SC_PATROLS_FILE)."""
+    return bool(settings.patrols_file)
+
+
 def choices() -> list[dict[str, str]]:
     return [{"label": W["all"], "value": ""}, *({"label": HAZARD_STATE_LABEL[s], "value": s} for s in HAZARD_STATES),
             {"label": W["overdue"], "value": OVERDUE}]

@@ -35,6 +35,11 @@ REFRESH_MS = 30_000
 PHOTO_NAME = re.compile(r"^(r\d+-)?\d\.(jpg|png|webp)$")
 PHOTO_OWNER = re.compile(r"^[kh]-[0-9a-f]{12}$")
 
+def shown(settings: Any) -> bool:
+    """Only where patrol plans are in force (SC_PATROLS_FILE)."""
+    return bool(settings.patrols_file)
+
+
 _watched: dict[str, Watched] = {}
 _lock = threading.Lock()
 

@@ -1,6 +1,6 @@
 """A patrol check-in on a phone (390×844) in real Chromium with the position Playwright gives it: too
 far from the checkpoint is refused on the phone with the distance, at the checkpoint it is recorded
-(with a finding, which opens a hazard) and the plan shows the round done. Screenshot: /tmp/patrol_phone.png."""
+(with a finding, which opens a hazard, then listed on /hazards) and the plan shows the round done. Screenshot: /tmp/patrol_phone.png."""
 
 from __future__ import annotations
 
@@ -77,6 +77,11 @@ def test_a_patrol_check_in_on_the_phone(patrol_served: tuple[str, Settings]) -> 
         page.wait_for_function("() => document.querySelector('#pt-p1').innerText.includes('本轮已完成')")
         assert fits_width(page) and not small_controls(page, ["#patrol-go"])
         page.screenshot(path="/tmp/patrol_phone.png")
+        page.click("text=隐患整改清单")  # the hazard is listed with its deadline, to be rectified
+        page.wait_for_selector(".hz-card")
+        listed = page.inner_text(".hz-card")
+        assert "阀井盖板破损" in listed and "待整改" in listed and "整改期限" in listed, listed
+        assert fits_width(page)
         browser.close()
     rows = store.checkins("2000-01-01T00:00:00Z")
     assert len(rows) == 1 and rows[0]["by"] and rows[0]["distance_m"] < 15
