@@ -1,6 +1,7 @@
 """A patrol check-in on a phone (390×844) in real Chromium with the position Playwright gives it: too
 far from the checkpoint is refused on the phone with the distance, at the checkpoint it is recorded
-(with a finding, which opens a hazard, then listed on /hazards) and the plan shows the round done. Screenshot: /tmp/patrol_phone.png."""
+(with a finding, which opens a hazard, then listed on /hazards) and the plan shows the round done.
+Screenshot: /tmp/patrol_phone.png."""
 
 from __future__ import annotations
 
