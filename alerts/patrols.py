@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -455,7 +456,11 @@ def check_in(store: Any, plans: Plans, c: CheckIn, by: str, now: float, data_dir
            "accuracy_m": float(c.accuracy_m) if isinstance(c.accuracy_m, int | float) else None,
            "distance_m": round(d, 1), "findings": findings or None, "photos": metas,
            "hazard_id": hazard["hazard_id"] if hazard else None}
-    store.checkin_insert(row, hazard)
+    try:
+        store.checkin_insert(row, hazard)
+    except BaseException:  # nothing half-done: no photos without their check-in
+        shutil.rmtree(photos_dir(data_dir, "checkins", checkin_id), ignore_errors=True)
+        raise
     if added is not None:
         added(plan.plan_id, cp.name, now)
     return {"checkin": row, "hazard": hazard}
@@ -471,6 +476,9 @@ def advance_hazard(store: Any, hazard_id: str, to: str, by: str, note: str, phot
         raise Refused(404, f"没有隐患 {hazard_id}。")
     note = (note or "").strip()
     if to == "rectified":
+        if h["state"] != "open":
+            raise Refused(409, f"隐患已是「{HAZARD_STATE_LABEL.get(h['state'], h['state'])}」，不能再改为"
+                               f"「{HAZARD_STATE_LABEL['rectified']}」。")
         prepared = prepare_photos(photos, photo_max_bytes)
         if not prepared:
             raise Refused(400, "整改完成需上传整改后的照片（至少 1 张）。")
