@@ -7,6 +7,7 @@ from the checkpoint than its tolerance and opens a hazard (隐患) for a finding
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -47,13 +48,13 @@ _lock = threading.Lock()
 GEO_JS = """function(n) {
   if (!n) { return window.dash_clientside.no_update; }
   return new Promise(function(resolve) {
-    if (!navigator.geolocation) { resolve({error: "此浏览器不支持定位", n: n}); return; }
+    if (!navigator.geolocation) { resolve({error: %(none)s, n: n}); return; }
     navigator.geolocation.getCurrentPosition(
       function(p) { resolve({lon: p.coords.longitude, lat: p.coords.latitude, acc: p.coords.accuracy, n: n}); },
-      function(e) { resolve({error: e.code === 1 ? "未获准使用位置信息" : "定位失败", n: n}); },
+      function(e) { resolve({error: e.code === 1 ? %(denied)s : %(failed)s, n: n}); },
       {enableHighAccuracy: true, timeout: 15000, maximumAge: 0});
   });
-}"""
+}""" % {k: json.dumps(W[f"geo_{k}"], ensure_ascii=False) for k in ("none", "denied", "failed")}
 
 
 def plans_in_force(settings: Any) -> Plans:
@@ -186,7 +187,8 @@ def register(app: Dash, d: Any) -> None:
 
     app.clientside_callback(GEO_JS, Output("patrol-pos", "data"), Input("patrol-go", "n_clicks"),
                             prevent_initial_call=True)
-    app.clientside_callback("function(n) { return n ? '" + W["locating"] + "' : window.dash_clientside.no_update; }",
+    app.clientside_callback("function(n) { return n ? " + json.dumps(W["locating"], ensure_ascii=False)
+                            + " : window.dash_clientside.no_update; }",
                             Output("patrol-msg", "children", allow_duplicate=True), Input("patrol-go", "n_clicks"),
                             prevent_initial_call=True)
 
