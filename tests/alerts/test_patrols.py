@@ -163,3 +163,17 @@ def test_a_finding_opens_a_hazard_tracked_to_closure_and_overdue_past_its_deadli
     c = advance_hazard(store, hid, "closed", "街道安监员", "复查合格", None, now + 2 * 86400, tmp_path, 200_000)
     assert c["state"] == "closed" and c["closed_by"] == "街道安监员"
     assert [x["hazard_id"] for x in store.hazards(["closed"])] == [hid] and store.hazards(["open"]) == []
+
+
+def test_patrols_check_names_file_line_and_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from alerts.cli import run_patrols_check
+    from core.settings import Settings
+
+    good = write(tmp_path, GOOD)
+    assert run_patrols_check(argparse.Namespace(file=str(good)), Settings()) == 0
+    assert "ok, 1 plans, 2 checkpoints" in capsys.readouterr().out
+    good.write_text(GOOD.replace("every: 1d", "every: sometimes"), encoding="utf-8")
+    assert run_patrols_check(argparse.Namespace(file=str(good)), Settings()) == 1
+    assert f"{good}:7: plan p1: every is a number of hours or days" in capsys.readouterr().err
