@@ -177,3 +177,23 @@ def test_patrols_check_names_file_line_and_reason(tmp_path: Path, capsys: pytest
     good.write_text(GOOD.replace("every: 1d", "every: sometimes"), encoding="utf-8")
     assert run_patrols_check(argparse.Namespace(file=str(good)), Settings()) == 1
     assert f"{good}:7: plan p1: every is a number of hours or days" in capsys.readouterr().err
+
+
+def test_a_restarted_service_reads_the_rounds_done_from_the_store(tmp_path: Path) -> None:
+    """The patrol book the alerts service fills at start: plans, and the check-ins the store holds."""
+    from alerts.patrols import PatrolBook
+
+    plans = plan_of(tmp_path)
+    store = open_store(tmp_path / "a.sqlite")
+    for point, lon, lat in (("北口阀井", 110.7905, 32.6421), ("东门调压箱", 110.7918, 32.6415)):
+        check_in(store, plans, CheckIn("p1", point, lon, lat), "王师傅", at(2, 9), tmp_path, 200_000)
+    book = PatrolBook()
+    book.set_plans(plans)
+    now = at(3, 8)  # the 2nd was done; the 1st was not
+    book.load(store.checkins(PatrolBook.since(plans, now)))
+    plan = plans.get("p1")
+    assert plan is not None
+    assert book.status(plan, now).missed == 0 and book.status(plan, at(4, 0.1)).missed == 1
+    empty = PatrolBook()
+    empty.set_plans(plans)
+    assert empty.status(plan, now).missed == 2  # without the store's check-ins both rounds count as missed
