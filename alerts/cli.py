@@ -1,5 +1,6 @@
 """Verbs: `alerts` runs the rule engine; `alerts shelve|shelves|unshelve` manage shelving;
-`notify test|check|status` for the notification channels; `report` writes the period report;
+`notify test|check|status` for the notification channels; `patrols check` a patrol plans file;
+`report` writes the period report;
 `dispatch`, `resolve` and `archive` close the loop from a terminal. Every change is a command to the
 running alert service (alerts/command/), as from the dashboard: the same close guard, the same audit
 of who did it; with the service stopped they say so (exit 3) and change nothing."""
@@ -81,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.set_defaults(func=run_notify_check)
     s = nsub.add_parser("status", help="each channel's cursor and pending notifications (JSON)")
     s.set_defaults(func=run_notify_status)
+    pt = sub.add_parser("patrols", help="patrol plans (巡检): check a plans file")
+    psub = pt.add_subparsers(dest="patrols_cmd", required=True)
+    pc = psub.add_parser("check", help="check a patrol plans file against the roster and teams (file:line: reason)")
+    pc.add_argument("file", nargs="?", help="plans file (default: SC_PATROLS_FILE or the bundled sample)")
+    pc.set_defaults(func=run_patrols_check)
     r = sub.add_parser("report", help="write the period report (HTML with charts, and CSV) per community",
                        description="Alerts by kind and severity, times to acknowledge / arrive / resolve "
                                    "(median, p90), alerts by compound, repeat devices, open dispatches.")
@@ -254,6 +260,21 @@ def run_notify_check(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if bad else 0
 
 
+def run_patrols_check(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.configfile import ConfigError
+    from alerts.patrols import parse_plans, plans_path
+
+    path = Path(args.file) if args.file else plans_path(settings.patrols_file)
+    try:
+        plans = parse_plans(path, roster_file=settings.alerts_roster_file, teams_file=settings.dispatch_teams_file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"{path}: ok, {len(plans.plans)} plans, "
+          f"{sum(len(p.checkpoints) for p in plans)} checkpoints")
+    return 0
+
+
 def run_notify_status(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.delivery import cursor_dir, outbox_path
 
@@ -270,6 +291,7 @@ def run_notify_status(args: argparse.Namespace, settings: Settings) -> int:
     out["cursors"] = cursors
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
 def run_report(args: argparse.Namespace, settings: Settings) -> int:
+    from alerts.patrols import plans_for_report
     from alerts.report import Period, build_report, place_names, plotly_inline, to_csv, to_html
     from alerts.store import open_store
     from core.contract import COMMUNITIES
@@ -290,7 +312,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         names, devices = place_names(settings)
         rep = build_report(store, period, args.community, now=time.time(), compound_names=names,
-                           device_places=devices)
+                           device_places=devices, plans=plans_for_report(settings))
     finally:
         store.close()
     out = Path(args.out) if args.out else settings.data_path / "reports"

@@ -211,7 +211,8 @@ class Engine:
             self.scanners.append((mod, mine))
             if hasattr(mod, "memory"):
                 memory[name] = mod.memory(mine, self.memory.get(name))
-                self.trackers.append((mod.track, memory[name]))
+                if hasattr(mod, "track"):  # a memory kept from elsewhere (the patrol book) reads no message
+                    self.trackers.append((mod.track, memory[name]))
         self.memory = memory
         self.parents_of: dict[str, list[Rule]] = {}
         for r in rules:
@@ -446,7 +447,15 @@ class Engine:
             c.last_value, c.last_evidence = f.value, now  # the close guard (alerts/guard.py) shows it
             self._fire(f.rule, f.device, f.value, now, f.message, threshold=f.threshold)
         elif f.act is Act.RAISE and f.place is not None:
-            self._fire_subject(f.rule, f.place, f.value, now, f.message, f.threshold, f.rule.severity)
+            # A place's value may reach a level of its rule too (a patrol missed twice in a row).
+            level = f.rule.level_of(f.value) if f.rule.levels else None
+            severity = f.rule.severity
+            message = f.message
+            if level is not None and RANK[level.severity] > RANK[severity]:
+                severity = level.severity
+                message = f"{message} [{level.label}]" if level.label else message
+            self._fire_subject(f.rule, f.place, f.value, now, message, f.threshold, severity,
+                               level.label if level else None)
 
     def _fold(self, a: Alert, parent: Alert, now: float) -> None:
         """Fold an alert under the one that stands for it (once: a timeline step, no more notifications)."""

@@ -6,7 +6,9 @@ site (from a dispatch) and to resolution, each as count, median and p90 (nearest
 smallest time within which 90 % were done); alerts by compound; the devices that raised most
 (two alerts or more); the dispatches made in the period that are still open; and how often a close
 was given over a live reading (an override, alerts/guard.py) and an incident came back within its
-watch (复燃, reopened).
+watch (复燃, reopened). Patrols (巡检, alerts/patrols.py): the rounds of each plan that ended in the
+period and how many were done (completion), and the hazards found up to the period's end: still
+open, closed, and overdue (open past their rectification deadline at the period's end, or now).
 Each community has its section, and 全街道 sums them. Written as CSV (`to_csv`) and as an HTML
 page with plotly charts (`to_html`), served by the dashboard at /report and written by
 `smartcommunity report`.
@@ -25,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.dispatch import OPEN_STATES, STATE_LABEL, Dispatch
+from alerts.patrols import Plans, hazard_overdue, rounds_in
 from alerts.store import Store
 from alerts.timeline import Event
 from core.contract import COMMUNITIES, KIND_LABEL, KINDS
@@ -108,6 +111,15 @@ class Section:
     # back within their watch (复燃): the 6·13 lesson, counted per community.
     overrides: int = 0
     reopened: int = 0
+    patrol_rounds: int = 0  # patrol rounds that ended in the period
+    patrol_done: int = 0  # of them, done (every checkpoint checked in within the round)
+    hazards_open: int = 0  # found by the period's end and not closed (待整改 or 已整改待销号)
+    hazards_closed: int = 0
+    hazards_overdue: int = 0  # still open (not rectified) past the deadline
+
+    @property
+    def patrol_completion(self) -> float | None:
+        return self.patrol_done / self.patrol_rounds if self.patrol_rounds else None
 
     @property
     def name(self) -> str:
@@ -132,7 +144,7 @@ class Report:
 
 def build_report(store: Store, period: Period, community: str | None = None, *, now: float,
                  compound_names: dict[str, str] | None = None,
-                 device_places: dict[str, str] | None = None) -> Report:
+                 device_places: dict[str, str] | None = None, plans: Plans | None = None) -> Report:
     rows = store.report_rows(iso(period.start), iso(period.end), community, OPEN_STATES)
     first, overrides = rows.firsts, rows.overrides
     comms = [community] if community else list(COMMUNITIES)
@@ -158,7 +170,37 @@ def build_report(store: Store, period: Period, community: str | None = None, *, 
         d = Dispatch.from_row(r)
         for c in (comm, ALL):
             sections.setdefault(c, Section(c)).open_dispatches.append(d)
+    _patrols(store, period, community, sections, now, plans)
     return Report(period, iso(now), sections, compound_names or {}, device_places or {})
+
+
+def _patrols(store: Store, period: Period, community: str | None, sections: dict[str, Section], now: float,
+             plans: Plans | None) -> None:
+    """Patrol completion and hazards per community (alerts/patrols.py)."""
+    end = min(period.end, now)
+    if plans is not None and plans.plans:
+        longest = max(p.every_s for p in plans)
+        got: dict[str, list[tuple[str, float]]] = {}
+        for r in store.checkins(iso(period.start - longest), iso(end)):
+            got.setdefault(r["plan_id"], []).append((r["checkpoint"], epoch(r["at"])))
+        for plan in plans:
+            if community and plan.community != community:
+                continue
+            due, done = rounds_in(plan, period.start, end, got.get(plan.plan_id, ()))
+            for c in (plan.community, ALL):
+                sec = sections.setdefault(c, Section(c))
+                sec.patrol_rounds += due
+                sec.patrol_done += done
+    for h in store.hazards(community=community, found_before=iso(end)):
+        closed = h["state"] == "closed" and h["closed_at"] is not None and epoch(h["closed_at"]) < end
+        state = h["state"] if h["state"] != "closed" or closed else "rectified"
+        for c in (h["community"], ALL):
+            sec = sections.setdefault(c, Section(c))
+            if closed:
+                sec.hazards_closed += 1
+            else:
+                sec.hazards_open += 1
+                sec.hazards_overdue += hazard_overdue({**h, "state": state}, end)
 
 
 def place_names(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
@@ -208,6 +250,11 @@ def to_csv(rep: Report) -> str:
         w.writerow(("alerts_total", c, "", sec.name, sec.total))
         w.writerow(("closed_over_live_reading", c, "", "强制解除/归档 (读数仍在报警)", sec.overrides))
         w.writerow(("reopened", c, "", "复燃/重新告警 (观察期内再次报警)", sec.reopened))
+        w.writerow(("patrol_rounds", c, "due", "巡检应完成轮次", sec.patrol_rounds))
+        w.writerow(("patrol_rounds", c, "done", "巡检已完成轮次", sec.patrol_done))
+        for key, label, n in (("open", "未销号", sec.hazards_open), ("closed", "已销号", sec.hazards_closed),
+                              ("overdue", "超期未整改", sec.hazards_overdue)):
+            w.writerow(("hazards", c, key, label, n))
         for (kind, sev), n in sorted(sec.by_kind_severity.items()):
             w.writerow(("alerts_by_kind_severity", c, kind, sev, n))
         for m, st in sec.stats().items():
@@ -334,6 +381,11 @@ def to_html(rep: Report, plotly_js: str, nav: str = "", css: str = PAGE_CSS,
              for k in sorted({k for k, _ in sec.by_kind_severity})]))
         parts.append("<h3>强制解除与复燃</h3>" + _table(
             ["读数仍在报警时强制解除/归档", "观察期内复燃(同一警情重开)"], [[sec.overrides, sec.reopened]]))
+        pc = sec.patrol_completion
+        parts.append("<h3>巡检与隐患</h3>" + _table(
+            ["巡检应完成轮次", "已完成", "完成率", "隐患未销号", "已销号", "超期未整改"],
+            [[sec.patrol_rounds, sec.patrol_done, "—" if pc is None else f"{pc:.0%}", sec.hazards_open,
+              sec.hazards_closed, sec.hazards_overdue]]))
         parts.append("<h3>响应时间</h3>" + _table(
             ["环节", "起数", "中位数", "P90"],
             [[label, st[m].n, _dur(st[m].median), _dur(st[m].p90)] for m, label in MEASURES]))

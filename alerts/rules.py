@@ -405,6 +405,9 @@ def _fires_when(r: Rule) -> str:
         where = f" on devices installed at {p['install']}" if p.get("install") else ""
         return (f"mean of `{r.metric}` over {r.window_s or 0:g} s >= {r.threshold} and reading-to-reading swing "
                 f">= {p.get('fluctuation', 0):.0%} of it{where} (clears below {r.clear_threshold})")
+    if t == "patrol":
+        return "a patrol plan's latest round ended with a checkpoint not checked in (alerts/patrols.py)" + "".join(
+            f"; {lv.severity} level at {lv.threshold:g} rounds in a row: {lv.label}" for lv in r.levels)
     return f"pattern `{r.pattern}` (alerts/triggers/group.py)"
 
 

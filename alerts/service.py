@@ -44,6 +44,7 @@ from alerts.lease import Lease
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
 from alerts.partition import PartitionRegistry, PartitionStore, suffix
+from alerts.patrols import PatrolBook, Plans, load_plans, plans_path
 from alerts.publisher import publish_alert
 from alerts.report import place_names
 from alerts.roster import BUNDLED_ROSTER, parse_roster
@@ -174,7 +175,16 @@ class AlertService:
         self.floods = FloodWatch(self.engine, settings.data_path)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
         # Staff commands (alerts/command/): applied on the engine thread, between device messages.
+        # Patrol plans (SC_PATROLS_FILE; none when unset): a bad file at start is refused, a bad edit
+        # while running is logged and the running plans stay.
+        self.patrol_plans = (Watched(plans_path(settings.patrols_file), lambda _p: load_plans(settings))
+                             if settings.patrols_file else None)
+        self._book: PatrolBook | None = None
+        self._book_plans: Plans | None = None
+        self._patrols()
         self.handlers = Handlers(settings, self.store, self.engine, self.dispatches)
+        self.handlers.plans = self.plans
+        self.handlers.checked_in = self._checked_in
         self.handlers.device_kind = self._device_kind
         self.commands = CommandServer(settings, self.store, self.handlers.apply, wake=self._wake)
         self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
@@ -184,6 +194,35 @@ class AlertService:
         self.mqtt_ok = False
         self.ready = threading.Event()  # connected, and the open alerts published again
         self._stop = threading.Event()
+
+    def plans(self) -> Plans:
+        """The patrol plans in force (of this engine's communities)."""
+        if self.patrol_plans is None:
+            return Plans({})
+        plans = self.patrol_plans.current()
+        if self.communities is not None:
+            plans = Plans({k: p for k, p in plans.plans.items() if p.community in self.communities}, plans.source)
+        return plans
+
+    def _patrols(self) -> None:
+        """Keep the patrol trigger's book current: the plans in force, and the check-ins from the store
+        when the book is new (at start, or a patrol rule newly in force)."""
+        book = self.engine.memory.get("patrol")
+        if not isinstance(book, PatrolBook):
+            self._book = None
+            return
+        plans = self.plans()
+        if book is not self._book:
+            book.set_plans(plans)
+            book.load(self.store.checkins(PatrolBook.since(plans, time.time())))
+            self._book, self._book_plans = book, plans
+        elif plans is not self._book_plans:
+            book.set_plans(plans)
+            self._book_plans = plans
+
+    def _checked_in(self, plan_id: str, checkpoint: str, at: float) -> None:
+        if self._book is not None:
+            self._book.add(plan_id, checkpoint, at)
 
     def _device_kind(self, device_id: str) -> str | None:
         dev = self.registry.current().get(device_id)
@@ -329,6 +368,7 @@ class AlertService:
                 fresh = self.rules.poll()
                 if fresh is not None:
                     self.engine.set_rules(fresh)
+                    self._patrols()
                 self.engine.tick()
                 now = time.monotonic()
                 if self._feed_restored.is_set():
@@ -348,6 +388,7 @@ class AlertService:
                     self.commands.write_endpoint()
                     self.floods.check(self.registry.current())
                     self._reload_channels()
+                    self._patrols()
                     if now - last_compact >= 60.0:
                         self.delivery.compact()
                         last_compact = now
@@ -379,7 +420,8 @@ class AlertService:
                 "notify": self.delivery.snapshot(), "store": held_snapshot(self.store),
                 "outbox_held": len(self.delivery.outbox.held),
                 "lease": self.lease.snapshot() if self.lease is not None else None,
-                "config_errors": [w.error for w in (self.roster, self.channels) if w is not None and w.error]}
+                "config_errors": [w.error for w in (self.roster, self.channels, self.patrol_plans)
+                                  if w is not None and w.error]}
 
     def stop(self) -> None:
         self._stop.set()

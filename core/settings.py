@@ -74,6 +74,7 @@ class Settings:
     dispatch_teams_file: str | None = None  # default: bundled alerts/teams.yaml (派单: teams and members)
     dispatch_link_ttl_s: float = 3 * 24 * 3600  # a signed field link works this long after it was sent
     dispatch_photo_max_bytes: int = 8 * 1024 * 1024  # one feedback photo at most (three per feedback)
+    patrols_file: str | None = None  # default: bundled alerts/patrols.yaml (巡检计划: who, how often, checkpoints)
     mqtt_keepalive_s: int = 30
     ingest_writers: int = 2  # writer threads per ingest process
     ingest_gzip: bool = False  # gzip write bodies (saves bandwidth to a remote InfluxDB, costs CPU)

@@ -23,6 +23,7 @@ import html
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +33,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, send_file
 from alerts.archive import pending
 from alerts.configfile import Watched
 from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_secret, photo_path
+from alerts.patrols import plans_for_report
 from alerts.report import Period, Report, build_report, place_names, to_csv, to_html
 from alerts.store import Store
 from alerts.teams import Teams, TeamsError, TeamsWatcher
@@ -174,6 +176,8 @@ def report_json(rep: Report) -> dict[str, Any]:
             "top_repeat_devices": [{"device_id": d, "place": rep.device_places.get(d), "count": n}
                                    for d, n in sec.top_devices()],
             "open_dispatches": [d.as_json() for d in sec.open_dispatches],
+            "patrols": {"rounds": sec.patrol_rounds, "done": sec.patrol_done, "completion": sec.patrol_completion},
+            "hazards": {"open": sec.hazards_open, "closed": sec.hazards_closed, "overdue": sec.hazards_overdue},
         }
     return out
 
@@ -330,8 +334,11 @@ def register_closeout(server: Flask, settings: Settings, store: Store, actions: 
         if community is not None and not community_in(scope, community):
             raise Refused(404, f"no community {community} in this account's scope")
         names, devs = places.get()
+        plans = plans_for_report(settings)
+        if scope is not None:  # a scoped person's report counts the rounds of their communities only
+            plans = replace(plans, plans={k: p for k, p in plans.plans.items() if scope.community(p.community)})
         rep = build_report(scoped_store(store), period, community, now=time.time(), compound_names=names,
-                           device_places=devs)
+                           device_places=devs, plans=plans)
         return scoped_report(rep, scope)
 
     @api.get("/report")

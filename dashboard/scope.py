@@ -241,6 +241,15 @@ class ScopedStore:
                           [(r, c) for r, c in rows.open_dispatches if self._dispatch_ok(r)],
                           {k: v for k, v in rows.overrides.items() if k in ids})
 
+    # Patrols and hazards: a place's community decides (a gas company's kind scope names no patrol).
+    def checkins(self, since: str, until: str | None = None, plan_id: str | None = None) -> list[Row]:
+        return [r for r in self._store.checkins(since, until, plan_id) if self.scope.community(r["community"])]
+
+    def hazards(self, states: Sequence[str] | None = None, community: str | None = None,
+                found_before: str | None = None, limit: int = 1000) -> list[Row]:
+        return [r for r in self._store.hazards(states, community, found_before, limit)
+                if self.scope.community(r["community"])]
+
     # Reads that name no alert, device or place.
     def last_seq(self) -> int:
         return self._store.last_seq()

@@ -86,6 +86,61 @@ SCOPE_WORDS: dict[str, str] = {
     "not_found_text": "没有这个页面。",
     "back": "返回一张图",
 }
+# The phone's patrol page (dashboard/pages/patrol.py) and the hazard list (dashboard/pages/hazards.py).
+PATROL_NAV = "巡检"
+PATROL_WORDS: dict[str, str] = {
+    "heading": "巡检打卡",
+    "mine": "{who} 的巡检计划",
+    "all": "全部巡检计划",
+    "none": "未配置巡检计划。",
+    "overdue": "已逾期 {n} 轮",
+    "due": "本轮待巡 · {due} 前完成",
+    "done": "本轮已完成",
+    "not_started": "{day} 起执行",
+    "who": "巡检人",
+    "every": "周期",
+    "form": "到达打卡",
+    "plan": "巡检计划",
+    "point": "打卡点",
+    "point_hint": "请选择打卡点",
+    "plan_hint": "请选择巡检计划",
+    "findings": "发现的问题（无则不填；填写即登记为隐患）",
+    "findings_hint": "例如：阀井盖板破损、调压箱锈蚀、管道上方违章占压",
+    "days": "隐患整改期限（天）",
+    "photos": "现场照片（最多 3 张，JPEG/PNG/WebP）",
+    "photo_pick": "拍照或选择照片",
+    "photos_n": "已选 {n} 张照片",
+    "go": "定位并打卡",
+    "locating": "正在定位…",
+    "no_position": "未能取得定位：{why}。请允许浏览器使用位置信息后重试。",
+    "geo_none": "此浏览器不支持定位",
+    "geo_denied": "未获准使用位置信息",
+    "geo_failed": "定位失败",
+    "ok": "已打卡：{plan} · {point}（距打卡点 {d:.0f} 米，{at}）",
+    "hazard": "已登记隐患，整改期限 {deadline}",
+    "refused": "未能打卡：{why}",
+    "pick": "请先选择巡检计划和打卡点。",
+    "hazards_link": "隐患整改清单",
+}
+HAZARD_NAV = "隐患"
+HAZARD_WORDS: dict[str, str] = {
+    "heading": "隐患整改",
+    "intro": "巡检发现的隐患按整改期限跟踪至销号：待整改 → 已整改（附整改照片）→ 销号。",
+    "empty": "没有符合条件的隐患。",
+    "all": "全部",
+    "overdue": "已超期",
+    "deadline": "整改期限",
+    "found": "发现",
+    "rectified": "整改",
+    "closed": "销号",
+    "note": "整改说明或销号意见",
+    "photos": "整改照片",
+    "rectify": "整改完成",
+    "close": "销号",
+    "photo": "照片{n}",
+    "done": "已更新：{state}",
+    "refused": "未能更新：{why}",
+}
 
 
 def page_head() -> str:

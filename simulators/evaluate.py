@@ -38,13 +38,14 @@ from alerts.engine import Engine
 from alerts.guard import Policy
 from alerts.guard import resolve as guard_resolve
 from alerts.partition import PartitionStore, only
+from alerts.patrols import PatrolBook, Plans
 from alerts.rules import load_ruleset
 from alerts.shelving import shelve
 from alerts.store import AlertStore
 from core.contract import COMMUNITIES, Device
 from core.registry import bundled_registry_path, load_registry
 from core.settings import Settings
-from core.timebase import epoch
+from core.timebase import epoch, iso
 from core.validation import Rejected, validate
 from simulators.fleet import Realism
 from simulators.scenarios import library
@@ -70,6 +71,7 @@ class Case:
     muted: tuple[str, ...] = ()  # rules whose alerts must be recorded and never announced
     # (seconds, rule): a person closes that rule's open alert by hand while it is still in alarm
     hand_close: tuple[tuple[float, str], ...] = ()
+    patrol_at: str | None = None  # a compound whose patrol (every PATROL_EVERY_S) is missed twice (PATROL_MISSED)
 
 
 def cases(quick: bool = False) -> list[Case]:
@@ -87,6 +89,8 @@ def cases(quick: bool = False) -> list[Case]:
         # A kitchen leak closed by hand while the detector still reads 31 %LEL (the 6·13 lesson): the close
         # is refused, then overridden with a reason; the next reading reopens the same alert (复燃).
         Case("reopened_leak", ("gas_leak@G-000045",), hand_close=((120.0, "gas_lel_high"),)),
+        # A patrol missed two rounds in a row: blue, then yellow on the same alert, resolved by the check-ins.
+        Case("patrol_missed_twice", (), community="lanshanjun", duration_s=PATROL_DURATION_S, patrol_at="LSJ-01"),
         Case("busy_hour", ("gas_leak+60", "electrical_overload+120", "pump_room_flood+200", "bait_noisy",
                            "bait_spike+300", "bait_stuck+30", "camera_sabotage+400")),
     ]
@@ -94,6 +98,46 @@ def cases(quick: bool = False) -> list[Case]:
         keep = {"gas_leak", "compound_silent", "power_outage", "restart_mid_incident"}
         out = [c for c in out if c.name in keep]
     return out
+
+
+# The patrol case on simulated time: rounds of 5 minutes (a real plan's are hours or days: the engine
+# and the book decide alike), the 2nd and 3rd missed, the 4th done late, every other done at its start.
+PATROL_EVERY_S = 300
+PATROL_MISSED = (1, 2)  # rounds (from the run's start) nobody walks
+PATROL_DURATION_S = 18 * 60.0
+
+
+def patrol_drill(compound_id: str, registry: Mapping[str, Device], end_ms: int) -> tuple[
+        Plans, list[tuple[float, str]], dict[str, Any]]:
+    """(the plan, its check-ins (time, checkpoint), the ground truth) of the patrol case."""
+    from alerts.patrols import Checkpoint, Plan
+    from core.timebase import beijing
+
+    devs = [d for d in registry.values() if d.compound_id == compound_id]
+    first = devs[0]
+    start = beijing(START_MS / 1000).date()
+    plan = Plan("eval-patrol", "燃气设施巡检（演练）", first.community, compound_id, "", "person", "eval", "巡检员",
+                frozenset({"eval"}), PATROL_EVERY_S, start, (Checkpoint("管井", first.lon, first.lat, 30.0),))
+    t0 = START_MS / 1000
+    k0 = int((t0 - plan.anchor) // PATROL_EVERY_S)
+    walks: list[tuple[float, str]] = []
+    k = k0 - 1  # the round before the run was walked (the rounds before it are none of the drill's)
+    while plan.anchor + k * PATROL_EVERY_S <= end_ms / 1000:
+        off = k - k0
+        if off not in PATROL_MISSED:
+            late = 120 if off == PATROL_MISSED[-1] + 1 else 0  # the round after the misses: walked late
+            walks.append((plan.anchor + k * PATROL_EVERY_S + 20 + late, "管井"))
+        k += 1
+    onset = plan.anchor + (k0 + PATROL_MISSED[0] + 1) * PATROL_EVERY_S  # the first missed round ended
+    done = plan.anchor + (k0 + PATROL_MISSED[-1] + 1) * PATROL_EVERY_S + 140
+    truth = {"type": "scenario", "instance": "patrol_missed_twice-1", "scenario": "patrol_missed_twice",
+             "title": "巡检连续两轮漏检", "bait": False, "community": first.community, "compound_id": compound_id,
+             "devices": [], "start": iso(onset), "end": iso(done), "start_ms": int(onset * 1000),
+             "end_ms": int(done * 1000),
+             "expected": [{"rule": "patrol_missed", "device_id": "", "compound_id": compound_id,
+                           "community": first.community, "onset_ms": int(onset * 1000), "onset": iso(onset),
+                           "severity": "yellow"}]}
+    return Plans({plan.plan_id: plan}), walks, truth
 
 
 @dataclass
@@ -150,6 +194,11 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
     for t in truths:  # expected muted: need not be announced (checked apart: recorded, never announced)
         t["expected"] = [{**x, "optional": True} if x["rule"] in case.muted else x for x in t["expected"]]
     truth = Truth(run, truths)
+    plans, walks = Plans({}), list[tuple[float, str]]()
+    if case.patrol_at:
+        plans, walks, drill = patrol_drill(case.patrol_at, registry, stop_ms)
+        truth.scenarios.append(drill)
+    walked: list[tuple[float, str]] = []  # check-ins so far: what the store holds (a restart reads them)
 
     published: list[dict[str, Any]] = []
     clock = [START_MS / 1000]
@@ -164,6 +213,12 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
             eng = Engine(load_ruleset(), view, lambda a: published.append(a.as_json()), 60.0, 1.0,  # type: ignore[arg-type]
                          clock=lambda: clock[0], fold_window_s=30.0)
             eng.republish()
+            book = eng.memory.get("patrol")
+            if isinstance(book, PatrolBook):  # as the alerts service fills it: the plans, the check-ins so far
+                book.set_plans(plans if part is None else Plans(
+                    {k: p for k, p in plans.plans.items() if p.community in part}))
+                for at, point in walked:
+                    book.add("eval-patrol", point, at)
             out.append((part, eng, devices if part is None else only(devices, part)))
         return out, store
 
@@ -194,6 +249,12 @@ def run_case(case: Case, registry: Mapping[str, Device], seed: int = 1, tmp: Pat
             n += 1
         msgs = []
         clock[0] = t_ms / 1000
+        while walks and walks[0][0] <= clock[0]:  # a worker checks in (the check-in command)
+            walked.append(walks.pop(0))
+            for _, engine, _ in engines:
+                book = engine.memory.get("patrol")
+                if isinstance(book, PatrolBook):
+                    book.add("eval-patrol", walked[-1][1], walked[-1][0])
         for _, engine, _ in engines:
             engine.tick()
         if t_ms >= next_scan:

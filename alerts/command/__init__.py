@@ -33,6 +33,10 @@ NAMES: dict[str, frozenset[str]] = {
     "feedback": frozenset({"dispatch_id", "cause", "action", "text", "photos", "remeasure", "reason"}),
     "shelve": frozenset({"scope", "target", "reason", "seconds", "approved_by", "every"}),
     "unshelve": frozenset({"shelf_id"}),
+    "patrol_checkin": frozenset({"plan_id", "checkpoint", "lon", "lat", "accuracy_m", "findings", "deadline_days",
+                                 "photos"}),
+    "hazard_rectify": frozenset({"hazard_id", "note", "photos"}),
+    "hazard_close": frozenset({"hazard_id", "note"}),
 }
 
 WAIT_S = 10.0  # how long a sender waits for the engine thread to take a command before it gives up

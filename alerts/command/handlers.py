@@ -19,6 +19,7 @@ from alerts.command import Answer, Command
 from alerts.dispatch import DispatchBook, Refused, link_for
 from alerts.guard import Closed, Policy
 from alerts.guard import resolve as guard_resolve
+from alerts.patrols import CheckIn, Plans, advance_hazard, check_in
 from alerts.shelving import ShelfError, shelve
 from alerts.store import Store
 from alerts.teams import TeamsError, load_teams
@@ -51,6 +52,8 @@ class Handlers:
         self.dispatches = dispatches
         self.policy = Policy.of(settings)
         self.device_kind: Callable[[str], str | None] = lambda _d: None
+        self.plans: Callable[[], Plans] = lambda: Plans({})  # the patrol plans in force (the service's)
+        self.checked_in: Callable[[str, str, float], None] = lambda _p, _c, _t: None  # tells the patrol book
 
     def apply(self, cmd: Command) -> Answer:
         # The close guard reads the conditions from the store: written now, it judges the reading the
@@ -158,6 +161,33 @@ class Handlers:
             return Answer(404, {"error": f"no live shelf {shelf_id}"})
         self.engine.shelves_changed()
         return Answer(200, {"shelf_id": shelf_id, "ended_by": actor})
+
+
+    # -- patrols (巡检) and hazards (隐患)
+    def do_patrol_checkin(self, actor: str | None, plan_id: str, checkpoint: str, lon: float, lat: float,
+                          accuracy_m: float | None = None, findings: str = "", deadline_days: int | None = None,
+                          photos: list[str] | None = None) -> Answer:
+        plans = self.plans()
+        if not plans.plans:
+            return Answer(404, {"error": "未配置巡检计划（SC_PATROLS_FILE）。"})
+        done = check_in(self.store, plans, CheckIn(plan_id, checkpoint, lon, lat, accuracy_m, findings or "",
+                                                   deadline_days, list(photos or [])),
+                        actor or "", time.time(), self.settings.data_path, self.settings.dispatch_photo_max_bytes,
+                        added=self.checked_in)
+        log.info("patrol %s checked in at %s by %s%s", plan_id, checkpoint, actor or "unknown",
+                 f", hazard {done['hazard']['hazard_id']} opened" if done["hazard"] else "")
+        return Answer(201, done)
+
+    def do_hazard_rectify(self, actor: str | None, hazard_id: str, note: str = "",
+                          photos: list[str] | None = None) -> Answer:
+        h = advance_hazard(self.store, hazard_id, "rectified", actor or "", note, photos, time.time(),
+                           self.settings.data_path, self.settings.dispatch_photo_max_bytes)
+        return Answer(200, {"hazard": h})
+
+    def do_hazard_close(self, actor: str | None, hazard_id: str, note: str = "") -> Answer:
+        h = advance_hazard(self.store, hazard_id, "closed", actor or "", note, None, time.time(),
+                           self.settings.data_path, self.settings.dispatch_photo_max_bytes)
+        return Answer(200, {"hazard": h})
 
 
 def answer_of(store: Store, cmd: Command) -> Answer | None:

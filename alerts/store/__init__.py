@@ -250,6 +250,29 @@ class Store(abc.ABC):
         """Every lease: name, holder, expires, epoch, and `now` on the database's clock."""
 
 
+    # -- patrols and hazards (alerts/patrols.py; migration 0012) -------------------------------------
+    @abc.abstractmethod
+    def checkin_insert(self, row: Row, hazard: Row | None = None) -> None:
+        """Write a patrol check-in (and the hazard its finding opens), in one transaction."""
+
+    @abc.abstractmethod
+    def checkins(self, since: str, until: str | None = None, plan_id: str | None = None) -> list[Row]:
+        """Check-ins at or after `since` (before `until`), oldest first."""
+
+    @abc.abstractmethod
+    def hazard(self, hazard_id: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def hazards(self, states: Sequence[str] | None = None, community: str | None = None,
+                found_before: str | None = None, limit: int = 1000) -> list[Row]:
+        """Hazards (in `states`, of `community`, found before `found_before`), by deadline."""
+
+    @abc.abstractmethod
+    def hazard_advance(self, hazard_id: str, from_states: Sequence[str], sets: dict[str, Any]) -> Row | None:
+        """Set `sets` on a hazard in one of `from_states` (photos added to its list); the hazard as it is
+        now, None if it was in no such state."""
+
+
 def sqlite_file(where: Settings | str | Path) -> Path | None:
     """The SQLite file `SC_STORE_URL` (settings) or a URL/path names (`store_path(SC_DATA_DIR)` when
     unset); None when it names another backend (PostgreSQL)."""

@@ -179,6 +179,50 @@ STEPS: tuple[str, ...] = (
     CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL,
                          epoch BIGINT NOT NULL);
     """,
+    # 13: patrols and hazards: check-ins at the checkpoints of a patrol plan, and the hazards found.
+    """
+    CREATE TABLE patrol_checkins (
+        checkin_id TEXT PRIMARY KEY,
+        plan_id TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        community TEXT NOT NULL,
+        at TEXT NOT NULL,
+        by TEXT NOT NULL,
+        lon DOUBLE PRECISION NOT NULL,
+        lat DOUBLE PRECISION NOT NULL,
+        accuracy_m DOUBLE PRECISION,
+        distance_m DOUBLE PRECISION NOT NULL,
+        findings TEXT,
+        photos TEXT,
+        hazard_id TEXT
+    );
+    CREATE INDEX patrol_checkins_at ON patrol_checkins(at);
+    CREATE INDEX patrol_checkins_plan ON patrol_checkins(plan_id, at);
+    CREATE TABLE hazards (
+        hazard_id TEXT PRIMARY KEY,
+        checkin_id TEXT,
+        plan_id TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        community TEXT NOT NULL,
+        compound_id TEXT,
+        lon DOUBLE PRECISION,
+        lat DOUBLE PRECISION,
+        finding TEXT NOT NULL,
+        found_by TEXT NOT NULL,
+        found_at TEXT NOT NULL,
+        deadline TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'rectified', 'closed')),
+        rectified_at TEXT,
+        rectified_by TEXT,
+        rectify_note TEXT,
+        closed_at TEXT,
+        closed_by TEXT,
+        close_note TEXT,
+        photos TEXT
+    );
+    CREATE INDEX hazards_state ON hazards(state, deadline);
+    CREATE INDEX hazards_found ON hazards(found_at);
+    """,
 )
 
 LATEST = len(STEPS)

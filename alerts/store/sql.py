@@ -24,6 +24,7 @@ from core.timebase import epoch
 FIELDS = list(Alert.__dataclass_fields__)
 _JSON_FIELDS = {"value", "threshold", "nearby", "escalation_tier"}
 _DISPATCH_JSON = ("contacts", "photos")
+_PATROL_JSON = ("photos",)  # check-ins and hazards: their photos' metadata
 
 
 def encode(field: str, v: Any) -> Any:
@@ -497,3 +498,71 @@ class SqlStore(Store):
             now = self._clock(db)
             rows = [dict(r) for r in self._x(db, "SELECT name, holder, expires, epoch FROM leases ORDER BY name")]
         return [{**r, "expires": float(r["expires"]), "epoch": int(r["epoch"]), "now": now} for r in rows]
+
+    # -- patrols and hazards (migration 0013; alerts/patrols.py) ----------------------------------
+    @staticmethod
+    def _prow(r: Mapping[str, Any]) -> Row:
+        d = dict(r)
+        d["photos"] = orjson.loads(d["photos"]) if d.get("photos") else []
+        return d
+
+    def _insert(self, db: Any, table: str, row: Row) -> None:
+        cols = list(row)
+        self._x(db, f"INSERT INTO {table}({', '.join(cols)}) VALUES ({placeholders(len(cols))})",
+                [orjson.dumps(row[c]).decode() if c in _PATROL_JSON else row[c] for c in cols])
+
+    def checkin_insert(self, row: Row, hazard: Row | None = None) -> None:
+        with self._tx() as db:
+            self._insert(db, "patrol_checkins", row)
+            if hazard is not None:
+                self._insert(db, "hazards", hazard)
+
+    def checkins(self, since: str, until: str | None = None, plan_id: str | None = None) -> list[Row]:
+        c = self._C
+        q, args = f"SELECT * FROM patrol_checkins WHERE at{c} >= ?", [since]
+        if until is not None:
+            q += f" AND at{c} < ?"
+            args.append(until)
+        if plan_id is not None:
+            q += " AND plan_id = ?"
+            args.append(plan_id)
+        with self._read() as db:
+            rows = self._x(db, q + f" ORDER BY at{c}, checkin_id{c}", args).fetchall()
+        return [self._prow(r) for r in rows]
+
+    def hazard(self, hazard_id: str) -> Row | None:
+        with self._read() as db:
+            r = self._x(db, "SELECT * FROM hazards WHERE hazard_id = ?", (hazard_id,)).fetchone()
+        return self._prow(r) if r else None
+
+    def hazards(self, states: Sequence[str] | None = None, community: str | None = None,
+                found_before: str | None = None, limit: int = 1000) -> list[Row]:
+        c = self._C
+        where: list[str] = []
+        args: list[Any] = []
+        if states:
+            where.append(f"state IN ({placeholders(len(states))})")
+            args.extend(states)
+        if community:
+            where.append("community = ?")
+            args.append(community)
+        if found_before:
+            where.append(f"found_at{c} < ?")
+            args.append(found_before)
+        q = "SELECT * FROM hazards" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._read() as db:
+            rows = self._x(db, q + f" ORDER BY deadline{c}, hazard_id{c} LIMIT ?", [*args, limit]).fetchall()
+        return [self._prow(r) for r in rows]
+
+    def hazard_advance(self, hazard_id: str, from_states: Sequence[str], sets: dict[str, Any]) -> Row | None:
+        with self._tx() as db:
+            r = self._x(db, "SELECT * FROM hazards WHERE hazard_id = ? AND state IN "
+                        f"({placeholders(len(from_states))})", (hazard_id, *from_states)).fetchone()
+            if r is None:
+                return None
+            sets = dict(sets)
+            if "photos" in sets:  # added to those taken before (when found, when rectified)
+                sets["photos"] = orjson.dumps(self._prow(r)["photos"] + list(sets["photos"])).decode()
+            r = self._x(db, f"UPDATE hazards SET {', '.join(f'{k} = ?' for k in sets)} WHERE hazard_id = ? RETURNING *",
+                        [*sets.values(), hazard_id]).fetchone()
+        return self._prow(r) if r else None

@@ -101,3 +101,20 @@ def test_muting_and_reopening_cases(name: str, muted: set[str], announced: list[
         assert r.extra == {"refused": 1, "reopened": 1}
         states = [a["state"] for a in r.published if a["alert_id"] == leak["alert_id"]]
         assert states.index("resolved") < len(states) - 1 - states[::-1].index("active")  # closed, then back
+
+
+def test_a_patrol_missed_twice_is_one_alert_blue_then_yellow_resolved_by_the_check_in(tmp_path: Path) -> None:
+    """The eval case of a patrol missed two rounds in a row, on the fleet of its compound (the whole
+    community runs in `smartcommunity eval`): one alert, blue at the first miss, yellow at the second,
+    resolved by the check-in, and every goal holds."""
+    case = next(c for c in cases() if c.name == "patrol_missed_twice")
+    reg = load_registry(bundled_registry_path())
+    r = run_case(case, {k: d for k, d in reg.items() if d.compound_id == case.patrol_at}, seed=1, tmp=tmp_path)
+    s = r.score
+    assert s["expected"] == 1 and s["recall"] == 1.0 and s["precision"] == 1.0, format_table([r])
+    assert s["duplicates"] == 0 and s["severity_mismatches"] == 0 and r.flaps == 0 and not r.stale
+    mine = [a for a in r.published if a["rule"] == "patrol_missed"]
+    assert len({a["alert_id"] for a in mine}) == 1
+    assert mine[0]["severity"] == "blue" and mine[-1]["severity"] == "yellow"
+    assert mine[-1]["state"] == "resolved" and mine[-1]["compound_id"] == case.patrol_at
+    assert all(summary([r])["goals"].values())
