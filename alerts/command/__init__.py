@@ -33,6 +33,7 @@ NAMES: dict[str, frozenset[str]] = {
     "feedback": frozenset({"dispatch_id", "cause", "action", "text", "photos", "remeasure", "reason"}),
     "shelve": frozenset({"scope", "target", "reason", "seconds", "approved_by", "every"}),
     "unshelve": frozenset({"shelf_id"}),
+    "preferences": frozenset({"person", "channels", "quiet"}),
 }
 
 WAIT_S = 10.0  # how long a sender waits for the engine thread to take a command before it gives up

@@ -228,6 +228,15 @@ class Store(abc.ABC):
                         limit: int = 1000) -> list[Alert]:
         """Resolved alerts of `severities` nobody has archived yet, oldest first."""
 
+    # -- notification preferences of the roster's people (alerts/preferences.py) --------------------
+    @abc.abstractmethod
+    def preferences(self) -> dict[str, Row]:
+        """Each person's preferences (by roster id): channels (a list), quiet, updated_by, updated_at."""
+
+    @abc.abstractmethod
+    def set_preferences(self, person: str, channels: Sequence[str], quiet: str | None, by: str, at: str) -> Row:
+        """Set (replace) one person's preferences, signed by `by` at `at`; the row as written."""
+
     # -- the period report (alerts/report.py) ------------------------------------------------------
     @abc.abstractmethod
     def report_rows(self, lo: str, hi: str, community: str | None, open_states: Sequence[str]) -> ReportRows:

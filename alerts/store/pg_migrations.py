@@ -174,6 +174,20 @@ STEPS: tuple[str, ...] = (
     ALTER TABLE shelves ADD CONSTRAINT shelves_scope_check CHECK (scope IN ('device', 'compound', 'rule', 'kind'));
     ALTER TABLE shelves ADD COLUMN every TEXT;
     """,
+    # 12: a parallel branch's step; empty here until it takes its place.
+    """
+    SELECT 1;
+    """,
+    # 13: notification preferences of the roster's people (channels below red, quiet hours).
+    """
+    CREATE TABLE preferences (
+        person TEXT PRIMARY KEY,
+        channels TEXT NOT NULL,
+        quiet TEXT,
+        updated_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST = len(STEPS)
