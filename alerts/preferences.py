@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts.roster import CHANNEL_FIELDS, Person
-from alerts.shelving import ShelfError, Weekly, parse_every
+from alerts.shelving import Cron, ShelfError, Weekly, parse_every
 from alerts.store import Row, Store
 from core.severity import Severity
 
@@ -45,7 +45,7 @@ class Preferences:
     updated_by: str | None = None
     updated_at: str | None = None
 
-    def window(self) -> Weekly | None:
+    def window(self) -> Weekly | Cron | None:
         return parse_every(f"daily {self.quiet}") if self.quiet else None
 
     def is_quiet(self, at: float) -> bool:
