@@ -152,3 +152,23 @@ def test_preferences_set_by_command_survive_a_restart(tmp_path: Path) -> None:
         assert p.updated_at and p.is_quiet(at(0, 23))
         # The command itself is kept too: who, when, what answer.
         assert svc.store.command(cmd.command_id) == (200, ok.body)
+
+
+def test_preferences_kept_and_replaced_in_either_store(store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        assert store.preferences() == {}
+        store.set_preferences("yl_duty", ["phone", "wecom"], "22:00-07:00", "小李", "2026-12-07T21:00:00+08:00")
+        store.set_preferences("center", ["email"], None, "王主任", "2026-12-07T21:05:00+08:00")
+        store.set_preferences("yl_duty", ["dingtalk"], None, "管理员", "2026-12-08T08:00:00+08:00")  # replaced
+        again = open_store(store_url)  # another process, or the service after a restart
+        try:
+            assert again.preferences() == {
+                "yl_duty": {"person": "yl_duty", "channels": ["dingtalk"], "quiet": None, "updated_by": "管理员",
+                            "updated_at": "2026-12-08T08:00:00+08:00"},
+                "center": {"person": "center", "channels": ["email"], "quiet": None, "updated_by": "王主任",
+                           "updated_at": "2026-12-07T21:05:00+08:00"}}
+        finally:
+            again.close()
+    finally:
+        store.close()
