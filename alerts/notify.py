@@ -89,7 +89,8 @@ class Escalation:
         not told, and the timeline says so (`quiet` step). Returns who was told."""
         if self.preferences is not None:
             at = self.clock()
-            last = tier >= self.roster.max_tier(alert.community)
+            # Nobody above to escalate to: a call to act reaches them all the same (news of a close waits).
+            last = event != "resolved" and tier >= self.roster.max_tier(alert.community)
             prefs = self.preferences()
             contacts, quiet = reach(contacts, alert.severity, at, prefs, last_tier=last)
             if quiet and self.notifier.record is not None:

@@ -10,7 +10,8 @@ What they change, decided here only (`reach`):
   does not acknowledge, the next tier (awake, on duty) is told on the roster's schedule. A duty officer
   back from quiet hours finds what is still open on the console, not a burst of stale messages.
 - a tier whose people are all quiet is told all the same when there is no tier above it to escalate
-  to (better woken than missed, as for a tier nobody of which is on shift).
+  to (better woken than missed, as for a tier nobody of which is on shift) — of a call to act, not of
+  a resolution.
 A person cannot turn off every channel: at least one stays (and red uses all of them anyway).
 """
 

@@ -161,7 +161,6 @@ class Handlers:
         self.engine.shelves_changed()
         return Answer(200, {"shelf_id": shelf_id, "ended_by": actor})
 
-
     # -- a person's notification preferences (alerts/preferences.py)
     def do_preferences(self, actor: str | None, person: str, channels: list[str], quiet: str | None = None) -> Answer:
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
