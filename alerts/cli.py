@@ -53,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                                   "recurs (default 90d, at most 366d)")
     s.add_argument("--every", help='a weekly maintenance window in Beijing time, e.g. "mon-fri 09:00-11:00", '
                                    '"sat,sun 22:00-06:00" (past midnight), "daily 01:00-03:00"')
+    s.add_argument("--cron", help='a maintenance window that opens by a cron expression in Beijing time, e.g. '
+                                  '"0 9 * * 1-5" (weekdays 09:00), lasting --duration each time')
+    s.add_argument("--duration", dest="window_duration",
+                   help="with --cron: how long each window lasts (30m, 2h, at most 7d)")
     s.add_argument("--reason", required=True, help="why (e.g. 燃气公司抢修主管)")
     s.add_argument("--by", required=True, help="who shelves it")
     s.add_argument("--approved-by", help="a second person's account (operator or admin), required to shelve a "
@@ -419,12 +423,19 @@ def _command(settings: Settings, verb: str, actor: str | None, **args: object): 
 def run_shelve(args: argparse.Namespace, settings: Settings) -> int:
     """A command to the alert service: it checks the shelf (a life-safety one needs a second person's
     approval, alerts/shelving.py) and applies it at once."""
-    from alerts.shelving import MAX_SERIES_S, SERIES_S, ShelfError, parse_duration, parse_every
+    from alerts.shelving import MAX_SERIES_S, SERIES_S, ShelfError, parse_cron, parse_duration, parse_every
 
     scope, target = next((k, v) for k, v in (("device", args.device), ("compound", args.compound),
                                               ("rule", args.rule), ("kind", args.kind)) if v)
     try:
-        if args.every:
+        if args.cron and args.every:
+            raise ShelfError("give either a weekly window (--every) or a cron window (--cron), not both")
+        if bool(args.cron) != bool(args.window_duration):
+            raise ShelfError("a cron window needs both --cron \"0 9 * * 1-5\" and --duration 2h")
+        if args.cron:
+            every = parse_cron(args.cron, args.window_duration).text()
+            seconds = parse_duration(args.duration, MAX_SERIES_S) if args.duration else SERIES_S
+        elif args.every:
             every = parse_every(args.every).text()
             seconds = parse_duration(args.duration, MAX_SERIES_S) if args.duration else SERIES_S
         elif args.duration:

@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 from alerts.delivery import Outbox
 from alerts.message import Message, Places, compose
+from alerts.preferences import Preferences, reach
 from alerts.roster import Person, Roster, load_roster
+from alerts.timeline import Event
 from core.contract import Alert
 from core.timebase import epoch, iso
 
@@ -66,19 +68,41 @@ class Due:
 class Escalation:
     """Tier 1 is told when an alert is raised; while nobody acknowledges it, the next tier is
     told every `escalate_after_s[severity]`; everyone told hears of the resolution. Who is on a
-    tier depends on the shift at that moment (alerts/roster.py)."""
+    tier depends on the shift at that moment (alerts/roster.py); who of them is told, and on which
+    channels, on their own preferences (`preferences`: alerts/preferences.py decides; red always)."""
 
-    def __init__(self, roster: Roster | Callable[[], Roster], notifier: Notifier) -> None:
+    def __init__(self, roster: Roster | Callable[[], Roster], notifier: Notifier,
+                 preferences: Callable[[], dict[str, Preferences]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._roster = roster
         self.notifier = notifier
+        self.preferences = preferences
+        self.clock = clock
 
     @property
     def roster(self) -> Roster:
         r = self._roster
         return r if isinstance(r, Roster) else r()
 
+    def tell(self, alert: Alert, event: str, tier: int, contacts: list[Person]) -> list[Person]:
+        """Notify `contacts` of one event as their preferences allow; those in their quiet hours are
+        not told, and the timeline says so (`quiet` step). Returns who was told."""
+        if self.preferences is not None:
+            at = self.clock()
+            # Nobody above to escalate to: a call to act reaches them all the same (news of a close waits).
+            last = event != "resolved" and tier >= self.roster.max_tier(alert.community)
+            prefs = self.preferences()
+            contacts, quiet = reach(contacts, alert.severity, at, prefs, last_tier=last)
+            if quiet and self.notifier.record is not None:
+                ends = [e for p in quiet if (e := prefs[p.pid or ""].quiet_ends(at)) is not None]
+                self.notifier.record(alert.alert_id, Event.QUIET, {
+                    "event": event, "tier": tier, "people": [p.name for p in quiet],
+                    "until": iso(min(ends)) if ends else None})
+        self.notifier.notify(alert, event, tier, contacts)
+        return contacts
+
     def raised(self, alert: Alert) -> None:
-        self.notifier.notify(alert, "raised", 1, self.roster.contacts(alert.community, 1))
+        self.tell(alert, "raised", 1, self.roster.contacts(alert.community, 1))
 
     def due_tier(self, alert: Alert, now: float) -> int | None:
         """The tier to escalate to now, or None."""
@@ -108,7 +132,7 @@ class Escalation:
     def escalated(self, alert: Alert) -> None:
         """Tell the tier the alert was escalated to (the engine wrote the step, with the same names)."""
         tier = alert.escalation_tier or 1
-        self.notifier.notify(alert, "escalated", tier, self.roster.contacts(alert.community, tier))
+        self.tell(alert, "escalated", tier, self.roster.contacts(alert.community, tier))
 
     def _told(self, alert: Alert, upto: int) -> dict[str, Person]:
         """Everyone tiers 1..upto reached when the alert was raised."""
@@ -124,7 +148,7 @@ class Escalation:
         return list(self._told(alert, alert.escalation_tier or 1).values())
 
     def resolved(self, alert: Alert) -> None:
-        self.notifier.notify(alert, "resolved", alert.escalation_tier or 1, self.told(alert))
+        self.tell(alert, "resolved", alert.escalation_tier or 1, self.told(alert))
 
     def reminder_due(self, alert: Alert, last: float, now: float) -> bool:
         """Unacknowledged, and `remind_every_s[severity]` since `last` (raise or previous reminder)."""
@@ -133,9 +157,7 @@ class Escalation:
 
     def remind(self, alert: Alert) -> list[Person]:
         """Tell everyone told so far again; returns them (the timeline step names them)."""
-        told = self.told(alert)
-        self.notifier.notify(alert, "reminder", alert.escalation_tier or 1, told)
-        return told
+        return self.tell(alert, "reminder", alert.escalation_tier or 1, self.told(alert))
 
     def reopened(self, alert: Alert) -> None:
         """复燃: everyone told of it before (and who is on shift now on those tiers), and the tier it
@@ -145,4 +167,4 @@ class Escalation:
         for t in range(1, tier + 1):
             for p in self.roster.contacts(alert.community, t):
                 told.setdefault(p.pid or p.name, p)
-        self.notifier.notify(alert, "reopened", tier, list(told.values()))
+        self.tell(alert, "reopened", tier, list(told.values()))

@@ -45,6 +45,7 @@ from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
 from alerts.partition import PartitionRegistry, PartitionStore, suffix
 from alerts.patrols import PatrolBook, Plans, load_plans, plans_path
+from alerts.preferences import PreferenceBook
 from alerts.publisher import publish_alert
 from alerts.report import place_names
 from alerts.roster import BUNDLED_ROSTER, parse_roster
@@ -157,6 +158,7 @@ class AlertService:
             record_many=self._record_many, timeout_s=settings.notify_timeout_s, public_url=settings.public_base_url,
             policy=RetryPolicy(settings.notify_retry_first_s, settings.notify_retry_max_s, settings.notify_give_up_s),
         )
+        self.preferences = PreferenceBook(self.store)  # each person's channels and quiet hours
         notifier = Notifier(self.delivery.outbox, Places(lambda d: self.registry.current().get(d)),
                             settings.public_base_url, record=self._record)
         threading.Thread(target=warm_up, name="notify-warm-up", daemon=True).start()
@@ -167,7 +169,7 @@ class AlertService:
             self.store if communities is None else PartitionStore(self.store, communities, watcher.current),  # type: ignore[arg-type]
             self._publish, settings.alert_holdoff_s, settings.alerts_update_min_s,
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
-            escalation=Escalation(self.roster.current, notifier),
+            escalation=Escalation(self.roster.current, notifier, preferences=self.preferences.current),
             fold_window_s=settings.alerts_fold_window_s,
             watch_s=settings.alerts_watch_s,
             on_reopen=self.dispatches.reopened,
@@ -186,6 +188,7 @@ class AlertService:
         self.handlers.plans = self.plans
         self.handlers.checked_in = self._checked_in
         self.handlers.device_kind = self._device_kind
+        self.handlers.preferences = self.preferences
         self.commands = CommandServer(settings, self.store, self.handlers.apply, wake=self._wake)
         self.copies: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.counters = {"received": 0, "batches": 0, "bad_batches": 0, "unknown_device": 0, "foreign": 0,

@@ -2,7 +2,9 @@
 rule is shelved for a set time with a reason (the gas company repairing a main) — once, or recurring
 every week on some weekdays between two times of day in Beijing time (`every`, e.g. "mon-fri
 09:00-11:00"; a window may run past midnight) until the shelf ends. Whether a shelf is in force at a
-moment is decided here only (`in_force`); the engine asks it every tick. Alerts raised under a shelf are recorded
+moment is decided here only (`in_force`); the engine asks it every tick. A window may also start by a
+cron expression in Beijing time and last a set time (`cron(0 9 * * 1-5) 2h`: weekdays from 09:00 for
+two hours; croniter reads the expression), kept in the same `every` field. Alerts raised under a shelf are recorded
 and listed, with a `shelved` step on their timeline, but not published to on-call tools nor notified;
 when the shelf runs out they come back by themselves (an `unshelved` step, published, notified).
 
@@ -22,8 +24,10 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from croniter import croniter
 
 from alerts.rules import Rule
 from alerts.store import Store
@@ -42,6 +46,7 @@ _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() order
 DAY_WORD = ("一", "二", "三", "四", "五", "六", "日")
 _EVERY = re.compile(r"^\s*(\S+)\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_CRON = re.compile(r"^\s*cron\s*\(([^()]*)\)\s*(\S+)\s*$")
 
 
 class ShelfError(ValueError):
@@ -96,6 +101,81 @@ class Weekly:
         return f"{days} {_hm(self.start)}–{overnight}{_hm(self.end or 1440)}"
 
 
+@dataclass(frozen=True)
+class Cron:
+    """A window that opens whenever the cron expression `expr` fires, read in Beijing time, and stays
+    open `duration` seconds."""
+
+    expr: str
+    duration: int
+
+    def _last_start(self, t: float) -> float:
+        """The latest firing at or before `t` (cron counts whole minutes)."""
+        nxt = beijing(t).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        return float(croniter(self.expr, nxt).get_prev(datetime).timestamp())
+
+    def contains(self, t: float) -> bool:
+        return t < self._last_start(t) + self.duration
+
+    def ends(self, t: float) -> float:
+        """When the occurrence in force at `t` ends (epoch seconds); `t` must be inside."""
+        return self._last_start(t) + self.duration
+
+    def text(self) -> str:
+        """The canonical form the store keeps: "cron(0 9 * * 1-5) 2h"."""
+        return f"cron({self.expr}) {_duration_text(self.duration)}"
+
+    def words(self) -> str:
+        """For people: "每周一至周五 09:00 起 2 小时"; an expression that has no simple words is shown as
+        written: "按定时计划 0 */4 * * * 起 30 分钟"."""
+        return f"{_cron_words(self.expr) or '按定时计划 ' + self.expr} 起 {_duration_words(self.duration)}"
+
+
+def _duration_text(s: int) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s % n == 0:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
+def _duration_words(s: int) -> str:
+    parts = [(s // 86400, "天"), (s % 86400 // 3600, "小时"), (s % 3600 // 60, "分钟"), (s % 60, "秒")]
+    return " ".join(f"{n} {w}" for n, w in parts if n)
+
+
+def _cron_words(expr: str) -> str | None:
+    """Chinese words for the usual shapes: fixed times of day on every day, some weekdays, some days of
+    the month, or some months; None for anything else (steps over hours, minute ranges ...)."""
+    (minutes, hours, doms, months, dows), _ = croniter.expand(expr)
+    if "*" in minutes or "*" in hours or len(minutes) * len(hours) > 4:
+        return None
+    times = "、".join(f"{h:02d}:{m:02d}" for h in hours for m in minutes)
+    week = sorted({(int(d) - 1) % 7 for d in dows}) if "*" not in dows else None  # cron: 0/7 Sunday
+    days = ("每" if len(week) < 7 else "") + _days_text(frozenset(week), tuple(f"周{w}" for w in DAY_WORD),
+                                                         "至", "、", "每天") if week is not None else ""
+    if "*" not in doms:
+        month_days = "、".join(str(d) for d in doms) + " 日"
+        if days:
+            return None  # cron's "either" of a day of the month and a weekday: too easy to misread in words
+        days = ("每月 " if "*" in months else "") + month_days
+    if "*" not in months:
+        days = "每年 " + "、".join(str(m) for m in months) + " 月" + (f" {days}" if days else "")
+    return f"{days or '每天'} {times}"
+
+
+def parse_cron(expr: str, duration: str | float) -> Cron:
+    """A cron window: five fields (minute hour day-of-month month weekday) in Beijing time, and how long
+    each occurrence lasts ("2h", "30m" or seconds, at most a week)."""
+    fields = expr.strip().lower().split()
+    if len(fields) != 5 or not croniter.is_valid(" ".join(fields)):
+        raise ShelfError(f"bad cron expression {expr!r}: five fields, minute hour day month weekday, "
+                         "e.g. \"0 9 * * 1-5\" (Beijing time)")
+    secs = parse_duration(duration) if isinstance(duration, str) else float(duration)
+    if not 60 <= secs <= MAX_S:
+        raise ShelfError("a cron window lasts at least a minute and at most 7 days")
+    return Cron(" ".join(fields), int(secs))
+
+
 def _hm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
@@ -115,8 +195,12 @@ def _days_text(days: frozenset[int], names: tuple[str, ...], to: str, sep: str, 
 
 
 @functools.lru_cache(maxsize=256)
-def parse_every(text: str) -> Weekly:
-    """"mon-fri 09:00-11:00", "sat,sun 22:00-06:00", "daily 01:00-03:00" (Beijing time)."""
+def parse_every(text: str) -> Weekly | Cron:
+    """"mon-fri 09:00-11:00", "sat,sun 22:00-06:00", "daily 01:00-03:00", or a cron window
+    "cron(0 9 * * 1-5) 2h" (Beijing time)."""
+    c = _CRON.match(text.lower())
+    if c:
+        return parse_cron(c.group(1), c.group(2))
     m = _EVERY.match(text.lower())
     if not m:
         raise ShelfError(f"bad window {text!r}: use e.g. \"mon-fri 09:00-11:00\" (Beijing time)")

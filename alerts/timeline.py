@@ -40,6 +40,7 @@ class Event(StrEnum):
     WRITTEN_LATE = "written_late"  # the disk was full: the steps of this gap were kept in memory (data: from, to)
     REOPENED = "reopened"  # the condition held again within the watch after a close (data: value, tier)
     REFUSED = "close_refused"  # a hand close refused: the danger was still measured (data: value, at)
+    QUIET = "quiet"  # not told: in their quiet hours, below red (data: people, event, tier)
 
 
 EVENT_LABEL: dict[str, str] = {
@@ -67,6 +68,7 @@ EVENT_LABEL: dict[str, str] = {
     Event.WRITTEN_LATE: "磁盘满, 事后补记",
     Event.REOPENED: "复燃/重新告警",
     Event.REFUSED: "解除被拒(仍在报警)",
+    Event.QUIET: "免打扰时段, 未通知",
 }
 
 

@@ -1,13 +1,15 @@
 """Staff accounts, for the dashboard pages, the /api and the CLI (`SC_DATA_DIR/accounts.json`, 0600, or
 the PostgreSQL store: `open_accounts`): scrypt-hashed passwords and a role each.
 
-Managed with `smartcommunity users add|list|remove|role|scope`; an acknowledgement made on the page is
+Managed with `smartcommunity users add|list|remove|role|scope|person`; an acknowledgement made on the page is
 signed with the account's display name. Roles, lowest first: viewer (wall and map, no actions),
 operator (acknowledge, resolve, dispatch, shelve, note), admin (also accounts, rules, roster).
 Accounts written before roles existed are operators. An account may be scoped to some communities
 and/or device kinds (a community's grid worker, a gas company): its `Scope`; accounts written before
-scopes existed, and those with the scope cleared, see everything. Passwords hashed by an older version
-(PBKDF2-SHA256) are still accepted and re-hashed with scrypt at the next sign-in.
+scopes existed, and those with the scope cleared, see everything. An account may stand for a person of
+the on-call roster (`person`, a roster id: `users add NAME --person yl_duty`, `users person NAME ID`),
+who then sets their own notification preferences on the dashboard's /settings page. Passwords hashed
+by an older version (PBKDF2-SHA256) are still accepted and re-hashed with scrypt at the next sign-in.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class Account:
     name: str
     role: str
     scope: Scope = EVERYTHING
+    person: str | None = None  # the on-call roster's id of this person (alerts/oncall.yaml people:)
 
 
 def _check_legacy_pbkdf2(stored: str, password: str) -> bool:
@@ -220,7 +223,7 @@ class Accounts:
             return None
         role = d.get("role") or DEFAULT_ROLE
         return Account(username, d.get("name") or username, role if role in ROLES else "viewer",
-                       Scope.from_json(d.get("scope")))
+                       Scope.from_json(d.get("scope")), d.get("person"))
 
     def list(self) -> list[tuple[str, str]]:
         return sorted((u, d["name"]) for u, d in self._load().items())
@@ -228,8 +231,9 @@ class Accounts:
     def accounts(self) -> list[Account]:
         return [a for u in sorted(self._load()) if (a := self.get(u)) is not None]
 
-    def add(self, username: str, name: str, password: str, role: str | None = None) -> None:
-        """Add an account or set its password (keeping its role unless one is given)."""
+    def add(self, username: str, name: str, password: str, role: str | None = None,
+            person: str | None = None) -> None:
+        """Add an account or set its password (keeping its role and roster person unless given)."""
         if not USERNAME_RE.match(username):
             raise ValueError("a username is 1-64 letters, digits, '.', '_' or '-'")
         if len(password) < MIN_PASSWORD:
@@ -244,6 +248,8 @@ class Accounts:
             "hash": generate_password_hash(password, method=HASH_METHOD),
             "role": role or old.get("role") or DEFAULT_ROLE,
         }
+        if person or old.get("person"):
+            users[username]["person"] = person or old.get("person")
         self._save(users)
 
     def set_scope(self, username: str, scope: Scope) -> bool:
@@ -255,6 +261,17 @@ class Accounts:
         if not scope.everything:
             entry["scope"] = scope.as_json()
         users[username] = entry
+        self._save(users)
+        return True
+
+    def set_person(self, username: str, person: str | None) -> bool:
+        """Link the account to a roster person (None: no longer); False if there is no such account."""
+        users = self._load()
+        if username not in users:
+            return False
+        users[username] = {k: v for k, v in users[username].items() if k != "person"}
+        if person:
+            users[username]["person"] = person
         self._save(users)
         return True
 

@@ -27,7 +27,7 @@ _LIVE_FIELDS = set(Live.__dataclass_fields__)
 AUDIT_NAME = {"archive": "alert.archive", "dispatch": "alert.dispatch", "dispatch_cancel": "dispatch.cancel",
               "accept": "dispatch.accept", "arrive": "dispatch.arrive", "feedback": "dispatch.feedback",
               "shelve": "shelf.create", "unshelve": "shelf.end", "patrol_checkin": "patrol.checkin",
-              "hazard_rectify": "hazard.rectify", "hazard_close": "hazard.close"}
+              "hazard_rectify": "hazard.rectify", "hazard_close": "hazard.close", "preferences": "preferences.set"}
 AUDIT_FIELD = {"target": "shelf_target", "action": "action_taken", "photos": "photo_count"}  # the line's own fields
 
 
@@ -80,7 +80,8 @@ class AlertActions:
         """One command, audited with its outcome (who, what, the answer's status and refusal)."""
         answer = self.send(command, actor, via, **args)
         detail = {AUDIT_FIELD.get(k, k): (len(v) if k == "photos" else v) for k, v in args.items() if v is not None}
-        target = next((str(args[k]) for k in ("alert_id", "dispatch_id", "target", "shelf_id", "hazard_id", "plan_id")
+        target = next((str(args[k]) for k in ("alert_id", "dispatch_id", "target", "shelf_id", "hazard_id", "plan_id",
+                                              "person")
                        if args.get(k)), None)
         audit_action(AUDIT_NAME.get(command, command), target, "ok" if answer.ok else "refused", answer.status,
                      by=actor, via=via, error=None if answer.ok else answer.body.get("error"), **detail)

@@ -171,7 +171,9 @@ def shell() -> html.Div:
                     html.Nav(nav, className="nav"),
                     html.Div(id="services", className="services"),
                     html.Div(id="stale", className="stale hidden", role="alert"),
-                    html.Div(who or "", className="whoami", title="当前登录"),
+                    # The signed-in person's name leads to their notification settings (/settings).
+                    html.Div(dcc.Link(who, href="/settings", className="whoami-link") if who else "",
+                             className="whoami", title="当前登录 · 通知设置"),
                     html.Div(scope_words(scope), className="whoami scope", title=SCOPE_WORDS["scope"])
                     if scope else None,
                     html.Div(html.Div(id="clock", className="clock"), className="clock-block"),

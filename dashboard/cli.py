@@ -6,6 +6,7 @@ import argparse
 import getpass
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from core.contract import COMMUNITIES, KINDS
@@ -37,6 +38,8 @@ def register(sub: Any) -> None:
     add.add_argument("--name", default="", help="display name, e.g. 张三 (signs acknowledgements)")
     add.add_argument("--role", choices=ROLES, default=None,
                      help=f"viewer, operator or admin (new accounts: {DEFAULT_ROLE}; kept when re-set)")
+    add.add_argument("--person", default=None, help="the on-call roster's id of this person (e.g. yl_duty): "
+                                                    "they set their own notification preferences on /settings")
     add.set_defaults(func=users_add)
     usub.add_parser("list", help="list accounts (username, name, role, scope)").set_defaults(func=users_list)
     rm = usub.add_parser("remove", help="remove an account (its open sessions end at once)")
@@ -61,6 +64,11 @@ def register(sub: Any) -> None:
                     help=f"device kinds it sees ({', '.join(KINDS)}); all when none")
     sc.add_argument("--all", action="store_true", help="clear the scope: the whole street")
     sc.set_defaults(func=users_scope)
+    pe = usub.add_parser("person", help="link an account to a person of the on-call roster (--none: unlink)")
+    pe.add_argument("username")
+    pe.add_argument("person", nargs="?", help="a roster id under people: (e.g. yl_duty)")
+    pe.add_argument("--none", action="store_true", help="no longer linked to a roster person")
+    pe.set_defaults(func=users_person)
     dl = usub.add_parser(
         "display-link",
         help="print a URL that opens the wall as a read-only viewer (no typing); --revoke to withdraw it",
@@ -106,7 +114,23 @@ def _audit(settings: Settings, action: str, target: str, outcome: str = "ok", **
                                                     outcome=outcome, **detail)
 
 
+def _roster_person(settings: Settings, person: str) -> str | None:
+    """What is wrong with linking to `person` (not in the roster in force), or None."""
+    from alerts.configfile import ConfigError
+    from alerts.roster import load_roster
+
+    try:
+        roster = load_roster(Path(settings.alerts_roster_file) if settings.alerts_roster_file else None)
+    except ConfigError as exc:
+        return f"the on-call roster cannot be read: {exc}"
+    ids = sorted(p.pid for p in roster.people() if p.pid)
+    return None if person in ids else f"no person {person!r} under people: of the roster ({', '.join(ids)})"
+
+
 def users_add(args: argparse.Namespace, settings: Settings) -> int:
+    if args.person and (wrong := _roster_person(settings, args.person)):
+        print(f"smartcommunity users add: {wrong}", file=sys.stderr)
+        return 2
     if sys.stdin.isatty():
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:
@@ -117,21 +141,22 @@ def users_add(args: argparse.Namespace, settings: Settings) -> int:
     accounts = _accounts(settings)
     existed = accounts.get(args.username) is not None
     try:
-        accounts.add(args.username, args.name, password, role=args.role)
+        accounts.add(args.username, args.name, password, role=args.role, person=args.person)
     except ValueError as exc:
         print(f"smartcommunity users add: {exc}", file=sys.stderr)
         return 2
     ended = _sessions(settings).end_user(args.username) if existed else 0  # a new password signs everyone out
     acc = accounts.get(args.username)
     _audit(settings, "account.password" if existed else "account.add", args.username,
-           role=acc.role if acc else None, sessions_ended=ended)
+           role=acc.role if acc else None, sessions_ended=ended, person=acc.person if acc else None)
     print(f"account {args.username} saved ({acc.role if acc else '?'})")
     return 0
 
 
 def users_list(args: argparse.Namespace, settings: Settings) -> int:
     for acc in _accounts(settings).accounts():
-        print(f"{acc.username}\t{acc.name}\t{acc.role}\t{acc.scope.describe()}")
+        person = f"\t{acc.person}" if acc.person else ""
+        print(f"{acc.username}\t{acc.name}\t{acc.role}\t{acc.scope.describe()}{person}")
     return 0
 
 
@@ -176,6 +201,21 @@ def users_role(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     _audit(settings, "account.role", args.username, new_role=args.role)
     print(f"account {args.username} is now {args.role}")
+    return 0
+
+
+def users_person(args: argparse.Namespace, settings: Settings) -> int:
+    if bool(args.person) == bool(args.none):
+        print("smartcommunity users person: name a roster person, or --none", file=sys.stderr)
+        return 2
+    if args.person and (wrong := _roster_person(settings, args.person)):
+        print(f"smartcommunity users person: {wrong}", file=sys.stderr)
+        return 2
+    if not _accounts(settings).set_person(args.username, args.person):
+        print(f"no account {args.username}", file=sys.stderr)
+        return 2
+    _audit(settings, "account.person", args.username, person=args.person)
+    print(f"account {args.username} is " + (f"roster person {args.person}" if args.person else "no roster person"))
     return 0
 
 

@@ -141,6 +141,28 @@ HAZARD_WORDS: dict[str, str] = {
     "done": "已更新：{state}",
     "refused": "未能更新：{why}",
 }
+# Each person's notification preferences (dashboard/pages/settings.py; alerts/preferences.py decides).
+PREF_CHANNEL: dict[str, str] = {"phone": "短信/电话", "wecom": "企业微信", "dingtalk": "钉钉", "email": "邮件"}
+PREF_WORDS: dict[str, str] = {
+    "heading": "通知设置",
+    "intro": "选择您希望通过哪些渠道接收告警通知，并可设免打扰时段。免打扰时段内不向您发送黄色、橙色、蓝色告警；"
+             "您未确认的告警仍按值班表逐级上报，由下一级值班人员处置。回到岗位后请在一张图和告警列表查看未解除的告警。",
+    "red": "红色告警总会通过您在值班表中的全部渠道通知，不受这些设置影响，也不能关闭。",
+    "person": "值班人员",
+    "channels": "接收通知的渠道（至少保留一个）",
+    "quiet": "免打扰时段（北京时间，可跨午夜，两项都留空为不设）",
+    "to": "至",
+    "save": "保存",
+    "saved": "已保存（{by}）",
+    "failed": "未能保存: {error}",
+    "pick_channel": "请至少选择一个通知渠道",
+    "unlinked": "当前账号未关联值班表中的人员。请管理员为您的账号关联值班人员后再设置。",
+    "not_yours": "只能设置本人的通知；管理员可为他人设置",
+    "none_yet": "尚未设置：按值班表的全部渠道通知，不设免打扰。",
+    "current": "当前设置：{channels}；{quiet}。{by} 于 {at} 设置。",
+    "no_quiet": "不设免打扰",
+    "quiet_on": "免打扰 {words}",
+}
 
 
 def page_head() -> str:

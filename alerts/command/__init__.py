@@ -37,6 +37,7 @@ NAMES: dict[str, frozenset[str]] = {
                                  "photos"}),
     "hazard_rectify": frozenset({"hazard_id", "note", "photos"}),
     "hazard_close": frozenset({"hazard_id", "note"}),
+    "preferences": frozenset({"person", "channels", "quiet"}),
 }
 
 WAIT_S = 10.0  # how long a sender waits for the engine thread to take a command before it gives up

@@ -20,6 +20,7 @@ from alerts.dispatch import DispatchBook, Refused, link_for
 from alerts.guard import Closed, Policy
 from alerts.guard import resolve as guard_resolve
 from alerts.patrols import CheckIn, Plans, advance_hazard, check_in
+from alerts.preferences import PreferenceBook, PreferenceError
 from alerts.shelving import ShelfError, shelve
 from alerts.store import Store
 from alerts.teams import TeamsError, load_teams
@@ -54,6 +55,7 @@ class Handlers:
         self.device_kind: Callable[[str], str | None] = lambda _d: None
         self.plans: Callable[[], Plans] = lambda: Plans({})  # the patrol plans in force (the service's)
         self.checked_in: Callable[[str, str, float], None] = lambda _p, _c, _t: None  # tells the patrol book
+        self.preferences = PreferenceBook(store)  # the service hands its own (the one its notifier reads)
 
     def apply(self, cmd: Command) -> Answer:
         # The close guard reads the conditions from the store: written now, it judges the reading the
@@ -65,7 +67,7 @@ class Handlers:
             return out
         except Refused as exc:
             return refused(exc)
-        except (ShelfError, TeamsError) as exc:
+        except (ShelfError, TeamsError, PreferenceError) as exc:
             return Answer(400, {"error": str(exc)})
         except TypeError as exc:  # a required argument missing
             return Answer(400, {"error": f"bad {cmd.name} command: {exc}"})
@@ -161,6 +163,20 @@ class Handlers:
             return Answer(404, {"error": f"no live shelf {shelf_id}"})
         self.engine.shelves_changed()
         return Answer(200, {"shelf_id": shelf_id, "ended_by": actor})
+
+    # -- a person's notification preferences (alerts/preferences.py)
+    def do_preferences(self, actor: str | None, person: str, channels: list[str], quiet: str | None = None) -> Answer:
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            return Answer(400, {"error": "channels must be a list of channel names"})
+        if quiet is not None and not isinstance(quiet, str):
+            return Answer(400, {"error": 'quiet must be like "22:00-07:00"'})
+        escalation = self.engine.escalation
+        who = next((p for p in escalation.roster.people() if p.pid == person), None) if escalation else None
+        if who is None:
+            return Answer(404, {"error": f"值班表中没有人员 {person!r} (no person {person!r} in the on-call roster)"})
+        prefs = self.preferences.set(who, channels, quiet, actor or "", now_iso())
+        log.info("notification preferences of %s set by %s: %s", person, actor or "unknown", prefs.as_json())
+        return Answer(200, {"preferences": prefs.as_json(), "name": who.name})
 
 
     # -- patrols (巡检) and hazards (隐患)

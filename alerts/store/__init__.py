@@ -229,6 +229,15 @@ class Store(abc.ABC):
                         limit: int = 1000) -> list[Alert]:
         """Resolved alerts of `severities` nobody has archived yet, oldest first."""
 
+    # -- notification preferences of the roster's people (alerts/preferences.py) --------------------
+    @abc.abstractmethod
+    def preferences(self) -> dict[str, Row]:
+        """Each person's preferences (by roster id): channels (a list), quiet, updated_by, updated_at."""
+
+    @abc.abstractmethod
+    def set_preferences(self, person: str, channels: Sequence[str], quiet: str | None, by: str, at: str) -> Row:
+        """Set (replace) one person's preferences, signed by `by` at `at`; the row as written."""
+
     # -- the period report (alerts/report.py) ------------------------------------------------------
     @abc.abstractmethod
     def report_rows(self, lo: str, hi: str, community: str | None, open_states: Sequence[str]) -> ReportRows:
@@ -250,7 +259,7 @@ class Store(abc.ABC):
         """Every lease: name, holder, expires, epoch, and `now` on the database's clock."""
 
 
-    # -- patrols and hazards (alerts/patrols.py; migration 0012) -------------------------------------
+    # -- patrols and hazards (alerts/patrols.py; migration 0013) -------------------------------------
     @abc.abstractmethod
     def checkin_insert(self, row: Row, hazard: Row | None = None) -> None:
         """Write a patrol check-in (and the hazard its finding opens), in one transaction."""

@@ -223,6 +223,16 @@ STEPS: tuple[str, ...] = (
     CREATE INDEX hazards_state ON hazards(state, deadline);
     CREATE INDEX hazards_found ON hazards(found_at);
     """,
+    # 14: notification preferences of the roster's people (channels below red, quiet hours).
+    """
+    CREATE TABLE preferences (
+        person TEXT PRIMARY KEY,
+        channels TEXT NOT NULL,
+        quiet TEXT,
+        updated_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST = len(STEPS)

@@ -339,6 +339,21 @@ class SqlStore(Store):
                     " ON CONFLICT (command_id) DO UPDATE SET status = excluded.status, answer = excluded.answer",
                     (command_id, name, actor, at, status, orjson.dumps(answer).decode()))
 
+    # -- notification preferences (migration 0014) -------------------------------------------------
+    def preferences(self) -> dict[str, Row]:
+        with self._read() as db:
+            rows = self._x(db, "SELECT * FROM preferences").fetchall()
+        return {r["person"]: {**dict(r), "channels": orjson.loads(r["channels"])} for r in rows}
+
+    def set_preferences(self, person: str, channels: Sequence[str], quiet: str | None, by: str, at: str) -> Row:
+        with self._tx() as db:
+            self._x(db, "INSERT INTO preferences(person, channels, quiet, updated_by, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (person) DO UPDATE SET channels = excluded.channels,"
+                    " quiet = excluded.quiet,"
+                    " updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                    (person, orjson.dumps(list(channels)).decode(), quiet, by, at))
+        return {"person": person, "channels": list(channels), "quiet": quiet, "updated_by": by, "updated_at": at}
+
     # -- the change feed (migration 0010): every write of an alert row, numbered --------------------
     def last_seq(self) -> int:
         with self._read() as db:

@@ -1,6 +1,7 @@
 """`/shelves`: 屏蔽与维护 — shelve a device, a compound, a device kind or a rule for a maintenance window
 (a reason and an end: a duration or a time; or 每周重复: weekdays and hours in Beijing time, for some
-weeks), with a second person's approval when it would silence a life-safety alarm (alerts/shelving.py
+weeks; or 按定时计划: a cron expression in Beijing time and how long each window lasts), with a second
+person's approval when it would silence a life-safety alarm (alerts/shelving.py
 decides and says why), and the live shelves (who, why, until, life-safety marked, a recurring window in
 words and whether it is open now) with 结束. Every action is a command to the alerts service; a viewer
 sees and cannot act."""
@@ -15,7 +16,7 @@ import flask
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from alerts.rules import rules_in_force, title_of
-from alerts.shelving import DAY_WORD, DAYS, MAX_S, MAX_SERIES_S, ShelfError, in_force, parse_every
+from alerts.shelving import DAY_WORD, DAYS, MAX_S, MAX_SERIES_S, ShelfError, in_force, parse_cron, parse_every
 from core.contract import KIND_LABEL, KINDS
 from core.timebase import BEIJING, beijing, local_time
 from dashboard import mapview
@@ -29,9 +30,9 @@ TITLE = "屏蔽与维护 · 车城路街道 综合一张图"
 REFRESH_MS = 3000
 UNITS: dict[str, tuple[str, int]] = {"m": ("分钟", 60), "h": ("小时", 3600), "d": ("天", 86400)}
 HOW = ("屏蔽期间，该设备、小区、设备类型或规则的告警照常记录，但不推送、不通知；到期自动恢复。"
-       "每周重复的维护时段只在所选星期和时间内（北京时间）屏蔽。"
+       "每周重复的维护时段只在所选星期和时间内（北京时间）屏蔽；按定时计划的维护时段每次从计划时刻起屏蔽所填时长。"
        "燃气或红色告警的屏蔽须另一名值班员或管理员批准，红色告警照常通知。")
-MODES = {"once": "一次", "weekly": "每周重复"}
+MODES = {"once": "一次", "weekly": "每周重复", "cron": "按定时计划"}
 WEEKS = 12  # a recurring window's default length
 MAX_WEEKS = int(MAX_SERIES_S // (7 * 86400))
 
@@ -71,6 +72,22 @@ def weekly_of(days: list[int] | None, start: str | None, end: str | None, weeks:
         every = parse_every(f"{','.join(DAYS[d] for d in sorted(days))} {hours}").text()
     except ShelfError:
         return (None, None), "时段请写成 09:00 至 11:00（北京时间，可跨午夜，如 22:00 至 06:00）"
+    if isinstance(weeks, bool) or not isinstance(weeks, int | float) or not 0 < weeks <= MAX_WEEKS:
+        return (None, None), f"重复周数须为 1 至 {MAX_WEEKS}"
+    return (every, float(weeks) * 7 * 86400), None
+
+
+def cron_of(expr: str | None, amount: Any, unit: str | None, weeks: Any) -> tuple[
+        tuple[str, float] | tuple[None, None], str | None]:
+    """A cron window from the form (five fields in Beijing time, each window's length, for some weeks):
+    ((canonical text, seconds the series stands), None) or ((None, None), what is wrong)."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0:
+        return (None, None), "请填写每次维护的时长"
+    try:
+        every = parse_cron(expr or "", float(amount) * UNITS.get(unit or "h", UNITS["h"])[1]).text()
+    except ShelfError:
+        return (None, None), ("定时计划请写五段：分 时 日 月 星期（北京时间），如 0 9 * * 1-5 为每周一至周五 9 点；"
+                              "每次时长 1 分钟至 7 天")
     if isinstance(weeks, bool) or not isinstance(weeks, int | float) or not 0 < weeks <= MAX_WEEKS:
         return (None, None), f"重复周数须为 1 至 {MAX_WEEKS}"
     return (every, float(weeks) * 7 * 86400), None
@@ -180,6 +197,20 @@ def layout(**_kw: Any) -> html.Div:
                         html.Label(["重复周数", dcc.Input(id="shelf-weeks", type="number", min=1, max=MAX_WEEKS,
                                                       step=1, value=WEEKS, className="minutes")],
                                    className="form-label")]),
+                    html.Div(id="shelf-cron", hidden=True, children=[
+                        html.Label(["定时计划（分 时 日 月 星期，北京时间）",
+                                    dcc.Input(id="shelf-cron-expr", type="text", value="0 9 * * 1-5", maxLength=60,
+                                              placeholder="如 0 9 * * 1-5：每周一至周五 9 点")],
+                                   className="form-label"),
+                        html.Div("每次时长", className="form-label"),
+                        html.Div([dcc.Input(id="shelf-cron-amount", type="number", min=1, step=1, value=2,
+                                            className="minutes"),
+                                  dcc.RadioItems(id="shelf-cron-unit", options=[{"label": w, "value": k}
+                                                                                for k, (w, _s) in UNITS.items()],
+                                                 value="h", className="choice-list")], className="form-row"),
+                        html.Label(["重复周数", dcc.Input(id="shelf-cron-weeks", type="number", min=1,
+                                                      max=MAX_WEEKS, step=1, value=WEEKS, className="minutes")],
+                                   className="form-label")]),
                     html.Label(["批准人账号（燃气或红色告警须另一名值班员或管理员批准）",
                                 dcc.Input(id="shelf-approver", type="text", value="", maxLength=64,
                                           placeholder="第二人的登录账号")], className="form-label"),
@@ -210,11 +241,12 @@ def register(app: Dash, d: Any) -> None:
     @app.callback(
         Output("shelf-once", "hidden"),
         Output("shelf-weekly", "hidden"),
+        Output("shelf-cron", "hidden"),
         Input("shelf-mode", "value"),
         prevent_initial_call=True,
     )
-    def _mode(mode: str) -> tuple[bool, bool]:
-        return mode == "weekly", mode != "weekly"
+    def _mode(mode: str) -> tuple[bool, bool, bool]:
+        return mode != "once", mode != "weekly", mode != "cron"
 
     @app.callback(
         Output("shelf-list", "children"),
@@ -241,11 +273,16 @@ def register(app: Dash, d: Any) -> None:
         State("shelf-from", "value"),
         State("shelf-to", "value"),
         State("shelf-weeks", "value"),
+        State("shelf-cron-expr", "value"),
+        State("shelf-cron-amount", "value"),
+        State("shelf-cron-unit", "value"),
+        State("shelf-cron-weeks", "value"),
         prevent_initial_call=True,
     )
     def _act(_n: int, _u: list[int | None], scope: str, device: str | None, target: str | None,
              reason: str | None, amount: Any, unit: str | None, until: str | None, approver: str | None,
-             mode: str | None, days: list[int] | None, start: str | None, end: str | None, weeks: Any) -> Any:
+             mode: str | None, days: list[int] | None, start: str | None, end: str | None, weeks: Any,
+             cron: str | None, cron_amount: Any, cron_unit: str | None, cron_weeks: Any) -> Any:
         if not ctx.triggered or not ctx.triggered[0].get("value"):
             return no_update  # a redrawn list, not a click
         if ctx.triggered_id != "shelf-btn":
@@ -259,6 +296,8 @@ def register(app: Dash, d: Any) -> None:
         every: str | None = None
         if mode == "weekly":
             (every, secs), wrong = weekly_of(days, start, end, weeks)
+        elif mode == "cron":
+            (every, secs), wrong = cron_of(cron, cron_amount, cron_unit, cron_weeks)
         else:
             secs, wrong = seconds_of(amount, unit, until, time.time())
         if secs is None:

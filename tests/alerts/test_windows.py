@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from alerts.migrations import migrate
-from alerts.shelving import SERIES_S, ShelfError, ends_at, in_force, parse_every, shelve
+from alerts.shelving import SERIES_S, ShelfError, ends_at, in_force, parse_cron, parse_every, shelve
 from alerts.store import AlertStore, store_path
 from alerts.timeline import Event as Step
 from core.contract import Device
@@ -172,3 +172,52 @@ def test_cli_sets_and_lists_a_weekly_window(tmp_path: Path) -> None:
     store = AlertStore(store_path(tmp_path / "var"))
     assert len(store.shelves()) == 2
     store.close()
+
+
+@pytest.mark.parametrize("host_zone", ["UTC", "America/New_York", TZ_NAME], indirect=True)
+def test_cron_window_in_force_at_given_instants_in_beijing_time(host_zone: None) -> None:
+    w = parse_every("cron(0 9 * * 1-5) 2h")  # weekdays from 09:00 Beijing, two hours
+    assert w == parse_cron("0  9 * * 1-5", "2h") and w.text() == "cron(0 9 * * 1-5) 2h"
+    assert [w.contains(at(d, h, m)) for d, h, m in ((0, 9, 0), (0, 10, 59), (0, 11, 0), (0, 8, 59), (4, 9, 30),
+                                                    (5, 9, 30), (6, 10, 0), (7, 9, 0))] == [
+        True, True, False, False, True, False, False, True]
+    assert w.ends(at(2, 9, 45)) == at(2, 11) and w.words() == "每周一至周五 09:00 起 2 小时"
+    night = parse_every("cron(30 23 * * 6) 8h")  # Saturday 23:30 past midnight into Sunday
+    assert night.contains(at(5, 23, 30)) and night.contains(at(6, 7, 29)) and not night.contains(at(6, 7, 30))
+    assert not night.contains(at(5, 23, 29)) and night.ends(at(6, 3)) == at(6, 7, 30)
+    assert parse_every("cron(0 8 1,15 * *) 1d").words() == "每月 1、15 日 08:00 起 1 天"
+    assert parse_every("cron(0 */4 * * *) 30m").words() == "按定时计划 0 */4 * * * 起 30 分钟"
+    s = {"until": at(14, 0), "every": w.text(), "ended_at": None}
+    assert in_force(s, at(1, 10)) and not in_force(s, at(1, 12)) and not in_force(s, at(14, 9, 30))
+    assert ends_at(s, at(1, 10)) == at(1, 11)
+
+
+@pytest.mark.parametrize("expr,duration", [("0 9 * *", "2h"), ("61 9 * * *", "2h"), ("0 9 * * 1-5", "8d"),
+                                           ("0 9 * * 1-5", "30s"), ("0 0 9 * * 1-5", "1h"), ("every day", "1h")])
+def test_bad_cron_windows_are_refused(expr: str, duration: str) -> None:
+    with pytest.raises(ShelfError):
+        parse_cron(expr, duration)
+
+
+def test_cli_sets_and_lists_a_cron_window(tmp_path: Path) -> None:
+    with RunningAlerts(make_settings(tmp_path / "var", mqtt_url="mqtt://127.0.0.1:9"), broker=False) as svc:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
+        env["SC_DATA_DIR"] = str(tmp_path / "var")
+
+        def run(*a: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "smartcommunity", "alerts", *a], env=env,
+                                  capture_output=True, text=True, timeout=60)
+
+        r = run("shelve", "--kind", "water", "--cron", "0 9 * * 1-5", "--duration", "2h", "--for", "30d",
+                "--reason", "供水检修", "--by", "李四")
+        assert r.returncode == 0 and "每周一至周五 09:00 起 2 小时" in r.stdout, r.stderr
+        live = svc.store.shelves(live_at=time.time())
+        assert [(x["scope"], x["target"], x["every"]) for x in live] == [("kind", "water", "cron(0 9 * * 1-5) 2h")]
+        assert 30 * 86400 - 120 < live[0]["until"] - time.time() <= 30 * 86400
+        assert "每周一至周五 09:00 起 2 小时" in run("shelves").stdout
+        assert run("shelve", "--kind", "water", "--cron", "0 9 * * 1-5", "--reason", "r", "--by", "b").returncode == 2
+        assert run("shelve", "--kind", "water", "--cron", "0 9 * *", "--duration", "2h", "--reason", "r",
+                   "--by", "b").returncode == 2
+        r = run("shelve", "--kind", "gas", "--cron", "0 9 * * 1", "--duration", "1h", "--reason", "r", "--by", "李四")
+        assert r.returncode == 2 and "second person" in r.stderr  # gas: a second person, cron or not
+        assert len(svc.store.shelves()) == 1

@@ -135,7 +135,7 @@ def pages(base_url: str, settings: Settings) -> tuple[list[str], str]:
     field = "/d/" + r.json()["link"].split("/d/")[1]
     store.close()
     return (["/", "/wall", "/alerts", f"/alerts/{alert.alert_id}", f"/devices/{alert.device_id}",
-             f"/compounds/{alert.compound_id}", "/shelves", "/report", field], field)
+             f"/compounds/{alert.compound_id}", "/shelves", "/settings", "/report", field], field)
 
 
 def check_pages(base_url: str, paths: list[str], field: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Check-ins and hazards (migration 0012) on each store backend."""
+"""Check-ins and hazards (migration 0013) on each store backend."""
 
 from __future__ import annotations
 

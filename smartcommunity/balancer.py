@@ -55,7 +55,7 @@ def config(bind_host: str, bind_port: int, backends: list[tuple[str, int]]) -> s
     servers = "\n".join(
         f"    server d{i} {h}:{p} check inter {CHECK_EVERY_MS} fall {FALL} rise {RISE} cookie d{i}"
         for i, (h, p) in enumerate(backends, start=1))
-    return f"""# Written by `smartcommunity balancer` (dashboard/balancer.py); edits are overwritten.
+    return f"""# Written by `smartcommunity balancer` (smartcommunity/balancer.py); edits are overwritten.
 global
     maxconn 4096
 

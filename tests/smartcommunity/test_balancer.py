@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dashboard.balancer import COOKIE, BalancerError, config, parse_backend
+from smartcommunity.balancer import COOKIE, BalancerError, config, parse_backend
 from smartcommunity.services import RunningService, find_binary, free_port
 from tests.conftest import wait_until
 from tests.dashboard.test_dash_browser import ARGS, CHROMIUM
