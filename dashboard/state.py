@@ -80,7 +80,10 @@ class LiveState:
         self._lock = threading.RLock()
         self._alerts: dict[str, Alert] = {}
         self._offline: dict[str, float] = {}  # device_id -> when its offline status arrived
-        self._version = 0
+        # Versions count from this process's start time in microseconds, not from 0: behind a balancer a
+        # browser moved from one instance to another must never take the other's version for its own
+        # (it would be told nothing changed). Below 2**53, exact in a browser's numbers.
+        self._version = time.time_ns() // 1000
         self._views: OrderedDict[tuple[int, str, str], Live] = OrderedDict()
         self._listeners: list[Callable[[], None]] = []
         self._store = open_store(settings)  # creates/migrates the store (SC_STORE_URL); our reader
