@@ -65,7 +65,8 @@ def pmtiles_header(src: Path) -> dict[str, object]:
     kind = header["tile_type"].value  # type: ignore[attr-defined]
     if kind not in _PMTILES_TYPES:
         name = header["tile_type"].name.lower()  # type: ignore[attr-defined]
-        raise BasemapError(f"{src} is a PMTiles archive of {name} tiles (vector or unknown); "
+        what = "vector tiles, not supported" if name in ("mvt", "mlt") else "an unknown tile type"
+        raise BasemapError(f"{src} is a PMTiles archive of {name} tiles ({what}); "
                            "the basemap takes raster tiles (png, jpg, webp)")
     header["format"] = _PMTILES_TYPES[kind]
     header["bounds"] = tuple(int(header[k]) / 1e7  # type: ignore[call-overload]

@@ -27,8 +27,8 @@ COLOUR = (30, 120, 200)
 GROUND_RES_M = 3.4  # a coarse orthophoto keeps the test small: ~2k × 2k pixels, deepest zoom 15 here
 
 
-def make_geotiff(path: Path, crs: str | None = "EPSG:4546", georeferenced: bool = True) -> float:
-    """A solid COLOUR RGB GeoTIFF covering the street (plus 0.01°) in `crs`; returns its lon/lat west edge."""
+def make_geotiff(path: Path, crs: str | None = "EPSG:4546", georeferenced: bool = True) -> None:
+    """A solid COLOUR RGB GeoTIFF covering the street (plus 0.01°): coordinates in EPSG:4546, labelled `crs`."""
     w, s, e, n = street_bounds()
     xs, ys = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:4546", always_xy=True).transform(
         [w, e, w, e], [s, s, n, n])
@@ -45,7 +45,6 @@ def make_geotiff(path: Path, crs: str | None = "EPSG:4546", georeferenced: bool 
         profile["transform"] = Affine(GROUND_RES_M, 0, x0, 0, -GROUND_RES_M, y1)
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(data)
-    return w
 
 
 def _pixel(lon: float, lat: float, z: int) -> tuple[int, int, tuple[int, int]]:
@@ -94,6 +93,11 @@ def test_geotiff_without_crs_or_georeference_is_refused(cli: Cli, tmp_path: Path
     make_geotiff(bare, crs=None, georeferenced=False)
     rc, _, err = cli("geodata", "basemap", bare)
     assert rc == 2 and "has no georeference" in err
+    # Gauss–Krüger coordinates labelled with the zone west of the street's land ~280 km away: refused uncut.
+    wrong_zone = tmp_path / "wrong_zone.tif"
+    make_geotiff(wrong_zone, crs="EPSG:4545")
+    rc, _, err = cli("geodata", "basemap", wrong_zone)
+    assert rc == 2 and "not the street" in err
     garbage = tmp_path / "ortho.tif"
     garbage.write_bytes(b"this is no image at all\n" * 40)
     rc, _, err = cli("geodata", "basemap", garbage)
@@ -129,7 +133,7 @@ def test_vector_or_damaged_pmtiles_is_refused(cli: Cli, tmp_path: Path, geo_sett
     vector = tmp_path / "v.pmtiles"
     make_pmtiles(vector, range(12, 13), (1, 2, 3), fmt="pbf")
     rc, _, err = cli("geodata", "basemap", vector)
-    assert rc == 2 and "PMTiles archive of mvt tiles" in err and "raster" in err
+    assert rc == 2 and "PMTiles archive of mvt tiles (vector tiles, not supported)" in err
     broken = tmp_path / "b.pmtiles"
     broken.write_bytes(b"PMTiles\x03" + bytes(20))
     rc, _, err = cli("geodata", "basemap", broken)
