@@ -1,9 +1,10 @@
 """The street's own offline basemap: a raster MBTiles tile set (e.g. the survey office's orthophoto cut into
 tiles) that the dashboard serves itself, under the drawn layers.
 
-`smartcommunity geodata basemap FILE.mbtiles` checks the file (an SQLite `tiles` table of PNG / JPEG / WebP
+`smartcommunity geodata basemap FILE` checks the file (an SQLite `tiles` table of PNG / JPEG / WebP
 tiles that covers the street) and copies it, consistently (SQLite's backup API), to
-`<SC_DATA_DIR>/basemap/basemap.mbtiles`. MBTiles rows are TMS: row 0 is the south edge, so the XYZ y a map
+`<SC_DATA_DIR>/basemap/basemap.mbtiles`; a raster PMTiles or a georeferenced GeoTIFF is first turned into
+such an MBTiles (geodata/basemap_convert.py). MBTiles rows are TMS: row 0 is the south edge, so the XYZ y a map
 asks for is flipped (`2**z - 1 - y`).
 """
 
@@ -95,24 +96,55 @@ def read_tileset(path: Path) -> TileSet:
                    f"{st.st_mtime_ns:x}{st.st_size:x}")
 
 
-def install(src: Path, settings: Settings) -> TileSet:
-    """Check `src` covers the street and copy it to basemap_path(settings), replacing any earlier basemap."""
+def _kind(src: Path) -> str:
+    """What `src` is by its first bytes: mbtiles (SQLite), pmtiles, or raster (left to GDAL)."""
+    try:
+        with open(src, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise BasemapError(f"cannot open {src} ({exc.strerror})") from None
+    if head.startswith(b"SQLite format 3\0"):
+        return "mbtiles"
+    if head.startswith(b"PMTiles"):
+        return "pmtiles"
+    return "raster"
+
+
+def _check_covers(src: Path, bounds: tuple[float, float, float, float], settings: Settings) -> None:
     from geodata.layers import layers_dir, load_layers
     from geodata.survey import street_extent
 
-    ts = read_tileset(src)
-    w, s, e, n = ts.bounds
+    w, s, e, n = bounds
     sw, ss, se, sn = street_extent(load_layers(layers_dir(settings)))
     if e <= sw or w >= se or n <= ss or s >= sn:
         raise BasemapError(f"{src} covers lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}, not the street "
                            f"(lon {sw:.4f}..{se:.4f}, lat {ss:.4f}..{sn:.4f})")
+
+
+def install(src: Path, settings: Settings) -> TileSet:
+    """Check `src` covers the street and install it as basemap_path(settings), replacing any earlier basemap:
+    an MBTiles is copied; a PMTiles unpacked and a georeferenced raster (GeoTIFF orthophoto) cut into tiles
+    (geodata/basemap_convert.py), both into MBTiles, so the dashboard serves one format, from SQLite."""
+    from geodata import basemap_convert as conv
+
+    kind = _kind(src)
     target = basemap_path(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
     try:
-        with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(tmp) as b:
-            a.backup(b)
-        b.close()
+        if kind == "mbtiles":
+            _check_covers(src, read_tileset(src).bounds, settings)
+            with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(tmp) as b:
+                a.backup(b)
+            b.close()
+        elif kind == "pmtiles":
+            _check_covers(src, conv.pmtiles_header(src)["bounds"], settings)  # type: ignore[arg-type]
+            conv.pmtiles_to_mbtiles(src, tmp)
+        else:
+            _check_covers(src, conv.raster_lonlat_bounds(src), settings)
+            conv.geotiff_to_mbtiles(src, tmp)
+        read_tileset(tmp)  # e.g. a PMTiles without tiles, an image with no pixel in any tile
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     finally:

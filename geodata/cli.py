@@ -56,8 +56,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, help="default: <SC_DATA_DIR>/synth/devices-N.geojson")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_geodata_synth)
-    p = gsub.add_parser("basemap", help="install the street's own offline basemap (raster MBTiles) for the map")
-    p.add_argument("file", type=Path, metavar="FILE.mbtiles")
+    p = gsub.add_parser("basemap", help="install the street's own offline basemap for the map: "
+                          "a raster MBTiles or PMTiles, or a georeferenced orthophoto GeoTIFF (cut into tiles)")
+    p.add_argument("file", type=Path, metavar="FILE")
     p.set_defaults(func=cmd_geodata_basemap)
     p = gsub.add_parser("layers", help="which file each layer comes from, and feature counts")
     p.add_argument("--json", action="store_true")
