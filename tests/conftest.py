@@ -83,8 +83,13 @@ def _renice_tree(pid: int, nice: int, mine: str, done: set[str]) -> None:
 
 
 def _keep_reniced(pid: int) -> None:
-    """Chromium is started anew by each test: its processes are found and raised as they come."""
+    """Chromium is started anew by each test: its processes are found and raised as they come. The
+    pytest session's own group is raised too: the dashboards the browser talks to serve from this
+    worker's threads, and with the group at the servers' weight (InfluxDB, Mosquitto, PostgreSQL each
+    run in a session of their own) the worker's raised threads still got a sixth of the machine."""
     mine, done = _autogroup(pid), set[str]()
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(BROWSER_NICE))
     while True:
         with contextlib.suppress(OSError):
             _renice_tree(pid, BROWSER_NICE, mine, done)
