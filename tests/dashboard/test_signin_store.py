@@ -84,3 +84,13 @@ def test_store_url_picks_the_backend(tmp_path: Path, pg_url: str) -> None:
     token, _ = open_sessions(one).create("li")
     assert open_accounts(two).get("li") is not None and open_sessions(two).get(token) is not None
     assert not (tmp_path / "one" / "accounts.json").exists() and not (tmp_path / "two" / "sessions.sqlite").exists()
+
+
+def test_every_part_opens_accounts_and_sessions_where_the_store_says() -> None:
+    """`open_accounts` / `open_sessions` follow SC_STORE_URL; opening the files directly would give a host
+    behind the balancer accounts of its own."""
+    root = Path(__file__).resolve().parents[2]
+    bad = [f"{p.relative_to(root)}:{n}" for d in ("alerts", "core", "dashboard", "smartcommunity", "security")
+           for p in (root / d).rglob("*.py") for n, line in enumerate(p.read_text().splitlines(), 1)
+           if "Accounts(accounts_path(" in line or "SessionStore(sessions_path(" in line]
+    assert bad == [], "use core.staff.open_accounts / dashboard.sessions.open_sessions"
