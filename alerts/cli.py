@@ -130,27 +130,37 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_alerts(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.configfile import ConfigError
     from alerts.partition import PartitionError, parse_communities
-    from alerts.service import AlertService
 
     try:
         communities = parse_communities(getattr(args, "communities", None))
     except PartitionError as exc:
         print(f"smartcommunity alerts: --communities: {exc}", file=sys.stderr)
         return 2
-    lease = None
     ttl = settings.alerts_lease_s or (DEFAULT_LEASE_S if getattr(args, "standby", False) else 0.0)
-    if ttl > 0:
-        from alerts.lease import Lease
-        from alerts.partition import suffix
-        from alerts.store import open_store
+    if ttl <= 0:
+        return _run_engine(settings, communities, None)
+    from alerts.lease import Lease
+    from alerts.partition import suffix
+    from alerts.store import open_store
 
-        lease = Lease(open_store(settings), "alerts" + suffix(communities), ttl)
+    store = open_store(settings)
+    lease = Lease(store, "alerts" + suffix(communities), ttl)
+    try:
         undo = procs.on_stop(lease.give_up)
         if not lease.wait():
             return 0
         undo()
+        return _run_engine(settings, communities, lease)
+    finally:
+        lease.release()  # also when the engine was refused: a standby elsewhere need not wait it out
+        store.close()
+
+
+def _run_engine(settings: Settings, communities: frozenset[str] | None, lease: Any) -> int:
+    from alerts.configfile import ConfigError
+    from alerts.service import AlertService
+
     try:
         svc = AlertService(settings, communities)
     except ConfigError as exc:
@@ -160,11 +170,7 @@ def run_alerts(args: argparse.Namespace, settings: Settings) -> int:
     if lease is not None:
         svc.lease = lease
         lease.keep()
-    try:
-        svc.run_forever()
-    finally:
-        if lease is not None:
-            lease.release()
+    svc.run_forever()
     return 0
 
 
