@@ -60,26 +60,30 @@ def _autogroup(pid: int) -> str:
         return ""
 
 
-def _renice_tree(pid: int, nice: int, mine: str, done: set[str]) -> None:
+def _renice_tree(pid: int, nice: int, mine: str, seen: set[int], groups: set[str]) -> None:
     """Every thread of a process and of its descendants (nice is per thread on Linux); and the
     scheduling group of each descendant that runs in a session of its own (Chromium does: with the
     kernel's autogroups, CPU is shared between sessions first, and a thread's nice counts only
-    inside its own session)."""
-    group = _autogroup(pid)
-    if group and group != mine and group not in done:
+    inside its own session). A process already raised is only searched for new children: the
+    threads it starts later take their creator's nice."""
+    fresh = pid not in seen
+    seen.add(pid)
+    group = _autogroup(pid) if fresh else ""
+    if group and group != mine and group not in groups:
         with contextlib.suppress(OSError):
             Path(f"/proc/{pid}/autogroup").write_text(str(nice))
-            done.add(group)
+            groups.add(group)
     for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(PermissionError, ProcessLookupError):
-            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+        if fresh:
+            with contextlib.suppress(PermissionError, ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
         try:
             children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
         except OSError:
             children = []
         for child in children:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                _renice_tree(int(child), nice, mine, done)
+                _renice_tree(int(child), nice, mine, seen, groups)
 
 
 def _keep_reniced(pid: int) -> None:
@@ -87,12 +91,13 @@ def _keep_reniced(pid: int) -> None:
     pytest session's own group is raised too: the dashboards the browser talks to serve from this
     worker's threads, and with the group at the servers' weight (InfluxDB, Mosquitto, PostgreSQL each
     run in a session of their own) the worker's raised threads still got a sixth of the machine."""
-    mine, done = _autogroup(pid), set[str]()
+    mine, seen, groups = _autogroup(pid), set[int](), set[str]()
     with contextlib.suppress(OSError):
         Path(f"/proc/{pid}/autogroup").write_text(str(BROWSER_NICE))
     while True:
         with contextlib.suppress(OSError):
-            _renice_tree(pid, BROWSER_NICE, mine, done)
+            _renice_tree(pid, BROWSER_NICE, mine, seen, groups)
+        seen &= {int(p) for p in os.listdir("/proc") if p.isdigit()}  # a pid is reused once its process ends
         time.sleep(0.3)
 
 
