@@ -150,6 +150,19 @@ def shelf_items(d: Any, can_act: bool) -> list[Any]:
     return out
 
 
+def duration_row(amount_id: str, unit_id: str) -> html.Div:
+    """How long: a number and its unit (a one-off shelf; each run of a cron window)."""
+    return html.Div([dcc.Input(id=amount_id, type="number", min=1, step=1, value=2, className="minutes"),
+                     dcc.RadioItems(id=unit_id, options=[{"label": w, "value": k} for k, (w, _s) in UNITS.items()],
+                                    value="h", className="choice-list")], className="form-row")
+
+
+def weeks_field(input_id: str) -> html.Label:
+    """For how many weeks a recurring window repeats."""
+    return html.Label(["重复周数", dcc.Input(id=input_id, type="number", min=1, max=MAX_WEEKS, step=1, value=WEEKS,
+                                          className="minutes")], className="form-label")
+
+
 def layout(**_kw: Any) -> html.Div:
     d = mapview.dctx()
     can_act = has_role("operator")
@@ -176,11 +189,7 @@ def layout(**_kw: Any) -> html.Div:
                                    value="once", className="choice-list"),
                     html.Div(id="shelf-once", children=[
                         html.Div("时长", className="form-label"),
-                        html.Div([dcc.Input(id="shelf-amount", type="number", min=1, step=1, value=2,
-                                            className="minutes"),
-                                  dcc.RadioItems(id="shelf-unit", options=[{"label": w, "value": k}
-                                                                           for k, (w, _s) in UNITS.items()],
-                                                 value="h", className="choice-list")], className="form-row"),
+                        duration_row("shelf-amount", "shelf-unit"),
                         html.Label(["或结束于（北京时间）", dcc.Input(id="shelf-until", type="text", value="",
                                                               maxLength=20,
                                                               placeholder="如 18:30 或 2026-12-05 08:00")],
@@ -194,23 +203,15 @@ def layout(**_kw: Any) -> html.Div:
                                             className="hhmm"), html.Span("至"),
                                   dcc.Input(id="shelf-to", type="text", value="11:00", maxLength=5,
                                             className="hhmm")], className="form-row hhmm-row"),
-                        html.Label(["重复周数", dcc.Input(id="shelf-weeks", type="number", min=1, max=MAX_WEEKS,
-                                                      step=1, value=WEEKS, className="minutes")],
-                                   className="form-label")]),
+                        weeks_field("shelf-weeks")]),
                     html.Div(id="shelf-cron", hidden=True, children=[
                         html.Label(["定时计划（分 时 日 月 星期，北京时间）",
                                     dcc.Input(id="shelf-cron-expr", type="text", value="0 9 * * 1-5", maxLength=60,
                                               placeholder="如 0 9 * * 1-5：每周一至周五 9 点")],
                                    className="form-label"),
                         html.Div("每次时长", className="form-label"),
-                        html.Div([dcc.Input(id="shelf-cron-amount", type="number", min=1, step=1, value=2,
-                                            className="minutes"),
-                                  dcc.RadioItems(id="shelf-cron-unit", options=[{"label": w, "value": k}
-                                                                                for k, (w, _s) in UNITS.items()],
-                                                 value="h", className="choice-list")], className="form-row"),
-                        html.Label(["重复周数", dcc.Input(id="shelf-cron-weeks", type="number", min=1,
-                                                      max=MAX_WEEKS, step=1, value=WEEKS, className="minutes")],
-                                   className="form-label")]),
+                        duration_row("shelf-cron-amount", "shelf-cron-unit"),
+                        weeks_field("shelf-cron-weeks")]),
                     html.Label(["批准人账号（燃气或红色告警须另一名值班员或管理员批准）",
                                 dcc.Input(id="shelf-approver", type="text", value="", maxLength=64,
                                           placeholder="第二人的登录账号")], className="form-label"),
