@@ -11,8 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from alerts.store import open_store
+from alerts.store import Store, open_store
 from core.contract import Alert
+from core.settings import Settings
 from core.staff import open_accounts
 from dashboard.sessions import open_sessions
 from smartcommunity.backup import PG_DUMP, BackupError, backup, restore
@@ -32,12 +33,18 @@ def wipe(url: str) -> None:
         db.execute("CREATE SCHEMA public")
 
 
-def test_postgres_store_backed_up_and_restored_into_a_wiped_database(tmp_path: Path, pg_url: str) -> None:
+def with_an_alert(tmp_path: Path, pg_url: str) -> tuple[Settings, Store, Alert]:
+    """A system whose store is the PostgreSQL database `pg_url`, with an open alert in it."""
     s = make_settings(tmp_path / "var", store_url=pg_url)
     s.data_path.mkdir(parents=True)
     store = open_store(pg_url)
     a = an_alert()
     store.insert(a, a.device_id)
+    return s, store, a
+
+
+def test_postgres_store_backed_up_and_restored_into_a_wiped_database(tmp_path: Path, pg_url: str) -> None:
+    s, store, a = with_an_alert(tmp_path, pg_url)
     store.acknowledge(a.alert_id, "张三", "去现场", a.updated_at)
     store.close()
     open_accounts(s).add("zhang", "张三", "correct horse", role="operator")
@@ -65,11 +72,7 @@ def test_postgres_store_backed_up_and_restored_into_a_wiped_database(tmp_path: P
 
 
 def test_a_damaged_dump_or_a_running_engine_restores_nothing(tmp_path: Path, pg_url: str) -> None:
-    s = make_settings(tmp_path / "var", store_url=pg_url)
-    s.data_path.mkdir(parents=True)
-    store = open_store(pg_url)
-    a = an_alert()
-    store.insert(a, a.device_id)
+    s, store, _a = with_an_alert(tmp_path, pg_url)
     backup(s, tmp_path / "bk", skip_influx=True)
 
     b = an_alert()
