@@ -408,13 +408,9 @@ class HeldPostgresStore(Holding, PostgresStore):
         return got
 
     def timeline(self, alert_id: str) -> list[Step]:
-        try:
-            return super().timeline(alert_id)
-        except Exception as exc:
-            if not unreachable(exc):
-                raise
-            with self._hold:
-                return list(self._steps.get(alert_id, ()))
+        with self._hold:
+            held = list(self._steps.get(alert_id, ()))
+        return list(self._read_or([], "timeline", alert_id)) + held
 
     def retry(self, force: bool = False) -> bool:
         """Write what is held once the database answers again: probed from a thread of its own, so the
