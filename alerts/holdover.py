@@ -102,7 +102,7 @@ class Holding:
                 self.retry()
             if not self._ops and not self.degraded:
                 try:
-                    return True, getattr(AlertStore, name)(self, *args, **kw)
+                    return True, getattr(self._BASE, name)(self, *args, **kw)
                 except Exception as exc:
                     if not self._holdable(exc):
                         raise
@@ -132,7 +132,7 @@ class Holding:
                 while self._ops:
                     name, args, kw = self._ops[0]
                     try:
-                        getattr(AlertStore, name)(self, *args, **kw)
+                        getattr(self._BASE, name)(self, *args, **kw)
                     except Exception as exc:
                         if self._holdable(exc):
                             raise
