@@ -291,21 +291,78 @@
         });
         if (m._scHooked === g) { return; }
         m._scHooked = g;
-        g.on('plotly_afterplot', function () { raiseLive(g, m); });
+        g.on('plotly_afterplot', function () {
+            raiseLive(g, m);
+            // After this plot returns (a relayout inside it would nest): the panel's choice holds.
+            if (g._scLayersOn) { setTimeout(function () { if (ready(g)) { showLayers(g, g._scLayersOn); } }, 0); }
+        });
         m.on('mousemove', function (e) { hover(g, m, e); });
         m.on('mouseout', function () { var t = tipEl(); if (t) { t.style.display = 'none'; } });
         m.on('click', function (e) {
-            var f = liveHit(m, e.point);
-            if (f && f.properties.href) { go(f.properties.href); return; }
-            var ids = (m.getStyle().layers || []).map(function (l) { return l.id; })
-                .filter(function (id) { return /-cluster$/.test(id); });
-            if (!ids.length) { return; }
-            var hit = m.queryRenderedFeatures(e.point, {layers: ids});
-            if (!hit.length) { return; }
+            var took = taker(m, e.point);
+            if (!took) { return; }
             window._scClickTaken = Date.now();
-            m.easeTo({center: hit[0].geometry.coordinates, zoom: Math.min(m.getZoom() + 2, 18.5), duration: 400},
-                     OWN_MOVE);
+            if (took.href) { go(took.href); return; }
+            m.easeTo({center: took.center, zoom: Math.min(m.getZoom() + 2, 18.5), duration: 400}, OWN_MOVE);
         });
+        // Plotly reports the same click on what lies under it (a device of a bubble, a compound); decided
+        // here, with the click, whether our layers took it, so the page callback that runs later (late by
+        // seconds on a busy wall machine) knows without guessing from the clock.
+        g.on('plotly_click', function (d) {
+            var ev = d && d.event, box = m.getCanvas().getBoundingClientRect();
+            window._scPlotlyTaken = !!(ev && ev.clientX !== undefined &&
+                taker(m, [ev.clientX - box.left, ev.clientY - box.top]));
+        });
+    }
+    // What a click at a point of the map does if our layers take it: a live dot opens its page, a
+    // device bubble zooms in on itself; null when plotly's traces should have it.
+    function taker(m, point) {
+        var f = liveHit(m, point);
+        if (f && f.properties.href) { return {href: f.properties.href}; }
+        var ids = (m.getStyle().layers || []).map(function (l) { return l.id; })
+            .filter(function (id) { return /-cluster$/.test(id); });
+        if (!ids.length) { return null; }
+        var hit = m.queryRenderedFeatures(point, {layers: ids});
+        return hit.length ? {center: hit[0].geometry.coordinates} : null;
+    }
+
+    // Which traces and basemap layers the layer panel's choice shows. Compared with what is drawn, not
+    // with the last choice: a new figure from the server comes with everything visible and untinted
+    // again, and may be drawn after the panel's callback ran, so this runs again after every plot.
+    function showLayers(g, on) {
+        var has = function (k) { return on.indexOf(k) >= 0; };
+        var only = has('alerts_only');
+        var t = meta(g).traces, L = meta(g).layers || {};
+        if (!t) { return; }
+        var vis = {};
+        vis[t.compounds] = !only && has('compounds');
+        vis[t.units] = !only && has('units');
+        vis[t.shops] = !only && has('shops');
+        if (t.resources !== undefined) { vis[t.resources] = !only && has('resources'); }
+        vis[t.devices] = !only;
+        var idx = Object.keys(vis).map(Number).filter(function (i) { return g.data[i]; });
+        if (idx.some(function (i) { return (g.data[i].visible !== false) !== vis[i]; })) {
+            window.Plotly.restyle(g, {visible: idx.map(function (i) { return vis[i]; })}, idx);
+        }
+        var rel = {}, ml = (g.layout.map || {}).layers || [];
+        var mm = mapOf(g);  // the street's own basemap: a layer of the style (dashboard/offline.py)
+        if (mm && mm.getLayer('sc-basemap')) {
+            var bm = has('basemap');
+            if ((mm.getLayoutProperty('sc-basemap', 'visibility') !== 'none') !== bm) {
+                mm.setLayoutProperty('sc-basemap', 'visibility', bm ? 'visible' : 'none');
+            }
+            // Over the basemap the community tints (the first layers, up to water) only tint it.
+            var tints = meta(g).tint, tint = tints && tints[bm ? 1 : 0];
+            for (var c = 0; tints && c < (L.water || 0); c++) {
+                if (ml[c] && ml[c].opacity !== tint) { rel['map.layers[' + c + '].opacity'] = tint; }
+            }
+        }
+        var bl = L.buildings !== undefined && ml[L.buildings];
+        var bwant = !only && has('buildings');
+        if (bl && (bl.visible !== false) !== bwant) {
+            rel['map.layers[' + L.buildings + '].visible'] = bwant;
+        }
+        if (Object.keys(rel).length) { window.Plotly.relayout(g, rel); }
     }
 
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
@@ -349,52 +406,23 @@
                     return NO();
                 }
                 on = on || [];
-                var has = function (k) { return on.indexOf(k) >= 0; };
-                var only = has('alerts_only');
-                var t = meta(g).traces, L = meta(g).layers || {};
-                if (!t) { return NO(); }
-                var vis = {};
-                vis[t.compounds] = !only && has('compounds');
-                vis[t.units] = !only && has('units');
-                vis[t.shops] = !only && has('shops');
-                if (t.resources !== undefined) { vis[t.resources] = !only && has('resources'); }
-                vis[t.devices] = !only;
-                var idx = Object.keys(vis).map(Number);
-                // Compared with what is drawn, not with the last choice: a new figure from the server
-                // comes with everything visible again.
-                if (idx.some(function (i) { return (g.data[i].visible !== false) !== vis[i]; })) {
-                    window.Plotly.restyle(g, {visible: idx.map(function (i) { return vis[i]; })}, idx);
-                }
+                g._scLayersOn = on;
+                if (!meta(g).traces) { return NO(); }
+                showLayers(g, on);
                 var labels = meta(g).kinds || {}, all = Object.keys(labels);
-                var want = all.filter(function (k) { return has('kind:' + k); });
+                var want = all.filter(function (k) { return on.indexOf('kind:' + k) >= 0; });
                 var shown = want.length === all.length ? null : want.map(function (k) { return labels[k]; });
-                filterKinds(g, t.devices, shown);
+                filterKinds(g, meta(g).traces.devices, shown);
                 window._scShownKinds = shown;
                 drawLive(g, mapOf(g));
-                var rel = {}, ml = (g.layout.map || {}).layers || [];
-                var mm = mapOf(g);  // the street's own basemap: a layer of the style (dashboard/offline.py)
-                if (mm && mm.getLayer('sc-basemap')) {
-                    var bm = has('basemap');
-                    mm.setLayoutProperty('sc-basemap', 'visibility', bm ? 'visible' : 'none');
-                    // Over the basemap the community tints (the first layers, up to water) only tint it.
-                    var tints = meta(g).tint, tint = tints && tints[bm ? 1 : 0];
-                    for (var c = 0; tints && c < (L.water || 0); c++) {
-                        if (ml[c] && ml[c].opacity !== tint) { rel['map.layers[' + c + '].opacity'] = tint; }
-                    }
-                }
-                var bl = L.buildings !== undefined && ml[L.buildings];
-                var bwant = !only && has('buildings');
-                if (bl && (bl.visible !== false) !== bwant) {
-                    rel['map.layers[' + L.buildings + '].visible'] = bwant;
-                }
-                if (Object.keys(rel).length) { window.Plotly.relayout(g, rel); }
                 return '';
             },
             // A click on a compound, a device or an alert opens its page.
             mapClick: function (click) {
                 var g = gd();
                 if (!click || !click.points || !click.points.length || !g) { return NO(); }
-                if (Date.now() - (window._scClickTaken || 0) < 800) { return NO(); }  // a live dot / bubble took it
+                if (window._scPlotlyTaken) { return NO(); }  // a live dot / bubble took this click
+                if (Date.now() - (window._scClickTaken || 0) < 800) { return NO(); }  // (no DOM event known)
                 // ... also when this callback runs later than that on a busy machine: the page has gone already
                 if (window._scWentTo && window.location.pathname === window._scWentTo) { return NO(); }
                 var p = click.points[0], t = meta(g).traces || {};
