@@ -72,6 +72,12 @@ class RunningPostgres:
         with psycopg.connect(self.url(), autocommit=True) as db:
             db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
+    def crash(self) -> None:
+        """The server lost at once, as with its host: the postmaster and every backend (a backend outlives
+        a killed postmaster for a moment and may still commit what never reaches a standby)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)  # started in a session of its own: the whole server
+        self.proc.wait(10)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             # SIGINT to the postmaster itself (not to runuser in between): fast shutdown, clients cut off.

@@ -7,8 +7,6 @@ warning from memory while no database takes writes, and writes what it held, wit
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import time
 from collections.abc import Iterator
 
@@ -66,7 +64,7 @@ def test_the_engine_warns_through_a_failover_and_loses_nothing(
             # here; synchronous_standby_names makes PostgreSQL wait for it on every commit instead).
             assert wait_until(lambda: replayed(standby, db, 1), timeout=15)
 
-            os.kill(int((primary.root / "data" / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+            primary.crash()
             lost_at = time.monotonic()
             feed(svc, gas[1], {"lel_pct": 58.0})  # a red reading while no database takes writes
             feed(svc, gas[0], {"lel_pct": 63.0})  # the open leak goes on
