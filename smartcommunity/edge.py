@@ -51,6 +51,9 @@ DEFAULT_AUTOSAVE_S = 5  # what a crash of the edge itself (not a clean stop) may
 class EdgeSpec:
     community: str
     centers: list[tuple[str, int]]  # the center first; standby centers after it, tried in turn
+    # Further centers that each keep their own full copy: one more bridge (and queue) each, so the
+    # loss of one center loses none of what reached the edge (README: two centers).
+    copies: list[tuple[str, int]] = field(default_factory=list)
     port: int = 1883  # the devices' listener (loopback-only and plain when secure)
     bind: str = "127.0.0.1"  # secure: the TLS listener's address, which devices reach
     tls_port: int = 8883
@@ -83,12 +86,20 @@ def parse_center(text: str) -> tuple[str, int]:
 
 
 def bridge_conf(spec: EdgeSpec, *, tls_cafile: Path | None, username: str | None, password: str | None) -> str:
-    """The bridge section: the community's topics out to the center at QoS 1, queued while it is away."""
+    """The bridge sections: the community's topics out to the center at QoS 1, queued while it is away;
+    one more bridge to each center that keeps a copy."""
+    targets = [(connection_name(spec.community), spec.centers)]
+    targets += [(f"{connection_name(spec.community)}-copy{i}", [c]) for i, c in enumerate(spec.copies, 1)]
+    return "\n".join(_bridge(spec, name, centers, tls_cafile, username, password) for name, centers in targets)
+
+
+def _bridge(spec: EdgeSpec, name: str, centers: list[tuple[str, int]], tls_cafile: Path | None,
+            username: str | None, password: str | None) -> str:
     c = spec.community
     lines = [
-        f"connection {connection_name(c)}",
-        "address " + " ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in spec.centers),
-        f"remote_clientid {connection_name(c)}",
+        f"connection {name}",
+        "address " + " ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in centers),
+        f"remote_clientid {name}",
         f"topic {TOPIC_ROOT}/{c}/# out 1",
         # The center keeps the bridge's session, and the edge its local subscription and queue,
         # across a cut uplink and restarts of either.
@@ -184,6 +195,9 @@ def register(sub: Any) -> None:
         a.add_argument("--center", action="append", default=[], metavar="HOST:PORT",
                        help="the center's broker as the edge reaches it (its TLS port when secure); repeat for "
                             "standby centers, tried in turn (default: SC_MQTT_URL's broker)")
+        a.add_argument("--copy", action="append", default=[], metavar="HOST:PORT",
+                       help="another center that keeps its own full copy: a bridge and a queue of its own "
+                            "(repeatable)")
         a.add_argument("--dir", type=Path, help="the edge's folder (default <SC_DATA_DIR>/edge/<community>)")
         a.add_argument("--port", type=int, default=1883, help="the devices' listener (default 1883; "
                        "loopback only, and plain with credentials when secure)")
@@ -200,7 +214,8 @@ def register(sub: Any) -> None:
 
 def _spec(args: argparse.Namespace, settings: Settings) -> EdgeSpec:
     centers = [parse_center(c) for c in args.center] or [(settings.mqtt_endpoint.host, settings.mqtt_endpoint.port)]
-    return EdgeSpec(args.community, centers, port=args.port, bind=args.bind, tls_port=args.tls_port,
+    return EdgeSpec(args.community, centers, copies=[parse_center(c) for c in args.copy], port=args.port,
+                    bind=args.bind, tls_port=args.tls_port,
                     hosts=args.host, max_queued=args.max_queued, autosave_s=args.autosave)
 
 

@@ -53,9 +53,16 @@ class RunningPostgres:
     proc: subprocess.Popen[bytes]
     root: Path
     port: int
+    host: str = "127.0.0.1"  # where it listens (an address inside a network namespace, in the drills)
 
     def url(self, db: str = "postgres") -> str:
+        if self.host != "127.0.0.1":  # from this host: by its socket in `root`, which any namespace reaches
+            return f"postgresql://{ADMIN}@/{db}?host={self.root}&port={self.port}"
         return f"postgresql://{ADMIN}@127.0.0.1:{self.port}/{db}"
+
+    def net_url(self, db: str = "postgres") -> str:
+        """The URL other hosts use."""
+        return f"postgresql://{ADMIN}@{self.host}:{self.port}/{db}"
 
     def fresh_database(self) -> tuple[str, str]:
         """(name, URL) of a new empty database."""
@@ -94,7 +101,21 @@ class RunningPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(replicable: bool = False) -> RunningPostgres:
+@dataclass(frozen=True)
+class Place:
+    """Where a server runs: a network namespace (`ip netns`), its address there, the port, and the
+    network its peers connect from (trusted, as the loopback is)."""
+
+    netns: str
+    host: str
+    port: int
+    peers: str  # CIDR
+
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns]
+
+
+def start_postgres(replicable: bool = False, place: Place | None = None) -> RunningPostgres:
     bindir = ensure_installed()
     root = Path(tempfile.mkdtemp(prefix="sc-pg-"))
     data = root / "data"
@@ -112,38 +133,46 @@ def start_postgres(replicable: bool = False) -> RunningPostgres:
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise NoPostgres(f"initdb failed: {init.stderr.decode(errors='replace')[-800:]}")
-    return _launch(bindir, root, run_as, replicable)
+    if place is not None:
+        with open(data / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {place.peers} trust\nhost replication all {place.peers} trust\n")
+    return _launch(bindir, root, run_as, replicable, place)
 
 
-def _launch(bindir: Path, root: Path, run_as: list[str], replicable: bool = False) -> RunningPostgres:
-    """Run the server on `root`/data (made by initdb or pg_basebackup) on a free port; wait until it answers."""
+def _launch(bindir: Path, root: Path, run_as: list[str], replicable: bool = False,
+            place: Place | None = None) -> RunningPostgres:
+    """Run the server on `root`/data (made by initdb or pg_basebackup) on a free port (or `place`'s, in its
+    network namespace); wait until it answers."""
     data, log = root / "data", root / "postgres.log"
-    port = free_port()
+    port = place.port if place else free_port()
+    host = place.host if place else "127.0.0.1"
+    prefix = place.prefix() if place else []
     # Unsynced for speed; a server to be replicated keeps full page writes (a standby needs them).
     fast = ["-c", "fsync=off", "-c", "synchronous_commit=off",
             "-c", f"full_page_writes={'on' if replicable else 'off'}"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root),
-             "-c", "listen_addresses=127.0.0.1", *fast, "-c", "max_connections=200"],
+            [*prefix, *run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root),
+             "-c", f"listen_addresses={host}", *fast, "-c", "max_connections=200"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=root)
-    server = RunningPostgres(proc, root, port)
+    server = RunningPostgres(proc, root, port, host)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-1500:]
             server.stop()
             raise NoPostgres(f"postgres exited with code {proc.returncode}:\n{tail}")
-        ready = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", ADMIN],
+        ready = subprocess.run([str(bindir / "pg_isready"), "-h", str(root) if place else host, "-p", str(port),
+                                "-U", ADMIN],
                                capture_output=True, check=False)
         if ready.returncode == 0:
             return server
         time.sleep(0.1)
     server.stop()
-    raise NoPostgres(f"postgres did not answer on 127.0.0.1:{port} in 30s")
+    raise NoPostgres(f"postgres did not answer on {host}:{port} in 30s")
 
 
-def start_standby(primary: RunningPostgres) -> RunningPostgres:
+def start_standby(primary: RunningPostgres, place: Place | None = None) -> RunningPostgres:
     """A hot standby of `primary` by streaming replication (pg_basebackup -R), on its own port; promote it
     with `promote(standby)`. The primary must have been started with `replicable=True`."""
     bindir = ensure_installed()
@@ -153,13 +182,14 @@ def start_standby(primary: RunningPostgres) -> RunningPostgres:
         pg = pwd.getpwnam("postgres")
         os.chown(root, pg.pw_uid, pg.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
-    copy = subprocess.run([*run_as, str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+    prefix = place.prefix() if place else []  # copied over the network, as it then streams
+    copy = subprocess.run([*prefix, *run_as, str(bindir / "pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
                            "-U", ADMIN, "-D", str(root / "data"), "-R", "-X", "stream", "--no-sync"],
                           capture_output=True, check=False, cwd=root)
     if copy.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise NoPostgres(f"pg_basebackup failed: {copy.stderr.decode(errors='replace')[-800:]}")
-    return _launch(bindir, root, run_as, replicable=True)
+    return _launch(bindir, root, run_as, replicable=True, place=place)
 
 
 def promote(standby: RunningPostgres) -> None:
