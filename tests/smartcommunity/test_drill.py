@@ -3,8 +3,8 @@
 - an edge host: 艳湖's edge broker (`smartcommunity edge run yanhu --center A --copy B`: one bridge
   to each center, each with its own persistent queue) and the simulated devices of 艳湖;
 - center A and center B: each its own Mosquitto, InfluxDB and ingest (each center keeps a full copy
-  of the time series), an alerts engine (`alerts --standby`: A holds the lease, B waits) and
-  PostgreSQL (A the primary, B a streaming-replication standby);
+  of the time series), an alerts engine (`alerts --standby`: A holds the lease, B waits), a dashboard
+  and PostgreSQL (A the primary, B a streaming-replication standby);
 - the staff's host: what is published on `sc/alerts` at each center, and the SMS/voice gateway the
   engines notify (an HTTP receiver).
 
@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PY = [sys.executable, "-m"]
 COMMUNITY = "yanhu"
 GATEWAY_PORT = 8099
+DASH_PORT = 8050
+TOKEN = "drill-service-token"  # the dashboards' /api from another host needs one (SC_API_TOKEN)
 RED_LEL = 25.0  # gas_lel_high's threshold (alerts/rules.yaml): the reading that makes the alert
 
 
@@ -94,7 +96,8 @@ class Drill:
         data.mkdir()
         env = dict(os.environ, PYTHONPATH=str(ROOT), SC_DATA_DIR=str(data), SC_MQTT_URL="mqtt://127.0.0.1:1883",
                    SC_INFLUX_URL="http://127.0.0.1:8086", SC_STORE_URL=self.store_url, SC_AUTO_INSTALL="0",
-                   SC_ALERTS_WEBHOOK_URL=f"http://{self.net.addr['staff']}:{GATEWAY_PORT}/gateway")
+                   SC_ALERTS_WEBHOOK_URL=f"http://{self.net.addr['staff']}:{GATEWAY_PORT}/gateway",
+                   SC_API_TOKEN=TOKEN)
         env.pop("SC_MQTT_STANDBY_URLS", None)
         c = Center(name, addr, data, env)
         # The center's broker listens on its own address (inside this namespace only), anonymous as on loopback.
@@ -108,6 +111,8 @@ class Drill:
         c.pids["ingest"] = self.net.run(name, [*PY, "smartcommunity", "ingest"], data / "ingest.log", env, ROOT).pid
         c.pids["alerts"] = self.net.run(name, [*PY, "smartcommunity", "alerts", "--standby"], data / "alerts.log",
                                         env, ROOT).pid
+        c.pids["dashboard"] = self.net.run(name, [*PY, "smartcommunity", "dashboard", "--host", addr, "--port",
+                                                  str(DASH_PORT)], data / "dashboard.log", env, ROOT).pid
         self.centers[name] = c
         return c
 
@@ -119,6 +124,15 @@ class Drill:
         except psycopg.Error:
             return None
         return (int(row[0].split(":")[1]), int(row[1])) if row else None
+
+    def api(self, center: str, path: str) -> Any:
+        """GET a center's dashboard /api from the staff's host (None if it does not answer 200)."""
+        code = ("import json, sys, urllib.request as u; r = u.urlopen(u.Request(sys.argv[1], headers="
+                "{'Authorization': 'Bearer ' + sys.argv[2]}), timeout=5); print(r.read().decode())")
+        url = f"http://{self.net.addr[center]}:{DASH_PORT}{path}"
+        got = subprocess.run(["ip", "netns", "exec", self.net.ns("staff"), sys.executable, "-c", code, url, TOKEN],
+                             capture_output=True, text=True, check=False)
+        return json.loads(got.stdout) if got.returncode == 0 else None
 
     def points(self, center: str) -> set[tuple[str, int]]:
         got = subprocess.run(["ip", "netns", "exec", self.net.ns(center), *PY, "tests.drill_watch", "points", "0"],
@@ -221,6 +235,10 @@ def run_drill(d: Drill, cut_s: float) -> dict[str, Any]:
     red_read = min(t for t, v in readings(second.device_id) if v >= RED_LEL)
     wait(lambda: alerts_of(second.device_id, f"{b.addr}:1883"), 60, "the second leak raised by center B")
     second_alert_s = min(r["at"] for r in alerts_of(second.device_id, f"{b.addr}:1883")) - red_read
+    # Center B's dashboard shows both leaks, open, from the promoted database.
+    on_wall = wait(lambda: {a["device_id"] for a in d.api("b", "/api/alerts?state=active&community=yanhu") or []
+                            if a["rule"] == "gas_lel_high"} >= {first.device_id, second.device_id}, 60,
+                   "both leaks on center B's dashboard")
 
     # The edge's cable pulled out, then plugged back in: what the devices gave it meanwhile is queued.
     net.link("edge", up=False)
@@ -267,6 +285,7 @@ def run_drill(d: Drill, cut_s: float) -> dict[str, Any]:
         "notifications": len(notes),
         "notifications_sent_twice": sum(n - 1 for n in sent.values() if n > 1),
         "alerts_not_notified": sorted({i for v in ids.values() for i in v} - told),
+        "both_leaks_on_B_dashboard": bool(on_wall),
         "since_devices_started_s": round(time.time() - started, 1),
     }
     print("drill figures", json.dumps(figures, ensure_ascii=False))
