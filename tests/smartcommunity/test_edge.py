@@ -143,6 +143,12 @@ def test_config_verb_writes_the_bridge_that_keeps_what_it_is_given(tmp_path: Pat
                  "max_queued_messages 1000000", "autosave_interval 3", "listener 2883 127.0.0.1"):
         assert line in conf.splitlines(), line
     assert "remote_password" not in conf  # not secure: no account
+    # A second center that keeps its own copy: a bridge of its own (its own queue), besides the first.
+    assert main(["edge", "config", COMMUNITY, "--center", "10.0.0.1:1883", "--copy", "10.0.0.2:1883"]) == 0
+    bridges = (tmp_path / "var" / "edge" / COMMUNITY / "mosquitto.conf").read_text().split("\nconnection ")[1:]
+    assert [b.splitlines()[:2] for b in bridges] == [["sc-edge-yanling", "address 10.0.0.1:1883"],
+                                                   ["sc-edge-yanling-copy1", "address 10.0.0.2:1883"]]
+    assert all("topic sc/yanling/# out 1" in b and "cleansession false" in b for b in bridges)
     assert main(["edge", "config", COMMUNITY, "--center", "nowhere"]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
     # A broker reachable from the network needs SC_SECURE, at the edge as at the center.
