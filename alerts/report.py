@@ -102,6 +102,7 @@ class Stat:
 class Section:
     community: str
     total: int = 0
+    label: str | None = None  # what the sum is called when it is not the whole street's (a scoped reader's)
     by_kind_severity: Counter[tuple[str, str]] = field(default_factory=Counter)
     durations: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in MEASURES})
     by_compound: Counter[str] = field(default_factory=Counter)
@@ -123,6 +124,8 @@ class Section:
 
     @property
     def name(self) -> str:
+        if self.label:
+            return self.label
         return ALL_LABEL if self.community == ALL else COMMUNITIES.get(self.community, self.community)
 
     def stats(self) -> dict[str, Stat]:

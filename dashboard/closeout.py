@@ -34,7 +34,7 @@ from alerts.archive import pending
 from alerts.configfile import Watched
 from alerts.dispatch import ACTIONS, CAUSES, MAX_TEXT, DispatchBook, Refused, link_secret, photo_path
 from alerts.patrols import plans_for_report
-from alerts.report import Period, Report, build_report, place_names, to_csv, to_html
+from alerts.report import ALL_LABEL, Period, Report, build_report, place_names, to_csv, to_html
 from alerts.store import Store
 from alerts.teams import Teams, TeamsError, TeamsWatcher
 from core.contract import COMMUNITIES
@@ -44,7 +44,16 @@ from dashboard.actions import AlertActions
 from dashboard.api import error
 from dashboard.fieldpage import register_field_page
 from dashboard.login import acting_as
-from dashboard.scope import communities_seen, community_in, current_scope, hidden, scoped_report, scoped_store, teams_in
+from dashboard.scope import (
+    communities_seen,
+    community_in,
+    current_scope,
+    hidden,
+    scope_words,
+    scoped_report,
+    scoped_store,
+    teams_in,
+)
 from dashboard.theme import BG, COMMUNITY_EDGE, GRID, MUTED, NAV, PANEL, TEXT
 
 log = logging.getLogger(__name__)
@@ -226,11 +235,14 @@ def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]
     opts = "".join(f'<option value="{c}"{" selected" if c == comm else ""}>{html.escape(n)}</option>'
                    for c, n in communities_seen().items())
     query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
+    scope = current_scope()
+    everything = html.escape(scope_words(scope) if scope is not None and scope_words(scope) else ALL_LABEL)
     links = "".join(f'<a class="nav-link{" on" if href == "/report" else ""}" href="{href}">{name}</a>'
                     for name, href in (*NAV, *(more_nav or [])))
     return (f'<header class="topbar"><b>车城路街道 综合一张图</b><nav>{links}</nav></header><main>'
             '<form class="nav" method="get" action="/report"><label>月份 <select name="month" id="month">'
-            f'{month_opts}</select></label> <label>社区 <select name="community"><option value="">全街道</option>{opts}'
+            f'{month_opts}</select></label> <label>社区 <select name="community">'
+            f'<option value="">{everything}</option>{opts}'
             '</select></label> <button type="submit">查看</button> '
             f'<a href="/report.csv?{query}" id="csv">下载 CSV</a></form>')
 

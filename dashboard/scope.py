@@ -421,6 +421,9 @@ def scoped_report(rep: Report, scope: Scope | None) -> Report:
     if scope is None:
         return rep
     sections = {c: s for c, s in rep.sections.items() if c == ALL or scope.community(c)}
+    words = scope_words(scope)
+    if words and ALL in sections:  # the sum is of this person's part of the street, and says so
+        sections[ALL] = replace(sections[ALL], label=f"{words} 合计")
     return replace(rep, sections=sections)
 
 

@@ -21,6 +21,7 @@ from flask import g
 from flask.testing import FlaskClient
 
 from alerts.inbox import InboxStore, Received, inbox_path
+from alerts.report import ALL_LABEL
 from alerts.store import open_store
 from core.contract import Alert, Device
 from core.registry import ensure_registry, load_registry
@@ -28,6 +29,7 @@ from core.staff import Accounts, Scope, accounts_path
 from core.timebase import iso
 from dashboard.app import create_app
 from dashboard.login import User
+from dashboard.scope import scope_words
 from dashboard.sessions import SessionStore, sessions_path
 from tests.conftest import RunningAlerts, make_settings
 from tests.dashboard.pagehelp import ROUTER
@@ -366,3 +368,11 @@ def test_a_field_link_is_its_own_credential(world: World) -> None:
         g.sc_user = User("grid", "grid", "operator", "staff", w.scopes["grid"])
         assert d.actions.send("dispatch_cancel", "grid", "console", dispatch_id=dispatch_id).status == 404
         assert d.actions.send("accept", "王师傅", "field", dispatch_id=dispatch_id).status == 200
+
+
+def test_a_scoped_report_names_its_sum_for_the_scope(world: World) -> None:
+    """The sum of a scoped person's report is theirs, not the street's, and is called so."""
+    for who in ("grid", "gasco"):
+        page = _text(world.client_of[who].get("/report"))
+        assert f"{scope_words(world.scopes[who])} 合计" in page and ALL_LABEL not in page, who
+    assert ALL_LABEL in _text(world.client_of["duty"].get("/report"))
