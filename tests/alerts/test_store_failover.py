@@ -10,6 +10,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 
+import orjson
 import psycopg
 import pytest
 
@@ -91,4 +92,50 @@ def test_the_engine_warns_through_a_failover_and_loses_nothing(
         finally:
             store.close()
     finally:
+        seen.close()
+
+
+def test_an_alert_the_standby_never_received_is_written_again_from_memory(
+        settings: Settings, pair: tuple[RunningPostgres, RunningPostgres, str]) -> None:
+    primary, standby, url = pair
+    db = url.rsplit("/", 1)[1].split("?")[0]
+    s = dataclasses.replace(settings, store_url=url)
+    dev = [d for d in system_registry(s).values() if d.kind == "gas"][2]  # not one the test above raised
+    mine = b'"' + dev.device_id.encode() + b'"'
+    seen = Collector(s, f"{TOPIC_ROOT}/alerts/#")
+    stopped = False
+    try:
+        with RunningAlerts(s) as svc:
+            standby.freeze()  # the standby receives nothing from here on
+            stopped = True
+            feed(svc, dev, {"lel_pct": 62.0})
+            assert seen.wait_for(lambda m: any(mine in p and not kept for _, p, kept in m), 15)
+            raised = next(orjson.loads(p)["alert_id"] for _, p, kept in seen.messages if mine in p and not kept)
+            with psycopg.connect(primary.url(db), autocommit=True) as c:  # committed on the primary
+                assert wait_until(lambda: c.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1, timeout=10)
+            primary.crash()  # acknowledged, never sent: asynchronous replication loses it here
+            standby.thaw()
+            stopped = False
+            assert not replayed(standby, db, 1)
+            feed(svc, dev, {"lel_pct": 80.0})  # the leak goes on: an update the engine holds
+            assert wait_until(lambda: held_snapshot(svc.store)["holding"] > 0, timeout=10)
+            promote(standby)
+            assert wait_until(lambda: held_snapshot(svc.store)["holding"] == 0
+                              and held_snapshot(svc.store)["store_down_since"] is None, timeout=30)
+            feed(svc, dev, {"lel_pct": 95.0})  # after the failover: the same alert goes on, none raised anew
+            assert wait_until(lambda: any(b"95.0" in p and mine in p for _, p, _ in seen.messages), timeout=10)
+        store = open_store(url)  # the promoted standby
+        try:
+            rows = store.list(device_id=dev.device_id, limit=10)
+            assert [a.alert_id for a in rows] == [raised]  # written again, and once: the same alert
+            steps = store.timeline(rows[0].alert_id)
+            events = [st.event for st in steps]
+            assert rows[0].state != "resolved" and events[0] == Event.RAISED and events.count(Event.RAISED) == 1
+            assert [st.note for st in steps if st.event == Event.WRITTEN_LATE] == [HeldPostgresStore.LOST_NOTE]
+            assert rows[0].value == 95.0  # and the engine goes on with it
+        finally:
+            store.close()
+    finally:
+        if stopped:
+            standby.thaw()
         seen.close()
