@@ -78,31 +78,17 @@ class RunningPostgres:
         os.killpg(self.proc.pid, signal.SIGKILL)  # started in a session of its own: the whole server
         self.proc.wait(10)
 
-    def freeze(self) -> None:
-        """Every process of the server stopped (SIGSTOP) as a hung host is: it takes and sends nothing.
-        Not the `runuser` in between (as root): seeing its child stop, it stops itself, and a later
-        SIGCONT may reach it before it does so, leaving it stopped and the server unstoppable."""
-        for pid in self._session():
-            if pid != self.proc.pid or not self._run_as_root():
-                os.kill(pid, signal.SIGSTOP)
+    def stop_sending(self) -> None:
+        """The primary sends its standbys nothing more (its WAL senders stopped, SIGSTOP) and goes on
+        committing: what it commits from here on is lost with it. (A standby stopped instead may still
+        read, once woken, what the kernel had taken into its socket for it.)"""
+        import psycopg
 
-    def thaw(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGCONT)
-
-    def _run_as_root(self) -> bool:
-        return Path(f"/proc/{self.proc.pid}/comm").read_text().strip() == "runuser"
-
-    def _session(self) -> list[int]:
-        """The processes of the server's process group (it was started in a session of its own)."""
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # gone meanwhile
-            if int(fields[2]) == self.proc.pid:  # pgrp
-                pids.append(int(stat.parent.name))
-        return pids
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            pids = [r[0] for r in db.execute("SELECT pid FROM pg_stat_replication").fetchall()]
+        assert pids, "no standby is streaming from this server"
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
