@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 
 from alerts.store import AlertStore, AlreadyOpen, Store, sqlite_file
 from alerts.store.postgres import PostgresStore, Unreachable, unreachable
-from alerts.store.sql import placeholders
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
 from core.diskfull import is_disk_full
@@ -123,9 +122,12 @@ class Holding:
     def _try(self, name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[bool, Any]:
         """(written?, result): written now if nothing is queued before it and the disk takes it."""
         with self._hold:
-            if self.holding or self.degraded:
+            # After an outage of a store that can lose commits, nothing is written before the check.
+            checking = self.LOSES_COMMITS and self.full_since is not None
+            if self.holding or self.degraded or checking:
                 self.retry()
-            if not self._ops and not self.degraded:
+                checking = self.LOSES_COMMITS and self.full_since is not None
+            if not self._ops and not self.degraded and not checking:
                 try:
                     return True, getattr(self._BASE, name)(self, *args, **kw)
                 except Exception as exc:
@@ -231,7 +233,7 @@ class Holding:
         ids = [*want, *(a for a in self._resolved if a not in want)]
         if not ids:
             return
-        states = self._states(ids)
+        states = self._BASE._alert_states(self, ids)
         now = iso_ms(int(time.time() * 1000))
         steps: list[tuple[str, str, str, str | None, str | None, dict[str, Any] | None]] = []
         for alert_id, (_, alert, subject, kw) in list(self._resolved.items()):
@@ -273,17 +275,6 @@ class Holding:
         if again:
             log.warning("alert store failed over: %d alerts or resolves the database lacked written again "
                         "from memory", again)
-
-    def _states(self, alert_ids: list[str]) -> dict[str, str]:
-        """The state of each of these alerts the database has."""
-        out: dict[str, str] = {}
-        with self._read() as db:
-            for i in range(0, len(alert_ids), 500):
-                chunk = alert_ids[i:i + 500]
-                rows = self._x(db, f"SELECT alert_id, state FROM alerts WHERE alert_id IN ({placeholders(len(chunk))})",
-                               chunk).fetchall()
-                out.update({r["alert_id"]: r["state"] for r in rows})
-        return out
 
     def _held_step(self, alert_id: str, event: str, at: str, by: str | None, note: str | None,
                    data: dict[str, Any] | None) -> None:
@@ -546,6 +537,12 @@ class HeldPostgresStore(Holding, PostgresStore):
         if self.full_since is not None and not self._reachable.is_set():
             self._probe()
             raise Unreachable("the alert store's database is unreachable (probing every second)")
+        if self.full_since is None and self._lost():
+            # A lost connection is an outage too, however short: the server it reaches next may be a
+            # promoted standby, and the retry after it checks what that lacks (`_write_lost`).
+            exc = Unreachable("the alert store's connection was lost")
+            self._went_full(exc)
+            raise exc
         return super()._live()
 
     def _probe(self) -> None:
