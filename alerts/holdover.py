@@ -70,7 +70,7 @@ def held_snapshot(store: Store) -> dict[str, Any]:
     """What `HeldStore.snapshot` tells; a store that holds nothing holds nothing."""
     if isinstance(store, Holding):
         return store.snapshot()
-    return {"holding": 0, "degraded": False, "disk_full_since": None, "written_late": 0}
+    return {"holding": 0, "degraded": False, "disk_full_since": None, "written_late": 0, "written_again": 0}
 
 
 class Holding:

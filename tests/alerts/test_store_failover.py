@@ -128,6 +128,7 @@ def test_what_the_standby_never_received_is_written_again_from_memory(
             promote(standby)
             assert wait_until(lambda: held_snapshot(svc.store)["holding"] == 0
                               and held_snapshot(svc.store)["store_down_since"] is None, timeout=30)
+            assert held_snapshot(svc.store)["written_again"] == 2  # the alert and the resolve
             feed(svc, dev, {"lel_pct": 95.0})  # after the failover: the same alert goes on, none raised anew
             assert wait_until(lambda: any(b"95.0" in p and mine in p for _, p, _ in seen.messages), timeout=10)
         store = open_store(url)  # the promoted standby
