@@ -824,6 +824,12 @@ class Engine:
             self.open[key] = alert
         self._causes = None
 
+    def in_memory(self) -> list[tuple[Alert, str, dict[str, Any] | None]]:
+        """Each open alert as held here, with its subject and condition state: what a store that lost
+        acknowledged commits in a failover writes again (alerts/holdover.py)."""
+        return [(a, key[1], self.conditions[key].as_row() if key in self.conditions else None)
+                for key, a in list(self.open.items())]
+
     def adopt(self, alert: Alert) -> None:
         """A change a person made by command (alerts/command/): held here at once and published; a
         close tells everyone who was told of the alert, as a close by the engine does."""

@@ -8,6 +8,11 @@ so a full disk costs the hot path nothing) succeeds, the queue is written in ord
 steps carry their true times — and every alert touched meanwhile gets a `written_late` step naming
 the gap. Condition state and last-heard times are merged while held (only the latest matters).
 
+PostgreSQL fails over asynchronously: a commit the primary acknowledged but had not yet sent to its
+standby is not in the promoted standby. So after every outage, before the held writes, the engine's
+open alerts (and resolves of the last minutes) are checked against the database it reaches now, and
+what is missing is written again from memory, marked so on the timeline (`Holding._write_lost`).
+
 Started on a full disk (a restart while it is full), the database cannot be opened for writing (its
 WAL needs room): it is then read as it is on disk (SQLite `immutable`, or an empty store if there is
 none yet), every write is held, and it is opened properly as soon as there is room.
@@ -20,10 +25,11 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from alerts.store import AlertStore, Store, sqlite_file
+from alerts.store import AlertStore, AlreadyOpen, Store, sqlite_file
 from alerts.store.postgres import PostgresStore, Unreachable, unreachable
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
@@ -35,6 +41,10 @@ log = logging.getLogger(__name__)
 
 RETRY_S = 1.0
 Key = tuple[str, str]
+# How long a resolve is remembered, to be written again if a failover lost it (replication lags by far less).
+RESOLVE_KEEP_S = 600.0
+# What the engine holds open: (alert, subject, its condition row as `save_conditions` takes it, or None).
+Memory = Callable[[], Iterable[tuple[Alert, str, dict[str, Any] | None]]]
 
 
 def open_held(settings: Settings) -> Store:
@@ -50,11 +60,17 @@ def retry_held(store: Store) -> None:
         store.retry()
 
 
+def remember_from(store: Store, memory: Memory) -> None:
+    """Let a held store ask the engine what it holds open, to write again what a failover lost."""
+    if isinstance(store, Holding):
+        store._memory = memory
+
+
 def held_snapshot(store: Store) -> dict[str, Any]:
     """What `HeldStore.snapshot` tells; a store that holds nothing holds nothing."""
     if isinstance(store, Holding):
         return store.snapshot()
-    return {"holding": 0, "degraded": False, "disk_full_since": None, "written_late": 0}
+    return {"holding": 0, "degraded": False, "disk_full_since": None, "written_late": 0, "written_again": 0}
 
 
 class Holding:
@@ -63,7 +79,12 @@ class Holding:
     _BASE: ClassVar[type[Any]]
     # What the timeline says of the gap, once written (the cause differs by backend).
     GAP_NOTE: ClassVar[str] = "数据盘满期间的记录已按实际时间补写"
+    # A commit acknowledged can be lost with the server (PostgreSQL's asynchronous standby): after an
+    # outage, what the engine holds is checked against the database and written again where missing.
+    LOSES_COMMITS: ClassVar[bool] = False
+    LOST_NOTE: ClassVar[str] = "故障切换中丢失 (备库未收到), 已按引擎内存补写"
     degraded = False  # opened read-only on a full disk (SQLite): every write is held
+    _memory: Memory | None = None  # the engine's open alerts (remember_from); else `_known`
 
     @staticmethod
     def _holdable(exc: BaseException) -> bool:
@@ -82,6 +103,9 @@ class Holding:
         # The last state read or written of each open alert: what a held update starts from when the
         # database cannot even be read (PostgreSQL failing over).
         self._known: dict[str, tuple[Alert, str]] = {}
+        # Resolves written lately: alert_id -> (when, the resolved row, subject, resolve's kwargs).
+        self._resolved: dict[str, tuple[float, Alert, str | None, dict[str, Any]]] = {}
+        self.written_again = 0  # alerts and resolves a failover lost, written again (since start)
 
     # -- state ----------------------------------------------------------------------------------
     @property
@@ -92,15 +116,18 @@ class Holding:
     def snapshot(self) -> dict[str, Any]:
         since = iso_ms(int(self.full_since * 1000)) if self.full_since else None
         return {"holding": self.holding, "degraded": self.degraded, "disk_full_since": since,
-                "written_late": self.written_late}
+                "written_late": self.written_late, "written_again": self.written_again}
 
     # -- the write path -------------------------------------------------------------------------
     def _try(self, name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[bool, Any]:
         """(written?, result): written now if nothing is queued before it and the disk takes it."""
         with self._hold:
-            if self.holding or self.degraded:
+            # After an outage of a store that can lose commits, nothing is written before the check.
+            checking = self.LOSES_COMMITS and self.full_since is not None
+            if self.holding or self.degraded or checking:
                 self.retry()
-            if not self._ops and not self.degraded:
+                checking = self.LOSES_COMMITS and self.full_since is not None
+            if not self._ops and not self.degraded and not checking:
                 try:
                     return True, getattr(self._BASE, name)(self, *args, **kw)
                 except Exception as exc:
@@ -121,7 +148,7 @@ class Holding:
     def retry(self, force: bool = False) -> bool:
         """Write what is held, in order; True when nothing is held any more."""
         with self._hold:
-            if not self.holding and not self.degraded:
+            if not self.holding and not self.degraded and self.full_since is None:
                 return True
             if not force and time.monotonic() - self._tried_at < RETRY_S:
                 return False
@@ -129,6 +156,13 @@ class Holding:
             try:
                 if self.degraded:
                     self._reopen()
+                if self.LOSES_COMMITS and self.full_since is not None:
+                    try:
+                        self._write_lost()  # before the held writes: they may update a row that was lost
+                    except Exception as exc:
+                        if self._holdable(exc):
+                            raise
+                        log.exception("could not check the open alerts against the store after an outage")
                 while self._ops:
                     name, args, kw = self._ops[0]
                     try:
@@ -168,8 +202,79 @@ class Holding:
         log.warning("alert store writing again: held rows and steps written (disk full %s to %s, %d alerts)",
                     since, until, len(touched))
         self.full_since = None
+        for alert, _ in self._held.values():
+            if alert.state == AlertState.RESOLVED:
+                self._known.pop(alert.alert_id, None)  # kept while held: what a lost row is written from
         self._held.clear()
         self._steps.clear()
+
+    def _write_lost(self) -> None:
+        """After an outage: write again what the engine holds but the database (a promoted standby) lacks.
+
+        An open alert missing is written with its true times, a `raised` step and a `written_late` step
+        saying so (and its condition state); a resolve written lately that the database shows open is
+        written again. Alerts with held writes are written as they were before them (`_known`): the held
+        writes follow. One read of the database, and writes only for what is missing."""
+        held_inserts = {args[0].alert_id for name, args, _ in self._ops if name == "insert"}
+        want: dict[str, tuple[Alert, str, dict[str, Any] | None]] = {}
+        for alert_id, (alert, subject) in self._known.items():
+            want[alert_id] = (alert, subject, None)
+        if self._memory is not None:
+            for alert, subject, cond in list(self._memory()):
+                if alert.alert_id not in self._held:
+                    want[alert.alert_id] = (alert, subject, cond)
+                elif alert.alert_id in want:
+                    want[alert.alert_id] = (*want[alert.alert_id][:2], cond)
+        for alert_id in held_inserts:
+            want.pop(alert_id, None)
+        cutoff = time.monotonic() - RESOLVE_KEEP_S
+        for alert_id in [a for a, r in self._resolved.items() if r[0] < cutoff]:
+            del self._resolved[alert_id]
+        ids = [*want, *(a for a in self._resolved if a not in want)]
+        if not ids:
+            return
+        states = self._BASE._alert_states(self, ids)
+        now = iso_ms(int(time.time() * 1000))
+        steps: list[tuple[str, str, str, str | None, str | None, dict[str, Any] | None]] = []
+        for alert_id, (_, alert, subject, kw) in list(self._resolved.items()):
+            state = states.get(alert_id)
+            if state == AlertState.RESOLVED or alert_id in want:
+                continue
+            if state is None and subject is not None:  # raised and resolved, both lost: the resolved row
+                try:
+                    self._BASE.insert(self, alert, subject)
+                except AlreadyOpen:
+                    continue
+                steps.append((alert_id, Event.RESOLVED, alert.resolved_at or alert.updated_at, kw.get("by"),
+                              kw.get("note"), {"by_hand": kw.get("by") is not None, **(kw.get("data") or {})}))
+            elif state is not None:
+                self._BASE.resolve(self, alert_id, alert.resolved_at or alert.updated_at, **kw)
+            else:
+                continue
+            steps.append((alert_id, Event.WRITTEN_LATE, now, SYSTEM, self.LOST_NOTE,
+                          {"lost": "resolved", "at": alert.resolved_at}))
+        conds = []
+        for alert_id, (alert, subject, cond) in want.items():
+            if alert_id in states:
+                continue
+            try:
+                self._BASE.insert(self, alert, subject)
+            except AlreadyOpen:  # another alert holds its place now (raised by another engine): left to it
+                log.error("alert %s lost in the failover is not written again: %s", alert_id,
+                          "another alert of its condition is open")
+                continue
+            steps.append((alert_id, Event.WRITTEN_LATE, now, SYSTEM, self.LOST_NOTE,
+                          {"lost": "raised", "at": alert.started_at}))
+            if cond is not None:
+                conds.append((alert.rule, subject, cond))
+        if conds:
+            self._BASE.save_conditions(self, conds, [])
+        self._BASE.record_many(self, steps)
+        again = sum(1 for st in steps if st[1] == Event.WRITTEN_LATE)
+        self.written_again += again
+        if again:
+            log.warning("alert store failed over: %d alerts or resolves the database lacked written again "
+                        "from memory", again)
 
     def _held_step(self, alert_id: str, event: str, at: str, by: str | None, note: str | None,
                    data: dict[str, Any] | None) -> None:
@@ -221,10 +326,12 @@ class Holding:
                 data: dict[str, Any] | None = None, watch_s: float | None = None) -> Alert | None:
         # Held, the watch after this close is written with it later; until then a re-rise raises anew.
         with self._hold:
-            done, result = self._try("resolve", (alert_id, now), {"note": note, "by": by, "data": data,
-                                                                   "watch_s": watch_s})
-            self._known.pop(alert_id, None)
+            kw = {"note": note, "by": by, "data": data, "watch_s": watch_s}
+            done, result = self._try("resolve", (alert_id, now), kw)
             if done:
+                was = self._known.pop(alert_id, None)
+                if result is not None and self.LOSES_COMMITS:
+                    self._resolved[alert_id] = (time.monotonic(), result, was[1] if was else None, kw)
                 return result  # type: ignore[no-any-return]
             base = self._base(alert_id)
             if base is None or base[0].state == AlertState.RESOLVED:
@@ -371,6 +478,8 @@ class HeldPostgresStore(Holding, PostgresStore):
 
     _BASE = PostgresStore
     GAP_NOTE = "数据库不可达期间的记录已按实际时间补写"
+    LOSES_COMMITS = True
+    LOST_NOTE = "主库故障切换时丢失 (备库未收到), 已按引擎内存补写"
 
     def __init__(self, url: str) -> None:
         PostgresStore.__init__(self, url)
@@ -428,6 +537,12 @@ class HeldPostgresStore(Holding, PostgresStore):
         if self.full_since is not None and not self._reachable.is_set():
             self._probe()
             raise Unreachable("the alert store's database is unreachable (probing every second)")
+        if self.full_since is None and self._lost():
+            # A lost connection is an outage too, however short: the server it reaches next may be a
+            # promoted standby, and the retry after it checks what that lacks (`_write_lost`).
+            exc = Unreachable("the alert store's connection was lost")
+            self._went_full(exc)
+            raise exc
         return super()._live()
 
     def _probe(self) -> None:

@@ -39,7 +39,7 @@ from alerts.delivery import Delivery, RetryPolicy
 from alerts.dispatch import DispatchBook
 from alerts.engine import Engine
 from alerts.flooding import FloodWatch
-from alerts.holdover import held_snapshot, open_held, retry_held
+from alerts.holdover import held_snapshot, open_held, remember_from, retry_held
 from alerts.lease import Lease
 from alerts.message import Places, warm_up
 from alerts.notify import Escalation, Notifier
@@ -174,6 +174,7 @@ class AlertService:
             watch_s=settings.alerts_watch_s,
             on_reopen=self.dispatches.reopened,
         )
+        remember_from(self.store, self.engine.in_memory)  # written again if a failover lost it
         self.floods = FloodWatch(self.engine, settings.data_path)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=200_000)
         # Staff commands (alerts/command/): applied on the engine thread, between device messages.

@@ -37,7 +37,9 @@ class Event(StrEnum):
     FOLDED = "folded"  # folded under a place-level alert (data: parent alert_id)
     INHIBITED = "inhibited"  # muted while its cause is open (alerts/inhibit.py; data: cause, cause_rule, inhibit)
     UNINHIBITED = "uninhibited"  # its cause no longer open: back, published and notified (data: cause)
-    WRITTEN_LATE = "written_late"  # the disk was full: the steps of this gap were kept in memory (data: from, to)
+    # The store could not write (a full disk, the database away): the steps of this gap were kept in memory
+    # (data: from, to); or lost in a failover and written again from the engine's memory (data: lost, at).
+    WRITTEN_LATE = "written_late"
     REOPENED = "reopened"  # the condition held again within the watch after a close (data: value, tier)
     REFUSED = "close_refused"  # a hand close refused: the danger was still measured (data: value, at)
     QUIET = "quiet"  # not told: in their quiet hours, below red (data: people, event, tier)

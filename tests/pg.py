@@ -85,6 +85,18 @@ class RunningPostgres:
         os.killpg(self.proc.pid, signal.SIGKILL)  # started in a session of its own: the whole server
         self.proc.wait(10)
 
+    def stop_sending(self) -> None:
+        """The primary sends its standbys nothing more (its WAL senders stopped, SIGSTOP) and goes on
+        committing: what it commits from here on is lost with it. (A standby stopped instead may still
+        read, once woken, what the kernel had taken into its socket for it.)"""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            pids = [r[0] for r in db.execute("SELECT pid FROM pg_stat_replication").fetchall()]
+        assert pids, "no standby is streaming from this server"
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             # SIGINT to the postmaster itself (not to runuser in between): fast shutdown, clients cut off.

@@ -111,6 +111,10 @@ class PostgresStore(SqlStore):
             self._db = self._connect()
         return self._db
 
+    def _lost(self) -> bool:
+        """The connection is gone (the next use makes it again, perhaps to another server)."""
+        return bool(self._db.closed or self._db.broken)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

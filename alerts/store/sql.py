@@ -149,6 +149,17 @@ class SqlStore(Store):
             row = self._x(db, "SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
         return decode(row) if row else None
 
+    def _alert_states(self, alert_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of these alerts the store has (what a failover lost is not there)."""
+        out: dict[str, str] = {}
+        with self._read() as db:
+            for i in range(0, len(alert_ids), 500):
+                chunk = list(alert_ids[i:i + 500])
+                rows = self._x(db, f"SELECT alert_id, state FROM alerts WHERE alert_id IN ({placeholders(len(chunk))})",
+                               chunk).fetchall()
+                out.update({r["alert_id"]: r["state"] for r in rows})
+        return out
+
     def subject_of(self, alert_id: str) -> str | None:
         with self._read() as db:
             row = self._x(db, "SELECT subject FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()

@@ -10,6 +10,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 
+import orjson
 import psycopg
 import pytest
 
@@ -88,6 +89,61 @@ def test_the_engine_warns_through_a_failover_and_loses_nothing(
             events = [st.event for st in store.timeline(late.alert_id)]
             assert events[0] == Event.RAISED and Event.WRITTEN_LATE in events
             assert late.severity == "red" and late.state != "resolved"
+        finally:
+            store.close()
+    finally:
+        seen.close()
+
+
+def test_what_the_standby_never_received_is_written_again_from_memory(
+        settings: Settings, pair: tuple[RunningPostgres, RunningPostgres, str]) -> None:
+    primary, standby, url = pair
+    db = url.rsplit("/", 1)[1].split("?")[0]
+    s = dataclasses.replace(settings, store_url=url)
+    dev, gone = [d for d in system_registry(s).values() if d.kind == "gas"][2:4]  # none the test above raised
+    mine = b'"' + dev.device_id.encode() + b'"'
+    seen = Collector(s, f"{TOPIC_ROOT}/alerts/#")
+
+    def on_primary(sql: str) -> object:
+        with psycopg.connect(primary.url(db), autocommit=True) as c:
+            return c.execute(sql).fetchone()[0]  # type: ignore[index]
+
+    try:
+        with RunningAlerts(s) as svc:
+            feed(svc, gone, {"lel_pct": 62.0})  # an alert the standby has ...
+            assert wait_until(lambda: replayed(standby, db, 1), timeout=15)
+            primary.stop_sending()  # ... and from here on the standby receives nothing
+            feed(svc, gone, {"lel_pct": 0.0})  # ... whose resolve it never receives
+            feed(svc, dev, {"lel_pct": 62.0})  # an alert it never receives
+            assert seen.wait_for(lambda m: any(mine in p and not kept for _, p, kept in m), 15)
+            raised = next(orjson.loads(p)["alert_id"] for _, p, kept in seen.messages if mine in p and not kept)
+            # Both committed on the primary (the resolve after the clear hold-off).
+            assert wait_until(lambda: on_primary("SELECT count(*) FROM alerts WHERE state != 'resolved'") == 1
+                              and on_primary("SELECT count(*) FROM alerts") == 2, timeout=15)
+            primary.crash()  # acknowledged, never sent: asynchronous replication loses them here
+            with psycopg.connect(standby.url(db), autocommit=True) as c:
+                assert c.execute("SELECT device_id, state FROM alerts").fetchall() == [(gone.device_id, "active")]
+            feed(svc, dev, {"lel_pct": 80.0})  # the leak goes on: an update the engine holds
+            assert wait_until(lambda: held_snapshot(svc.store)["holding"] > 0, timeout=10)
+            promote(standby)
+            assert wait_until(lambda: held_snapshot(svc.store)["holding"] == 0
+                              and held_snapshot(svc.store)["store_down_since"] is None, timeout=30)
+            assert held_snapshot(svc.store)["written_again"] == 2  # the alert and the resolve
+            feed(svc, dev, {"lel_pct": 95.0})  # after the failover: the same alert goes on, none raised anew
+            assert wait_until(lambda: any(b"95.0" in p and mine in p for _, p, _ in seen.messages), timeout=10)
+        store = open_store(url)  # the promoted standby
+        try:
+            rows = store.list(device_id=dev.device_id, limit=10)
+            assert [a.alert_id for a in rows] == [raised]  # written again, and once: the same alert
+            steps = store.timeline(rows[0].alert_id)
+            events = [st.event for st in steps]
+            assert rows[0].state != "resolved" and events[0] == Event.RAISED and events.count(Event.RAISED) == 1
+            assert [st.note for st in steps if st.event == Event.WRITTEN_LATE] == [HeldPostgresStore.LOST_NOTE]
+            assert rows[0].value == 95.0  # and the engine goes on with it
+            closed = store.list(device_id=gone.device_id, limit=10)
+            assert [a.state for a in closed] == ["resolved"]  # its resolve written again
+            events = [st.event for st in store.timeline(closed[0].alert_id)]
+            assert events == [Event.RAISED, Event.RESOLVED, Event.WRITTEN_LATE]
         finally:
             store.close()
     finally:
