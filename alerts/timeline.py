@@ -67,7 +67,7 @@ EVENT_LABEL: dict[str, str] = {
     Event.FOLDED: "已归并",
     Event.INHIBITED: "已抑制",
     Event.UNINHIBITED: "抑制结束",
-    Event.WRITTEN_LATE: "磁盘满, 事后补记",
+    Event.WRITTEN_LATE: "事后补记",  # the cause (a full disk, an unreachable database) is in its note
     Event.REOPENED: "复燃/重新告警",
     Event.REFUSED: "解除被拒(仍在报警)",
     Event.QUIET: "免打扰时段, 未通知",
