@@ -22,6 +22,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import functools
 import gc
 import logging
 import multiprocessing as mp
@@ -49,6 +50,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_ingest import ensure_big_registry, pct, publish  # noqa: E402
 
 from alerts.engine import Engine  # noqa: E402
+from alerts.partition import suffix  # noqa: E402
 from alerts.rules import load_ruleset  # noqa: E402
 from alerts.store import AlertStore  # noqa: E402
 from core.contract import Device  # noqa: E402
@@ -156,15 +158,23 @@ def engine_phase(registry_path: str, n: int, out: Any) -> None:
 
 
 class Proc:
-    def __init__(self, verb: str, env: dict[str, str], log: Path) -> None:
+    """A part of the system in its own process; `cpu`: pinned to that core (stands for a host of its own)."""
+
+    def __init__(self, verb: str, env: dict[str, str], log: Path, args: tuple[str, ...] = (),
+                 cpu: int | None = None) -> None:
         self.fh = log.open("wb")
-        self.p = subprocess.Popen([sys.executable, "-m", "smartcommunity", verb], env=env, cwd=ROOT,
-                                  stdout=self.fh, stderr=subprocess.STDOUT)
+        pin = None if cpu is None else functools.partial(os.sched_setaffinity, 0, {cpu})
+        self.p = subprocess.Popen([sys.executable, "-m", "smartcommunity", verb, *args], env=env, cwd=ROOT,
+                                  stdout=self.fh, stderr=subprocess.STDOUT, preexec_fn=pin)
         self.peak = 0
+        self.cpu_s = 0.0  # user + system seconds, as last sampled
 
     def sample(self) -> None:
         with contextlib.suppress(psutil.Error):
-            self.peak = max(self.peak, psutil.Process(self.p.pid).memory_info().rss)
+            ps = psutil.Process(self.p.pid)
+            self.peak = max(self.peak, ps.memory_info().rss)
+            t = ps.cpu_times()
+            self.cpu_s = t.user + t.system
 
     def stop(self) -> None:
         self.p.send_signal(signal.SIGTERM)
@@ -175,7 +185,36 @@ class Proc:
         self.fh.close()
 
 
-def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class EngineSpec:
+    """One alert engine of the lag phase: its communities (None: the whole street), its core (None: any)."""
+
+    communities: frozenset[str] | None = None
+    cpu: int | None = None
+
+    @property
+    def name(self) -> str:
+        return "alerts" + suffix(self.communities)
+
+    def args(self) -> tuple[str, ...]:
+        return () if self.communities is None else ("--communities", ",".join(sorted(self.communities)))
+
+
+def spread(devices: list[Device], n: int) -> list[Device]:
+    """n of the devices, taken in turn from each community: every partition gets its share of probes."""
+    by: dict[str, collections.deque[Device]] = {}
+    for d in devices:
+        by.setdefault(d.community, collections.deque()).append(d)
+    out: list[Device] = []
+    while len(out) < n and any(by.values()):
+        for q in by.values():
+            if q and len(out) < n:
+                out.append(q.popleft())
+    return out
+
+
+def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
+              engines: tuple[EngineSpec, ...] = (EngineSpec(),)) -> dict[str, Any]:
     # The background reaches each of the 100,000 devices every 20 s (5,000 msg/s): their nominal
     # interval is set to 60 s so that they are not silent — this phase measures latency, not a flood.
     devices = [dataclasses.replace(d, interval_s=60.0) for d in devices]
@@ -189,17 +228,18 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float) 
     penv = env | {"SC_MQTT_URL": s.mqtt_url, "SC_INFLUX_URL": s.influx_url, "SC_DATA_DIR": str(s.data_path),
                   "SC_REGISTRY_FILE": str(registry), "SC_LOG_LEVEL": "WARNING", "SC_ALERT_HOLDOFF_S": "5"}
     ingest = Proc("ingest", penv, tmp / "ingest.log")
-    alerts = Proc("alerts", penv, tmp / "alerts.log")
+    alerts = [Proc("alerts", penv, tmp / f"{e.name}.log", e.args(), e.cpu) for e in engines]
     try:
-        beat = s.data_path / "run" / "alerts.json"
+        beats = [s.data_path / "run" / f"{e.name}.json" for e in engines]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if beat.exists() and orjson.loads(beat.read_bytes()).get("mqtt") == "ok":
+            if all(b.exists() and orjson.loads(b.read_bytes()).get("mqtt") == "ok" for b in beats):
                 break
             time.sleep(0.5)
         gas = [d for d in devices if d.kind == "gas"]
-        probes = gas[: int(seconds * 5) + 10]
-        rest = [d for d in devices if d.kind != "gas"] + gas[len(probes):]
+        probes = spread(gas, int(seconds * 5) + 10)
+        taken = {d.device_id for d in probes}
+        rest = [d for d in devices if d.kind != "gas"] + [d for d in gas if d.device_id not in taken]
         n = int(5000 * seconds)
         # Normal readings (no alerts from the background: it is load, not incidents); "ts":0 is
         # replaced by the publish time in bench_ingest.publish_proc.
@@ -235,6 +275,11 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float) 
 
         threading.Thread(target=bg, daemon=True).start()
         time.sleep(2.0)  # let the background reach its rate
+        for a in (*alerts, ingest):
+            a.sample()
+        cpu0 = [a.cpu_s for a in alerts]
+        ingest_cpu0 = ingest.cpu_s
+        t_cpu = time.perf_counter()
         i = 0
         while not done.is_set() and i < len(probes):
             d = probes[i]
@@ -242,10 +287,14 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float) 
             sent[d.device_id] = time.perf_counter()
             pc.publish(f"sc/{d.community}/gas/{d.device_id}/telemetry",
                        orjson.dumps({"ts": int(time.time() * 1000), "m": {"lel_pct": 30.0}}), qos=1)
-            alerts.sample()
+            for a in alerts:
+                a.sample()
             ingest.sample()
             time.sleep(0.2)
         done.wait(seconds * 3 + 60)
+        for a in (*alerts, ingest):  # CPU over the probes and the background, before the wait for stragglers
+            a.sample()
+        window = time.perf_counter() - t_cpu
         time.sleep(2.0)
         # On a loaded machine the engine may still be working through the backlog: a probe whose alert
         # comes late is a late alert (it counts in p99), not a missing one; waited for up to 60 s more.
@@ -254,14 +303,23 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float) 
             time.sleep(0.2)
         lags = [got[k] - t for k, t in sent.items() if k in got]
         missing = len(sent) - len(lags)
+        community = {d.device_id: d.community for d in probes}
+        per_engine = []
+        for e, a, c0 in zip(engines, alerts, cpu0, strict=True):
+            mine = [k for k in sent if e.communities is None or community[k] in e.communities]
+            per_engine.append({"name": e.name, "cpu": e.cpu, "rss": a.peak, "cpu_s": a.cpu_s - c0,
+                               "cpu_share": (a.cpu_s - c0) / window, "probes": len(mine),
+                               "lags": [got[k] - sent[k] for k in mine if k in got]})
         pc.loop_stop()
         pc.disconnect()
         sub.loop_stop()
         sub.disconnect()
         return {"lags": lags, "missing": missing, "offered": result[0] if result else 0.0,
-                "alerts_rss": alerts.peak, "ingest_rss": ingest.peak, "probes": len(sent)}
+                "alerts_rss": max(a.peak for a in alerts), "ingest_rss": ingest.peak, "probes": len(sent),
+                "engines": per_engine, "ingest_cpu_share": (ingest.cpu_s - ingest_cpu0) / window}
     finally:
-        alerts.stop()
+        for a in alerts:
+            a.stop()
         ingest.stop()
         for svc in services:
             svc.stop()
