@@ -168,6 +168,7 @@ class Proc:
                                   stdout=self.fh, stderr=subprocess.STDOUT, preexec_fn=pin)
         self.peak = 0
         self.cpu_s = 0.0  # user + system seconds, as last sampled
+        self.cores: list[int] = []  # the cores it may run on, as read back
 
     def sample(self) -> None:
         with contextlib.suppress(psutil.Error):
@@ -175,6 +176,7 @@ class Proc:
             self.peak = max(self.peak, ps.memory_info().rss)
             t = ps.cpu_times()
             self.cpu_s = t.user + t.system
+            self.cores = ps.cpu_affinity()
 
     def stop(self) -> None:
         self.p.send_signal(signal.SIGTERM)
@@ -307,7 +309,7 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
         per_engine = []
         for e, a, c0 in zip(engines, alerts, cpu0, strict=True):
             mine = [k for k in sent if e.communities is None or community[k] in e.communities]
-            per_engine.append({"name": e.name, "cpu": e.cpu, "rss": a.peak, "cpu_s": a.cpu_s - c0,
+            per_engine.append({"name": e.name, "cores": a.cores, "rss": a.peak, "cpu_s": a.cpu_s - c0,
                                "cpu_share": (a.cpu_s - c0) / window, "probes": len(mine),
                                "lags": [got[k] - sent[k] for k in mine if k in got]})
         pc.loop_stop()

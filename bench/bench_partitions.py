@@ -1,6 +1,6 @@
 """Alert partitions benchmark: one engine against two, in the same run, figures printed, misses included.
 
-    python bench/bench_partitions.py [--lag-seconds 20] [--rounds 1]
+    python bench/bench_partitions.py [--lag-seconds 20] [--rounds 2]
 
 publish -> alert on sc/alerts latency (bench_alerts.py (d): 5,000 msg/s of background telemetry through
 Mosquitto, InfluxDB and ingest, the 100,000-device registry, probes spread over every community), p50 / p99
@@ -10,8 +10,9 @@ and probes without an alert [goal p99 < 200 ms]:
     device count), pinned to cores 0 and 1: two hosts emulated by two cores of one machine. The broker,
     ingest, InfluxDB and the publishers are not pinned and share both cores with the engines, so (2)
     is a lower bound of what two hosts give.
-Each configuration gets fresh services and data (no engine session queued from the other); `--rounds 2`
-runs them as one, two, two, one so that a drift of the machine's load weighs on both alike.
+Each configuration gets fresh services and data (no engine session queued from the other); they run as
+one, two, two, one (`--rounds 1`: one, two) so that a drift of the machine's load weighs on both alike,
+and each figure is over both of its runs' probes (~3 minutes in all).
 Printed: the ratio two / one of p99 and p50, each engine's peak RSS and CPU, the load average.
 """
 
@@ -74,7 +75,7 @@ def run(tmp: Path, registry: Path, devices: list[Device], seconds: float, label:
           f"[goal p99 < {ms(GOAL_P99)}] {'MET' if ok else 'MISSED'}; load average {l0:.1f} -> {d['load'][1]:.1f}; "
           f"ingest CPU {d['ingest_cpu_share'] * 100:.0f} % of a core; {time.monotonic() - t0:.0f} s")
     for e in d["engines"]:
-        print(f"    {e['name']} (core {e['cpu']}): {line(e['lags'], e['probes'])}; peak RSS "
+        print(f"    {e['name']} (cores {','.join(map(str, e['cores']))}): {line(e['lags'], e['probes'])}; peak RSS "
               f"{e['rss'] / 2**20:.0f} MB, CPU {e['cpu_s']:.1f} s = {e['cpu_share'] * 100:.0f} % of a core")
     if d["offered"] < 0.95 * 5000:
         print("    the publisher could not offer 5,000 msg/s here")
@@ -84,7 +85,7 @@ def run(tmp: Path, registry: Path, devices: list[Device], seconds: float, label:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lag-seconds", type=float, default=20.0)
-    ap.add_argument("--rounds", type=int, default=1, help="1: one, two; 2: one, two, two, one")
+    ap.add_argument("--rounds", type=int, default=2, choices=(1, 2), help="1: one, two; 2: one, two, two, one")
     args = ap.parse_args()
     if (os.cpu_count() or 1) < 2:
         print("two cores are needed to pin two engines apart")
@@ -104,8 +105,7 @@ def main() -> int:
           f"figure is a lower bound of the benefit of two hosts.")
     one = (EngineSpec(None, 0),)
     two = (EngineSpec(a, 0), EngineSpec(b, 1))
-    order = [("one", one), ("two", two)] if args.rounds < 2 else [("one", one), ("two", two), ("two", two),
-                                                                  ("one", one)]
+    order = [("one", one), ("two", two), ("two", two), ("one", one)][: 2 * args.rounds]
     results: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
     for i, (kind, engines) in enumerate(order):
         label = "(1) one engine, every community" if kind == "one" else "(2) two engines, half the communities each"
