@@ -161,14 +161,16 @@ class Proc:
     """A part of the system in its own process; `cpu`: pinned to that core (stands for a host of its own)."""
 
     def __init__(self, verb: str, env: dict[str, str], log: Path, args: tuple[str, ...] = (),
-                 cpu: int | None = None) -> None:
+                 cpu: int | None = None, beat: tuple[Path, str] | None = None) -> None:
         self.fh = log.open("wb")
+        self.beat = beat  # its heartbeat file and the key there of its backlog (what waits for its thread)
         pin = None if cpu is None else functools.partial(os.sched_setaffinity, 0, {cpu})
         self.p = subprocess.Popen([sys.executable, "-m", "smartcommunity", verb, *args], env=env, cwd=ROOT,
                                   stdout=self.fh, stderr=subprocess.STDOUT, preexec_fn=pin)
         self.peak = 0
         self.cpu_s = 0.0  # user + system seconds, as last sampled
         self.cores: list[int] = []  # the cores it may run on, as read back
+        self.backlog = 0  # the largest backlog its heartbeat showed
 
     def sample(self) -> None:
         with contextlib.suppress(psutil.Error):
@@ -177,6 +179,9 @@ class Proc:
             t = ps.cpu_times()
             self.cpu_s = t.user + t.system
             self.cores = ps.cpu_affinity()
+        if self.beat is not None:
+            with contextlib.suppress(OSError, orjson.JSONDecodeError):
+                self.backlog = max(self.backlog, orjson.loads(self.beat[0].read_bytes()).get(self.beat[1]) or 0)
 
     def stop(self) -> None:
         self.p.send_signal(signal.SIGTERM)
@@ -229,10 +234,12 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
     services = [start_mosquitto(s), start_influxdb(s)]
     penv = env | {"SC_MQTT_URL": s.mqtt_url, "SC_INFLUX_URL": s.influx_url, "SC_DATA_DIR": str(s.data_path),
                   "SC_REGISTRY_FILE": str(registry), "SC_LOG_LEVEL": "WARNING", "SC_ALERT_HOLDOFF_S": "5"}
-    ingest = Proc("ingest", penv, tmp / "ingest.log")
-    alerts = [Proc("alerts", penv, tmp / f"{e.name}.log", e.args(), e.cpu) for e in engines]
+    run = s.data_path / "run"
+    ingest = Proc("ingest", penv, tmp / "ingest.log", beat=(run / "ingest-0.json", "queued_batches"))
+    alerts = [Proc("alerts", penv, tmp / f"{e.name}.log", e.args(), e.cpu, (run / f"{e.name}.json", "queue"))
+              for e in engines]
     try:
-        beats = [s.data_path / "run" / f"{e.name}.json" for e in engines]
+        beats = [run / f"{e.name}.json" for e in engines]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if all(b.exists() and orjson.loads(b.read_bytes()).get("mqtt") == "ok" for b in beats):
@@ -309,8 +316,8 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
         per_engine = []
         for e, a, c0 in zip(engines, alerts, cpu0, strict=True):
             mine = [k for k in sent if e.communities is None or community[k] in e.communities]
-            per_engine.append({"name": e.name, "cores": a.cores, "rss": a.peak, "cpu_s": a.cpu_s - c0,
-                               "cpu_share": (a.cpu_s - c0) / window, "probes": len(mine),
+            per_engine.append({"name": e.name, "cores": a.cores, "rss": a.peak, "backlog": a.backlog,
+                               "cpu_s": a.cpu_s - c0, "cpu_share": (a.cpu_s - c0) / window, "probes": len(mine),
                                "lags": [got[k] - sent[k] for k in mine if k in got]})
         pc.loop_stop()
         pc.disconnect()
@@ -318,7 +325,8 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
         sub.disconnect()
         return {"lags": lags, "missing": missing, "offered": result[0] if result else 0.0,
                 "alerts_rss": max(a.peak for a in alerts), "ingest_rss": ingest.peak, "probes": len(sent),
-                "engines": per_engine, "ingest_cpu_share": (ingest.cpu_s - ingest_cpu0) / window}
+                "engines": per_engine, "ingest_cpu_share": (ingest.cpu_s - ingest_cpu0) / window,
+                "ingest_backlog": ingest.backlog}
     finally:
         for a in alerts:
             a.stop()

@@ -73,10 +73,12 @@ def run(tmp: Path, registry: Path, devices: list[Device], seconds: float, label:
     ok = pct(d["lags"], 0.99) < GOAL_P99 and not d["missing"]
     print(f"{label}: {line(d['lags'], d['probes'])} at {d['offered']:,.0f} msg/s background "
           f"[goal p99 < {ms(GOAL_P99)}] {'MET' if ok else 'MISSED'}; load average {l0:.1f} -> {d['load'][1]:.1f}; "
-          f"ingest CPU {d['ingest_cpu_share'] * 100:.0f} % of a core; {time.monotonic() - t0:.0f} s")
+          f"ingest CPU {d['ingest_cpu_share'] * 100:.0f} % of a core, backlog up to {d['ingest_backlog']} batches; "
+          f"{time.monotonic() - t0:.0f} s")
     for e in d["engines"]:
         print(f"    {e['name']} (cores {','.join(map(str, e['cores']))}): {line(e['lags'], e['probes'])}; peak RSS "
-              f"{e['rss'] / 2**20:.0f} MB, CPU {e['cpu_s']:.1f} s = {e['cpu_share'] * 100:.0f} % of a core")
+              f"{e['rss'] / 2**20:.0f} MB, CPU {e['cpu_s']:.1f} s = {e['cpu_share'] * 100:.0f} % of a core, "
+              f"inbox up to {e['backlog']} messages")
     if d["offered"] < 0.95 * 5000:
         print("    the publisher could not offer 5,000 msg/s here")
     return d
