@@ -58,7 +58,7 @@ from core.contract import Device  # noqa: E402
 from core.registry import bundled_registry_path, load_registry, write_registry  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 from core.validation import validate  # noqa: E402
-from ingest.forward import FORWARD_MAX, decode, encode  # noqa: E402
+from ingest.forward import FORWARD_MAX, RECORDS_ROOT, decode, encode  # noqa: E402
 from smartcommunity.services import free_port, start_influxdb, start_mosquitto  # noqa: E402
 
 # Normal readings per kind (every metric a rule looks at), with ~1 in 2,000 over a threshold.
@@ -258,17 +258,26 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
                    for d in (rest[i % len(rest)] for i in range(n))]
         sent: dict[str, float] = {}
         got: dict[str, float] = {}
+        # When ingest handed each probe's record on (seen in its batch on the records topic): splits
+        # the latency into the shared path (publish -> ingest -> hand-on) and the engine's part.
+        handed: dict[str, float] = {}
+        waiting: set[bytes] = set()
         ready = threading.Event()
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{uuid.uuid4().hex[:6]}")
 
         def on_message(c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
-            if msg.payload and not msg.retain:
+            if msg.topic.startswith(RECORDS_ROOT):
+                for k in tuple(waiting):
+                    if k in msg.payload:
+                        handed[k[1:-1].decode()] = time.perf_counter()
+                        waiting.discard(k)
+            elif msg.payload and not msg.retain:
                 a = orjson.loads(msg.payload)
                 if a.get("rule") == "gas_lel_high" and a["device_id"] not in got:
                     got[a["device_id"]] = time.perf_counter()
 
         sub.on_message = on_message
-        sub.on_connect = lambda c, *a: c.subscribe("sc/alerts/#", qos=1)
+        sub.on_connect = lambda c, *a: c.subscribe([("sc/alerts/#", 1), (f"{RECORDS_ROOT}/#", 0)])
         sub.on_subscribe = lambda *a: ready.set()
         sub.connect("127.0.0.1", s.mqtt.port)
         sub.loop_start()
@@ -294,6 +303,7 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
         while not done.is_set() and i < len(probes):
             d = probes[i]
             i += 1
+            waiting.add(b'"%s"' % d.device_id.encode())
             sent[d.device_id] = time.perf_counter()
             pc.publish(f"sc/{d.community}/gas/{d.device_id}/telemetry",
                        orjson.dumps({"ts": int(time.time() * 1000), "m": {"lel_pct": 30.0}}), qos=1)
@@ -319,7 +329,8 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
             mine = [k for k in sent if e.communities is None or community[k] in e.communities]
             per_engine.append({"name": e.name, "cores": a.cores, "rss": a.peak, "backlog": a.backlog,
                                "cpu_s": a.cpu_s - c0, "cpu_share": (a.cpu_s - c0) / window, "probes": len(mine),
-                               "lags": [got[k] - sent[k] for k in mine if k in got]})
+                               "lags": [got[k] - sent[k] for k in mine if k in got],
+                               "engine_lags": [got[k] - handed[k] for k in mine if k in got and k in handed]})
         pc.loop_stop()
         pc.disconnect()
         sub.loop_stop()
@@ -327,7 +338,8 @@ def lag_phase(tmp: Path, registry: Path, devices: list[Device], seconds: float,
         return {"lags": lags, "missing": missing, "offered": result[0] if result else 0.0,
                 "alerts_rss": max(a.peak for a in alerts), "ingest_rss": ingest.peak, "probes": len(sent),
                 "engines": per_engine, "ingest_cpu_share": (ingest.cpu_s - ingest_cpu0) / window,
-                "ingest_backlog": ingest.backlog}
+                "ingest_backlog": ingest.backlog, "handed": [handed[k] - sent[k] for k in sent if k in handed],
+                "engine_lags": [got[k] - handed[k] for k in sent if k in got and k in handed]}
     finally:
         for a in alerts:
             a.stop()

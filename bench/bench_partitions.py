@@ -13,7 +13,9 @@ and probes without an alert [goal p99 < 200 ms]:
 Each configuration gets fresh services and data (no engine session queued from the other); they run as
 one, two, two, one (`--rounds 1`: one, two) so that a drift of the machine's load weighs on both alike,
 and each figure is over both of its runs' probes (~3 minutes in all).
-Printed: the ratio two / one of p99 and p50, each engine's peak RSS and CPU, the load average.
+Printed: the ratio two / one of p99 and p50, each engine's peak RSS and CPU, the load average, and the
+latency split where ingest hands a probe's record on (its batch on the records topic, heard by the benchmark):
+publish -> handed on is the path both configurations share, hand-on -> alert the engines' part.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def line(lags: list[float], probes: int) -> str:
             f"{probes} probes ({probes - len(lags)} without an alert)")
 
 
+def split(lags: list[float]) -> str:
+    return f"p50 {ms(pct(lags, 0.5))}, p99 {ms(pct(lags, 0.99))}"
+
+
 def run(tmp: Path, registry: Path, devices: list[Device], seconds: float, label: str,
         engines: tuple[EngineSpec, ...]) -> dict[str, Any]:
     tmp.mkdir()
@@ -75,8 +81,11 @@ def run(tmp: Path, registry: Path, devices: list[Device], seconds: float, label:
           f"[goal p99 < {ms(GOAL_P99)}] {'MET' if ok else 'MISSED'}; load average {l0:.1f} -> {d['load'][1]:.1f}; "
           f"ingest CPU {d['ingest_cpu_share'] * 100:.0f} % of a core, backlog up to {d['ingest_backlog']} batches; "
           f"{time.monotonic() - t0:.0f} s")
+    print(f"    of which publish -> handed on by ingest {split(d['handed'])}, hand-on -> alert "
+          f"{split(d['engine_lags'])}")
     for e in d["engines"]:
-        print(f"    {e['name']} (cores {','.join(map(str, e['cores']))}): {line(e['lags'], e['probes'])}; peak RSS "
+        print(f"    {e['name']} (cores {','.join(map(str, e['cores']))}): {line(e['lags'], e['probes'])}, hand-on "
+              f"-> alert {split(e['engine_lags'])}; peak RSS "
               f"{e['rss'] / 2**20:.0f} MB, CPU {e['cpu_s']:.1f} s = {e['cpu_share'] * 100:.0f} % of a core, "
               f"inbox up to {e['backlog']} messages")
     if d["offered"] < 0.95 * 5000:
@@ -116,6 +125,10 @@ def main() -> int:
     p99 = {k: pct(v, 0.99) for k, v in lags.items()}
     p50 = {k: pct(v, 0.5) for k, v in lags.items()}
     missing = {k: sum(r["missing"] for r in rs) for k, rs in results.items()}
+    for k, rs in results.items():
+        print(f"{k}: {line(lags[k], sum(r['probes'] for r in rs))}; publish -> handed on by ingest "
+              f"{split([x for r in rs for x in r['handed']])}, hand-on -> alert "
+              f"{split([x for r in rs for x in r['engine_lags']])}")
     print(f"two / one: p99 {p99['two'] / p99['one']:.2f} ({ms(p99['two'])} / {ms(p99['one'])}), p50 "
           f"{p50['two'] / p50['one']:.2f} ({ms(p50['two'])} / {ms(p50['one'])}); without an alert: two "
           f"{missing['two']}, one {missing['one']}")
