@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from alerts.audience import in_scope
 from alerts.delivery import Outbox
 from alerts.message import Message, Places, compose
 from alerts.preferences import Preferences, reach
 from alerts.roster import Person, Roster, load_roster
 from alerts.timeline import Event
 from core.contract import Alert
+from core.staff import Scope
 from core.timebase import epoch, iso
 
 log = logging.getLogger(__name__)
@@ -73,10 +75,12 @@ class Escalation:
 
     def __init__(self, roster: Roster | Callable[[], Roster], notifier: Notifier,
                  preferences: Callable[[], dict[str, Preferences]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 scopes: Callable[[], dict[str, list[Scope]]] | None = None) -> None:
         self._roster = roster
         self.notifier = notifier
         self.preferences = preferences
+        self.scopes = scopes  # who stands for an account with a scope (alerts/audience.py)
         self.clock = clock
 
     @property
@@ -86,7 +90,10 @@ class Escalation:
 
     def tell(self, alert: Alert, event: str, tier: int, contacts: list[Person]) -> list[Person]:
         """Notify `contacts` of one event as their preferences allow; those in their quiet hours are
-        not told, and the timeline says so (`quiet` step). Returns who was told."""
+        not told, and the timeline says so (`quiet` step); nor is anyone whose account's scope does not
+        hold the alert. Returns who was told."""
+        if self.scopes is not None:
+            contacts = in_scope(contacts, alert, self.scopes())
         if self.preferences is not None:
             at = self.clock()
             # Nobody above to escalate to: a call to act reaches them all the same (news of a close waits).

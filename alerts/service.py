@@ -30,6 +30,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from alerts.audience import ScopeBook
 from alerts.channels import load_targets
 from alerts.command.handlers import Handlers
 from alerts.command.server import CommandServer
@@ -56,6 +57,7 @@ from core.contract import TOPIC_ROOT, AlertState, Device
 from core.mqtt import connect, make_client
 from core.registry import RegistryWatcher, ensure_registry
 from core.settings import Settings
+from core.staff import open_accounts
 from core.timebase import iso
 from ingest.fastmqtt import make_fast
 from ingest.forward import RECORDS_ROOT, decode, records_topic
@@ -169,7 +171,8 @@ class AlertService:
             self.store if communities is None else PartitionStore(self.store, communities, watcher.current),  # type: ignore[arg-type]
             self._publish, settings.alert_holdoff_s, settings.alerts_update_min_s,
             surroundings=Surroundings(settings.alerts_nearby_radius_m).around,
-            escalation=Escalation(self.roster.current, notifier, preferences=self.preferences.current),
+            escalation=Escalation(self.roster.current, notifier, preferences=self.preferences.current,
+                                  scopes=ScopeBook(functools.cache(lambda: open_accounts(settings))).current),
             fold_window_s=settings.alerts_fold_window_s,
             watch_s=settings.alerts_watch_s,
             on_reopen=self.dispatches.reopened,
