@@ -549,6 +549,20 @@ class Engine:
         seeing a place's pattern is absence of evidence, not a clear (after a restart, a reconnect)."""
         return now - self.feed_since >= 2 * float(live.interval.max(initial=0.0)) + 5
 
+    # -- conditions judged outside the per-message path (alerts/flooding.py) ----------------------
+    def holds(self, rule: Rule, dev: Device, value: object, now: float, message: str) -> None:
+        """A device's condition holds now: raised (or kept open) as a reading past a threshold would be."""
+        self._fire(rule, dev, value, now, message)
+
+    def holds_for(self, rule: Rule, subj: Subject, value: object, now: float, message: str,
+                  threshold: object, severity: str) -> None:
+        """A place's (or any subject's) condition holds now."""
+        self._fire_subject(rule, subj, value, now, message, threshold, severity)
+
+    def clears(self, key: Key, now: float) -> None:
+        """The condition of `key` (rule, subject) no longer holds: resolved after its hold-off."""
+        self._clear(key, now)
+
     # -- state changes ----------------------------------------------------------------------
     def _fire(
         self, rule: Rule, dev: Device, value: object, now: float, message: str,

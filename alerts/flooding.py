@@ -69,10 +69,10 @@ class FloodWatch:
                     continue
                 for dev, cut in members:
                     if (rule.name, compound) not in self.engine.open:  # its place's alert stands for it
-                        self.engine._fire(rule, dev, cut, now, rule.render(value=cut))
+                        self.engine.holds(rule, dev, cut, now, rule.render(value=cut))
                     raised.add(dev.device_id)
             for key in [k for k in self.engine.open if k[0] == rule.name and k[1] not in raised]:
-                self.engine._clear(key, now)  # calm (or out of every worker's last minute)
+                self.engine.clears(key, now)  # calm (or out of every worker's last minute)
         for dev_id in [d for d in self._grew_at if d not in counts]:
             del self._grew_at[dev_id]
 
@@ -85,4 +85,4 @@ class FloodWatch:
         subj = Subject(compound, devs[0].community, compound, "", "",
                        sum(lons) / len(lons) if lons else None, sum(lats) / len(lats) if lats else None)
         message = f"{rule.render(value=total)} (本处 {len(devs)} 台设备同时)"
-        self.engine._fire_subject(rule, subj, total, now, message, rule.threshold, rule.severity)
+        self.engine.holds_for(rule, subj, total, now, message, rule.threshold, rule.severity)
