@@ -1,8 +1,9 @@
 """Durable, independent delivery of notifications.
 
-The outbox (`SC_DATA_DIR/alerts/outbox.jsonl`, mode 0600: it holds names and phone numbers) is the
-source of truth: every notification is one JSON line, appended under an exclusive lock and fsync'd
-before anything is sent, by any process (the alert engine, the dashboard's dispatch).
+The outbox (`SC_DATA_DIR/alerts/outbox.jsonl`, mode 0600: it holds names and phone numbers; on
+PostgreSQL a table of the store, see below) is the source of truth: every notification is one JSON
+line, appended under an exclusive lock and fsync'd before anything is sent, by any process (the alert
+engine, the dashboard's dispatch).
 
 Each target (one robot, one mail server, one webhook) has its own thread and its own cursor file
 (`SC_DATA_DIR/alerts/cursors/<target>.json`, as the ingest spool keeps its cursor): the offset below
@@ -17,13 +18,23 @@ says "too fast"), what is due goes out as one digest message when the next slot 
 One process delivers from an outbox (an flock on the cursors' folder): a second alert engine on the
 same data folder only appends, and takes over when the first ends.
 
+With the alert store on PostgreSQL (engines on several hosts, `SC_STORE_URL=postgresql://...`) the
+outbox and the cursors are the store's instead (`TableOutbox`: tables `outbox` and `outbox_cursors`,
+one partition's under its lease's name, positions are sequence numbers): the engine that takes a
+dead one's lease over claims its cursors and goes on where it stopped, each pending notification sent
+once per target. The workers are the same over both (`BaseOutbox`). An append is one INSERT; while
+the database cannot be reached it is held in memory and delivered from there, as on a full disk.
+
 Once every target has finished every line and the outbox is past 8 MB, the service starts a fresh
-one (the previous kept as `outbox.jsonl.1`) and the cursors restart at 0 (`Delivery.compact`).
+one (the previous kept as `outbox.jsonl.1`) and the cursors restart at 0 (`Delivery.compact`); the
+table drops what every target has finished a day after it was written.
 
 A crash between the far end's "ok" and the cursor's replacement would send that one notification
-again: the window is one file write. The cursor is not fsync'd (as the ingest spool's): a power cut
-may repeat the last notifications, never lose them. Timeline steps are written by one recorder
-thread in batches, so a busy database never holds up a delivery.
+again (at-least-once for that instant): the window is one file write, or on PostgreSQL one statement
+(the cursor's upsert), after which the engine taking over sends it again. The cursor file is not
+fsync'd (as the ingest spool's): a power cut may repeat the last notifications, never lose them.
+Timeline steps are written by one recorder thread in batches, so a busy database never holds up a
+delivery.
 """
 
 from __future__ import annotations
