@@ -1014,6 +1014,25 @@ class Delivery:
         return n > 0
 
 
+def table_status(url: str) -> dict[str, Any]:
+    """`smartcommunity notify status` on PostgreSQL: each partition's entries and each target's backlog."""
+    import psycopg
+
+    from alerts.store.postgres import CONNECT_TIMEOUT_S
+
+    parts: dict[str, Any] = {}
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as db:
+        for part, n in db.execute("SELECT part, count(*) FROM outbox GROUP BY part"):
+            parts[part] = {"entries": int(n), "cursors": {}}
+        for part, target, owner, state, behind in db.execute(
+                "SELECT c.part, c.target, c.owner, c.state, (SELECT count(*) FROM outbox o WHERE o.part = c.part"
+                " AND o.seq >= (c.state::jsonb ->> 'offset')::bigint) FROM outbox_cursors c ORDER BY 1, 2"):
+            done = len(orjson.loads(state).get("done") or [])
+            parts.setdefault(part, {"entries": 0, "cursors": {}})["cursors"][target] = {
+                "behind_entries": int(behind) - done, "finished_ahead": done, "owner": owner}
+    return {"outbox": "the alert store (PostgreSQL)", "partitions": parts}
+
+
 _SHARED: dict[str, BaseOutbox] = {}  # the running alert service's outbox, for messages queued in it
 
 

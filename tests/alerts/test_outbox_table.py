@@ -4,6 +4,7 @@ append while the database is away is held in memory and written when it answers 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,8 @@ def test_entries_and_cursors_round_trip_per_partition(url: str) -> None:
         with pytest.raises(Superseded):
             a.save_cursor("hook", {"offset": 0, "done": [], "sent": [], "blocked_until": 0})
         assert b.load_cursor("hook")["offset"] == got[1][0]  # type: ignore[index]
+        assert a.compact(keep_s=0) == 1  # what every cursor has passed (the first entry), not the rest
+        assert [p for p, _ in b.read(1)] == [p for p, _ in got[1:]]
     finally:
         for box in (a, b, other):
             box.close()
@@ -120,3 +123,28 @@ def test_an_append_while_the_database_is_away_is_held_then_written(url: str, tmp
         assert sorted(ids_of(hook.received)) == ids  # and not sent a second time from the table
     finally:
         d.stop()
+
+
+def test_notify_status_shows_each_targets_backlog_in_the_store(url: str, tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                              capsys) -> None:
+    import orjson
+
+    from smartcommunity.cli import main
+    from tests.alerts.channels.receivers import dead_url
+
+    for k in [k for k in os.environ if k.startswith("SC_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("SC_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("SC_STORE_URL", url)
+    box = TableOutbox(url, "alerts")
+    d = Delivery(tmp_path / "var", [Target("down", "webhook", dead_url())], policy=RetryPolicy(5, 5, 3600),
+                 outbox=box)
+    d.start()
+    try:
+        raise_n(notifier(box), 2)
+        assert main(["notify", "status"]) == 0
+    finally:
+        d.stop()
+    out = orjson.loads(capsys.readouterr().out)["partitions"]["alerts"]
+    assert out["entries"] == 2 and out["cursors"]["down"]["behind_entries"] == 2
+    assert out["cursors"]["down"]["owner"] == box.owner
