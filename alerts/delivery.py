@@ -362,9 +362,11 @@ class TableOutbox(BaseOutbox):
             try:
                 return self._conn().execute(sql, args)
             except Exception as exc:
-                if self.holdable(exc) and self._down_since is None:
+                if not self.holdable(exc):
+                    raise
+                self._back.clear()  # probed again before the next try (also when a reconnection failed)
+                if self._down_since is None:
                     self._down_since = time.time()
-                    self._back.clear()
                     log.critical("OUTBOX DATABASE UNREACHABLE (%s): notifications are delivered from memory "
                                  "and written when it answers again", exc)
                 raise

@@ -391,6 +391,7 @@ class AlertService:
                     last_dispatch_check = now
                 if now - last_beat >= 1.0:
                     retry_held(self.store)
+                    self.delivery.outbox.retry()  # also with no target to deliver to (each worker retries too)
                     self.commands.write_endpoint()
                     self.floods.check(self.registry.current())
                     self._reload_channels()
