@@ -286,8 +286,12 @@ def run_patrols_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_notify_status(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.delivery import cursor_dir, outbox_path
+    from alerts.delivery import cursor_dir, outbox_path, table_status
+    from alerts.store import sqlite_file
 
+    if sqlite_file(settings) is None:  # on PostgreSQL the outbox and cursors are the store's
+        print(orjson.dumps(table_status(str(settings.store_url)), option=orjson.OPT_INDENT_2).decode())
+        return 0
     out: dict[str, object] = {"outbox": str(outbox_path(settings.data_path))}
     size = outbox_path(settings.data_path).stat().st_size if outbox_path(settings.data_path).exists() else 0
     out["outbox_bytes"] = size

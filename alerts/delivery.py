@@ -1,8 +1,9 @@
 """Durable, independent delivery of notifications.
 
-The outbox (`SC_DATA_DIR/alerts/outbox.jsonl`, mode 0600: it holds names and phone numbers) is the
-source of truth: every notification is one JSON line, appended under an exclusive lock and fsync'd
-before anything is sent, by any process (the alert engine, the dashboard's dispatch).
+The outbox (`SC_DATA_DIR/alerts/outbox.jsonl`, mode 0600: it holds names and phone numbers; on
+PostgreSQL a table of the store, see below) is the source of truth: every notification is one JSON
+line, appended under an exclusive lock and fsync'd before anything is sent, by any process (the alert
+engine, the dashboard's dispatch).
 
 Each target (one robot, one mail server, one webhook) has its own thread and its own cursor file
 (`SC_DATA_DIR/alerts/cursors/<target>.json`, as the ingest spool keeps its cursor): the offset below
@@ -17,13 +18,23 @@ says "too fast"), what is due goes out as one digest message when the next slot 
 One process delivers from an outbox (an flock on the cursors' folder): a second alert engine on the
 same data folder only appends, and takes over when the first ends.
 
+With the alert store on PostgreSQL (engines on several hosts, `SC_STORE_URL=postgresql://...`) the
+outbox and the cursors are the store's instead (`TableOutbox`: tables `outbox` and `outbox_cursors`,
+one partition's under its lease's name, positions are sequence numbers): the engine that takes a
+dead one's lease over claims its cursors and goes on where it stopped, each pending notification sent
+once per target. The workers are the same over both (`BaseOutbox`). An append is one INSERT; while
+the database cannot be reached it is held in memory and delivered from there, as on a full disk.
+
 Once every target has finished every line and the outbox is past 8 MB, the service starts a fresh
-one (the previous kept as `outbox.jsonl.1`) and the cursors restart at 0 (`Delivery.compact`).
+one (the previous kept as `outbox.jsonl.1`) and the cursors restart at 0 (`Delivery.compact`); the
+table drops what every target has finished a day after it was written.
 
 A crash between the far end's "ok" and the cursor's replacement would send that one notification
-again: the window is one file write. The cursor is not fsync'd (as the ingest spool's): a power cut
-may repeat the last notifications, never lose them. Timeline steps are written by one recorder
-thread in batches, so a busy database never holds up a delivery.
+again (at-least-once for that instant): the window is one file write, or on PostgreSQL one statement
+(the cursor's upsert), after which the engine taking over sends it again. The cursor file is not
+fsync'd (as the ingest spool's): a power cut may repeat the last notifications, never lose them.
+Timeline steps are written by one recorder thread in batches, so a busy database never holds up a
+delivery.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import fcntl
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -66,36 +78,80 @@ def cursor_dir(data_dir: Path) -> Path:
     return data_dir / "alerts" / "cursors"
 
 
-class Outbox:
-    """Append-only JSON lines, shared by processes (flock), readable from any byte offset.
+class Superseded(Exception):
+    """Another process has taken over a target's cursor (an engine that took over the partition)."""
 
-    On a full disk a line that cannot be written is held in memory (`held`, numbered from 1) and this
-    process's targets deliver it from there at once; it is written, with its own time, when there is
-    space again (`retry`), and the targets then skip it in the file (they know its id)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        private_file(path)
+class BaseOutbox:
+    """What the targets' workers read: entries at increasing positions, and each target's cursor.
+
+    Two backends: the JSON-lines file (`Outbox`, positions are byte offsets) and the store's table
+    (`TableOutbox`, positions are sequence numbers). An entry that cannot be written (the disk full,
+    the database away: `holdable`) is held in memory (`held`, numbered from 1) and this process's
+    targets deliver it from there at once; it is written, with its own time, when it can be again
+    (`retry`), and the targets then skip it where it was written (they know its id)."""
+
+    name = "outbox"  # what the logs call it
+
+    def __init__(self) -> None:
         self.changed = threading.Condition()
+        self.generation = 0  # local appends so far (a worker that saw them all may sleep)
         self.held: list[tuple[int, dict[str, Any]]] = []
         self.held_seq = 0
         self._held_lock = threading.Lock()
         self._tried_at = 0.0
+        self.consumed = 0  # the position after the last entry `read` returned
 
+    # -- the backend --------------------------------------------------------------------------------
+    def holdable(self, exc: BaseException) -> bool:
+        """A write that failed with this is held, not lost."""
+        raise NotImplementedError
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def size(self) -> int:
+        """The position past the last entry (a new target's cursor starts there)."""
+        raise NotImplementedError
+
+    def read(self, offset: int) -> list[tuple[int, dict[str, Any] | None]]:
+        """Entries from `offset` on: (position, entry or None if unreadable); sets `consumed`."""
+        raise NotImplementedError
+
+    def load_cursor(self, target: str, claim: bool = False) -> dict[str, Any] | None:
+        """A target's cursor as saved (None: none yet); `claim`: this process delivers for it from now on."""
+        raise NotImplementedError
+
+    def save_cursor(self, target: str, state: dict[str, Any]) -> None:
+        """Raises `Superseded` when another process has claimed the target since."""
+        raise NotImplementedError
+
+    def still_mine(self, target: str) -> bool:
+        """Nobody else has claimed the target (checked before each send)."""
+        return True
+
+    def drop_cursors(self, keep: set[str]) -> None:
+        """Remove the cursors of targets not in `keep`."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what it holds open (used again, it opens it again)."""
+
+    # -- appending, held when it cannot be written ----------------------------------------------------
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
         entry.setdefault("id", uuid.uuid4().hex)
         entry.setdefault("at", time.time())
         with self._held_lock:
             if self.held:
-                self._retry_locked()
+                self._retry_locked(throttled=True)
             if not self.held:
                 try:
                     self._write(entry)
-                except OSError as exc:
-                    if not is_disk_full(exc):
+                except Exception as exc:
+                    if not self.holdable(exc):
                         raise
                     log.critical("OUTBOX CANNOT WRITE (%s): notifications are delivered from memory and "
-                                 "written when there is space again", exc)
+                                 "written when it can be again", exc)
                     self._hold(entry)
                 return self._told(entry)
             self._hold(entry)
@@ -108,6 +164,7 @@ class Outbox:
 
     def _told(self, entry: dict[str, Any]) -> dict[str, Any]:
         with self.changed:
+            self.generation += 1
             self.changed.notify_all()
         return entry
 
@@ -116,24 +173,45 @@ class Outbox:
             return [(n, e) for n, e in self.held if n > seq]
 
     def retry(self) -> None:
-        """Write the held lines (at most one try a second); they keep their order and times."""
+        """Write the held entries (at most one try a second); they keep their order and times."""
         if not self.held or time.monotonic() - self._tried_at < 1.0:
             return
         with self._held_lock:
             self._retry_locked()
 
-    def _retry_locked(self) -> None:
+    # The file is retried on every append while it holds (a full disk answers at once); the table
+    # at most once a second (the workers' `retry`), so the hot path never waits for a dead server.
+    RETRY_ON_APPEND = True
+
+    def _retry_locked(self, throttled: bool = False) -> None:
+        if throttled and not self.RETRY_ON_APPEND:
+            return
         self._tried_at = time.monotonic()
         while self.held:
             try:
                 self._write(self.held[0][1])
-            except OSError as exc:
-                if not is_disk_full(exc):
+            except Exception as exc:
+                if not self.holdable(exc):
                     raise
                 return
             self.held.pop(0)
             if not self.held:
                 log.warning("outbox writing again: the notifications held in memory are written")
+
+
+class Outbox(BaseOutbox):
+    """Append-only JSON lines, shared by processes (flock), readable from any byte offset; each target's
+    cursor a file of `cursors` (default: the `cursors` folder beside it)."""
+
+    def __init__(self, path: Path, cursors: Path | None = None) -> None:
+        super().__init__()
+        self.path = path
+        self.name = str(path)
+        self.cursors = cursors or path.parent / "cursors"
+        private_file(path)
+
+    def holdable(self, exc: BaseException) -> bool:
+        return isinstance(exc, OSError) and is_disk_full(exc)
 
     def _write(self, entry: dict[str, Any]) -> None:
         line = orjson.dumps(entry) + b"\n"
@@ -190,6 +268,214 @@ class Outbox:
         self.consumed = offset + pos
         return out
 
+    def cursor_file(self, target: str) -> Path:
+        return self.cursors / f"{target}.json"
+
+    def load_cursor(self, target: str, claim: bool = False) -> dict[str, Any] | None:
+        # One process delivers from the file (Delivery's flock): there is nothing to claim.
+        try:
+            d = orjson.loads(self.cursor_file(target).read_bytes())
+        except FileNotFoundError:
+            return None
+        if not isinstance(d, dict):
+            raise ValueError("not a cursor")
+        return d
+
+    def save_cursor(self, target: str, state: dict[str, Any]) -> None:
+        path = self.cursor_file(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, orjson.dumps(state))
+        finally:
+            os.close(fd)
+        # Atomically replaced, not fsync'd (as the ingest spool's cursor): a killed process loses nothing;
+        # a power cut may lose the last moves, and those notifications go out a second time.
+        os.replace(tmp, path)
+
+    def drop_cursors(self, keep: set[str]) -> None:
+        for f in self.cursors.glob("*.json"):
+            if f.stem not in keep:
+                f.unlink(missing_ok=True)
+
+
+class TableOutbox(BaseOutbox):
+    """The outbox and the cursors in the alert store's PostgreSQL database (tables `outbox`,
+    `outbox_cursors`), one partition's (`part`, the name of its lease): the engine that takes over the
+    lease on another host goes on from the cursors where the dead one stopped.
+
+    An append is one INSERT (one statement, one round trip) after the store's write lock, so positions
+    (`seq`) are handed out in commit order and a reader never passes over one committed later. A
+    process claims a target's cursor when it starts delivering for it (`load_cursor(claim=True)`); the
+    cursor is then saved only while it still owns it, and the owner is checked before every send: a
+    process that was taken over (a half-dead host coming back) stops delivering instead of sending
+    a second time. While the database cannot be reached, appends are held (`BaseOutbox`) and a thread
+    probes it once a second: no caller waits on a connection attempt meanwhile."""
+
+    RETRY_ON_APPEND = False
+
+    def __init__(self, url: str, part: str, owner: str | None = None) -> None:
+        super().__init__()
+        self.url = url
+        self.part = part
+        self.name = f"outbox of {part} in the alert store"
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._lock = threading.Lock()
+        self._db: Any = None
+        self._down_since: float | None = None
+        self._back = threading.Event()
+        self._prober: threading.Thread | None = None
+        self._size = 1
+
+    def holdable(self, exc: BaseException) -> bool:
+        from alerts.store.postgres import unreachable
+
+        return unreachable(exc)
+
+    # -- the connection -------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        import psycopg
+
+        from alerts.store.postgres import CONNECT_TIMEOUT_S
+
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+
+    def _conn(self) -> Any:
+        if self._down_since is not None and not self._back.is_set():
+            from alerts.store.postgres import Unreachable
+
+            self._probe()
+            raise Unreachable("the alert store's database is unreachable (probing every second)")
+        if self._db is None or self._db.closed or self._db.broken:
+            if self._db is not None:
+                self._db.close()
+            self._db = self._connect()
+            if self._down_since is not None:
+                log.warning("outbox: the database answers again")
+            self._down_since = None
+        return self._db
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        """One statement; a lost connection marks the database away (the caller decides what then)."""
+        with self._lock:
+            try:
+                return self._conn().execute(sql, args)
+            except Exception as exc:
+                if not self.holdable(exc):
+                    raise
+                self._back.clear()  # probed again before the next try (also when a reconnection failed)
+                if self._down_since is None:
+                    self._down_since = time.time()
+                    log.critical("OUTBOX DATABASE UNREACHABLE (%s): notifications are delivered from memory "
+                                 "and written when it answers again", exc)
+                raise
+
+    def _probe(self) -> None:
+        if self._prober is not None and self._prober.is_alive():
+            return
+
+        def probe() -> None:
+            while True:
+                try:
+                    self._connect().close()
+                    self._back.set()
+                    return
+                except Exception:
+                    time.sleep(1.0)
+
+        self._prober = threading.Thread(target=probe, name="outbox-probe", daemon=True)
+        self._prober.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+
+    # -- entries --------------------------------------------------------------------------------------
+    def _write(self, entry: dict[str, Any]) -> None:
+        from alerts.store.pg_migrations import WRITE_LOCK
+
+        # The lock first (a materialised CTE runs before the row is made): `seq` then follows commit order.
+        # Written again after a lost answer, an entry already there stays one entry (its id is unique).
+        self._run("WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s)) "
+                  "INSERT INTO outbox(part, id, entry) SELECT %s, %s, %s FROM l ON CONFLICT (id) DO NOTHING",
+                  (WRITE_LOCK, self.part, str(entry["id"]), orjson.dumps(entry).decode()))
+
+    def size(self) -> int:
+        try:
+            row = self._run("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox WHERE part = %s", (self.part,)).fetchone()
+            self._size = int(row[0])
+        except Exception as exc:
+            if not self.holdable(exc):
+                raise
+        return self._size  # the last known, while the database is away
+
+    def read(self, offset: int, limit: int = 2000) -> list[tuple[int, dict[str, Any] | None]]:
+        self.consumed = offset
+        try:
+            rows = self._run("SELECT seq, entry FROM outbox WHERE part = %s AND seq >= %s ORDER BY seq LIMIT %s",
+                             (self.part, offset, limit)).fetchall()
+        except Exception as exc:
+            if not self.holdable(exc):
+                raise
+            return []
+        out: list[tuple[int, dict[str, Any] | None]] = []
+        for seq, raw in rows:
+            try:
+                entry = orjson.loads(raw)
+                out.append((int(seq), entry if isinstance(entry, dict) else None))
+            except orjson.JSONDecodeError:
+                out.append((int(seq), None))
+            self.consumed = int(seq) + 1
+        return out
+
+    # -- cursors --------------------------------------------------------------------------------------
+    def load_cursor(self, target: str, claim: bool = False) -> dict[str, Any] | None:
+        if claim:
+            row = self._run("UPDATE outbox_cursors SET owner = %s WHERE part = %s AND target = %s RETURNING state",
+                            (self.owner, self.part, target)).fetchone()
+        else:
+            row = self._run("SELECT state FROM outbox_cursors WHERE part = %s AND target = %s",
+                            (self.part, target)).fetchone()
+        if row is None:
+            return None
+        d = orjson.loads(row[0])
+        if not isinstance(d, dict):
+            raise ValueError("not a cursor")
+        return d
+
+    def save_cursor(self, target: str, state: dict[str, Any]) -> None:
+        cur = self._run("INSERT INTO outbox_cursors(part, target, state, owner) VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT (part, target) DO UPDATE SET state = excluded.state "
+                        "WHERE outbox_cursors.owner = excluded.owner",
+                        (self.part, target, orjson.dumps(state).decode(), self.owner))
+        if cur.rowcount == 0:
+            raise Superseded(target)
+
+    def still_mine(self, target: str) -> bool:
+        try:
+            row = self._run("SELECT owner FROM outbox_cursors WHERE part = %s AND target = %s",
+                            (self.part, target)).fetchone()
+        except Exception as exc:
+            if not self.holdable(exc):
+                raise
+            return True  # nobody else can claim it from a database nobody reaches either... or so it seems here
+        return row is None or row[0] == self.owner
+
+    def drop_cursors(self, keep: set[str]) -> None:
+        for (target,) in self._run("SELECT target FROM outbox_cursors WHERE part = %s", (self.part,)).fetchall():
+            if target not in keep:
+                self._run("DELETE FROM outbox_cursors WHERE part = %s AND target = %s", (self.part, target))
+
+    def compact(self, keep_s: float = 86400.0) -> int:
+        """Delete the entries every target has finished that are older than `keep_s`; how many."""
+        cur = self._run(
+            "DELETE FROM outbox WHERE part = %s AND seq < (SELECT MIN((state::jsonb ->> 'offset')::bigint) "
+            "FROM outbox_cursors WHERE part = %s) AND (entry::jsonb ->> 'at')::float8 < %s",
+            (self.part, self.part, time.time() - keep_s))
+        return int(cur.rowcount or 0)
+
 
 @dataclass
 class Pending:
@@ -229,13 +515,12 @@ class CursorState:
 class TargetWorker(threading.Thread):
     """One target's delivery loop over the outbox."""
 
-    def __init__(self, channel: Channel, outbox: Outbox, cursor_file: Path, record: Record | None,
+    def __init__(self, channel: Channel, outbox: BaseOutbox, record: Record | None,
                  policy: RetryPolicy, public_url: str | None = None) -> None:
         super().__init__(name=f"notify-{channel.target.id}", daemon=True)
         self.channel = channel
         self.target: Target = channel.target
         self.outbox = outbox
-        self.cursor_file = cursor_file
         self.record = record
         self.policy = policy
         self.public_url = public_url
@@ -251,56 +536,51 @@ class TargetWorker(threading.Thread):
         self.last_error: str | None = None
         self._seen_size = -1
         self.held_seen = 0  # the outbox's held lines taken up so far (their number)
-        self.from_memory: set[str] = set()  # ids of lines taken up from memory (skipped in the file)
+        self.from_memory: set[str] = set()  # ids of lines taken up from memory (skipped in the outbox)
         self._save_failed = False
         self.lock = threading.Lock()  # held while a round runs; compaction takes it to find the worker idle
 
     # -- cursor ---------------------------------------------------------------------------------
     def reload(self) -> None:
-        """Read the cursor again (before the thread starts)."""
-        self.state = self._load_state()
+        """Read the cursor again and claim it (before the thread starts): as the last owner left it."""
+        self.state = self._load_state(claim=True)
         self.read_pos, self.order, self.pending, self._seen_size = self.state.offset, [], {}, -1
 
-    def _load_state(self) -> CursorState:
+    def _load_state(self, claim: bool = False) -> CursorState:
         try:
-            d = orjson.loads(self.cursor_file.read_bytes())
-            return CursorState(int(d["offset"]), {int(x) for x in d.get("done", [])},
-                               [float(x) for x in d.get("sent", [])], float(d.get("blocked_until", 0)))
-        except FileNotFoundError:
+            d = self.outbox.load_cursor(self.target.id, claim)
+            if d is not None:
+                return CursorState(int(d["offset"]), {int(x) for x in d.get("done", [])},
+                                   [float(x) for x in d.get("sent", [])], float(d.get("blocked_until", 0)))
             # A new target starts at the end: it is not flooded with the history of the outbox.
-            st = CursorState(offset=self.outbox.size())
-            self._save(st)
-            return st
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("cursor %s unreadable (%s): starting %s at the end of the outbox",
-                      self.cursor_file, exc, self.target.id)
-            st = CursorState(offset=self.outbox.size())
-            self._save(st)
-            return st
+            if isinstance(exc, OSError) and self.outbox.holdable(exc):
+                raise
+            log.error("cursor of %s in %s unreadable (%s): starting it at the end of the outbox",
+                      self.target.id, self.outbox.name, exc)
+        st = CursorState(offset=self.outbox.size())
+        self._save(st)
+        return st
 
     def _save(self, st: CursorState | None = None) -> None:
         st = st or self.state
         try:
-            self._write_cursor(st)
+            self.outbox.save_cursor(self.target.id, st.as_json())
             self._save_failed = False
-        except OSError as exc:
-            if not is_disk_full(exc):
+        except Superseded:
+            self._superseded()
+        except Exception as exc:
+            if not self.outbox.holdable(exc):
                 raise
             if not self._save_failed:  # kept in memory; a crash meanwhile may send some twice, never lose one
-                log.error("cursor of %s not saved (disk full): %s", self.target.id, exc)
+                log.error("cursor of %s not saved (%s): kept in memory meanwhile", self.target.id, exc)
             self._save_failed = True
 
-    def _write_cursor(self, st: CursorState) -> None:
-        self.cursor_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cursor_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, orjson.dumps(st.as_json()))
-        finally:
-            os.close(fd)
-        # Atomically replaced, not fsync'd (as the ingest spool's cursor): a killed process loses nothing;
-        # a power cut may lose the last moves, and those notifications go out a second time.
-        os.replace(tmp, self.cursor_file)
+    def _superseded(self) -> None:
+        if not self.stop_event.is_set():
+            log.error("%s: another process now delivers for this target (it took the cursor over): this one "
+                      "stops", self.target.id)
+        self.stop_event.set()
 
     def _finish(self, offsets: list[int]) -> None:
         self.state.done.update(offsets)
@@ -318,7 +598,7 @@ class TargetWorker(threading.Thread):
     def _read_new(self) -> None:
         size = self.outbox.size()
         if size < self.read_pos:  # replaced by a shorter file (not by compaction, which resets us): start over
-            log.error("outbox %s shrank below %s's cursor: reading it from the start", self.outbox.path,
+            log.error("%s shrank below %s's cursor: reading it from the start", self.outbox.name,
                       self.target.id)
             self.read_pos, self.order, self.pending = 0, [], {}
             self.state.offset, self.state.done = 0, set()
@@ -338,14 +618,14 @@ class TargetWorker(threading.Thread):
                 skipped.append(off)
                 continue
             if entry is None:
-                log.error("outbox line at byte %d is not a notification; %s skips it", off, self.target.id)
+                log.error("outbox entry at %d is not a notification; %s skips it", off, self.target.id)
                 skipped.append(off)
                 continue
             try:
                 people = [Person.from_json(p) for p in entry.get("to") or []]
                 message = Message.from_json(entry["message"])
             except Exception as exc:  # a poison line must not block the target: skipped, said
-                log.error("outbox line at byte %d is malformed (%s); %s skips it", off, exc, self.target.id)
+                log.error("outbox entry at %d is malformed (%s); %s skips it", off, exc, self.target.id)
                 skipped.append(off)
                 continue
             if not self.channel.wants(str(entry.get("event")), entry.get("community"), entry.get("severity"), people):
@@ -494,6 +774,9 @@ class TargetWorker(threading.Thread):
         due = sorted((p for p in self.pending.values() if p.next_at <= now), key=lambda p: p.offset)
         if not due:
             return max(0.01, min(POLL_S, min(p.next_at for p in self.pending.values()) - now))
+        if not self.outbox.still_mine(self.target.id):  # taken over meanwhile: the new owner sends these
+            self._superseded()
+            return 0.0
         left, free_at = self._budget(now)
         if left <= 0:
             return max(0.01, min(POLL_S * 5, free_at - now))
@@ -521,10 +804,12 @@ class TargetWorker(threading.Thread):
             except Exception:  # never let one bad line or disk hiccup end this target's delivery
                 log.exception("delivery loop of %s", self.target.id)
                 wait = 1.0
-            if wait > 0:
+            if wait > 0 and not self.stop_event.is_set():
+                gen = self.outbox.generation
+                size = self.outbox.size()  # outside the lock: it may be a query, and appends take the lock
                 with self.outbox.changed:
-                    size = self.outbox.size()
-                    if size == self._seen_size and self.outbox.held_seq == self.held_seen:  # nothing new: sleep
+                    if (size == self._seen_size and self.outbox.generation == gen
+                            and self.outbox.held_seq == self.held_seen):  # nothing new: sleep
                         self.outbox.changed.wait(wait)
                     self._seen_size = size
 
@@ -581,8 +866,10 @@ class Delivery:
 
     def __init__(self, data_dir: Path, targets: list[Target], *, record: Record | None = None,
                  record_many: RecordMany | None = None,
-                 policy: RetryPolicy | None = None, timeout_s: float = 5.0, public_url: str | None = None) -> None:
-        self.outbox = Outbox(outbox_path(data_dir))
+                 policy: RetryPolicy | None = None, timeout_s: float = 5.0, public_url: str | None = None,
+                 outbox: BaseOutbox | None = None) -> None:
+        # The data folder's file, unless given another (the store's table: `open_outbox`).
+        self.outbox: BaseOutbox = outbox or Outbox(outbox_path(data_dir), cursor_dir(data_dir))
         self.cursors = cursor_dir(data_dir)
         self.recorder: Recorder | None = None
         if record_many is None and record is not None:
@@ -617,13 +904,13 @@ class Delivery:
                     w.channel.close()
         for tid, t in wanted.items():
             if tid not in self.workers:
-                self.workers[tid] = TargetWorker(make_channel(t, self.timeout_s), self.outbox,
-                                                 self.cursors / f"{tid}.json", self.record, self.policy,
-                                                 self.public_url)
+                self.workers[tid] = TargetWorker(make_channel(t, self.timeout_s), self.outbox, self.record,
+                                                 self.policy, self.public_url)
 
     def _own(self) -> bool:
-        """One process delivers from an outbox (others only append): an flock on the cursors' folder."""
-        if self._lock_fd is not None:
+        """One process delivers from an outbox (others only append): an flock on the cursors' folder.
+        The table's cursors are claimed one by one instead, by whoever starts delivering (`TableOutbox`)."""
+        if self._lock_fd is not None or not isinstance(self.outbox, Outbox):
             return True
         self.cursors.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.cursors / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -633,7 +920,7 @@ class Delivery:
             os.close(fd)
             if not self._said_passive:
                 log.error("another process is delivering from %s: this one only appends to it (and takes over "
-                          "when that one ends)", self.outbox.path)
+                          "when that one ends)", self.outbox.name)
                 self._said_passive = True
             return False
         self._lock_fd = fd
@@ -645,7 +932,13 @@ class Delivery:
             return
         for w in self.workers.values():
             if not w.is_alive() and not w.stop_event.is_set():
-                w.reload()  # the cursor as the last owner left it (another process, or an earlier run)
+                try:
+                    w.reload()  # the cursor as the last owner left it (another process, or an earlier run)
+                except Exception as exc:
+                    if not self.outbox.holdable(exc):
+                        raise
+                    log.warning("%s: cursor not read (%s): starts when the database answers", w.target.id, exc)
+                    continue
                 w.start()
 
     def stop(self, join_s: float = 2.0) -> None:
@@ -656,6 +949,7 @@ class Delivery:
                 w.join(join_s)
         if self.recorder is not None:
             self.recorder.close()
+        self.outbox.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -666,7 +960,11 @@ class Delivery:
     def compact(self, min_bytes: int = COMPACT_BYTES) -> bool:
         """When every target has finished every line and the outbox is past `min_bytes`, start a new
         one: the old is kept as `outbox.jsonl.1` (replacing the previous), the cursors restart at 0.
-        Cursors of targets no longer configured are removed (added back, a target starts afresh)."""
+        Cursors of targets no longer configured are removed (added back, a target starts afresh).
+        The table drops what every target has finished, a day after it was written."""
+        if isinstance(self.outbox, TableOutbox):
+            return self._compact_table()
+        assert isinstance(self.outbox, Outbox)
         path = self.outbox.path
         size = self.outbox.size()
         if size < min_bytes:
@@ -694,12 +992,74 @@ class Delivery:
             for w in workers:
                 w.state.offset, w.state.done, w.read_pos, w.order, w._seen_size = 0, set(), 0, [], -1
                 w._save()
-            keep = {w.cursor_file for w in workers}
-            for f in self.cursors.glob("*.json"):
-                if f not in keep:
-                    f.unlink(missing_ok=True)
+            self.outbox.drop_cursors({w.target.id for w in workers})
             log.info("outbox compacted: %d bytes delivered everywhere moved to %s.1", size, path.name)
             return True
         finally:
             for lock in held:
                 lock.release()
+
+    def _compact_table(self) -> bool:
+        assert isinstance(self.outbox, TableOutbox)
+        workers = list(self.workers.values())
+        if any(w.stop_event.is_set() for w in workers) or any(w.is_alive() for w in self.retired):
+            return False  # taken over (the new owner compacts), or a retired worker may still write
+        try:
+            self.outbox.drop_cursors({w.target.id for w in workers})
+            n = self.outbox.compact()
+        except Exception as exc:
+            if not self.outbox.holdable(exc):
+                raise
+            return False
+        if n:
+            log.info("outbox: %d entries delivered everywhere a day ago or more deleted", n)
+        return n > 0
+
+
+def table_status(url: str) -> dict[str, Any]:
+    """`smartcommunity notify status` on PostgreSQL: each partition's entries and each target's backlog."""
+    import psycopg
+
+    from alerts.store.postgres import CONNECT_TIMEOUT_S
+
+    parts: dict[str, Any] = {}
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as db:
+        for part, n in db.execute("SELECT part, count(*) FROM outbox GROUP BY part"):
+            parts[part] = {"entries": int(n), "cursors": {}}
+        for part, target, owner, state, behind in db.execute(
+                "SELECT c.part, c.target, c.owner, c.state, (SELECT count(*) FROM outbox o WHERE o.part = c.part"
+                " AND o.seq >= (c.state::jsonb ->> 'offset')::bigint) FROM outbox_cursors c ORDER BY 1, 2"):
+            done = len(orjson.loads(state).get("done") or [])
+            parts.setdefault(part, {"entries": 0, "cursors": {}})["cursors"][target] = {
+                "behind_entries": int(behind) - done, "finished_ahead": done, "owner": owner}
+    return {"outbox": "the alert store (PostgreSQL)", "partitions": parts}
+
+
+_SHARED: dict[str, BaseOutbox] = {}  # the running alert service's outbox, for messages queued in it
+
+
+def open_outbox(settings: Any, part: str) -> BaseOutbox:
+    """The outbox of an alert partition (`part`, its lease's name): the store's table when the store is
+    PostgreSQL (engines on several hosts continue each other's delivery), else the data folder's file.
+    It is also the outbox of the messages this process queues (`outbox_for`)."""
+    from alerts.store import sqlite_file
+
+    if sqlite_file(settings) is None:
+        box: BaseOutbox = TableOutbox(str(settings.store_url), part)
+    else:
+        box = Outbox(outbox_path(settings.data_path), cursor_dir(settings.data_path))
+    _SHARED[str(settings.data_path)] = box
+    return box
+
+
+def outbox_for(settings: Any) -> BaseOutbox:
+    """Where a message queued in this process goes: the outbox of the alert service running here, else
+    that of the whole street's partition."""
+    box = _SHARED.get(str(settings.data_path))
+    if box is not None:
+        return box
+    from alerts.store import sqlite_file
+
+    if sqlite_file(settings) is None:  # kept: one connection for this process's messages
+        return _SHARED.setdefault(str(settings.data_path), TableOutbox(str(settings.store_url), "alerts"))
+    return Outbox(outbox_path(settings.data_path), cursor_dir(settings.data_path))

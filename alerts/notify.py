@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alerts.audience import in_scope
-from alerts.delivery import Outbox
+from alerts.delivery import BaseOutbox, Outbox
 from alerts.message import Message, Places, compose
 from alerts.preferences import Preferences, reach
 from alerts.roster import Person, Roster, load_roster
@@ -34,9 +34,9 @@ Record = Callable[[str, str, dict[str, Any]], None]  # (alert_id, event, data): 
 class Notifier:
     """Composes the message once and appends it, with its recipients, to the outbox."""
 
-    def __init__(self, outbox: Path | Outbox, places: Places | None = None, public_url: str | None = None,
+    def __init__(self, outbox: Path | BaseOutbox, places: Places | None = None, public_url: str | None = None,
                  record: Record | None = None) -> None:
-        self.outbox = outbox if isinstance(outbox, Outbox) else Outbox(outbox)
+        self.outbox = outbox if isinstance(outbox, BaseOutbox) else Outbox(outbox)
         self.places = places or Places()
         self.public_url = public_url
         self.record = record

@@ -36,7 +36,7 @@ from alerts.command.handlers import Handlers
 from alerts.command.server import CommandServer
 from alerts.configfile import Watched
 from alerts.context import Surroundings
-from alerts.delivery import Delivery, RetryPolicy
+from alerts.delivery import Delivery, RetryPolicy, open_outbox
 from alerts.dispatch import DispatchBook
 from alerts.engine import Engine
 from alerts.flooding import FloodWatch
@@ -159,6 +159,8 @@ class AlertService:
             settings.data_path, self.channels.value if self.channels else load_targets(settings),
             record_many=self._record_many, timeout_s=settings.notify_timeout_s, public_url=settings.public_base_url,
             policy=RetryPolicy(settings.notify_retry_first_s, settings.notify_retry_max_s, settings.notify_give_up_s),
+            # On PostgreSQL the outbox and cursors are the store's: whoever takes the lease over goes on.
+            outbox=open_outbox(settings, self.name),
         )
         self.preferences = PreferenceBook(self.store)  # each person's channels and quiet hours
         notifier = Notifier(self.delivery.outbox, Places(lambda d: self.registry.current().get(d)),
@@ -392,6 +394,7 @@ class AlertService:
                     last_dispatch_check = now
                 if now - last_beat >= 1.0:
                     retry_held(self.store)
+                    self.delivery.outbox.retry()  # also with no target to deliver to (each worker retries too)
                     self.commands.write_endpoint()
                     self.floods.check(self.registry.current())
                     self._reload_channels()

@@ -68,10 +68,10 @@ def queue_message(settings: Any, people: list[Person | dict[str, Any] | str], te
                   severity: str | None = None, place: str = "", event: str = "dispatch",
                   extra: dict[str, Any] | None = None) -> str:
     """The same for several people in one outbox entry (`extra` fields are kept on it, e.g. a dispatch id)."""
-    from alerts.delivery import Outbox, outbox_path
+    from alerts.delivery import outbox_for
 
     msg = _message(text, link, title, alert_id, severity, place)
-    entry = Outbox(outbox_path(settings.data_path)).append({
+    entry = outbox_for(settings).append({
         **(extra or {}), "event": event, "tier": 1, "to": [_person(p).as_json() for p in people],
         "alert_id": alert_id, "severity": severity, "community": community, "text": msg.plain(),
         "link": link, "message": msg.as_json(), "alert": None})

@@ -233,6 +233,23 @@ STEPS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # 15: the notification outbox and the targets' cursors, in the store (alerts/delivery.py `TableOutbox`).
+    """
+    CREATE TABLE outbox (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        part TEXT NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        entry TEXT NOT NULL
+    );
+    CREATE INDEX outbox_part ON outbox(part, seq);
+    CREATE TABLE outbox_cursors (
+        part TEXT NOT NULL,
+        target TEXT NOT NULL,
+        state TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        PRIMARY KEY (part, target)
+    );
+    """,
 )
 
 LATEST = len(STEPS)

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 from PIL import Image
@@ -66,8 +65,13 @@ def env(tmp_path: Path, store_url: str) -> Iterator[tuple[Settings, Store, Dispa
 
 
 def outbox(s: Settings) -> list[dict]:
-    p = s.data_path / "alerts" / "outbox.jsonl"
-    return [orjson.loads(line) for line in p.read_bytes().splitlines()] if p.exists() else []
+    """What was queued: the outbox file, or the store's table on PostgreSQL (alerts/delivery.py)."""
+    from alerts.delivery import Outbox, outbox_for
+
+    box = outbox_for(s)
+    if isinstance(box, Outbox) and not box.path.exists():
+        return []
+    return [e for _, e in box.read(0) if e is not None]
 
 
 def dispatch(book: DispatchBook, team: str = "gas", member: str | None = None, minutes: float = 30,
