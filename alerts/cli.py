@@ -286,8 +286,9 @@ def run_patrols_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_notify_status(args: argparse.Namespace, settings: Settings) -> int:
-    from alerts.delivery import cursor_dir, outbox_path, table_status
+    from alerts.delivery import cursor_dir, outbox_path
     from alerts.store import sqlite_file
+    from alerts.store.outbox import table_status
 
     if sqlite_file(settings) is None:  # on PostgreSQL the outbox and cursors are the store's
         print(orjson.dumps(table_status(str(settings.store_url)), option=orjson.OPT_INDENT_2).decode())

@@ -233,7 +233,7 @@ STEPS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
-    # 15: the notification outbox and the targets' cursors, in the store (alerts/delivery.py `TableOutbox`).
+    # 15: the notification outbox and the targets' cursors, in the store (alerts/store/outbox.py `TableOutbox`).
     """
     CREATE TABLE outbox (
         seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

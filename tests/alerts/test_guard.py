@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
 import pytest
 
 from alerts.archive import archive
-from alerts.delivery import outbox_path
+from alerts.delivery import Outbox, outbox_for
 from alerts.dispatch import ACTIONS, CAUSES, DispatchBook, Refused
 from alerts.engine import Engine
 from alerts.guard import Policy, danger
@@ -44,7 +43,7 @@ class Rig:
         self.settings = make_settings(tmp_path / "var", store_url=store_url)
         self.store = open_store(self.settings)
         self.published: list[Alert] = []
-        self.outbox = outbox_path(self.settings.data_path)
+        self.outbox = outbox_for(self.settings)  # the file, or the store's table on PostgreSQL
         self.book = DispatchBook(self.store, self.settings)
         self.engine = Engine(load_rules(), self.store, self.published.append, holdoff_s=60, update_min_s=0,
                              clock=self.clock, escalation=Escalation(load_roster(), Notifier(self.outbox)),
@@ -55,9 +54,9 @@ class Rig:
         self.engine.handle(Telemetry(GAS, int(self.clock.t * 1000), None, {"lel_pct": lel}))
 
     def notes(self) -> list[dict]:  # type: ignore[type-arg]
-        if not self.outbox.exists():
+        if isinstance(self.outbox, Outbox) and not self.outbox.path.exists():
             return []
-        return [orjson.loads(line) for line in self.outbox.read_bytes().splitlines()]
+        return [e for _, e in self.outbox.read(0) if e is not None]
 
 
 @pytest.fixture

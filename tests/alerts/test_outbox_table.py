@@ -1,4 +1,4 @@
-"""The outbox in the alert store's PostgreSQL database (alerts/delivery.py `TableOutbox`): entries and
+"""The outbox in the alert store's PostgreSQL database (alerts/store/outbox.py `TableOutbox`): entries and
 cursors round trip, a second host taking a target over is the only one to send from then on, and an
 append while the database is away is held in memory and written when it answers again."""
 
@@ -13,10 +13,11 @@ import psycopg
 import pytest
 
 from alerts.channels.base import Target
-from alerts.delivery import Delivery, RetryPolicy, Superseded, TableOutbox
+from alerts.delivery import Delivery, RetryPolicy, Superseded
 from alerts.message import Places
 from alerts.notify import Notifier
 from alerts.store import open_store
+from alerts.store.outbox import TableOutbox
 from core.registry import bundled_registry_path, load_registry
 from tests.alerts.channels.receivers import Webhook
 from tests.alerts.test_delivery import ids_of, raise_n
