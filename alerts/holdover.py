@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from alerts.store import AlertStore, AlreadyOpen, Store, sqlite_file
-from alerts.store.postgres import PostgresStore, Unreachable, unreachable
+from alerts.store.postgres import PostgresStore, Prober, Unreachable, unreachable
 from alerts.timeline import SYSTEM, Event, Step
 from core.contract import Alert, AlertState
 from core.diskfull import is_disk_full
@@ -485,8 +485,8 @@ class HeldPostgresStore(Holding, PostgresStore):
         PostgresStore.__init__(self, url)
         self._init_holding()
         self._last_shelves: list[Any] = []
-        self._reachable = threading.Event()
-        self._prober: threading.Thread | None = None
+        self._prober = Prober(self._connect, "store-probe", RETRY_S)
+        self._reachable = self._prober.back
 
     @staticmethod
     def _holdable(exc: BaseException) -> bool:
@@ -546,21 +546,7 @@ class HeldPostgresStore(Holding, PostgresStore):
         return super()._live()
 
     def _probe(self) -> None:
-        if self._prober is not None and self._prober.is_alive():
-            return
-
-        def probe() -> None:
-            while True:
-                try:
-                    self._connect().close()
-                    self._reachable.set()
-                    return
-                except Exception:
-                    time.sleep(RETRY_S)
-
-        self._reachable.clear()
-        self._prober = threading.Thread(target=probe, name="store-probe", daemon=True)
-        self._prober.start()
+        self._prober.start(clear=True)
 
     def _went_full(self, exc: BaseException) -> None:
         if self.full_since is None:

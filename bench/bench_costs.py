@@ -50,7 +50,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_alerts import NORMAL, Proc  # noqa: E402
-from bench_ingest import IngestProc, Progress, ensure_big_registry, make_messages, publish  # noqa: E402
+from bench_ingest import (  # noqa: E402
+    IngestProc,
+    Progress,
+    bench_settings,
+    ensure_big_registry,
+    make_messages,
+    publish,
+)
 
 from core import heartbeat, procs  # noqa: E402
 from core.contract import Device  # noqa: E402
@@ -410,9 +417,7 @@ def main() -> int:
     t_start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="bench-costs-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
-    base = load_settings(env, data_dir=str(tmp / "var"), mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
-                         influx_url=f"http://127.0.0.1:{free_port()}", log_level="WARNING",
-                         ingest_heartbeat_s=0.2, registry_file=str(tmp / "registry.geojson"))
+    base = bench_settings(tmp, env)
     services = [start_mosquitto(base), start_influxdb(base)]
     mosq, influx = services[0].proc.pid, services[1].proc.pid
     vm: subprocess.Popen[bytes] | None = None

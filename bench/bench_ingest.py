@@ -166,6 +166,14 @@ def count_stored(influx: InfluxClient) -> int:
     return total
 
 
+def bench_settings(tmp: Path, env: dict[str, str]) -> Settings:
+    """Settings of a bench's own services in `tmp` (free loopback ports) over `env`, the caller's
+    environment without its SC_*."""
+    return load_settings(env, data_dir=str(tmp / "var"), mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
+                         influx_url=f"http://127.0.0.1:{free_port()}", log_level="WARNING",
+                         ingest_heartbeat_s=0.2, registry_file=str(tmp / "registry.geojson"))
+
+
 # -- phases --------------------------------------------------------------------------------------
 def bare(port: int, msgs: list[Msg], fast: bool) -> float:
     cid = f"bench-bare-{int(fast)}"
@@ -433,9 +441,7 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SC_")}
-    base = load_settings(env, data_dir=str(tmp / "var"), mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
-                         influx_url=f"http://127.0.0.1:{free_port()}", log_level="WARNING",
-                         ingest_heartbeat_s=0.2, registry_file=str(tmp / "registry.geojson"))
+    base = bench_settings(tmp, env)
     services = [start_mosquitto(base), start_influxdb(base)]
     try:
         how = ensure_big_registry(base.registry_path, base.data_path, 100_000)

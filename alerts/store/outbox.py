@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from alerts.delivery import BaseOutbox, Superseded
+from alerts.store.postgres import Prober
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ class TableOutbox(BaseOutbox):
         self._lock = threading.Lock()
         self._db: Any = None
         self._down_since: float | None = None
-        self._back = threading.Event()
-        self._prober: threading.Thread | None = None
+        self._prober = Prober(self._connect, "outbox-probe")
+        self._back = self._prober.back
         self._size = 1
 
     def holdable(self, exc: BaseException) -> bool:
@@ -92,19 +93,6 @@ class TableOutbox(BaseOutbox):
                 raise
 
     def _probe(self) -> None:
-        if self._prober is not None and self._prober.is_alive():
-            return
-
-        def probe() -> None:
-            while True:
-                try:
-                    self._connect().close()
-                    self._back.set()
-                    return
-                except Exception:
-                    time.sleep(1.0)
-
-        self._prober = threading.Thread(target=probe, name="outbox-probe", daemon=True)
         self._prober.start()
 
     def close(self) -> None:

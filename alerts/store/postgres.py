@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -30,6 +31,37 @@ CONNECT_TIMEOUT_S = 3  # per host tried: a dead primary must not hold the engine
 
 class Unreachable(psycopg.OperationalError):
     """Not even tried: the database was found unreachable and is being probed (alerts/holdover.py)."""
+
+
+class Prober:
+    """Tries a connection once every `every_s` on a thread of its own until one succeeds (then `back` is
+    set), so that no caller waits on connection attempts to a server that does not answer."""
+
+    def __init__(self, connect: Callable[[], Any], name: str, every_s: float = 1.0) -> None:
+        self.connect = connect
+        self.name = name
+        self.every_s = every_s
+        self.back = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, clear: bool = False) -> None:
+        """Probe (once at a time); `clear`: the database is known away now, whatever the last probe found."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        if clear:
+            self.back.clear()
+
+        def probe() -> None:
+            while True:
+                try:
+                    self.connect().close()
+                    self.back.set()
+                    return
+                except Exception:
+                    time.sleep(self.every_s)
+
+        self._thread = threading.Thread(target=probe, name=self.name, daemon=True)
+        self._thread.start()
 
 
 def unreachable(exc: BaseException) -> bool:
