@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 import orjson
@@ -19,6 +20,13 @@ from alerts.delivery import BaseOutbox, Superseded
 from alerts.store.postgres import Prober
 
 log = logging.getLogger(__name__)
+
+RECENT_S = 600.0  # written again after a reconnection: longer than any replication lag worth the name
+RECENT_MAX = 20_000
+# The lock first (a materialised CTE runs before the row is made): `seq` then follows commit order. Written
+# again (a lost answer, a reconnection), an entry already there stays one entry (its id is unique).
+INSERT = ("WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s)) "
+          "INSERT INTO outbox(part, id, entry) SELECT %s, %s, %s FROM l ON CONFLICT (id) DO NOTHING")
 
 
 class TableOutbox(BaseOutbox):
@@ -48,6 +56,10 @@ class TableOutbox(BaseOutbox):
         self._prober = Prober(self._connect, "outbox-probe")
         self._back = self._prober.back
         self._size = 1
+        # What was written lately, to write again (idempotently) on every reconnection: the server reached
+        # then may be a standby promoted after an asynchronous failover that never received them.
+        self._recent: deque[tuple[float, tuple[Any, ...]]] = deque(maxlen=RECENT_MAX)
+        self.written_again = 0
 
     def holdable(self, exc: BaseException) -> bool:
         from alerts.store.postgres import unreachable
@@ -69,13 +81,28 @@ class TableOutbox(BaseOutbox):
             self._probe()
             raise Unreachable("the alert store's database is unreachable (probing every second)")
         if self._db is None or self._db.closed or self._db.broken:
+            again = self._db is not None or self._down_since is not None
             if self._db is not None:
                 self._db.close()
             self._db = self._connect()
             if self._down_since is not None:
                 log.warning("outbox: the database answers again")
             self._down_since = None
+            if again:
+                self._write_recent(self._db)
         return self._db
+
+    def _write_recent(self, db: Any) -> None:
+        """Write again what was written in the last `RECENT_S`; what the database has stays as it is."""
+        cutoff = time.monotonic() - RECENT_S
+        n = 0
+        for at, args in list(self._recent):
+            if at >= cutoff:
+                n += db.execute(INSERT, args).rowcount or 0
+        if n:
+            self.written_again += n
+            log.warning("outbox: %d entries the database had lost (a failover before they reached the standby) "
+                        "written again from memory", n)
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         """One statement; a lost connection marks the database away (the caller decides what then)."""
@@ -104,11 +131,9 @@ class TableOutbox(BaseOutbox):
     def _write(self, entry: dict[str, Any]) -> None:
         from alerts.store.pg_migrations import WRITE_LOCK
 
-        # The lock first (a materialised CTE runs before the row is made): `seq` then follows commit order.
-        # Written again after a lost answer, an entry already there stays one entry (its id is unique).
-        self._run("WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s)) "
-                  "INSERT INTO outbox(part, id, entry) SELECT %s, %s, %s FROM l ON CONFLICT (id) DO NOTHING",
-                  (WRITE_LOCK, self.part, str(entry["id"]), orjson.dumps(entry).decode()))
+        args = (WRITE_LOCK, self.part, str(entry["id"]), orjson.dumps(entry).decode())
+        self._run(INSERT, args)
+        self._recent.append((time.monotonic(), args))
 
     def size(self) -> int:
         try:
