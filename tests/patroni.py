@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.conftest import wait_until
 from tests.netns import Hosts
 from tests.pg import ADMIN, NoPostgres, ensure_installed
 
@@ -41,10 +42,6 @@ class PatroniNode:
     host: str
     addr: str
     root: Path
-
-    @property
-    def socket_dir(self) -> Path:
-        return self.root
 
     def url(self, db: str = "postgres") -> str:
         """From this machine's root namespace: by the node's socket (any namespace reaches a file)."""
@@ -116,12 +113,11 @@ def role(net: Hosts, node: PatroniNode) -> str | None:
 
 
 def wait_role(net: Hosts, node: PatroniNode, roles: set[str], timeout: float) -> float:
+    """Seconds until the node is one of `roles`."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if role(net, node) in roles:
-            return time.monotonic() - t0
-        time.sleep(0.2)
-    raise AssertionError(f"patroni node {node.name} not {roles} after {timeout:.0f} s (last: {role(net, node)})")
+    ok = wait_until(lambda: role(net, node) in roles, timeout, every=0.2)
+    assert ok, f"patroni node {node.name} not {roles} after {timeout:.0f} s (last: {role(net, node)})"
+    return time.monotonic() - t0
 
 
 LEADER = {"master", "primary"}

@@ -7,6 +7,7 @@ PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -16,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +204,26 @@ def start_standby(primary: RunningPostgres, place: Place | None = None) -> Runni
         shutil.rmtree(root, ignore_errors=True)
         raise NoPostgres(f"pg_basebackup failed: {copy.stderr.decode(errors='replace')[-800:]}")
     return _launch(bindir, root, run_as, replicable=True, place=place)
+
+
+@contextlib.contextmanager
+def replicated_pair() -> Iterator[tuple[RunningPostgres, RunningPostgres, str, str]]:
+    """(primary, standby, database, a URL naming both for writes: libpq's target_session_attrs), the alert
+    store migrated on the primary before the standby's copy; NoPostgres where PostgreSQL cannot run."""
+    from alerts.store import open_store
+
+    primary = start_postgres(replicable=True)
+    standby = None
+    try:
+        name, url = primary.fresh_database()
+        open_store(url).close()
+        standby = start_standby(primary)
+        yield primary, standby, name, (f"postgresql://{ADMIN}@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/"
+                                       f"{name}?target_session_attrs=read-write")
+    finally:
+        if standby is not None:
+            standby.stop()
+        primary.stop()
 
 
 def promote(standby: RunningPostgres) -> None:

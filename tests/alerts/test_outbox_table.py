@@ -22,7 +22,7 @@ from core.registry import bundled_registry_path, load_registry
 from tests.alerts.channels.receivers import Webhook
 from tests.alerts.test_delivery import ids_of, raise_n
 from tests.conftest import wait_until
-from tests.pg import NoPostgres, promote, start_postgres, start_standby
+from tests.pg import NoPostgres, promote, replicated_pair
 
 FAST = RetryPolicy(first_s=0.05, max_s=0.2, give_up_s=3600)
 
@@ -156,38 +156,28 @@ def test_what_a_failover_lost_is_written_again_on_reconnection() -> None:
     """An entry the primary committed but never streamed (asynchronous replication) is written again into
     the promoted standby when the outbox reconnects; one already there stays one."""
     try:
-        primary = start_postgres(replicable=True)
+        with replicated_pair() as (primary, standby, name, url):
+            box = TableOutbox(url, "alerts")
+
+            def ids_on_standby() -> set[str]:
+                with psycopg.connect(standby.url(name), autocommit=True) as c:
+                    return {r[0] for r in c.execute("SELECT id FROM outbox").fetchall()}
+
+            box.append({"id": "kept", "alert_id": "a-1", "event": "raised"})
+            assert wait_until(lambda: ids_on_standby() == {"kept"}, timeout=15)
+            primary.stop_sending()
+            box.append({"id": "lost", "alert_id": "a-2", "event": "raised"})  # committed, never streamed
+            primary.crash()
+            assert ids_on_standby() == {"kept"}
+            promote(standby)
+
+            def written() -> bool:
+                box.size()  # any use of the outbox reconnects (once the database answers)
+                return ids_on_standby() == {"kept", "lost"}
+
+            assert wait_until(written, timeout=30, every=0.3)
+            assert box.written_again == 1  # "kept" was there: not written twice
+            assert [e["id"] for _, e in box.read(0) if e] == ["kept", "lost"]
+            box.close()
     except NoPostgres as exc:
         pytest.skip(str(exc))
-    standby = None
-    try:
-        name, _ = primary.fresh_database()
-        open_store(primary.url(name)).close()
-        standby = start_standby(primary)
-        box = TableOutbox(f"postgresql://sc@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/{name}"
-                          "?target_session_attrs=read-write", "alerts")
-
-        def ids_on_standby() -> set[str]:
-            with psycopg.connect(standby.url(name), autocommit=True) as c:  # type: ignore[union-attr]
-                return {r[0] for r in c.execute("SELECT id FROM outbox").fetchall()}
-
-        box.append({"id": "kept", "alert_id": "a-1", "event": "raised"})
-        assert wait_until(lambda: ids_on_standby() == {"kept"}, timeout=15)
-        primary.stop_sending()
-        box.append({"id": "lost", "alert_id": "a-2", "event": "raised"})  # committed, never streamed
-        primary.crash()
-        assert ids_on_standby() == {"kept"}
-        promote(standby)
-
-        def written() -> bool:
-            box.size()  # any use of the outbox reconnects (once the database answers)
-            return ids_on_standby() == {"kept", "lost"}
-
-        assert wait_until(written, timeout=30, every=0.3)
-        assert box.written_again == 1  # "kept" was there: not written twice
-        assert [e["id"] for _, e in box.read(0) if e] == ["kept", "lost"]
-        box.close()
-    finally:
-        if standby is not None:
-            standby.stop()
-        primary.stop()

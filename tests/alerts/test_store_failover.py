@@ -21,27 +21,17 @@ from core.contract import TOPIC_ROOT
 from core.registry import system_registry
 from core.settings import Settings
 from tests.conftest import Collector, RunningAlerts, feed, wait_until
-from tests.pg import NoPostgres, RunningPostgres, promote, start_postgres, start_standby
+from tests.pg import NoPostgres, RunningPostgres, promote, replicated_pair
 
 
 @pytest.fixture
 def pair() -> Iterator[tuple[RunningPostgres, RunningPostgres, str]]:
     """(primary, standby, SC_STORE_URL naming both), the store made on the primary before the copy."""
     try:
-        primary = start_postgres(replicable=True)
+        with replicated_pair() as (primary, standby, _, url):
+            yield primary, standby, url
     except NoPostgres as exc:
         pytest.skip(str(exc))
-    standby = None
-    try:
-        name, url = primary.fresh_database()
-        open_store(url).close()  # migrated on the primary
-        standby = start_standby(primary)
-        yield primary, standby, (f"postgresql://sc@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/{name}"
-                                 "?target_session_attrs=read-write")
-    finally:
-        if standby is not None:
-            standby.stop()
-        primary.stop()
 
 
 def replayed(standby: RunningPostgres, db: str, n: int) -> bool:

@@ -36,7 +36,7 @@ import pytest
 from core.registry import system_registry
 from security.broker import EDGE_STATE_ROOT
 from smartcommunity.services import mosquitto_conf
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_until
 from tests.netns import Hosts, NoNetns
 from tests.patroni import LEADER, start_etcd, start_node, wait_role
 from tests.pg import NoPostgres, Place, RunningPostgres, promote, start_postgres, start_standby
@@ -61,13 +61,10 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 
 def wait(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    """`wait_until`, failing with what was waited for."""
+    got = wait_until(pred, timeout, every)
+    assert got, f"timed out after {timeout:.0f} s waiting for {what}"
+    return got
 
 
 @dataclass
