@@ -486,7 +486,6 @@ class HeldPostgresStore(Holding, PostgresStore):
         self._init_holding()
         self._last_shelves: list[Any] = []
         self._prober = Prober(self._connect, "store-probe", RETRY_S)
-        self._reachable = self._prober.back
 
     @staticmethod
     def _holdable(exc: BaseException) -> bool:
@@ -524,7 +523,7 @@ class HeldPostgresStore(Holding, PostgresStore):
     def retry(self, force: bool = False) -> bool:
         """Write what is held once the database answers again: probed from a thread of its own, so the
         engine never waits on a connection attempt to a host that does not answer."""
-        if (self.holding or self.full_since is not None) and not force and not self._reachable.is_set():
+        if (self.holding or self.full_since is not None) and not force and not self._prober.back.is_set():
             self._probe()
             return False
         done = super().retry(force)
@@ -534,7 +533,7 @@ class HeldPostgresStore(Holding, PostgresStore):
 
     def _live(self) -> Any:
         # While the database is away, fail at once: the probe thread finds out when it is back.
-        if self.full_since is not None and not self._reachable.is_set():
+        if self.full_since is not None and not self._prober.back.is_set():
             self._probe()
             raise Unreachable("the alert store's database is unreachable (probing every second)")
         if self.full_since is None and self._lost():
@@ -553,7 +552,7 @@ class HeldPostgresStore(Holding, PostgresStore):
             log.critical("ALERT STORE DATABASE UNREACHABLE (%s): alerts go on from memory; rows, steps and "
                          "condition state are kept and written when it answers again", exc)
             self.full_since = time.time()
-            self._reachable.clear()
+            self._prober.back.clear()
         super()._went_full(exc)
 
     def snapshot(self) -> dict[str, Any]:

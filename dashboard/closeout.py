@@ -236,7 +236,7 @@ def report_nav(args: Any, period_label: str = "", more_nav: list[tuple[str, str]
                    for c, n in communities_seen().items())
     query = html.escape(urlencode({k: v for k, v in args.items() if k in ("month", "from", "to", "community")}))
     scope = current_scope()
-    everything = html.escape(scope_words(scope) if scope is not None and scope_words(scope) else ALL_LABEL)
+    everything = html.escape((scope_words(scope) if scope is not None else "") or ALL_LABEL)
     links = "".join(f'<a class="nav-link{" on" if href == "/report" else ""}" href="{href}">{name}</a>'
                     for name, href in (*NAV, *(more_nav or [])))
     return (f'<header class="topbar"><b>车城路街道 综合一张图</b><nav>{links}</nav></header><main>'

@@ -15,9 +15,11 @@ from collections import deque
 from typing import Any
 
 import orjson
+import psycopg
 
 from alerts.delivery import BaseOutbox, Superseded
-from alerts.store.postgres import Prober
+from alerts.store.pg_migrations import WRITE_LOCK
+from alerts.store.postgres import CONNECT_TIMEOUT_S, Prober, Unreachable, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ class TableOutbox(BaseOutbox):
         self._db: Any = None
         self._down_since: float | None = None
         self._prober = Prober(self._connect, "outbox-probe")
-        self._back = self._prober.back
         self._size = 1
         # What was written lately, to write again (idempotently) on every reconnection: the server reached
         # then may be a standby promoted after an asynchronous failover that never received them.
@@ -62,22 +63,14 @@ class TableOutbox(BaseOutbox):
         self.written_again = 0
 
     def holdable(self, exc: BaseException) -> bool:
-        from alerts.store.postgres import unreachable
-
         return unreachable(exc)
 
     # -- the connection -------------------------------------------------------------------------------
     def _connect(self) -> Any:
-        import psycopg
-
-        from alerts.store.postgres import CONNECT_TIMEOUT_S
-
         return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
 
     def _conn(self) -> Any:
-        if self._down_since is not None and not self._back.is_set():
-            from alerts.store.postgres import Unreachable
-
+        if self._down_since is not None and not self._prober.back.is_set():
             self._probe()
             raise Unreachable("the alert store's database is unreachable (probing every second)")
         if self._db is None or self._db.closed or self._db.broken:
@@ -112,7 +105,7 @@ class TableOutbox(BaseOutbox):
             except Exception as exc:
                 if not self.holdable(exc):
                     raise
-                self._back.clear()  # probed again before the next try (also when a reconnection failed)
+                self._prober.back.clear()  # probed again before the next try (also when a reconnection failed)
                 if self._down_since is None:
                     self._down_since = time.time()
                     log.critical("OUTBOX DATABASE UNREACHABLE (%s): notifications are delivered from memory "
@@ -129,8 +122,6 @@ class TableOutbox(BaseOutbox):
 
     # -- entries --------------------------------------------------------------------------------------
     def _write(self, entry: dict[str, Any]) -> None:
-        from alerts.store.pg_migrations import WRITE_LOCK
-
         args = (WRITE_LOCK, self.part, str(entry["id"]), orjson.dumps(entry).decode())
         self._run(INSERT, args)
         self._recent.append((time.monotonic(), args))
@@ -212,10 +203,6 @@ class TableOutbox(BaseOutbox):
 
 def table_status(url: str) -> dict[str, Any]:
     """`smartcommunity notify status` on PostgreSQL: each partition's entries and each target's backlog."""
-    import psycopg
-
-    from alerts.store.postgres import CONNECT_TIMEOUT_S
-
     parts: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as db:
         for part, n in db.execute("SELECT part, count(*) FROM outbox GROUP BY part"):
