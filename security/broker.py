@@ -296,15 +296,22 @@ def _listener_opts(settings: Settings) -> str:
 def listeners(settings: Settings, pki_dir: Path) -> str:
     """The TLS listener on SC_MQTT_BIND, and a plain one on loopback (credentials still required)
     unless SC_MQTT_PLAIN=0."""
-    out = f"""listener {settings.mqtt_tls_port} {settings.mqtt_bind}
-{_listener_opts(settings)}cafile {pki_dir / 'ca.pem'}
-certfile {pki_dir / 'broker.pem'}
-keyfile {pki_dir / 'broker.key'}
+    return _tls_listeners(settings, settings.mqtt_tls_port, settings.mqtt_bind, settings.mqtt.port,
+                          pki_dir / "ca.pem", pki_dir / "broker.pem", pki_dir / "broker.key")
+
+
+def _tls_listeners(settings: Settings, tls_port: int, bind: str, plain_port: int, cafile: Path, certfile: Path,
+                   keyfile: Path) -> str:
+    """TLS on `bind`, and the plain loopback listener unless SC_MQTT_PLAIN=0 (a center's broker, an edge's)."""
+    out = f"""listener {tls_port} {bind}
+{_listener_opts(settings)}cafile {cafile}
+certfile {certfile}
+keyfile {keyfile}
 tls_version tlsv1.2
 """
     if settings.mqtt_plain:
         # Loopback only, whatever SC_MQTT_BIND says: passwords never cross the network in clear text.
-        out += f"listener {settings.mqtt.port} 127.0.0.1\n{_listener_opts(settings)}"
+        out += f"listener {plain_port} 127.0.0.1\n{_listener_opts(settings)}"
     return out
 
 
@@ -337,14 +344,8 @@ def edge_access(settings: Settings, community: str, directory: Path, port: int, 
     edge = BrokerFiles(directory)
     write_private(edge.passwd, render_passwd(accounts))
     write_private(edge.acl, render_acl(accounts, {}))
-    out = f"""listener {tls_port} {bind}
-{_listener_opts(settings)}cafile {directory / 'ca.pem'}
-certfile {directory / 'edge.pem'}
-keyfile {directory / 'edge.key'}
-tls_version tlsv1.2
-"""
-    if settings.mqtt_plain:
-        out += f"listener {port} 127.0.0.1\n{_listener_opts(settings)}"
+    out = _tls_listeners(settings, tls_port, bind, port, directory / "ca.pem", directory / "edge.pem",
+                         directory / "edge.key")
     return out + f"""allow_anonymous false
 password_file {edge.passwd}
 acl_file {edge.acl}
