@@ -17,12 +17,12 @@ from core.staff import Accounts, accounts_path
 from dashboard.app import create_app
 from dashboard.audit import audit_path
 from tests.conftest import RunningAlerts, make_settings
+from tests.dashboard.test_console_loop_browser import PASSWORD, sign_in
 from tests.dashboard.test_dash_browser import ARGS, CHROMIUM, free_port
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 
-PASSWORD = "password-1"
 WALL = {"viewport": {"width": 1920, "height": 1080}, "locale": "zh-CN"}
 
 
@@ -46,14 +46,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, 
         finally:
             srv.close()
             app.server.config["SC_DASHBOARD"].close()
-
-
-def sign_in(page: Any, base: str, username: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#u", username)
-    page.fill("#p", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/", timeout=20_000)
 
 
 def test_a_duty_officer_sets_channels_and_quiet_hours(stack: tuple[str, Any, Path]) -> None:
