@@ -54,8 +54,10 @@ _reniced = False
 
 
 def _autogroup(pid: int) -> str:
+    """The process's scheduling group, or "" where the kernel keeps none (the file is missing or
+    empty in some containers): then only the threads' nice is raised."""
     try:
-        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+        return next(iter(Path(f"/proc/{pid}/autogroup").read_text().split()), "")
     except OSError:
         return ""
 
@@ -95,7 +97,7 @@ def _keep_reniced(pid: int) -> None:
     with contextlib.suppress(OSError):
         Path(f"/proc/{pid}/autogroup").write_text(str(BROWSER_NICE))
     while True:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):  # a process ending mid-walk; the next turn sees the rest
             _renice_tree(pid, BROWSER_NICE, mine, seen, groups)
         seen &= {int(p) for p in os.listdir("/proc") if p.isdigit()}  # a pid is reused once its process ends
         time.sleep(0.3)

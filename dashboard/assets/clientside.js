@@ -293,8 +293,9 @@
         m._scHooked = g;
         g.on('plotly_afterplot', function () {
             raiseLive(g, m);
-            // After this plot returns (a relayout inside it would nest): the panel's choice holds.
-            if (g._scLayersOn) { setTimeout(function () { if (ready(g)) { showLayers(g, g._scLayersOn); } }, 0); }
+            // After this plot returns (a relayout inside it would nest): the panel's choice holds. While
+            // MapLibre is still loading (tiles of a new view), once it is idle: a skipped turn is not retried.
+            if (g._scLayersOn) { setTimeout(function () { keepLayers(g, m); }, 0); }
         });
         m.on('mousemove', function (e) { hover(g, m, e); });
         m.on('mouseout', function () { var t = tipEl(); if (t) { t.style.display = 'none'; } });
@@ -313,6 +314,14 @@
             window._scPlotlyTaken = !!(ev && ev.clientX !== undefined &&
                 taker(m, [ev.clientX - box.left, ev.clientY - box.top]));
         });
+    }
+    // The layer panel's last choice applied to what is drawn now, or as soon as the map is idle.
+    function keepLayers(g, m) {
+        if (!g._scLayersOn) { return; }
+        if (ready(g)) { showLayers(g, g._scLayersOn); return; }
+        if (m._scKeepPending) { return; }  // one waiting turn is enough: it reads the newest choice
+        m._scKeepPending = true;
+        m.once('idle', function () { m._scKeepPending = false; keepLayers(g, m); });
     }
     // What a click at a point of the map does if our layers take it: a live dot opens its page, a
     // device bubble zooms in on itself; null when plotly's traces should have it.
