@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 import uuid
@@ -30,9 +31,28 @@ CONTRACT_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contract" 
 MODULE_DASHBOARDS = {"live", "staffed"}  # tests/security/web: module-scoped LiveDashboard fixtures
 
 
+class _GroupsHeld:
+    """In a `--dist loadgroup` worker, every grouped test must carry its group in its id (that is how
+    xdist keeps a group in one worker): a pytest/xdist pair that drops it spreads the browser tests
+    over every worker without a word (pytest 9.2 with xdist 3.8 did), so this stops the run instead."""
+
+    @pytest.hookimpl(trylast=True)  # after xdist's own hook has named the tests
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not getattr(config.option, "loadgroup", False):
+            return
+        lost = [item.nodeid for item in items
+                if (mark := item.get_closest_marker("xdist_group")) and not item.nodeid.endswith("@" + mark.args[0])]
+        if lost:
+            why = (f"--dist loadgroup is not in effect for {len(lost)} tests (e.g. {lost[0]}): "
+                   "this pytest and pytest-xdist do not work together; see pyproject.toml")
+            print(f"\n{why}", file=sys.stderr)  # a worker's own error reaches the terminal only as xdist's assert
+            raise pytest.UsageError(why)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): tests that `make test` (pytest-xdist, --dist loadgroup) "
                             "runs in one worker, one after the other")
+    config.pluginmanager.register(_GroupsHeld(), "sc-groups-held")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
