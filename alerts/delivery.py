@@ -786,7 +786,6 @@ class Delivery:
         The table drops what every target has finished, a day after it was written."""
         if not isinstance(self.outbox, Outbox):  # the store's table (alerts/store/outbox.py)
             return self._compact_table()
-        assert isinstance(self.outbox, Outbox)
         path = self.outbox.path
         size = self.outbox.size()
         if size < min_bytes:
@@ -841,18 +840,22 @@ class Delivery:
 _SHARED: dict[str, BaseOutbox] = {}  # the running alert service's outbox, for messages queued in it
 
 
-def open_outbox(settings: Any, part: str) -> BaseOutbox:
-    """The outbox of an alert partition (`part`, its lease's name): the store's table when the store is
-    PostgreSQL (engines on several hosts continue each other's delivery), else the data folder's file.
-    It is also the outbox of the messages this process queues (`outbox_for`)."""
+def _new_outbox(settings: Any, part: str) -> BaseOutbox:
+    """The store's table when the store is PostgreSQL, else the data folder's file."""
     from alerts.store import sqlite_file
 
     if sqlite_file(settings) is None:
         from alerts.store.outbox import TableOutbox
 
-        box: BaseOutbox = TableOutbox(str(settings.store_url), part)
-    else:
-        box = Outbox(outbox_path(settings.data_path), cursor_dir(settings.data_path))
+        return TableOutbox(str(settings.store_url), part)
+    return Outbox(outbox_path(settings.data_path), cursor_dir(settings.data_path))
+
+
+def open_outbox(settings: Any, part: str) -> BaseOutbox:
+    """The outbox of an alert partition (`part`, its lease's name): the store's table when the store is
+    PostgreSQL (engines on several hosts continue each other's delivery), else the data folder's file.
+    It is also the outbox of the messages this process queues (`outbox_for`)."""
+    box = _new_outbox(settings, part)
     _SHARED[str(settings.data_path)] = box
     return box
 
@@ -863,10 +866,7 @@ def outbox_for(settings: Any) -> BaseOutbox:
     box = _SHARED.get(str(settings.data_path))
     if box is not None:
         return box
-    from alerts.store import sqlite_file
-
-    if sqlite_file(settings) is None:  # kept: one connection for this process's messages
-        from alerts.store.outbox import TableOutbox
-
-        return _SHARED.setdefault(str(settings.data_path), TableOutbox(str(settings.store_url), "alerts"))
-    return Outbox(outbox_path(settings.data_path), cursor_dir(settings.data_path))
+    box = _new_outbox(settings, "alerts")
+    if isinstance(box, Outbox):  # a file is opened per use
+        return box
+    return _SHARED.setdefault(str(settings.data_path), box)  # kept: one connection for this process's messages
