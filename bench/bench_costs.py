@@ -54,6 +54,7 @@ from bench_ingest import (  # noqa: E402
     IngestProc,
     Progress,
     bench_settings,
+    count_stored,
     ensure_big_registry,
     make_messages,
     publish,
@@ -173,7 +174,7 @@ def ingest_ceiling(s: Settings, msgs: list[tuple[str, bytes]], tmp: Path) -> tup
     90 % of the backlog: (msg/s, cores, valid messages not stored)."""
     influx = InfluxClient(s.influx_url, s.influx_db, timeout_s=300)
     influx.create_database()
-    before = stored_points(influx)
+    before = count_stored(influx)
     ing = IngestProc(s, 1, tmp / "ingest-ceiling.log")
     ing.start()
     ing.wait_connected()  # its session and subscription exist; now it goes away
@@ -195,13 +196,7 @@ def ingest_ceiling(s: Settings, msgs: list[tuple[str, bytes]], tmp: Path) -> tup
                 meter.stop()
         time.sleep(0.05)
     ing.stop()
-    return prog.rate(), meter.cores.get("ingest", float("nan")), len(msgs) - (stored_points(influx) - before)
-
-
-def stored_points(influx: InfluxClient) -> int:
-    return sum(int(ser.values[0][1] or 0) for f, k in (("lel_pct", "gas"), ("pressure_mpa", "water"),
-                                                       ("voltage_v", "power"), ("fps", "camera"))
-               for ser in influx.query(f'SELECT count("{f}") FROM "{k}"'))
+    return prog.rate(), meter.cores.get("ingest", float("nan")), len(msgs) - (count_stored(influx) - before)
 
 
 # -- (3): Mosquitto alone -------------------------------------------------------------------------
